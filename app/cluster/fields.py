@@ -1,0 +1,207 @@
+"""Field types of cluster.yaml: each parses one string and says plainly what is wrong with it.
+
+Every parser takes the raw YAML value and raises ValueError with a message meant for the person
+editing cluster.yaml; the model wraps them as pydantic types with a JSON Schema for editors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import posixpath
+import re
+import struct
+from typing import Annotated, Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from pydantic import BeforeValidator, WithJsonSchema
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+K8S_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
+FLATCAR_VERSION = re.compile(r"\d+\.\d+\.\d+")
+TOKEN = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
+MIN_K8S = (1, 31)
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        shown = f" {value!r}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+        raise ValueError(f"must be {what} written as a string, not {yaml_type(value)}{shown}")
+    return value.strip()
+
+
+def yaml_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+             dict: "a mapping", type(None): "empty"}
+    return names.get(type(value), "a string")
+
+
+def parse_dns_label(value: Any) -> str:
+    text = _text(value, "a name")
+    if not DNS_LABEL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a DNS-1123 label: use 1-63 lower-case letters, digits "
+                         "and '-', starting and ending with a letter or digit")
+    return text
+
+
+def parse_dns_name(value: Any) -> str:
+    text = _text(value, "a DNS name").rstrip(".")
+    if len(text) > 253 or not all(DNS_LABEL.fullmatch(p) for p in text.split(".")):
+        raise ValueError(f"{text!r} is not a valid DNS name (lower-case labels separated by dots)")
+    return text
+
+
+def parse_k8s_version(value: Any) -> str:
+    text = _text(value, "a version like v1.31.4")
+    m = K8S_VERSION.fullmatch(text)
+    if not m:
+        hint = f"; did you mean 'v{text}'?" if K8S_VERSION.fullmatch("v" + text) else ""
+        raise ValueError(f"{text!r} is not a Kubernetes version of the form vX.Y.Z{hint}")
+    if (int(m[1]), int(m[2])) < MIN_K8S:
+        raise ValueError(f"{text} is too old: kubeadm v1beta4 configuration needs v1.31 or newer")
+    return text
+
+
+def parse_flatcar_version(value: Any) -> str:
+    text = _text(value, "a version like 4081.3.6")
+    if not FLATCAR_VERSION.fullmatch(text):
+        raise ValueError(f"{text!r} is not a Flatcar release of the form X.Y.Z (e.g. 4081.3.6)")
+    return text
+
+
+def parse_mac(value: Any) -> str:
+    """Accept aa:bb:.., aa-bb-.. or aabb.ccdd.eeff, in any case; return lower-case colon form."""
+    text = _text(value, "a MAC address")
+    digits = re.sub(r"[:\-.]", "", text)
+    shapes = (r"([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}", r"([0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}")
+    if not any(re.fullmatch(s, text) for s in shapes) or len(digits) != 12:
+        raise ValueError(f"{text!r} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)")
+    mac = ":".join(digits[i:i + 2] for i in range(0, 12, 2)).lower()
+    if int(digits[:2], 16) & 1:
+        raise ValueError(f"{mac} is a multicast address; a NIC's MAC is unicast (first byte even)")
+    if digits.strip("0") == "":
+        raise ValueError("00:00:00:00:00:00 is not a usable MAC address")
+    return mac
+
+
+def parse_ipv4(value: Any) -> ipaddress.IPv4Address:
+    text = _text(value, "an IPv4 address")
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 address") from None
+
+
+def parse_ipv4_network(value: Any) -> ipaddress.IPv4Network:
+    text = _text(value, "a CIDR like 10.0.0.0/24")
+    if "/" not in text:
+        raise ValueError(f"{text!r} needs a prefix length, like {text}/24")
+    try:
+        return ipaddress.IPv4Network(text)
+    except ValueError as exc:
+        if "host bits set" in str(exc):
+            fixed = ipaddress.IPv4Network(text, strict=False)
+            raise ValueError(f"{text} has host bits set; did you mean {fixed}?") from None
+        raise ValueError(f"{text!r} is not an IPv4 network in CIDR form") from None
+
+
+def parse_ssh_key(value: Any) -> str:
+    """A public key line: known type, base64 body whose embedded type matches, optional comment."""
+    text = _text(value, "an SSH public key")
+    parts = text.split(None, 2)
+    if len(parts) < 2:
+        raise ValueError("is not an SSH public key: expected '<type> <base64> [comment]'")
+    kind, body = parts[0], parts[1]
+    if kind not in SSH_KEY_TYPES:
+        raise ValueError(f"unknown SSH key type {kind!r} (use one of: {', '.join(SSH_KEY_TYPES)})")
+    try:
+        blob = base64.b64decode(body, validate=True)
+        fields = _ssh_strings(blob)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the {kind} key body is not valid base64 key data (was it cut short?)") from None
+    if fields[0] != kind.encode():
+        raise ValueError(f"the key body is a {fields[0].decode(errors='replace')} key but the line says {kind}")
+    if not kind.startswith("sk-"):
+        try:  # cryptography knows the standard key types and checks the key material itself
+            serialization.load_ssh_public_key(f"{kind} {body}".encode())
+        except (ValueError, UnsupportedAlgorithm):
+            raise ValueError(f"the {kind} key body does not hold a valid key (was it cut short?)") from None
+    return text
+
+
+def _ssh_strings(blob: bytes) -> list[bytes]:
+    """Split the SSH wire format (uint32 length + bytes, repeated); it must use every byte."""
+    out, at = [], 0
+    while at < len(blob):
+        if at + 4 > len(blob):
+            raise ValueError("truncated")
+        (length,) = struct.unpack(">I", blob[at:at + 4])
+        if at + 4 + length > len(blob):
+            raise ValueError("truncated")
+        out.append(blob[at + 4:at + 4 + length])
+        at += 4 + length
+    if len(out) < 2:
+        raise ValueError("no key material")
+    return out
+
+
+def parse_token(value: Any) -> str:
+    text = _text(value, "a token")
+    if not TOKEN.fullmatch(text):
+        raise ValueError("is not a kubeadm bootstrap token: expected 6 and 16 characters of "
+                         "[a-z0-9] joined by a dot, like abcdef.0123456789abcdef")
+    return text
+
+
+def parse_disk(value: Any) -> str:
+    text = _text(value, "a device path")
+    if not text.startswith("/dev/") or posixpath.normpath(text) != text or text == "/dev/":
+        raise ValueError(f"{text!r} must be an absolute device path under /dev/, like /dev/sda "
+                         "or /dev/disk/by-id/...")
+    return text
+
+
+def parse_ifname(value: Any) -> str:
+    text = _text(value, "an interface name")
+    if not 0 < len(text) <= 15 or "/" in text or any(c.isspace() for c in text):
+        raise ValueError(f"{text!r} is not a Linux interface name (1-15 characters, no '/' or spaces)")
+    return text
+
+
+def parse_port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be a port number, not {yaml_type(value)}")
+    if not 1 <= value <= 65535:
+        raise ValueError(f"{value} is outside the port range 1-65535")
+    return value
+
+
+def _string_type(parser, schema: dict):
+    return [BeforeValidator(parser), WithJsonSchema({"type": "string", **schema})]
+
+
+DnsLabel = Annotated[str, *_string_type(parse_dns_label, {"pattern": DNS_LABEL.pattern, "maxLength": 63})]
+DnsName = Annotated[str, *_string_type(parse_dns_name, {"format": "hostname"})]
+K8sVersion = Annotated[str, *_string_type(parse_k8s_version, {"pattern": r"^v\d+\.\d+\.\d+$"})]
+FlatcarVersion = Annotated[str, *_string_type(parse_flatcar_version, {"pattern": r"^\d+\.\d+\.\d+$"})]
+Mac = Annotated[str, *_string_type(parse_mac, {
+    "pattern": r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$|^([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$"})]
+IPv4 = Annotated[ipaddress.IPv4Address, *_string_type(parse_ipv4, {"format": "ipv4"})]
+IPv4Net = Annotated[ipaddress.IPv4Network, *_string_type(parse_ipv4_network, {"pattern": r"^[0-9.]+/\d+$"})]
+SshKey = Annotated[str, *_string_type(parse_ssh_key, {"pattern": r"^(ssh|ecdsa|sk)-\S+ \S+"})]
+Token = Annotated[str, *_string_type(parse_token, {"pattern": "^" + TOKEN.pattern + "$"})]
+Disk = Annotated[str, *_string_type(parse_disk, {"pattern": "^/dev/"})]
+IfName = Annotated[str, *_string_type(parse_ifname, {"maxLength": 15})]
+Port = Annotated[int, BeforeValidator(parse_port),
+                 WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535})]

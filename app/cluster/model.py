@@ -1,0 +1,97 @@
+"""The cluster.yaml model: typed, immutable, with the descriptions editors and the README show."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.cluster.fields import (IPv4, Disk, DnsLabel, DnsName, FlatcarVersion, IfName, IPv4Net,
+                                K8sVersion, Mac, Port, SshKey, Token)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterSpec(_Model):
+    name: DnsLabel = Field(description="Cluster name, a DNS-1123 label (e.g. `lab`).")
+    k8s_version: K8sVersion = Field(description="Kubernetes release `vX.Y.Z`, v1.31 or newer (kubeadm v1beta4).")
+    flatcar_version: FlatcarVersion = Field(description="Flatcar Container Linux release `X.Y.Z` to install.")
+    flatcar_channel: Literal["stable", "beta", "alpha", "lts"] = Field(
+        "stable", description="Flatcar release channel of that version.")
+    pod_subnet: IPv4Net = Field(ipaddress.IPv4Network("10.244.0.0/16"), description="Pod network CIDR.")
+    service_subnet: IPv4Net = Field(ipaddress.IPv4Network("10.96.0.0/12"), description="Service network CIDR.")
+    ssh_authorized_key: SshKey = Field(description="SSH public key installed for user `core` on every node.")
+    ssh_authorized_keys: list[SshKey] = Field(default_factory=list, description="More SSH public keys for `core`.")
+    api_server_name: DnsName | None = Field(
+        None, description="DNS name for the API server; put in its certificate and in the kubeconfig.")
+    kubeadm_token: Token | None = Field(
+        None, description="Bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}`; generated (and kept) when absent.")
+
+    @property
+    def ssh_keys(self) -> list[str]:
+        return [self.ssh_authorized_key, *(k for k in self.ssh_authorized_keys if k != self.ssh_authorized_key)]
+
+
+class Bootstrap(_Model):
+    ip: IPv4 = Field(description="The appliance's address on the provisioning network.")
+    interface: IfName | None = Field(None, description="Interface dnsmasq answers on; default: the one holding `ip`.")
+    http_port: Port = Field(8080, description="Port of the boot HTTP server (iPXE scripts, Ignition, assets).")
+
+
+class Network(_Model):
+    cidr: IPv4Net = Field(description="The provisioning network, where nodes and the appliance live.")
+    gateway: IPv4 = Field(description="Default gateway given to every node.")
+    dns: list[IPv4] = Field(default_factory=list, description="DNS servers given to every node.")
+
+
+class Node(_Model):
+    name: DnsLabel = Field(description="Hostname and Kubernetes node name, a DNS-1123 label, unique.")
+    role: Literal["controller", "worker"] = Field(description="`controller` (control plane) or `worker`.")
+    mac: Mac = Field(description="MAC of the NIC that PXE-boots; `aa:bb:..`, `aa-bb-..` or `aabb.ccdd.eeff`.")
+    ip: IPv4 = Field(description="Static address, inside `network.cidr`, unique.")
+    install_disk: Disk = Field("/dev/sda", description="Disk Flatcar is installed to (wiped).")
+    arch: Literal["amd64", "arm64"] = Field("amd64", description="CPU architecture.")
+
+
+class Cluster(_Model):
+    """A whole cluster.yaml. The first controller in `nodes` runs `kubeadm init`."""
+
+    model_config = ConfigDict(title="bootstrap-node cluster.yaml")
+
+    cluster: ClusterSpec = Field(description="Cluster-wide settings.")
+    control_plane_vip: IPv4 | None = Field(
+        None, description="Virtual IP of the API server (kube-vip); required with more than one controller.")
+    bootstrap: Bootstrap = Field(description="The appliance itself.")
+    network: Network = Field(description="The provisioning network.")
+    nodes: list[Node] = Field(description="The machines, in order; the first controller bootstraps the cluster.")
+
+    @property
+    def controllers(self) -> list[Node]:
+        return [n for n in self.nodes if n.role == "controller"]
+
+    @property
+    def workers(self) -> list[Node]:
+        return [n for n in self.nodes if n.role == "worker"]
+
+    @property
+    def bootstrap_node(self) -> Node:
+        """The node that runs `kubeadm init`."""
+        return self.controllers[0]
+
+    @property
+    def api_host(self) -> str:
+        """Where clients reach the API: the DNS name, else the VIP, else the only controller."""
+        if self.cluster.api_server_name:
+            return self.cluster.api_server_name
+        return str(self.control_plane_vip or self.bootstrap_node.ip)
+
+    @property
+    def control_plane_address(self) -> str:
+        """The address the API answers on (VIP or the single controller), for kubeadm's endpoint."""
+        return str(self.control_plane_vip or self.bootstrap_node.ip)
+
+    def node_by_mac(self, mac: str) -> Node | None:
+        return next((n for n in self.nodes if n.mac == mac), None)

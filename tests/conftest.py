@@ -1,0 +1,24 @@
+"""Shared fixtures. `../shared/` (beside the repository) holds data tests read in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+EXAMPLE = REPO / "cluster.yaml.example"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/, or skip the test when that directory is not beside the clone."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the project's shared data beside the repository; absent in a user's clone)")
+    return path
+
+
+@pytest.fixture
+def example_text() -> str:
+    return EXAMPLE.read_text()
