@@ -14,7 +14,7 @@ from app import __version__
 from app.cluster import InvalidConfig, Problem, SourceError, load_cluster, load_source, render
 from app.cluster.checks import check
 from app.cluster.model import Cluster
-from app.cluster.source import Pos
+from app.yaml_source import Pos
 
 app = typer.Typer(
     help="Turn a rack of powered-off bare-metal machines into a Kubernetes cluster on Flatcar.",

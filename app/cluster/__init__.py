@@ -5,7 +5,7 @@ from pathlib import Path
 from app.cluster.checks import check, iter_field_paths
 from app.cluster.model import Bootstrap, Cluster, ClusterSpec, Network, Node
 from app.cluster.problems import Problem, render
-from app.cluster.source import SourceError, load_source
+from app.yaml_source import SourceError, load_source
 
 
 class InvalidConfig(Exception):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from app.cluster.fields import IPv4, yaml_type
 from app.cluster.model import Bootstrap, Cluster, ClusterSpec, Network, Node
 from app.cluster.problems import Problem, format_loc
-from app.cluster.source import Loc, Source
+from app.yaml_source import Loc, Source
 
 SECTIONS: dict[str, type[BaseModel]] = {"cluster": ClusterSpec, "bootstrap": Bootstrap, "network": Network}
 

@@ -7,7 +7,7 @@ import dns.resolver
 
 from app.cluster.model import Cluster
 from app.cluster.problems import Problem
-from app.cluster.source import Source
+from app.yaml_source import Source
 
 
 def check_online(cluster: Cluster, source: Source, file: str, nameserver: str | None = None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.cluster import check, load_source
-from app.cluster.source import SourceError, parse_source
+from app.yaml_source import SourceError, parse_source
 from tests.conftest import EXAMPLE
 
 BASE = EXAMPLE.read_text()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+import re
 from typing import Any
 
 import yaml
@@ -24,10 +25,11 @@ class Pos:
 class SourceError(Exception):
     """The file cannot be read as YAML at all (exit code 2)."""
 
-    def __init__(self, message: str, pos: Pos | None = None):
+    def __init__(self, message: str, pos: Pos | None = None, problem: str | None = None):
         super().__init__(message)
         self.message = message
         self.pos = pos
+        self.problem = problem or message  # the parser's own words, without our prefix
 
 
 @dataclass
@@ -83,11 +85,28 @@ class _Builder:
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         value = self.loader.construct_object(node)
-        # YAML 1.1 reads 52:54:00:00:00:11 as a base-60 integer. No field of ours is base 60,
-        # so a plain scalar with colons that resolved to a number keeps its text.
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and ":" in node.value:
-            return node.value
+        return _as_yaml12(value, node)
+
+
+_OCTAL_12 = re.compile(r"0o[0-7]+")
+
+
+def _as_yaml12(value: Any, node: yaml.ScalarNode) -> Any:
+    """Undo the YAML 1.1 readings that YAML 1.2 parsers (go-yaml v3, editors) do not make.
+
+    - `52:54:00:00:00:11` is a base-60 integer in 1.1: keep the text.
+    - `yes`/`no`/`on`/`off` are booleans in 1.1: keep the text; only true/false are booleans.
+    - `0o644` is a string in 1.1 but octal 420 in 1.2 (Butane accepts it for modes).
+    """
+    if node.style is not None:  # quoted: always a string
         return value
+    if isinstance(value, bool):
+        return value if node.value.lower() in ("true", "false") else node.value
+    if isinstance(value, (int, float)) and ":" in node.value:
+        return node.value
+    if isinstance(value, str) and _OCTAL_12.fullmatch(node.value):
+        return int(node.value[2:], 8)
+    return value
 
 
 def load_source(path: Path) -> Source:
@@ -114,7 +133,7 @@ def parse_source(text: str, path: Path) -> Source:
         mark = exc.problem_mark or exc.context_mark
         pos = Pos(mark.line + 1, mark.column + 1) if mark else None
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise SourceError(f"YAML syntax error: {problem}", pos) from None
+        raise SourceError(f"YAML syntax error: {problem}", pos, str(exc.problem or problem)) from None
     except yaml.YAMLError as exc:
         raise SourceError(f"YAML syntax error: {exc}") from None
     finally:
