@@ -96,6 +96,52 @@ def validate(
     raise typer.Exit(EXIT_INVALID if failed else EXIT_OK)
 
 
+@app.command()
+def generate(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    output: Annotated[Optional[Path], typer.Option("--output", help="Output directory.")] = None,
+    templates: Annotated[Optional[Path], typer.Option("--templates", help="Template overrides.")] = None,
+    assets: Annotated[Path, typer.Option(envvar="BOOTSTRAP_ASSETS", help="Baked assets (sysext hashes).")]
+        = Path("/assets"),
+    ipxe_dir: Annotated[Path, typer.Option(envvar="BOOTSTRAP_IPXE_DIR", help="Where the iPXE binaries are.")]
+        = Path("/usr/lib/ipxe"),
+    ignition_schemas: Annotated[Optional[Path], typer.Option(
+        envvar="BOOTSTRAP_IGNITION_SCHEMAS", help="Directory of official Ignition JSON Schemas to check against.")]
+        = None,
+    rotate_secrets: Annotated[bool, typer.Option(
+        help="Replace the CA, keys and tokens. Installed nodes will no longer trust the cluster.")] = False,
+) -> None:
+    """Render the output tree: Matchbox data, Ignition per node, PKI, dnsmasq.conf, TFTP files.
+
+    Atomic and idempotent: a failure leaves the previous output untouched; the same inputs give
+    the same bytes. Secrets are created once and reused.
+    """
+    from app.generate import generate as run_generate
+    from app.output import OutputError
+    from app.render.tree import RenderError
+
+    paths = ctx.obj
+    cluster = load_or_exit(config or paths.config)
+    out = output or paths.output
+    try:
+        result = run_generate(cluster, out, templates or paths.templates, assets=assets, ipxe_dir=ipxe_dir,
+                              ignition_schemas=ignition_schemas, rotate_secrets=rotate_secrets)
+    except (RenderError, OutputError) as exc:
+        typer.echo(f"generate failed, {out} left unchanged:\n{exc}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    except OSError as exc:
+        typer.echo(f"generate failed: {exc}", err=True)
+        raise typer.Exit(EXIT_UNREADABLE)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    s = result.summary
+    if result.secrets_created:
+        typer.echo(f"created new secrets in {out / 'credentials'} (CA, service-account key, token)")
+    typer.echo(f"{out}: {len(s.written)} written, {len(s.unchanged)} unchanged, {len(s.removed)} removed "
+               f"({len(cluster.nodes)} nodes)")
+
+
 def _unreadable(path: Path, exc: SourceError, fmt: Format = Format.text) -> str:
     if fmt is Format.text:
         where = f"{path}:{exc.pos.line}:{exc.pos.column}" if exc.pos else str(path)

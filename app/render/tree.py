@@ -1,0 +1,180 @@
+"""The whole output tree for a Cluster: a pure function from inputs to {relative path: (bytes, mode)}.
+
+Inputs are the Cluster, its Secrets, the templates and a few facts about the appliance (where the
+output lives, which iPXE binaries and sysext hashes it has). No clock, no network, no writes: the
+same inputs always give the same bytes, so `generate` can diff, re-run and fail without harm.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from app.cluster import Cluster, Node
+from app.render import butane, ignition, pki
+from app.render.templates import Templates, TemplateError
+
+NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
+KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v1.2.3"
+SYSEXT_ARCH = {"amd64": "x86-64", "arm64": "arm64"}
+FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
+SECRET = 0o600
+PUBLIC = 0o644
+
+Files = dict[str, tuple[bytes, int]]
+
+
+class RenderError(Exception):
+    """Rendering failed; nothing may be written. The message names the template or node."""
+
+
+@dataclass(frozen=True)
+class Appliance:
+    """What rendering needs to know about the appliance itself."""
+
+    output_dir: Path  # absolute; dnsmasq's tftp-root lives under it
+    ipxe_binaries: dict[str, bytes] = field(default_factory=dict)  # tftp/ file name -> contents
+    sysext_hashes: dict[str, str] = field(default_factory=dict)  # sysext file name -> "sha512-<hex>"
+    ignition_schemas: Path | None = None  # official JSON Schemas, checked when given
+
+
+def render_tree(cluster: Cluster, secrets: pki.Secrets, templates: Templates, appliance: Appliance) -> Files:
+    base = cluster_variables(cluster, secrets, appliance)
+    files: Files = {}
+    for path, (data, mode) in pki.to_files(secrets).items():
+        files[f"credentials/{path}"] = (data, mode)
+    server = f"https://{cluster.api_host}:6443"
+    files["credentials/admin.kubeconfig"] = (pki.admin_kubeconfig(secrets, server, cluster.cluster.name), SECRET)
+    for node in cluster.nodes:
+        files.update(_node_files(cluster, node, base, templates, appliance))
+    files["dnsmasq.conf"] = (_render(templates, "dnsmasq.conf.tmpl", base).encode(), PUBLIC)
+    for name, data in sorted(appliance.ipxe_binaries.items()):
+        files[f"tftp/{name}"] = (data, PUBLIC)
+    return files
+
+
+def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Appliance) -> dict:
+    spec, boot, net = cluster.cluster, cluster.bootstrap, cluster.network
+    url = f"http://{boot.ip}:{boot.http_port}"
+    sans = [cluster.control_plane_address] + ([spec.api_server_name] if spec.api_server_name else [])
+    return {
+        # The seed's names, kept so users' templates keep working.
+        "BOOTSTRAP_IP": str(boot.ip), "CLUSTER_NAME": spec.name,
+        "CONTROL_PLANE_VIP": str(cluster.control_plane_vip or ""), "K8S_VERSION": spec.k8s_version,
+        "FLATCAR_VERSION": spec.flatcar_version, "POD_SUBNET": str(spec.pod_subnet),
+        "SERVICE_SUBNET": str(spec.service_subnet), "SSH_KEY": spec.ssh_authorized_key,
+        "KUBEADM_TOKEN": secrets.bootstrap_token,
+        # More, for the built-in templates.
+        "cluster": cluster, "BOOTSTRAP_URL": url, "HTTP_PORT": boot.http_port, "INTERFACE": boot.interface or "",
+        "SSH_KEYS": spec.ssh_keys, "FLATCAR_CHANNEL": spec.flatcar_channel,
+        "K8S_MINOR": ".".join(spec.k8s_version.split(".")[:2]), "API_SERVER_NAME": spec.api_server_name or "",
+        "CONTROL_PLANE_ENDPOINT": f"{cluster.control_plane_address}:6443", "API_SANS": sans,
+        "CA_CERT_HASH": pki.ca_pin(secrets.ca_crt), "NO_TAINTS": not cluster.workers,
+        "GATEWAY": str(net.gateway), "DNS": [str(d) for d in net.dns], "NODE_PREFIX": net.cidr.prefixlen,
+        "NETWORK_ADDRESS": str(net.cidr.network_address), "NETMASK": str(net.cidr.netmask),
+        "TFTP_ROOT": str(appliance.output_dir / "tftp"), "NIC": NIC, "KUBE_VIP_IMAGE": KUBE_VIP_IMAGE,
+        "secrets": secrets,
+    }
+
+
+def node_variables(cluster: Cluster, node: Node, base: dict, appliance: Appliance) -> dict:
+    sysext = f"kubernetes-{cluster.cluster.k8s_version}-{SYSEXT_ARCH[node.arch]}.raw"
+    asset_dir = FLATCAR_ASSET_DIR[node.arch]
+    return {
+        **base, "node": node, "NODE_NAME": node.name, "NODE_IP": str(node.ip), "NODE_MAC": node.mac,
+        "NODE_ROLE": node.role, "NODE_DISK": node.install_disk, "NODE_ARCH": node.arch,
+        "IS_BOOTSTRAP": node is cluster.bootstrap_node,
+        "KUBEADM_ACTION": "init" if node is cluster.bootstrap_node else "join",
+        "FLATCAR_BASE_URL": f"{base['BOOTSTRAP_URL']}/assets/{asset_dir}",
+        "FLATCAR_ASSETS": f"/assets/{asset_dir}/{cluster.cluster.flatcar_version}",
+        "SYSEXT": {"file": sysext, "url": f"{base['BOOTSTRAP_URL']}/assets/sysext/{sysext}",
+                   "hash": appliance.sysext_hashes.get(sysext, "")},
+    }
+
+
+def _node_files(cluster: Cluster, node: Node, base: dict, templates: Templates, appliance: Appliance) -> Files:
+    v = node_variables(cluster, node, base, appliance)
+    kubeadm = _render(templates, f"kubeadm/{v['KUBEADM_ACTION']}.yaml.tmpl", v)
+    _check_yaml(kubeadm, templates.origin(f"kubeadm/{v['KUBEADM_ACTION']}.yaml.tmpl"), node)
+    v["KUBEADM_CONFIG"] = kubeadm
+    if node.role == "controller":
+        v["CONTROL_PLANE_FILES"] = _control_plane_files(cluster, v, templates)
+    final = "bootstrap" if v["IS_BOOTSTRAP"] else node.role
+    files: Files = {}
+    for stage, template, ign_id, selector in (
+            ("install", "install", f"{node.name}-install", {"mac": node.mac}),
+            ("installed", final, node.name, {"mac": node.mac, "os": "installed"})):
+        stage_vars = {**v, "STAGE": stage, "PROFILE_ID": ign_id, "GROUP_ID": ign_id,
+                      "IGNITION_ID": f"{ign_id}.ign", "SELECTOR": selector}
+        config = _ignition(templates, f"ignition/{template}.yaml.tmpl", stage_vars, node, appliance)
+        files[f"matchbox/ignition/{ign_id}.ign"] = (config, SECRET)
+        profile = "install" if stage == "install" else "final"
+        files[f"matchbox/profiles/{ign_id}.json"] = _json(templates, f"profiles/{profile}.json.tmpl", stage_vars)
+        files[f"matchbox/groups/{ign_id}.json"] = _json(templates, "groups/node.json.tmpl", stage_vars)
+    return files
+
+
+def _control_plane_files(cluster: Cluster, v: dict, templates: Templates) -> list[tuple[str, str]]:
+    s: pki.Secrets = v["secrets"]
+    files = [("pki/ca.crt", s.ca_crt), ("pki/ca.key", s.ca_key), ("pki/sa.key", s.sa_key), ("pki/sa.pub", s.sa_pub),
+             ("pki/front-proxy-ca.crt", s.front_proxy_ca_crt), ("pki/front-proxy-ca.key", s.front_proxy_ca_key),
+             ("pki/etcd/ca.crt", s.etcd_ca_crt), ("pki/etcd/ca.key", s.etcd_ca_key)]
+    out = [(path, data.decode()) for path, data in files]
+    if cluster.control_plane_vip is not None:
+        manifest = _render(templates, "kube-vip/kube-vip.yaml.tmpl", v)
+        _check_yaml(manifest, templates.origin("kube-vip/kube-vip.yaml.tmpl"), v["node"])
+        out.append(("manifests/kube-vip.yaml", manifest))
+    return out
+
+
+def _render(templates: Templates, name: str, variables: dict) -> str:
+    try:
+        return templates.render(name, variables)
+    except TemplateError as exc:
+        node = variables.get("NODE_NAME")
+        raise RenderError(f"{exc}{f' (rendering for node {node})' if node else ''}") from None
+
+
+def _check_yaml(text: str, origin: str, node: Node) -> None:
+    try:
+        list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise RenderError(f"{origin}: rendered for node {node.name} is not valid YAML: {exc}") from None
+
+
+def _json(templates: Templates, name: str, variables: dict) -> tuple[bytes, int]:
+    text = _render(templates, name, variables)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RenderError(f"{templates.origin(name)}: rendered for node {variables['NODE_NAME']} is not "
+                          f"valid JSON: {exc.msg} at line {exc.lineno} of the output") from None
+    return (json.dumps(data, indent=2) + "\n").encode(), PUBLIC
+
+
+def _ignition(templates: Templates, name: str, variables: dict, node: Node, appliance: Appliance) -> bytes:
+    text = _render(templates, name, variables)
+    try:
+        config = butane.translate(text, name=name).config
+    except butane.ButaneError as exc:
+        raise RenderError(f"{templates.origin(name)} rendered for node {node.name} is not valid Butane:\n"
+                          f"{exc}{_context(text, exc)}") from None
+    problems = [r.text() for r in ignition.check(config) if r.level == "error"]
+    if appliance.ignition_schemas is not None:
+        problems += ignition.schema_errors(config, appliance.ignition_schemas)
+    if problems:
+        raise RenderError(f"{templates.origin(name)} for node {node.name}: invalid Ignition:\n" + "\n".join(problems))
+    return ignition.dumps(config)
+
+
+def _context(text: str, exc: butane.ButaneError) -> str:
+    """Show the rendered lines a Butane report points at: a template's own lines differ."""
+    lines = text.splitlines()
+    shown = []
+    for report in exc.reports:
+        if report.lineno and 0 < report.lineno <= len(lines):
+            shown.append(f"  rendered line {report.lineno}: {lines[report.lineno - 1].strip()}")
+    return ("\n" + "\n".join(shown)) if shown else ""
