@@ -1,0 +1,72 @@
+"""/assets/: static files under one root, never outside it.
+
+aiohttp's FileResponse gives sendfile (zero-copy), single Range, HEAD, Last-Modified and
+If-Modified-Since. What we add is the confinement: the request path is decoded once, must not
+contain `..` segments, and its real path (symlinks resolved) must stay under the real root.
+"""
+
+from __future__ import annotations
+
+import html
+import mimetypes
+import os
+import urllib.parse
+from pathlib import Path
+
+from aiohttp import web
+
+mimetypes.add_type("application/octet-stream", ".raw")
+mimetypes.add_type("application/octet-stream", ".vmlinuz")
+mimetypes.add_type("application/x-bzip2", ".bz2")
+mimetypes.add_type("text/plain", ".sig")
+mimetypes.add_type("text/plain", ".DIGESTS")
+
+
+def resolve(root: Path, raw_path: str) -> Path | None:
+    """The file or directory `raw_path` (the part after /assets/, still percent-encoded) names
+    inside `root`, or None when it would leave the root in any way."""
+    path = urllib.parse.unquote(raw_path)
+    if "\0" in path or "\\" in path:
+        return None
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        return None
+    real_root = os.path.realpath(root)
+    candidate = os.path.realpath(os.path.join(real_root, *parts))
+    if candidate != real_root and not candidate.startswith(real_root + os.sep):
+        return None
+    return Path(candidate)
+
+
+async def serve_asset(request: web.Request, root: Path | None) -> web.StreamResponse:
+    if root is None:
+        raise web.HTTPNotFound()
+    raw = request.raw_path.split("?", 1)[0][len("/assets/"):]
+    target = resolve(root, raw)
+    if target is None or not target.exists():
+        raise web.HTTPNotFound()
+    if target.is_dir():
+        if raw and not raw.endswith("/"):
+            raise web.HTTPMovedPermanently(location=request.path + "/")
+        index = target / "index.html"
+        if index.is_file():
+            return web.FileResponse(index)
+        return _listing(target, request.path)
+    if raw.endswith("/"):
+        raise web.HTTPMovedPermanently(location=request.path.rstrip("/"))
+    if not target.is_file():
+        raise web.HTTPNotFound()
+    response = web.FileResponse(target, chunk_size=256 * 1024)
+    content_type, encoding = mimetypes.guess_type(target.name)
+    if target.name.endswith(".gz"):
+        # A .cpio.gz is a file to hand over as is, not a gzip-encoded body to unpack.
+        content_type, encoding = "application/gzip", None
+    if content_type:
+        response.content_type = content_type
+    return response
+
+
+def _listing(directory: Path, url_path: str) -> web.Response:
+    names = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(directory))
+    rows = "".join(f'<a href="{urllib.parse.quote(n)}">{html.escape(n)}</a>\n' for n in names)
+    return web.Response(text=f"<pre>\n{rows}</pre>\n", content_type="text/html")

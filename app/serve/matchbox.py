@@ -1,0 +1,212 @@
+"""A Matchbox data directory: labels from a query, group selection, profiles and configs.
+
+Selection follows Matchbox exactly (spec: ../shared/spec/matchbox-http.md §3–4) but does not
+re-read every group per request: groups are indexed by MAC and reloaded when the directory
+changes. Reading is cheap to keep fresh: one scandir of groups/ at most once per `recheck` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("bootstrap_node.matchbox")
+
+_MAC_SHAPES = (re.compile(r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}"),
+               re.compile(r"([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}"))
+
+
+def normalize_mac(text: str) -> str | None:
+    """Go's net.ParseMAC for 48-bit addresses, printed lower-case with colons; None if invalid."""
+    if not any(shape.fullmatch(text) for shape in _MAC_SHAPES):
+        return None
+    digits = re.sub(r"[:\-.]", "", text).lower()
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def parse_labels(raw_query: str) -> dict[str, str]:
+    """Query → labels like Go's URL.Query(): first value wins, key case kept, MACs normalised,
+    an unparsable MAC dropped (not an error)."""
+    labels: dict[str, str] = {}
+    for key, value in urllib.parse.parse_qsl(raw_query, keep_blank_values=True):
+        if key in labels:
+            continue
+        if key.lower() == "mac":
+            mac = normalize_mac(value)
+            if mac is None:
+                log.warning("dropping unparsable mac label %r", value)
+                continue
+            value = mac
+        labels[key] = value
+    return labels
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    profile: str
+    selector: dict[str, str]
+    metadata: dict
+    name: str = ""
+
+    @property
+    def sort_key(self) -> tuple[int, str]:
+        return len(self.selector), ",".join(sorted(f"{k}={v}" for k, v in self.selector.items()))
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        # A selector value "" matches a request that lacks the key (Go map lookup gives "").
+        return all(labels.get(k, "") == v for k, v in self.selector.items())
+
+
+def parse_group(data: object, source: str) -> Group | None:
+    """A group as Matchbox reads it; None (and a log line) for what Matchbox would skip."""
+    if not isinstance(data, dict):
+        log.warning("skipping group %s: not a JSON object", source)
+        return None
+    selector = data.get("selector") or {}
+    if not isinstance(selector, dict) or not all(isinstance(v, str) for v in selector.values()):
+        log.warning("skipping group %s: selector values must be strings", source)
+        return None
+    selector = dict(selector)
+    for key in list(selector):
+        if key.lower() == "mac" and selector[key]:
+            mac = normalize_mac(selector[key])
+            if mac is None:
+                log.warning("skipping group %s: invalid mac selector %r", source, selector[key])
+                return None
+            selector[key] = mac
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    return Group(str(data.get("id", "")), str(data.get("profile", "")), selector, metadata, str(data.get("name", "")))
+
+
+@dataclass
+class _Index:
+    signature: tuple
+    ordered: list[Group] = field(default_factory=list)
+    by_mac: dict[str, list[int]] = field(default_factory=dict)  # mac -> positions in `ordered`
+    without_mac: list[int] = field(default_factory=list)
+
+
+class Store:
+    """Reads one Matchbox data directory; safe to share between requests."""
+
+    def __init__(self, root: Path, recheck: float = 1.0):
+        self.root = root
+        self.recheck = recheck
+        self._lock = threading.Lock()
+        self._index = _Index(signature=("never",))
+        self._checked = 0.0
+        self._cache: dict[Path, tuple[tuple, object]] = {}
+
+    # -- groups ----------------------------------------------------------------------------------
+    def select(self, labels: dict[str, str]) -> Group | None:
+        index = self._fresh_index()
+        candidates: list[int] = list(index.without_mac)
+        for key, value in labels.items():
+            if key.lower() == "mac":
+                candidates += index.by_mac.get(value, [])
+        for position in sorted(set(candidates)):
+            group = index.ordered[position]
+            if group.matches(labels):
+                return group
+        return None
+
+    def groups(self) -> list[Group]:
+        return list(self._fresh_index().ordered)
+
+    def _fresh_index(self) -> _Index:
+        now = time.monotonic()
+        if now - self._checked < self.recheck:
+            return self._index
+        with self._lock:
+            if now - self._checked >= self.recheck:
+                signature = self._signature()
+                if signature != self._index.signature:
+                    self._index = self._build(signature)
+                self._checked = time.monotonic()
+        return self._index
+
+    def _signature(self) -> tuple:
+        try:
+            entries = sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                             for e in os.scandir(self.root / "groups") if e.name.endswith(".json"))
+        except FileNotFoundError:
+            return ()
+        return tuple(entries)
+
+    def _build(self, signature: tuple) -> _Index:
+        groups = []
+        for name, _, _ in signature:
+            path = self.root / "groups" / name
+            try:
+                group = parse_group(json.loads(path.read_bytes()), name)
+            except (OSError, ValueError) as exc:
+                log.warning("skipping group %s: %s", name, exc)
+                continue
+            if group is not None:
+                groups.append(group)
+        groups.sort(key=lambda g: g.sort_key, reverse=True)
+        index = _Index(signature, groups)
+        for position, group in enumerate(groups):
+            macs = [v for k, v in group.selector.items() if k.lower() == "mac" and v]
+            if macs:
+                index.by_mac.setdefault(macs[0], []).append(position)
+            else:
+                index.without_mac.append(position)
+        log.info("indexed %d groups from %s", len(groups), self.root / "groups")
+        return index
+
+    # -- profiles and files ----------------------------------------------------------------------
+    def profile(self, profile_id: str) -> dict | None:
+        if not _safe_name(profile_id):
+            return None
+        data = self._load(self.root / "profiles" / f"{profile_id}.json", json.loads)
+        if not isinstance(data, dict) or not data.get("id"):
+            return None
+        return data
+
+    def text(self, kind: str, name: str) -> tuple[str, bytes] | None:
+        """(file name, bytes) of ignition/<name> or generic/<name>, or None."""
+        if not _safe_name(name):
+            return None
+        data = self._load(self.root / kind / name, lambda b: b)
+        return (name, data) if isinstance(data, bytes) else None
+
+    def _load(self, path: Path, parse):
+        """Parse a file once per version of it on disk (mtime and size)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        key = (st.st_mtime_ns, st.st_size)
+        cached = self._cache.get(path)
+        if cached and cached[0] == key:
+            return cached[1]
+        try:
+            value = parse(path.read_bytes())
+        except (OSError, ValueError):
+            value = None
+        self._cache[path] = (key, value)
+        return value
+
+
+def _safe_name(name: str) -> bool:
+    """A plain file name: ids come from data files, but never let one walk out of the data dir."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and "\0" not in name
+
+
+def known_macs(groups: list[Group]) -> dict[str, str]:
+    """MAC -> node name for every group that selects one machine, in data-dir order."""
+    known: dict[str, str] = {}
+    for group in sorted(groups, key=lambda g: g.id):
+        mac = next((v for k, v in group.selector.items() if k.lower() == "mac" and v), None)
+        if mac:
+            known.setdefault(mac, str(group.metadata.get("name") or group.id))
+    return known
