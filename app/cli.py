@@ -183,3 +183,7 @@ def load_or_exit(path: Path) -> Cluster:
 
 def main() -> None:
     app(prog_name="bootstrap-node")
+
+
+# Commands around a running appliance live in their own module; importing it registers them.
+from app import cli_serve  # noqa: E402,F401

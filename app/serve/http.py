@@ -109,7 +109,6 @@ async def ipxe(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     labels, _ = _labels(request)
     mac = _mac(labels)
-    _remember(request, mac)
     if mac and not ctx.config.strict_matchbox and ctx.events.is_installed(mac):
         state = ctx.events.nodes[mac]
         ctx.events.record(Event("local-boot", mac=mac, source="http", message="installed: answered exit"))
@@ -120,6 +119,7 @@ async def ipxe(request: web.Request) -> web.Response:
             ctx.events.record(Event("discovered", mac=mac, source="http", detail={"ip": request.remote or ""}))
             return text(scripts.unknown_machine_script(mac, ctx.config.retry_seconds))
         return not_found()
+    _remember(request, mac)  # so the kernel and initrd downloads that follow are attributed to it
     ctx.events.record(Event("ipxe", mac=mac, source="http", detail={"profile": matched[1]["id"]}))
     return text(scripts.ipxe_script(matched[1]["boot"]))
 

@@ -1,0 +1,160 @@
+"""dnsmasq as a supervised child: proxy DHCP + TFTP, its log turned into node events.
+
+dnsmasq runs in the foreground and logs to stderr; each line is parsed. If it dies it is
+restarted with backoff, and after `max_quick_deaths` deaths in a row within `quick_seconds` of
+starting, serve gives up with dnsmasq's own last words. The child gets PR_SET_PDEATHSIG so it
+dies with us even if we are killed with SIGKILL: no orphan dnsmasq on any exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import re
+import shutil
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from app.serve.events import Event
+
+log = logging.getLogger("bootstrap_node.dnsmasq")
+MAC = r"([0-9a-f]{2}(?::[0-9a-f]{2}){5})"
+IP = r"(\d+\.\d+\.\d+\.\d+)"
+
+
+class DnsmasqFailed(Exception):
+    """dnsmasq cannot run; the message says why and what to do."""
+
+
+class LogParser:
+    """dnsmasq `log-dhcp` lines → events. Lines of one exchange share a transaction id; TFTP lines
+    name only the client's IP, so IP → MAC is learnt from the DHCP lines."""
+
+    def __init__(self) -> None:
+        self.xid_mac: dict[str, str] = {}
+        self.ip_mac: dict[str, str] = {}
+
+    def feed(self, line: str) -> Event | None:
+        line = line.strip()
+        if m := re.search(r"dnsmasq-dhcp[^:]*: (\d+) (.*)$", line):
+            return self._dhcp(m[1], m[2])
+        if m := re.search(r"dnsmasq-tftp[^:]*: sent (\S+) to " + IP, line):
+            mac = self.ip_mac.get(m[2], "")
+            return Event("tftp", mac=mac, source="dnsmasq", message=f"sent {Path(m[1]).name}",
+                         detail={"file": m[1], "ip": m[2]})
+        if m := re.search(r"dnsmasq-tftp[^:]*: (.*)$", line):
+            return Event("tftp-error" if "not found" in m[1] or "error" in m[1] else "dnsmasq",
+                         source="dnsmasq", message=m[1])
+        return None
+
+    def _dhcp(self, xid: str, rest: str) -> Event | None:
+        if m := re.match(r"(?:PXE|DHCP\w*)\((\S+)\)\s+(?:" + IP + r"\s+)?" + MAC + r"\s*(.*)$", rest):
+            iface, ip, mac, what = m[1], m[2], m[3], m[4]
+            self.xid_mac[xid] = mac
+            if ip:
+                self.ip_mac[ip] = mac
+            return Event("dhcp", mac=mac, source="dnsmasq", message=rest,
+                         detail={"interface": iface, **({"ip": ip} if ip else {}), "answer": what})
+        if m := re.match(r"bootfile name: (\S+)", rest):
+            return Event("dhcp", mac=self.xid_mac.get(xid, ""), source="dnsmasq",
+                         message=f"boot file {m[1]}", detail={"bootfile": m[1]})
+        return None
+
+
+def diagnose(lines: list[str]) -> str:
+    text = "\n".join(lines)
+    if "Address already in use" in text:
+        return ("a port dnsmasq needs (67 DHCP, 69 TFTP or 4011 proxy DHCP) is taken: another DHCP or "
+                "TFTP server runs on this host (stop it, or use --dhcp none / --tftp builtin|none)")
+    if "Permission denied" in text or "Operation not permitted" in text:
+        return ("dnsmasq lacks privileges for ports 67/69/4011: run as root, or the container with "
+                "--net=host --privileged")
+    if "unknown interface" in text or "no such device" in text.lower():
+        return "bootstrap.interface does not exist on this host (check `ip link`)"
+    return "see dnsmasq's messages above"
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Supervisor:
+    def __init__(self, conf: Path, on_event: Callable[[Event], None], *, binary: str = "dnsmasq",
+                 max_quick_deaths: int = 5, quick_seconds: float = 10.0, on_restart: Callable[[], None] = lambda: None):
+        self.conf, self.on_event, self.binary = conf, on_event, binary
+        self.max_quick_deaths, self.quick_seconds, self.on_restart = max_quick_deaths, quick_seconds, on_restart
+        self.process: asyncio.subprocess.Process | None = None
+        self.parser = LogParser()
+        self.recent: deque[str] = deque(maxlen=20)
+        self._stopping = False
+        self.started = asyncio.Event()
+
+    def command(self) -> list[str]:
+        return [self.binary, "--keep-in-foreground", "--log-facility=-", f"--conf-file={self.conf}",
+                "--pid-file="]  # no pid file: we hold the pid ourselves
+
+    async def run(self) -> None:
+        """Run until stop(); raise DnsmasqFailed when dnsmasq keeps dying."""
+        if shutil.which(self.binary) is None:
+            raise DnsmasqFailed(f"{self.binary} not found: install dnsmasq (Debian: dnsmasq-base), "
+                                "or run with --dhcp none --tftp builtin")
+        quick_deaths, backoff = 0, 0.5
+        while not self._stopping:
+            began = time.monotonic()
+            self.process = await asyncio.create_subprocess_exec(
+                *self.command(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent)
+            self.on_event(Event("dnsmasq-started", source="serve", detail={"pid": self.process.pid}))
+            self.started.set()
+            await self._read_log(self.process)
+            code = await self.process.wait()
+            if self._stopping:
+                return
+            lived = time.monotonic() - began
+            self.on_event(Event("dnsmasq-exited", source="serve", message=f"exit code {code} after {lived:.1f}s",
+                                detail={"code": code}))
+            quick_deaths = quick_deaths + 1 if lived < self.quick_seconds else 1
+            fatal = diagnose(list(self.recent))
+            if quick_deaths >= self.max_quick_deaths or (lived < 2 and fatal != diagnose([])):
+                raise DnsmasqFailed(f"dnsmasq exited with code {code} {quick_deaths} time(s) in a row: {fatal}\n"
+                                    + "\n".join(f"  dnsmasq: {line}" for line in self.recent))
+            backoff = min(backoff * 2, 10.0) if lived < self.quick_seconds else 0.5
+            log.warning("dnsmasq exited with code %s; restarting in %.1fs", code, backoff)
+            await asyncio.sleep(backoff)
+            self.on_restart()
+
+    async def _read_log(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            text = line.decode(errors="replace").rstrip()
+            self.recent.append(text)
+            log.debug("%s", text)
+            event = self.parser.feed(text)
+            if event is not None:
+                self.on_event(event)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        self._stopping = True
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def tftp_only_conf(full: str) -> str:
+    """The generated dnsmasq.conf without its DHCP lines, for `--dhcp none --tftp dnsmasq`."""
+    keep = [line for line in full.splitlines()
+            if not line.startswith(("dhcp-", "pxe-", "log-dhcp"))]
+    return "\n".join(keep) + "\n"

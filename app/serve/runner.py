@@ -1,0 +1,188 @@
+"""`serve`: the HTTP server, dnsmasq and the built-in TFTP server, from start to clean stop.
+
+SIGINT/SIGTERM (or `teardown`, through the state file) stops accepting, lets in-flight
+downloads finish for a bounded time, stops dnsmasq, flushes the event log and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from app.output import atomic_write
+from app.serve.dnsmasq import DnsmasqFailed, Supervisor, tftp_only_conf
+from app.serve.events import Event, EventLog
+from app.serve.http import Context, ServeConfig, make_app
+from app.serve.matchbox import Store, known_macs
+
+log = logging.getLogger("bootstrap_node.serve")
+STATE_FILE = "serve.json"
+
+
+class ServeError(Exception):
+    pass
+
+
+@dataclass
+class ServeOptions:
+    output: Path
+    data_dir: Path
+    assets: Path | None
+    host: str
+    port: int
+    dhcp: str = "proxy"  # proxy | none
+    tftp: str = "dnsmasq"  # dnsmasq | builtin | none
+    tftp_port: int = 69
+    strict_matchbox: bool = False
+    shutdown_timeout: float = 10.0
+    dnsmasq_binary: str = "dnsmasq"
+
+
+class Server:
+    """Everything `serve` runs. `start()` then `wait()`; `stop()` from anywhere in the loop."""
+
+    def __init__(self, opts: ServeOptions):
+        self.opts = opts
+        self.store = Store(opts.data_dir)
+        self.events = EventLog(opts.output, known_macs(self.store.groups()))
+        self.ctx = Context(ServeConfig(opts.data_dir, opts.assets, opts.strict_matchbox), self.store, self.events)
+        self.runner: web.AppRunner | None = None
+        self.supervisor: Supervisor | None = None
+        self.tftp: _BuiltinTftp | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.failure: Exception | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.opts.host}:{self.opts.port}"
+
+    async def start(self) -> None:
+        self.events.open()
+        self.runner = web.AppRunner(make_app(self.ctx), shutdown_timeout=self.opts.shutdown_timeout,
+                                    access_log=logging.getLogger("bootstrap_node.access"))
+        await self.runner.setup()
+        try:
+            await web.TCPSite(self.runner, self.opts.host, self.opts.port).start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            self.events.close()
+            raise ServeError(f"cannot listen on {self.opts.host}:{self.opts.port}: {exc.strerror} "
+                             "(is another server using it? is the address on this host?)") from None
+        self._write_state()
+        self.events.record(Event("serve-started", source="serve", detail={"url": self.url, "pid": os.getpid()}))
+        if self.opts.dhcp == "proxy" or self.opts.tftp == "dnsmasq":
+            self.supervisor = Supervisor(self._dnsmasq_conf(), self.events.record, binary=self.opts.dnsmasq_binary,
+                                         on_restart=self._count_restart)
+            self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
+        if self.opts.tftp == "builtin":
+            self.tftp = _BuiltinTftp(self.opts.output / "tftp", self.opts.host, self.opts.tftp_port)
+            self.tftp.start()
+        log.info("serving %s (data %s, assets %s)", self.url, self.opts.data_dir, self.opts.assets)
+
+    def _count_restart(self) -> None:
+        self.ctx.metrics.dnsmasq_restarts += 1
+        self.events.record(Event("dnsmasq-restarted", source="serve"))
+
+    def _dnsmasq_conf(self) -> Path:
+        conf = self.opts.output / "dnsmasq.conf"
+        if not conf.is_file():
+            raise ServeError(f"{conf} not found: run `bootstrap-node generate` first")
+        if self.opts.dhcp == "proxy":
+            return conf
+        derived = self.opts.output / "run" / "dnsmasq-tftp.conf"
+        atomic_write(derived, tftp_only_conf(conf.read_text()).encode(), 0o644, skip_if_same=True)
+        return derived
+
+    async def _watch(self, coro) -> None:
+        try:
+            await coro
+        except DnsmasqFailed as exc:
+            self.failure = exc
+            self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def shutdown(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.tftp is not None:
+            self.tftp.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()  # stops accepting, waits up to shutdown_timeout for requests
+        self.events.record(Event("serve-stopped", source="serve",
+                                 message=str(self.failure) if self.failure else ""))
+        self.events.close()
+        (self.opts.output / STATE_FILE).unlink(missing_ok=True)
+
+    def _write_state(self) -> None:
+        state = {"pid": os.getpid(), "url": self.url, "output": str(self.opts.output)}
+        atomic_write(self.opts.output / STATE_FILE, (json.dumps(state) + "\n").encode(), 0o644)
+
+
+async def serve_forever(opts: ServeOptions) -> None:
+    """Run until SIGINT/SIGTERM; raise ServeError/DnsmasqFailed for what the user must fix."""
+    server = Server(opts)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    try:
+        await server.start()
+        await server.wait()
+    finally:
+        await server.shutdown()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if server.failure:
+        raise server.failure
+
+
+class _BuiltinTftp:
+    """tftpy's server in a thread, for sites whose own DHCP points at us (`--dhcp none`)."""
+
+    def __init__(self, root: Path, host: str, port: int):
+        import tftpy
+
+        if not root.is_dir():
+            raise ServeError(f"{root} not found: generate copies the iPXE binaries there (see --ipxe-dir)")
+        self.server = tftpy.TftpServer(str(root))
+        self.host, self.port = host, port
+        self.thread = threading.Thread(target=self._run, name="tftp", daemon=True)
+        self.error: Exception | None = None
+
+    def _run(self) -> None:
+        try:
+            self.server.listen(self.host, self.port)
+        except Exception as exc:  # noqa: BLE001 - reported by serve, not lost in a thread
+            self.error = exc
+            log.error("built-in TFTP server stopped: %s", exc)
+
+    def start(self) -> None:
+        logging.getLogger("tftpy").setLevel(logging.WARNING)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.stop(now=True)
+        self.thread.join(timeout=5)
+
+
+def read_state(output: Path) -> dict | None:
+    try:
+        return json.loads((output / STATE_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
