@@ -57,17 +57,19 @@ def not_found() -> web.Response:
 async def matchbox_errors(request: web.Request, handler):
     """Matchbox's plain 404 for every miss; never a traceback; metrics for everything."""
     ctx = request.app[CTX]
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
     try:
         response = await handler(request)
     except web.HTTPNotFound:
         response = not_found()
-    except web.HTTPException as exc:
-        response = exc
+    except web.HTTPException as exc:  # redirects and the like: aiohttp wants them raised
+        ctx.metrics.request(name, exc.status)
+        raise
     except Exception:  # noqa: BLE001 - a bug must cost one request a 500, not the server
         log.exception("internal error on %s", request.path_qs)
         response = text("internal server error\n", 500)
-    ctx.metrics.request(request.match_info.route.resource.canonical if request.match_info.route.resource else
-                        "unmatched", response.status)
+    ctx.metrics.request(name, response.status)
     return response
 
 
@@ -190,6 +192,7 @@ async def assets(request: web.Request) -> web.StreamResponse:
     response = await serve_asset(request, ctx.config.assets)
     name = request.path.rsplit("/", 1)[-1]
     if request.method == "GET" and name.endswith(BOOT_ASSETS):
+        await response.prepare(request)  # sends the file: the event below records what was sent
         mac = ctx.client_macs.get(request.remote or "", "")
         kind = "kernel" if mac else "http"
         ctx.events.record(Event(kind, mac=mac, source="http", detail={
