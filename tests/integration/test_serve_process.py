@@ -1,0 +1,115 @@
+"""`bootstrap-node serve` as a real process: built-in TFTP fetched with tftpy's client, SIGTERM and
+`teardown` stop it cleanly, and the state file comes and goes with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import tftpy
+
+from tests.conftest import EXAMPLE, REPO
+
+
+def free_port(kind=socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, capture_output=True, text=True, **kw)
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("serve")
+    ipxe = root / "ipxe"
+    ipxe.mkdir()
+    (ipxe / "undionly.kpxe").write_bytes(b"BIOS iPXE stand-in " * 100)
+    out = root / "output"
+    result = cli("--config", str(EXAMPLE), "--output", str(out), "--templates", "/nonexistent", "generate",
+                 "--ipxe-dir", str(ipxe), "--assets", str(root / "assets"))
+    assert result.returncode == 0, result.stderr
+    (root / "assets" / "flatcar" / "4081.3.6").mkdir(parents=True)
+    (root / "assets" / "flatcar" / "4081.3.6" / "flatcar_production_pxe.vmlinuz").write_bytes(b"k" * 4096)
+    return out
+
+
+def start_serve(out: Path) -> tuple[subprocess.Popen, str, int]:
+    http_port, tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "--output", str(out), "serve", "--listen", f"127.0.0.1:{http_port}",
+         "--dhcp", "none", "--tftp", "builtin", "--tftp-port", str(tftp_port), "--assets",
+         str(out.parent / "assets"), "--log-format", "json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{http_port}"
+    wait_for(lambda: (out / "serve.json").exists() or proc.poll() is not None, what="serve.json")
+    assert proc.poll() is None, proc.stderr.read().decode()
+    return proc, url, tftp_port
+
+
+def test_serve_answers_http_and_tftp_then_stops_on_sigterm(generated, tmp_path):
+    proc, url, tftp_port = start_serve(generated)
+    try:
+        state = json.loads((generated / "serve.json").read_text())
+        assert state["pid"] == proc.pid and state["url"] == url
+        with urllib.request.urlopen(f"{url}/boot.ipxe") as r:
+            assert r.read().startswith(b"#!ipxe\nchain ipxe?")
+        with urllib.request.urlopen(f"{url}/assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz") as r:
+            assert r.read() == b"k" * 4096
+        client = tftpy.TftpClient("127.0.0.1", tftp_port)
+        client.download("undionly.kpxe.0", str(tmp_path / "got"), timeout=5)
+        assert (tmp_path / "got").read_bytes() == b"BIOS iPXE stand-in " * 100
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    stderr = proc.stderr.read().decode()
+    assert code == 0, stderr
+    assert not (generated / "serve.json").exists()
+    assert all(json.loads(line)["level"] for line in stderr.splitlines() if line.startswith("{"))
+    events = [json.loads(line) for line in (generated / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["kind"] == "serve-stopped"
+
+
+def test_teardown_stops_it_and_is_idempotent(generated):
+    proc, _, _ = start_serve(generated)
+    result = cli("--output", str(generated), "teardown")
+    assert result.returncode == 0 and f"stopped serve (pid {proc.pid})" in result.stdout
+    assert proc.wait(timeout=5) == 0
+    again = cli("--output", str(generated), "teardown")
+    assert again.returncode == 0 and "nothing running" in again.stdout
+
+
+def test_serve_refuses_a_taken_port(generated):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = cli("--output", str(generated), "serve", "--listen", f"127.0.0.1:{port}", "--dhcp", "none",
+                     "--tftp", "none", timeout=30)
+    assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_without_generate_says_so(tmp_path):
+    result = cli("--output", str(tmp_path), "serve", "--listen", "127.0.0.1:1", timeout=30)
+    assert result.returncode == 1 and "run `bootstrap-node generate` first" in result.stderr
