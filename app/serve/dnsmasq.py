@@ -40,6 +40,9 @@ class LogParser:
 
     def feed(self, line: str) -> Event | None:
         line = line.strip()
+        if re.search(r"^dnsmasq\[\d+\]: started, version", line):
+            # dnsmasq logs this after binding its sockets: from here on it answers.
+            return Event("dnsmasq-ready", source="dnsmasq", message=line.split(": ", 1)[1])
         if m := re.search(r"dnsmasq-dhcp[^:]*: (\d+) (.*)$", line):
             return self._dhcp(m[1], m[2])
         if m := re.search(r"dnsmasq-tftp[^:]*: sent (\S+) to " + IP, line):
@@ -67,6 +70,9 @@ class LogParser:
 
 def diagnose(lines: list[str]) -> str:
     text = "\n".join(lines)
+    if "TFTP directory" in text and "inaccessible" in text:
+        return ("dnsmasq drops root and runs as user nobody, which cannot read the tftp/ directory: make the "
+                "output directory and its parents world-searchable (chmod o+x) and tftp/ readable")
     if "Address already in use" in text:
         return ("a port dnsmasq needs (67 DHCP, 69 TFTP or 4011 proxy DHCP) is taken: another DHCP or "
                 "TFTP server runs on this host (stop it, or use --dhcp none / --tftp builtin|none)")

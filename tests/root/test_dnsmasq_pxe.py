@@ -1,0 +1,153 @@
+"""The real dnsmasq child answering real PXE DHCP in a network namespace, TFTP fetched with tftpy,
+and the supervisor: a killed dnsmasq is restarted, SIGTERM leaves no child behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE, REPO
+from tests.integration.test_serve_process import wait_for
+from tests.root.netns import Pair, require_root_tools, sh
+
+SERVER_IP, CLIENT_IP = "10.231.0.2", "10.231.0.50"
+IPXE_DIR = Path("/usr/lib/ipxe")
+
+
+def cluster_yaml(tmp: Path) -> Path:
+    text = EXAMPLE.read_text()
+    text = (text.replace("10.0.0.", "10.231.0.").replace("interface: eth0", "interface: srv0")
+            .replace("api_server_name: api.lab.example.com", ""))
+    path = tmp / "cluster.yaml"
+    path.write_text(text)
+    return path
+
+
+def events(out: Path) -> list[dict]:
+    path = out / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def tmp_path(tmp_path_factory):
+    """dnsmasq drops to user nobody, which must reach tftp/: pytest's own tmp dirs are 0700."""
+    import shutil
+    import tempfile
+    path = Path(tempfile.mkdtemp(prefix="bn-root-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def appliance(tmp_path):
+    require_root_tools("dnsmasq")
+    pytest.importorskip("scapy", reason="needs scapy for the PXE client probe (test extra)")
+    if not (IPXE_DIR / "undionly.kpxe").exists():
+        pytest.skip("needs Debian's ipxe package (/usr/lib/ipxe/undionly.kpxe)")
+    config = cluster_yaml(tmp_path)
+    out = tmp_path / "output"
+    gen = subprocess.run([sys.executable, "-m", "app", "--config", str(config), "--output", str(out),
+                          "--templates", "/nonexistent", "generate", "--ipxe-dir", str(IPXE_DIR)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert gen.returncode == 0, gen.stderr
+    with Pair("px", SERVER_IP, CLIENT_IP) as net:
+        proc = subprocess.Popen(["ip", "netns", "exec", net.server, sys.executable, "-m", "app", "--config",
+                                 str(config), "--output", str(out), "serve", "--assets", str(tmp_path)],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: any(e["kind"] == "dnsmasq-ready" for e in events(out)) or proc.poll() is not None,
+                     what="dnsmasq to be ready")
+            assert proc.poll() is None, proc.stderr.read().decode()
+            yield net, out, proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+
+
+def probe(net: Pair, mac: str, arch: int, ipxe: bool = False) -> dict:
+    args = ["ip", "netns", "exec", net.client, sys.executable, "-m", "tests.root.pxe_probe", net.client_if, mac,
+            str(arch), CLIENT_IP] + (["ipxe"] if ipxe else [])
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_proxy_dhcp_offers_the_right_boot_file_per_firmware(appliance):
+    net, out, _ = appliance
+    bios = probe(net, "52:54:00:00:00:11", 0)
+    assert bios["server"] == SERVER_IP and bios["file"] == "undionly.kpxe", bios
+    uefi = probe(net, "52:54:00:00:00:12", 7)
+    assert uefi["file"] == "ipxe.efi", uefi
+    chained = probe(net, "52:54:00:00:00:13", 0, ipxe=True)
+    assert chained["file"] == f"http://{SERVER_IP}:8080/boot.ipxe", chained
+    dhcp = [e for e in events(out) if e["kind"] == "dhcp"]
+    assert {e["mac"] for e in dhcp} >= {"52:54:00:00:00:11", "52:54:00:00:00:12", "52:54:00:00:00:13"}
+    assert {e["node"] for e in dhcp if e.get("node")} >= {"cp-1", "cp-2", "cp-3"}
+
+
+def test_tftp_serves_ipxe_to_the_client(appliance, tmp_path):
+    net, out, _ = appliance
+    target = tmp_path / "undionly.kpxe"
+    code = (f"import tftpy; tftpy.TftpClient({SERVER_IP!r}, 69).download('undionly.kpxe', {str(target)!r}, "
+            "timeout=5)")
+    result = net.python(net.client, code)
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == (IPXE_DIR / "undionly.kpxe").read_bytes()
+    wait_for(lambda: any(e["kind"] == "tftp" for e in events(out)), what="a tftp event")
+
+
+def test_killed_dnsmasq_is_restarted_and_sigterm_leaves_no_child(appliance):
+    net, out, proc = appliance
+    first = next(e for e in events(out) if e["kind"] == "dnsmasq-started")["detail"]["pid"]
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: any(e["kind"] == "dnsmasq-restarted" for e in events(out)), what="a restart event")
+    second = wait_for(lambda: [e["detail"]["pid"] for e in events(out) if e["kind"] == "dnsmasq-started"][1:],
+                      what="a second dnsmasq")[0]
+    assert second != first and alive(second)
+    wait_for(lambda: sum(e["kind"] == "dnsmasq-ready" for e in events(out)) >= 2, what="the new dnsmasq ready")
+    assert probe(net, "52:54:00:00:00:21", 0)["file"] == "undionly.kpxe"  # the new one answers
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert not alive(second)
+    assert events(out)[-1]["kind"] == "serve-stopped"
+
+
+def test_taken_dhcp_port_is_a_clear_error(tmp_path):
+    require_root_tools("dnsmasq")
+    config = cluster_yaml(tmp_path)
+    out = tmp_path / "output"
+    subprocess.run([sys.executable, "-m", "app", "--config", str(config), "--output", str(out), "--templates",
+                    "/nonexistent", "generate", "--ipxe-dir", str(IPXE_DIR)], cwd=REPO, check=True,
+                   capture_output=True)
+    with Pair("tk", SERVER_IP, CLIENT_IP) as net:
+        blocker = subprocess.Popen(["ip", "netns", "exec", net.server, sys.executable, "-c",
+                                    "import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); "
+                                    "s.bind(('0.0.0.0',67)); print('bound',flush=True); time.sleep(120)"],
+                                   stdout=subprocess.PIPE)
+        try:
+            assert blocker.stdout.readline().strip() == b"bound"
+            result = sh("ip", "netns", "exec", net.server, sys.executable, "-m", "app", "--config", str(config),
+                        "--output", str(out), "serve", "--assets", str(tmp_path), check=False, cwd=REPO,
+                        timeout=60)
+        finally:
+            blocker.kill()
+            blocker.wait()
+    assert result.returncode == 1
+    assert "port dnsmasq needs (67 DHCP, 69 TFTP or 4011 proxy DHCP) is taken" in result.stderr
+    assert "Traceback" not in result.stderr
