@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test venv schema clean
+LAB_PACKAGES := qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base busybox-static cpio iproute2
+
+.PHONY: test venv schema clean lab lab-deps
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +18,16 @@ venv: $(VENV)/.installed
 ## Run the whole test suite (tests needing root, QEMU or podman skip with a reason without them).
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The whole chain on a virtual rack (root): generate, serve, PXE-boot 3 QEMU machines + 1 stranger,
+## live status until every node installed, tear down. See scripts/lab/__main__.py.
+lab: venv lab-deps
+	$(PY) scripts/lab run
+
+lab-deps:
+	@[ "$$(id -u)" = 0 ] || { echo "make lab needs root: network namespaces, taps, DHCP ports 67/4011"; exit 1; }
+	@dpkg -s $(LAB_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LAB_PACKAGES); }
 
 ## Regenerate cluster.schema.json from the model.
 schema: venv

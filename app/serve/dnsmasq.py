@@ -34,9 +34,10 @@ class LogParser:
     """dnsmasq `log-dhcp` lines → events. Lines of one exchange share a transaction id; TFTP lines
     name only the client's IP, so IP → MAC is learnt from the DHCP lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, neighbour: Callable[[str], str | None] | None = None) -> None:
         self.xid_mac: dict[str, str] = {}
         self.ip_mac: dict[str, str] = {}
+        self.neighbour = neighbour or arp_lookup
 
     def feed(self, line: str) -> Event | None:
         line = line.strip()
@@ -46,7 +47,7 @@ class LogParser:
         if m := re.search(r"dnsmasq-dhcp[^:]*: (\d+) (.*)$", line):
             return self._dhcp(m[1], m[2])
         if m := re.search(r"dnsmasq-tftp[^:]*: sent (\S+) to " + IP, line):
-            mac = self.ip_mac.get(m[2], "")
+            mac = self.ip_mac.get(m[2]) or self.neighbour(m[2]) or ""
             return Event("tftp", mac=mac, source="dnsmasq", message=f"sent {Path(m[1]).name}",
                          detail={"file": m[1], "ip": m[2]})
         if m := re.search(r"dnsmasq-tftp[^:]*: (.*)$", line):
@@ -66,6 +67,20 @@ class LogParser:
             return Event("dhcp", mac=self.xid_mac.get(xid, ""), source="dnsmasq",
                          message=f"boot file {m[1]}", detail={"bootfile": m[1]})
         return None
+
+
+def arp_lookup(ip: str, table: str = "/proc/net/arp") -> str | None:
+    """The MAC the kernel's neighbour table holds for `ip`. A UEFI client gets its boot file in the
+    proxy offer and never names its address to dnsmasq, but the TFTP transfer just talked to it."""
+    try:
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if len(fields) >= 4 and fields[0] == ip and fields[3] != "00:00:00:00:00:00":
+                    return fields[3].lower()
+    except OSError:
+        return None
+    return None
 
 
 def diagnose(lines: list[str]) -> str:

@@ -122,7 +122,8 @@ async def ipxe(request: web.Request) -> web.Response:
             return text(scripts.unknown_machine_script(mac, ctx.config.retry_seconds))
         return not_found()
     _remember(request, mac)  # so the kernel and initrd downloads that follow are attributed to it
-    ctx.events.record(Event("ipxe", mac=mac, source="http", detail={"profile": matched[1]["id"]}))
+    ctx.events.record(Event("ipxe", mac=mac, source="http",
+                            detail={"profile": matched[1]["id"], "ip": request.remote or ""}))
     return text(scripts.ipxe_script(matched[1]["boot"]))
 
 

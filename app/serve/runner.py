@@ -25,6 +25,9 @@ from app.serve.matchbox import Store, known_macs
 
 log = logging.getLogger("bootstrap_node.serve")
 STATE_FILE = "serve.json"
+# client, request line, status, bytes, seconds spent answering (the appliance's share of a boot)
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
+
 
 
 class ServeError(Exception):
@@ -68,7 +71,8 @@ class Server:
     async def start(self) -> None:
         self.events.open()
         self.runner = web.AppRunner(make_app(self.ctx), shutdown_timeout=self.opts.shutdown_timeout,
-                                    access_log=logging.getLogger("bootstrap_node.access"))
+                                    access_log=logging.getLogger("bootstrap_node.access"),
+                                    access_log_format=ACCESS_LOG_FORMAT)
         await self.runner.setup()
         try:
             await web.TCPSite(self.runner, self.opts.host, self.opts.port).start()

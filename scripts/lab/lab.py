@@ -1,0 +1,260 @@
+"""A virtual rack on one Linux host: network namespaces, a bridge, a site DHCP server that knows
+nothing about PXE, the appliance running `bootstrap-node serve`, and QEMU machines (BIOS and UEFI)
+that PXE-boot from it. Root only. Everything made is recorded in build/lab/state.json and removed
+by `down`, by process id and namespace name.
+
+Topology (from ../shared/notes/lab-qemu-pxe.md):
+    <prefix>lan:  br0 + one tap per VM            (QEMU runs here)
+    <prefix>site: site0 10.99.0.1, dnsmasq DHCP 10.99.0.100-150 (no PXE options)
+    <prefix>appl: appl0 10.99.0.2, bootstrap-node serve (proxy DHCP, TFTP, HTTP :8080)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+NEEDS = {"ip": "iproute2", "dnsmasq": "dnsmasq-base", "qemu-system-x86_64": "qemu-system-x86",
+         "busybox": "busybox-static", "cpio": "cpio"}
+
+
+class LabError(Exception):
+    pass
+
+
+@dataclass
+class Machine:
+    name: str
+    mac: str
+    firmware: str  # "bios" | "uefi"
+
+
+# The lab's machines: three nodes of scripts/lab/cluster.yaml and one stranger.
+MACHINES = [Machine("cp-1", "52:54:00:aa:bb:01", "bios"), Machine("worker-1", "52:54:00:aa:bb:02", "uefi"),
+            Machine("worker-2", "52:54:00:aa:bb:03", "bios"), Machine("stranger", "52:54:00:aa:bb:99", "uefi")]
+
+
+@dataclass
+class State:
+    prefix: str
+    dir: str
+    namespaces: list[str] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def save(self) -> None:
+        tmp = Path(self.dir) / "state.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(Path(self.dir) / "state.json")
+
+    @classmethod
+    def load(cls, directory: Path) -> "State | None":
+        try:
+            return cls(**json.loads((directory / "state.json").read_text()))
+        except FileNotFoundError:
+            return None
+
+
+def missing_tools() -> list[str]:
+    gone = [f"{tool} (Debian: {pkg})" for tool, pkg in NEEDS.items() if shutil.which(tool) is None]
+    if not OVMF_CODE.exists():
+        gone.append(f"{OVMF_CODE} (Debian: ovmf)")
+    if not Path("/usr/lib/ipxe/undionly.kpxe").exists():
+        gone.append("/usr/lib/ipxe/undionly.kpxe (Debian: ipxe)")
+    return gone
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(args), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise LabError(f"{' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+class Lab:
+    def __init__(self, directory: Path | None = None, prefix: str = "bnlab", assets: Path | None = None):
+        self.dir = (directory or REPO / "build" / "lab").resolve()
+        self.prefix = prefix
+        self.config = HERE / "cluster.yaml"
+        self.output = self.dir / "output"
+        self.assets = assets or self.dir / "assets"  # LAB_ASSETS: real Flatcar artifacts instead
+        self.lan, self.site, self.appl = f"{prefix}lan", f"{prefix}site", f"{prefix}appl"
+        self.state = State.load(self.dir) or State(prefix, str(self.dir))
+
+    # -- up ----------------------------------------------------------------------------------------
+    def up(self) -> None:
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces, taps, ports 67/69)")
+        if gone := missing_tools():
+            raise LabError("missing: " + ", ".join(gone))
+        if self.state.namespaces:
+            raise LabError(f"a lab is already up in {self.dir}; run `down` first")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)  # dnsmasq (as nobody) must reach output/tftp
+        self._artifacts()
+        self._generate()
+        self._network()
+        self._site_dhcp()
+        self._appliance()
+
+    def _artifacts(self) -> None:
+        version = _flatcar_version(self.config)
+        kernel = self.assets / "flatcar" / version / "flatcar_production_pxe.vmlinuz"
+        if not kernel.exists():
+            run(str(REPO / "scripts" / "standin" / "build"), str(self.assets), version)
+        image = self.assets / "flatcar" / version / "flatcar_production_image.bin.bz2"
+        if not image.exists():  # flatcar-install's download target; the stand-in only checks it is there
+            image.write_bytes(b"stand-in disk image")
+
+    def _generate(self) -> None:
+        result = subprocess.run([sys.executable, "-m", "app", "--config", str(self.config), "--output",
+                                 str(self.output), "--templates", str(REPO / "templates"), "generate",
+                                 "--assets", str(self.assets), "--ipxe-dir", "/usr/lib/ipxe"],
+                                cwd=REPO, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise LabError(f"generate failed:\n{result.stderr}")
+
+    def _network(self) -> None:
+        for ns in (self.lan, self.site, self.appl):
+            run("ip", "netns", "add", ns)
+            self.state.namespaces.append(ns)
+            self.state.save()
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+        run("ip", "-n", self.lan, "link", "add", "br0", "type", "bridge")
+        run("ip", "-n", self.lan, "link", "set", "br0", "up")
+        for ns, inner, address in ((self.site, "site0", "10.99.0.1/24"), (self.appl, "appl0", "10.99.0.2/24")):
+            outer = f"{inner}-br"
+            run("ip", "-n", self.lan, "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns)
+            run("ip", "-n", self.lan, "link", "set", outer, "master", "br0", "up")
+            run("ip", "-n", ns, "addr", "add", address, "dev", inner)
+            run("ip", "-n", ns, "link", "set", inner, "up")
+
+    def _spawn(self, name: str, ns: str, args: list[str], log: Path, cwd: Path = REPO) -> int:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+        self.state.pids[name] = proc.pid
+        self.state.save()
+        return proc.pid
+
+    def _site_dhcp(self) -> None:
+        self._spawn("site-dhcp", self.site, [
+            "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--port=0", "--interface=site0",
+            "--bind-interfaces", "--dhcp-range=10.99.0.100,10.99.0.150,255.255.255.0,1h",
+            "--dhcp-option=3,10.99.0.1", "--dhcp-authoritative", "--log-dhcp", "--user=root", "--pid-file=",
+            f"--dhcp-leasefile={self.dir / 'site.leases'}"], self.dir / "site-dhcp.log")
+
+    def _appliance(self) -> None:
+        self._spawn("serve", self.appl, [sys.executable, "-m", "app", "--config", str(self.config), "--output",
+                                         str(self.output), "serve", "--assets", str(self.assets)],
+                    self.dir / "serve.log")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any(e.get("kind") == "dnsmasq-ready" for e in self.events()):
+                return
+            if not _alive(self.state.pids["serve"]):
+                raise LabError("serve exited:\n" + (self.dir / "serve.log").read_text()[-3000:])
+            time.sleep(0.2)
+        raise LabError("serve did not become ready in 30s; see " + str(self.dir / "serve.log"))
+
+    # -- machines ----------------------------------------------------------------------------------
+    def boot(self, machine: Machine, memory_mb: int = 512, accel: str = "tcg") -> int:
+        """Power a machine on (again); its serial console is appended to <dir>/<name>.serial."""
+        tap = f"tap{MACHINES.index(machine)}"
+        if run("ip", "-n", self.lan, "link", "show", tap, check=False).returncode != 0:
+            run("ip", "-n", self.lan, "tuntap", "add", tap, "mode", "tap")
+            run("ip", "-n", self.lan, "link", "set", tap, "master", "br0", "up")
+        nic = f"virtio-net-pci,netdev=n0,mac={machine.mac},bootindex=1"
+        args = ["qemu-system-x86_64", "-accel", accel, "-m", str(memory_mb), "-smp", "1", "-display", "none",
+                "-monitor", "none", "-no-reboot", "-serial", f"file:{self.serial_path(machine)}",
+                "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]
+        if machine.firmware == "uefi":
+            vars_copy = self.dir / f"{machine.name}.OVMF_VARS.fd"
+            shutil.copyfile(OVMF_VARS, vars_copy)
+            # romfile= (empty): OVMF's own PXE client runs, as vendor firmware does, not QEMU's iPXE ROM.
+            args += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                     "-drive", f"if=pflash,format=raw,file={vars_copy}", "-device", nic + ",romfile="]
+        else:
+            args += ["-device", nic]
+        return self._spawn(machine.name, self.lan, args, self.dir / f"{machine.name}.qemu.log")
+
+    def serial_path(self, machine: Machine) -> Path:
+        return self.dir / f"{machine.name}.serial"
+
+    def serial(self, machine: Machine) -> str:
+        try:
+            return self.serial_path(machine).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def running(self, machine: Machine) -> bool:
+        pid = self.state.pids.get(machine.name)
+        return bool(pid) and _alive(pid)
+
+    def power_off(self, machine: Machine) -> None:
+        pid = self.state.pids.pop(machine.name, None)
+        if pid:
+            _stop(pid)
+            self.state.save()
+
+    def events(self) -> list[dict]:
+        try:
+            lines = (self.output / "events.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    # -- down --------------------------------------------------------------------------------------
+    def down(self) -> None:
+        for name, pid in list(self.state.pids.items()):
+            _stop(pid)
+            del self.state.pids[name]
+            self.state.save()
+        for ns in list(self.state.namespaces):
+            run("ip", "netns", "del", ns, check=False)
+            self.state.namespaces.remove(ns)
+            self.state.save()
+        (self.dir / "state.json").unlink(missing_ok=True)
+
+
+def _flatcar_version(config: Path) -> str:
+    import yaml
+    return str(yaml.safe_load(config.read_text())["cluster"]["flatcar_version"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    if state == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap our own child
+        except ChildProcessError:
+            pass
+        return False
+    return True
+
+
+def _stop(pid: int, timeout: float = 15.0) -> None:
+    """SIGTERM the process group we started (ip netns exec + its child), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.1)
