@@ -103,6 +103,8 @@ class Lab:
         os.chmod(self.dir, 0o755)  # dnsmasq (as nobody) must reach output/tftp
         self._artifacts()
         self._generate()
+        # A new rack: the machines of an earlier lab run are not installed, whatever its log says.
+        (self.output / "events.jsonl").unlink(missing_ok=True)
         self._network()
         self._site_dhcp()
         self._appliance()
