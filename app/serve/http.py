@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,12 +194,13 @@ async def assets(request: web.Request) -> web.StreamResponse:
     response = await serve_asset(request, ctx.config.assets)
     name = request.path.rsplit("/", 1)[-1]
     if request.method == "GET" and name.endswith(BOOT_ASSETS):
+        started = time.monotonic()
         await response.prepare(request)  # sends the file: the event below records what was sent
         mac = ctx.client_macs.get(request.remote or "", "")
         kind = "kernel" if mac else "http"
         ctx.events.record(Event(kind, mac=mac, source="http", detail={
             "route": "/assets/", "file": request.path, "bytes": response.content_length or 0,
-            "range": request.headers.get("Range", "")}))
+            "range": request.headers.get("Range", ""), "seconds": round(time.monotonic() - started, 4)}))
         ctx.metrics.bytes_sent += response.content_length or 0
     return response
 

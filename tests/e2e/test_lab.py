@@ -163,6 +163,9 @@ def test_report_boot_timings(rack):
     spent: dict[str, float] = {}
     for ip, seconds in re.findall(r'access: (\d+\.\d+\.\d+\.\d+) "[A-Z]+ [^"]*" \d+ \d+ ([\d.]+)', log):
         spent[ip_mac.get(ip, ip)] = spent.get(ip_mac.get(ip, ip), 0.0) + float(seconds)
+    for e in the_lab.events():  # kernel and initrd: the time spent sending them, recorded per download
+        if e["kind"] == "kernel":
+            spent[e["mac"]] = spent.get(e["mac"], 0.0) + e["detail"]["seconds"]
     report = {}
     for name in NODES:
         m = machine(name)
