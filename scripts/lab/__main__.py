@@ -6,8 +6,9 @@
     down    stop everything the lab started and remove its namespaces
     run     up, boot all, show live progress until every node is installed, then down
 
-LAB_ASSETS=DIR uses real Flatcar artifacts from DIR instead of stand-ins (then use KVM and
-LAB_MEMORY_MB=3072 or more: Flatcar's PXE image needs at least 3 GB).
+LAB_ASSETS=DIR uses real Flatcar artifacts from DIR instead of stand-ins (then use LAB_ACCEL=kvm,
+LAB_MEMORY_MB=3072 or more, as Flatcar's PXE image needs at least 3 GB, and LAB_DISK_GB=10 to give
+every machine a disk, /dev/vda, to install to).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ def lab() -> Lab:
 def boot(the_lab: Lab, names: list[str]) -> None:
     memory = int(os.environ.get("LAB_MEMORY_MB", "512"))
     accel = os.environ.get("LAB_ACCEL", "tcg")
+    disk_gb = int(os.environ.get("LAB_DISK_GB", "0"))
     for machine in MACHINES:
         if not names or machine.name in names:
-            the_lab.boot(machine, memory_mb=memory, accel=accel)
+            the_lab.boot(machine, memory_mb=memory, accel=accel, disk_gb=disk_gb)
             print(f"powered on {machine.name} ({machine.firmware}, {machine.mac})")
 
 

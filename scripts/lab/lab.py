@@ -170,7 +170,7 @@ class Lab:
         raise LabError("serve did not become ready in 30s; see " + str(self.dir / "serve.log"))
 
     # -- machines ----------------------------------------------------------------------------------
-    def boot(self, machine: Machine, memory_mb: int = 512, accel: str = "tcg") -> int:
+    def boot(self, machine: Machine, memory_mb: int = 512, accel: str = "tcg", disk_gb: int = 0) -> int:
         """Power a machine on (again); its serial console is appended to <dir>/<name>.serial."""
         tap = f"tap{MACHINES.index(machine)}"
         if run("ip", "-n", self.lan, "link", "show", tap, check=False).returncode != 0:
@@ -180,6 +180,12 @@ class Lab:
         args = ["qemu-system-x86_64", "-accel", accel, "-m", str(memory_mb), "-smp", "1", "-display", "none",
                 "-monitor", "none", "-no-reboot", "-serial", f"file:{self.serial_path(machine)}",
                 "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]
+        if disk_gb:  # real Flatcar installs to it (/dev/vda); the stand-in does not need one
+            disk = self.dir / f"{machine.name}.disk.raw"
+            if not disk.exists():
+                with disk.open("wb") as f:
+                    f.truncate(disk_gb << 30)
+            args += ["-drive", f"file={disk},format=raw,if=virtio"]
         if machine.firmware == "uefi":
             vars_copy = self.dir / f"{machine.name}.OVMF_VARS.fd"
             shutil.copyfile(OVMF_VARS, vars_copy)

@@ -23,7 +23,7 @@ from tests.unit.test_generate import decode, files_of
 sys.path.insert(0, str(REPO / "scripts" / "lab"))
 import lab as lab_module  # noqa: E402
 
-NODES = {"cp-1": ("controller", "/dev/sda"), "worker-1": ("worker", "/dev/vda"), "worker-2": ("worker", "/dev/sda")}
+NODES = {"cp-1": ("controller", "/dev/vda"), "worker-1": ("worker", "/dev/vda"), "worker-2": ("worker", "/dev/vda")}
 # UEFI machines run OVMF's own PXE client (romfile= empty): proxy DHCP sends ipxe.efi over TFTP.
 # BIOS machines boot through QEMU's NIC option ROM, which *is* iPXE (Debian's ipxe-qemu): it announces
 # itself as iPXE, so the proxy sends it straight to boot.ipxe, and undionly.kpxe is never fetched.
