@@ -186,4 +186,4 @@ def main() -> None:
 
 
 # Commands around a running appliance live in their own module; importing it registers them.
-from app import cli_serve  # noqa: E402,F401
+from app import cli_cluster, cli_serve  # noqa: E402,F401

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from app.cli import EXIT_INVALID, app, load_or_exit
-from app.serve.events import Event, EventLog, read_events
+from app.serve.events import Event, EventLog, append_event, read_events
 
 EXIT_SERVE_FAILED = 1
 
@@ -145,10 +145,7 @@ def reinstall(ctx: typer.Context, name: str, output: OutputOpt = None) -> None:
     if name not in known:
         typer.echo(f"no node named {name!r} in {ctx.obj.config}", err=True)
         raise typer.Exit(EXIT_INVALID)
-    log = EventLog(out)
-    log.open()
-    log.record(Event("reinstall", mac=known[name], node=name, source="cli"))
-    log.close()
+    append_event(out, Event("reinstall", mac=known[name], node=name, source="cli"))
     typer.echo(f"{name} will install again on its next PXE boot (a running serve picks this up on restart)")
 
 

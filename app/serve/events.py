@@ -16,7 +16,7 @@ from pathlib import Path
 
 # The path a node walks, in order. A node never moves backwards except through `reinstall`.
 PHASES = ["dhcp", "tftp", "ipxe", "kernel", "install-ignition", "installing", "installed",
-          "final-ignition", "kubeadm", "joined"]
+          "final-ignition", "kubeadm", "joined", "ready"]
 # What a node itself may POST to /events.
 CALLBACK_PHASES = {"installing", "installed", "final-ignition", "kubeadm", "joined", "failed"}
 EVENTS_FILE = "events.jsonl"
@@ -137,6 +137,16 @@ class EventLog:
             states = [self.nodes.get(mac) or NodeState(mac=mac, name=name) for mac, name in self.known.items()]
             states += [s for mac, s in self.nodes.items() if mac not in self.known]
         return states
+
+
+def append_event(output: Path, event: Event) -> None:
+    """One event from another process (wait, reinstall): an O_APPEND write of one line, which
+    interleaves safely with a running serve's own lines."""
+    fd = os.open(output / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, event.line().encode())
+    finally:
+        os.close(fd)
 
 
 def read_events(path: Path):

@@ -1,0 +1,188 @@
+"""`wait`: the health gate. API answers → add-ons applied → exactly cluster.yaml's nodes Ready →
+`<output>/kubeconfig`. Progress merges the event log (PXE, install, kubeadm) with the API's view.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app import kube
+from app.cluster import Cluster
+from app.output import atomic_write
+from app.serve.events import Event, EventLog, append_event
+
+EXIT_OK, EXIT_API, EXIT_NODES, EXIT_ADDONS, EXIT_INTERRUPTED = 0, 3, 4, 5, 130
+
+
+@dataclass
+class WaitOptions:
+    api_timeout: float = 1800.0  # from start: PXE, install, reboot and kubeadm init all come first
+    nodes_timeout: float = 900.0  # after the API answers
+    poll: float = 5.0
+    servers: list[str] = field(default_factory=list)  # override the endpoints to try
+    addons: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    code: int
+    message: str
+
+
+class Interrupted(Exception):
+    pass
+
+
+class Gate:
+    def __init__(self, cluster: Cluster, output: Path, opts: WaitOptions, stop: threading.Event, report):
+        self.cluster, self.output, self.opts, self.stop, self.report = cluster, output, opts, stop, report
+        self.kubeconfig = output / "credentials" / "admin.kubeconfig"
+        self.api_view: dict[str, dict] = {}
+        self.last_error = ""
+
+    # -- the three steps ---------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        if not self.kubeconfig.exists():
+            return Outcome(EXIT_API, f"{self.kubeconfig} not found: run `bootstrap-node generate` first")
+        try:
+            api = self._api()
+            if api is None:
+                return Outcome(EXIT_API, f"the API server did not answer within {self.opts.api_timeout:.0f}s "
+                                         f"on {', '.join(self.endpoints())}: {self.last_error}")
+            self._record(Event("api-ready", source="wait", message=api.configuration.host))
+            failure = self._addons(api)
+            if failure:
+                return Outcome(EXIT_ADDONS, failure)
+            missing = self._nodes(api)
+            if missing:
+                return Outcome(EXIT_NODES, "nodes not Ready within "
+                               f"{self.opts.nodes_timeout:.0f}s:\n" + "\n".join(missing))
+        except Interrupted:
+            return Outcome(EXIT_INTERRUPTED, "interrupted")
+        server = f"https://{self.cluster.api_host}:6443"
+        atomic_write(self.output / "kubeconfig", self.kubeconfig.read_bytes(), 0o600)
+        return Outcome(EXIT_OK, f"all {len(self.cluster.nodes)} nodes Ready; wrote {self.output / 'kubeconfig'} "
+                                f"(server {server})")
+
+    def endpoints(self) -> list[str]:
+        if self.opts.servers:
+            return list(self.opts.servers)
+        hosts = [self.cluster.api_host, self.cluster.control_plane_address] + [str(n.ip) for n in self.cluster.controllers]
+        return list(dict.fromkeys(f"https://{h}:6443" for h in hosts))
+
+    def _api(self):
+        deadline = time.monotonic() + self.opts.api_timeout
+        clients = {url: kube.api_client(self.kubeconfig, url) for url in self.endpoints()}
+        while time.monotonic() < deadline:
+            fatal = []
+            for url, api in clients.items():
+                try:
+                    if kube.readyz(api) == "ok":
+                        return api
+                    self.last_error = f"{url}/readyz is not ok yet"
+                except kube.Transient as exc:
+                    self.last_error = f"{url}: {exc}"
+                except kube.Fatal as exc:
+                    self.last_error = f"{url}: {exc}"
+                    fatal.append(url)
+            if len(fatal) == len(clients):
+                return None  # every endpoint refused us outright: waiting will not change that
+            self._show()
+            self._sleep(self.opts.poll)
+        return None
+
+    def _addons(self, api) -> str | None:
+        try:
+            manifests = kube.load_manifests(self.opts.addons)
+        except kube.Fatal as exc:
+            return str(exc)
+        applier = kube.Applier(api)
+        deadline = time.monotonic() + self.opts.nodes_timeout
+        for manifest in manifests:
+            while True:
+                try:
+                    applier.apply(manifest)
+                    break
+                except kube.Fatal as exc:
+                    return f"add-on failed: {exc}"
+                except kube.Transient as exc:
+                    if time.monotonic() > deadline:
+                        return f"add-on failed: {manifest.source}: {manifest.name}: {exc}"
+                    self._sleep(self.opts.poll)
+        if manifests:
+            self._record(Event("addons-applied", source="wait",
+                               message=f"{len(manifests)} objects from {len(self.opts.addons)} files"))
+        return None
+
+    def _nodes(self, api) -> list[str]:
+        deadline = time.monotonic() + self.opts.nodes_timeout
+        recorded: set[str] = set()
+        while True:
+            try:
+                self.api_view = kube.nodes(api)
+            except kube.Transient as exc:
+                self.last_error = str(exc)
+            for node in self.cluster.nodes:
+                if self.api_view.get(node.name, {}).get("ready") and node.name not in recorded:
+                    recorded.add(node.name)
+                    self._record(Event("ready", mac=node.mac, node=node.name, source="wait"))
+            self._show()
+            pending = [n for n in self.cluster.nodes if not self.api_view.get(n.name, {}).get("ready")]
+            if not pending:
+                return []
+            if time.monotonic() > deadline:
+                return [self._why(n) for n in pending]
+            self._sleep(self.opts.poll)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _why(self, node) -> str:
+        state = self.states().get(node.mac)
+        phase = state.phase if state and state.phase else "never seen"
+        api = self.api_view.get(node.name)
+        seen = f"NotReady: {api['reason']}" if api else "not registered with the API server"
+        error = f"; last error: {state.error}" if state and state.error else ""
+        return f"  {node.name} ({node.mac}): last phase {phase}; {seen}{error}"
+
+    def states(self):
+        log = EventLog(self.output, {n.mac: n.name for n in self.cluster.nodes})
+        return {s.mac: s for s in log.snapshot()}
+
+    def rows(self) -> list[list[str]]:
+        states = self.states()
+        out = []
+        for node in self.cluster.nodes:
+            state = states.get(node.mac)
+            api = self.api_view.get(node.name)
+            view = "Ready" if api and api["ready"] else ("NotReady" if api else "-")
+            out.append([node.name, node.role, (state.phase if state and state.phase else "pending"), view,
+                        (state.error if state else "") or ""])
+        return out
+
+    def _show(self) -> None:
+        self.report(self.rows())
+
+    def _record(self, event: Event) -> None:
+        append_event(self.output, event)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop.wait(seconds):
+            raise Interrupted()
+
+
+def wait_for_cluster(cluster: Cluster, output: Path, opts: WaitOptions, stop: threading.Event,
+                     report=lambda rows: None) -> Outcome:
+    return Gate(cluster, output, opts, stop, report).run()
+
+
+def addon_files(override: Path | None, builtin: Path) -> list[Path]:
+    """`addons/*.yaml` from the built-in templates, each replaced by a same-named file of the
+    user's templates directory, plus the user's own; in lexical order of file name."""
+    found: dict[str, Path] = {}
+    for directory in (builtin, override):
+        if directory is not None and (directory / "addons").is_dir():
+            for path in (directory / "addons").glob("*.yaml"):
+                found[path.name] = path
+    return [found[name] for name in sorted(found)]
