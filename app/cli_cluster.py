@@ -107,3 +107,71 @@ def _in_thread(fn, stop: threading.Event):
         worker.join(30)
         return Outcome(EXIT_INTERRUPTED, "interrupted")
     return result[0]
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before powering on (power: manual).")] = False,
+    listen: Annotated[Optional[str], typer.Option(help="ADDR:PORT for the HTTP server; default from cluster.yaml.")]
+        = None,
+    dhcp: Annotated[str, typer.Option(help="proxy or none (see serve).")] = "proxy",
+    tftp: Annotated[str, typer.Option(help="dnsmasq, builtin or none (see serve).")] = "dnsmasq",
+    assets: Annotated[Path, typer.Option(envvar="BOOTSTRAP_ASSETS", help="Baked assets.")] = Path("/assets"),
+    ipxe_dir: Annotated[Path, typer.Option(envvar="BOOTSTRAP_IPXE_DIR", help="iPXE binaries.")]
+        = Path("/usr/lib/ipxe"),
+    api_timeout: ApiTimeout = 1800.0,
+    nodes_timeout: NodesTimeout = 900.0,
+    poll: Poll = 5.0,
+    server: Server = None,
+) -> None:
+    """Everything: validate, generate, serve, power on, wait, write the kubeconfig, stop.
+
+    Exits with wait's code (0 healthy, 3, 4, 5, 130); 1 when the config or serving fails.
+    """
+    import asyncio
+
+    from app import logs
+    from app.cli_serve import _listen
+    from app.generate import generate
+    from app.init import InitPlan, run_init
+    from app.output import OutputError
+    from app.render.tree import RenderError
+    from app.serve.runner import ServeError, ServeOptions
+
+    paths = ctx.obj
+    cluster = load_or_exit(paths.config)
+    out = paths.output.resolve()
+    try:
+        result = generate(cluster, out, paths.templates, assets=assets, ipxe_dir=ipxe_dir)
+    except (RenderError, OutputError) as exc:
+        typer.echo(f"generate failed, {out} left unchanged:\n{exc}", err=True)
+        raise typer.Exit(1)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    logs.setup("text")
+    host, port = _listen(ctx, listen)
+    serve_opts = ServeOptions(output=out, data_dir=out / "matchbox", assets=assets.resolve() if assets.is_dir() else None,
+                              host=host, port=port, dhcp=dhcp, tftp=tftp)
+    plan = InitPlan(cluster, serve_opts, wait_options(api_timeout, nodes_timeout, poll, server, paths.templates),
+                    lambda: _power_on(cluster, yes), Progress())
+    try:
+        with plan.report:
+            outcome = asyncio.run(run_init(plan))
+    except ServeError as exc:
+        outcome = Outcome(1, f"serve failed: {exc}")
+    finish(outcome)
+
+
+def _power_on(cluster, yes: bool) -> None:
+    from app.power import wake
+
+    if cluster.power == "wol":
+        wake([n.mac for n in cluster.nodes], str(cluster.bootstrap.ip),
+             str(cluster.network.cidr.broadcast_address))
+        typer.echo(f"sent Wake-on-LAN to {len(cluster.nodes)} nodes")
+        return
+    typer.echo(f"Power on your nodes now ({', '.join(n.name for n in cluster.nodes)}); "
+               "they PXE-boot from this appliance.")
+    if not yes and sys.stdin.isatty():
+        input("Press Enter once they are powering on... ")

@@ -67,6 +67,8 @@ class Cluster(_Model):
     bootstrap: Bootstrap = Field(description="The appliance itself.")
     network: Network = Field(description="The provisioning network.")
     nodes: list[Node] = Field(description="The machines, in order; the first controller bootstraps the cluster.")
+    power: Literal["manual", "wol"] = Field(
+        "manual", description="How `init` powers nodes on: `manual` (it asks you) or `wol` (Wake-on-LAN).")
 
     @property
     def controllers(self) -> list[Node]:

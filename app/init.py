@@ -1,0 +1,64 @@
+"""`init`: validate → generate → serve (in this process) → power on → wait → teardown.
+
+One asyncio loop runs the server; the health gate (blocking kubernetes client) runs in a thread.
+Ctrl-C or SIGTERM at any point stops both and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.cluster import Cluster
+from app.serve.runner import Server, ServeOptions
+from app.wait import EXIT_INTERRUPTED, Outcome, WaitOptions, wait_for_cluster
+
+EXIT_SERVE_FAILED = 1
+
+
+@dataclass
+class InitPlan:
+    cluster: Cluster
+    serve: ServeOptions
+    wait: WaitOptions
+    power_on: Callable[[], None]  # wake the nodes, or ask a person to
+    report: Callable[[list[list[str]]], None] = lambda rows: None
+
+
+async def run_init(plan: InitPlan) -> Outcome:
+    server = Server(plan.serve)
+    stop = threading.Event()
+    interrupted = False
+
+    def on_signal() -> None:
+        nonlocal interrupted
+        interrupted = True
+        stop.set()
+        server.stop()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await server.start()
+        await asyncio.to_thread(plan.power_on)
+        gate = asyncio.create_task(asyncio.to_thread(
+            wait_for_cluster, plan.cluster, plan.serve.output, plan.wait, stop, plan.report))
+        stopped = asyncio.create_task(server.wait())
+        await asyncio.wait({gate, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not gate.done():  # the server stopped first: a signal, or dnsmasq gave up
+            stop.set()
+        outcome = await gate
+        stopped.cancel()
+    finally:
+        await server.shutdown()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if server.failure:
+        return Outcome(EXIT_SERVE_FAILED, f"serve failed: {server.failure}")
+    if interrupted:
+        return Outcome(EXIT_INTERRUPTED, "interrupted; stopped serving")
+    return outcome
