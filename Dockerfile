@@ -1,0 +1,71 @@
+# bootstrap-node: one image that turns powered-off machines into a Kubernetes cluster on Flatcar.
+#   docker build -t bootstrap-node .                                   (downloads and verifies assets)
+#   docker build --build-arg ASSETS=context --build-arg ASSETS_DIR=assets -t bootstrap-node .
+# See README "The container image" for every build argument.
+ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
+
+# --- assets: Flatcar PXE kernel/initrd + disk image, the Kubernetes sysext, add-ons; all verified ---
+FROM ${BASE_IMAGE} AS assets
+ARG ASSETS=download
+ARG ASSETS_DIR=scripts/assets/none
+ARG FLATCAR_VERSION=4081.3.6
+ARG FLATCAR_CHANNEL=stable
+ARG K8S_VERSION=v1.31.4
+ARG ARCH=amd64
+ARG FLANNEL_VERSION=v0.26.4
+ARG FLANNEL_SHA256=
+SHELL ["/bin/sh", "-eu", "-c"]
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
+ && rm -rf /var/lib/apt/lists/*
+COPY scripts/assets/ /usr/local/lib/bootstrap-node/
+COPY ${ASSETS_DIR}/ /context-assets/
+RUN FLATCAR_VERSION="$FLATCAR_VERSION" FLATCAR_CHANNEL="$FLATCAR_CHANNEL" K8S_VERSION="$K8S_VERSION" \
+    ARCH="$ARCH" FLANNEL_VERSION="$FLANNEL_VERSION" FLANNEL_SHA256="$FLANNEL_SHA256" \
+    /usr/local/lib/bootstrap-node/fetch-and-verify "$ASSETS" /context-assets /assets
+
+# --- build: the app in a virtualenv (from PyPI, or from a wheelhouse for air-gapped builds) ---
+FROM ${BASE_IMAGE} AS build
+ARG WHEELHOUSE=scripts/assets/none
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+COPY ${WHEELHOUSE}/ /wheels/
+COPY pyproject.toml requirements.lock README.md /src/
+COPY app/ /src/app/
+RUN python3 -m venv /opt/bootstrap-node \
+ && set -- \
+ && if ls /wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links=/wheels; fi \
+ && /opt/bootstrap-node/bin/pip install --no-cache-dir "$@" -c /src/requirements.lock /src \
+ && /opt/bootstrap-node/bin/pip uninstall --yes --quiet pip setuptools \
+ && find /opt/bootstrap-node -name __pycache__ -prune -exec rm -rf {} +
+
+# --- runtime: python3, dnsmasq, iPXE binaries, the app, templates and assets; nothing else ---
+FROM ${BASE_IMAGE}
+ARG FLATCAR_VERSION=4081.3.6
+ARG FLATCAR_CHANNEL=stable
+ARG K8S_VERSION=v1.31.4
+ARG ARCH=amd64
+ARG VERSION=0.1.0
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 dnsmasq-base ipxe iproute2 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
+COPY --from=build /opt/bootstrap-node /opt/bootstrap-node
+COPY --from=assets /assets /assets
+COPY templates/ /usr/share/bootstrap-node/templates/
+COPY --from=assets /assets/addons/ /usr/share/bootstrap-node/templates/addons/
+RUN mkdir -p /templates /config /output
+ENV PATH=/opt/bootstrap-node/bin:$PATH \
+    BOOTSTRAP_BUILTIN_TEMPLATES=/usr/share/bootstrap-node/templates \
+    PYTHONDONTWRITEBYTECODE=1
+LABEL org.opencontainers.image.title="bootstrap-node" \
+      org.opencontainers.image.description="PXE-boot bare metal into a Kubernetes cluster on Flatcar" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      io.bootstrap-node.flatcar.version="${FLATCAR_VERSION}" \
+      io.bootstrap-node.flatcar.channel="${FLATCAR_CHANNEL}" \
+      io.bootstrap-node.kubernetes.version="${K8S_VERSION}" \
+      io.bootstrap-node.arch="${ARCH}"
+VOLUME ["/config", "/output"]
+ENTRYPOINT ["bootstrap-node"]
+CMD ["--help"]

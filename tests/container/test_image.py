@@ -1,0 +1,160 @@
+"""The real Dockerfile, built and run with the engine this machine has (docker, else podman),
+through python-on-whales: validate, generate into a mounted directory, serve with --net=host.
+
+The build is air-gapped like a user's can be: base image from debootstrap when no registry is
+reachable, stand-in assets with SHA256SUMS (ASSETS=context), and a wheelhouse (WHEELHOUSE)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE, REPO
+from tests.integration.test_serve_process import free_port, wait_for
+
+TAG = "localhost/bootstrap-node:test"
+BASE = "localhost/debian:bookworm-slim"
+CONTEXT_ASSETS = REPO / "build" / "container-assets"
+WHEELS = REPO / "build" / "wheels"
+STANDINS = ["flatcar/4081.3.6/flatcar_production_pxe.vmlinuz", "flatcar/4081.3.6/flatcar_production_pxe_image.cpio.gz",
+            "flatcar/4081.3.6/flatcar_production_image.bin.bz2", "sysext/kubernetes-v1.31.4-x86-64.raw"]
+
+
+def engine():
+    from python_on_whales import DockerClient
+    for call in (["docker"], ["podman"]):
+        if shutil.which(call[0]) and subprocess.run([*call, "info"], capture_output=True).returncode == 0:
+            return DockerClient(client_call=call), call[0]
+    pytest.skip("needs a container engine: docker with a running daemon, or podman (CI installs podman)")
+
+
+def base_image(client, name: str) -> str:
+    """A bookworm root file system from debootstrap when there is no registry to pull from."""
+    if client.image.exists(BASE):
+        return BASE
+    if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+        pytest.skip("needs the base image: root with debootstrap to make one (no registry here)")
+    root = REPO / "build" / "debootstrap"
+    shutil.rmtree(root, ignore_errors=True)
+    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root), "http://deb.debian.org/debian"],
+                   check=True, capture_output=True)
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run([name, "import", "-", BASE], stdin=tar.stdout, check=True, capture_output=True)
+    tar.wait()
+    shutil.rmtree(root, ignore_errors=True)
+    return BASE
+
+
+def context_inputs() -> None:
+    shutil.rmtree(CONTEXT_ASSETS, ignore_errors=True)
+    for rel in STANDINS:
+        path = CONTEXT_ASSETS / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"stand-in {rel}\n".encode())
+    for directory in {(CONTEXT_ASSETS / rel).parent for rel in STANDINS}:
+        lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted(directory.iterdir())]
+        (directory / "SHA256SUMS").write_text("".join(lines))
+    if not any(WHEELS.glob("*.whl")):
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(WHEELS), "-c",
+                        str(REPO / "requirements.lock"), str(REPO)], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(WHEELS),
+                        "setuptools>=68"], check=True, capture_output=True)
+    for stale in WHEELS.glob("bootstrap_node-*.whl"):
+        stale.unlink()  # the image builds the app from this checkout's source
+
+
+@pytest.fixture(scope="module")
+def image():
+    client, name = engine()
+    base = base_image(client, name)
+    context_inputs()
+    started = time.monotonic()
+    client.legacy_build(REPO, file=REPO / "Dockerfile", tags=[TAG], network="host", build_args={
+        "BASE_IMAGE": base, "ASSETS": "context", "ASSETS_DIR": "build/container-assets",
+        "WHEELHOUSE": "build/wheels"})
+    built = client.image.inspect(TAG)
+    report = REPO / "build" / "container-report.txt"
+    report.write_text(f"engine {name}; build {time.monotonic() - started:.0f}s; size {built.size / 1e6:.0f} MB\n")
+    return client, built
+
+
+def run(client, *args, volumes=(), **kw):
+    from python_on_whales.exceptions import DockerException
+    try:
+        out = client.run(TAG, list(args), volumes=list(volumes), remove=True, networks=["host"], **kw)
+        return 0, out
+    except DockerException as exc:
+        return exc.return_code, (exc.stdout or "") + (exc.stderr or "")
+
+
+def test_labels_entrypoint_and_nothing_extra(image):
+    client, built = image
+    labels = built.config.labels
+    assert labels["io.bootstrap-node.flatcar.version"] == "4081.3.6"
+    assert labels["io.bootstrap-node.kubernetes.version"] == "v1.31.4"
+    assert built.config.entrypoint == ["bootstrap-node"]
+    code, out = run(client, "-c", "ls /opt/bootstrap-node/bin; command -v gcc cc pip || true; ls /var/lib/apt/lists",
+                    entrypoint="sh")
+    assert code == 0 and "bootstrap-node" in out and "gcc" not in out and "/pip" not in out
+
+
+def test_assets_are_baked_where_generate_expects_them(image):
+    client, _ = image
+    code, out = run(client, "-c", "cat /assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz; "
+                    "ls /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi", entrypoint="sh")
+    assert code == 0 and "stand-in flatcar/4081.3.6/flatcar_production_pxe.vmlinuz" in out
+
+
+def test_validate_good_and_bad(image, tmp_path):
+    client, _ = image
+    code, out = run(client, "validate", volumes=[(EXAMPLE, "/config/cluster.yaml", "ro")])
+    assert code == 0 and "/config/cluster.yaml: valid" in out
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("http_port: 8080", "http_prot: 8080"))
+    code, out = run(client, "validate", volumes=[(bad, "/config/cluster.yaml", "ro")])
+    assert code == 1 and "bootstrap.http_prot: unknown key 'http_prot'; did you mean 'http_port'?" in out
+
+
+def test_generate_into_a_mounted_output(image, tmp_path):
+    client, _ = image
+    out = tmp_path / "output"
+    out.mkdir()
+    code, log = run(client, "generate", volumes=[(EXAMPLE, "/config/cluster.yaml", "ro"), (out, "/output")])
+    assert code == 0, log
+    assert (out / "matchbox" / "ignition" / "cp-1.ign").exists() and (out / "tftp" / "undionly.kpxe.0").exists()
+    assert (out / "credentials" / "ca.key").stat().st_mode & 0o777 == 0o600
+    # The sysext baked in the image is hashed into the nodes' configs.
+    assert "sha512-" + hashlib.sha512(b"stand-in sysext/kubernetes-v1.31.4-x86-64.raw\n").hexdigest() in \
+        (out / "matchbox" / "ignition" / "worker-1.ign").read_text()
+
+
+def test_serve_with_host_network(image, tmp_path):
+    client, _ = image
+    out = tmp_path / "output"
+    out.mkdir()
+    volumes = [(EXAMPLE, "/config/cluster.yaml", "ro"), (out, "/output")]
+    assert run(client, "generate", volumes=volumes)[0] == 0
+    port = free_port()
+    container = client.run(TAG, ["serve", "--dhcp", "none", "--tftp", "none", "--listen", f"127.0.0.1:{port}"],
+                           volumes=volumes, networks=["host"], detach=True)
+    try:
+        wait_for(lambda: (out / "serve.json").exists() or not container.reload() and not container.state.running,
+                 60, "serve in the container")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/boot.ipxe") as r:
+            assert r.read().startswith(b"#!ipxe\nchain ipxe?")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz") as r:
+            assert r.read() == b"stand-in flatcar/4081.3.6/flatcar_production_pxe.vmlinuz\n"
+    finally:
+        container.stop(time=20)
+        container.reload()
+        code = container.state.exit_code
+        container.remove()
+    assert code == 0

