@@ -14,6 +14,10 @@ ARG K8S_VERSION=v1.31.4
 ARG ARCH=amd64
 ARG FLANNEL_VERSION=v0.26.4
 ARG FLANNEL_SHA256=
+ARG CILIUM_CLI_VERSION=v0.16.24
+ARG CILIUM_CLI_SHA256=
+ARG ARGOCD_VERSION=v2.13.3
+ARG ARGOCD_SHA256=
 SHELL ["/bin/sh", "-eu", "-c"]
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
@@ -22,6 +26,8 @@ COPY scripts/assets/ /usr/local/lib/bootstrap-node/
 COPY ${ASSETS_DIR}/ /context-assets/
 RUN FLATCAR_VERSION="$FLATCAR_VERSION" FLATCAR_CHANNEL="$FLATCAR_CHANNEL" K8S_VERSION="$K8S_VERSION" \
     ARCH="$ARCH" FLANNEL_VERSION="$FLANNEL_VERSION" FLANNEL_SHA256="$FLANNEL_SHA256" \
+    CILIUM_CLI_VERSION="$CILIUM_CLI_VERSION" CILIUM_CLI_SHA256="$CILIUM_CLI_SHA256" \
+    ARGOCD_VERSION="$ARGOCD_VERSION" ARGOCD_SHA256="$ARGOCD_SHA256" \
     /usr/local/lib/bootstrap-node/fetch-and-verify "$ASSETS" /context-assets /assets
 
 # --- build: the app in a virtualenv (from PyPI, or from a wheelhouse for air-gapped builds) ---
@@ -53,7 +59,9 @@ RUN apt-get update \
 COPY --from=build /opt/bootstrap-node /opt/bootstrap-node
 COPY --from=assets /assets /assets
 COPY templates/ /usr/share/bootstrap-node/templates/
-COPY --from=assets /assets/addons/ /usr/share/bootstrap-node/templates/addons/
+COPY --from=assets /assets/cni/ /usr/share/bootstrap-node/templates/cni/
+COPY --from=assets /assets/gitops/ /usr/share/bootstrap-node/templates/gitops/
+COPY --from=assets /assets/bin/ /usr/local/bin/
 RUN mkdir -p /templates /config /output
 ENV PATH=/opt/bootstrap-node/bin:$PATH \
     BOOTSTRAP_BUILTIN_TEMPLATES=/usr/share/bootstrap-node/templates \

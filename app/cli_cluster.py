@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from app.cli import app, load_or_exit
-from app.wait import EXIT_INTERRUPTED, Outcome, WaitOptions, addon_files, wait_for_cluster
+from app.wait import EXIT_INTERRUPTED, Outcome, WaitOptions, wait_for_cluster
 
 HEADERS = ["node", "role", "phase (events)", "API", "last error"]
 
@@ -51,11 +51,12 @@ class Progress:
                 typer.echo(f"{row[0]}: phase {row[2]}, API {row[3]}" + (f", error: {row[4]}" if row[4] else ""))
 
 
-def wait_options(api_timeout: float, nodes_timeout: float, poll: float, server: list[str] | None,
-                 templates: Path | None) -> WaitOptions:
+def wait_options(cluster, api_timeout: float, nodes_timeout: float, poll: float, server: list[str] | None,
+                 templates: Path | None, wait_gitops: bool = False) -> WaitOptions:
+    from app.addons import make_plan
     from app.render.templates import BUILTIN
     return WaitOptions(api_timeout=api_timeout, nodes_timeout=nodes_timeout, poll=poll, servers=server or [],
-                       addons=addon_files(templates, BUILTIN))
+                       plan=make_plan(cluster, templates, BUILTIN, wait_gitops))
 
 
 def finish(outcome: Outcome) -> None:
@@ -68,6 +69,7 @@ NodesTimeout = Annotated[float, typer.Option(help="Seconds, once the API answers
 Poll = Annotated[float, typer.Option(help="Seconds between checks.")]
 Server = Annotated[Optional[list[str]], typer.Option(help="API endpoint(s) to try instead of the VIP, "
                                                          "api_server_name and controllers (https://host:port).")]
+WaitGitops = Annotated[bool, typer.Option(help="With gitops: also wait until the root Application is Synced.")]
 
 
 @app.command("wait")
@@ -77,6 +79,7 @@ def wait_command(
     nodes_timeout: NodesTimeout = 900.0,
     poll: Poll = 5.0,
     server: Server = None,
+    wait_gitops: WaitGitops = False,
 ) -> None:
     """Wait until the cluster is healthy, apply the add-ons, then write <output>/kubeconfig.
 
@@ -84,7 +87,7 @@ def wait_command(
     130 interrupted.
     """
     cluster = load_or_exit(ctx.obj.config)
-    opts = wait_options(api_timeout, nodes_timeout, poll, server, ctx.obj.templates)
+    opts = wait_options(cluster, api_timeout, nodes_timeout, poll, server, ctx.obj.templates, wait_gitops)
     stop = threading.Event()
     try:
         with Progress() as progress:
@@ -124,6 +127,7 @@ def init(
     nodes_timeout: NodesTimeout = 900.0,
     poll: Poll = 5.0,
     server: Server = None,
+    wait_gitops: WaitGitops = False,
 ) -> None:
     """Everything: validate, generate, serve, power on, wait, write the kubeconfig, stop.
 
@@ -153,7 +157,8 @@ def init(
     host, port = _listen(ctx, listen)
     serve_opts = ServeOptions(output=out, data_dir=out / "matchbox", assets=assets.resolve() if assets.is_dir() else None,
                               host=host, port=port, dhcp=dhcp, tftp=tftp)
-    plan = InitPlan(cluster, serve_opts, wait_options(api_timeout, nodes_timeout, poll, server, paths.templates),
+    plan = InitPlan(cluster, serve_opts, wait_options(cluster, api_timeout, nodes_timeout, poll, server,
+                                                      paths.templates, wait_gitops),
                     lambda: _power_on(cluster, yes), Progress())
     try:
         with plan.report:

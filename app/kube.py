@@ -139,7 +139,12 @@ class Applier:
     def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:
         if api_version not in self.resources:
             base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-            listing = json.loads(_call(self.api, "GET", base))
+            try:
+                listing = json.loads(_call(self.api, "GET", base))
+            except Fatal as exc:
+                if "HTTP 404" in str(exc):  # a CRD applied a moment ago may not be served yet
+                    raise Transient(f"{api_version} is not served (yet)") from None
+                raise
             self.resources[api_version] = {r["kind"]: (r["name"], r.get("namespaced", False))
                                            for r in listing.get("resources", []) if "/" not in r["name"]}
         found = self.resources[api_version].get(kind)
@@ -147,12 +152,15 @@ class Applier:
             raise Fatal(f"the API server has no kind {kind} in {api_version}")
         return found
 
-    def apply(self, manifest: Manifest) -> None:
+    def apply(self, manifest: Manifest, default_namespace: str = "default") -> None:
         body = manifest.body
         plural, namespaced = self._resource(body["apiVersion"], body["kind"])
         base = "/api/v1" if body["apiVersion"] == "v1" else f"/apis/{body['apiVersion']}"
         meta = body["metadata"]
-        ns = f"/namespaces/{meta.get('namespace') or 'default'}" if namespaced else ""
+        if namespaced and not meta.get("namespace"):
+            body = {**body, "metadata": {**meta, "namespace": default_namespace}}
+            meta = body["metadata"]
+        ns = f"/namespaces/{meta['namespace']}" if namespaced else ""
         path = f"{base}{ns}/{plural}/{meta['name']}"
         try:
             _call(self.api, "PATCH", path, body=json.dumps(body),
@@ -161,3 +169,31 @@ class Applier:
         except Fatal as exc:
             raise Fatal(f"{manifest.source}: {manifest.name}: {exc}") from None
 
+
+def get(api: k8s.ApiClient, path: str) -> dict:
+    return json.loads(_call(api, "GET", path))
+
+
+def exists(api: k8s.ApiClient, path: str) -> bool:
+    try:
+        _call(api, "GET", path)
+        return True
+    except Fatal as exc:
+        if "HTTP 404" in str(exc):
+            return False
+        raise
+
+
+def deployments_available(api: k8s.ApiClient, namespace: str) -> bool:
+    items = get(api, f"/apis/apps/v1/namespaces/{namespace}/deployments").get("items", [])
+    return bool(items) and all(
+        any(c.get("type") == "Available" and c.get("status") == "True" for c in d.get("status", {}).get("conditions", []))
+        for d in items)
+
+
+def kubeconfig_for(path: Path, server: str) -> bytes:
+    """The kubeconfig at `path` with its cluster's server replaced (tools must reach this endpoint)."""
+    data = yaml.safe_load(path.read_text())
+    for entry in data.get("clusters", []):
+        entry["cluster"]["server"] = server
+    return yaml.safe_dump(data, sort_keys=False).encode()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import kube
+from app.addons import Installer, Plan
 from app.cluster import Cluster
 from app.output import atomic_write
 from app.serve.events import Event, EventLog, append_event
@@ -23,7 +24,7 @@ class WaitOptions:
     nodes_timeout: float = 900.0  # after the API answers
     poll: float = 5.0
     servers: list[str] = field(default_factory=list)  # override the endpoints to try
-    addons: list[Path] = field(default_factory=list)
+    plan: Plan | None = None  # CNI, add-ons, GitOps
 
 
 @dataclass
@@ -95,26 +96,15 @@ class Gate:
         return None
 
     def _addons(self, api) -> str | None:
+        if self.opts.plan is None:
+            return None
+        say = lambda message: self._record(Event("addons", source="wait", message=message))  # noqa: E731
+        installer = Installer(api, self.opts.plan, self.output, time.monotonic() + self.opts.nodes_timeout,
+                              self._sleep, say, self.opts.poll)
         try:
-            manifests = kube.load_manifests(self.opts.addons)
+            installer.run()
         except kube.Fatal as exc:
-            return str(exc)
-        applier = kube.Applier(api)
-        deadline = time.monotonic() + self.opts.nodes_timeout
-        for manifest in manifests:
-            while True:
-                try:
-                    applier.apply(manifest)
-                    break
-                except kube.Fatal as exc:
-                    return f"add-on failed: {exc}"
-                except kube.Transient as exc:
-                    if time.monotonic() > deadline:
-                        return f"add-on failed: {manifest.source}: {manifest.name}: {exc}"
-                    self._sleep(self.opts.poll)
-        if manifests:
-            self._record(Event("addons-applied", source="wait",
-                               message=f"{len(manifests)} objects from {len(self.opts.addons)} files"))
+            return f"add-on failed: {exc}"
         return None
 
     def _nodes(self, api) -> list[str]:
@@ -175,14 +165,3 @@ class Gate:
 def wait_for_cluster(cluster: Cluster, output: Path, opts: WaitOptions, stop: threading.Event,
                      report=lambda rows: None) -> Outcome:
     return Gate(cluster, output, opts, stop, report).run()
-
-
-def addon_files(override: Path | None, builtin: Path) -> list[Path]:
-    """`addons/*.yaml` from the built-in templates, each replaced by a same-named file of the
-    user's templates directory, plus the user's own; in lexical order of file name."""
-    found: dict[str, Path] = {}
-    for directory in (builtin, override):
-        if directory is not None and (directory / "addons").is_dir():
-            for path in (directory / "addons").glob("*.yaml"):
-                found[path.name] = path
-    return [found[name] for name in sorted(found)]

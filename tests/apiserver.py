@@ -31,7 +31,9 @@ DISCOVERY = {
     "apps/v1": [("daemonsets", True, "DaemonSet"), ("deployments", True, "Deployment")],
     "rbac.authorization.k8s.io/v1": [("clusterroles", False, "ClusterRole"),
                                      ("clusterrolebindings", False, "ClusterRoleBinding")],
+    "apiextensions.k8s.io/v1": [("customresourcedefinitions", False, "CustomResourceDefinition")],
 }
+CRD_SERVED = {"applications.argoproj.io": ("argoproj.io/v1alpha1", [("applications", True, "Application")])}
 
 
 def serving_cert(ca_crt: Path, ca_key: Path, out: Path) -> tuple[Path, Path]:
@@ -62,6 +64,10 @@ class StandInAPIServer:
     nodes: dict[str, float | None]  # name -> seconds after start when Ready; None = never
     api_after: float = 0.0  # /readyz says 503 until then
     flaky_applies: int = 0  # answer the first N applies with 503
+    deployments_after: float = 0.5  # a Deployment is Available this long after it is applied
+    synced_after: float | None = 0.5  # the root Application syncs this long after it is applied
+    created: int = 0
+    applied_at: dict[str, float] = field(default_factory=dict)
     applied: list[dict] = field(default_factory=list)
     objects: dict[str, dict] = field(default_factory=dict)
     port: int = 0
@@ -111,6 +117,8 @@ class StandInAPIServer:
         app.router.add_get("/api/v1/nodes", self._nodes)
         app.router.add_get("/api/v1", self._discovery)
         app.router.add_get("/apis/{group}/{version}", self._discovery)
+        app.router.add_get("/apis/apps/v1/namespaces/{ns}/deployments", self._deployments)
+        app.router.add_get("/{path:.*}", self._get)
         app.router.add_patch("/{path:.*}", self._apply)
         return app
 
@@ -139,12 +147,44 @@ class StandInAPIServer:
                           "status": {"conditions": [condition]}})
         return web.json_response({"apiVersion": "v1", "kind": "NodeList", "items": items})
 
+    def _served(self) -> dict:
+        served = dict(DISCOVERY)
+        for path in self.objects:
+            name = path.rsplit("/", 1)[-1]
+            if "/customresourcedefinitions/" in path and name in CRD_SERVED:
+                gv, resources = CRD_SERVED[name]
+                served[gv] = resources
+        return served
+
     async def _discovery(self, request):
         gv = "v1" if request.path == "/api/v1" else f"{request.match_info['group']}/{request.match_info['version']}"
-        if gv not in DISCOVERY:
+        served = self._served()
+        if gv not in served:
             return web.json_response({"kind": "Status", "code": 404}, status=404)
-        resources = [{"name": n, "namespaced": ns, "kind": k, "verbs": ["get", "patch"]} for n, ns, k in DISCOVERY[gv]]
+        resources = [{"name": n, "namespaced": ns, "kind": k, "verbs": ["get", "patch"]} for n, ns, k in served[gv]]
         return web.json_response({"kind": "APIResourceList", "groupVersion": gv, "resources": resources})
+
+    def _age(self, path: str) -> float:
+        return time.monotonic() - self.applied_at[path]
+
+    async def _deployments(self, request):
+        prefix = f"/apis/apps/v1/namespaces/{request.match_info['ns']}/deployments/"
+        items = []
+        for path, body in self.objects.items():
+            if path.startswith(prefix):
+                ok = self._age(path) >= self.deployments_after
+                items.append({**body, "status": {"conditions": [{"type": "Available", "status": str(ok)}]}})
+        return web.json_response({"kind": "DeploymentList", "items": items})
+
+    async def _get(self, request):
+        body = self.objects.get(request.path)
+        if body is None:
+            return web.json_response({"kind": "Status", "code": 404, "reason": "NotFound"}, status=404)
+        if body.get("kind") == "Application":
+            synced = self.synced_after is not None and self._age(request.path) >= self.synced_after
+            body = {**body, "status": {"sync": {"status": "Synced" if synced else "OutOfSync"},
+                                       "health": {"status": "Healthy" if synced else "Progressing"}}}
+        return web.json_response(body)
 
     async def _apply(self, request):
         if request.content_type != "application/apply-patch+yaml" or not request.query.get("fieldManager"):
@@ -154,6 +194,9 @@ class StandInAPIServer:
             return web.json_response({"kind": "Status", "code": 503}, status=503)
         body = json.loads(await request.read())
         new = request.path not in self.objects
+        if new or self.objects[request.path] != body:
+            self.applied_at[request.path] = time.monotonic()
+        self.created += new
         self.objects[request.path] = body
         self.applied.append({"path": request.path, "fieldManager": request.query["fieldManager"],
                              "force": request.query.get("force"), "kind": body.get("kind")})

@@ -49,6 +49,7 @@ def check(source: Source, file: str) -> tuple[Cluster | None, list[Problem]]:
     parts = {name: _validate(model, data.get(name), (name,), found) for name, model in SECTIONS.items()}
     vip = _validate(TypeAdapter(IPv4 | None), data.get("control_plane_vip"), ("control_plane_vip",), found)
     nodes = _nodes(data.get("nodes"), found)
+    _addon_sections(data, found)
     _cross_checks(parts["cluster"], parts["bootstrap"], parts["network"], vip, nodes, found)
     problems = sorted(found.items, key=lambda p: (p.line, p.column, p.path))
     if any(p.severity == "error" for p in problems):
@@ -86,6 +87,15 @@ def _message(err: dict) -> str:
     if kind in expected:
         return f"must be {expected[kind]}, not {yaml_type(value)}"
     return err["msg"]
+
+
+def _addon_sections(data: dict, found: _Found) -> None:
+    """cni, cilium and gitops: typed by the model; here, what spans them."""
+    for key in ("cni", "cilium", "gitops", "power"):
+        if key in data:
+            _validate(TypeAdapter(Cluster.model_fields[key].annotation), data[key], (key,), found)
+    if data.get("cilium") is not None and data.get("cni", "flannel") != "cilium":
+        found.add(("cilium",), f"cilium options need `cni: cilium` (cni is {data.get('cni', 'flannel')})", key=True)
 
 
 def _nodes(value, found: _Found) -> list[tuple[int, Node]]:

@@ -187,6 +187,17 @@ def parse_port(value: Any) -> int:
     return value
 
 
+GIT_URL = re.compile(r"(https?|ssh|git)://[^\s/]+(/\S*)?|[\w.-]+@[\w.-]+:\S+")
+
+
+def parse_git_url(value: Any) -> str:
+    text = _text(value, "a repository URL")
+    if not GIT_URL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a Git repository URL (https://host/org/repo.git, ssh://..., "
+                         "or git@host:org/repo.git)")
+    return text
+
+
 def _string_type(parser, schema: dict):
     return [BeforeValidator(parser), WithJsonSchema({"type": "string", **schema})]
 
@@ -203,5 +214,6 @@ SshKey = Annotated[str, *_string_type(parse_ssh_key, {"pattern": r"^(ssh|ecdsa|s
 Token = Annotated[str, *_string_type(parse_token, {"pattern": "^" + TOKEN.pattern + "$"})]
 Disk = Annotated[str, *_string_type(parse_disk, {"pattern": "^/dev/"})]
 IfName = Annotated[str, *_string_type(parse_ifname, {"maxLength": 15})]
+GitUrl = Annotated[str, *_string_type(parse_git_url, {"pattern": GIT_URL.pattern})]
 Port = Annotated[int, BeforeValidator(parse_port),
                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535})]

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.cluster.fields import (IPv4, Disk, DnsLabel, DnsName, FlatcarVersion, IfName, IPv4Net,
+from app.cluster.fields import (IPv4, Disk, DnsLabel, DnsName, FlatcarVersion, GitUrl, IfName, IPv4Net,
                                 K8sVersion, Mac, Port, SshKey, Token)
 
 
@@ -56,6 +56,18 @@ class Node(_Model):
     arch: Literal["amd64", "arm64"] = Field("amd64", description="CPU architecture.")
 
 
+class Cilium(_Model):
+    wireguard: bool = Field(False, description="Encrypt pod traffic between nodes with WireGuard.")
+    kube_proxy_replacement: bool = Field(
+        False, description="Cilium replaces kube-proxy (kubeadm skips kube-proxy; Cilium talks to the VIP).")
+
+
+class GitOps(_Model):
+    repo: GitUrl = Field(description="Git repository Argo CD syncs from (https://, ssh:// or git@host:path).")
+    revision: str = Field("main", min_length=1, description="Branch, tag or commit.")
+    path: str = Field(".", min_length=1, description="Directory in the repository with the root app's manifests.")
+
+
 class Cluster(_Model):
     """A whole cluster.yaml. The first controller in `nodes` runs `kubeadm init`."""
 
@@ -67,6 +79,10 @@ class Cluster(_Model):
     bootstrap: Bootstrap = Field(description="The appliance itself.")
     network: Network = Field(description="The provisioning network.")
     nodes: list[Node] = Field(description="The machines, in order; the first controller bootstraps the cluster.")
+    cni: Literal["flannel", "cilium", "none"] = Field(
+        "flannel", description="Pod network: `flannel`, `cilium`, or `none` (bring your own in add-ons).")
+    cilium: Cilium | None = Field(None, description="Cilium options; only with `cni: cilium`.")
+    gitops: GitOps | None = Field(None, description="Hand the cluster to Argo CD and this repository.")
     power: Literal["manual", "wol"] = Field(
         "manual", description="How `init` powers nodes on: `manual` (it asks you) or `wol` (Wake-on-LAN).")
 

@@ -73,6 +73,7 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "K8S_MINOR": ".".join(spec.k8s_version.split(".")[:2]), "API_SERVER_NAME": spec.api_server_name or "",
         "CONTROL_PLANE_ENDPOINT": f"{cluster.control_plane_address}:6443", "API_SANS": sans,
         "CA_CERT_HASH": pki.ca_pin(secrets.ca_crt), "NO_TAINTS": not cluster.workers,
+        "SKIP_KUBE_PROXY": cluster.cni == "cilium" and bool(cluster.cilium and cluster.cilium.kube_proxy_replacement),
         "GATEWAY": str(net.gateway), "DNS": [str(d) for d in net.dns], "NODE_PREFIX": net.cidr.prefixlen,
         "NETWORK_ADDRESS": str(net.cidr.network_address), "NETMASK": str(net.cidr.netmask),
         "TFTP_ROOT": str(appliance.output_dir / "tftp"), "NIC": NIC, "KUBE_VIP_IMAGE": KUBE_VIP_IMAGE,

@@ -25,7 +25,8 @@ BASE = "localhost/debian:bookworm-slim"
 CONTEXT_ASSETS = REPO / "build" / "container-assets"
 WHEELS = REPO / "build" / "wheels"
 STANDINS = ["flatcar/4081.3.6/flatcar_production_pxe.vmlinuz", "flatcar/4081.3.6/flatcar_production_pxe_image.cpio.gz",
-            "flatcar/4081.3.6/flatcar_production_image.bin.bz2", "sysext/kubernetes-v1.31.4-x86-64.raw"]
+            "flatcar/4081.3.6/flatcar_production_image.bin.bz2", "sysext/kubernetes-v1.31.4-x86-64.raw",
+            "cni/flannel.yaml"]
 
 
 def engine():
@@ -58,7 +59,8 @@ def context_inputs() -> None:
     for rel in STANDINS:
         path = CONTEXT_ASSETS / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(f"stand-in {rel}\n".encode())
+        path.write_bytes((REPO / "tests" / "fixtures" / "kube-flannel.yml").read_bytes() if rel.startswith("cni/")
+                         else f"stand-in {rel}\n".encode())
     for directory in {(CONTEXT_ASSETS / rel).parent for rel in STANDINS}:
         lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted(directory.iterdir())]
         (directory / "SHA256SUMS").write_text("".join(lines))
@@ -109,8 +111,10 @@ def test_labels_entrypoint_and_nothing_extra(image):
 def test_assets_are_baked_where_generate_expects_them(image):
     client, _ = image
     code, out = run(client, "-c", "cat /assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz; "
-                    "ls /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi", entrypoint="sh")
+                    "ls /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi; "
+                    "grep -c kube-flannel-cfg /usr/share/bootstrap-node/templates/cni/flannel.yaml", entrypoint="sh")
     assert code == 0 and "stand-in flatcar/4081.3.6/flatcar_production_pxe.vmlinuz" in out
+    assert out.strip().splitlines()[-1] == "1"  # the CNI manifest, where wait looks for it
 
 
 def test_validate_good_and_bad(image, tmp_path):

@@ -31,9 +31,11 @@ def output(tmp_path):
 
 
 def start_init(output, api_url: str, port: int) -> subprocess.Popen:
+    from tests.integration.test_wait import make_templates
+    templates = make_templates(output.parent / "templates")
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--config", str(EXAMPLE), "--output", str(output), "--templates",
-         "/nonexistent", "init", "--yes", "--listen", f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none",
+         str(templates), "init", "--yes", "--listen", f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none",
          "--assets", "/nonexistent", "--ipxe-dir", "/nonexistent", "--server", api_url, "--poll", "0.2",
          "--api-timeout", "30", "--nodes-timeout", "30"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)

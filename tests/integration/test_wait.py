@@ -17,6 +17,7 @@ from app.cli import app
 from app.render import pki
 from tests.apiserver import StandInAPIServer, serving_cert
 from tests.conftest import EXAMPLE, REPO
+from tests.integration.test_serve_process import wait_for
 
 runner = CliRunner()
 NAMES = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"]
@@ -49,12 +50,22 @@ def output(generated, tmp_path) -> Path:
     return out
 
 
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def make_templates(root: Path, addons: dict[str, str] | None = None) -> Path:
+    """A --templates dir as a user (or the image) has it: the CNI manifest and add-ons."""
+    (root / "cni").mkdir(parents=True, exist_ok=True)
+    (root / "cni" / "flannel.yaml").write_text((FIXTURES / "kube-flannel.yml").read_text())
+    (root / "addons").mkdir(exist_ok=True)
+    for name, text in (addons or {}).items():
+        (root / "addons" / name).write_text(text)
+    return root
+
+
 @pytest.fixture
 def templates(tmp_path) -> Path:
-    d = tmp_path / "templates" / "addons"
-    d.mkdir(parents=True)
-    (d / "10-cni.yaml").write_text(ADDON)
-    return d.parent
+    return make_templates(tmp_path / "templates", {"10-extra.yaml": ADDON})
 
 
 def api(output: Path, tmp_path: Path, nodes: dict, ca: str = "ca", **kw) -> StandInAPIServer:
@@ -69,8 +80,10 @@ def api(output: Path, tmp_path: Path, nodes: dict, ca: str = "ca", **kw) -> Stan
     return StandInAPIServer(client_ca=creds / "ca.crt", cert=crt, key=key, nodes=nodes, **kw)
 
 
-def run_wait(output: Path, server: StandInAPIServer, templates: Path | None = None, *extra: str):
-    args = ["--config", str(EXAMPLE), "--output", str(output), "--templates", str(templates or "/nonexistent"),
+def run_wait(output: Path, server: StandInAPIServer, templates: Path | None = None, *extra: str,
+             config: Path = EXAMPLE):
+    templates = templates or make_templates(output.parent / "default-templates")
+    args = ["--config", str(config), "--output", str(output), "--templates", str(templates),
             "wait", "--server", server.url, "--poll", "0.2", "--api-timeout", "20", "--nodes-timeout", "20", *extra]
     return runner.invoke(app, args)
 
@@ -83,8 +96,15 @@ def test_happy_path_writes_the_kubeconfig_after_every_node_is_ready(output, tmp_
     assert kubeconfig.read_bytes() == (output / "credentials" / "admin.kubeconfig").read_bytes()
     assert kubeconfig.stat().st_mode & 0o777 == 0o600
     assert "server: https://api.lab.example.com:6443" in kubeconfig.read_text()
-    assert [a["path"] for a in server.applied] == [
-        "/api/v1/namespaces/kube-flannel", "/apis/apps/v1/namespaces/kube-flannel/daemonsets/kube-flannel-ds"]
+    flannel = ["/api/v1/namespaces/kube-flannel", "/api/v1/namespaces/kube-flannel/serviceaccounts/flannel",
+               "/apis/rbac.authorization.k8s.io/v1/clusterroles/flannel",
+               "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/flannel",
+               "/api/v1/namespaces/kube-flannel/configmaps/kube-flannel-cfg",
+               "/apis/apps/v1/namespaces/kube-flannel/daemonsets/kube-flannel-ds"]
+    # The CNI first, then the user's add-ons in file order (10-extra.yaml re-applies two of them).
+    assert [a["path"] for a in server.applied] == flannel + [flannel[0], flannel[-1]]
+    net = json.loads(server.objects[flannel[4]]["data"]["net-conf.json"])
+    assert net == {"Network": "10.244.0.0/16", "EnableNFTables": False, "Backend": {"Type": "vxlan"}}
     assert {a["fieldManager"] for a in server.applied} == {"bootstrap-node"}
     events = [json.loads(line) for line in (output / "events.jsonl").read_text().splitlines()]
     assert sorted(e["node"] for e in events if e["kind"] == "ready") == sorted(NAMES)
@@ -97,7 +117,7 @@ def test_api_late_and_transient_errors_are_retried(output, tmp_path, templates):
         result = run_wait(output, server, templates)
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started >= 2.0
-    assert len(server.applied) == 2 and "Traceback" not in result.output
+    assert len(server.applied) == 8 and "Traceback" not in result.output
 
 
 def test_a_node_never_ready_exits_4_naming_it_with_its_last_phase(output, tmp_path):
@@ -149,13 +169,13 @@ def test_unknown_kind_exits_5_naming_file_and_object(output, tmp_path, templates
 
 def test_ctrl_c_exits_130_promptly(output, tmp_path):
     with api(output, tmp_path, {n: None for n in NAMES}) as server:
+        templates = make_templates(tmp_path / "templates")
         proc = subprocess.Popen([sys.executable, "-m", "app", "--config", str(EXAMPLE), "--output", str(output),
-                                 "wait", "--server", server.url, "--poll", "0.2"], cwd=REPO,
+                                 "--templates", str(templates), "wait", "--server", server.url, "--poll", "0.2"],
+                                cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "api-ready" not in (output / "events.jsonl").read_text() \
-                if (output / "events.jsonl").exists() else time.monotonic() < deadline:
-            time.sleep(0.1)
+        events = output / "events.jsonl"
+        wait_for(lambda: events.exists() and "api-ready" in events.read_text(), what="wait to reach the API")
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=10)
     assert code == 130 and "interrupted" in proc.stderr.read()

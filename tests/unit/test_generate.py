@@ -313,3 +313,22 @@ def test_sysext_hash_is_added_when_the_asset_exists(tmp_path):
     entry = next(f for f in config["storage"]["files"] if f["path"].endswith(".raw"))
     assert entry["contents"]["verification"]["hash"] == "sha512-" + hashlib.sha512(b"sysext image").hexdigest()
     assert entry["contents"]["source"] == "http://10.0.0.2:8080/assets/sysext/kubernetes-v1.31.4-x86-64.raw"
+
+
+def test_controller_only_cluster_untaints_every_controller(tmp_path):
+    config = tmp_path / "cluster.yaml"
+    config.write_text("\n".join(l for l in EXAMPLE.read_text().splitlines() if "role: worker" not in l) + "\n")
+    assert run_generate(tmp_path / "o", config=config).exit_code == 0
+    for name in ["cp-1", "cp-2", "cp-3"]:
+        docs = list(yaml.safe_load_all(files_of(ignition(tmp_path / "o", name))["/etc/kubernetes/kubeadm.yaml"]))
+        assert docs[0]["nodeRegistration"]["taints"] == [], name
+
+
+def test_cilium_kube_proxy_replacement_skips_kube_proxy(out, tmp_path):
+    config = tmp_path / "cluster.yaml"
+    config.write_text(EXAMPLE.read_text().replace("cni: flannel", "cni: cilium\ncilium: {kube_proxy_replacement: true}"))
+    assert run_generate(tmp_path / "o", config=config).exit_code == 0
+    init = list(yaml.safe_load_all(files_of(ignition(tmp_path / "o", "cp-1"))["/etc/kubernetes/kubeadm.yaml"]))
+    assert init[0]["skipPhases"] == ["addon/kube-proxy"]
+    flannel = list(yaml.safe_load_all(files_of(ignition(out, "cp-1"))["/etc/kubernetes/kubeadm.yaml"]))
+    assert "skipPhases" not in flannel[0]
