@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 LAB_PACKAGES := qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base busybox-static cpio iproute2
 
-.PHONY: test venv schema clean lab lab-deps
+.PHONY: test venv schema clean lab lab-deps bench
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ lab-deps:
 	@[ "$$(id -u)" = 0 ] || { echo "make lab needs root: network namespaces, taps, DHCP ports 67/4011"; exit 1; }
 	@dpkg -s $(LAB_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LAB_PACKAGES); }
+
+## Benchmarks (not tests): assets vs nginx and http.server, the boot API vs a Matchbox-like
+## reference, generate at scale. Prints a table, writes bench/results.json. Needs nginx and wrk.
+bench: venv
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk; } \
+		|| { echo "make bench needs nginx and wrk (Debian: nginx-light wrk)"; exit 1; }
+	$(PY) bench/run.py
 
 ## Regenerate cluster.schema.json from the model.
 schema: venv

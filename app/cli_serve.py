@@ -52,6 +52,8 @@ def serve(
         = False,
     log_format: Annotated[LogFormat, typer.Option(help="text or json log lines.")] = LogFormat.text,
     shutdown_timeout: Annotated[float, typer.Option(help="Seconds in-flight downloads get on stop.")] = 10.0,
+    access_log: Annotated[bool, typer.Option(help="Log every HTTP request (client, request, status, bytes, "
+                                                  "seconds).")] = False,
 ) -> None:
     """Serve the generated tree: proxy DHCP + TFTP (dnsmasq) and the Matchbox-compatible HTTP API.
 
@@ -67,7 +69,7 @@ def serve(
     opts = ServeOptions(output=out, data_dir=(matchbox_data or out / "matchbox").resolve(),
                         assets=assets.resolve() if assets.is_dir() else None, host=host, port=port,
                         dhcp=dhcp.value, tftp=tftp.value, tftp_port=tftp_port, strict_matchbox=strict_matchbox,
-                        shutdown_timeout=shutdown_timeout)
+                        shutdown_timeout=shutdown_timeout, access_log=access_log)
     if not opts.data_dir.is_dir():
         typer.echo(f"{opts.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)",
                    err=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.render import ignition
+from app.render.butane_schema import GO_TYPES, S, YAML_TAGS
 from app.render.ignition import Report
 from app.yaml_source import Loc, Source, SourceError, parse_source
 
@@ -44,75 +45,6 @@ class Result:
 
     def json(self, pretty: bool = False) -> bytes:
         return ignition.dumps(self.config, pretty=pretty)
-
-
-# --- the Butane schema: (butane key, Ignition key) in Ignition's (Go struct) output order -------------
-# A kind is "str", "int", "bool", a one-item list [kind], or a struct name. An Ignition key of None
-# marks Butane-only sugar handled by the translator; `since` gates fields new in Ignition 3.4.0.
-S = {
-    "Config": [("ignition", "ignition", "Ignition"), ("kernel_arguments", "kernelArguments", "KernelArgs"),
-               ("passwd", "passwd", "Passwd"), ("storage", "storage", "Storage"),
-               ("systemd", "systemd", "Systemd"), ("variant", None, "str"), ("version", None, "str")],
-    "Ignition": [("config", "config", "IgnitionConfig"), ("proxy", "proxy", "Proxy"),
-                 ("security", "security", "Security"), ("timeouts", "timeouts", "Timeouts")],
-    "IgnitionConfig": [("merge", "merge", ["Resource"]), ("replace", "replace", "Resource")],
-    "Proxy": [("http_proxy", "httpProxy", "str"), ("https_proxy", "httpsProxy", "str"),
-              ("no_proxy", "noProxy", ["str"])],
-    "Security": [("tls", "tls", "TLS")],
-    "TLS": [("certificate_authorities", "certificateAuthorities", ["Resource"])],
-    "Timeouts": [("http_response_headers", "httpResponseHeaders", "int"), ("http_total", "httpTotal", "int")],
-    "KernelArgs": [("should_exist", "shouldExist", ["str"]), ("should_not_exist", "shouldNotExist", ["str"])],
-    "Passwd": [("groups", "groups", ["Group"]), ("users", "users", ["User"])],
-    "Group": [("gid", "gid", "int"), ("name", "name", "str"), ("password_hash", "passwordHash", "str"),
-              ("should_exist", "shouldExist", "bool"), ("system", "system", "bool")],
-    "User": [("gecos", "gecos", "str"), ("groups", "groups", ["str"]), ("home_dir", "homeDir", "str"),
-             ("name", "name", "str"), ("no_create_home", "noCreateHome", "bool"),
-             ("no_log_init", "noLogInit", "bool"), ("no_user_group", "noUserGroup", "bool"),
-             ("password_hash", "passwordHash", "str"), ("primary_group", "primaryGroup", "str"),
-             ("ssh_authorized_keys", "sshAuthorizedKeys", ["str"]), ("shell", "shell", "str"),
-             ("should_exist", "shouldExist", "bool"), ("system", "system", "bool"), ("uid", "uid", "int"),
-             ("ssh_authorized_keys_local", None, ["str"])],
-    "Storage": [("directories", "directories", ["Directory"]), ("disks", "disks", ["Disk"]),
-                ("files", "files", ["File"]), ("filesystems", "filesystems", ["Filesystem"]),
-                ("links", "links", ["Link"]), ("luks", "luks", ["Luks"]), ("raid", "raid", ["Raid"]),
-                ("trees", None, ["Tree"])],
-    "NodeOwner": [("id", "id", "int"), ("name", "name", "str")],
-    "File": [("group", "group", "NodeOwner"), ("overwrite", "overwrite", "bool"), ("path", "path", "str"),
-             ("user", "user", "NodeOwner"), ("append", "append", ["Resource"]),
-             ("contents", "contents", "Resource"), ("mode", "mode", "int")],
-    "Directory": [("group", "group", "NodeOwner"), ("overwrite", "overwrite", "bool"), ("path", "path", "str"),
-                  ("user", "user", "NodeOwner"), ("mode", "mode", "int")],
-    "Link": [("group", "group", "NodeOwner"), ("overwrite", "overwrite", "bool"), ("path", "path", "str"),
-             ("user", "user", "NodeOwner"), ("hard", "hard", "bool"), ("target", "target", "str")],
-    "Tree": [("local", None, "str"), ("path", None, "str")],
-    "Resource": [("compression", "compression", "str"), ("http_headers", "httpHeaders", ["Header"]),
-                 ("source", "source", "str"), ("verification", "verification", "Verification"),
-                 ("inline", None, "str"), ("local", None, "str")],
-    "Header": [("name", "name", "str"), ("value", "value", "str")],
-    "Verification": [("hash", "hash", "str")],
-    "Disk": [("device", "device", "str"), ("partitions", "partitions", ["Partition"]),
-             ("wipe_table", "wipeTable", "bool")],
-    "Partition": [("guid", "guid", "str"), ("label", "label", "str"), ("number", "number", "int"),
-                  ("resize", "resize", "bool"), ("should_exist", "shouldExist", "bool"),
-                  ("size_mib", "sizeMiB", "int"), ("start_mib", "startMiB", "int"),
-                  ("type_guid", "typeGuid", "str"), ("wipe_partition_entry", "wipePartitionEntry", "bool")],
-    "Filesystem": [("device", "device", "str"), ("format", "format", "str"), ("label", "label", "str"),
-                   ("mount_options", "mountOptions", ["str"]), ("options", "options", ["str"]),
-                   ("path", "path", "str"), ("uuid", "uuid", "str"), ("wipe_filesystem", "wipeFilesystem", "bool"),
-                   ("with_mount_unit", None, "bool")],
-    "Luks": [("clevis", None, "Any"), ("device", "device", "str"), ("discard", "discard", "bool", "3.4.0"),
-             ("key_file", "keyFile", "Resource"), ("label", "label", "str"), ("name", "name", "str"),
-             ("open_options", "openOptions", ["str"], "3.4.0"), ("options", "options", ["str"]),
-             ("uuid", "uuid", "str"), ("wipe_volume", "wipeVolume", "bool")],
-    "Raid": [("devices", "devices", ["str"]), ("level", "level", "str"), ("name", "name", "str"),
-             ("options", "options", ["str"]), ("spares", "spares", "int")],
-    "Systemd": [("units", "units", ["Unit"])],
-    "Unit": [("contents", "contents", "str"), ("dropins", "dropins", ["Dropin"]), ("enabled", "enabled", "bool"),
-             ("mask", "mask", "bool"), ("name", "name", "str"), ("contents_local", None, "str")],
-    "Dropin": [("contents", "contents", "str"), ("name", "name", "str"), ("contents_local", None, "str")],
-}
-GO_TYPES = {"str": "string", "int": "int", "bool": "bool"}
-YAML_TAGS = {str: "str", int: "int", float: "float", bool: "bool", list: "seq", dict: "map"}
 
 
 def translate(text: str, *, files_dir: Path | None = None, strict: bool = True, name: str = "config.bu") -> Result:

@@ -90,18 +90,22 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs + [x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
+def _builder(subject: x509.Name, issuer: x509.Name, public_key, now: dt.datetime, years: int, ca: bool):
+    """What every certificate here shares: serial, validity (5 minutes of clock-skew slack), basic
+    constraints and key usage."""
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=365 * years))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=ca,
+                                         content_commitment=False, data_encipherment=False, key_agreement=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True))
+
+
 def _ca(cn: str, now: dt.datetime) -> tuple[bytes, bytes, rsa.RSAPrivateKey]:
     key = _rsa()
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365 * CA_YEARS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=True,
-                                         content_commitment=False, data_encipherment=False, key_agreement=False,
-                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(ski, critical=False)
+    cert = (_builder(_name(cn), _name(cn), key.public_key(), now, CA_YEARS, ca=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
     return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key), key
 
@@ -109,14 +113,7 @@ def _ca(cn: str, now: dt.datetime) -> tuple[bytes, bytes, rsa.RSAPrivateKey]:
 def _client_cert(ca_pem: bytes, ca_key, cn: str, org: str, now: dt.datetime) -> tuple[bytes, bytes]:
     ca = x509.load_pem_x509_certificate(ca_pem)
     key = _rsa()
-    cert = (x509.CertificateBuilder().subject_name(_name(cn, org)).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365 * ADMIN_YEARS))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=False,
-                                         content_commitment=False, data_encipherment=False, key_agreement=False,
-                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+    cert = (_builder(_name(cn, org), ca.subject, key.public_key(), now, ADMIN_YEARS, ca=False)
             .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import mimetypes
 import os
+import stat
 import urllib.parse
 from pathlib import Path
 
@@ -43,9 +44,13 @@ async def serve_asset(request: web.Request, root: Path | None) -> web.StreamResp
         raise web.HTTPNotFound()
     raw = request.raw_path.split("?", 1)[0][len("/assets/"):]
     target = resolve(root, raw)
-    if target is None or not target.exists():
+    try:
+        mode = target.stat().st_mode if target is not None else None
+    except OSError:
+        mode = None
+    if mode is None:
         raise web.HTTPNotFound()
-    if target.is_dir():
+    if stat.S_ISDIR(mode):
         if raw and not raw.endswith("/"):
             raise web.HTTPMovedPermanently(location=request.path + "/")
         index = target / "index.html"
@@ -54,7 +59,7 @@ async def serve_asset(request: web.Request, root: Path | None) -> web.StreamResp
         return _listing(target, request.path)
     if raw.endswith("/"):
         raise web.HTTPMovedPermanently(location=request.path.rstrip("/"))
-    if not target.is_file():
+    if not stat.S_ISREG(mode):
         raise web.HTTPNotFound()
     response = web.FileResponse(target, chunk_size=256 * 1024)
     content_type, encoding = mimetypes.guess_type(target.name)

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # The path a node walks, in order. A node never moves backwards except through `reinstall`.
@@ -37,8 +37,10 @@ class Event:
     ts: str = field(default_factory=now_iso)
 
     def line(self) -> str:
-        data = {k: v for k, v in asdict(self).items() if v not in ("", {}, None)}
-        return json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n"
+        # Built by hand, keys in a fixed order: this runs for every boot-relevant request.
+        data = {"detail": self.detail, "kind": self.kind, "mac": self.mac, "message": self.message,
+                "node": self.node, "source": self.source, "ts": self.ts}
+        return json.dumps({k: v for k, v in data.items() if v}, separators=(",", ":")) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> "Event | None":

@@ -150,18 +150,25 @@ async def _config(request: web.Request, kind: str, id_key: str) -> web.Response:
     if matched is None or not matched[1].get(id_key):
         return not_found()
     group, profile = matched
-    found = ctx.store.text(kind, profile[id_key])
-    if found is None:
-        return not_found()
-    variables = scripts.template_variables(group.metadata, group.selector, labels, raw)
-    try:
-        if kind == "ignition":
-            body = scripts.ignition_bytes(found[0], found[1], variables)
-        else:
-            body = scripts.go_template(found[1].decode(), variables).encode()
-    except (scripts.RenderFailed, UnicodeDecodeError) as exc:
-        log.warning("%s for %s: %s", kind, group.id, exc)
-        return not_found()
+    name = profile[id_key]
+    if kind == "ignition" and name.endswith((".ign", ".ignition")):
+        # Raw configs do not depend on the request: render once per version of the file.
+        body = ctx.store.served_ignition(name, lambda raw: scripts.ignition_bytes(name, raw, {}))
+        if body is None:
+            return not_found()
+    else:
+        found = ctx.store.text(kind, name)
+        if found is None:
+            return not_found()
+        variables = scripts.template_variables(group.metadata, group.selector, labels, raw)
+        try:
+            if kind == "ignition":
+                body = scripts.ignition_bytes(found[0], found[1], variables)
+            else:
+                body = scripts.go_template(found[1].decode(), variables).encode()
+        except (scripts.RenderFailed, UnicodeDecodeError) as exc:
+            log.warning("%s for %s: %s", kind, group.id, exc)
+            return not_found()
     mac = _mac(labels)
     if kind == "ignition" and mac:
         phase = "install-ignition" if labels.get("os") != "installed" else "http"

@@ -19,6 +19,10 @@ from pathlib import Path
 
 log = logging.getLogger("bootstrap_node.matchbox")
 
+
+class RenderFailedError(Exception):
+    """Raised by a parse function given to the store: the file exists but cannot be served."""
+
 _MAC_SHAPES = (re.compile(r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}"),
                re.compile(r"([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}"))
 
@@ -103,7 +107,7 @@ class Store:
         self._lock = threading.Lock()
         self._index = _Index(signature=("never",))
         self._checked = 0.0
-        self._cache: dict[Path, tuple[tuple, object]] = {}
+        self._cache: dict[tuple, tuple[tuple, object, float]] = {}  # (path, tag) -> (version, parsed, checked)
 
     # -- groups ----------------------------------------------------------------------------------
     def select(self, labels: dict[str, str]) -> Group | None:
@@ -179,21 +183,34 @@ class Store:
         data = self._load(self.root / kind / name, lambda b: b)
         return (name, data) if isinstance(data, bytes) else None
 
-    def _load(self, path: Path, parse):
-        """Parse a file once per version of it on disk (mtime and size)."""
+    def served_ignition(self, name: str, render) -> bytes | None:
+        """A raw .ign config as served (`render(bytes)`), computed once per version of the file."""
+        if not _safe_name(name):
+            return None
+        return self._load(self.root / "ignition" / name, render, tag="served")
+
+    def _load(self, path: Path, parse, tag: str = ""):
+        """Parse a file once per version of it on disk (mtime and size), looking at the disk at most
+        once per `recheck` seconds per file."""
+        now = time.monotonic()
+        key_path = (path, tag)
+        cached = self._cache.get(key_path)
+        if cached and now - cached[2] < self.recheck:
+            return cached[1]
         try:
             st = path.stat()
         except OSError:
+            self._cache[key_path] = ((None, None), None, now)
             return None
         key = (st.st_mtime_ns, st.st_size)
-        cached = self._cache.get(path)
         if cached and cached[0] == key:
+            self._cache[key_path] = (key, cached[1], now)
             return cached[1]
         try:
             value = parse(path.read_bytes())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RenderFailedError):
             value = None
-        self._cache[path] = (key, value)
+        self._cache[key_path] = (key, value, now)
         return value
 
 

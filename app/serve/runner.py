@@ -47,6 +47,7 @@ class ServeOptions:
     strict_matchbox: bool = False
     shutdown_timeout: float = 10.0
     dnsmasq_binary: str = "dnsmasq"
+    access_log: bool = False  # one log line per request; events already record every boot-relevant hit
 
 
 class Server:
@@ -71,11 +72,12 @@ class Server:
     async def start(self) -> None:
         self.events.open()
         self.runner = web.AppRunner(make_app(self.ctx), shutdown_timeout=self.opts.shutdown_timeout,
-                                    access_log=logging.getLogger("bootstrap_node.access"),
+                                    access_log=logging.getLogger("bootstrap_node.access") if self.opts.access_log
+                                    else None,
                                     access_log_format=ACCESS_LOG_FORMAT)
         await self.runner.setup()
         try:
-            await web.TCPSite(self.runner, self.opts.host, self.opts.port).start()
+            await web.TCPSite(self.runner, self.opts.host, self.opts.port, backlog=1024).start()
         except OSError as exc:
             await self.runner.cleanup()
             self.events.close()

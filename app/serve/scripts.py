@@ -8,6 +8,7 @@ import json
 import re
 
 from app.render import butane, ignition
+from app.serve.matchbox import RenderFailedError
 
 BOOT_IPXE = ("#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}"
              "&serial=${serial}&arch=${buildarch:uristring}\n")
@@ -15,7 +16,7 @@ SERVED_IGNITION = "3.4.0"
 UPGRADABLE = re.compile(r"3\.[0-4]\.0")
 
 
-class RenderFailed(Exception):
+class RenderFailed(RenderFailedError):
     """Anything Matchbox answers with 404: missing key, bad template, invalid config."""
 
 

@@ -158,7 +158,8 @@ class Lab:
 
     def _appliance(self) -> None:
         self._spawn("serve", self.appl, [sys.executable, "-m", "app", "--config", str(self.config), "--output",
-                                         str(self.output), "serve", "--assets", str(self.assets)],
+                                         str(self.output), "serve", "--assets", str(self.assets),
+                                         "--access-log"],
                     self.dir / "serve.log")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
