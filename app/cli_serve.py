@@ -148,7 +148,7 @@ def reinstall(ctx: typer.Context, name: str, output: OutputOpt = None) -> None:
         typer.echo(f"no node named {name!r} in {ctx.obj.config}", err=True)
         raise typer.Exit(EXIT_INVALID)
     append_event(out, Event("reinstall", mac=known[name], node=name, source="cli"))
-    typer.echo(f"{name} will install again on its next PXE boot (a running serve picks this up on restart)")
+    typer.echo(f"{name} will install again on its next PXE boot (a running serve takes this within a second)")
 
 
 @app.command()

@@ -20,6 +20,8 @@ PHASES = ["dhcp", "tftp", "ipxe", "kernel", "install-ignition", "installing", "i
 # What a node itself may POST to /events.
 CALLBACK_PHASES = {"installing", "installed", "final-ignition", "kubeadm", "joined", "failed"}
 EVENTS_FILE = "events.jsonl"
+# Sources that write from other processes (`reinstall`, `wait`); a running serve follows them.
+EXTERNAL_SOURCES = {"cli", "wait"}
 
 
 def now_iso() -> str:
@@ -94,8 +96,29 @@ class EventLog:
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._file = None
-        for event in read_events(self.path):
-            self._apply(event)
+        self._followed = 0  # bytes of the file already read
+        self.follow(external_only=False)
+
+    def follow(self, external_only: bool = True) -> int:
+        """Apply lines appended since the last look. A running serve calls this periodically and
+        takes only other processes' events (its own are applied as it writes them). Returns how
+        many events were applied."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._followed)
+                data = f.read()
+        except FileNotFoundError:
+            return 0
+        complete = data[:data.rfind(b"\n") + 1]  # a line still being written waits for the next look
+        self._followed += len(complete)
+        applied = 0
+        for line in complete.decode("utf-8", errors="replace").splitlines():
+            event = Event.from_json(line)
+            if event is not None and (not external_only or event.source in EXTERNAL_SOURCES):
+                with self._lock:
+                    self._apply(event)
+                applied += 1
+        return applied
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

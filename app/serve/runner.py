@@ -89,10 +89,17 @@ class Server:
             self.supervisor = Supervisor(self._dnsmasq_conf(), self.events.record, binary=self.opts.dnsmasq_binary,
                                          on_restart=self._count_restart)
             self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
+        self._tasks.append(asyncio.create_task(self._follow_events()))
         if self.opts.tftp == "builtin":
             self.tftp = _BuiltinTftp(self.opts.output / "tftp", self.opts.host, self.opts.tftp_port)
             self.tftp.start()
         log.info("serving %s (data %s, assets %s)", self.url, self.opts.data_dir, self.opts.assets)
+
+    async def _follow_events(self) -> None:
+        """Take `reinstall` and `wait` events written by other processes, within a second."""
+        while True:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(self.events.follow)
 
     def _count_restart(self) -> None:
         self.ctx.metrics.dnsmasq_restarts += 1

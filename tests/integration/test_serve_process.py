@@ -113,3 +113,24 @@ def test_serve_refuses_a_taken_port(generated):
 def test_serve_without_generate_says_so(tmp_path):
     result = cli("--output", str(tmp_path), "serve", "--listen", "127.0.0.1:1", timeout=30)
     assert result.returncode == 1 and "run `bootstrap-node generate` first" in result.stderr
+
+
+def test_reinstall_reaches_a_running_serve(generated):
+    proc, url, _ = start_serve(generated)
+    mac = "52:54:00:00:00:21"
+    try:
+        req = urllib.request.Request(f"{url}/events", data=json.dumps({"mac": mac, "phase": "installed"}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        urllib.request.urlopen(req).read()
+        with urllib.request.urlopen(f"{url}/ipxe?mac={mac}") as r:
+            assert r.read().decode().splitlines()[-1] == "exit"
+        result = cli("--config", str(EXAMPLE), "--output", str(generated), "reinstall", "worker-1")
+        assert result.returncode == 0, result.stderr
+
+        def installer_again():
+            with urllib.request.urlopen(f"{url}/ipxe?mac={mac}") as r:
+                return b"flatcar_production_pxe.vmlinuz" in r.read()
+        wait_for(installer_again, 10, "serve to take the reinstall")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
