@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -17,7 +17,6 @@ import stat
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from app.render import ignition
 from app.render.butane_schema import GO_TYPES, S, YAML_TAGS

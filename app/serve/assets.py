@@ -62,10 +62,10 @@ async def serve_asset(request: web.Request, root: Path | None) -> web.StreamResp
     if not stat.S_ISREG(mode):
         raise web.HTTPNotFound()
     response = web.FileResponse(target, chunk_size=256 * 1024)
-    content_type, encoding = mimetypes.guess_type(target.name)
+    content_type, _ = mimetypes.guess_type(target.name)
     if target.name.endswith(".gz"):
         # A .cpio.gz is a file to hand over as is, not a gzip-encoded body to unpack.
-        content_type, encoding = "application/gzip", None
+        content_type = "application/gzip"
     if content_type:
         response.content_type = content_type
     return response

@@ -12,13 +12,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, SHARED
-from tests.unit.test_generate import decode, files_of
+from tests.unit.test_generate import files_of
 
 sys.path.insert(0, str(REPO / "scripts" / "lab"))
 import lab as lab_module  # noqa: E402

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.apiserver import StandInAPIServer
-from tests.integration.test_wait import (ADDON, FIXTURES, NAMES, api, generated, make_templates, output,  # noqa: F401
-                                         run_wait)
+from tests.integration.test_wait import ADDON, FIXTURES, NAMES, api, make_templates, run_wait
 from tests.conftest import EXAMPLE
 
 

@@ -32,24 +32,6 @@ spec: {}
 """
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wait") / "output"
-    result = runner.invoke(app, ["--config", str(EXAMPLE), "--output", str(out), "--templates", "/nonexistent",
-                                 "generate", "--assets", "/nonexistent"])
-    assert result.exit_code == 0, result.output
-    return out
-
-
-@pytest.fixture
-def output(generated, tmp_path) -> Path:
-    """A fresh copy per test (events and kubeconfig differ), same credentials."""
-    import shutil
-    out = tmp_path / "output"
-    shutil.copytree(generated, out)
-    return out
-
-
 FIXTURES = REPO / "tests" / "fixtures"
 
 

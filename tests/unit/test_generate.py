@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,7 +17,6 @@ import yaml
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.cluster import load_cluster
 from app.render import pki
 from tests.conftest import EXAMPLE, shared_path
 
