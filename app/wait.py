@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from app.output import atomic_write
 from app.serve.events import Event, EventLog, append_event
 
 EXIT_OK, EXIT_API, EXIT_NODES, EXIT_ADDONS, EXIT_INTERRUPTED = 0, 3, 4, 5, 130
+# The kubelet's NotReady message when no CNI is installed yet.
+NO_NETWORK = re.compile(r"network (plugin )?(is )?not ready|NetworkReady=false|cni", re.I)
 
 
 @dataclass
@@ -65,7 +68,11 @@ class Gate:
             return Outcome(EXIT_INTERRUPTED, "interrupted")
         server = f"https://{self.cluster.api_host}:6443"
         atomic_write(self.output / "kubeconfig", self.kubeconfig.read_bytes(), 0o600)
-        return Outcome(EXIT_OK, f"all {len(self.cluster.nodes)} nodes Ready; wrote {self.output / 'kubeconfig'} "
+        waiting_for_cni = [n.name for n in self.cluster.nodes if not self.api_view.get(n.name, {}).get("ready")]
+        ready = (f"all {len(self.cluster.nodes)} nodes Ready" if not waiting_for_cni else
+                 f"all {len(self.cluster.nodes)} nodes registered ({', '.join(waiting_for_cni)} NotReady until "
+                 "a pod network is installed: cni is none)")
+        return Outcome(EXIT_OK, f"{ready}; wrote {self.output / 'kubeconfig'} "
                                 f"(server {server})")
 
     def endpoints(self) -> list[str]:
@@ -120,12 +127,22 @@ class Gate:
                     recorded.add(node.name)
                     self._record(Event("ready", mac=node.mac, node=node.name, source="wait"))
             self._show()
-            pending = [n for n in self.cluster.nodes if not self.api_view.get(n.name, {}).get("ready")]
+            pending = [n for n in self.cluster.nodes if not self._done(n)]
             if not pending:
                 return []
             if time.monotonic() > deadline:
                 return [self._why(n) for n in pending]
             self._sleep(self.opts.poll)
+
+    def _done(self, node) -> bool:
+        """Ready; or, with `cni: none`, registered and NotReady only for want of a pod network
+        (bootstrap-node installs none; the user's add-ons may bring one later)."""
+        view = self.api_view.get(node.name)
+        if view is None:
+            return False
+        if view["ready"]:
+            return True
+        return self.cluster.cni == "none" and bool(NO_NETWORK.search(view["reason"]))
 
     # -- helpers -----------------------------------------------------------------------------------
     def _why(self, node) -> str:

@@ -130,3 +130,14 @@ def test_wait_gitops_blocks_until_synced(output, tmp_path):
         result = run_wait(output, server, gitops_templates(tmp_path), "--wait-gitops", "--nodes-timeout", "3",
                           config=config(tmp_path, GITOPS))
     assert result.exit_code == 5 and "the root Application is OutOfSync, not Synced" in result.output
+
+
+def test_cni_none_does_not_wait_for_a_pod_network(output, tmp_path):
+    nodes = {n: None for n in NAMES}  # registered, NotReady: "container runtime network not ready"
+    with api(output, tmp_path, nodes) as server:
+        result = run_wait(output, server, make_templates(tmp_path / "t"), config=config(tmp_path, "", cni="none"))
+    assert result.exit_code == 0, result.output
+    assert "NotReady until a pod network is installed: cni is none" in result.output
+    with api(output, tmp_path, nodes) as server:  # with a CNI to install, NotReady is a failure
+        result = run_wait(output, server, make_templates(tmp_path / "t"), "--nodes-timeout", "1")
+    assert result.exit_code == 4
