@@ -46,6 +46,7 @@ class Gate:
         self.kubeconfig = output / "credentials" / "admin.kubeconfig"
         self.api_view: dict[str, dict] = {}
         self.last_error = ""
+        self._log: EventLog | None = None
 
     # -- the three steps ---------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -154,8 +155,12 @@ class Gate:
         return f"  {node.name} ({node.mac}): last phase {phase}; {seen}{error}"
 
     def states(self):
-        log = EventLog(self.output, {n.mac: n.name for n in self.cluster.nodes})
-        return {s.mac: s for s in log.snapshot()}
+        """Node states from the event log, reading only what was appended since the last look."""
+        if self._log is None:
+            self._log = EventLog(self.output, {n.mac: n.name for n in self.cluster.nodes})
+        else:
+            self._log.follow(external_only=False)
+        return {s.mac: s for s in self._log.snapshot()}
 
     def rows(self) -> list[list[str]]:
         states = self.states()
