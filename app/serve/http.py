@@ -198,11 +198,10 @@ async def assets_redirect(request: web.Request) -> web.Response:
 
 async def assets(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    response = await serve_asset(request, ctx.config.assets)
+    started = time.monotonic()
+    response = await serve_asset(request, ctx.config.assets)  # files are sent by the time it returns
     name = request.path.rsplit("/", 1)[-1]
     if request.method == "GET" and name.endswith(BOOT_ASSETS):
-        started = time.monotonic()
-        await response.prepare(request)  # sends the file: the event below records what was sent
         mac = ctx.client_macs.get(request.remote or "", "")
         kind = "kernel" if mac else "http"
         ctx.events.record(Event(kind, mac=mac, source="http", detail={
