@@ -66,7 +66,13 @@ async def test_assets_range_head_and_conditional(data_dir, assets, tmp_path):
             assert r.status == 206 and await r.read() == bytes(range(256))
             assert r.headers["Content-Range"] == "bytes 256-511/10240"
         async with http.get(kernel, headers={"Range": "bytes=99999-"}) as r:
-            assert r.status == 416
+            assert r.status == 416 and r.headers["Content-Range"] == "bytes */10240"
+        async with http.get(kernel, headers={"Range": "bytes=-16"}) as r:  # the last 16 bytes
+            assert r.status == 206 and await r.read() == bytes(range(240, 256))
+        async with http.get(kernel, headers={"Range": "bytes=10000-"}) as r:
+            assert r.status == 206 and len(await r.read()) == 240
+        async with http.get(kernel, headers={"Range": "pages=1-2"}) as r:  # not understood: ignored
+            assert r.status == 200 and len(await r.read()) == 10240
         async with http.head(kernel) as r:
             assert r.status == 200 and r.headers["Content-Length"] == "10240" and await r.read() == b""
             last_modified = r.headers["Last-Modified"]
