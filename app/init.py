@@ -16,7 +16,7 @@ from app.cluster import Cluster
 from app.serve.runner import Server, ServeOptions
 from app.wait import EXIT_INTERRUPTED, Outcome, WaitOptions, wait_for_cluster
 
-EXIT_SERVE_FAILED = 1
+EXIT_SERVE_FAILED = 1  # as `serve`
 
 
 @dataclass

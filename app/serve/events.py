@@ -93,7 +93,6 @@ class EventLog:
         self.known = dict(known or {})  # mac -> node name, from the cluster being served
         self.nodes: dict[str, NodeState] = {}
         self.discovered: dict[str, str] = {}  # mac -> first seen
-        self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._file = None
         self._followed = 0  # bytes of the file already read
@@ -143,7 +142,6 @@ class EventLog:
         return event
 
     def _apply(self, event: Event) -> None:
-        self.counts[event.kind] = self.counts.get(event.kind, 0) + 1
         if event.kind == "discovered" and event.mac:
             self.discovered.setdefault(event.mac, event.ts)
         if not event.mac or (event.kind not in PHASES and event.kind not in ("failed", "reinstall")):
