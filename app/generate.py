@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.cluster import Cluster
-from app.output import WriteSummary, load_secrets, write_tree
+from app.atomic import WriteSummary, write_tree
+from app.credentials import load_secrets
 from app.render.templates import Templates
 from app.render.tree import SYSEXT_ARCH, Appliance, render_tree
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from app.cluster import Cluster
 from app.serve.runner import Server, ServeOptions
-from app.wait import EXIT_INTERRUPTED, Outcome, WaitOptions, wait_for_cluster
+from app.wait.gate import EXIT_INTERRUPTED, Outcome, WaitOptions, wait_for_cluster
 
 EXIT_SERVE_FAILED = 1  # as `serve`
 

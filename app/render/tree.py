@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from app.cluster import Cluster, Node
-from app.render import butane, ignition, pki
+from app import pki
+from app.ignition import butane, rules as ignition
 from app.render.templates import Templates, TemplateError
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from app.serve.events import Event
+from app.events import Event
 
 log = logging.getLogger("bootstrap_node.dnsmasq")
 MAC = r"([0-9a-f]{2}(?::[0-9a-f]{2}){5})"

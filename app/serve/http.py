@@ -16,7 +16,7 @@ from aiohttp import web
 
 from app.serve import scripts, status_page
 from app.serve.assets import serve_asset
-from app.serve.events import CALLBACK_PHASES, Event, EventLog
+from app.events import CALLBACK_PHASES, Event, EventLog
 from app.serve.matchbox import Group, Store, normalize_mac, parse_labels
 from app.serve.metrics import Metrics
 

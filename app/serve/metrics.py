@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from app.serve.events import PHASES, NodeState
+from app.events import PHASES, NodeState
 
 
 @dataclass

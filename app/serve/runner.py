@@ -17,9 +17,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app.output import atomic_write
+from app.atomic import atomic_write
 from app.serve.dnsmasq import DnsmasqFailed, Supervisor, tftp_only_conf
-from app.serve.events import Event, EventLog
+from app.events import Event, EventLog
 from app.serve.http import Context, ServeConfig, make_app
 from app.serve.matchbox import Store, known_macs
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from app.render import butane, ignition
+from app.ignition import butane, rules as ignition
 from app.serve.matchbox import RenderFailedError
 
 BOOT_IPXE = ("#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html as _html
 
-from app.serve.events import PHASES, NodeState
+from app.events import PHASES, NodeState
 
 REFRESH_SECONDS = 5
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from app.serve.events import EventLog
+from app.events import EventLog
 from app.serve.http import Context, ServeConfig, make_app
 from app.serve.matchbox import Store, known_macs
 

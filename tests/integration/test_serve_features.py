@@ -9,7 +9,7 @@ from email.utils import formatdate
 
 import pytest
 
-from app.serve.events import Event, EventLog
+from app.events import Event, EventLog
 from tests.integration.serve_helpers import running, write_json
 
 MAC_A, MAC_B, MAC_X = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:99"

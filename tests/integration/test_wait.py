@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.render import pki
+from app import pki
 from tests.apiserver import StandInAPIServer, serving_cert
 from tests.conftest import EXAMPLE, REPO
 from tests.integration.test_serve_process import wait_for

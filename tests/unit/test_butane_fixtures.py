@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from app.render.butane import ButaneError, make_data_url, translate
+from app.ignition.butane import ButaneError, make_data_url, translate
 from tests.conftest import SHARED, shared_path
 
 FIXTURES = SHARED / "fixtures" / "butane"
@@ -20,11 +20,13 @@ ERRORS = sorted(p.stem for p in (FIXTURES / "errors").glob("*.bu"))
 
 @pytest.fixture(scope="module")
 def files_dir(tmp_path_factory):
-    """A copy of fixtures/butane/files. shared/ stores the tree's one symlink (hello-link) as a plain
-    file holding its target, so the copy turns it back into the symlink Butane saw."""
+    """A writable copy of fixtures/butane/files. The tree's one symlink (hello-link) points at an
+    absolute path that exists only on the node (Butane turns it into a link with that target), so
+    it dangles here: copy symlinks as symlinks. Some copies of shared/ store it as a plain file
+    holding its target; turn that back into the symlink Butane saw."""
     src = shared_path("fixtures", "butane", "files")
     dst = tmp_path_factory.mktemp("butane") / "files"
-    shutil.copytree(src, dst)
+    shutil.copytree(src, dst, symlinks=True)
     link = dst / "tree" / "opt" / "bin" / "hello-link"
     if not link.is_symlink():
         target = link.read_text()

@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.render import pki
+from app import pki
 from tests.conftest import EXAMPLE, shared_path
 
 runner = CliRunner()

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from app.power import magic_packet, wake
+from app.power.wol import magic_packet, wake
 
 
 def test_magic_packet_shape():

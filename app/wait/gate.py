@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import kube
-from app.addons import Installer, Plan
+from app.wait import kube
+from app.wait.addons import Installer, Plan
 from app.cluster import Cluster
-from app.output import atomic_write
-from app.serve.events import Event, EventLog, append_event
+from app.atomic import atomic_write
+from app.events import Event, EventLog, append_event
 
 EXIT_OK, EXIT_API, EXIT_NODES, EXIT_ADDONS, EXIT_INTERRUPTED = 0, 3, 4, 5, 130
 # The kubelet's NotReady message when no CNI is installed yet.

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import kube
+from app.wait import kube
 from app.cluster import Cluster
-from app.output import atomic_write
+from app.atomic import atomic_write
 
 ARGOCD_NAMESPACE = "argocd"
 FLANNEL_CONFIG = "kube-flannel-cfg"

@@ -18,9 +18,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.render import ignition
-from app.render.butane_schema import GO_TYPES, S, YAML_TAGS
-from app.render.ignition import Report
+from app.ignition import rules as ignition
+from app.ignition.butane_schema import GO_TYPES, S, YAML_TAGS
+from app.ignition.rules import Report
 from app.yaml_source import Loc, Source, SourceError, parse_source
 
 VARIANTS = {("flatcar", "1.0.0"): "3.3.0", ("flatcar", "1.1.0"): "3.4.0"}

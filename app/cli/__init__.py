@@ -118,7 +118,7 @@ def generate(
     the same bytes. Secrets are created once and reused.
     """
     from app.generate import generate as run_generate
-    from app.output import OutputError
+    from app.atomic import OutputError
     from app.render.tree import RenderError
 
     paths = ctx.obj
@@ -186,4 +186,4 @@ def main() -> None:
 
 
 # Commands around a running appliance live in their own module; importing it registers them.
-from app import cli_cluster, cli_serve  # noqa: E402,F401
+from app.cli import cluster as _cluster_commands, serve as _serve_commands  # noqa: E402,F401

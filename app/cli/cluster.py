@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from app.cli import app, load_or_exit
-from app.wait import EXIT_INTERRUPTED, Outcome, WaitOptions, wait_for_cluster
+from app.wait.gate import EXIT_INTERRUPTED, Outcome, WaitOptions, wait_for_cluster
 
 HEADERS = ["node", "role", "phase (events)", "API", "last error"]
 
@@ -53,7 +53,7 @@ class Progress:
 
 def wait_options(cluster, api_timeout: float, nodes_timeout: float, poll: float, server: list[str] | None,
                  templates: Path | None, wait_gitops: bool = False) -> WaitOptions:
-    from app.addons import make_plan
+    from app.wait.addons import make_plan
     from app.render.templates import BUILTIN
     return WaitOptions(api_timeout=api_timeout, nodes_timeout=nodes_timeout, poll=poll, servers=server or [],
                        plan=make_plan(cluster, templates, BUILTIN, wait_gitops))
@@ -136,10 +136,10 @@ def init(
     import asyncio
 
     from app import logs
-    from app.cli_serve import _listen
+    from app.cli.serve import _listen
     from app.generate import generate
     from app.init import InitPlan, run_init
-    from app.output import OutputError
+    from app.atomic import OutputError
     from app.render.tree import RenderError
     from app.serve.runner import ServeError, ServeOptions
 
@@ -169,7 +169,7 @@ def init(
 
 
 def _power_on(cluster, yes: bool) -> None:
-    from app.power import wake
+    from app.power.wol import wake
 
     if cluster.power == "wol":
         wake([n.mac for n in cluster.nodes], str(cluster.bootstrap.ip),

@@ -1,16 +1,13 @@
-"""The output directory: atomic writes, file modes, persisted secrets, and removal of files an
-earlier `generate` wrote that the current one no longer produces.
-"""
+"""Writing the output directory: atomic writes with their modes, and removal of files an earlier
+`generate` wrote that the current one no longer produces."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.render import pki
 
 MANIFEST = ".generated"  # the files the last generate wrote, one per line
 PRIVATE_DIRS = ("credentials", "credentials/etcd", "matchbox/ignition")  # 0700: they hold keys
@@ -25,25 +22,6 @@ class WriteSummary:
     written: list[str]
     unchanged: list[str]
     removed: list[str]
-
-
-def load_secrets(output: Path, *, rotate: bool, now: dt.datetime) -> tuple[pki.Secrets, bool]:
-    """The persisted secrets, or new ones when there are none (or `rotate`). Returns (secrets, created).
-
-    A partial set is an error, never silently completed: a new CA would orphan every installed node.
-    """
-    creds = output / "credentials"
-    present = {name: (creds / name).exists() for name in pki.FILES.values()}
-    if rotate or not any(present.values()):
-        return pki.create_secrets(now), True
-    missing = [name for name, ok in present.items() if not ok]
-    if missing:
-        raise OutputError(f"{creds} is incomplete (missing {', '.join(missing)}); restore the files, or run "
-                          "with --rotate-secrets to replace every secret (installed nodes will not trust the new CA)")
-    try:
-        return pki.from_files(lambda name: (creds / name).read_bytes()), False
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"cannot read {creds}: {exc}") from None
 
 
 def write_tree(output: Path, files: dict[str, tuple[bytes, int]]) -> WriteSummary:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from app.cli import EXIT_INVALID, app, load_or_exit
-from app.serve.events import Event, EventLog, append_event, read_events
+from app.events import Event, EventLog, append_event, read_events
 
 EXIT_SERVE_FAILED = 1
 

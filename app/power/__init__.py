@@ -1,0 +1,1 @@
+"""Powering nodes: one small module per way (Wake-on-LAN today)."""
