@@ -58,7 +58,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 COPY --from=build /opt/bootstrap-node /opt/bootstrap-node
 COPY --from=assets /assets /assets
-COPY templates/ /usr/share/bootstrap-node/templates/
+COPY app/templates/ /usr/share/bootstrap-node/templates/
 COPY --from=assets /assets/cni/ /usr/share/bootstrap-node/templates/cni/
 COPY --from=assets /assets/gitops/ /usr/share/bootstrap-node/templates/gitops/
 COPY --from=assets /assets/bin/ /usr/local/bin/

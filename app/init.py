@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.cluster import Cluster
-from app.serve.runner import Server, ServeOptions
-from app.wait.gate import EXIT_INTERRUPTED, Outcome, WaitOptions, wait_for_cluster
-
-EXIT_SERVE_FAILED = 1  # as `serve`
+from app.exitcodes import ExitCode
+from app.serve.runner import Server, ServeError, ServeOptions
+from app.wait.gate import Outcome, WaitOptions, wait_for_cluster
 
 
 @dataclass
@@ -28,7 +27,15 @@ class InitPlan:
     report: Callable[[list[list[str]]], None] = lambda rows: None
 
 
-async def run_init(plan: InitPlan) -> Outcome:
+def run(plan: InitPlan) -> Outcome:
+    """Serve, power on, wait, stop; the outcome carries wait's exit code (or 1 when serving failed)."""
+    try:
+        return asyncio.run(run_async(plan))
+    except ServeError as exc:
+        return Outcome(ExitCode.INVALID, f"serve failed: {exc}")
+
+
+async def run_async(plan: InitPlan) -> Outcome:
     server = Server(plan.serve)
     stop = threading.Event()
     interrupted = False
@@ -58,7 +65,7 @@ async def run_init(plan: InitPlan) -> Outcome:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     if server.failure:
-        return Outcome(EXIT_SERVE_FAILED, f"serve failed: {server.failure}")
+        return Outcome(ExitCode.INVALID, f"serve failed: {server.failure}")
     if interrupted:
-        return Outcome(EXIT_INTERRUPTED, "interrupted; stopped serving")
+        return Outcome(ExitCode.INTERRUPTED, "interrupted; stopped serving")
     return outcome

@@ -23,6 +23,10 @@ from cryptography.x509.oid import NameOID
 CA_YEARS = 10
 ADMIN_YEARS = 1
 ADMIN_USER = "bootstrap-node-admin"
+# The user's kubeconfig group: kubeadm (1.29+) binds it to cluster-admin with a ClusterRoleBinding,
+# so access is revoked by deleting that binding. system:masters cannot be revoked without a new CA.
+CLUSTER_ADMINS = "kubeadm:cluster-admins"
+USER_NAME = "bootstrap-node-user"
 
 
 @dataclass(frozen=True)
@@ -149,16 +153,26 @@ def ca_pin(ca_pem: bytes) -> str:
 
 
 def admin_kubeconfig(secrets: Secrets, server: str, cluster_name: str) -> bytes:
-    """A kubeconfig for the admin client certificate, trusting only the cluster CA."""
+    """The appliance's own kubeconfig (system:masters, like kubeadm's super-admin.conf), trusting only
+    the cluster CA. It stays in credentials/: `wait` needs it before kubeadm has bound any group."""
+    return kubeconfig(secrets.ca_crt, ADMIN_USER, secrets.admin_crt, secrets.admin_key, server, cluster_name)
+
+
+def user_kubeconfig(secrets: Secrets, server: str, cluster_name: str, now: dt.datetime) -> bytes:
+    """A fresh kubeconfig for the user, in kubeadm:cluster-admins (revocable), trusting only the CA."""
+    ca_key = serialization.load_pem_private_key(secrets.ca_key, password=None)
+    crt, key = _client_cert(secrets.ca_crt, ca_key, USER_NAME, CLUSTER_ADMINS, now)
+    return kubeconfig(secrets.ca_crt, USER_NAME, crt, key, server, cluster_name)
+
+
+def kubeconfig(ca_crt: bytes, user: str, crt: bytes, key: bytes, server: str, cluster_name: str) -> bytes:
     b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
-    context = f"{ADMIN_USER}@{cluster_name}"
+    context = f"{user}@{cluster_name}"
     doc = {
         "apiVersion": "v1", "kind": "Config", "preferences": {},
-        "clusters": [{"name": cluster_name, "cluster": {
-            "server": server, "certificate-authority-data": b64(secrets.ca_crt)}}],
-        "users": [{"name": ADMIN_USER, "user": {
-            "client-certificate-data": b64(secrets.admin_crt), "client-key-data": b64(secrets.admin_key)}}],
-        "contexts": [{"name": context, "context": {"cluster": cluster_name, "user": ADMIN_USER}}],
+        "clusters": [{"name": cluster_name, "cluster": {"server": server, "certificate-authority-data": b64(ca_crt)}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(crt), "client-key-data": b64(key)}}],
+        "contexts": [{"name": context, "context": {"cluster": cluster_name, "user": user}}],
         "current-context": context,
     }
     return yaml.safe_dump(doc, sort_keys=False).encode()

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import jinja2
 
-BUILTIN = Path(os.environ.get("BOOTSTRAP_BUILTIN_TEMPLATES", Path(__file__).resolve().parents[2] / "templates"))
+PACKAGED = Path(__file__).resolve().parents[1] / "templates"  # app/templates, in the checkout and the wheel
+
+
+def builtin_templates() -> Path:
+    """The built-in templates: app/templates, or BOOTSTRAP_BUILTIN_TEMPLATES (the image adds the baked
+    CNI and GitOps manifests there)."""
+    return Path(os.environ.get("BOOTSTRAP_BUILTIN_TEMPLATES") or PACKAGED)
 
 
 class TemplateError(Exception):
@@ -20,9 +26,10 @@ class TemplateError(Exception):
 
 class Templates:
     def __init__(self, override: Path | None = None):
-        dirs = [d for d in (override, BUILTIN) if d is not None and d.is_dir()]
-        if override is not None and BUILTIN.resolve() == override.resolve():
-            dirs = [BUILTIN]
+        builtin = builtin_templates()
+        dirs = [d for d in (override, builtin) if d is not None and d.is_dir()]
+        if override is not None and builtin.is_dir() and builtin.resolve() == override.resolve():
+            dirs = [builtin]
         self.dirs = dirs
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
                                       undefined=jinja2.StrictUndefined, keep_trailing_newline=True,

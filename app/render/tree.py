@@ -16,12 +16,14 @@ import yaml
 from app.cluster import Cluster, Node
 from app import pki
 from app.ignition import butane, rules as ignition
+from app.layout import CREDENTIAL_PATH
 from app.render.templates import Templates, TemplateError
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
 KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v1.2.3"
 SYSEXT_ARCH = {"amd64": "x86-64", "arm64": "arm64"}
 FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
+TOKEN_TTL = "2h0m0s"  # the bootstrap token's lifetime, as kubeadm's kubeadm-certs Secret
 SECRET = 0o600
 PUBLIC = 0o644
 
@@ -78,7 +80,8 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "GATEWAY": str(net.gateway), "DNS": [str(d) for d in net.dns], "NODE_PREFIX": net.cidr.prefixlen,
         "NETWORK_ADDRESS": str(net.cidr.network_address), "NETMASK": str(net.cidr.netmask),
         "TFTP_ROOT": str(appliance.output_dir / "tftp"), "NIC": NIC, "KUBE_VIP_IMAGE": KUBE_VIP_IMAGE,
-        "secrets": secrets,
+        "secrets": secrets, "CERTIFICATE_KEY": secrets.certificate_key, "TOKEN_TTL": TOKEN_TTL,
+        "CREDENTIAL_PATH": CREDENTIAL_PATH,
     }
 
 
@@ -120,11 +123,13 @@ def _node_files(cluster: Cluster, node: Node, base: dict, templates: Templates, 
 
 
 def _control_plane_files(cluster: Cluster, v: dict, templates: Templates) -> list[tuple[str, str]]:
+    """The first controller gets the CA set (kubeadm init uses pre-placed CAs); the others get none:
+    they fetch it from the cluster with the certificate key (least secret per node)."""
     s: pki.Secrets = v["secrets"]
     files = [("pki/ca.crt", s.ca_crt), ("pki/ca.key", s.ca_key), ("pki/sa.key", s.sa_key), ("pki/sa.pub", s.sa_pub),
              ("pki/front-proxy-ca.crt", s.front_proxy_ca_crt), ("pki/front-proxy-ca.key", s.front_proxy_ca_key),
              ("pki/etcd/ca.crt", s.etcd_ca_crt), ("pki/etcd/ca.key", s.etcd_ca_key)]
-    out = [(path, data.decode()) for path, data in files]
+    out = [(path, data.decode()) for path, data in files] if v["IS_BOOTSTRAP"] else []
     if cluster.control_plane_vip is not None:
         manifest = _render(templates, "kube-vip/kube-vip.yaml.tmpl", v)
         _check_yaml(manifest, templates.origin("kube-vip/kube-vip.yaml.tmpl"), v["node"])

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.events import Event
+from app.serve.neighbours import link_mac
 
 log = logging.getLogger("bootstrap_node.dnsmasq")
 MAC = r"([0-9a-f]{2}(?::[0-9a-f]{2}){5})"
@@ -37,7 +38,7 @@ class LogParser:
     def __init__(self, neighbour: Callable[[str], str | None] | None = None) -> None:
         self.xid_mac: dict[str, str] = {}
         self.ip_mac: dict[str, str] = {}
-        self.neighbour = neighbour or arp_lookup
+        self.neighbour = neighbour or link_mac
 
     def feed(self, line: str) -> Event | None:
         line = line.strip()
@@ -69,20 +70,6 @@ class LogParser:
         return None
 
 
-def arp_lookup(ip: str, table: str = "/proc/net/arp") -> str | None:
-    """The MAC the kernel's neighbour table holds for `ip`. A UEFI client gets its boot file in the
-    proxy offer and never names its address to dnsmasq, but the TFTP transfer just talked to it."""
-    try:
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                if len(fields) >= 4 and fields[0] == ip and fields[3] != "00:00:00:00:00:00":
-                    return fields[3].lower()
-    except OSError:
-        return None
-    return None
-
-
 def diagnose(lines: list[str]) -> str:
     text = "\n".join(lines)
     if "TFTP directory" in text and "inaccessible" in text:
@@ -108,14 +95,15 @@ def _die_with_parent() -> None:
 
 class Supervisor:
     def __init__(self, conf: Path, on_event: Callable[[Event], None], *, binary: str = "dnsmasq",
-                 max_quick_deaths: int = 5, quick_seconds: float = 10.0, on_restart: Callable[[], None] = lambda: None):
+                 max_quick_deaths: int = 5, quick_seconds: float = 10.0, on_restart: Callable[[], None] = lambda: None,
+                 on_started: Callable[[int], None] = lambda pid: None):
         self.conf, self.on_event, self.binary = conf, on_event, binary
         self.max_quick_deaths, self.quick_seconds, self.on_restart = max_quick_deaths, quick_seconds, on_restart
+        self.on_started = on_started  # serve records the child in serve.json, to stop it if serve is killed
         self.process: asyncio.subprocess.Process | None = None
         self.parser = LogParser()
         self.recent: deque[str] = deque(maxlen=20)
         self._stopping = False
-        self.started = asyncio.Event()
 
     def command(self) -> list[str]:
         return [self.binary, "--keep-in-foreground", "--log-facility=-", f"--conf-file={self.conf}",
@@ -133,7 +121,7 @@ class Supervisor:
                 *self.command(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent)
             self.on_event(Event("dnsmasq-started", source="serve", detail={"pid": self.process.pid}))
-            self.started.set()
+            self.on_started(self.process.pid)
             await self._read_log(self.process)
             code = await self.process.wait()
             if self._stopping:

@@ -1,28 +1,35 @@
 """The HTTP server: Matchbox's read-only API, /assets, node callbacks, status and metrics.
 
-It only serves: configs come from the data dir `generate` wrote (or any Matchbox data dir),
-files from the assets root, and every boot-relevant hit becomes an event.
+Handlers only translate: the boot policy (`policy.py`) decides what a machine gets, `scripts.py`
+renders it, and the events a decision carries are recorded here. Every string from the network is
+treated as text.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
-from app.serve import scripts, status_page
-from app.serve.assets import serve_asset
 from app.events import CALLBACK_PHASES, Event, EventLog
-from app.serve.matchbox import Group, Store, normalize_mac, parse_labels
+from app.serve import policy, scripts, status_page
+from app.serve.assets import serve_asset
+from app.serve.matchbox import Store, normalize_mac, parse_labels
 from app.serve.metrics import Metrics
+from app.serve.neighbours import link_mac
+from app.serve.throttle import Throttle
 
 log = logging.getLogger("bootstrap_node.http")
 NOT_FOUND = "404 page not found\n"
 BOOT_ASSETS = ("vmlinuz", "cpio.gz", ".efi", ".kpxe", "image.bin.bz2", ".raw")
+CREDENTIAL_BYTES = 32
+ALERT_PERIOD = 60.0  # at most one logged alert per reason, sender and node per minute; all are counted
 
 
 @dataclass
@@ -32,6 +39,13 @@ class ServeConfig:
     strict_matchbox: bool = False
     retry_seconds: int = 30
     max_callback_bytes: int = 16 * 1024
+    own_tree: bool = True  # False: a foreign Matchbox data dir, served the way Matchbox does
+    install_window: float = 3600.0  # seconds a PXE boot keeps a node's install window open
+
+    @property
+    def settings(self) -> policy.Settings:
+        return policy.Settings(own_tree=self.own_tree, strict_matchbox=self.strict_matchbox,
+                               window_seconds=self.install_window, retry_seconds=self.retry_seconds)
 
 
 @dataclass
@@ -40,7 +54,22 @@ class Context:
     store: Store
     events: EventLog
     metrics: Metrics = field(default_factory=Metrics)
-    client_macs: dict[str, str] = field(default_factory=dict)  # client IP -> MAC, learnt from /ipxe and DHCP
+    client_macs: dict[str, str] = field(default_factory=dict)  # client IP -> MAC, learnt from /ipxe
+    neighbour: Callable[[str], str | None] = link_mac
+    new_credential: Callable[[], str] = lambda: secrets.token_urlsafe(CREDENTIAL_BYTES)
+    clock: Callable[[], float] = time.time
+    throttle: Throttle = field(default_factory=lambda: Throttle(ALERT_PERIOD))
+
+    def record(self, events: list[Event]) -> None:
+        """Record a decision's events; alerts are counted always, logged at most once a period."""
+        now = time.monotonic()
+        for event in events:
+            if event.kind == "alert":
+                self.metrics.alert(str(event.detail.get("reason", "")))
+                key = (event.detail.get("reason"), event.detail.get("remote"), event.mac)
+                if not self.throttle.allow(key, now):
+                    continue
+            self.events.record(event)
 
 
 CTX = web.AppKey("ctx", Context)
@@ -67,33 +96,32 @@ async def matchbox_errors(request: web.Request, handler):
     except web.HTTPException as exc:  # redirects and the like: aiohttp wants them raised
         ctx.metrics.request(name, exc.status)
         raise
+    except ConnectionError:  # the client went away mid-answer: nothing to send, nothing to log
+        ctx.metrics.request(name, 499)
+        raise
     except Exception:  # noqa: BLE001 - a bug must cost one request a 500, not the server
-        log.exception("internal error on %s", request.path_qs)
+        log.exception("internal error on %s", request.path)
         response = text("internal server error\n", 500)
     ctx.metrics.request(name, response.status)
     return response
 
 
-def _labels(request: web.Request) -> tuple[dict[str, str], str]:
-    raw = request.rel_url.raw_query_string
-    return parse_labels(raw), raw
+def _boot_request(request: web.Request, route: str, labels: dict[str, str]) -> policy.Request:
+    ctx = request.app[CTX]
+    address = request.remote or ""
+    return policy.Request(route, labels, address, link_mac=ctx.neighbour(address) if address else None,
+                          credential=_bearer(request), now=ctx.clock())
 
 
-def _mac(labels: dict[str, str]) -> str:
-    return next((v for k, v in labels.items() if k.lower() == "mac"), "")
+def _bearer(request: web.Request) -> str | None:
+    kind, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() or None if kind.lower() == "bearer" else None
 
 
-def _remember(request: web.Request, mac: str) -> None:
-    if mac and request.remote:
-        request.app[CTX].client_macs[request.remote] = mac
-
-
-def _match(ctx: Context, labels: dict[str, str]) -> tuple[Group, dict] | None:
-    group = ctx.store.select(labels)
-    if group is None:
-        return None
-    profile = ctx.store.profile(group.profile)
-    return (group, profile) if profile is not None else None
+def _answer(decision: policy.Decision) -> web.Response:
+    if decision.status == 404:
+        return not_found()
+    return text(decision.body, decision.status)
 
 
 async def root(request: web.Request) -> web.Response:
@@ -110,82 +138,89 @@ async def boot_ipxe(request: web.Request) -> web.Response:
 
 async def ipxe(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    labels, _ = _labels(request)
-    mac = _mac(labels)
-    if mac and not ctx.config.strict_matchbox and ctx.events.is_installed(mac):
-        state = ctx.events.nodes[mac]
-        ctx.events.record(Event("local-boot", mac=mac, source="http", message="installed: answered exit"))
-        return text(scripts.local_boot_script(state.name or mac))
-    matched = _match(ctx, labels)
-    if matched is None or not matched[1].get("boot"):
-        if mac and not ctx.config.strict_matchbox and ctx.events.known.get(mac) is None:
-            ctx.events.record(Event("discovered", mac=mac, source="http", detail={"ip": request.remote or ""}))
-            return text(scripts.unknown_machine_script(mac, ctx.config.retry_seconds))
-        return not_found()
-    _remember(request, mac)  # so the kernel and initrd downloads that follow are attributed to it
-    ctx.events.record(Event("ipxe", mac=mac, source="http",
-                            detail={"profile": matched[1]["id"], "ip": request.remote or ""}))
-    return text(scripts.ipxe_script(matched[1]["boot"]))
+    labels = parse_labels(request.rel_url.raw_query_string)
+    req = _boot_request(request, "ipxe", labels)
+    mac = policy.mac_label(labels)
+    decision = policy.decide_ipxe(req, ctx.store, ctx.events.state(mac), ctx.events.known, ctx.config.settings)
+    ctx.record(decision.events)
+    if decision.status == 200 and mac and request.remote:
+        ctx.client_macs[request.remote] = mac  # the kernel and initrd downloads that follow are its
+    return _answer(decision)
 
 
 async def grub(request: web.Request) -> web.Response:
-    matched = _match(request.app[CTX], _labels(request)[0])
-    if matched is None or not matched[1].get("boot"):
+    ctx = request.app[CTX]
+    group = ctx.store.select(parse_labels(request.rel_url.raw_query_string))
+    profile = ctx.store.profile(group.profile) if group else None
+    if profile is None or not profile.get("boot"):
         return not_found()
-    return text(scripts.grub_script(matched[1]["boot"]))
+    return text(scripts.grub_script(profile["boot"]))
 
 
 async def ignition(request: web.Request) -> web.Response:
-    return await _config(request, "ignition", "ignition_id")
+    return await _config(request, "ignition")
 
 
 async def generic(request: web.Request) -> web.Response:
-    return await _config(request, "generic", "generic_id")
+    return await _config(request, "generic")
 
 
-async def _config(request: web.Request, kind: str, id_key: str) -> web.Response:
+async def _config(request: web.Request, route: str) -> web.Response:
     ctx = request.app[CTX]
-    labels, raw = _labels(request)
-    matched = _match(ctx, labels)
-    if matched is None or not matched[1].get(id_key):
+    raw = request.rel_url.raw_query_string
+    labels = parse_labels(raw)
+    decision = policy.decide_config(_boot_request(request, route, labels), ctx.store, ctx.events.state,
+                                    ctx.config.settings, ctx.new_credential)
+    if not decision.is_config:
+        ctx.record(decision.events)
+        return _answer(decision)
+    try:
+        body = _render_config(ctx, route, decision, labels, raw)
+    except scripts.RenderFailed as exc:
+        log.warning("%s for %s: %s", route, decision.group.id, exc)
         return not_found()
-    group, profile = matched
-    name = profile[id_key]
-    if kind == "ignition" and name.endswith((".ign", ".ignition")):
-        # Raw configs do not depend on the request: render once per version of the file.
-        body = ctx.store.served_ignition(name, lambda raw: scripts.ignition_bytes(name, raw, {}))
-        if body is None:
-            return not_found()
-    else:
-        found = ctx.store.text(kind, name)
-        if found is None:
-            return not_found()
-        variables = scripts.template_variables(group.metadata, group.selector, labels, raw)
-        try:
-            if kind == "ignition":
-                body = scripts.ignition_bytes(found[0], found[1], variables)
-            else:
-                body = scripts.go_template(found[1].decode(), variables).encode()
-        except (scripts.RenderFailed, UnicodeDecodeError) as exc:
-            log.warning("%s for %s: %s", kind, group.id, exc)
-            return not_found()
-    mac = _mac(labels)
-    if kind == "ignition" and mac:
-        phase = "install-ignition" if labels.get("os") != "installed" else "http"
-        ctx.events.record(Event(phase, mac=mac, source="http",
-                                detail={"route": "/ignition", "group": group.id, "bytes": len(body)}))
-    if kind == "ignition":
+    if body is None:
+        return not_found()
+    mac = policy.mac_label(labels)
+    for event in decision.events:
+        event.detail["bytes"] = len(body)
+    if not decision.events and route == "ignition" and mac:
+        decision.events.append(Event("http", mac=mac, source="http", detail={"route": "/ignition",
+                                                                              "group": decision.group.id}))
+    ctx.record(decision.events)
+    if route == "ignition":
         return web.Response(body=body, content_type="application/json")
-    return text(body.decode())
+    return text(body.decode(errors="replace"))
+
+
+def _render_config(ctx: Context, route: str, decision: policy.Decision, labels: dict, raw: str) -> bytes | None:
+    name = decision.profile[f"{route}_id"]
+    if route == "ignition" and name.endswith((".ign", ".ignition")):
+        # Raw configs do not depend on the request: render once per version of the file.
+        body = ctx.store.served_ignition(name, lambda data: scripts.ignition_bytes(name, data, {}))
+    else:
+        found = ctx.store.text(route, name)
+        if found is None:
+            return None
+        variables = scripts.template_variables(decision.group.metadata, decision.group.selector, labels, raw)
+        try:
+            body = (scripts.ignition_bytes(found[0], found[1], variables) if route == "ignition"
+                    else scripts.go_template(found[1].decode(), variables).encode())
+        except UnicodeDecodeError as exc:
+            raise scripts.RenderFailed(str(exc)) from None
+    if body is not None and decision.credential and route == "ignition":
+        body = scripts.with_credential(body, decision.credential)
+    return body
 
 
 async def metadata(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    labels, raw = _labels(request)
+    raw = request.rel_url.raw_query_string
+    labels = parse_labels(raw)
     group = ctx.store.select(labels)
     if group is None:
         return not_found()
-    mac = _mac(labels)
+    mac = policy.mac_label(labels)
     if mac:
         ctx.events.record(Event("http", mac=mac, source="http", detail={"route": "/metadata"}))
     variables = scripts.template_variables(group.metadata, group.selector, labels, raw)
@@ -206,7 +241,7 @@ async def assets(request: web.Request) -> web.StreamResponse:
         kind = "kernel" if mac else "http"
         ctx.events.record(Event(kind, mac=mac, source="http", detail={
             "route": "/assets/", "file": request.path, "bytes": response.content_length or 0,
-            "range": request.headers.get("Range", ""), "seconds": round(time.monotonic() - started, 4)}))
+            "range": request.headers.get("Range", "")[:100], "seconds": round(time.monotonic() - started, 4)}))
         ctx.metrics.bytes_sent += response.content_length or 0
     return response
 
@@ -219,7 +254,7 @@ async def post_event(request: web.Request) -> web.Response:
         return text("event too large\n", 413)
     try:
         data = json.loads(await request.read())
-    except ValueError:
+    except (ValueError, RecursionError):
         return text("body must be JSON\n", 400)
     if not isinstance(data, dict):
         return text("body must be a JSON object\n", 400)
@@ -231,6 +266,11 @@ async def post_event(request: web.Request) -> web.Response:
         return text(f"phase: must be one of {', '.join(sorted(CALLBACK_PHASES))}\n", 400)
     if mac not in ctx.events.known:
         return text(f"no node has MAC {mac}\n", 404)
+    credential = _bearer(request)
+    if not policy.callback_allowed(phase, credential, ctx.events.state(mac), ctx.config.settings, ctx.clock()):
+        ctx.metrics.bad_callbacks += 1
+        ctx.record(policy.refuse(_boot_request(request, "events", {}), mac, policy.CALLBACK_REFUSED).events)
+        return text("callback refused: missing or wrong credential\n", 401 if credential is None else 403)
     message = str(data.get("message", ""))[:2000]
     ctx.events.record(Event(phase, mac=mac, source="node", message=message))
     return text("ok\n")
@@ -239,13 +279,14 @@ async def post_event(request: web.Request) -> web.Response:
 async def status_json(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     body = {"nodes": [status_page.as_dict(s) for s in ctx.events.snapshot()],
-            "discovered": sorted(ctx.events.discovered)}
+            "discovered": sorted(ctx.events.discovered),
+            "alerts": dict(ctx.events.alerts)}
     return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    return web.Response(text=ctx.metrics.render(ctx.events.snapshot()),
+    return web.Response(text=ctx.metrics.render(ctx.events.snapshot(), ctx.events.write_failures),
                         content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"})
 
 

@@ -96,6 +96,7 @@ class _Index:
     ordered: list[Group] = field(default_factory=list)
     by_mac: dict[str, list[int]] = field(default_factory=dict)  # mac -> positions in `ordered`
     without_mac: list[int] = field(default_factory=list)
+    known: dict[str, str] | None = None  # MAC -> node name, computed once per index
 
 
 class Store:
@@ -124,6 +125,14 @@ class Store:
 
     def groups(self) -> list[Group]:
         return list(self._fresh_index().ordered)
+
+    def known_nodes(self) -> dict[str, str]:
+        """MAC -> node name of every group that selects one machine, as the data dir is now: the
+        event log asks this, so a node generated while serving is known at once."""
+        index = self._fresh_index()
+        if index.known is None:
+            index.known = known_macs(index.ordered)
+        return index.known
 
     def _fresh_index(self) -> _Index:
         now = time.monotonic()

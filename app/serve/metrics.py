@@ -13,11 +13,16 @@ class Metrics:
     requests: Counter = field(default_factory=Counter)  # (route, status) -> count
     bytes_sent: int = 0
     dnsmasq_restarts: int = 0
+    alerts: Counter = field(default_factory=Counter)  # reason -> count (every one, logged or not)
+    bad_callbacks: int = 0
 
     def request(self, route: str, status: int) -> None:
         self.requests[(route, status)] += 1
 
-    def render(self, nodes: list[NodeState]) -> str:
+    def alert(self, reason: str) -> None:
+        self.alerts[reason] += 1
+
+    def render(self, nodes: list[NodeState], log_write_failures: int = 0) -> str:
         lines = ["# HELP bootstrap_node_http_requests_total HTTP requests by route and status.",
                  "# TYPE bootstrap_node_http_requests_total counter"]
         for (route, status), count in sorted(self.requests.items()):
@@ -35,7 +40,18 @@ class Metrics:
                   f"bootstrap_node_nodes_failed {sum(1 for n in nodes if n.error)}",
                   "# HELP bootstrap_node_dnsmasq_restarts_total Times the dnsmasq child was restarted.",
                   "# TYPE bootstrap_node_dnsmasq_restarts_total counter",
-                  f"bootstrap_node_dnsmasq_restarts_total {self.dnsmasq_restarts}"]
+                  f"bootstrap_node_dnsmasq_restarts_total {self.dnsmasq_restarts}",
+                  "# HELP bootstrap_node_alerts_total Refused config requests and callbacks, by reason.",
+                  "# TYPE bootstrap_node_alerts_total counter"]
+        for reason, count in sorted(self.alerts.items()):
+            lines.append(f'bootstrap_node_alerts_total{{reason="{_esc(reason)}"}} {count}')
+        lines += ["# HELP bootstrap_node_callbacks_refused_total Progress reports without a valid credential.",
+                  "# TYPE bootstrap_node_callbacks_refused_total counter",
+                  f"bootstrap_node_callbacks_refused_total {self.bad_callbacks}",
+                  "# HELP bootstrap_node_event_log_write_failures_total Events that could not be written "
+                  "(a full disk); boot answers went out regardless.",
+                  "# TYPE bootstrap_node_event_log_write_failures_total counter",
+                  f"bootstrap_node_event_log_write_failures_total {log_write_failures}"]
         return "\n".join(lines) + "\n"
 
 

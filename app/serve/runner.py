@@ -7,7 +7,6 @@ downloads finish for a bounded time, stops dnsmasq, flushes the event log and ex
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -17,14 +16,16 @@ from pathlib import Path
 
 from aiohttp import web
 
+from app import process
 from app.atomic import atomic_write
-from app.serve.dnsmasq import DnsmasqFailed, Supervisor, tftp_only_conf
 from app.events import Event, EventLog
+from app.layout import DNSMASQ_CONF, RUN, TFTP
+from app.serve import state
+from app.serve.dnsmasq import DnsmasqFailed, Supervisor, tftp_only_conf
 from app.serve.http import Context, ServeConfig, make_app
-from app.serve.matchbox import Store, known_macs
+from app.serve.matchbox import Store
 
 log = logging.getLogger("bootstrap_node.serve")
-STATE_FILE = "serve.json"
 # client, request line, status, bytes, seconds spent answering (the appliance's share of a boot)
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
 
@@ -48,6 +49,8 @@ class ServeOptions:
     shutdown_timeout: float = 10.0
     dnsmasq_binary: str = "dnsmasq"
     access_log: bool = False  # one log line per request; events already record every boot-relevant hit
+    foreign_data: bool = False  # a Matchbox data dir not generated here: served as Matchbox does
+    install_window: float = 3600.0
 
 
 class Server:
@@ -56,8 +59,9 @@ class Server:
     def __init__(self, opts: ServeOptions):
         self.opts = opts
         self.store = Store(opts.data_dir)
-        self.events = EventLog(opts.output, known_macs(self.store.groups()))
-        self.ctx = Context(ServeConfig(opts.data_dir, opts.assets, opts.strict_matchbox), self.store, self.events)
+        self.events = EventLog(opts.output, self.store.known_nodes)
+        self.ctx = Context(ServeConfig(opts.data_dir, opts.assets, opts.strict_matchbox, own_tree=not opts.foreign_data,
+                                       install_window=opts.install_window), self.store, self.events)
         self.runner: web.AppRunner | None = None
         self.supervisor: Supervisor | None = None
         self.tftp: _BuiltinTftp | None = None
@@ -70,6 +74,7 @@ class Server:
         return f"http://{self.opts.host}:{self.opts.port}"
 
     async def start(self) -> None:
+        self._claim_output()
         self.events.open()
         self.runner = web.AppRunner(make_app(self.ctx), shutdown_timeout=self.opts.shutdown_timeout,
                                     access_log=logging.getLogger("bootstrap_node.access") if self.opts.access_log
@@ -87,11 +92,11 @@ class Server:
         self.events.record(Event("serve-started", source="serve", detail={"url": self.url, "pid": os.getpid()}))
         if self.opts.dhcp == "proxy" or self.opts.tftp == "dnsmasq":
             self.supervisor = Supervisor(self._dnsmasq_conf(), self.events.record, binary=self.opts.dnsmasq_binary,
-                                         on_restart=self._count_restart)
+                                         on_restart=self._count_restart, on_started=self._write_state)
             self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
         self._tasks.append(asyncio.create_task(self._follow_events()))
         if self.opts.tftp == "builtin":
-            self.tftp = _BuiltinTftp(self.opts.output / "tftp", self.opts.host, self.opts.tftp_port)
+            self.tftp = _BuiltinTftp(self.opts.output / TFTP, self.opts.host, self.opts.tftp_port)
             self.tftp.start()
         log.info("serving %s (data %s, assets %s)", self.url, self.opts.data_dir, self.opts.assets)
 
@@ -106,12 +111,12 @@ class Server:
         self.events.record(Event("dnsmasq-restarted", source="serve"))
 
     def _dnsmasq_conf(self) -> Path:
-        conf = self.opts.output / "dnsmasq.conf"
+        conf = self.opts.output / DNSMASQ_CONF
         if not conf.is_file():
             raise ServeError(f"{conf} not found: run `bootstrap-node generate` first")
         if self.opts.dhcp == "proxy":
             return conf
-        derived = self.opts.output / "run" / "dnsmasq-tftp.conf"
+        derived = self.opts.output / RUN / "dnsmasq-tftp.conf"
         atomic_write(derived, tftp_only_conf(conf.read_text()).encode(), 0o644, skip_if_same=True)
         return derived
 
@@ -141,11 +146,23 @@ class Server:
         self.events.record(Event("serve-stopped", source="serve",
                                  message=str(self.failure) if self.failure else ""))
         self.events.close()
-        (self.opts.output / STATE_FILE).unlink(missing_ok=True)
+        state.remove(self.opts.output)
 
-    def _write_state(self) -> None:
-        state = {"pid": os.getpid(), "url": self.url, "output": str(self.opts.output)}
-        atomic_write(self.opts.output / STATE_FILE, (json.dumps(state) + "\n").encode(), 0o644)
+    def _claim_output(self) -> None:
+        """One serve per output dir: refuse while another runs; stop what a killed one left behind."""
+        previous = state.read(self.opts.output)
+        if previous is None:
+            return
+        if previous.serve.matches() and previous.serve.pid != os.getpid():
+            raise ServeError(f"{self.opts.output} is already served by pid {previous.serve.pid} "
+                             f"({previous.url}); stop it with `bootstrap-node teardown`")
+        if state.stop_orphan_dnsmasq(previous):
+            log.warning("stopped dnsmasq (pid %d) left running by a serve that was killed", previous.dnsmasq.pid)
+
+    def _write_state(self, dnsmasq_pid: int | None = None) -> None:
+        me = process.identity(os.getpid())
+        child = process.identity(dnsmasq_pid) if dnsmasq_pid else None
+        state.write(self.opts.output, state.ServeState(me, self.url, str(self.opts.output), child))
 
 
 async def serve_forever(opts: ServeOptions) -> None:
@@ -176,13 +193,11 @@ class _BuiltinTftp:
         self.server = tftpy.TftpServer(str(root))
         self.host, self.port = host, port
         self.thread = threading.Thread(target=self._run, name="tftp", daemon=True)
-        self.error: Exception | None = None
 
     def _run(self) -> None:
         try:
             self.server.listen(self.host, self.port)
-        except Exception as exc:  # noqa: BLE001 - reported by serve, not lost in a thread
-            self.error = exc
+        except Exception as exc:  # noqa: BLE001 - logged, not lost in a thread
             log.error("built-in TFTP server stopped: %s", exc)
 
     def start(self) -> None:
@@ -193,9 +208,3 @@ class _BuiltinTftp:
         self.server.stop(now=True)
         self.thread.join(timeout=5)
 
-
-def read_state(output: Path) -> dict | None:
-    try:
-        return json.loads((output / STATE_FILE).read_text())
-    except (FileNotFoundError, ValueError):
-        return None

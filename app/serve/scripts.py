@@ -8,6 +8,7 @@ import json
 import re
 
 from app.ignition import butane, rules as ignition
+from app.layout import CREDENTIAL_PATH
 from app.serve.matchbox import RenderFailedError
 
 BOOT_IPXE = ("#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}"
@@ -132,4 +133,14 @@ def ignition_bytes(file_name: str, raw: bytes, variables: dict) -> bytes:
         config = butane.translate(text, strict=False, name=file_name).config
     except (UnicodeDecodeError, butane.ButaneError) as exc:
         raise RenderFailed(f"{file_name}: {exc}") from None
+    return ignition.dumps(config).rstrip(b"\n")
+
+
+def with_credential(served: bytes, credential: str) -> bytes:
+    """A served config plus one file: the credential this copy, and only this copy, carries."""
+    config = json.loads(served)
+    files = config.setdefault("storage", {}).setdefault("files", [])
+    files[:] = [f for f in files if f.get("path") != CREDENTIAL_PATH]
+    files.append({"path": CREDENTIAL_PATH, "contents": {"source": "data:," + credential}, "mode": 0o600,
+                  "overwrite": True})
     return ignition.dumps(config).rstrip(b"\n")

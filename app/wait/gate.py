@@ -4,19 +4,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app import pki
+from app.layout import ADMIN_KUBECONFIG, CREDENTIALS, KUBECONFIG, api_url
 from app.wait import kube
 from app.wait.addons import Installer, Plan
 from app.cluster import Cluster
+from app.exitcodes import ExitCode
 from app.atomic import atomic_write
 from app.events import Event, EventLog, append_event
 
-EXIT_OK, EXIT_API, EXIT_NODES, EXIT_ADDONS, EXIT_INTERRUPTED = 0, 3, 4, 5, 130
+EXIT_OK, EXIT_API, EXIT_NODES, EXIT_ADDONS, EXIT_INTERRUPTED = (ExitCode.OK, ExitCode.API, ExitCode.NODES,
+                                                                ExitCode.ADDONS, ExitCode.INTERRUPTED)
 # The kubelet's NotReady message when no CNI is installed yet.
 NO_NETWORK = re.compile(r"network (plugin )?(is )?not ready|NetworkReady=false|cni", re.I)
 
@@ -43,7 +48,7 @@ class Interrupted(Exception):
 class Gate:
     def __init__(self, cluster: Cluster, output: Path, opts: WaitOptions, stop: threading.Event, report):
         self.cluster, self.output, self.opts, self.stop, self.report = cluster, output, opts, stop, report
-        self.kubeconfig = output / "credentials" / "admin.kubeconfig"
+        self.kubeconfig = output / ADMIN_KUBECONFIG
         self.api_view: dict[str, dict] = {}
         self.last_error = ""
         self._log: EventLog | None = None
@@ -67,8 +72,8 @@ class Gate:
                                f"{self.opts.nodes_timeout:.0f}s:\n" + "\n".join(missing))
         except Interrupted:
             return Outcome(EXIT_INTERRUPTED, "interrupted")
-        server = f"https://{self.cluster.api_host}:6443"
-        atomic_write(self.output / "kubeconfig", self.kubeconfig.read_bytes(), 0o600)
+        server = api_url(self.cluster.api_host)
+        atomic_write(self.output / KUBECONFIG, self._user_kubeconfig(server), 0o600)
         waiting_for_cni = [n.name for n in self.cluster.nodes if not self.api_view.get(n.name, {}).get("ready")]
         ready = (f"all {len(self.cluster.nodes)} nodes Ready" if not waiting_for_cni else
                  f"all {len(self.cluster.nodes)} nodes registered ({', '.join(waiting_for_cni)} NotReady until "
@@ -76,11 +81,16 @@ class Gate:
         return Outcome(EXIT_OK, f"{ready}; wrote {self.output / 'kubeconfig'} "
                                 f"(server {server})")
 
+    def _user_kubeconfig(self, server: str) -> bytes:
+        """The user's own credential (kubeadm:cluster-admins), not the appliance's system:masters one."""
+        secrets = pki.from_files(lambda name: (self.output / CREDENTIALS / name).read_bytes())
+        return pki.user_kubeconfig(secrets, server, self.cluster.cluster.name, dt.datetime.now(dt.timezone.utc))
+
     def endpoints(self) -> list[str]:
         if self.opts.servers:
             return list(self.opts.servers)
         hosts = [self.cluster.api_host, self.cluster.control_plane_address] + [str(n.ip) for n in self.cluster.controllers]
-        return list(dict.fromkeys(f"https://{h}:6443" for h in hosts))
+        return list(dict.fromkeys(api_url(h) for h in hosts))
 
     def _api(self):
         deadline = time.monotonic() + self.opts.api_timeout

@@ -11,7 +11,8 @@ from aiohttp.test_utils import TestServer
 
 from app.events import EventLog
 from app.serve.http import Context, ServeConfig, make_app
-from app.serve.matchbox import Store, known_macs
+from app.serve.matchbox import Store
+from app.layout import CREDENTIAL_PATH
 
 
 def write_json(path: Path, data) -> None:
@@ -20,12 +21,16 @@ def write_json(path: Path, data) -> None:
 
 
 @asynccontextmanager
-async def running(data_dir: Path, output: Path, assets: Path | None = None, strict: bool = False, recheck=0.0):
+async def running(data_dir: Path, output: Path, assets: Path | None = None, strict: bool = False, recheck=0.0,
+                  own_tree: bool = True, neighbours: dict[str, str] | None = None, window: float = 3600.0):
+    """`own_tree`: the appliance's own tree (install windows, credentials); False: a foreign Matchbox
+    data dir. `neighbours`: address -> MAC, standing in for the kernel's neighbour table."""
     store = Store(data_dir, recheck=recheck)
-    events = EventLog(output, known_macs(store.groups()))
+    events = EventLog(output, store.known_nodes)
     events.open()
-    ctx = Context(ServeConfig(data_dir=data_dir, assets=assets, strict_matchbox=strict, retry_seconds=5),
-                  store, events)
+    ctx = Context(ServeConfig(data_dir=data_dir, assets=assets, strict_matchbox=strict, retry_seconds=5,
+                              own_tree=own_tree, install_window=window), store, events,
+                  neighbour=(neighbours or {}).get)
     server = TestServer(make_app(ctx), host="127.0.0.1")
     await server.start_server()
     try:
@@ -35,3 +40,25 @@ async def running(data_dir: Path, output: Path, assets: Path | None = None, stri
     finally:
         await server.close()
         events.close()
+
+
+def credential_in(config: bytes) -> str:
+    """The install credential a served config carries (what the node's scripts read)."""
+    for entry in json.loads(config).get("storage", {}).get("files", []):
+        if entry["path"] == CREDENTIAL_PATH:
+            return entry["contents"]["source"].split(",", 1)[1]
+    raise AssertionError("the config carries no credential")
+
+
+def bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
+
+
+async def pxe_and_install_config(http, mac: str) -> tuple[bytes, str]:
+    """What a node does first: PXE (opens its window), then fetch its install config."""
+    async with http.get(f"/ipxe?mac={mac}") as r:
+        assert r.status == 200, await r.text()
+    async with http.get(f"/ignition?mac={mac}") as r:
+        body = await r.read()
+        assert r.status == 200, body
+    return body, credential_in(body)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 
 from app.serve.matchbox import parse_labels
-from tests.integration.serve_helpers import running, write_json
+from tests.integration.serve_helpers import running as running_appliance
+from tests.integration.serve_helpers import write_json
+
+# The Matchbox contract is for foreign data dirs (`--matchbox-data`): served the way Matchbox does,
+# without install windows. The appliance's own tree is tested in test_serve_features/test_secure_*.
+running = partial(running_appliance, own_tree=False)
 
 BOOT = {"kernel": "/image/kernel", "initrd": ["/image/initrd_a", "/image/initrd_b"], "args": ["a=b", "c"]}
 IPXE = "#!ipxe\nkernel /image/kernel a=b c\ninitrd /image/initrd_a\ninitrd /image/initrd_b\nboot\n"

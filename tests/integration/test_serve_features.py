@@ -10,7 +10,7 @@ from email.utils import formatdate
 import pytest
 
 from app.events import Event, EventLog
-from tests.integration.serve_helpers import running, write_json
+from tests.integration.serve_helpers import bearer, credential_in, pxe_and_install_config, running, write_json
 
 MAC_A, MAC_B, MAC_X = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:99"
 
@@ -96,11 +96,10 @@ async def test_assets_directories(data_dir, assets, tmp_path):
 
 async def test_ignition_only_for_the_nodes_own_labels(data_dir, tmp_path):
     async with running(data_dir, tmp_path) as (http, _):
-        async with http.get(f"/ignition?mac={MAC_A}") as r:
-            assert b"data:,node-a" in await r.read()
-        async with http.get(f"/ignition?mac={MAC_B}") as r:
-            body = await r.read()
-            assert b"data:,node-b" in body and b"node-a" not in body
+        body, _ = await pxe_and_install_config(http, MAC_A)
+        assert b"data:,node-a" in body
+        body, _ = await pxe_and_install_config(http, MAC_B)
+        assert b"data:,node-b" in body and b"node-a" not in body
         for query in ["", "?mac=", f"?uuid={MAC_A}", f"?mac={MAC_X}"]:
             async with http.get(f"/ignition{query}") as r:
                 assert r.status == 404, query
@@ -120,9 +119,9 @@ async def test_unknown_machine_gets_an_explanation_and_is_discovered(data_dir, t
 
 async def test_reinstall_guard_and_resume_from_the_log(data_dir, tmp_path):
     async with running(data_dir, tmp_path) as (http, _):
-        async with http.get(f"/ipxe?mac={MAC_A}") as r:
-            assert "kernel /assets/k.vmlinuz" in await r.text()
-        async with http.post("/events", json={"mac": MAC_A, "phase": "installed", "message": "done"}) as r:
+        _, credential = await pxe_and_install_config(http, MAC_A)
+        async with http.post("/events", json={"mac": MAC_A, "phase": "installed", "message": "done"},
+                             headers=bearer(credential)) as r:
             assert r.status == 200
         async with http.get(f"/ipxe?mac={MAC_A}") as r:
             assert (await r.text()).splitlines()[-1] == "exit"
@@ -149,9 +148,10 @@ async def test_events_are_json_lines_with_node_progress(data_dir, assets, tmp_pa
             pass
         async with http.get("/assets/k.vmlinuz") as r:
             await r.read()
-        async with http.get(f"/ignition?mac={MAC_A}"):
-            pass
-        async with http.post("/events", json={"mac": MAC_A, "phase": "failed", "message": "disk not found"}):
+        async with http.get(f"/ignition?mac={MAC_A}") as r:
+            credential = credential_in(await r.read())
+        async with http.post("/events", json={"mac": MAC_A, "phase": "failed", "message": "disk not found"},
+                             headers=bearer(credential)):
             pass
         state = ctx.events.nodes[MAC_A]
         assert [p for _, p in state.history] == ["ipxe", "kernel", "install-ignition"]
@@ -178,18 +178,19 @@ async def test_bad_callbacks_are_refused(data_dir, tmp_path, body, status):
 
 async def test_status_page_json_and_metrics(data_dir, tmp_path):
     async with running(data_dir, tmp_path) as (http, _):
-        async with http.post("/events", json={"mac": MAC_B, "phase": "kubeadm"}):
+        _, credential = await pxe_and_install_config(http, MAC_B)
+        async with http.post("/events", json={"mac": MAC_B, "phase": "installing"}, headers=bearer(credential)):
             pass
         async with http.get("/") as r:
             page = await r.text()
-            assert '<meta http-equiv="refresh"' in page and "<td>node-b</td>" in page and "<td>kubeadm</td>" in page
+            assert '<meta http-equiv="refresh"' in page and "<td>node-b</td>" in page and "<td>installing</td>" in page
         async with http.get("/status") as r:
             nodes = {n["name"]: n for n in (await r.json())["nodes"]}
-            assert nodes["node-b"]["phase"] == "kubeadm" and nodes["node-a"]["phase"] == "pending"
+            assert nodes["node-b"]["phase"] == "installing" and nodes["node-a"]["phase"] == "pending"
         async with http.get("/nope"):
             pass
         async with http.get("/metrics") as r:
             metrics = await r.text()
-    assert 'bootstrap_node_nodes{phase="kubeadm"} 1' in metrics
+    assert 'bootstrap_node_nodes{phase="installing"} 1' in metrics
     assert 'bootstrap_node_http_requests_total{route="/events",status="200"} 1' in metrics
     assert 'bootstrap_node_http_requests_total{route="unmatched",status="404"} 1' in metrics

@@ -16,6 +16,7 @@ import pytest
 import tftpy
 
 from tests.conftest import EXAMPLE, REPO
+from tests.integration.serve_helpers import bearer, credential_in
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -118,8 +119,12 @@ def test_reinstall_reaches_a_running_serve(generated):
     proc, url, _ = start_serve(generated)
     mac = "52:54:00:00:00:21"
     try:
+        urllib.request.urlopen(f"{url}/ipxe?mac={mac}").read()  # PXE opens the install window
+        with urllib.request.urlopen(f"{url}/ignition?mac={mac}") as r:
+            credential = credential_in(r.read())
         req = urllib.request.Request(f"{url}/events", data=json.dumps({"mac": mac, "phase": "installed"}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+                                     headers={"Content-Type": "application/json", **bearer(credential)},
+                                     method="POST")
         urllib.request.urlopen(req).read()
         with urllib.request.urlopen(f"{url}/ipxe?mac={mac}") as r:
             assert r.read().decode().splitlines()[-1] == "exit"

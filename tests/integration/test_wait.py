@@ -3,6 +3,7 @@ client certificates from the generated PKI."""
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from cryptography import x509
 from typer.testing import CliRunner
 
 from app.cli import app
@@ -75,7 +78,12 @@ def test_happy_path_writes_the_kubeconfig_after_every_node_is_ready(output, tmp_
         result = run_wait(output, server, templates)
     assert result.exit_code == 0, result.output
     kubeconfig = output / "kubeconfig"
-    assert kubeconfig.read_bytes() == (output / "credentials" / "admin.kubeconfig").read_bytes()
+    # The user's kubeconfig is revocable (kubeadm:cluster-admins), signed by the cluster CA; the
+    # appliance's own system:masters credential never leaves credentials/.
+    assert client_groups(kubeconfig) == ["kubeadm:cluster-admins"]
+    assert client_groups(output / "credentials" / "admin.kubeconfig") == ["system:masters"]
+    assert user_cert(kubeconfig).issuer == x509.load_pem_x509_certificate(
+        (output / "credentials" / "ca.crt").read_bytes()).subject
     assert kubeconfig.stat().st_mode & 0o777 == 0o600
     assert "server: https://api.lab.example.com:6443" in kubeconfig.read_text()
     flannel = ["/api/v1/namespaces/kube-flannel", "/api/v1/namespaces/kube-flannel/serviceaccounts/flannel",
@@ -161,3 +169,13 @@ def test_ctrl_c_exits_130_promptly(output, tmp_path):
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=10)
     assert code == 130 and "interrupted" in proc.stderr.read()
+
+
+def user_cert(kubeconfig: Path) -> x509.Certificate:
+    doc = yaml.safe_load(kubeconfig.read_text())
+    return x509.load_pem_x509_certificate(base64.b64decode(doc["users"][0]["user"]["client-certificate-data"]))
+
+
+def client_groups(kubeconfig: Path) -> list[str]:
+    """The certificate's organizations: the groups the API server puts the user in."""
+    return [a.value for a in user_cert(kubeconfig).subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)]

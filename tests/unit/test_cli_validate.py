@@ -14,7 +14,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from app.cli import app, cluster_schema
+from app.cli import app
+from app.cli.validate import cluster_schema
 from tests.conftest import EXAMPLE, REPO
 
 runner = CliRunner()

@@ -115,19 +115,40 @@ def test_join_pins_the_ca_computed_from_credentials_and_openssl_agrees(out):
     assert "api.lab.example.com" in init[1]["apiServer"]["certSANs"]
 
 
-def test_workers_carry_no_ca_and_controllers_the_same_set(out):
+def test_only_the_first_controller_carries_ca_keys(out):
+    """Least secret per node: cp-1 gets the CA set; cp-2/cp-3 join with kubeadm's certificate key
+    (kubeadm-certs); workers get a token and the CA pin only."""
     creds = out / "credentials"
-    for name in ["worker-1", "worker-2"]:
-        config = ignition(out, name)
-        paths = json.dumps(config)
-        assert "ca.key" not in paths and "ca.crt" not in paths and "BEGIN RSA PRIVATE KEY" not in paths
-    sets = []
-    for name in ["cp-1", "cp-2", "cp-3"]:
+    private = [(creds / name).read_text().strip() for name in ("ca.key", "sa.key", "front-proxy-ca.key",
+                                                               "etcd/ca.key")]
+    certificate_key = (creds / "certificate-key").read_text().strip()
+    for name in ["cp-2", "cp-3", "worker-1", "worker-2"]:
+        text = json.dumps(ignition(out, name))
         files = files_of(ignition(out, name))
-        sets.append({p: files[f"/opt/bootstrap-node/kubernetes/{p}"] for p in CA_SET})
-    assert sets[0] == sets[1] == sets[2]
-    assert sets[0]["pki/ca.crt"] == (creds / "ca.crt").read_bytes()
-    assert sets[0]["pki/etcd/ca.key"] == (creds / "etcd" / "ca.key").read_bytes()
+        assert not any(key.splitlines()[1] in text for key in private), name
+        assert not any(path.startswith("/opt/bootstrap-node/kubernetes/pki") for path in files), name
+        join = next(d for d in yaml.safe_load_all(files["/etc/kubernetes/kubeadm.yaml"]) if d)
+        if name.startswith("cp-"):
+            assert join["controlPlane"]["certificateKey"] == certificate_key
+        else:
+            assert certificate_key not in text
+    files = files_of(ignition(out, "cp-1"))
+    ca_set = {p: files[f"/opt/bootstrap-node/kubernetes/{p}"] for p in CA_SET}
+    assert ca_set["pki/ca.crt"] == (creds / "ca.crt").read_bytes()
+    assert ca_set["pki/etcd/ca.key"] == (creds / "etcd" / "ca.key").read_bytes()
+    init = next(d for d in yaml.safe_load_all(files["/etc/kubernetes/kubeadm.yaml"]) if d)
+    assert init["certificateKey"] == certificate_key and init["bootstrapTokens"][0]["ttl"] == "2h0m0s"
+    assert "kubeadm init --upload-certs --config" in files["/opt/bootstrap-node/kubeadm.sh"].decode()
+
+
+def test_nodes_forget_bootstrap_secrets_after_kubeadm(out):
+    script = files_of(ignition(out, "cp-2"))["/opt/bootstrap-node/kubeadm.sh"].decode()
+    success = script[script.index("2>&1); then"):script.index("report failed")]
+    assert success.index("forget_bootstrap_secrets") < success.index("report joined")
+    forget = script[script.index("forget_bootstrap_secrets() {"):script.index("# kubeadm reset")]
+    for path in ("/opt/bootstrap-node/kubernetes", "/etc/kubernetes/kubeadm.yaml", "/oem", "config.ign"):
+        assert path in forget
+    assert 'Authorization: Bearer $(cat /etc/bootstrap-node/credential' in script
 
 
 def test_kube_vip_carries_the_vip_and_super_admin_only_on_the_bootstrap_node(out):

@@ -1,0 +1,55 @@
+"""`generate`: render the output tree from cluster.yaml and templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from app.cli.common import DEFAULT_ASSETS, DEFAULT_IPXE_DIR, AssetsOpt, IpxeDirOpt, Paths, command, fail, load_or_exit
+from app.cluster.model import Cluster
+from app.exitcodes import ExitCode
+
+
+@command()
+def generate(
+    paths: Paths,
+    assets: AssetsOpt = DEFAULT_ASSETS,
+    ipxe_dir: IpxeDirOpt = DEFAULT_IPXE_DIR,
+    ignition_schemas: Annotated[Optional[Path], typer.Option(
+        envvar="BOOTSTRAP_IGNITION_SCHEMAS", help="Directory of official Ignition JSON Schemas to check against.")]
+        = None,
+    rotate_secrets: Annotated[bool, typer.Option(
+        help="Replace the CA, keys and tokens. Installed nodes will no longer trust the cluster.")] = False,
+) -> None:
+    """Render the output tree: Matchbox data, Ignition per node, PKI, dnsmasq.conf, TFTP files.
+
+    Atomic and idempotent: a failure leaves the previous output untouched; the same inputs give
+    the same bytes. Secrets are created once and reused.
+    """
+    cluster = load_or_exit(paths.config)
+    result = generate_or_exit(cluster, paths, assets=assets, ipxe_dir=ipxe_dir, ignition_schemas=ignition_schemas,
+                              rotate_secrets=rotate_secrets)
+    s = result.summary
+    if result.secrets_created:
+        typer.echo(f"created new secrets in {paths.output / 'credentials'} (CA, service-account key, token)")
+    typer.echo(f"{paths.output}: {len(s.written)} written, {len(s.unchanged)} unchanged, {len(s.removed)} removed "
+               f"({len(cluster.nodes)} nodes)")
+
+
+def generate_or_exit(cluster: Cluster, paths: Paths, **options):
+    """Run generate; print its warnings; on failure say the output is unchanged and exit."""
+    from app.atomic import OutputError
+    from app.generate import generate as run
+    from app.render.tree import RenderError
+
+    try:
+        result = run(cluster, paths.output, paths.templates, **options)
+    except (RenderError, OutputError) as exc:
+        raise fail(f"generate failed, {paths.output} left unchanged:\n{exc}", ExitCode.INVALID) from None
+    except OSError as exc:
+        raise fail(f"generate failed: {exc}", ExitCode.UNREADABLE) from None
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    return result

@@ -1,0 +1,56 @@
+"""`init`: everything, from cluster.yaml to a kubeconfig, in one process."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IPXE_DIR, AssetsOpt, Dhcp, DhcpOpt, IpxeDirOpt, ListenOpt, Paths,
+                            Tftp, TftpOpt, command, load_or_exit)
+from app.cli.generate import generate_or_exit
+from app.cli.progress import Progress
+from app.cli.serve import serve_options
+from app.cli.wait import ApiTimeout, NodesTimeout, Poll, Server, WaitGitops, finish, wait_options
+
+
+@command()
+def init(
+    paths: Paths,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before powering on (power: manual).")] = False,
+    listen: ListenOpt = None,
+    dhcp: DhcpOpt = Dhcp.proxy,
+    tftp: TftpOpt = Tftp.dnsmasq,
+    assets: AssetsOpt = DEFAULT_ASSETS,
+    ipxe_dir: IpxeDirOpt = DEFAULT_IPXE_DIR,
+    api_timeout: ApiTimeout = 1800.0,
+    nodes_timeout: NodesTimeout = 900.0,
+    poll: Poll = 5.0,
+    server: Server = None,
+    wait_gitops: WaitGitops = False,
+) -> None:
+    """Everything: validate, generate, serve, power on, wait, write the kubeconfig, stop.
+
+    Exits with wait's code (0 healthy, 3, 4, 5, 130); 1 when the config or serving fails.
+    """
+    from app import init as orchestrate
+    from app import logs
+    from app.power import power_on
+
+    cluster = load_or_exit(paths.config)
+    generate_or_exit(cluster, paths, assets=assets, ipxe_dir=ipxe_dir)
+    logs.setup("text")
+    plan = orchestrate.InitPlan(
+        cluster, serve_options(paths, listen, dhcp, tftp, assets),
+        wait_options(cluster, paths.templates, api_timeout=api_timeout, nodes_timeout=nodes_timeout, poll=poll,
+                     server=server, wait_gitops=wait_gitops),
+        lambda: power_on(cluster, ask=lambda names: _ask(names, yes), say=typer.echo), Progress())
+    with plan.report:
+        finish(orchestrate.run(plan))
+
+
+def _ask(names: list[str], yes: bool) -> None:
+    typer.echo(f"Power on your nodes now ({', '.join(names)}); they PXE-boot from this appliance.")
+    if not yes and sys.stdin.isatty():
+        input("Press Enter once they are powering on... ")

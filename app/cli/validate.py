@@ -1,0 +1,65 @@
+"""`validate` and `schema`: check cluster.yaml; print its JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from app.cli.common import Format, Paths, command, unreadable
+from app.cluster import SourceError, check, load_source, render
+from app.cluster.model import Cluster
+from app.exitcodes import ExitCode
+
+
+@command()
+def validate(
+    paths: Paths,
+    fmt: Annotated[Format, typer.Option("--format", help="text, json, or github annotations.")] = Format.text,
+    strict: Annotated[bool, typer.Option(help="Treat warnings as errors.")] = False,
+    online: Annotated[bool, typer.Option(help="Also check DNS for cluster.api_server_name.")] = False,
+    nameserver: Annotated[Optional[str], typer.Option(
+        help="With --online: DNS server HOST[:PORT] to ask instead of the system's.")] = None,
+) -> None:
+    """Check cluster.yaml and report every problem with file, line and column.
+
+    Exit 0 when valid, 1 when invalid, 2 when the file cannot be read as YAML.
+    """
+    path = paths.config
+    try:
+        source = load_source(path)
+    except SourceError as exc:
+        typer.echo(unreadable(path, exc, fmt), err=fmt is Format.text)
+        raise typer.Exit(ExitCode.UNREADABLE) from None
+    cluster, problems = check(source, str(path))
+    if cluster is not None and online:
+        from app.cluster.online import check_online
+        problems += check_online(cluster, source, str(path), nameserver)
+    failed = any(p.severity == "error" or strict for p in problems)
+    if fmt is Format.text:
+        if problems:
+            typer.echo(render(problems, "text"))
+        if not failed:
+            typer.echo(f"{path}: valid ({summary(cluster)})")
+    else:
+        typer.echo(render(problems, fmt.value))
+    raise typer.Exit(ExitCode.INVALID if failed else ExitCode.OK)
+
+
+def summary(cluster: Cluster) -> str:
+    return (f"cluster {cluster.cluster.name}: {len(cluster.controllers)} controller(s), "
+            f"{len(cluster.workers)} worker(s), Kubernetes {cluster.cluster.k8s_version} "
+            f"on Flatcar {cluster.cluster.flatcar_version}")
+
+
+@command()
+def schema(paths: Paths) -> None:
+    """Print the JSON Schema of cluster.yaml (for editors: yaml-language-server, VS Code)."""
+    typer.echo(json.dumps(cluster_schema(), indent=2))
+
+
+def cluster_schema() -> dict:
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Cluster.model_json_schema()}
+
+

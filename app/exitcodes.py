@@ -1,0 +1,15 @@
+"""Every exit code a command returns, in one place (the README's table lists the same)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INVALID = 1  # cluster.yaml has errors; generate or serve failed
+    UNREADABLE = 2  # cluster.yaml cannot be read as YAML; an I/O error
+    API = 3  # wait: the API server never answered
+    NODES = 4  # wait: nodes not Ready in time
+    ADDONS = 5  # wait: an add-on failed
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM

@@ -1,0 +1,199 @@
+"""The boot policy: what to answer a machine, as a pure function of the request, the data dir and the
+node states. The HTTP handlers only turn a Decision into a response and record its events.
+
+On the appliance's own tree (threat-model.md):
+- a PXE boot (`/ipxe`) of a known, not-installed node opens its install window, bound to the machine
+  that booted (its MAC on our L2 when the neighbour table knows the address, else its address);
+- the install config goes out once, inside the window, to that machine, carrying a fresh credential;
+- the final config (secrets) goes out once, inside the window, to whoever presents that credential
+  (a server may fetch on another NIC), carrying a second credential for the installed system's
+  progress reports;
+- everything else that asks for a node's config gets no config and becomes an alert.
+A foreign Matchbox data dir (`--matchbox-data`) is served the way Matchbox does: no windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.events import (ALERT, CONTESTED, FINAL_CALLBACKS, FINAL_CONFIG_SERVED, INSTALL_CALLBACKS, Event, NodeState,
+                        Phase)
+from app.serve import scripts
+from app.serve.matchbox import Group, Store
+
+# Why a request got no config (alert reasons; also the /metrics label and the status page's words).
+NO_WINDOW = "no install window is open for this node"
+NOT_THE_BOOTED_MACHINE = "asked from a machine other than the one that PXE-booted"
+ALREADY_SERVED = "this install's config was already served once"
+BAD_CREDENTIAL = "missing or wrong install credential"
+CONTESTED_WINDOW = "a second machine asked to boot as this node during its install"
+NO_MAC_SELECTOR = "the group selects no single MAC, so its config cannot be bound to a machine"
+SPOOFED_PXE = "PXE boot asked for this node from a machine with another MAC"
+CALLBACK_REFUSED = "callback with a missing or wrong credential"
+
+
+@dataclass(frozen=True)
+class Request:
+    route: str  # "ipxe", "ignition", "generic"
+    labels: dict[str, str]
+    address: str  # the client's address
+    link_mac: str | None = None  # the client's MAC from the neighbour table, when it is on our L2
+    credential: str | None = None  # bearer credential presented
+    now: float = 0.0  # epoch seconds
+
+
+@dataclass(frozen=True)
+class Settings:
+    own_tree: bool = True  # False for a foreign Matchbox data dir: no windows, Matchbox's behaviour
+    strict_matchbox: bool = False  # plain 404s instead of explanatory scripts
+    window_seconds: float = 3600.0
+    retry_seconds: int = 30
+
+
+@dataclass
+class Decision:
+    status: int = 200
+    body: str = ""  # a script or a refusal's text
+    group: Group | None = None  # for a config: which group's profile to render
+    profile: dict | None = None
+    credential: str = ""  # a config carries this credential (the handler adds it)
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def is_config(self) -> bool:
+        return self.group is not None and self.status == 200
+
+
+def digest(credential: str) -> str:
+    return hashlib.sha256(credential.encode()).hexdigest()
+
+
+def mac_label(labels: dict[str, str]) -> str:
+    return next((v for k, v in labels.items() if k.lower() == "mac"), "")
+
+
+def group_mac(group: Group) -> str:
+    return next((v for k, v in group.selector.items() if k.lower() == "mac" and v), "")
+
+
+def is_final_stage(group: Group) -> bool:
+    """Our groups select the installed system with `os=installed` (groups/node.json.tmpl)."""
+    return any(k.lower() == "os" and v == "installed" for k, v in group.selector.items())
+
+
+def _match(store: Store, labels: dict[str, str]) -> tuple[Group, dict] | None:
+    group = store.select(labels)
+    if group is None:
+        return None
+    profile = store.profile(group.profile)
+    return (group, profile) if profile is not None else None
+
+
+def refuse(req: Request, mac: str, reason: str, status: int = 403) -> Decision:
+    alert = Event(ALERT, mac=mac, source="http", message=reason,
+                  detail={"reason": reason, "route": req.route, "remote": req.address,
+                          **({"link_mac": req.link_mac} if req.link_mac else {})})
+    return Decision(status, f"refused: {reason}\n", events=[alert])
+
+
+def _same_machine(req: Request, mac: str, booted_address: str) -> bool:
+    """The L2 binding when the neighbour table knows the sender, else the address that booted."""
+    if req.link_mac:
+        return req.link_mac == mac
+    return req.address == booted_address
+
+
+# -- /ipxe -----------------------------------------------------------------------------------------
+def decide_ipxe(req: Request, store: Store, state: NodeState | None, known: dict[str, str],
+                settings: Settings) -> Decision:
+    mac = mac_label(req.labels)
+    guard = settings.own_tree and not settings.strict_matchbox
+    if mac and guard and state is not None and state.installed:
+        return Decision(body=scripts.local_boot_script(state.name or mac),
+                        events=[Event("local-boot", mac=mac, source="http", message="installed: answered exit")])
+    matched = _match(store, req.labels)
+    if matched is None or not matched[1].get("boot"):
+        if mac and guard and mac not in known:
+            return Decision(body=scripts.unknown_machine_script(mac, settings.retry_seconds),
+                            events=[Event("discovered", mac=mac, source="http", detail={"ip": req.address})])
+        return Decision(404)
+    group, profile = matched
+    detail = {"profile": profile["id"], "ip": req.address}
+    if not settings.own_tree or mac not in known:
+        return Decision(body=scripts.ipxe_script(profile["boot"]), events=[Event("ipxe", mac=mac, source="http",
+                                                                               detail=detail)])
+    if req.link_mac and req.link_mac != mac:
+        return refuse(req, mac, SPOOFED_PXE)
+    events = []
+    window = state.window if state else None
+    if window and window.is_open(req.now, settings.window_seconds) and not _same_machine(req, mac, window.address):
+        events.append(refuse(req, mac, CONTESTED_WINDOW).events[0])
+        events.append(Event(CONTESTED, mac=mac, source="http", detail={"remote": req.address}))
+    else:
+        detail.update(window="open", **({"link_mac": req.link_mac} if req.link_mac else {}))
+    events.insert(0, Event("ipxe", mac=mac, source="http", detail=detail))
+    return Decision(body=scripts.ipxe_script(profile["boot"]), events=events)
+
+
+# -- /ignition, /generic -----------------------------------------------------------------------------
+def decide_config(req: Request, store: Store, state_of: Callable[[str], NodeState | None], settings: Settings,
+                  new_credential: Callable[[], str]) -> Decision:
+    id_key = f"{req.route}_id"
+    matched = _match(store, req.labels)
+    if matched is None or not matched[1].get(id_key):
+        return Decision(404)
+    group, profile = matched
+    if not settings.own_tree:
+        return Decision(group=group, profile=profile)
+    mac = group_mac(group)
+    if not mac:
+        return refuse(req, "", NO_MAC_SELECTOR)
+    state = state_of(mac)
+    window = state.window if state else None
+    if window is None or not window.is_open(req.now, settings.window_seconds):
+        return refuse(req, mac, NO_WINDOW)
+    if window.contested:
+        return refuse(req, mac, CONTESTED_WINDOW)
+    credential = new_credential()
+    if not is_final_stage(group):
+        if window.install_served:
+            return refuse(req, mac, ALREADY_SERVED)
+        if not _same_machine(req, mac, window.address):
+            return refuse(req, mac, NOT_THE_BOOTED_MACHINE)
+        served = Event(Phase.INSTALL_IGNITION.value, mac=mac, source="http",
+                       detail={"route": f"/{req.route}", "group": group.id, "credential": digest(credential)})
+    else:
+        if not req.credential or not window.install_credential or digest(req.credential) != window.install_credential:
+            return refuse(req, mac, BAD_CREDENTIAL)
+        if window.final_served:
+            return refuse(req, mac, ALREADY_SERVED)
+        served = Event(FINAL_CONFIG_SERVED, mac=mac, source="http",
+                       detail={"route": f"/{req.route}", "group": group.id, "credential": digest(credential)})
+    return Decision(group=group, profile=profile, credential=credential, events=[served])
+
+
+# -- POST /events ------------------------------------------------------------------------------------
+def callback_allowed(phase: str, credential: str | None, state: NodeState | None, settings: Settings,
+                     now: float) -> bool:
+    """A progress report changes state only with the credential of this install (install phases)
+    or of the final config it received (later phases); `failed` may carry either."""
+    if not settings.own_tree:
+        return True
+    if not credential or state is None:
+        return False
+    presented = digest(credential)
+    window = state.window
+    install_ok = (window is not None and window.is_open(now, settings.window_seconds)
+                  and bool(window.install_credential) and presented == window.install_credential)
+    final_ok = bool(state.callback_credential) and presented == state.callback_credential
+    if phase in INSTALL_CALLBACKS:
+        return install_ok
+    if phase in FINAL_CALLBACKS:
+        return final_ok
+    return install_ok or final_ok  # failed
+
+
+__all__ = ["CALLBACK_REFUSED", "Decision", "Request", "Settings", "callback_allowed", "decide_config",
+           "decide_ipxe", "digest", "mac_label"]
