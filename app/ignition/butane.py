@@ -1,32 +1,36 @@
-"""Butane (Flatcar variant) to Ignition, in Python: what `butane --strict [-d DIR]` does.
+"""Butane (Flatcar variant) to Ignition, in Python: what `butane [--strict] [-d DIR]` does.
 
 `flatcar` `1.0.0` emits Ignition 3.3.0 and `1.1.0` emits 3.4.0. Keys are renamed field by field,
-inline and local contents become data URLs by Butane's shortest-encoding rule, trees expand into
-files and links, and the result goes through Ignition's own semantic rules (app/render/ignition.py).
-Problems are reported the way Butane reports them: `error at $.path, line L col C: message`.
+inline and local contents become data URLs by Butane's shortest-encoding rule, filesystems with
+`with_mount_unit` get generated .mount/.swap units (mounts.py), trees expand into files and links
+(trees.py), and the result goes through Ignition's own rules (rules.py, validators.py).
+
+Problems are reported the way Butane reports them, `error at $.path, line L col C: message`, and in
+Butane's order: unknown keys, then Butane's checks of the source, then translation (local files),
+then fields Flatcar forbids (clevis), then Ignition's duplicate and semantic checks.
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
 import os
-import posixpath
 import re
-import stat
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.ignition import messages as m
 from app.ignition import rules as ignition
-from app.ignition.butane_schema import GO_TYPES, S, YAML_TAGS
+from app.ignition.butane_schema import GO_TYPES, YAML_TAGS, S, yaml_bool
+from app.ignition.contents import in_spec_order, make_data_url, with_contents
+from app.ignition.mounts import merge_units, mount_units
 from app.ignition.rules import Report
+from app.ignition.trees import TreeWalker
 from app.yaml_source import Loc, Source, SourceError, parse_source
+
+__all__ = ["ButaneError", "Result", "make_data_url", "translate"]
 
 VARIANTS = {("flatcar", "1.0.0"): "3.3.0", ("flatcar", "1.1.0"): "3.4.0"}
 SEMVER = re.compile(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?")
-FILES_DIR_REQUIRED = ("local file paths are relative to a files directory that must be specified "
-                      "with -d/--files-dir")
+SNAKE = re.compile(r"(MiB|[A-Z])")
 
 
 class ButaneError(Exception):
@@ -47,7 +51,7 @@ class Result:
 
 
 def translate(text: str, *, files_dir: Path | None = None, strict: bool = True, name: str = "config.bu") -> Result:
-    """Butane YAML text → Ignition config dict. Raises ButaneError like `butane --strict` fails."""
+    """Butane YAML text → Ignition config dict. Raises ButaneError like `butane [--strict]` fails."""
     try:
         source = parse_source(text, Path(name))
     except SourceError as exc:
@@ -60,18 +64,32 @@ def translate(text: str, *, files_dir: Path | None = None, strict: bool = True, 
     config = tr.struct("Config", data, ())
     if tr.type_errors:
         raise ButaneError("Error translating config: yaml: unmarshal errors:\n  " + "\n  ".join(tr.type_errors))
+    reports = tr.unused + tr.checks
+    _fail_on_errors(reports, m.SOURCE_INVALID)
     config = {"ignition": {**config.get("ignition", {}), "version": version}, **{
         k: v for k, v in config.items() if k != "ignition"}}
+    tr.add_mount_units(config, data.get("storage"))
     tr.expand_trees(config)
-    if any(r.level == "error" for r in tr.reports):
-        raise ButaneError("Error translating config: source config is invalid", tr.reports)
-    checked = [tr.locate(r) for r in ignition.check(config)]
-    reports = tr.reports + checked
-    if any(r.level == "error" for r in checked):
-        raise ButaneError("Error translating config: config generated was invalid", reports)
+    reports += tr.translation
+    _fail_on_errors(reports, m.SOURCE_INVALID)
+    reports += [tr.locate(r) for r in _forbidden_fields(config)]
+    _fail_on_errors(reports, m.SOURCE_INVALID)
+    reports += [tr.locate(r) for r in ignition.check(config)]
+    _fail_on_errors(reports, m.GENERATED_INVALID)
     if strict and reports:
-        raise ButaneError("Config produced warnings and --strict was specified", reports)
+        raise ButaneError(m.STRICT_WARNINGS, reports)
     return Result(config, reports)
+
+
+def _fail_on_errors(reports: list[Report], summary: str) -> None:
+    if any(r.level == "error" for r in reports):
+        raise ButaneError(summary, reports)
+
+
+def _forbidden_fields(config: dict) -> list[Report]:
+    """The Flatcar variants' field filter: LUKS volumes may not use clevis."""
+    return [Report("error", ("storage", "luks", i, "clevis"), m.CLEVIS_SUPPORT)
+            for i, luks in enumerate(config.get("storage", {}).get("luks", [])) if luks.get("clevis")]
 
 
 def _spec_version(data: dict) -> str:
@@ -86,43 +104,37 @@ def _spec_version(data: dict) -> str:
     return VARIANTS[(variant, version)]
 
 
-def make_data_url(data: bytes, compression: str | None = None) -> tuple[str, str | None]:
-    """Butane's MakeDataURL: shortest of percent-encoding, base64 and (unless the user set a
-    compression) gzip+base64. Returns (url, compression to emit: "" / "gzip" / None = user's)."""
-    opaque = "," + urllib.parse.quote(data, safe="-_.!~*'()")
-    b64 = ";base64," + base64.b64encode(data).decode()
-    if len(b64) < len(opaque):
-        opaque = b64
-    if compression:
-        return "data:" + opaque, None
-    emitted = ""
-    gz = ";base64," + base64.b64encode(gzip.compress(data, 9, mtime=0)).decode()
-    if len(gz) + len("gzip") < len(opaque):
-        opaque, emitted = gz, "gzip"
-    return "data:" + opaque, emitted
-
-
 class _Translator:
     def __init__(self, source: Source, files_dir: Path | None, version: str):
         self.source, self.files_dir, self.version = source, files_dir, version
-        self.reports: list[Report] = []
+        self.unused: list[Report] = []  # unknown keys (warnings)
+        self.checks: list[Report] = []  # Butane's checks of the source, node before children
+        self.translation: list[Report] = []  # reading local files, mount units, trees
         self.type_errors: list[str] = []
         self.origins: dict[Loc, Loc] = {}  # Ignition path -> Butane path, for error positions
+        self.common: set[Loc] = set()  # Ignition paths whose every field comes from one Butane field
         self.trees: list[tuple[Loc, dict]] = []
 
     # -- reporting ---------------------------------------------------------------------------------
-    def report(self, level: str, loc: Loc, message: str, *, key: bool = False) -> None:
+    def _at(self, level: str, loc: Loc, message: str, *, key: bool = False) -> Report:
         pos = self.source.pos(loc, key=key)
-        self.reports.append(Report(level, loc, message, pos.line, pos.column))
+        return Report(level, loc, message, pos.line, pos.column)
+
+    def check(self, level: str, loc: Loc, message: str) -> None:
+        self.checks.append(self._at(level, loc, message))
+
+    def failed(self, loc: Loc, message: str) -> None:
+        self.translation.append(self._at("error", loc, message))
 
     def locate(self, report: Report) -> Report:
-        """Turn an Ignition-path report into one at the Butane line it came from."""
+        """Turn an Ignition-path report into one at the Butane line it came from; fields with no
+        Butane counterpart keep their (snake_cased) name under the closest one that has."""
         loc = report.loc
         for n in range(len(loc), -1, -1):
             if loc[:n] in self.origins:
-                butane = self.origins[loc[:n]] + loc[n:]
-                pos = self.source.pos(butane)
-                return Report(report.level, butane, report.message, pos.line, pos.column)
+                rest = () if loc[:n] in self.common else tuple(
+                    SNAKE.sub(r"_\1", p).lower() if isinstance(p, str) else p for p in loc[n:])
+                return self._at(report.level, self.origins[loc[:n]] + rest, report.message)
         return report
 
     # -- generic walk ------------------------------------------------------------------------------
@@ -133,8 +145,6 @@ class _Translator:
             return [self.value(kind[0], v, loc + (i,), out + (i,)) for i, v in enumerate(value)]
         if kind in S:
             return self.struct(kind, value, loc, out)
-        if kind == "Any":
-            return value
         return self.scalar(kind, value, loc)
 
     def scalar(self, kind: str, value, loc: Loc):
@@ -142,8 +152,8 @@ class _Translator:
             return value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
         if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if kind == "bool" and isinstance(value, bool):
-            return value
+        if kind == "bool" and yaml_bool(value) is not None:
+            return yaml_bool(value)
         return self._type_error(value, loc, GO_TYPES[kind])
 
     def _type_error(self, value, loc: Loc, go_type: str):
@@ -151,7 +161,9 @@ class _Translator:
         shown = value if not isinstance(value, (dict, list)) else ""
         self.type_errors.append(f"line {line}: cannot unmarshal !!{YAML_TAGS.get(type(value), 'str')} "
                                 f"`{shown}` into {go_type}")
-        return None
+
+    def _known(self, spec) -> bool:
+        return spec is not None and not (len(spec) > 3 and spec[3] > self.version)
 
     def struct(self, name: str, data, loc: Loc, out: Loc = ()) -> dict:
         if data is None:
@@ -161,115 +173,123 @@ class _Translator:
         self.origins[out] = loc
         fields = {f[0]: f for f in S[name]}
         for key in data:
-            spec = fields.get(key)
-            if spec is None or (len(spec) > 3 and spec[3] > self.version):
-                self.report("warning", loc + (key,), f"Unused key {key}", key=True)
-        special = getattr(self, f"_sugar_{name}", None)
+            if not self._known(fields.get(key)):
+                self.unused.append(self._at("warning", loc + (key,), f"Unused key {key}", key=True))
+        validate = getattr(self, f"_validate_{name}", None)
+        if validate:
+            validate(data, loc)
         result: dict = {}
-        for key, json_key, kind, *_ in S[name]:
-            if json_key is None or key not in data or data[key] is None:
-                continue
-            if len(_) and _[0] > self.version:
+        for spec in S[name]:
+            key, json_key, kind = spec[:3]
+            if json_key is None or data.get(key) is None or not self._known(spec):
                 continue
             self.origins[out + (json_key,)] = loc + (key,)
             value = self.value(kind, data[key], loc + (key,), out + (json_key,))
             if value is not None and value != {} and value != []:
                 result[json_key] = value
-        if special:
-            result = special(data, loc, out, result)
-        return result
+        sugar = getattr(self, f"_sugar_{name}", None)
+        return sugar(data, loc, out, result) if sugar else result
 
-    # -- sugar -------------------------------------------------------------------------------------
-    def _exclusive(self, data: dict, loc: Loc, names: tuple[str, ...]) -> bool:
+    # -- Butane's checks of the source ---------------------------------------------------------------
+    def _exclusive(self, data: dict, loc: Loc, names: tuple[str, ...], message: str) -> None:
         present = [n for n in names if data.get(n) is not None]
         if len(present) > 1:
-            self.report("error", loc + (present[-1],),
-                        f"only one of the following can be set: {', '.join(names)}")
-            return False
-        return True
+            self.check("error", loc + (present[-1],), message)
 
-    def _read_local(self, rel: str, loc: Loc) -> bytes | None:
-        if self.files_dir is None:
-            self.report("error", loc, FILES_DIR_REQUIRED)
-            return None
-        root = os.path.normpath(self.files_dir)
-        target = os.path.normpath(os.path.join(root, rel))
-        if target != root and not target.startswith(root + os.sep):
-            self.report("error", loc, "local file path traverses outside the files directory")
-            return None
-        try:
-            return Path(target).read_bytes()
-        except OSError as exc:
-            self.report("error", loc, f"open {target}: {exc.strerror.lower() if exc.strerror else exc}")
-            return None
+    def _validate_Resource(self, data: dict, loc: Loc) -> None:
+        self._exclusive(data, loc, ("local", "inline", "source"), m.TOO_MANY_SOURCES)
 
-    def _sugar_Resource(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
-        if not self._exclusive(data, loc, ("inline", "local", "source")):
-            return result
-        if data.get("inline") is not None:
-            payload = self.scalar("str", data["inline"], loc + ("inline",))
-            payload = payload.encode() if payload is not None else None
-        elif data.get("local") is not None:
-            payload = self._read_local(str(data["local"]), loc + ("local",))
-        else:
-            return result
-        if payload is None:
-            return result
-        self.origins[out + ("source",)] = loc + ("inline" if "inline" in data else "local",)
-        return _with_contents(result, payload, result.get("compression"))
+    def _validate_Unit(self, data: dict, loc: Loc) -> None:
+        if self._known(("contents_local", None, "str", "3.4.0")):
+            self._exclusive(data, loc, ("contents", "contents_local"), m.TOO_MANY_SYSTEMD_SOURCES)
 
-    def _sugar_Unit(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
-        return self._contents_local("Unit", data, loc, result)
+    _validate_Dropin = _validate_Unit
 
-    def _sugar_Dropin(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
-        return self._contents_local("Dropin", data, loc, result)
+    def _validate_File(self, data: dict, loc: Loc) -> None:
+        self._decimal_mode(data.get("mode"), loc + ("mode",), directory=False)
 
-    def _contents_local(self, name: str, data: dict, loc: Loc, result: dict) -> dict:
-        if self._exclusive(data, loc, ("contents", "contents_local")) and data.get("contents_local") is not None:
-            text = self._read_local(str(data["contents_local"]), loc + ("contents_local",))
-            if text is not None:
-                result = _in_spec_order(name, {**result, "contents": text.decode()})
-        return result
-
-    def _sugar_User(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
-        locals_ = data.get("ssh_authorized_keys_local") or []
-        keys = list(result.get("sshAuthorizedKeys", []))
-        for i, rel in enumerate(locals_ if isinstance(locals_, list) else []):
-            text = self._read_local(str(rel), loc + ("ssh_authorized_keys_local", i))
-            if text is not None:
-                keys += [line for line in re.split(r"\r?\n", text.decode()) if line]
-        if keys:
-            result["sshAuthorizedKeys"] = keys
-            result = _in_spec_order("User", result)
-        return result
-
-    def _sugar_File(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
-        self._decimal_mode(result.get("mode"), loc + ("mode",), directory=False)
-        return result
-
-    def _sugar_Directory(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
-        self._decimal_mode(result.get("mode"), loc + ("mode",), directory=True)
-        return result
+    def _validate_Directory(self, data: dict, loc: Loc) -> None:
+        self._decimal_mode(data.get("mode"), loc + ("mode",), directory=True)
 
     def _decimal_mode(self, mode, loc: Loc, directory: bool) -> None:
         """Butane's hint for `mode: 644`: the digits make sense as octal, the decimal value does not."""
-        digits = str(mode) if isinstance(mode, int) else ""
-        if not digits or len(digits) > 4 or set(digits) - set("01234567"):
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 7777:
             return
-        if _typical_mode(int(digits, 8), directory) and not _typical_mode(mode, directory):
-            self.report("warning", loc, "unreasonable mode would be reasonable if specified in octal; "
-                        "remember to add a leading zero")
+        digits = f"{mode:04d}"
+        if set(digits) - set("01234567"):
+            return
+        if not typical_mode(mode, directory) and typical_mode(int(digits, 8), directory):
+            self.check("warning", loc, m.DECIMAL_MODE)
 
-    def _sugar_Filesystem(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
-        if data.get("with_mount_unit"):
-            self.report("error", loc + ("with_mount_unit",),
-                        "with_mount_unit is not supported by this translator; write the .mount unit")
+    def _validate_Filesystem(self, data: dict, loc: Loc) -> None:
+        if yaml_bool(data.get("with_mount_unit")) is not True:
+            return
+        if not data.get("format"):
+            self.check("error", loc + ("format",), m.MOUNT_UNIT_NO_FORMAT)
+        elif data["format"] != "swap" and not data.get("path"):
+            self.check("error", loc + ("path",), m.MOUNT_UNIT_NO_PATH)
+
+    def _validate_Tree(self, data: dict, loc: Loc) -> None:
+        if not data.get("local"):
+            self.check("error", loc, m.TREE_NO_LOCAL)
+
+    # -- sugar -------------------------------------------------------------------------------------
+    def _read_local(self, rel: str, loc: Loc) -> bytes | None:
+        if self.files_dir is None:
+            return self.failed(loc, m.NO_FILES_DIR)
+        root = os.path.abspath(self.files_dir)
+        target = os.path.abspath(os.path.join(root, rel))
+        if target != root and not target.startswith(root + os.sep):
+            return self.failed(loc, m.FILES_DIR_ESCAPE)
+        try:
+            return Path(target).read_bytes()
+        except OSError as exc:
+            shown = os.path.normpath(os.path.join(str(self.files_dir), rel))
+            return self.failed(loc, f"open {shown}: {exc.strerror.lower() if exc.strerror else exc}")
+
+    def _sugar_Resource(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
+        for key in ("local", "inline"):
+            if data.get(key) is None:
+                continue
+            if key == "inline":
+                payload = str(self.scalar("str", data[key], loc + (key,))).encode()
+            else:
+                payload = self._read_local(str(data[key]), loc + (key,))
+            if payload is None:
+                return result
+            self.origins[out + ("source",)] = loc + (key,)
+            result = with_contents(result, payload, result.get("compression"))
         return result
 
-    def _sugar_Luks(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
-        if data.get("clevis") is not None:
-            self.report("error", loc + ("clevis",), "clevis is not supported in this spec version")
+    def _sugar_Unit(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
+        return self._contents_local("Unit", data, loc, out, result)
+
+    def _sugar_Dropin(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
+        return self._contents_local("Dropin", data, loc, out, result)
+
+    def _contents_local(self, name: str, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
+        if self._known(("contents_local", None, "str", "3.4.0")) and data.get("contents_local"):
+            text = self._read_local(str(data["contents_local"]), loc + ("contents_local",))
+            if text is not None:
+                self.origins[out + ("contents",)] = loc + ("contents_local",)
+                result = in_spec_order(name, {**result, "contents": text.decode()})
         return result
+
+    def _sugar_User(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
+        locals_ = data.get("ssh_authorized_keys_local") if self.version >= "3.4.0" else None
+        if not isinstance(locals_, list) or not locals_:
+            return result
+        if self.files_dir is None:
+            self.failed(loc + ("ssh_authorized_keys_local",), m.NO_FILES_DIR)
+            return result
+        keys = list(result.get("sshAuthorizedKeys", []))
+        for i, rel in enumerate(locals_):
+            text = self._read_local(str(rel), loc + ("ssh_authorized_keys_local", i))
+            for line in re.split(r"\r?\n", text.decode()) if text is not None else []:
+                if line:
+                    self.origins[out + ("sshAuthorizedKeys", len(keys))] = loc + ("ssh_authorized_keys_local", i)
+                    keys.append(line)
+        return in_spec_order("User", {**result, "sshAuthorizedKeys": keys}) if keys else result
 
     def _sugar_Storage(self, data: dict, loc: Loc, out: Loc, result: dict) -> dict:
         trees = data.get("trees")
@@ -278,82 +298,78 @@ class _Translator:
             self.trees.append((loc + ("trees", i), tree if isinstance(tree, dict) else {}))
         return result
 
+    # -- generated mount units -----------------------------------------------------------------------
+    def add_mount_units(self, config: dict, storage) -> None:
+        generated = mount_units(storage) if isinstance(storage, dict) else []
+        if not generated:
+            return
+        user = config.get("systemd", {}).get("units", [])
+        merged, sources = merge_units([g.unit for g in generated], user)
+        prefix = ("systemd", "units")
+        moved = {k: v for k, v in self.origins.items() if k[:2] == prefix and len(k) > 2}
+        for k in moved:
+            del self.origins[k]
+        for new, old in enumerate(sources):
+            if old is not None:
+                self.origins.update({prefix + (new,) + k[3:]: v for k, v in moved.items() if k[2] == old})
+            else:
+                unit_loc = ("storage", "filesystems", generated[new].filesystem, "with_mount_unit")
+                self.origins[prefix + (new,)] = unit_loc
+                self.common.add(prefix + (new,))
+        self.origins.setdefault(("systemd",), ("storage", "filesystems"))
+        self.origins.setdefault(prefix, ("storage", "filesystems"))
+        config["systemd"] = {**config.get("systemd", {}), "units": merged}
+
     # -- trees -------------------------------------------------------------------------------------
     def expand_trees(self, config: dict) -> None:
         for loc, tree in self.trees:
             if self.files_dir is None:
-                self.report("error", loc, FILES_DIR_REQUIRED)
+                self.failed(loc, m.NO_FILES_DIR)
+                break
+            root = os.path.join(self.files_dir, str(tree.get("local") or ""))
+            base = os.path.abspath(self.files_dir)
+            if os.path.abspath(root) != base and not os.path.abspath(root).startswith(base + os.sep):
+                self.failed(loc, m.FILES_DIR_ESCAPE)
                 continue
-            local = tree.get("local")
-            if not local:
-                self.report("error", loc + ("local",), "local is required")
+            if not os.path.exists(root):
+                self.failed(loc, f"stat {root}: no such file or directory")
                 continue
-            root = Path(os.path.normpath(os.path.join(self.files_dir, str(local))))
-            if not root.is_dir():
-                self.report("error", loc, "root of tree must be a directory")
+            if not os.path.isdir(root):
+                self.failed(loc, m.TREE_NOT_DIRECTORY)
                 continue
-            self._walk_tree(config.setdefault("storage", {}), root, str(tree.get("path") or "/"), loc)
+            walker = TreeWalker(config.setdefault("storage", {}), self.origins, loc,
+                                lambda message, loc=loc: self.failed(loc, message))
+            walker.walk(Path(root), str(tree.get("path") or "/"))
         storage = config.get("storage")
         if storage is not None:
-            config["storage"] = _in_spec_order("Storage", {k: v for k, v in storage.items() if v})
+            config["storage"] = in_spec_order("Storage", {k: v for k, v in storage.items() if v})
             if not config["storage"]:
                 del config["storage"]
 
-    def _walk_tree(self, storage: dict, root: Path, dest: str, loc: Loc) -> None:
-        files, links = storage.setdefault("files", []), storage.setdefault("links", [])
-        by_path = {e["path"]: ("file", e) for e in files if "path" in e}
-        by_path.update({e["path"]: ("link", e) for e in links if "path" in e})
-        by_path.update({e["path"]: ("dir", e) for e in storage.get("directories", []) if "path" in e})
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
-                real = Path(dirpath, name)
-                target = posixpath.join(dest, real.relative_to(root).as_posix())
-                info = real.lstat()
-                existing = by_path.get(target)
-                if stat.S_ISLNK(info.st_mode):
-                    if existing:
-                        self.report("error", loc, "matching filesystem node has existing contents or different type")
-                        continue
-                    links.append({"path": target, "target": os.readlink(real)})
-                    self.origins[("storage", "links", len(links) - 1)] = loc
-                elif stat.S_ISREG(info.st_mode):
-                    self._tree_file(files, existing, target, real, info, loc)
-                else:
-                    self.report("error", loc, "trees may only contain files, directories, and symlinks")
 
-    def _tree_file(self, files: list, existing, target: str, real: Path, info, loc: Loc) -> None:
-        if existing and (existing[0] != "file" or "contents" in existing[1] or "append" in existing[1]):
-            self.report("error", loc, "matching filesystem node has existing contents or different type")
-            return
-        entry = existing[1] if existing else {"path": target}
-        entry["contents"] = _with_contents({}, real.read_bytes(), None)
-        entry.setdefault("mode", 0o755 if info.st_mode & 0o111 else 0o644)
-        ordered = _in_spec_order("File", entry)
-        entry.clear()
-        entry.update(ordered)  # in place: `existing` entries are already in the files list
-        if not existing:
-            files.append(entry)
-            self.origins[("storage", "files", len(files) - 1)] = loc
-
-
-def _with_contents(resource: dict, payload: bytes, compression: str | None) -> dict:
-    url, emitted = make_data_url(payload, compression)
-    out = dict(resource)
-    out["compression"] = compression if emitted is None else emitted
-    out["source"] = url
-    return _in_spec_order("Resource", out)
-
-
-def _in_spec_order(name: str, data: dict) -> dict:
-    order = {f[1]: i for i, f in enumerate(S[name]) if f[1]}
-    return dict(sorted(data.items(), key=lambda kv: order.get(kv[0], len(order))))
-
-
-def _typical_mode(mode: int, directory: bool) -> bool:
-    """No special bits, readable (and for directories searchable) by the owner."""
-    needed = 0o500 if directory else 0o400
-    return mode & ~0o777 == 0 and mode & needed == needed
+def typical_mode(mode: int, directory: bool) -> bool:
+    """Butane's idea of a mode someone would mean: each more specific class has every bit of the
+    less specific ones, nothing writable or executable without read, special bits only where they
+    make sense."""
+    if mode == 0:
+        return True
+    had_r = had_w = had_x = False
+    for perm in (mode & 0o7, (mode >> 3) & 0o7, (mode >> 6) & 0o7):
+        r, w, x = bool(perm & 4), bool(perm & 2), bool(perm & 1)
+        if (had_r and not r) or (had_w and not w) or (had_x and not x):
+            return False
+        if x and had_r and not had_x:
+            return False
+        if (w or x) and not r:
+            return False
+        had_r, had_w, had_x = had_r or r, had_w or w, had_x or x
+    if not had_r:
+        return False
+    if directory:
+        return had_x and not mode & 0o4000 and not (mode & 0o3000 and not had_w)
+    if mode & 0o6000 and (not had_x or mode & 0o2):
+        return False
+    return not mode & 0o1000
 
 
 def _go(kind) -> str:

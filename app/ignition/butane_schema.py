@@ -2,7 +2,8 @@
 
 # --- the Butane schema: (butane key, Ignition key) in Ignition's (Go struct) output order -------------
 # A kind is "str", "int", "bool", a one-item list [kind], or a struct name. An Ignition key of None
-# marks Butane-only sugar handled by the translator; `since` gates fields new in Ignition 3.4.0.
+# marks Butane-only sugar handled by the translator; a 4th item gates fields new in Ignition 3.4.0 (Flatcar
+# 1.1.0): in 1.0.0 they are unknown keys.
 S = {
     "Config": [("ignition", "ignition", "Ignition"), ("kernel_arguments", "kernelArguments", "KernelArgs"),
                ("passwd", "passwd", "Passwd"), ("storage", "storage", "Storage"),
@@ -25,7 +26,7 @@ S = {
              ("password_hash", "passwordHash", "str"), ("primary_group", "primaryGroup", "str"),
              ("ssh_authorized_keys", "sshAuthorizedKeys", ["str"]), ("shell", "shell", "str"),
              ("should_exist", "shouldExist", "bool"), ("system", "system", "bool"), ("uid", "uid", "int"),
-             ("ssh_authorized_keys_local", None, ["str"])],
+             ("ssh_authorized_keys_local", None, ["str"], "3.4.0")],
     "Storage": [("directories", "directories", ["Directory"]), ("disks", "disks", ["Disk"]),
                 ("files", "files", ["File"]), ("filesystems", "filesystems", ["Filesystem"]),
                 ("links", "links", ["Link"]), ("luks", "luks", ["Luks"]), ("raid", "raid", ["Raid"]),
@@ -54,16 +55,34 @@ S = {
                    ("mount_options", "mountOptions", ["str"]), ("options", "options", ["str"]),
                    ("path", "path", "str"), ("uuid", "uuid", "str"), ("wipe_filesystem", "wipeFilesystem", "bool"),
                    ("with_mount_unit", None, "bool")],
-    "Luks": [("clevis", None, "Any"), ("device", "device", "str"), ("discard", "discard", "bool", "3.4.0"),
+    "Luks": [("clevis", "clevis", "Clevis"), ("device", "device", "str"), ("discard", "discard", "bool", "3.4.0"),
              ("key_file", "keyFile", "Resource"), ("label", "label", "str"), ("name", "name", "str"),
              ("open_options", "openOptions", ["str"], "3.4.0"), ("options", "options", ["str"]),
              ("uuid", "uuid", "str"), ("wipe_volume", "wipeVolume", "bool")],
+    "Clevis": [("custom", "custom", "ClevisCustom"), ("tang", "tang", ["Tang"]), ("threshold", "threshold", "int"),
+               ("tpm2", "tpm2", "bool")],
+    "ClevisCustom": [("config", "config", "str"), ("needs_network", "needsNetwork", "bool"), ("pin", "pin", "str")],
+    "Tang": [("advertisement", "advertisement", "str", "3.4.0"), ("thumbprint", "thumbprint", "str"),
+             ("url", "url", "str")],
     "Raid": [("devices", "devices", ["str"]), ("level", "level", "str"), ("name", "name", "str"),
              ("options", "options", ["str"]), ("spares", "spares", "int")],
     "Systemd": [("units", "units", ["Unit"])],
     "Unit": [("contents", "contents", "str"), ("dropins", "dropins", ["Dropin"]), ("enabled", "enabled", "bool"),
-             ("mask", "mask", "bool"), ("name", "name", "str"), ("contents_local", None, "str")],
-    "Dropin": [("contents", "contents", "str"), ("name", "name", "str"), ("contents_local", None, "str")],
+             ("mask", "mask", "bool"), ("name", "name", "str"), ("contents_local", None, "str", "3.4.0")],
+    "Dropin": [("contents", "contents", "str"), ("name", "name", "str"), ("contents_local", None, "str", "3.4.0")],
 }
 GO_TYPES = {"str": "string", "int": "int", "bool": "bool"}
 YAML_TAGS = {str: "str", int: "int", float: "float", bool: "bool", list: "seq", dict: "map"}
+
+YAML11_TRUE = ("y", "Y", "yes", "Yes", "YES", "on", "On", "ON")
+YAML11_FALSE = ("n", "N", "no", "No", "NO", "off", "Off", "OFF")
+
+
+def yaml_bool(value) -> bool | None:
+    """A value as go-yaml v3 decodes it into a Go bool: true/false, or (for YAML 1.1 compatibility,
+    quoted or not) the y/yes/on and n/no/off spellings. None: not a bool."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in YAML11_TRUE + YAML11_FALSE:
+        return value in YAML11_TRUE
+    return None

@@ -2,24 +2,21 @@
 schema check, and Butane-identical JSON bytes.
 
 The JSON Schemas (draft-04) have no `additionalProperties: false` and no version pin, and the
-rules that matter at boot (absolute paths, duplicates, hashes, unit names) live in Ignition's Go
-code. `check` re-implements those with Ignition's own messages.
+rules that matter at boot (absolute paths, duplicates, hashes, unit syntax) live in Ignition's Go
+code. `check` re-implements those with Ignition's own messages (per-type rules: validators.py).
 """
 
 from __future__ import annotations
 
 import json
-import posixpath
-import re
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.ignition import messages as m
+from app.ignition.butane_schema import S
+from app.ignition.validators import CHECKS
+
 Loc = tuple[str | int, ...]
-UNIT_TYPES = (".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target", ".path",
-              ".timer", ".snapshot", ".slice", ".scope")
-URL_SCHEMES = ("http", "https", "tftp", "s3", "arn", "gs", "data")
-HASH_SIZES = {"sha512": 128, "sha256": 64}
 
 
 @dataclass(frozen=True)
@@ -63,104 +60,66 @@ def schema_errors(config: dict, schemas_dir: Path) -> list[str]:
 
 
 def check(config: dict) -> list[Report]:
-    """Ignition's semantic validation. Paths are Ignition JSON paths."""
-    out: list[Report] = []
-    err = lambda loc, msg: out.append(Report("error", loc, msg))  # noqa: E731
-    storage = config.get("storage", {})
-    _check_nodes(storage, err)
-    for i, f in enumerate(storage.get("files", [])):
-        loc = ("storage", "files", i)
-        if f.get("overwrite") and not (f.get("contents") or {}).get("source"):
-            err(loc + ("overwrite",), "overwrite must be false if source is unspecified")
-        for j, res in [(None, f.get("contents"))] + list(enumerate(f.get("append", []))):
-            if res:
-                _check_resource(res, loc + (("contents",) if j is None else ("append", j)), err)
-    for i, link in enumerate(storage.get("links", [])):
-        if not link.get("target"):
-            err(("storage", "links", i, "target"), "link target is required")
-    _check_units(config.get("systemd", {}), out)
-    for i, user in enumerate(config.get("passwd", {}).get("users", [])):
-        _duplicates([(("passwd", "users", i, "sshAuthorizedKeys", j), k)
-                     for j, k in enumerate(user.get("sshAuthorizedKeys", []))], err)
-    passwd = config.get("passwd", {})
-    for kind in ("users", "groups"):
-        _duplicates([(("passwd", kind, i), u.get("name")) for i, u in enumerate(passwd.get(kind, []))], err)
-    for i, res in enumerate(config.get("ignition", {}).get("config", {}).get("merge", [])):
-        _check_resource(res, ("ignition", "config", "merge", i), err)
-    return out
+    """Ignition's validation of a config, as Butane runs it on what it generated: first the duplicate
+    check over every list, then each type's own rules, both walking the config in Go struct order.
+    Paths are Ignition JSON paths."""
+    version = config.get("ignition", {}).get("version", "3.4.0")
+    found: list[Report] = []
+
+    def duplicates(kind: str, value: dict, loc: Loc) -> None:
+        seen: dict[str, set] = {}
+        for key, item_kind in _fields(kind, version):
+            if not isinstance(item_kind, list) or key in IGNORE_DUPS.get(kind, ()):
+                continue
+            handle = seen.setdefault(MERGED_KEYS.get((kind, key), key), set())
+            for i, item in enumerate(value.get(key) or []):
+                ident = _dup_key(item_kind[0], item)
+                if ident in handle:
+                    found.append(Report("error", loc + (key, i), m.DUPLICATE))
+                handle.add(ident)
+
+    def semantics(kind: str, value: dict, loc: Loc) -> None:
+        rule = CHECKS.get(kind)
+        if rule:
+            found.extend(Report(level, loc + suffix, message) for level, suffix, message in rule(value, version))
+
+    _walk("Config", config, (), version, duplicates)
+    _walk("Config", config, (), version, semantics)
+    return found
 
 
-def _check_nodes(storage: dict, err) -> None:
-    nodes = []
-    # Ignition walks Storage's fields in struct order: directories, files, links.
-    for kind in ("directories", "files", "links"):
-        for i, node in enumerate(storage.get(kind, [])):
-            loc = ("storage", kind, i)
-            path = node.get("path", "")
-            if not path.startswith("/"):
-                err(loc + ("path",), "path not absolute")
-            elif posixpath.normpath(path) != path:
-                err(loc + ("path",), "path is not fully simplified")
-            mode = node.get("mode")
-            if mode is not None and not 0 <= mode <= 0o7777:
-                err(loc + ("mode",), "illegal file mode")
-            for owner in ("user", "group"):
-                if node.get(owner, {}).get("id") is not None and node.get(owner, {}).get("name"):
-                    err(loc + (owner,), "cannot set both id and name")
-            nodes.append((loc, path))
-    _duplicates(nodes, err)
-    links = {link.get("path") for link in storage.get("links", []) if not link.get("hard")}
-    for loc, path in nodes:
-        parent = posixpath.dirname(path)
-        while parent not in ("/", ""):
-            if parent in links:
-                err(loc, "file path includes link in config")
-                break
-            parent = posixpath.dirname(parent)
+# Go types whose lists Ignition does not check for duplicates, and lists that share one key space.
+IGNORE_DUPS = {"File": ("append",), "Filesystem": ("options", "mountOptions"), "Luks": ("options",),
+               "Raid": ("options",)}
+MERGED_KEYS = {("Storage", "directories"): "Node", ("Storage", "files"): "Node", ("Storage", "links"): "Node",
+               ("KernelArgs", "shouldExist"): "KernelArgument", ("KernelArgs", "shouldNotExist"): "KernelArgument"}
+KEY_FIELDS = {"File": "path", "Directory": "path", "Link": "path", "Header": "name", "Disk": "device",
+              "Filesystem": "device", "Luks": "name", "Raid": "name", "Unit": "name", "Dropin": "name",
+              "User": "name", "Group": "name", "Tang": "url", "Resource": "source"}
 
 
-def _duplicates(items: list[tuple[Loc, object]], err) -> None:
-    seen = set()
-    for loc, key in items:
-        if key in seen:
-            err(loc, "duplicate entry defined")
-        seen.add(key)
+def _dup_key(kind: str, item) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    if kind == "Partition":
+        if item.get("number"):
+            return f"number:{item['number']}"
+        return f"label:{item['label']}" if item.get("label") is not None else ""
+    return str(item.get(KEY_FIELDS.get(kind, ""), "") or "")
 
 
-def _check_resource(res: dict, loc: Loc, err) -> None:
-    source = res.get("source")
-    if source is not None:
-        parsed = urllib.parse.urlparse(source)
-        if parsed.scheme not in URL_SCHEMES:
-            err(loc + ("source",), "invalid url scheme")
-    if res.get("compression") not in (None, "", "gzip"):
-        err(loc + ("compression",), "invalid compression method")
-    digest = (res.get("verification") or {}).get("hash")
-    if digest is not None:
-        function, sep, value = digest.partition("-")
-        if not sep:
-            err(loc + ("verification", "hash"), "malformed hash specifier")
-        elif function not in HASH_SIZES:
-            err(loc + ("verification", "hash"), "unrecognized hash function")
-        elif len(value) != HASH_SIZES[function] or not re.fullmatch(r"[0-9a-fA-F]*", value):
-            err(loc + ("verification", "hash"), "incorrect size for hash sum")
+def _fields(kind: str, version: str) -> list[tuple[str, object]]:
+    return [(f[1], f[2]) for f in S.get(kind, ()) if f[1] and not (len(f) > 3 and f[3] > version)]
 
 
-def _check_units(systemd: dict, out: list[Report]) -> None:
-    err = lambda loc, msg: out.append(Report("error", loc, msg))  # noqa: E731
-    units = systemd.get("units", [])
-    _duplicates([(("systemd", "units", i), u.get("name")) for i, u in enumerate(units)], err)
-    for i, unit in enumerate(units):
-        loc = ("systemd", "units", i)
-        name = unit.get("name", "")
-        if not name.endswith(UNIT_TYPES):
-            err(loc + ("name",), "invalid systemd unit extension")
-        dropins = unit.get("dropins", [])
-        _duplicates([(loc + ("dropins", j), d.get("name")) for j, d in enumerate(dropins)], err)
-        for j, dropin in enumerate(dropins):
-            if not dropin.get("name", "").endswith(".conf"):
-                err(loc + ("dropins", j, "name"), "invalid systemd drop-in extension")
-        contents = unit.get("contents")
-        if unit.get("enabled") and contents and not re.search(r"^\s*\[Install\]\s*$", contents, re.M):
-            out.append(Report("warning", loc + ("contents",),
-                              f'unit "{name}" is enabled, but has no install section so enable does nothing'))
+def _walk(kind: str, value, loc: Loc, version: str, visit) -> None:
+    if not isinstance(value, dict):
+        return
+    visit(kind, value, loc)
+    for key, field_kind in _fields(kind, version):
+        child = value.get(key)
+        if isinstance(field_kind, list) and field_kind[0] in S and isinstance(child, list):
+            for i, item in enumerate(child):
+                _walk(field_kind[0], item, loc + (key, i), version, visit)
+        elif isinstance(field_kind, str) and field_kind in S:
+            _walk(field_kind, child, loc + (key,), version, visit)
