@@ -30,6 +30,9 @@ case "$data" in
   *) say "no install script in the config"; poweroff -f ;;
 esac
 if [ "$compression" = gzip ]; then gunzip -c /tmp/install.raw > /tmp/install.sh; else mv /tmp/install.raw /tmp/install.sh; fi
+# Ignition would also write the one-install credential the appliance added to this config.
+credential=$(sed -n 's|.*"path":"/etc/bootstrap-node/credential","contents":{"source":"data:,\([A-Za-z0-9_-]*\)".*|\1|p' /tmp/install.ign)
+mkdir -p /etc/bootstrap-node && printf '%s' "$credential" > /etc/bootstrap-node/credential
 mkdir -p /opt/bootstrap-node && mv /tmp/install.sh /opt/bootstrap-node/install.sh && chmod +x /opt/bootstrap-node/install.sh
 say "running /opt/bootstrap-node/install.sh"
 /opt/bootstrap-node/install.sh
