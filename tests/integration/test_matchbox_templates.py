@@ -64,10 +64,10 @@ async def test_butane_template_with_if_index_and_range(data_dir, tmp_path):
 
 
 async def test_generic_template_with_pipelines(data_dir, tmp_path):
-    async with running(data_dir, tmp_path, strict=True) as (http, _):
-        async with http.get("/generic?uuid=keys&os=installed") as r:
-            assert r.status == 200
-            body = await r.text()
+    async with running(data_dir, tmp_path, strict=True) as (http, _), \
+            http.get("/generic?uuid=keys&os=installed") as r:
+        assert r.status == 200
+        body = await r.text()
     assert body == ('host="node1.example.com" keys=2 big=1.234567e+06 first=ssh-ed25519+AAAAC3Nza+one%40example '
                     "os=installed a=true b=0.5\n")
 
@@ -81,10 +81,9 @@ async def test_missing_key_is_404(data_dir, tmp_path):
 
 
 async def test_metadata_prints_numbers_as_go_float64(data_dir, tmp_path):
-    async with running(data_dir, tmp_path, strict=True) as (http, _):
-        async with http.get("/metadata?uuid=keys") as r:
-            assert r.status == 200
-            lines = set((await r.text()).splitlines())
+    async with running(data_dir, tmp_path, strict=True) as (http, _), http.get("/metadata?uuid=keys") as r:
+        assert r.status == 200
+        lines = set((await r.text()).splitlines())
     assert {"BIG=1.234567e+06", "NESTED_B=0.5", "NESTED_A=true", "DOMAIN_NAME=node1.example.com",
             "UUID=keys", "REQUEST_QUERY_UUID=keys", "REQUEST_RAW_QUERY=uuid=keys"} <= lines
     assert not any(line.startswith("SSH_AUTHORIZED_KEYS") for line in lines)  # lists are left out
