@@ -13,6 +13,7 @@ from app.gotemplate import nodes as n
 from app.gotemplate.errors import TemplateError
 from app.gotemplate.funcs import BUILTINS, SIGNATURES, STRING_PARAMS, FuncError
 from app.gotemplate.gofmt import format_one
+from app.gotemplate.lexer import go_quote as quote
 from app.gotemplate.values import StringMap, is_true, type_name
 
 MISSING = object()  # no value piped in from a previous command
@@ -344,11 +345,6 @@ class State:
         else:
             value = self.constant(dot, node)
         return self.final_arg(value, string) if string else value
-
-
-def quote(text: str) -> str:
-    from app.gotemplate.lexer import go_quote
-    return go_quote(text)
 
 
 def execute(name: str, text: str, trees: dict[str, n.ListNode], data, limits: Limits) -> str:

@@ -10,7 +10,7 @@ import re
 
 from app.gotemplate import nodes as n
 from app.gotemplate.errors import TemplateError
-from app.gotemplate.lexer import Item, T, lex
+from app.gotemplate.lexer import Item, T, go_quote, lex
 
 MAX_PAREN_DEPTH = 100  # Go allows 10000; Python's stack is the limit here
 OPERAND_START = {T.BOOL, T.CHAR_CONSTANT, T.DOT, T.FIELD, T.IDENTIFIER, T.NUMBER, T.NIL, T.RAW_STRING,
@@ -297,7 +297,7 @@ class Parser:
         if isinstance(node, n.Variable):
             return n.Variable(chain.pos, node.idents + chain.fields)
         if isinstance(node, NOT_EXECUTABLE):
-            self.error(f"unexpected . after term {go_quote_str(str(node))}")
+            self.error(f"unexpected . after term {go_quote(str(node))}")
         return chain
 
     def term(self) -> n.Node | None:
@@ -365,15 +365,15 @@ class Parser:
         try:
             value = float.fromhex(text) if "x" in text.lower() else float(text)
         except ValueError:
-            self.error(f"illegal number syntax: {go_quote_str(text)}")
+            self.error(f"illegal number syntax: {go_quote(text)}")
         if value in (float("inf"), float("-inf")):
-            self.error(f"illegal number syntax: {go_quote_str(text)}")
+            self.error(f"illegal number syntax: {go_quote(text)}")
         if not set(text) & set(".eEpP"):
             self.overflow(text)
         return value
 
     def overflow(self, text: str):
-        self.error(f"integer overflow: {go_quote_str(text)}")
+        self.error(f"integer overflow: {go_quote(text)}")
 
 
 def go_int(text: str) -> int | None:
@@ -387,11 +387,6 @@ def go_int(text: str) -> int | None:
         return int(sign + body, 0)
     except ValueError:
         return None
-
-
-def go_quote_str(text: str) -> str:
-    from app.gotemplate.lexer import go_quote
-    return go_quote(text)
 
 
 def is_empty(root: n.Node) -> bool:
