@@ -1,5 +1,6 @@
 """What Matchbox renders: iPXE and GRUB scripts, metadata env files, and Ignition from a data dir
-(raw `.ign` upgraded to 3.4.0, or a Go-template Butane file). Pure functions of their inputs.
+(raw `.ign` upgraded to 3.4.0, or a Go-template Butane file rendered by app.gotemplate). Pure functions
+of their inputs.
 """
 
 from __future__ import annotations
@@ -7,7 +8,9 @@ from __future__ import annotations
 import json
 import re
 
-from app.ignition import butane, rules as ignition
+from app import gotemplate
+from app.ignition import butane
+from app.ignition import rules as ignition
 from app.layout import CREDENTIAL_PATH
 from app.serve.matchbox import RenderFailedError
 
@@ -59,6 +62,8 @@ def template_variables(group_metadata: dict, selector: dict, labels: dict, raw_q
 
 
 def metadata_env(variables: dict) -> str:
+    """Matchbox's renderAsEnvFile: `KEY=%v` for every string, bool and number (a float64, so 1234567 is
+    1.234567e+06), nested maps flattened as OUTER_INNER, lists and nulls left out."""
     lines: list[str] = []
     _flatten("", variables, lines)
     return "".join(lines)
@@ -68,52 +73,20 @@ def _flatten(prefix: str, value, lines: list[str]) -> None:
     if isinstance(value, dict):
         for key, sub in value.items():
             _flatten(f"{prefix}_{key}" if prefix else str(key), sub, lines)
-    elif value is None or isinstance(value, list):
-        return
-    else:
-        lines.append(f"{prefix.upper()}={_go_value(value)}\n")
-
-
-def _go_value(value) -> str:
-    """Go's %v of what encoding/json decodes: bools lower-case, every number a float64."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        number = float(value)
-        if number.is_integer() and abs(number) < 1e21:
-            return str(int(number))
-        text = repr(number)
-        return re.sub(r"e([+-]?)0*(\d\d)", lambda m: f"e{m[1] or '+'}{m[2]}", text)
-    return str(value)
-
-
-_ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
+    elif isinstance(value, (str, bool, int, float)):
+        lines.append(f"{prefix.upper()}={gotemplate.go_value(value)}\n")
 
 
 def go_template(text: str, variables: dict) -> str:
-    """The subset of Go text/template Matchbox data dirs use: `{{.a.b}}` field lookups, with
-    missingkey=error. Anything else (if, range, pipelines) is refused rather than guessed."""
-    def substitute(match: re.Match) -> str:
-        expr = match[2]
-        if not re.fullmatch(r"(\.[A-Za-z_][A-Za-z0-9_]*)+|\.", expr):
-            raise RenderFailed(f"unsupported template action {{{{{expr}}}}}")
-        value = variables
-        for part in [p for p in expr.split(".") if p]:
-            if not isinstance(value, dict) or part not in value:
-                raise RenderFailed(f"map has no entry for key {part!r}")
-            value = value[part]
-        return _go_value(value) if not isinstance(value, (dict, list)) else json.dumps(value)
-    out, pos = [], 0
-    for match in _ACTION.finditer(text):
-        before = text[pos:match.start()]
-        out.append(before.rstrip() if match[1] else before)
-        out.append(substitute(match))
-        pos = match.end()
-        if match[3]:
-            rest = text[pos:]
-            pos += len(rest) - len(rest.lstrip())
-    out.append(text[pos:])
-    return "".join(out)
+    """Go's text/template as Matchbox runs it: template name "", missingkey=error, JSON numbers as
+    float64, request.query a map[string]string. Any parse or execution error is RenderFailed (404)."""
+    request = variables.get("request")
+    if isinstance(request, dict) and isinstance(request.get("query"), dict):
+        variables = {**variables, "request": {**request, "query": gotemplate.StringMap(request["query"])}}
+    try:
+        return gotemplate.render(text, variables, name="")
+    except gotemplate.TemplateError as exc:
+        raise RenderFailed(str(exc)) from None
 
 
 def ignition_bytes(file_name: str, raw: bytes, variables: dict) -> bytes:

@@ -162,7 +162,7 @@ async def test_metadata_env(data_dir, tmp_path):                                
             assert r.status == 200 and r.headers["Content-Type"] == "plain/text"
             lines = set((await r.text()).splitlines())
     assert {"SOME_NESTED_DATA=v", "NUM=3", "YES=true", "NO=false", "UUID=tmpl", "POD_NETWORK=10.2.0.0/16",
-            "REQUEST_QUERY_MAC=52:da:00:89:d8:10", "REQUEST_QUERY_FOO=bar", "BIG=1000000",
+            "REQUEST_QUERY_MAC=52:da:00:89:d8:10", "REQUEST_QUERY_FOO=bar", "BIG=1e+06",  # Go: float64, %v
             "REQUEST_RAW_QUERY=uuid=tmpl&mac=52-DA-00-89-D8-10&foo=bar"} <= lines
 
 

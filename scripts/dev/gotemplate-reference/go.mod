@@ -1,0 +1,3 @@
+module gotemplatereference
+
+go 1.22
