@@ -7,7 +7,12 @@ import json
 
 import pytest
 
-from tests.integration.serve_helpers import running, write_json
+from functools import partial
+
+from tests.integration.serve_helpers import running as running_appliance
+from tests.integration.serve_helpers import write_json
+
+running = partial(running_appliance, own_tree=False)  # a foreign Matchbox data dir
 
 KEYS = ["ssh-ed25519 AAAAC3Nza one@example", "ssh-rsa AAAAB3Nza two@example"]
 # The shape of poseidon/matchbox's examples/ignition/*.yaml (the SSH block is theirs verbatim).
