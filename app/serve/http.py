@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app.serve import scripts, status_page
+from app.serve import registry, scripts, status_page
 from app.serve.assets import serve_asset
 from app.events import CALLBACK_PHASES, Event, EventLog
 from app.serve.matchbox import Group, Store, normalize_mac, parse_labels
@@ -32,6 +32,7 @@ class ServeConfig:
     strict_matchbox: bool = False
     retry_seconds: int = 30
     max_callback_bytes: int = 16 * 1024
+    images: Path | None = None  # an OCI image layout served at /v2/
 
 
 @dataclass
@@ -258,4 +259,5 @@ def make_app(ctx: Context) -> web.Application:
               ("/status", status_json), ("/metrics", metrics)]
     for path, handler in routes:
         app.router.add_route("*", path, handler)  # Matchbox accepts every method
+    registry.add_routes(app, ctx.config.images)  # nothing when no image layout is configured
     return app
