@@ -20,11 +20,13 @@ def write_json(path: Path, data) -> None:
 
 
 @asynccontextmanager
-async def running(data_dir: Path, output: Path, assets: Path | None = None, strict: bool = False, recheck=0.0):
+async def running(data_dir: Path, output: Path, assets: Path | None = None, strict: bool = False, recheck=0.0,
+                  images: Path | None = None):
     store = Store(data_dir, recheck=recheck)
     events = EventLog(output, known_macs(store.groups()))
     events.open()
-    ctx = Context(ServeConfig(data_dir=data_dir, assets=assets, strict_matchbox=strict, retry_seconds=5),
+    ctx = Context(ServeConfig(data_dir=data_dir, assets=assets, strict_matchbox=strict, retry_seconds=5,
+                              images=images),
                   store, events)
     server = TestServer(make_app(ctx), host="127.0.0.1")
     await server.start_server()
