@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from app.serve.assets import send_file
-from app.serve.oci_layout import Catalog, Layout, Manifest, blob_path, repository_key, valid_digest
+from app.serve.oci_layout import Catalog, Layout, blob_path, repository_key, valid_digest
 
 log = logging.getLogger("bootstrap_node.registry")
 
@@ -50,9 +50,9 @@ class Registry:
         """/v2/<name>/manifests/<reference>, /v2/<name>/blobs/<digest>, /v2/<name>/tags/list."""
         if request.method not in READ_METHODS:
             return unsupported()
-        name, _, kind_and_reference = request.match_info["tail"].rpartition("/")
+        name, _, reference = request.match_info["tail"].rpartition("/")
         name, _, kind = name.rpartition("/")
-        if (kind, kind_and_reference) != ("tags", "list") and kind not in ("manifests", "blobs"):
+        if (kind, reference) != ("tags", "list") and kind not in ("manifests", "blobs"):
             return error(404, "NAME_UNKNOWN", MSG_NOT_FOUND)
         repository = repository_key(name, request.query.get("ns"))
         catalog = self.layout.catalog()
@@ -61,8 +61,8 @@ class Registry:
         if kind == "tags":
             return web.json_response({"name": name, "tags": sorted(catalog.tags[repository])}, headers=API_VERSION)
         if kind == "manifests":
-            return self._manifest(request, catalog, repository, kind_and_reference)
-        return await self._blob(request, catalog, repository, kind_and_reference)
+            return self._manifest(request, catalog, repository, reference)
+        return await self._blob(request, catalog, repository, reference)
 
     def _manifest(self, request: web.Request, catalog: Catalog, repository: str,
                   reference: str) -> web.StreamResponse:
@@ -73,7 +73,7 @@ class Registry:
                                 content_type=manifest.media_type)
         if request.method == "GET":
             separator = "@" if valid_digest(reference) else ":"
-            self._pulled(request, f"{repository}{separator}{reference}", manifest, len(manifest.body))
+            self._pulled(request, f"{repository}{separator}{reference}", manifest.digest, len(manifest.body))
         return response
 
     async def _blob(self, request: web.Request, catalog: Catalog, repository: str,
@@ -92,10 +92,9 @@ class Registry:
             self._pulled(request, f"{repository}@{digest}", digest, response.content_length or 0)
         return response
 
-    def _pulled(self, request: web.Request, image_ref: str, what: Manifest | str, sent: int) -> None:
+    def _pulled(self, request: web.Request, image_ref: str, digest: str, sent: int) -> None:
         if self.on_pull is None:
             return
-        digest = what.digest if isinstance(what, Manifest) else what
         try:
             self.on_pull(request.remote or "", image_ref, digest, sent)
         except Exception:  # noqa: BLE001 - a broken event hook must not fail the pull
