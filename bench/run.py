@@ -4,6 +4,7 @@ are reported, never asserted. Every comparison is made in the same run on the sa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -35,13 +36,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def bench_assets(work: Path) -> list[dict]:
-    root = work / "assets"
-    (root / "flatcar").mkdir(parents=True, exist_ok=True)
-    big = root / "flatcar" / "image.bin"
-    if not big.exists() or big.stat().st_size != ASSET_MB << 20:
-        with big.open("wb") as f:
-            for _ in range(ASSET_MB):
-                f.write(os.urandom(1 << 20))
+    root = big_asset(work)
     empty = work / "empty-data"
     empty.mkdir(exist_ok=True)
     rows = []
@@ -69,6 +64,79 @@ def bench_assets(work: Path) -> list[dict]:
         ref = next(r for r in rows if r["server"] == "nginx" and r["clients"] == row["clients"])
         row["throughput_vs_nginx"] = round(row["throughput_MiBps"] / ref["throughput_MiBps"], 3)
         row["ttfb_p99_vs_nginx"] = round(row["ttfb_p99_ms"] / ref["ttfb_p99_ms"], 2) if ref["ttfb_p99_ms"] else None
+    return rows
+
+
+def big_asset(work: Path) -> Path:
+    root = work / "assets"
+    (root / "flatcar").mkdir(parents=True, exist_ok=True)
+    big = root / "flatcar" / "image.bin"
+    if not big.exists() or big.stat().st_size != ASSET_MB << 20:
+        with big.open("wb") as f:
+            for _ in range(ASSET_MB):
+                f.write(os.urandom(1 << 20))
+    return root
+
+
+def image_layout(work: Path, blob: Path) -> tuple[Path, str]:
+    """An OCI layout whose one layer is `blob` itself (a hard link: same inode, same page cache)."""
+    digest = hashlib.sha256()
+    with blob.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    layout = work / "layout"
+    shutil.rmtree(layout, ignore_errors=True)
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    os.link(blob, blobs / digest.hexdigest())
+
+    def put(document: dict) -> dict:
+        data = json.dumps(document).encode()
+        name = hashlib.sha256(data).hexdigest()
+        (blobs / name).write_bytes(data)
+        return {"mediaType": document.get("mediaType", "application/vnd.oci.image.config.v1+json"),
+                "digest": f"sha256:{name}", "size": len(data)}
+
+    config = put({"architecture": "amd64", "os": "linux"})
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": f"sha256:{digest.hexdigest()}",
+             "size": blob.stat().st_size}
+    manifest = put({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": config, "layers": [layer]})
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {**manifest, "annotations": {"org.opencontainers.image.ref.name": "registry.k8s.io/bench:1"}}]}))
+    return layout, layer["digest"]
+
+
+def bench_registry(work: Path) -> list[dict]:
+    """Blob throughput of /v2/ against /assets/ for the same file, same server process, same run."""
+    root = big_asset(work)
+    layout, digest = image_layout(work, root / "flatcar" / "image.bin")
+    paths = {"assets": "/assets/flatcar/image.bin", "registry-blob": f"/v2/bench/blobs/{digest}?ns=registry.k8s.io"}
+    server = servers.ours_with_images(work, root, layout)
+    rows = []
+    try:
+        for n, clients in enumerate(CONCURRENCY):
+            # Alternate which route goes first: on a shared machine the first of a pair is often slower.
+            for route, path in sorted(paths.items(), reverse=n % 2 == 1):
+                cpu0, t0 = server.cpu_seconds(), time.monotonic()
+                results = loadgen.run(server.url, path, clients, SECONDS)
+                elapsed, cpu = time.monotonic() - t0, server.cpu_seconds() - cpu0
+                received = sum(r.received for r in results)
+                ttfb = [t for r in results for t in r.ttfb]
+                rows.append({"route": route, "clients": clients, "seconds": round(elapsed, 2),
+                             "throughput_MiBps": round(received / elapsed / (1 << 20), 1),
+                             "ttfb_p50_ms": round(pct(ttfb, 0.5) * 1000, 2),
+                             "ttfb_p99_ms": round(pct(ttfb, 0.99) * 1000, 2),
+                             "cpu_s_per_GiB": round(cpu / max(received / (1 << 30), 1e-9), 3),
+                             "downloads": sum(r.completed for r in results),
+                             "errors": sum(r.errors for r in results)})
+                print(rows[-1], flush=True)
+    finally:
+        server.stop()
+    for row in rows:
+        ref = next(r for r in rows if r["route"] == "assets" and r["clients"] == row["clients"])
+        row["throughput_vs_assets"] = round(row["throughput_MiBps"] / ref["throughput_MiBps"], 3)
     return rows
 
 
@@ -174,9 +242,10 @@ def main() -> int:
     out = HERE / "results.json"
     results = json.loads(out.read_text()) if out.exists() and sys.argv[1:] else {}  # a partial run updates
     results.update({"machine": machine, "settings": {"asset_MiB": ASSET_MB, "seconds": SECONDS}})
-    parts = sys.argv[1:] or ["generate", "api", "assets"]
+    parts = sys.argv[1:] or ["generate", "api", "assets", "registry"]
     for part in parts:
-        results[part] = {"generate": bench_generate, "api": bench_api, "assets": bench_assets}[part](work)
+        results[part] = {"generate": bench_generate, "api": bench_api, "assets": bench_assets,
+                         "registry": bench_registry}[part](work)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0

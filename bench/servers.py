@@ -73,6 +73,12 @@ def ours(work: Path, assets: Path, data_dir: Path) -> Child:
                                     "--matchbox-data", str(data_dir)], port, work / "ours.log")
 
 
+def ours_with_images(work: Path, assets: Path, layout: Path) -> Child:
+    port = free_port()
+    return Child("bootstrap-node+images", [sys.executable, str(Path(__file__).parent / "registry_server.py"),
+                                           str(assets), str(layout), str(port)], port, work / "ours-images.log")
+
+
 def nginx(work: Path, root: Path) -> Child:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():

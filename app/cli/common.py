@@ -170,6 +170,11 @@ DhcpOpt = Annotated[Dhcp, typer.Option(help="proxy: answer PXE next to the site'
 TftpOpt = Annotated[Tftp, typer.Option(help="Who serves iPXE over TFTP: dnsmasq, builtin (tftpy) or none.")]
 AssetsOpt = Annotated[Path, typer.Option(envvar="BOOTSTRAP_ASSETS",
                                          help="Baked assets: Flatcar images and sysexts, served at /assets/.")]
+ImagesOpt = Annotated[Path, typer.Option(envvar="BOOTSTRAP_IMAGES",
+                                         help="OCI image layout served read-only at /v2/ (the nodes' registry mirror).")]
+InstallWindowOpt = Annotated[float, typer.Option(
+    help="Seconds a node's PXE boot keeps its install window open (its configs are served only inside it).")]
 IpxeDirOpt = Annotated[Path, typer.Option(envvar="BOOTSTRAP_IPXE_DIR", help="Where the iPXE binaries are.")]
 DEFAULT_ASSETS = Path("/assets")
 DEFAULT_IPXE_DIR = Path("/usr/lib/ipxe")
+DEFAULT_IMAGES = Path("/images")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from app.cli.common import (DEFAULT_ASSETS, AssetsOpt, Dhcp, DhcpOpt, ListenOpt, LogFormat, Paths, Tftp, TftpOpt,
+from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IMAGES, AssetsOpt, ImagesOpt, InstallWindowOpt, Dhcp, DhcpOpt, ListenOpt, LogFormat, Paths, Tftp, TftpOpt,
                             command, fail, listen_address)
 from app.exitcodes import ExitCode
 
@@ -22,6 +22,8 @@ def serve(
     tftp_port: Annotated[int, typer.Option(help="Port of the built-in TFTP server.")] = 69,
     assets: AssetsOpt = DEFAULT_ASSETS,
     matchbox_data: Annotated[Optional[Path], typer.Option(help="Serve this Matchbox data dir instead.")] = None,
+    images: ImagesOpt = DEFAULT_IMAGES,
+    install_window: InstallWindowOpt = 3600.0,
     strict_matchbox: Annotated[bool, typer.Option(help="Plain 404s and no boot guard, exactly like Matchbox.")]
         = False,
     log_format: Annotated[LogFormat, typer.Option(help="text or json log lines.")] = LogFormat.text,
@@ -39,7 +41,8 @@ def serve(
 
     logs.setup(log_format.value)
     opts = serve_options(paths, listen, dhcp, tftp, assets, tftp_port=tftp_port, matchbox_data=matchbox_data,
-                         strict_matchbox=strict_matchbox, shutdown_timeout=shutdown_timeout, access_log=access_log)
+                         strict_matchbox=strict_matchbox, shutdown_timeout=shutdown_timeout, access_log=access_log,
+                         images=images, install_window=install_window)
     if not opts.data_dir.is_dir():
         raise fail(f"{opts.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
     try:
@@ -49,7 +52,7 @@ def serve(
 
 
 def serve_options(paths: Paths, listen: str | None, dhcp: Dhcp, tftp: Tftp, assets: Path,
-                  matchbox_data: Path | None = None, **more):
+                  matchbox_data: Path | None = None, images: Path = DEFAULT_IMAGES, **more):
     """ServeOptions from the command line: one function for `serve` and `init`."""
     from app.serve.runner import ServeOptions
 
@@ -59,4 +62,5 @@ def serve_options(paths: Paths, listen: str | None, dhcp: Dhcp, tftp: Tftp, asse
         typer.echo(f"warning: assets directory {assets} not found: /assets/ answers 404", err=True)
     return ServeOptions(output=out, data_dir=(matchbox_data or out / "matchbox").resolve(),
                         assets=assets.resolve() if assets.is_dir() else None, host=host, port=port,
-                        dhcp=dhcp.value, tftp=tftp.value, foreign_data=matchbox_data is not None, **more)
+                        dhcp=dhcp.value, tftp=tftp.value, foreign_data=matchbox_data is not None,
+                        images=images.resolve() if (images / "index.json").is_file() else None, **more)

@@ -14,6 +14,7 @@ import os
 import stat
 import urllib.parse
 from pathlib import Path
+from typing import BinaryIO
 
 from aiohttp import web
 
@@ -66,50 +67,54 @@ async def serve_asset(request: web.Request, root: Path | None) -> web.StreamResp
     if target.name.endswith(".gz"):
         # A .cpio.gz is a file to hand over as is, not a gzip-encoded body to unpack.
         content_type = "application/gzip"
-    return await _send_file(request, target, content_type or "application/octet-stream")
-
-
-async def _send_file(request: web.Request, path: Path, content_type: str) -> web.StreamResponse:
-    """sendfile(2) straight from the event loop. aiohttp's FileResponse would stat and open the
-    file in a worker thread first; for local files in the page cache that hop costs more than the
-    syscalls it saves, and it is most of the time to first byte."""
     try:
-        f = path.open("rb")
+        f = target.open("rb")
     except OSError:
         raise web.HTTPNotFound() from None
     with f:
-        st = os.fstat(f.fileno())
-        since = request.if_modified_since
-        if since is not None and int(st.st_mtime) <= since.timestamp():
-            response = web.StreamResponse(status=304)
-            response.last_modified = st.st_mtime
-            return response
-        size, start, stop, status = st.st_size, 0, st.st_size, 200
-        headers = {"Accept-Ranges": "bytes"}
-        try:
-            wanted = request.http_range
-        except ValueError:
-            wanted = slice(None, None)  # a Range we cannot parse is ignored: the whole file
-        if wanted.start is not None or wanted.stop is not None:
-            start = wanted.start if wanted.start is not None else 0
-            if start < 0:  # suffix range: the last N bytes
-                start = max(size + start, 0)
-            stop = min(wanted.stop if wanted.stop is not None else size, size)
-            if start >= size or start >= stop:
-                raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-        response = web.StreamResponse(status=status, headers=headers)
-        response.content_type = content_type
-        response.content_length = stop - start
+        return await send_file(request, f, content_type or "application/octet-stream")
+
+
+async def send_file(request: web.Request, f: BinaryIO, content_type: str,
+                    headers: dict[str, str] | None = None) -> web.StreamResponse:
+    """An open file as the response, with single Range, HEAD and If-Modified-Since; `headers` are
+    added (the registry's digest headers). Shared by /assets and the registry's blobs.
+
+    sendfile(2) straight from the event loop. aiohttp's FileResponse would stat and open the
+    file in a worker thread first; for local files in the page cache that hop costs more than the
+    syscalls it saves, and it is most of the time to first byte."""
+    st = os.fstat(f.fileno())
+    since = request.if_modified_since
+    if since is not None and int(st.st_mtime) <= since.timestamp():
+        response = web.StreamResponse(status=304)
         response.last_modified = st.st_mtime
-        await response.prepare(request)  # sends the headers
-        if request.method != "HEAD" and stop > start:
-            transport = request.transport
-            if transport is None:
-                raise ConnectionResetError("client went away")
-            await asyncio.get_running_loop().sendfile(transport, f, start, stop - start)
-        await response.write_eof()
+        return response
+    size, start, stop, status = st.st_size, 0, st.st_size, 200
+    headers = {**(headers or {}), "Accept-Ranges": "bytes"}
+    try:
+        wanted = request.http_range
+    except ValueError:
+        wanted = slice(None, None)  # a Range we cannot parse is ignored: the whole file
+    if wanted.start is not None or wanted.stop is not None:
+        start = wanted.start if wanted.start is not None else 0
+        if start < 0:  # suffix range: the last N bytes
+            start = max(size + start, 0)
+        stop = min(wanted.stop if wanted.stop is not None else size, size)
+        if start >= size or start >= stop:
+            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_type = content_type
+    response.content_length = stop - start
+    response.last_modified = st.st_mtime
+    await response.prepare(request)  # sends the headers
+    if request.method != "HEAD" and stop > start:
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("client went away")
+        await asyncio.get_running_loop().sendfile(transport, f, start, stop - start)
+    await response.write_eof()
     return response
 
 

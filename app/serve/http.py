@@ -18,7 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from app.events import CALLBACK_PHASES, Event, EventLog
-from app.serve import policy, scripts, status_page
+from app.serve import policy, registry, scripts, status_page
 from app.serve.assets import serve_asset
 from app.serve.matchbox import Store, normalize_mac, parse_labels
 from app.serve.metrics import Metrics
@@ -41,6 +41,7 @@ class ServeConfig:
     max_callback_bytes: int = 16 * 1024
     own_tree: bool = True  # False: a foreign Matchbox data dir, served the way Matchbox does
     install_window: float = 3600.0  # seconds a PXE boot keeps a node's install window open
+    images: Path | None = None  # an OCI image layout served at /v2/
 
     @property
     def settings(self) -> policy.Settings:
@@ -299,4 +300,16 @@ def make_app(ctx: Context) -> web.Application:
               ("/status", status_json), ("/metrics", metrics)]
     for path, handler in routes:
         app.router.add_route("*", path, handler)  # Matchbox accepts every method
+    registry.add_routes(app, ctx.config.images, on_pull=lambda *pull: _image_pulled(ctx, *pull))
     return app
+
+
+def _image_pulled(ctx: Context, address: str, ref: str, digest: str, sent: int) -> None:
+    """Every blob counts toward bytes sent; an image asked for by tag (once per pull) is an event,
+    attributed to the node whose MAC the neighbour table holds for the puller."""
+    ctx.metrics.bytes_sent += sent
+    if "@" in ref:
+        return
+    mac = ctx.neighbour(address) if address else None
+    ctx.events.record(Event("image-pull", mac=mac if mac in ctx.events.known else "", source="http",
+                            message=ref, detail={"digest": digest, "ip": address}))

@@ -51,6 +51,7 @@ class ServeOptions:
     access_log: bool = False  # one log line per request; events already record every boot-relevant hit
     foreign_data: bool = False  # a Matchbox data dir not generated here: served as Matchbox does
     install_window: float = 3600.0
+    images: Path | None = None  # OCI image layout for /v2/
 
 
 class Server:
@@ -61,7 +62,7 @@ class Server:
         self.store = Store(opts.data_dir)
         self.events = EventLog(opts.output, self.store.known_nodes)
         self.ctx = Context(ServeConfig(opts.data_dir, opts.assets, opts.strict_matchbox, own_tree=not opts.foreign_data,
-                                       install_window=opts.install_window), self.store, self.events)
+                                       install_window=opts.install_window, images=opts.images), self.store, self.events)
         self.runner: web.AppRunner | None = None
         self.supervisor: Supervisor | None = None
         self.tftp: _BuiltinTftp | None = None

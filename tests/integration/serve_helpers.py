@@ -22,14 +22,15 @@ def write_json(path: Path, data) -> None:
 
 @asynccontextmanager
 async def running(data_dir: Path, output: Path, assets: Path | None = None, strict: bool = False, recheck=0.0,
-                  own_tree: bool = True, neighbours: dict[str, str] | None = None, window: float = 3600.0):
+                  own_tree: bool = True, neighbours: dict[str, str] | None = None, window: float = 3600.0,
+                  images: Path | None = None):
     """`own_tree`: the appliance's own tree (install windows, credentials); False: a foreign Matchbox
     data dir. `neighbours`: address -> MAC, standing in for the kernel's neighbour table."""
     store = Store(data_dir, recheck=recheck)
     events = EventLog(output, store.known_nodes)
     events.open()
     ctx = Context(ServeConfig(data_dir=data_dir, assets=assets, strict_matchbox=strict, retry_seconds=5,
-                              own_tree=own_tree, install_window=window), store, events,
+                              own_tree=own_tree, install_window=window, images=images), store, events,
                   neighbour=(neighbours or {}).get)
     server = TestServer(make_app(ctx), host="127.0.0.1")
     await server.start_server()
