@@ -54,6 +54,11 @@ class Tftp(str, Enum):
     none = "none"
 
 
+class Bind(str, Enum):
+    link = "link"
+    address = "address"
+
+
 class LogFormat(str, Enum):
     text = "text"
     json = "json"
@@ -174,6 +179,9 @@ ImagesOpt = Annotated[Path, typer.Option(envvar="BOOTSTRAP_IMAGES",
                                          help="OCI image layout served read-only at /v2/ (the nodes' registry mirror).")]
 InstallWindowOpt = Annotated[float, typer.Option(
     help="Seconds a node's PXE boot keeps its install window open (its configs are served only inside it).")]
+BindOpt = Annotated[Bind, typer.Option(
+    help="How a request is tied to the machine that PXE-booted: link (its MAC in the neighbour table; nodes "
+         "share this host's L2) or address (nodes behind a router or DHCP relay; weaker, see Security).")]
 IpxeDirOpt = Annotated[Path, typer.Option(envvar="BOOTSTRAP_IPXE_DIR", help="Where the iPXE binaries are.")]
 DEFAULT_ASSETS = Path("/assets")
 DEFAULT_IPXE_DIR = Path("/usr/lib/ipxe")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IPXE_DIR, AssetsOpt, Dhcp, DhcpOpt, IpxeDirOpt, ListenOpt, Paths,
+from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IPXE_DIR, AssetsOpt, Bind, BindOpt, Dhcp, DhcpOpt, IpxeDirOpt, ListenOpt, Paths,
                             Tftp, TftpOpt, command, load_or_exit)
 from app.cli.generate import generate_or_exit
 from app.cli.progress import Progress
@@ -22,6 +22,7 @@ def init(
     listen: ListenOpt = None,
     dhcp: DhcpOpt = Dhcp.proxy,
     tftp: TftpOpt = Tftp.dnsmasq,
+    bind: BindOpt = Bind.link,
     assets: AssetsOpt = DEFAULT_ASSETS,
     ipxe_dir: IpxeDirOpt = DEFAULT_IPXE_DIR,
     api_timeout: ApiTimeout = 1800.0,
@@ -42,7 +43,7 @@ def init(
     generate_or_exit(cluster, paths, assets=assets, ipxe_dir=ipxe_dir)
     logs.setup("text")
     plan = orchestrate.InitPlan(
-        cluster, serve_options(paths, listen, dhcp, tftp, assets),
+        cluster, serve_options(paths, listen, dhcp, tftp, assets, bind=bind.value),
         wait_options(cluster, paths.templates, api_timeout=api_timeout, nodes_timeout=nodes_timeout, poll=poll,
                      server=server, wait_gitops=wait_gitops),
         lambda: power_on(cluster, ask=lambda names: _ask(names, yes), say=typer.echo), Progress())

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IMAGES, AssetsOpt, ImagesOpt, InstallWindowOpt, Dhcp, DhcpOpt, ListenOpt, LogFormat, Paths, Tftp, TftpOpt,
-                            command, fail, listen_address)
+from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IMAGES, AssetsOpt, Bind, BindOpt, Dhcp, DhcpOpt, ImagesOpt,
+                            InstallWindowOpt, ListenOpt, LogFormat, Paths, Tftp, TftpOpt, command, fail,
+                            listen_address)
 from app.exitcodes import ExitCode
 
 
@@ -24,6 +25,7 @@ def serve(
     matchbox_data: Annotated[Optional[Path], typer.Option(help="Serve this Matchbox data dir instead.")] = None,
     images: ImagesOpt = DEFAULT_IMAGES,
     install_window: InstallWindowOpt = 3600.0,
+    bind: BindOpt = Bind.link,
     strict_matchbox: Annotated[bool, typer.Option(help="Plain 404s and no boot guard, exactly like Matchbox.")]
         = False,
     log_format: Annotated[LogFormat, typer.Option(help="text or json log lines.")] = LogFormat.text,
@@ -42,7 +44,7 @@ def serve(
     logs.setup(log_format.value)
     opts = serve_options(paths, listen, dhcp, tftp, assets, tftp_port=tftp_port, matchbox_data=matchbox_data,
                          strict_matchbox=strict_matchbox, shutdown_timeout=shutdown_timeout, access_log=access_log,
-                         images=images, install_window=install_window)
+                         images=images, install_window=install_window, bind=bind.value)
     if not opts.data_dir.is_dir():
         raise fail(f"{opts.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
     try:

@@ -42,11 +42,13 @@ class ServeConfig:
     own_tree: bool = True  # False: a foreign Matchbox data dir, served the way Matchbox does
     install_window: float = 3600.0  # seconds a PXE boot keeps a node's install window open
     images: Path | None = None  # an OCI image layout served at /v2/
+    bind: str = "link"  # how a request is tied to a machine: see policy.Settings.bind
 
     @property
     def settings(self) -> policy.Settings:
         return policy.Settings(own_tree=self.own_tree, strict_matchbox=self.strict_matchbox,
-                               window_seconds=self.install_window, retry_seconds=self.retry_seconds)
+                               window_seconds=self.install_window, retry_seconds=self.retry_seconds,
+                               bind=self.bind)
 
 
 @dataclass

@@ -31,6 +31,7 @@ BAD_CREDENTIAL = "missing or wrong install credential"
 CONTESTED_WINDOW = "a second machine asked to boot as this node during its install"
 NO_MAC_SELECTOR = "the group selects no single MAC, so its config cannot be bound to a machine"
 SPOOFED_PXE = "PXE boot asked for this node from a machine with another MAC"
+NOT_ON_LINK = "asked from an address with no entry in the neighbour table (not on the provisioning L2)"
 CALLBACK_REFUSED = "callback with a missing or wrong credential"
 
 
@@ -50,6 +51,10 @@ class Settings:
     strict_matchbox: bool = False  # plain 404s instead of explanatory scripts
     window_seconds: float = 3600.0
     retry_seconds: int = 30
+    # "link": a machine is who the neighbour table says (nodes share our L2; the default).
+    # "address": for sites whose nodes reach us through a router or DHCP relay, where the table
+    # cannot name them: the address that PXE-booted is the binding, and the first boot wins.
+    bind: str = "link"
 
 
 @dataclass
@@ -98,11 +103,19 @@ def refuse(req: Request, mac: str, reason: str, status: int = 403) -> Decision:
     return Decision(status, f"refused: {reason}\n", events=[alert])
 
 
-def _same_machine(req: Request, mac: str, booted_address: str) -> bool:
-    """The L2 binding when the neighbour table knows the sender, else the address that booted."""
+def _same_machine(req: Request, mac: str, booted_address: str, settings: Settings) -> bool:
+    """The L2 binding when the neighbour table knows the sender; the address that booted only when
+    the site is routed (`bind: address`)."""
     if req.link_mac:
         return req.link_mac == mac
-    return req.address == booted_address
+    return settings.bind == "address" and req.address == booted_address
+
+
+def _same_requester(req: Request, window) -> bool:
+    """A PXE boot again from the same address and link MAC is the node rebooting: a fresh window.
+    From anywhere else while the window is open it is a second machine claiming the node (a MAC
+    spoofer, or a lease that changed): nobody gets a config until `reinstall`, and it is an alert."""
+    return req.address == window.address and (req.link_mac or "") == window.link_mac
 
 
 # -- /ipxe -----------------------------------------------------------------------------------------
@@ -126,9 +139,11 @@ def decide_ipxe(req: Request, store: Store, state: NodeState | None, known: dict
                                                                                detail=detail)])
     if req.link_mac and req.link_mac != mac:
         return refuse(req, mac, SPOOFED_PXE)
+    if not req.link_mac and settings.bind == "link":
+        return refuse(req, mac, NOT_ON_LINK)
     events = []
     window = state.window if state else None
-    if window and window.is_open(req.now, settings.window_seconds) and not _same_machine(req, mac, window.address):
+    if window and window.is_open(req.now, settings.window_seconds) and not _same_requester(req, window):
         events.append(refuse(req, mac, CONTESTED_WINDOW).events[0])
         events.append(Event(CONTESTED, mac=mac, source="http", detail={"remote": req.address}))
     else:
@@ -160,8 +175,9 @@ def decide_config(req: Request, store: Store, state_of: Callable[[str], NodeStat
     if not is_final_stage(group):
         if window.install_served:
             return refuse(req, mac, ALREADY_SERVED)
-        if not _same_machine(req, mac, window.address):
-            return refuse(req, mac, NOT_THE_BOOTED_MACHINE)
+        if not _same_machine(req, mac, window.address, settings):
+            return refuse(req, mac, NOT_ON_LINK if settings.bind == "link" and not req.link_mac
+                          else NOT_THE_BOOTED_MACHINE)
         served = Event(Phase.INSTALL_IGNITION.value, mac=mac, source="http",
                        detail={"route": f"/{req.route}", "group": group.id, "credential": digest(credential)})
     else:

@@ -52,6 +52,7 @@ class ServeOptions:
     foreign_data: bool = False  # a Matchbox data dir not generated here: served as Matchbox does
     install_window: float = 3600.0
     images: Path | None = None  # OCI image layout for /v2/
+    bind: str = "link"  # how requests are tied to machines (policy.Settings.bind)
 
 
 class Server:
@@ -62,7 +63,8 @@ class Server:
         self.store = Store(opts.data_dir)
         self.events = EventLog(opts.output, self.store.known_nodes)
         self.ctx = Context(ServeConfig(opts.data_dir, opts.assets, opts.strict_matchbox, own_tree=not opts.foreign_data,
-                                       install_window=opts.install_window, images=opts.images), self.store, self.events)
+                                       install_window=opts.install_window, images=opts.images,
+                                       bind=opts.bind), self.store, self.events)
         self.runner: web.AppRunner | None = None
         self.supervisor: Supervisor | None = None
         self.tftp: _BuiltinTftp | None = None

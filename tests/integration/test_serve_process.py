@@ -60,7 +60,9 @@ def start_serve(out: Path) -> tuple[subprocess.Popen, str, int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "--output", str(out), "serve", "--listen", f"127.0.0.1:{http_port}",
          "--dhcp", "none", "--tftp", "builtin", "--tftp-port", str(tftp_port), "--assets",
-         str(out.parent / "assets"), "--log-format", "json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         str(out.parent / "assets"), "--log-format", "json",
+         "--bind", "address"],  # loopback has no neighbour table: bind machines by address
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{http_port}"
     wait_for(lambda: (out / "serve.json").exists() or proc.poll() is not None, what="serve.json")
     assert proc.poll() is None, proc.stderr.read().decode()

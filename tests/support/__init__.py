@@ -1,0 +1,1 @@
+"""Helpers tests import (conftest only defines fixtures)."""
