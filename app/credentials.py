@@ -13,6 +13,8 @@ def load_secrets(output: Path, *, rotate: bool, now: dt.datetime) -> tuple[pki.S
     """The persisted secrets, or new ones when there are none (or `rotate`). Returns (secrets, created).
 
     A partial set is an error, never silently completed: a new CA would orphan every installed node.
+    `generate` stages credentials with the rest of the tree, so a crash never leaves a partial set:
+    only someone deleting files does.
     """
     creds = output / "credentials"
     present = {name: (creds / name).exists() for name in pki.FILES.values()}

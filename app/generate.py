@@ -1,4 +1,4 @@
-"""`generate`: gather the inputs (secrets, appliance facts), render the tree, write it atomically."""
+"""`generate`: gather the inputs (secrets, appliance facts), render the tree, switch to it atomically."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.cluster import Cluster
 from app.atomic import WriteSummary, write_tree
+from app.cluster import Cluster
 from app.credentials import load_secrets
 from app.render.templates import Templates
 from app.render.tree import SYSEXT_ARCH, Appliance, render_tree
@@ -30,12 +30,13 @@ def generate(cluster: Cluster, output: Path, templates: Path | None, *, assets: 
              now: dt.datetime | None = None) -> GenerateResult:
     output = output.resolve()
     warnings: list[str] = []
-    secrets, created = load_secrets(output, rotate=rotate_secrets, now=now or dt.datetime.now(dt.timezone.utc))
+    secrets, created = load_secrets(output, rotate=rotate_secrets, now=now or dt.datetime.now(dt.UTC))
     secrets = secrets.with_token(cluster.cluster.kubeadm_token)
     appliance = Appliance(output_dir=output, ipxe_binaries=_ipxe_binaries(ipxe_dir, warnings),
                           sysext_hashes=_sysext_hashes(cluster, assets, warnings), ignition_schemas=ignition_schemas)
     files = render_tree(cluster, secrets, Templates(templates), appliance)  # raises before any write
-    return GenerateResult(write_tree(output, files), created, warnings)
+    summary = write_tree(output, files)  # the whole tree switches at once, or not at all
+    return GenerateResult(summary, created, warnings + summary.warnings)
 
 
 def _ipxe_binaries(ipxe_dir: Path, warnings: list[str]) -> dict[str, bytes]:
