@@ -12,6 +12,7 @@ from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IMAGES, AssetsOpt, Bind, Bin
                             InstallWindowOpt, ListenOpt, LogFormat, Paths, Tftp, TftpOpt, command, fail,
                             listen_address)
 from app.exitcodes import ExitCode
+from app.layout import MATCHBOX
 
 
 @command()
@@ -62,7 +63,8 @@ def serve_options(paths: Paths, listen: str | None, dhcp: Dhcp, tftp: Tftp, asse
     out = paths.output.resolve()
     if not assets.is_dir():
         typer.echo(f"warning: assets directory {assets} not found: /assets/ answers 404", err=True)
-    return ServeOptions(output=out, data_dir=(matchbox_data or out / "matchbox").resolve(),
+    # <output>/matchbox stays a path through the `current` link: a later generate switches what it serves.
+    return ServeOptions(output=out, data_dir=matchbox_data.resolve() if matchbox_data else out / MATCHBOX,
                         assets=assets.resolve() if assets.is_dir() else None, host=host, port=port,
                         dhcp=dhcp.value, tftp=tftp.value, foreign_data=matchbox_data is not None,
                         images=images.resolve() if (images / "index.json").is_file() else None, **more)

@@ -36,7 +36,8 @@ def start_init(output, api_url: str, port: int) -> subprocess.Popen:
         [sys.executable, "-m", "app", "--config", str(EXAMPLE), "--output", str(output), "--templates",
          str(templates), "init", "--yes", "--listen", f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none",
          "--assets", "/nonexistent", "--ipxe-dir", "/nonexistent", "--server", api_url, "--poll", "0.2",
-         "--api-timeout", "30", "--nodes-timeout", "30"],
+         "--api-timeout", "30", "--nodes-timeout", "30",
+         "--bind", "address"],  # loopback has no neighbour table
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
 
