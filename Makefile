@@ -1,4 +1,4 @@
-# The two commands the README promises: `make test` and (later) `make lab`.
+# The two commands the README promises: `make test` and `make lab`; plus bench and schema.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -1,8 +1,9 @@
 """/assets/: static files under one root, never outside it.
 
-aiohttp's FileResponse gives sendfile (zero-copy), single Range, HEAD, Last-Modified and
-If-Modified-Since. What we add is the confinement: the request path is decoded once, must not
-contain `..` segments, and its real path (symlinks resolved) must stay under the real root.
+Files go out with sendfile (zero-copy) straight from the event loop, with single Range, HEAD,
+Last-Modified and If-Modified-Since (`send_file`, shared with the registry's blobs). Confinement: the
+request path is decoded once, must not contain `..` segments, and its real path (symlinks resolved)
+must stay under the real root; a directory listing names only entries that stay inside it.
 """
 
 from __future__ import annotations
