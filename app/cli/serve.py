@@ -27,6 +27,10 @@ def serve(
     images: ImagesOpt = DEFAULT_IMAGES,
     install_window: InstallWindowOpt = 3600.0,
     bind: BindOpt = Bind.link,
+    idle_timeout: Annotated[float, typer.Option(
+        help="Seconds a connection may wait for a complete request (idle keep-alive or slow headers).")] = 15.0,
+    max_connections: Annotated[int, typer.Option(
+        help="Open connections at most (then the oldest idle one is closed); 64 per client address.")] = 4096,
     strict_matchbox: Annotated[bool, typer.Option(help="Plain 404s and no boot guard, exactly like Matchbox.")]
         = False,
     log_format: Annotated[LogFormat, typer.Option(help="text or json log lines.")] = LogFormat.text,
@@ -45,7 +49,8 @@ def serve(
     logs.setup(log_format.value)
     opts = serve_options(paths, listen, dhcp, tftp, assets, tftp_port=tftp_port, matchbox_data=matchbox_data,
                          strict_matchbox=strict_matchbox, shutdown_timeout=shutdown_timeout, access_log=access_log,
-                         images=images, install_window=install_window, bind=bind.value)
+                         images=images, install_window=install_window, bind=bind.value,
+                         idle_timeout=idle_timeout, max_connections=max_connections)
     if not opts.data_dir.is_dir():
         raise fail(f"{opts.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
     try:

@@ -15,6 +15,10 @@ class Metrics:
     dnsmasq_restarts: int = 0
     alerts: Counter = field(default_factory=Counter)  # reason -> count (every one, logged or not)
     bad_callbacks: int = 0
+    connections_refused: int = 0
+
+    def connection_refused(self) -> None:
+        self.connections_refused += 1
 
     def request(self, route: str, status: int) -> None:
         self.requests[(route, status)] += 1
@@ -48,6 +52,9 @@ class Metrics:
         lines += ["# HELP bootstrap_node_callbacks_refused_total Progress reports without a valid credential.",
                   "# TYPE bootstrap_node_callbacks_refused_total counter",
                   f"bootstrap_node_callbacks_refused_total {self.bad_callbacks}",
+                  "# HELP bootstrap_node_connections_refused_total Connections closed at once: over the cap.",
+                  "# TYPE bootstrap_node_connections_refused_total counter",
+                  f"bootstrap_node_connections_refused_total {self.connections_refused}",
                   "# HELP bootstrap_node_event_log_write_failures_total Events that could not be written "
                   "(a full disk); boot answers went out regardless.",
                   "# TYPE bootstrap_node_event_log_write_failures_total counter",

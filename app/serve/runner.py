@@ -20,7 +20,7 @@ from app import process
 from app.atomic import atomic_write
 from app.events import Event, EventLog
 from app.layout import DNSMASQ_CONF, RUN, TFTP
-from app.serve import state
+from app.serve import limits, state
 from app.serve.dnsmasq import DnsmasqFailed, Supervisor, tftp_only_conf
 from app.serve.http import Context, ServeConfig, make_app
 from app.serve.matchbox import Store
@@ -53,6 +53,8 @@ class ServeOptions:
     install_window: float = 3600.0
     images: Path | None = None  # OCI image layout for /v2/
     bind: str = "link"  # how requests are tied to machines (policy.Settings.bind)
+    idle_timeout: float = limits.IDLE_SECONDS  # a connection without a complete request is closed
+    max_connections: int = limits.MAX_CONNECTIONS
 
 
 class Server:
@@ -79,11 +81,14 @@ class Server:
     async def start(self) -> None:
         self._claim_output()
         self.events.open()
+        limits.quiet_exception_handler(asyncio.get_running_loop())
+        cap = limits.connection_cap(self.opts.max_connections, limits.raise_nofile())
         self.runner = web.AppRunner(make_app(self.ctx), shutdown_timeout=self.opts.shutdown_timeout,
                                     access_log=logging.getLogger("bootstrap_node.access") if self.opts.access_log
                                     else None,
-                                    access_log_format=ACCESS_LOG_FORMAT)
+                                    access_log_format=ACCESS_LOG_FORMAT, keepalive_timeout=self.opts.idle_timeout)
         await self.runner.setup()
+        limits.cap_connections(self.runner.server, cap, self.ctx.metrics.connection_refused)
         try:
             await web.TCPSite(self.runner, self.opts.host, self.opts.port, backlog=1024).start()
         except OSError as exc:
