@@ -96,3 +96,18 @@ def stop(pid: int, timeout: float = 15.0, *, group: bool = False, kill: bool = T
         if wait_gone(pid, timeout):
             return True
     return not alive(pid)
+
+
+def with_argument(argument: str) -> list[int]:
+    """Pids of processes (of any user) whose command line has exactly this argument."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argument.encode() in args:
+            found.append(int(entry.name))
+    return found

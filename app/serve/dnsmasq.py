@@ -2,18 +2,19 @@
 
 dnsmasq runs in the foreground and logs to stderr; each line is parsed. If it dies it is
 restarted with backoff, and after `max_quick_deaths` deaths in a row within `quick_seconds` of
-starting, serve gives up with dnsmasq's own last words. The child gets PR_SET_PDEATHSIG so it
-dies with us even if we are killed with SIGKILL: no orphan dnsmasq on any exit path.
+starting, serve gives up with dnsmasq's own last words. dnsmasq runs under `guardian.py`, which dies
+with us even when we are killed with SIGKILL and takes dnsmasq with it (dnsmasq's own parent-death
+signal would not survive its drop to user nobody): no orphan dnsmasq on any exit path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
+import os
 import re
 import shutil
-import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from app.serve.neighbours import link_mac
 log = logging.getLogger("bootstrap_node.dnsmasq")
 MAC = r"([0-9a-f]{2}(?::[0-9a-f]{2}){5})"
 IP = r"(\d+\.\d+\.\d+\.\d+)"
+GUARDIAN_STARTED = re.compile(r"guardian: dnsmasq pid (\d+)$")  # guardian.py's first line
 
 
 class DnsmasqFailed(Exception):
@@ -86,13 +88,6 @@ def diagnose(lines: list[str]) -> str:
     return "see dnsmasq's messages above"
 
 
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 class Supervisor:
     def __init__(self, conf: Path, on_event: Callable[[Event], None], *, binary: str = "dnsmasq",
                  max_quick_deaths: int = 5, quick_seconds: float = 10.0, on_restart: Callable[[], None] = lambda: None,
@@ -106,8 +101,9 @@ class Supervisor:
         self._stopping = False
 
     def command(self) -> list[str]:
-        return [self.binary, "--keep-in-foreground", "--log-facility=-", f"--conf-file={self.conf}",
-                "--pid-file="]  # no pid file: we hold the pid ourselves
+        dnsmasq = [shutil.which(self.binary) or self.binary, "--keep-in-foreground", "--log-facility=-",
+                   f"--conf-file={self.conf}", "--pid-file="]  # no pid file: we hold the pid ourselves
+        return [sys.executable, "-m", "app.serve.guardian", "--", *dnsmasq]
 
     async def run(self) -> None:
         """Run until stop(); raise DnsmasqFailed when dnsmasq keeps dying."""
@@ -119,9 +115,8 @@ class Supervisor:
             began = time.monotonic()
             self.process = await asyncio.create_subprocess_exec(
                 *self.command(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent)
-            self.on_event(Event("dnsmasq-started", source="serve", detail={"pid": self.process.pid}))
-            self.on_started(self.process.pid)
+                stderr=asyncio.subprocess.STDOUT, env={**os.environ, "BOOTSTRAP_GUARDIAN_PARENT": str(os.getpid())})
+            self.on_started(self.process.pid)  # the guardian: stopping it stops dnsmasq
             await self._read_log(self.process)
             code = await self.process.wait()
             if self._stopping:
@@ -143,6 +138,10 @@ class Supervisor:
         assert process.stdout is not None
         while line := await process.stdout.readline():
             text = line.decode(errors="replace").rstrip()
+            if m := GUARDIAN_STARTED.match(text):
+                self.on_event(Event("dnsmasq-started", source="serve",
+                                    detail={"pid": int(m[1]), "guardian": process.pid}))
+                continue
             self.recent.append(text)
             log.debug("%s", text)
             event = self.parser.feed(text)

@@ -26,6 +26,7 @@ from app.serve.http import Context, ServeConfig, make_app
 from app.serve.matchbox import Store
 
 log = logging.getLogger("bootstrap_node.serve")
+TFTP_ONLY_CONF = "dnsmasq-tftp.conf"  # run/: the generated config without DHCP, for --dhcp none
 # client, request line, status, bytes, seconds spent answering (the appliance's share of a boot)
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
 
@@ -124,7 +125,7 @@ class Server:
             raise ServeError(f"{conf} not found: run `bootstrap-node generate` first")
         if self.opts.dhcp == "proxy":
             return conf
-        derived = self.opts.output / RUN / "dnsmasq-tftp.conf"
+        derived = self.opts.output / RUN / TFTP_ONLY_CONF
         atomic_write(derived, tftp_only_conf(conf.read_text()).encode(), 0o644, skip_if_same=True)
         return derived
 
@@ -157,15 +158,18 @@ class Server:
         state.remove(self.opts.output)
 
     def _claim_output(self) -> None:
-        """One serve per output dir: refuse while another runs; stop what a killed one left behind."""
+        """One serve per output dir: refuse while another runs; stop what a killed one left behind
+        (the recorded dnsmasq, or any dnsmasq whose command line names this directory's config)."""
         previous = state.read(self.opts.output)
-        if previous is None:
-            return
-        if previous.serve.matches() and previous.serve.pid != os.getpid():
+        if previous is not None and previous.serve.matches() and previous.serve.pid != os.getpid():
             raise ServeError(f"{self.opts.output} is already served by pid {previous.serve.pid} "
                              f"({previous.url}); stop it with `bootstrap-node teardown`")
-        if state.stop_orphan_dnsmasq(previous):
-            log.warning("stopped dnsmasq (pid %d) left running by a serve that was killed", previous.dnsmasq.pid)
+        if previous is not None and state.stop_orphan_dnsmasq(previous):
+            log.warning("stopped the dnsmasq left running by a serve that was killed (pid %d)", previous.dnsmasq.pid)
+        for conf in (self.opts.output / DNSMASQ_CONF, self.opts.output / RUN / TFTP_ONLY_CONF):
+            for pid in process.with_argument(f"--conf-file={conf}"):
+                if pid != os.getpid() and process.stop(pid, timeout=5.0):
+                    log.warning("stopped a stale dnsmasq for %s (pid %d)", self.opts.output, pid)
 
     def _write_state(self, dnsmasq_pid: int | None = None) -> None:
         me = process.identity(os.getpid())
