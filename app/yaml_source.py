@@ -32,7 +32,7 @@ class Limits:
 
     max_bytes: int = 1 << 20  # 1 MiB
     max_depth: int = 64  # mappings, lists and scalars inside each other
-    max_nodes: int = 200_000  # every key, value and item; an alias counts as all it stands for
+    max_nodes: int = 100_000  # every key, value and item; an alias counts as all it stands for
     max_scalar_chars: int = 256 << 10  # one key or value (Butane inlines whole files)
     max_number_chars: int = 100  # past ~4,300 digits Python refuses to read an integer at all
 
@@ -104,6 +104,7 @@ class _Composer:
         self.deepest = 0  # deepest level reached inside the node being composed
         self.nodes = 0
         self.open_anchors: set[str] = set()
+        self.resolved: dict[tuple[str, tuple[bool, bool]], str] = {}
         self.anchors: dict[str, tuple[yaml.Node, int, int]] = {}  # anchor -> (node, nodes, height)
 
     def compose_single(self) -> yaml.Node | None:
@@ -120,6 +121,12 @@ class _Composer:
 
     def _node(self, depth: int) -> yaml.Node:
         event = self.get_event()
+        if type(event) is yaml.ScalarEvent and event.anchor is None:  # most nodes: the short way
+            if depth > self.limits.max_depth:
+                raise _too_deep(self.limits, event.start_mark)
+            self._charge(1, event.start_mark)
+            self.deepest = max(self.deepest, depth)
+            return self._scalar(event)
         if isinstance(event, yaml.AliasEvent):
             return self._alias(event, depth)
         if depth > self.limits.max_depth:
@@ -146,12 +153,21 @@ class _Composer:
                               f"{limits.max_scalar_chars} characters", _pos(event.start_mark))
         tag = event.tag
         if tag is None or tag == "!":
-            tag = self.resolve(yaml.ScalarNode, value, event.implicit)
+            tag = self._resolve(value, event.implicit)
         if len(value) > limits.max_number_chars and (
                 tag in _NUMBER_TAGS or (event.style is None and _OCTAL_12.fullmatch(value))):
             raise SourceError(f"a number of {len(value)} characters exceeds the limit of "
                               f"{limits.max_number_chars} digits (quote it if it is text)", _pos(event.start_mark))
         return yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, style=event.style)
+
+    def _resolve(self, value: str, implicit: tuple[bool, bool]) -> str:
+        """The scalar's tag from its text, remembered: the same words recur on every node, and
+        the resolver tries a list of regular expressions each time."""
+        key = (value, implicit)
+        tag = self.resolved.get(key)
+        if tag is None:
+            tag = self.resolved[key] = self.resolve(yaml.ScalarNode, value, implicit)
+        return tag
 
     def _collection(self, event, depth: int) -> yaml.Node:
         items: list = []

@@ -22,8 +22,8 @@ def block_nesting(levels: int) -> str:
 
 
 BOMBS: dict[str, tuple[str, int, str, tuple[int, int] | None]] = {
-    # the first alias that pushes the expanded size past the limit: *e on line 6, column 11
-    "alias bomb": (alias_bomb(), 2, "exceeds the limit of 200000 nodes", (6, 11)),
+    # the first alias that pushes the expanded size past the limit: the first *e, on line 6
+    "alias bomb": (alias_bomb(), 2, "exceeds the limit of 100000 nodes", (6, 8)),
     "100,000 nested [": ("[" * 100_000 + "]" * 100_000 + "\n", 2, "exceeds the limit of 64 levels", (1, 65)),
     "100,000 [ unclosed": ("[" * 100_000, 2, "exceeds the limit of 64 levels", (1, 65)),
     "5,000 nested [": ("[" * 5_000 + "]" * 5_000 + "\n", 2, "exceeds the limit of 64 levels", (1, 65)),

@@ -25,6 +25,9 @@ from app.yaml_source import Loc, Source
 # Why a required field matters, added to "required ... is missing" (keyed by path without indexes).
 MISSING_HINTS = {"nodes": "list the machines to install", "network.dns": DNS_NEEDED}
 _FAILED = object()  # a field that did not pass its own checks
+# Kubernetes supports clusters of up to 5,000 nodes ("Considerations for large clusters"). More is
+# a mistake, and refusing it up front keeps validate's time bounded whatever the file holds.
+MAX_CLUSTER_NODES = 5000
 
 
 def check(source: Source, file: str) -> tuple[Cluster | None, list[Problem]]:
@@ -53,23 +56,22 @@ def _parse_model(model: type[BaseModel], value: Any, loc: Loc, found: Found) -> 
         found.add(loc, f"must be a mapping, not {yaml_type(value)}")
         return None
     parsed: Parsed = {}
-    for name, info in model.model_fields.items():
-        nested = _model_in(info.annotation) is not None
+    for name, info, sub in _fields_of(model):
+        nested = sub is not None
         if name not in value or (nested and value[name] is None and info.is_required()):
             if info.is_required():
                 found.add(loc + (name,), _missing(loc + (name,), nested), key=True)
             else:
                 parsed[name] = info.get_default(call_default_factory=True)
             continue
-        result = _parse_field(model, name, value[name], loc + (name,), found)
+        result = _parse_field(model, name, sub, value[name], loc + (name,), found)
         if result is not _FAILED:
             parsed[name] = result
     return parsed
 
 
-def _parse_field(model: type[BaseModel], name: str, value: Any, loc: Loc, found: Found) -> Any:
-    info = model.model_fields[name]
-    sub = _model_in(info.annotation)
+def _parse_field(model: type[BaseModel], name: str, sub: type[BaseModel] | None, value: Any, loc: Loc,
+                 found: Found) -> Any:
     if sub is None:
         try:
             return _field_adapter(model, name).validate_python(value)
@@ -79,9 +81,13 @@ def _parse_field(model: type[BaseModel], name: str, value: Any, loc: Loc, found:
             return _FAILED
     if value is None:  # an optional section written empty (`cilium:`)
         return None
-    if typing.get_origin(info.annotation) is list:
+    if typing.get_origin(model.model_fields[name].annotation) is list:
         if not isinstance(value, list):
             found.add(loc, f"must be a list of {name}, not {yaml_type(value)}")
+            return _FAILED
+        if len(value) > MAX_CLUSTER_NODES:
+            found.add(loc, f"lists {len(value)} machines, more than the {MAX_CLUSTER_NODES} nodes a Kubernetes "
+                      "cluster supports")
             return _FAILED
         return [_parse_model(sub, item, loc + (i,), found) for i, item in enumerate(value)]
     parsed = _parse_model(sub, value, loc, found)
@@ -104,8 +110,8 @@ def _missing(loc: Loc, section: bool) -> str:
 def _assemble(model: type[BaseModel], parsed: Parsed) -> BaseModel:
     """The model from fields already validated one by one (every one present: no error was found)."""
     values = {}
-    for name, info in model.model_fields.items():
-        value, sub = parsed[name], _model_in(info.annotation)
+    for name, _, sub in _fields_of(model):
+        value = parsed[name]
         if sub is not None and value is not None:
             value = [_assemble(sub, v) for v in value] if isinstance(value, list) else _assemble(sub, value)
         values[name] = value
@@ -130,6 +136,12 @@ def _message(err: dict) -> str:
     return err["msg"]
 
 
+@functools.cache
+def _fields_of(model: type[BaseModel]) -> list[tuple[str, Any, type[BaseModel] | None]]:
+    """Each field's name, FieldInfo and nested model (None for a plain value), worked out once."""
+    return [(name, info, _model_in(info.annotation)) for name, info in model.model_fields.items()]
+
+
 def _model_in(annotation) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -146,14 +158,14 @@ def _unknown_keys(model: type[BaseModel], data, loc: Loc, found: Found) -> None:
         return
     if not isinstance(data, dict):
         return
-    fields = model.model_fields
+    nested = {name: sub for name, _, sub in _fields_of(model)}
     for key, value in data.items():
-        if key not in fields:
-            near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
-            hint = f"; did you mean '{near[0]}'?" if near else f" (allowed: {', '.join(fields)})"
+        if key not in nested:
+            near = difflib.get_close_matches(str(key), list(nested), n=1, cutoff=0.6)
+            hint = f"; did you mean '{near[0]}'?" if near else f" (allowed: {', '.join(nested)})"
             found.add(loc + (key,), f"unknown key {shown(str(key))}{hint}", key=True)
-        elif sub := _model_in(fields[key].annotation):
-            _unknown_keys(sub, value, loc + (key,), found)
+        elif nested[key] is not None:
+            _unknown_keys(nested[key], value, loc + (key,), found)
 
 
 def iter_field_paths(model: type[BaseModel] = Cluster, prefix: str = "") -> Iterator[str]:
