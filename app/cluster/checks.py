@@ -1,44 +1,38 @@
-"""Everything `validate` checks: structure and types (pydantic), unknown keys, and the rules that
-span fields (uniqueness, addresses inside the network, subnet overlap, quorum).
+"""Everything `validate` checks: structure and types (pydantic, field by field), unknown keys, and
+the rules that span fields (app/cluster/rules.py).
 
-Each section and node is validated on its own so one bad field never hides the others: a run
-reports every problem in the file at once.
+Every field is validated on its own, so one bad field hides neither the others nor the rules that
+span good ones: a run reports every problem in the file at once. The Cluster is then assembled
+from the validated fields, without validating them a second time.
 """
 
 from __future__ import annotations
 
 import difflib
-import ipaddress
+import functools
 import typing
 from collections.abc import Iterator
+from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from app.cluster.fields import IPv4, yaml_type
-from app.cluster.model import Bootstrap, Cluster, ClusterSpec, Network, Node
-from app.cluster.problems import Problem, format_loc
+from app.cluster.fields import DNS_NEEDED, shown, yaml_type
+from app.cluster.model import Cluster
+from app.cluster.problems import Found, Problem
+from app.cluster.rules import Parsed, cross_checks
 from app.yaml_source import Loc, Source
 
-SECTIONS: dict[str, type[BaseModel]] = {"cluster": ClusterSpec, "bootstrap": Bootstrap, "network": Network}
-
-
-class _Found:
-    """Collects problems with their source positions."""
-
-    def __init__(self, source: Source, file: str):
-        self.source, self.file, self.items = source, file, []
-
-    def add(self, loc: Loc, message: str, *, severity="error", key: bool = False) -> None:
-        pos = self.source.pos(loc, key=key)
-        self.items.append(Problem(self.file, pos.line, pos.column, format_loc(loc), message, severity))
-
-    def warn(self, loc: Loc, message: str) -> None:
-        self.add(loc, message, severity="warning")
+# Why a required field matters, added to "required ... is missing" (keyed by path without indexes).
+MISSING_HINTS = {"nodes": "list the machines to install", "network.dns": DNS_NEEDED}
+_FAILED = object()  # a field that did not pass its own checks
+# Kubernetes supports clusters of up to 5,000 nodes ("Considerations for large clusters"). More is
+# a mistake, and refusing it up front keeps validate's time bounded whatever the file holds.
+MAX_CLUSTER_NODES = 5000
 
 
 def check(source: Source, file: str) -> tuple[Cluster | None, list[Problem]]:
     """All problems in `source`, and the Cluster when there is no error."""
-    found = _Found(source, file)
+    found = Found(source, file)
     for loc, first, _ in source.duplicates:
         found.add(loc, f"key appears twice (first at line {first.line}); the later value would win", key=True)
     data = source.data
@@ -46,29 +40,82 @@ def check(source: Source, file: str) -> tuple[Cluster | None, list[Problem]]:
         found.add((), f"the file must be a mapping with cluster, bootstrap, network and nodes, not {yaml_type(data)}")
         return None, found.items
     _unknown_keys(Cluster, data, (), found)
-    parts = {name: _validate(model, data.get(name), (name,), found) for name, model in SECTIONS.items()}
-    vip = _validate(TypeAdapter(IPv4 | None), data.get("control_plane_vip"), ("control_plane_vip",), found)
-    nodes = _nodes(data.get("nodes"), found)
-    _addon_sections(data, found)
-    _cross_checks(parts["cluster"], parts["bootstrap"], parts["network"], vip, nodes, found)
+    top = _parse_model(Cluster, data, (), found) or {}
+    nodes = [(i, node) for i, node in enumerate(top.get("nodes") or []) if node is not None]
+    cross_checks(top, nodes, found)
     problems = sorted(found.items, key=lambda p: (p.line, p.column, p.path))
     if any(p.severity == "error" for p in problems):
         return None, problems
-    return Cluster.model_validate(data), problems
+    return _assemble(Cluster, top), problems
 
 
-def _validate(model, value, loc: Loc, found: _Found):
-    adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
-    if value is None and not isinstance(model, TypeAdapter):
-        found.add(loc, "required section is missing", key=True)
+def _parse_model(model: type[BaseModel], value: Any, loc: Loc, found: Found) -> Parsed | None:
+    """The fields of `value` that pass their checks, defaults for absent optional ones; None when
+    `value` is not a mapping at all."""
+    if not isinstance(value, dict):
+        found.add(loc, f"must be a mapping, not {yaml_type(value)}")
         return None
-    try:
-        return adapter.validate_python(value)
-    except ValidationError as exc:
-        for err in exc.errors():
-            if err["type"] != "extra_forbidden":  # reported with suggestions by _unknown_keys
+    parsed: Parsed = {}
+    for name, info, sub in _fields_of(model):
+        nested = sub is not None
+        if name not in value or (nested and value[name] is None and info.is_required()):
+            if info.is_required():
+                found.add(loc + (name,), _missing(loc + (name,), nested), key=True)
+            else:
+                parsed[name] = info.get_default(call_default_factory=True)
+            continue
+        result = _parse_field(model, name, sub, value[name], loc + (name,), found)
+        if result is not _FAILED:
+            parsed[name] = result
+    return parsed
+
+
+def _parse_field(model: type[BaseModel], name: str, sub: type[BaseModel] | None, value: Any, loc: Loc,
+                 found: Found) -> Any:
+    if sub is None:
+        try:
+            return _field_adapter(model, name).validate_python(value)
+        except ValidationError as exc:
+            for err in exc.errors():
                 found.add(loc + tuple(err["loc"]), _message(err), key=err["type"] == "missing")
+            return _FAILED
+    if value is None:  # an optional section written empty (`cilium:`)
         return None
+    if typing.get_origin(model.model_fields[name].annotation) is list:
+        if not isinstance(value, list):
+            found.add(loc, f"must be a list of {name}, not {yaml_type(value)}")
+            return _FAILED
+        if len(value) > MAX_CLUSTER_NODES:
+            found.add(loc, f"lists {len(value)} machines, more than the {MAX_CLUSTER_NODES} nodes a Kubernetes "
+                      "cluster supports")
+            return _FAILED
+        return [_parse_model(sub, item, loc + (i,), found) for i, item in enumerate(value)]
+    parsed = _parse_model(sub, value, loc, found)
+    return _FAILED if parsed is None else parsed
+
+
+@functools.cache
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter:
+    """One field's type with its constraints (min_length, validators), checked on its own."""
+    info = model.model_fields[name]
+    return TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation)
+
+
+def _missing(loc: Loc, section: bool) -> str:
+    what = "required section is missing" if section else "required field is missing"
+    hint = MISSING_HINTS.get(".".join(str(p) for p in loc if isinstance(p, str)))
+    return f"{what}: {hint}" if hint else what
+
+
+def _assemble(model: type[BaseModel], parsed: Parsed) -> BaseModel:
+    """The model from fields already validated one by one (every one present: no error was found)."""
+    values = {}
+    for name, _, sub in _fields_of(model):
+        value = parsed[name]
+        if sub is not None and value is not None:
+            value = [_assemble(sub, v) for v in value] if isinstance(value, list) else _assemble(sub, value)
+        values[name] = value
+    return model.model_construct(**values)
 
 
 def _message(err: dict) -> str:
@@ -81,7 +128,7 @@ def _message(err: dict) -> str:
         allowed = [a.strip(" '") for a in err["ctx"]["expected"].replace(" or ", ", ").split(",")]
         near = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.6)
         hint = f"; did you mean '{near[0]}'?" if near else ""
-        return f"{value!r} is not one of: {', '.join(allowed)}{hint}"
+        return f"{shown(value)} is not one of: {', '.join(allowed)}{hint}"
     expected = {"model_type": "a mapping", "dict_type": "a mapping", "list_type": "a list",
                 "string_type": "a string", "int_type": "a number", "bool_type": "true or false"}
     if kind in expected:
@@ -89,24 +136,10 @@ def _message(err: dict) -> str:
     return err["msg"]
 
 
-def _addon_sections(data: dict, found: _Found) -> None:
-    """cni, cilium and gitops: typed by the model; here, what spans them."""
-    for key in ("cni", "cilium", "gitops", "power"):
-        if key in data:
-            _validate(TypeAdapter(Cluster.model_fields[key].annotation), data[key], (key,), found)
-    if data.get("cilium") is not None and data.get("cni", "flannel") != "cilium":
-        found.add(("cilium",), f"cilium options need `cni: cilium` (cni is {data.get('cni', 'flannel')})", key=True)
-
-
-def _nodes(value, found: _Found) -> list[tuple[int, Node]]:
-    if value is None:
-        found.add(("nodes",), "required section is missing: list the machines to install", key=True)
-        return []
-    if not isinstance(value, list):
-        found.add(("nodes",), f"must be a list of nodes, not {yaml_type(value)}")
-        return []
-    parsed = [(i, _validate(Node, item, ("nodes", i), found)) for i, item in enumerate(value)]
-    return [(i, node) for i, node in parsed if node is not None]
+@functools.cache
+def _fields_of(model: type[BaseModel]) -> list[tuple[str, Any, type[BaseModel] | None]]:
+    """Each field's name, FieldInfo and nested model (None for a plain value), worked out once."""
+    return [(name, info, _model_in(info.annotation)) for name, info in model.model_fields.items()]
 
 
 def _model_in(annotation) -> type[BaseModel] | None:
@@ -118,97 +151,21 @@ def _model_in(annotation) -> type[BaseModel] | None:
     return None
 
 
-def _unknown_keys(model: type[BaseModel], data, loc: Loc, found: _Found) -> None:
+def _unknown_keys(model: type[BaseModel], data, loc: Loc, found: Found) -> None:
     if isinstance(data, list):
         for i, item in enumerate(data):
             _unknown_keys(model, item, loc + (i,), found)
         return
     if not isinstance(data, dict):
         return
-    fields = model.model_fields
+    nested = {name: sub for name, _, sub in _fields_of(model)}
     for key, value in data.items():
-        if key not in fields:
-            near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
-            hint = f"; did you mean '{near[0]}'?" if near else f" (allowed: {', '.join(fields)})"
-            found.add(loc + (key,), f"unknown key '{key}'{hint}", key=True)
-        elif sub := _model_in(fields[key].annotation):
-            _unknown_keys(sub, value, loc + (key,), found)
-
-
-def _cross_checks(spec, boot, net, vip, nodes, found: _Found) -> None:
-    _unique(nodes, "name", found)
-    _unique(nodes, "mac", found)
-    _unique(nodes, "ip", found)
-    controllers = [(i, n) for i, n in nodes if n.role == "controller"]
-    if nodes and not controllers:
-        found.add(("nodes",), "at least one node must have role: controller")
-    if len(controllers) > 1 and vip is None:
-        found.add(("control_plane_vip",), f"required with {len(controllers)} controllers: "
-                  "the API server needs one address that moves between them", key=True)
-    elif len(controllers) == 1:
-        found.warn(("nodes", controllers[0][0], "role"),
-                   "only one controller: the control plane has no redundancy")
-    elif len(controllers) > 1 and len(controllers) % 2 == 0:
-        found.warn(("nodes", controllers[-1][0], "role"), f"{len(controllers)} controllers: an even "
-                   "number adds no etcd fault tolerance over one fewer; use an odd number")
-    if net is not None:
-        _addresses(net, boot, vip, nodes, found)
-    if spec is not None:
-        _subnets(spec, net, found)
-
-
-def _unique(nodes: list[tuple[int, Node]], attr: str, found: _Found) -> None:
-    seen: dict = {}
-    for i, node in nodes:
-        value = getattr(node, attr)
-        if value in seen:
-            j, other = seen[value]
-            found.add(("nodes", i, attr), f"{value} is already used by nodes[{j}] ({other.name})")
-        else:
-            seen[value] = (i, node)
-
-
-def _usable_in(ip, network: ipaddress.IPv4Network) -> str | None:
-    """Why `ip` cannot be a host on `network`, or None when it can."""
-    if ip not in network:
-        return f"{ip} is outside network.cidr {network}"
-    if network.prefixlen < 31 and ip in (network.network_address, network.broadcast_address):
-        kind = "network" if ip == network.network_address else "broadcast"
-        return f"{ip} is the {kind} address of {network}"
-    return None
-
-
-def _addresses(net: Network, boot, vip, nodes, found: _Found) -> None:
-    fixed: list[tuple[Loc, object, str]] = [(("network", "gateway"), net.gateway, "network.gateway")]
-    if boot is not None:
-        fixed.append((("bootstrap", "ip"), boot.ip, "bootstrap.ip"))
-    if vip is not None:
-        fixed.append((("control_plane_vip",), vip, "control_plane_vip"))
-    for n, (loc, ip, _) in enumerate(fixed):
-        if why := _usable_in(ip, net.cidr):
-            found.add(loc, why)
-        for _, other, other_name in fixed[:n]:
-            if ip == other:
-                found.add(loc, f"{ip} is the same address as {other_name}")
-    for i, node in nodes:
-        loc = ("nodes", i, "ip")
-        if why := _usable_in(node.ip, net.cidr):
-            found.add(loc, why)
-        for _, ip, name in fixed:
-            if node.ip == ip:
-                found.add(loc, f"{node.ip} is already {name}")
-
-
-def _subnets(spec: ClusterSpec, net, found: _Found) -> None:
-    nets: list[tuple[Loc, ipaddress.IPv4Network, str]] = [
-        (("cluster", "pod_subnet"), spec.pod_subnet, "cluster.pod_subnet"),
-        (("cluster", "service_subnet"), spec.service_subnet, "cluster.service_subnet")]
-    if net is not None:
-        nets.append((("network", "cidr"), net.cidr, "network.cidr"))
-    for n, (loc, subnet, _) in enumerate(nets[:2]):
-        for _, other, other_name in nets[n + 1:]:
-            if subnet.overlaps(other):
-                found.add(loc, f"{subnet} overlaps {other_name} {other}")
+        if key not in nested:
+            near = difflib.get_close_matches(str(key), list(nested), n=1, cutoff=0.6)
+            hint = f"; did you mean '{near[0]}'?" if near else f" (allowed: {', '.join(nested)})"
+            found.add(loc + (key,), f"unknown key {shown(str(key))}{hint}", key=True)
+        elif nested[key] is not None:
+            _unknown_keys(nested[key], value, loc + (key,), found)
 
 
 def iter_field_paths(model: type[BaseModel] = Cluster, prefix: str = "") -> Iterator[str]:

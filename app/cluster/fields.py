@@ -41,6 +41,12 @@ def _text(value: Any, what: str) -> str:
     return value.strip()
 
 
+def shown(value: Any) -> str:
+    """A value quoted for a message, cut short: a message must stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + "…" + text[-1]
+
+
 def yaml_type(value: Any) -> str:
     names = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
              dict: "a mapping", type(None): "empty"}
@@ -50,7 +56,7 @@ def yaml_type(value: Any) -> str:
 def parse_dns_label(value: Any) -> str:
     text = _text(value, "a name")
     if not DNS_LABEL.fullmatch(text):
-        raise ValueError(f"{text!r} is not a DNS-1123 label: use 1-63 lower-case letters, digits "
+        raise ValueError(f"{shown(text)} is not a DNS-1123 label: use 1-63 lower-case letters, digits "
                          "and '-', starting and ending with a letter or digit")
     return text
 
@@ -58,7 +64,7 @@ def parse_dns_label(value: Any) -> str:
 def parse_dns_name(value: Any) -> str:
     text = _text(value, "a DNS name").rstrip(".")
     if len(text) > 253 or not all(DNS_LABEL.fullmatch(p) for p in text.split(".")):
-        raise ValueError(f"{text!r} is not a valid DNS name (lower-case labels separated by dots)")
+        raise ValueError(f"{shown(text)} is not a valid DNS name (lower-case labels separated by dots)")
     return text
 
 
@@ -67,7 +73,7 @@ def parse_k8s_version(value: Any) -> str:
     m = K8S_VERSION.fullmatch(text)
     if not m:
         hint = f"; did you mean 'v{text}'?" if K8S_VERSION.fullmatch("v" + text) else ""
-        raise ValueError(f"{text!r} is not a Kubernetes version of the form vX.Y.Z{hint}")
+        raise ValueError(f"{shown(text)} is not a Kubernetes version of the form vX.Y.Z{hint}")
     if (int(m[1]), int(m[2])) < MIN_K8S:
         raise ValueError(f"{text} is too old: kubeadm v1beta4 configuration needs v1.31 or newer")
     return text
@@ -76,17 +82,21 @@ def parse_k8s_version(value: Any) -> str:
 def parse_flatcar_version(value: Any) -> str:
     text = _text(value, "a version like 4081.3.6")
     if not FLATCAR_VERSION.fullmatch(text):
-        raise ValueError(f"{text!r} is not a Flatcar release of the form X.Y.Z (e.g. 4081.3.6)")
+        raise ValueError(f"{shown(text)} is not a Flatcar release of the form X.Y.Z (e.g. 4081.3.6)")
     return text
 
 
 def parse_mac(value: Any) -> str:
     """Accept aa:bb:.., aa-bb-.. or aabb.ccdd.eeff, in any case; return lower-case colon form."""
     text = _text(value, "a MAC address")
+    separators = set(re.findall(r"[:\-.]", text))
+    if len(separators) > 1:
+        raise ValueError(f"{shown(text)} mixes separators ({' and '.join(sorted(separators))}); write a MAC "
+                         "with one style throughout, like 52:54:00:12:34:56")
     digits = re.sub(r"[:\-.]", "", text)
     shapes = (r"([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}", r"([0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}")
     if not any(re.fullmatch(s, text) for s in shapes) or len(digits) != 12:
-        raise ValueError(f"{text!r} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)")
+        raise ValueError(f"{shown(text)} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)")
     mac = ":".join(digits[i:i + 2] for i in range(0, 12, 2)).lower()
     if int(digits[:2], 16) & 1:
         raise ValueError(f"{mac} is a multicast address; a NIC's MAC is unicast (first byte even)")
@@ -100,20 +110,33 @@ def parse_ipv4(value: Any) -> ipaddress.IPv4Address:
     try:
         return ipaddress.IPv4Address(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not an IPv4 address") from None
+        raise ValueError(f"{shown(text)} is not an IPv4 address") from None
+
+
+DNS_NEEDED = ("give at least one DNS server: Flatcar has no fallback resolver, so without one containerd "
+              "cannot pull images and kubeadm retries forever (the gateway is a common choice if it "
+              "answers DNS)")
+
+
+def parse_dns_servers(value: Any) -> Any:
+    """An empty list is refused here; the items are then checked as IPv4 addresses."""
+    if value is None or value == []:
+        raise ValueError(f"is empty: {DNS_NEEDED}")
+    return value
 
 
 def parse_ipv4_network(value: Any) -> ipaddress.IPv4Network:
     text = _text(value, "a CIDR like 10.0.0.0/24")
     if "/" not in text:
-        raise ValueError(f"{text!r} needs a prefix length, like {text}/24")
+        like = f", like {text}/24" if re.fullmatch(r"[0-9.]{7,15}", text) else ""
+        raise ValueError(f"{shown(text)} needs a prefix length{like}")
     try:
         return ipaddress.IPv4Network(text)
     except ValueError as exc:
         if "host bits set" in str(exc):
             fixed = ipaddress.IPv4Network(text, strict=False)
             raise ValueError(f"{text} has host bits set; did you mean {fixed}?") from None
-        raise ValueError(f"{text!r} is not an IPv4 network in CIDR form") from None
+        raise ValueError(f"{shown(text)} is not an IPv4 network in CIDR form") from None
 
 
 def parse_ssh_key(value: Any) -> str:
@@ -124,7 +147,7 @@ def parse_ssh_key(value: Any) -> str:
         raise ValueError("is not an SSH public key: expected '<type> <base64> [comment]'")
     kind, body = parts[0], parts[1]
     if kind not in SSH_KEY_TYPES:
-        raise ValueError(f"unknown SSH key type {kind!r} (use one of: {', '.join(SSH_KEY_TYPES)})")
+        raise ValueError(f"unknown SSH key type {shown(kind)} (use one of: {', '.join(SSH_KEY_TYPES)})")
     try:
         blob = base64.b64decode(body, validate=True)
         fields = _ssh_strings(blob)
@@ -167,7 +190,7 @@ def parse_token(value: Any) -> str:
 def parse_disk(value: Any) -> str:
     text = _text(value, "a device path")
     if not text.startswith("/dev/") or posixpath.normpath(text) != text or text == "/dev/":
-        raise ValueError(f"{text!r} must be an absolute device path under /dev/, like /dev/sda "
+        raise ValueError(f"{shown(text)} must be an absolute device path under /dev/, like /dev/sda "
                          "or /dev/disk/by-id/...")
     return text
 
@@ -175,7 +198,7 @@ def parse_disk(value: Any) -> str:
 def parse_ifname(value: Any) -> str:
     text = _text(value, "an interface name")
     if not 0 < len(text) <= 15 or "/" in text or any(c.isspace() for c in text):
-        raise ValueError(f"{text!r} is not a Linux interface name (1-15 characters, no '/' or spaces)")
+        raise ValueError(f"{shown(text)} is not a Linux interface name (1-15 characters, no '/' or spaces)")
     return text
 
 
@@ -193,7 +216,7 @@ GIT_URL = re.compile(r"(https?|ssh|git)://[^\s/]+(/\S*)?|[\w.-]+@[\w.-]+:\S+")
 def parse_git_url(value: Any) -> str:
     text = _text(value, "a repository URL")
     if not GIT_URL.fullmatch(text):
-        raise ValueError(f"{text!r} is not a Git repository URL (https://host/org/repo.git, ssh://..., "
+        raise ValueError(f"{shown(text)} is not a Git repository URL (https://host/org/repo.git, ssh://..., "
                          "or git@host:org/repo.git)")
     return text
 
@@ -206,8 +229,8 @@ DnsLabel = Annotated[str, *_string_type(parse_dns_label, {"pattern": DNS_LABEL.p
 DnsName = Annotated[str, *_string_type(parse_dns_name, {"format": "hostname"})]
 K8sVersion = Annotated[str, *_string_type(parse_k8s_version, {"pattern": r"^v\d+\.\d+\.\d+$"})]
 FlatcarVersion = Annotated[str, *_string_type(parse_flatcar_version, {"pattern": r"^\d+\.\d+\.\d+$"})]
-Mac = Annotated[str, *_string_type(parse_mac, {
-    "pattern": r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$|^([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$"})]
+Mac = Annotated[str, *_string_type(parse_mac, {  # \1: the same separator throughout
+    "pattern": r"^[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$|^([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$"})]
 IPv4 = Annotated[ipaddress.IPv4Address, *_string_type(parse_ipv4, {"format": "ipv4"})]
 IPv4Net = Annotated[ipaddress.IPv4Network, *_string_type(parse_ipv4_network, {"pattern": r"^[0-9.]+/\d+$"})]
 SshKey = Annotated[str, *_string_type(parse_ssh_key, {"pattern": r"^(ssh|ecdsa|sk)-\S+ \S+"})]
@@ -215,5 +238,7 @@ Token = Annotated[str, *_string_type(parse_token, {"pattern": "^" + TOKEN.patter
 Disk = Annotated[str, *_string_type(parse_disk, {"pattern": "^/dev/"})]
 IfName = Annotated[str, *_string_type(parse_ifname, {"maxLength": 15})]
 GitUrl = Annotated[str, *_string_type(parse_git_url, {"pattern": GIT_URL.pattern})]
+DnsServers = Annotated[list[IPv4], BeforeValidator(parse_dns_servers),
+                      WithJsonSchema({"type": "array", "items": {"type": "string", "format": "ipv4"}, "minItems": 1})]
 Port = Annotated[int, BeforeValidator(parse_port),
                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535})]

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.cluster.fields import (IPv4, Disk, DnsLabel, DnsName, FlatcarVersion, GitUrl, IfName, IPv4Net,
+from app.cluster.fields import (IPv4, Disk, DnsLabel, DnsName, DnsServers, FlatcarVersion, GitUrl, IfName, IPv4Net,
                                 K8sVersion, Mac, Port, SshKey, Token)
 
 
@@ -44,7 +44,7 @@ class Bootstrap(_Model):
 class Network(_Model):
     cidr: IPv4Net = Field(description="The provisioning network, where nodes and the appliance live.")
     gateway: IPv4 = Field(description="Default gateway given to every node.")
-    dns: list[IPv4] = Field(default_factory=list, description="DNS servers given to every node.")
+    dns: DnsServers = Field(description="DNS servers given to every node; at least one (Flatcar has no fallback).")
 
 
 class Node(_Model):
@@ -110,6 +110,3 @@ class Cluster(_Model):
     def control_plane_address(self) -> str:
         """The address the API answers on (VIP or the single controller), for kubeadm's endpoint."""
         return str(self.control_plane_vip or self.bootstrap_node.ip)
-
-    def node_by_mac(self, mac: str) -> Node | None:
-        return next((n for n in self.nodes if n.mac == mac), None)

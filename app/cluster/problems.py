@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from app.yaml_source import Loc, Source
+
 Severity = Literal["error", "warning"]
 
 
@@ -44,3 +46,17 @@ def format_loc(loc: tuple) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+class Found:
+    """Collects problems, placing each at the source position of the field it is about."""
+
+    def __init__(self, source: Source, file: str):
+        self.source, self.file, self.items = source, file, []
+
+    def add(self, loc: Loc, message: str, *, severity: Severity = "error", key: bool = False) -> None:
+        pos = self.source.pos(loc, key=key)
+        self.items.append(Problem(self.file, pos.line, pos.column, format_loc(loc), message, severity))
+
+    def warn(self, loc: Loc, message: str) -> None:
+        self.add(loc, message, severity="warning")

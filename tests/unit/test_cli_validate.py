@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from app.cli import app
 from app.cli.validate import cluster_schema
 from tests.conftest import EXAMPLE, REPO
+from tests.yaml_bombs import BOMBS
 
 runner = CliRunner()
 
@@ -158,3 +159,16 @@ def test_online_checks_api_server_name(records, code, fragment):
     assert result.exit_code == code, result.output
     if fragment:
         assert "cluster.api_server_name: " in result.output and fragment in result.output
+
+
+@pytest.mark.parametrize("name", list(BOMBS))
+def test_hostile_input_gets_a_message_with_its_place_not_a_traceback(tmp_path, name):
+    text, code, fragment, pos = BOMBS[name]
+    path = tmp_path / "cluster.yaml"
+    path.write_text(text)
+    result = run("validate", "--config", str(path))
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit)  # typer's exit, not an error escaping
+    where = f"{path}:{pos[0]}:{pos[1]}: " if pos else f"{path}: "
+    [line] = result.output.splitlines()
+    assert line.startswith(where) and fragment in line, line
