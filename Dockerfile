@@ -1,6 +1,7 @@
 # bootstrap-node: one image that turns powered-off machines into a Kubernetes cluster on Flatcar.
 #   docker build -t bootstrap-node .                                   (downloads and verifies assets)
-#   docker build --build-arg ASSETS=context --build-arg ASSETS_DIR=assets -t bootstrap-node .
+#   docker build --build-arg ASSETS=context --build-arg ASSETS_DIR=assets \
+#                --build-arg IMAGES=context --build-arg IMAGES_DIR=images -t bootstrap-node .   (air-gapped)
 # See README "The container image" for every build argument.
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
@@ -46,7 +47,26 @@ RUN python3 -m venv /opt/bootstrap-node \
  && /opt/bootstrap-node/bin/pip uninstall --yes --quiet pip setuptools \
  && find /opt/bootstrap-node -name __pycache__ -prune -exec rm -rf {} +
 
-# --- runtime: python3, dnsmasq, iPXE binaries, the app, templates and assets; nothing else ---
+# --- images: the container images nodes pull (kubeadm's, kube-vip, the CNI's, Argo CD's when pinned),
+#     as the OCI layout `serve` answers at /v2/; downloaded, or taken from the context; all verified ---
+FROM build AS images
+ARG IMAGES=download
+ARG IMAGES_DIR=scripts/assets/none
+ARG K8S_VERSION=v1.31.4
+ARG ARCH=amd64
+SHELL ["/bin/sh", "-eu", "-c"]
+RUN if [ "$IMAGES" = download ]; then \
+      apt-get update && apt-get install -y --no-install-recommends ca-certificates skopeo \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
+COPY scripts/assets/fetch-images /usr/local/lib/bootstrap-node/
+COPY --from=assets /assets/cni/ /manifests/cni/
+COPY --from=assets /assets/gitops/ /manifests/gitops/
+COPY ${IMAGES_DIR}/ /context-images/
+RUN K8S_VERSION="$K8S_VERSION" ARCH="$ARCH" \
+    /usr/local/lib/bootstrap-node/fetch-images "$IMAGES" /context-images /images /manifests
+
+# --- runtime: python3, dnsmasq, iPXE binaries, the app, templates, assets and images; nothing else ---
 FROM ${BASE_IMAGE}
 ARG FLATCAR_VERSION=4081.3.6
 ARG FLATCAR_CHANNEL=stable
@@ -62,6 +82,7 @@ COPY app/templates/ /usr/share/bootstrap-node/templates/
 COPY --from=assets /assets/cni/ /usr/share/bootstrap-node/templates/cni/
 COPY --from=assets /assets/gitops/ /usr/share/bootstrap-node/templates/gitops/
 COPY --from=assets /assets/bin/ /usr/local/bin/
+COPY --from=images /images /images
 RUN mkdir -p /templates /config /output
 ENV PATH=/opt/bootstrap-node/bin:$PATH \
     BOOTSTRAP_BUILTIN_TEMPLATES=/usr/share/bootstrap-node/templates \

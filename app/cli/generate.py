@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from app.cli.common import DEFAULT_ASSETS, DEFAULT_IPXE_DIR, AssetsOpt, IpxeDirOpt, Paths, command, fail, load_or_exit
+from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IMAGES, DEFAULT_IPXE_DIR, AssetsOpt, ImagesOpt, IpxeDirOpt, Paths,
+                            command, fail, load_or_exit)
 from app.cluster.model import Cluster
 from app.exitcodes import ExitCode
 
@@ -22,6 +23,7 @@ def generate(
         = None,
     rotate_secrets: Annotated[bool, typer.Option(
         help="Replace the CA, keys and tokens. Installed nodes will no longer trust the cluster.")] = False,
+    images: ImagesOpt = DEFAULT_IMAGES,
 ) -> None:
     """Render the output tree: Matchbox data, Ignition per node, PKI, dnsmasq.conf, TFTP files.
 
@@ -31,11 +33,21 @@ def generate(
     cluster = load_or_exit(paths.config)
     result = generate_or_exit(cluster, paths, assets=assets, ipxe_dir=ipxe_dir, ignition_schemas=ignition_schemas,
                               rotate_secrets=rotate_secrets)
+    _warn_missing_images(cluster, paths, images)
     s = result.summary
     if result.secrets_created:
         typer.echo(f"created new secrets in {paths.output / 'credentials'} (CA, service-account key, token)")
     typer.echo(f"{paths.output}: {len(s.written)} written, {len(s.unchanged)} unchanged, {len(s.removed)} removed "
                f"({len(cluster.nodes)} nodes)")
+
+
+def _warn_missing_images(cluster: Cluster, paths: Paths, layout: Path) -> None:
+    """Before any node boots: say what the appliance's registry will not have."""
+    from app.cli.images import layout_warning
+
+    message = layout_warning(cluster, paths.templates, layout)
+    if message is not None:
+        typer.echo(f"warning: {message}", err=True)
 
 
 def generate_or_exit(cluster: Cluster, paths: Paths, **options):

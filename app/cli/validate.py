@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from app.cli.common import Format, Paths, command, unreadable
-from app.cluster import SourceError, check, load_source, render
+from app.cli.common import DEFAULT_IMAGES, Format, ImagesOpt, Paths, command, unreadable
+from app.cluster import Problem, SourceError, check, load_source, render
 from app.cluster.model import Cluster
 from app.exitcodes import ExitCode
 
@@ -21,6 +21,7 @@ def validate(
     online: Annotated[bool, typer.Option(help="Also check DNS for cluster.api_server_name.")] = False,
     nameserver: Annotated[Optional[str], typer.Option(
         help="With --online: DNS server HOST[:PORT] to ask instead of the system's.")] = None,
+    images: ImagesOpt = DEFAULT_IMAGES,
 ) -> None:
     """Check cluster.yaml and report every problem with file, line and column.
 
@@ -36,6 +37,8 @@ def validate(
     if cluster is not None and online:
         from app.cluster.online import check_online
         problems += check_online(cluster, source, str(path), nameserver)
+    if cluster is not None:
+        problems += images_problem(cluster, paths, images, source)
     failed = any(p.severity == "error" or strict for p in problems)
     if fmt is Format.text:
         if problems:
@@ -45,6 +48,17 @@ def validate(
     else:
         typer.echo(render(problems, fmt.value))
     raise typer.Exit(ExitCode.INVALID if failed else ExitCode.OK)
+
+
+def images_problem(cluster: Cluster, paths: Paths, layout, source) -> list[Problem]:
+    """A warning at k8s_version when the image layout exists but lacks what this cluster needs."""
+    from app.cli.images import layout_warning
+
+    message = layout_warning(cluster, paths.templates, layout)
+    if message is None:
+        return []
+    pos = source.pos(("cluster", "k8s_version"))
+    return [Problem(str(paths.config), pos.line, pos.column, "cluster.k8s_version", message, "warning")]
 
 
 def summary(cluster: Cluster) -> str:

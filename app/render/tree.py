@@ -17,10 +17,10 @@ from app.cluster import Cluster, Node
 from app import pki
 from app.ignition import butane, rules as ignition
 from app.layout import CREDENTIAL_PATH
+from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
 from app.render.templates import Templates, TemplateError
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
-KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v1.2.3"
 SYSEXT_ARCH = {"amd64": "x86-64", "arm64": "arm64"}
 FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
 TOKEN_TTL = "2h0m0s"  # the bootstrap token's lifetime, as kubeadm's kubeadm-certs Secret
@@ -82,6 +82,8 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "TFTP_ROOT": str(appliance.output_dir / "tftp"), "NIC": NIC, "KUBE_VIP_IMAGE": KUBE_VIP_IMAGE,
         "secrets": secrets, "CERTIFICATE_KEY": secrets.certificate_key, "TOKEN_TTL": TOKEN_TTL,
         "CREDENTIAL_PATH": CREDENTIAL_PATH,
+        # containerd: pull through the appliance's /v2/ first, upstream after; kubeadm's pause image.
+        "REGISTRY_MIRRORS": registry_mirrors(), "SANDBOX_IMAGE": sandbox_image(spec.k8s_version),
     }
 
 

@@ -7,6 +7,7 @@ reachable, stand-in assets with SHA256SUMS (ASSETS=context), and a wheelhouse (W
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ from tests.integration.test_serve_process import free_port, wait_for
 TAG = "localhost/bootstrap-node:test"
 BASE = "localhost/debian:bookworm-slim"
 CONTEXT_ASSETS = REPO / "build" / "container-assets"
+CONTEXT_IMAGES = REPO / "build" / "container-images"
+PAYLOAD = "localhost/bootstrap-node-payload:test"
 WHEELS = REPO / "build" / "wheels"
 STANDINS = ["flatcar/4081.3.6/flatcar_production_pxe.vmlinuz", "flatcar/4081.3.6/flatcar_production_pxe_image.cpio.gz",
             "flatcar/4081.3.6/flatcar_production_image.bin.bz2", "sysext/kubernetes-v1.31.4-x86-64.raw",
@@ -72,15 +75,37 @@ def context_inputs() -> None:
         stale.unlink()  # the image builds the app from this checkout's source
 
 
+def context_images(name: str) -> list[str]:
+    """An OCI layout with every image the app says the image must bake (kubeadm's for v1.31.4, kube-vip,
+    the stand-in flannel manifest's), all one tiny podman-built image under each name. Returns the refs."""
+    from app.render.images import KUBE_VIP_IMAGE, kubeadm_images, manifest_images
+    if shutil.which("skopeo") is None or name != "podman":
+        pytest.skip("needs podman and skopeo to make the image layout the build takes (IMAGES=context)")
+    refs = [*kubeadm_images("v1.31.4"), KUBE_VIP_IMAGE,
+            *manifest_images(REPO / "tests" / "fixtures" / "kube-flannel.yml")]
+    shutil.rmtree(CONTEXT_IMAGES, ignore_errors=True)
+    payload = REPO / "build" / "payload"
+    payload.mkdir(parents=True, exist_ok=True)
+    (payload / "Containerfile").write_text("FROM scratch\nCOPY payload.txt /payload.txt\n")
+    (payload / "payload.txt").write_text("stand-in image\n")
+    subprocess.run(["podman", "build", "-q", "--platform", "linux/amd64", "-t", PAYLOAD, str(payload)], check=True,
+                   capture_output=True)
+    for ref in refs:
+        subprocess.run(["skopeo", "copy", "-q", f"containers-storage:{PAYLOAD}", f"oci:{CONTEXT_IMAGES}:{ref}"],
+                       check=True, capture_output=True)
+    return refs
+
+
 @pytest.fixture(scope="module")
 def image():
     client, name = engine()
     base = base_image(client, name)
     context_inputs()
+    context_images(name)
     started = time.monotonic()
     client.legacy_build(REPO, file=REPO / "Dockerfile", tags=[TAG], network="host", build_args={
         "BASE_IMAGE": base, "ASSETS": "context", "ASSETS_DIR": "build/container-assets",
-        "WHEELHOUSE": "build/wheels"})
+        "WHEELHOUSE": "build/wheels", "IMAGES": "context", "IMAGES_DIR": "build/container-images"})
     built = client.image.inspect(TAG)
     report = REPO / "build" / "container-report.txt"
     report.write_text(f"engine {name}; build {time.monotonic() - started:.0f}s; size {built.size / 1e6:.0f} MB\n")
@@ -139,6 +164,28 @@ def test_generate_into_a_mounted_output(image, tmp_path):
         (out / "matchbox" / "ignition" / "worker-1.ign").read_text()
 
 
+def baked_digest(ref: str) -> str:
+    index = json.loads((CONTEXT_IMAGES / "index.json").read_text())
+    return next(m["digest"] for m in index["manifests"]
+                if m["annotations"]["org.opencontainers.image.ref.name"] == ref)
+
+
+def test_images_are_baked_and_complete(image, tmp_path):
+    client, _ = image
+    code, out = run(client, "images", "--format", "json", volumes=[(EXAMPLE, "/config/cluster.yaml", "ro")])
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["layout"] == "/images" and report["missing"] == 0
+    assert {e["ref"] for e in report["images"]} == set(context_images_refs())
+    code, lock = run(client, "-c", "cat /images/images.lock", entrypoint="sh")
+    assert code == 0 and f"registry.k8s.io/pause:3.10 {baked_digest('registry.k8s.io/pause:3.10')}" in lock
+
+
+def context_images_refs() -> list[str]:
+    index = json.loads((CONTEXT_IMAGES / "index.json").read_text())
+    return [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
+
+
 def test_serve_with_host_network(image, tmp_path):
     client, _ = image
     out = tmp_path / "output"
@@ -155,6 +202,16 @@ def test_serve_with_host_network(image, tmp_path):
             assert r.read().startswith(b"#!ipxe\nchain ipxe?")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz") as r:
             assert r.read() == b"stand-in flatcar/4081.3.6/flatcar_production_pxe.vmlinuz\n"
+        # The baked layout is the nodes' registry: skopeo pulls through it (the direct form).
+        pause = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
+                                f"docker://127.0.0.1:{port}/registry.k8s.io/pause:3.10"],
+                               capture_output=True, text=True, timeout=60)
+        assert pause.returncode == 0, pause.stderr
+        assert json.loads(pause.stdout)["Digest"] == baked_digest("registry.k8s.io/pause:3.10")
+        unknown = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
+                                  f"docker://127.0.0.1:{port}/registry.k8s.io/nope:1"],
+                                 capture_output=True, text=True, timeout=60)
+        assert unknown.returncode != 0 and "name unknown" in unknown.stderr
     finally:
         container.stop(time=20)
         container.reload()

@@ -233,3 +233,61 @@ def test_skopeo_copy_gets_every_blob_intact(layout, server, tmp_path):
 def test_skopeo_unknown_image_error(server, ref, message):
     result = skopeo("inspect", "--tls-verify=false", f"docker://{server.address}/{ref}", check=False)
     assert result.returncode != 0 and message in result.stderr
+
+
+# -- containerd through EXACTLY the hosts.toml files a generated final Ignition carries --------------
+CERTS_D = "/etc/containerd/certs.d/"
+
+
+@pytest.fixture(scope="module")
+def ignition_hosts_dir(server, tmp_path_factory) -> Path:
+    """`generate` for a cluster whose appliance is this test server (bootstrap.ip 127.0.0.1, http_port
+    its port); the hosts.toml files decoded from a node's final Ignition, written unchanged. Their
+    `server =` lines are the real upstreams (https://registry.k8s.io, ...), unreachable here."""
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from tests.unit.test_generate import files_of
+
+    work = tmp_path_factory.mktemp("generated")
+    config = work / "cluster.yaml"
+    config.write_text(f"""
+cluster: {{name: lo, k8s_version: v1.31.4, flatcar_version: 4081.3.6,
+          ssh_authorized_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILCm5HyiNUklxeNjQCKDT3uL5tp2/TNtCN+HJuY6Idr/ a@b"}}
+bootstrap: {{ip: 127.0.0.1, http_port: {server.port}}}
+network: {{cidr: 127.0.0.0/8, gateway: 127.0.0.254}}
+nodes: [{{name: cp-1, role: controller, mac: "52:54:00:00:00:11", ip: 127.0.0.11}}]
+""")
+    result = CliRunner().invoke(app, ["--config", str(config), "--output", str(work / "out"), "--templates",
+                                      "/nonexistent", "generate", "--assets", str(work / "none"),
+                                      "--images", str(work / "none")])
+    assert result.exit_code == 0, result.output
+    files = files_of(json.loads((work / "out" / "matchbox" / "ignition" / "cp-1.ign").read_text()))
+    root = work / "certs.d"
+    for path, data in files.items():
+        if path.startswith(CERTS_D):
+            (root / path[len(CERTS_D):]).parent.mkdir(parents=True, exist_ok=True)
+            (root / path[len(CERTS_D):]).write_bytes(data)
+    assert sorted(p.parent.name for p in root.glob("*/hosts.toml")) == sorted(MIRRORED)
+    return root
+
+
+@pytest.mark.parametrize(("ref", "extra"), [(PAUSE, []), (KUBE_VIP, []), (BUSYBOX, []),
+                                            (CILIUM, ["--all-platforms"])])
+def test_containerd_fetches_with_the_generated_hosts_toml(layout, ignition_hosts_dir, containerd, ref, extra):
+    namespace = "g" + hashlib.sha256(ref.encode()).hexdigest()[:8]
+    ctr(containerd, namespace, "content", "fetch", "--hosts-dir", str(ignition_hosts_dir), *extra, ref)
+    expected = index_descriptor(layout, ref)["digest"]
+    fetched = set(ctr(containerd, namespace, "content", "ls", "-q").stdout.split())
+    assert fetched == closure(layout, expected)  # the upstream is unreachable: every byte came from us
+    for digest in fetched:
+        assert ctr(containerd, namespace, "content", "get", digest, text=False).stdout == blob(layout, digest)
+
+
+def test_generated_hosts_toml_unknown_image_gets_our_404(ignition_hosts_dir, containerd, server):
+    misses = server.ctx.metrics.requests[("/v2/{tail}", 404)]
+    result = ctr(containerd, "gunknown", "content", "fetch", "--hosts-dir", str(ignition_hosts_dir),
+                 "registry.k8s.io/nope:1", check=False)
+    assert result.returncode != 0
+    assert server.ctx.metrics.requests[("/v2/{tail}", 404)] > misses
+    assert "StatusNotFound" in result.stderr and server.address in result.stderr

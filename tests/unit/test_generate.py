@@ -351,3 +351,22 @@ def test_cilium_kube_proxy_replacement_skips_kube_proxy(out, tmp_path):
     assert init[0]["skipPhases"] == ["addon/kube-proxy"]
     flannel = list(yaml.safe_load_all(files_of(ignition(out, "cp-1"))["/etc/kubernetes/kubeadm.yaml"]))
     assert "skipPhases" not in flannel[0]
+
+
+@pytest.mark.parametrize("name", NODES)
+def test_containerd_pulls_through_the_appliance_then_upstream(out, name):
+    import tomllib
+
+    from app.render.images import MIRRORED_REGISTRIES, UPSTREAM
+    files = files_of(ignition(out, name))
+    config = tomllib.loads(files["/etc/containerd/config.toml"].decode())
+    cri = config["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10"  # kubeadm's, for v1.31.4
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    hosts = {path.split("/")[4]: tomllib.loads(data.decode()) for path, data in files.items()
+             if path.startswith("/etc/containerd/certs.d/")}
+    assert sorted(hosts) == sorted(MIRRORED_REGISTRIES)
+    for registry, toml in hosts.items():
+        assert toml["server"] == UPSTREAM.get(registry, f"https://{registry}")
+        assert toml["host"] == {"http://10.0.0.2:8080": {"capabilities": ["pull", "resolve"]}}
