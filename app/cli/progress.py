@@ -18,6 +18,7 @@ from app.serve.status_view import StatusView, download_text, duration, last_erro
 
 HEADERS = ["node", "role", "phase (events)", "API", "last error"]
 STATUS_HEADERS = ["node", "mac", "phase", "step", "in phase", "download", "error"]
+DOWNLOAD_COLUMN = STATUS_HEADERS.index("download")
 
 
 class Display:
@@ -52,9 +53,11 @@ class Display:
 
 
 def text_table(title: str, headers: list[str], rows: list[list[str]]):
-    from rich.table import Table
+    """The last column (the error) wraps; the others keep whole (a MAC cut short is no use)."""
+    from rich.table import Column, Table
     from rich.text import Text
-    table = Table(*headers, title=Text(title))
+    columns = [Column(h, no_wrap=i < len(headers) - 1) for i, h in enumerate(headers)]
+    table = Table(*columns, title=Text(title))
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))  # text from the network is never markup
     return table
@@ -71,7 +74,7 @@ class Progress(Display):
 
 def status_rows(view: StatusView) -> list[list[str]]:
     return [[n.name, n.mac, n.phase, f"{n.step}/{len(PHASES)}" if n.step else "-",
-             duration(n.segments[-1].seconds) if n.segments else "-",
+             duration(n.segments[-1].seconds) if n.segments and not n.ready else "-",
              download_text(n.download) if n.download and not n.installed else "", n.error]
             for n in view.nodes]
 
@@ -80,7 +83,12 @@ def status_renderable(view: StatusView, title: str):
     """The table, then the summary and the alerts, all as text."""
     from rich.console import Group
     from rich.text import Text
-    return Group(text_table(title, STATUS_HEADERS, status_rows(view)), Text(summary_text(view)),
+    rows = status_rows(view)
+    headers = STATUS_HEADERS
+    if not any(row[DOWNLOAD_COLUMN] for row in rows):  # no column of blanks
+        headers = headers[:DOWNLOAD_COLUMN] + headers[DOWNLOAD_COLUMN + 1:]
+        rows = [row[:DOWNLOAD_COLUMN] + row[DOWNLOAD_COLUMN + 1:] for row in rows]
+    return Group(text_table(title, headers, rows), Text(summary_text(view)),
                  *(Text(line) for line in alert_lines(view).values()))
 
 
