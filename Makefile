@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 LAB_PACKAGES := qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base busybox-static cpio iproute2
 
-.PHONY: test venv schema clean lab lab-deps bench
+.PHONY: test venv schema clean lab lab-deps bench screenshot
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,18 @@ bench: venv
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk; } \
 		|| { echo "make bench needs nginx and wrk (Debian: nginx-light wrk)"; exit 1; }
 	$(PY) bench/run.py
+
+## docs/status-page.png: the status page over the browser test's lab-like rack, photographed by headless
+## Chromium and palette-quantized with pngquant (Debian: chromium pngquant) to stay small.
+screenshot: venv
+	@command -v chromium >/dev/null && command -v pngquant >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium pngquant; } \
+		|| { echo "make screenshot needs chromium and pngquant"; exit 1; }
+	@mkdir -p docs
+	$(PY) -m tests.browser.lab_page docs/status-page.raw.png
+	pngquant --force --quality 70-95 --speed 1 --output docs/status-page.png docs/status-page.raw.png
+	@rm -f docs/status-page.raw.png
+	@ls -l docs/status-page.png
 
 ## Regenerate cluster.schema.json from the model.
 schema: venv

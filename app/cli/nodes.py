@@ -3,34 +3,103 @@ and after it stopped."""
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import asdict
+from enum import Enum
+from typing import Annotated
+
 import typer
 
-from app.cli.common import Paths, command, fail, known_nodes
+from app.cli.common import DEFAULT_ASSETS, AssetsOpt, Paths, command, fail, known_nodes
 from app.events import Event, EventLog, append_event
 from app.layout import EVENTS
 
 
-@command()
-def status(paths: Paths) -> None:
-    """Each node's phase from the event log."""
-    from rich.console import Console
-    from rich.table import Table
+class StatusFormat(str, Enum):
+    text = "text"
+    json = "json"
 
-    from app.serve.status_page import HEADERS, rows
+
+class DiscoverFormat(str, Enum):
+    snippet = "snippet"
+    yaml = "yaml"
+    json = "json"
+
+
+WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Keep showing changes until Ctrl-C: a live table "
+                                                              "on a terminal, one line per change otherwise.")]
+IntervalOpt = Annotated[float, typer.Option(help="Seconds between looks at the event log with --watch.")]
+
+
+@command()
+def status(
+    paths: Paths,
+    format: Annotated[StatusFormat, typer.Option("--format", help="text: a table; json: what GET /status "
+                                                                   "answers.")] = StatusFormat.text,
+    watch: WatchOpt = False,
+    interval: IntervalOpt = 1.0,
+    assets: AssetsOpt = DEFAULT_ASSETS,
+) -> None:
+    """Each node's phase, download and last error, and the alerts, from the event log."""
+    from app.serve.status_view import build
 
     log = EventLog(paths.output, known_nodes(paths.config))
-    table = Table(*HEADERS, title=f"bootstrap-node: {paths.output / EVENTS}")
-    for row in rows(log.snapshot()):
-        table.add_row(*row)
-    Console(highlight=False).print(table)
+    if format is StatusFormat.json:
+        if watch:
+            raise fail("--watch shows a table or lines; for JSON, poll GET /status or run without --watch")
+        typer.echo(json.dumps(build(log, assets).as_json(), indent=2))
+        return
+    if watch:
+        _watch(log, paths, assets, interval)
+        return
+    from rich.console import Console
+
+    from app.cli.progress import status_renderable
+    Console(highlight=False).print(status_renderable(build(log, assets), _title(paths)))
+
+
+def _title(paths: Paths) -> str:
+    return f"bootstrap-node: {paths.output / EVENTS}"
+
+
+def _watch(log: EventLog, paths: Paths, assets, interval: float) -> None:
+    from app.cli.progress import Display, status_lines, status_renderable
+    from app.serve.status_view import build
+
+    try:
+        with Display() as display:
+            while True:
+                log.follow(external_only=False)
+                view = build(log, assets)
+                display.show(lambda: status_renderable(view, _title(paths)), status_lines(view))
+                time.sleep(max(interval, 0.1))
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a watch ends: not an error
 
 
 @command()
-def discover(paths: Paths) -> None:
-    """MACs that PXE-booted but are in no group, as a ready-to-paste `nodes:` snippet."""
+def discover(
+    paths: Paths,
+    format: Annotated[DiscoverFormat, typer.Option("--format", help="snippet: a ready-to-paste `nodes:` list; "
+                                                                     "yaml or json: the machines as data.")]
+        = DiscoverFormat.snippet,
+) -> None:
+    """MACs that PXE-booted but are in no group (by default as a ready-to-paste `nodes:` snippet)."""
     from app.serve.discovery import nodes_snippet, unknown_machines
 
-    typer.echo(nodes_snippet(unknown_machines(paths.output / EVENTS, known_nodes(paths.config))), nl=False)
+    known = known_nodes(paths.config)
+    if format is DiscoverFormat.snippet:
+        typer.echo(nodes_snippet(unknown_machines(paths.output / EVENTS, known)), nl=False)
+        return
+    from app.serve.status_view import build
+
+    machines = [asdict(u) for u in build(EventLog(paths.output, known)).unknown]
+    if format is DiscoverFormat.json:
+        typer.echo(json.dumps(machines, indent=2))
+    else:
+        import yaml
+        typer.echo(yaml.safe_dump(machines, sort_keys=False) if machines else "[]\n", nl=False)
 
 
 @command()

@@ -18,7 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from app.events import CALLBACK_PHASES, Event, EventLog
-from app.serve import policy, registry, scripts, status_page
+from app.serve import policy, registry, scripts, status_page, status_view
 from app.serve.assets import serve_asset
 from app.serve.matchbox import Store, normalize_mac, parse_labels
 from app.serve.metrics import Metrics
@@ -131,8 +131,8 @@ async def root(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     if ctx.config.strict_matchbox:
         return text("matchbox\n")
-    return web.Response(text=status_page.html(ctx.events.snapshot(), sorted(ctx.events.discovered)),
-                        content_type="text/html", charset="utf-8")
+    view = status_view.build(ctx.events, ctx.config.assets, ctx.clock())
+    return web.Response(text=status_page.html(view), content_type="text/html", charset="utf-8")
 
 
 async def boot_ipxe(request: web.Request) -> web.Response:
@@ -281,10 +281,7 @@ async def post_event(request: web.Request) -> web.Response:
 
 async def status_json(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    body = {"nodes": [status_page.as_dict(s) for s in ctx.events.snapshot()],
-            "discovered": sorted(ctx.events.discovered),
-            "alerts": dict(ctx.events.alerts)}
-    return web.json_response(body)
+    return web.json_response(status_view.build(ctx.events, ctx.config.assets, ctx.clock()).as_json())
 
 
 async def metrics(request: web.Request) -> web.Response:

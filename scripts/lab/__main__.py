@@ -48,19 +48,39 @@ def run_all(the_lab: Lab, timeout: float = 900) -> int:
     try:
         boot(the_lab, [])
         nodes = [m for m in MACHINES if m.name != "stranger"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            installed = {e.get("node") for e in the_lab.events() if e.get("kind") == "installed"}
-            os.system("clear" if sys.stdout.isatty() else "true")
-            status(the_lab)
-            if all(m.name in installed for m in nodes):
-                print("every node installed; the stranger is listed by `bootstrap-node discover`")
-                return 0
-            time.sleep(5)
+        if watch(the_lab, lambda: all_installed(the_lab, nodes), timeout):
+            print("every node installed; the stranger is listed by `bootstrap-node discover`")
+            return 0
         print(f"not every node installed within {timeout:.0f}s; serial logs are in {the_lab.dir}")
         return 1
     finally:
         the_lab.down()
+
+
+def all_installed(the_lab: Lab, nodes) -> bool:
+    installed = {e.get("node") for e in the_lab.events() if e.get("kind") == "installed"}
+    return all(m.name in installed for m in nodes)
+
+
+def watch(the_lab: Lab, done, timeout: float) -> bool:
+    """`status --watch`'s display until `done()`: a live table on a terminal, and in a log (CI,
+    `make lab > file`) one line per change instead of the whole table every few seconds."""
+    from app.cli.common import known_nodes
+    from app.cli.progress import Display, status_lines, status_renderable
+    from app.events import EventLog
+    from app.serve.status_view import build
+
+    log = EventLog(the_lab.output, known_nodes(the_lab.config))
+    deadline = time.monotonic() + timeout
+    with Display() as display:
+        while time.monotonic() < deadline:
+            log.follow(external_only=False)
+            view = build(log, the_lab.assets)
+            display.show(lambda: status_renderable(view, "make lab"), status_lines(view))
+            if done():
+                return True
+            time.sleep(2)
+    return False
 
 
 def main(argv: list[str]) -> int:

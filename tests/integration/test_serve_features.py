@@ -183,7 +183,8 @@ async def test_status_page_json_and_metrics(data_dir, tmp_path):
             pass
         async with http.get("/") as r:
             page = await r.text()
-            assert '<meta http-equiv="refresh"' in page and "<td>node-b</td>" in page and "<td>installing</td>" in page
+            assert '<meta http-equiv="refresh"' in page and '<div class="name">node-b</div>' in page
+            assert '<span class="phase ">installing</span>' in page
         async with http.get("/status") as r:
             nodes = {n["name"]: n for n in (await r.json())["nodes"]}
             assert nodes["node-b"]["phase"] == "installing" and nodes["node-a"]["phase"] == "pending"
