@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from app.cli import cluster_schema
+from app.cli.validate import cluster_schema
 from app.cluster import check
 from app.cluster.model import Cluster
 from app.yaml_source import parse_source
