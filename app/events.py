@@ -45,11 +45,14 @@ INSTALL_CALLBACKS = {"installing", "installed"}
 FINAL_CALLBACKS = {"final-ignition", "kubeadm", "joined"}
 # Kinds that change a node's install window (see NodeState.apply).
 FINAL_CONFIG_SERVED = "final-config"
+NODE_STATE = "node-state"  # a node's whole state, written when the log is compacted
+ALERT_SUMMARY = "alert-summary"  # alert counts carried over a compaction
 ALERT = "alert"
 CONTESTED = "window-contested"
 # Sources that write from other processes (`reinstall`, `wait`); a running serve follows them.
 EXTERNAL_SOURCES = {"cli", "wait"}
 RECENT_ALERTS = 50
+MAX_BYTES = 64 * 1024 * 1024  # events.jsonl is compacted past this; events.jsonl.1 keeps the one before
 EVENTS_FILE = EVENTS  # kept for readers that import it from here
 
 
@@ -120,7 +123,35 @@ class NodeState:
     window: Window | None = None
     callback_credential: str = ""  # sha256 of the final config's credential (post-install callbacks)
 
+    def snapshot_event(self) -> Event:
+        """This state as one event: replaying it restores the state (compaction)."""
+        window = self.window
+        detail = {"phase": self.phase, "error": self.error, "installed": self.installed,
+                  "first_seen": self.first_seen, "history": [list(h) for h in self.history],
+                  "callback_credential": self.callback_credential,
+                  "window": None if window is None else {
+                      "opened": window.opened, "address": window.address, "link_mac": window.link_mac,
+                      "install_credential": window.install_credential, "install_served": window.install_served,
+                      "final_served": window.final_served, "contested": window.contested}}
+        return Event(NODE_STATE, mac=self.mac, node=self.name, source="serve", detail=detail, ts=self.updated)
+
+    def _restore(self, detail: dict) -> None:
+        self.phase, self.error = str(detail.get("phase", "")), str(detail.get("error", ""))
+        self.installed = bool(detail.get("installed"))
+        self.first_seen = str(detail.get("first_seen", "")) or self.first_seen
+        self.history = [(str(ts), str(phase)) for ts, phase in detail.get("history", [])]
+        self.callback_credential = str(detail.get("callback_credential", ""))
+        window = detail.get("window")
+        self.window = Window(**window) if isinstance(window, dict) else None
+
     def apply(self, event: Event) -> None:
+        if event.kind == NODE_STATE:
+            try:
+                self._restore(event.detail)
+            except (TypeError, ValueError):
+                pass  # a damaged snapshot line: the node starts over as pending
+            self.updated = event.ts
+            return
         self.first_seen = self.first_seen or event.ts
         self.updated = event.ts
         if event.node:
@@ -171,8 +202,12 @@ class EventLog:
     new node at once: one source of truth for which nodes exist.
     """
 
-    def __init__(self, output: Path, known: Callable[[], dict[str, str]] | dict[str, str] | None = None):
+    def __init__(self, output: Path, known: Callable[[], dict[str, str]] | dict[str, str] | None = None,
+                 max_bytes: int = MAX_BYTES):
         self.path = output / EVENTS
+        self.max_bytes = max_bytes
+        self._size = 0  # bytes in the file we append to
+        self._inode = 0
         fixed = dict(known or {}) if not callable(known) else None
         self._known: Callable[[], dict[str, str]] = known if callable(known) else (lambda: fixed)
         self.nodes: dict[str, NodeState] = {}
@@ -190,30 +225,46 @@ class EventLog:
         return self._known()
 
     def follow(self, external_only: bool = True) -> int:
-        """Apply lines appended since the last look. A running serve calls this periodically and
-        takes only other processes' events (its own are applied as it writes them). Returns how
-        many events were applied."""
+        """Apply lines appended since the last look, streaming (memory stays bounded whatever the
+        file's size). A running serve calls this periodically and takes only other processes' events
+        (its own are applied as it writes them); another process (`wait`) takes everything, and
+        starts over when the file was compacted under it. Returns how many events were applied."""
         try:
-            with self.path.open("rb") as f:
-                f.seek(self._followed)
-                data = f.read()
+            f = self.path.open("rb")
         except FileNotFoundError:
             return 0
-        complete = data[:data.rfind(b"\n") + 1]  # a line still being written waits for the next look
-        self._followed += len(complete)
         applied = 0
-        for line in complete.decode("utf-8", errors="replace").splitlines():
-            event = Event.from_json(line)
-            if event is not None and (not external_only or event.source in EXTERNAL_SOURCES):
-                with self._lock:
-                    self._apply(event)
-                applied += 1
+        with f:
+            st = os.fstat(f.fileno())
+            if st.st_ino != self._inode or st.st_size < self._followed:
+                if self._inode and not external_only:
+                    self._forget()  # compacted: its first lines hold every node's state
+                self._inode, self._followed = st.st_ino, 0
+            f.seek(self._followed)
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break  # a line still being written waits for the next look
+                self._followed += len(raw)
+                event = Event.from_json(raw.decode("utf-8", errors="replace"))
+                if event is not None and (not external_only or event.source in EXTERNAL_SOURCES):
+                    with self._lock:
+                        self._apply(event)
+                    applied += 1
         return applied
+
+    def _forget(self) -> None:
+        with self._lock:
+            self.nodes.clear()
+            self.discovered.clear()
+            self.alerts.clear()
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._file = os.fdopen(fd, "a", buffering=1, encoding="utf-8")
+        st = os.fstat(fd)
+        self._size, self._inode = st.st_size, st.st_ino
+        self._followed = max(self._followed, st.st_size) if self._followed else st.st_size
 
     def close(self) -> None:
         if self._file:
@@ -231,16 +282,50 @@ class EventLog:
         if event.mac and not event.node:
             event.node = self.known.get(event.mac, "")
         with self._lock:
+            self._apply(event)
             if self._file is not None:
+                line = event.line()
                 try:
-                    self._file.write(event.line())
+                    self._file.write(line)
                     self._file.flush()
+                    self._size += len(line.encode())
                 except OSError:
                     self.write_failures += 1
-            self._apply(event)
+                if self._size > self.max_bytes:
+                    self._compact()
         return event
 
+    def _compact(self) -> None:
+        """Past the cap: keep the log as events.jsonl.1 and start events.jsonl anew with the state
+        as it is now (one line per node, per discovered MAC, and the alert counts). Called with the
+        lock held; a failure (a full disk) leaves the log as it was and is counted."""
+        lines = [s.snapshot_event().line() for s in self.nodes.values()]
+        lines += [Event("discovered", mac=mac, source="serve", ts=ts).line() for mac, ts in self.discovered.items()]
+        if self.alerts:
+            lines.append(Event(ALERT_SUMMARY, source="serve", detail={"counts": dict(self.alerts)}).line())
+        data = "".join(lines).encode()
+        fresh = self.path.with_name(self.path.name + ".new")
+        try:
+            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            os.replace(fresh, self.path)
+        except OSError:
+            self.write_failures += 1
+            fresh.unlink(missing_ok=True)
+            self.max_bytes *= 2  # do not try again on every line
+            return
+        self._file.close()
+        self._file = None
+        self.open()
+        self._followed = self._size  # our own snapshot is applied already
+
     def _apply(self, event: Event) -> None:
+        if event.kind == ALERT_SUMMARY:
+            self.alerts.update({str(k): int(v) for k, v in event.detail.get("counts", {}).items()})
         if event.kind == ALERT:
             self.alerts[str(event.detail.get("reason", "alert"))] += 1
             self.recent_alerts.append(event)
@@ -269,7 +354,7 @@ class EventLog:
 
 
 def _changes_state(kind: str) -> bool:
-    return kind in PHASES or kind in ("failed", "reinstall", FINAL_CONFIG_SERVED, CONTESTED)
+    return kind in PHASES or kind in ("failed", "reinstall", FINAL_CONFIG_SERVED, CONTESTED, NODE_STATE)
 
 
 def append_event(output: Path, event: Event) -> None:

@@ -9,9 +9,12 @@ must stay under the real root; a directory listing names only entries that stay 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import html
 import mimetypes
 import os
+import re
 import stat
 import urllib.parse
 from pathlib import Path
@@ -42,6 +45,10 @@ def resolve(root: Path, raw_path: str) -> Path | None:
     return Path(candidate)
 
 
+class ClientGone(ConnectionError):
+    """The client went away mid-download: nothing to answer, but the download is still an event."""
+
+
 async def serve_asset(request: web.Request, root: Path | None) -> web.StreamResponse:
     if root is None:
         raise web.HTTPNotFound()
@@ -59,7 +66,7 @@ async def serve_asset(request: web.Request, root: Path | None) -> web.StreamResp
         index = target / "index.html"
         if index.is_file():
             return web.FileResponse(index)
-        return _listing(target, request.path)
+        return _listing(target, root)
     if raw.endswith("/"):
         raise web.HTTPMovedPermanently(location=request.path.rstrip("/"))
     if not stat.S_ISREG(mode):
@@ -85,15 +92,21 @@ async def send_file(request: web.Request, f: BinaryIO, content_type: str,
     file in a worker thread first; for local files in the page cache that hop costs more than the
     syscalls it saves, and it is most of the time to first byte."""
     st = os.fstat(f.fileno())
+    etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
     since = request.if_modified_since
     if since is not None and int(st.st_mtime) <= since.timestamp():
-        response = web.StreamResponse(status=304)
+        response = web.StreamResponse(status=304, headers={"ETag": etag})
         response.last_modified = st.st_mtime
         return response
+    unmodified = request.if_unmodified_since
+    if unmodified is not None and int(st.st_mtime) > unmodified.timestamp():
+        raise web.HTTPPreconditionFailed()  # the client's copy is of another version
     size, start, stop, status = st.st_size, 0, st.st_size, 200
-    headers = {**(headers or {}), "Accept-Ranges": "bytes"}
+    headers = {**(headers or {}), "Accept-Ranges": "bytes", "ETag": etag}
+    if re.fullmatch(r"\s*bytes\s*=\s*-0+\s*", request.headers.get("Range", "")):
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})  # the last 0 bytes
     try:
-        wanted = request.http_range
+        wanted = request.http_range if _range_applies(request, etag, st.st_mtime) else slice(None, None)
     except ValueError:
         wanted = slice(None, None)  # a Range we cannot parse is ignored: the whole file
     if wanted.start is not None or wanted.stop is not None:
@@ -114,12 +127,33 @@ async def send_file(request: web.Request, f: BinaryIO, content_type: str,
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("client went away")
-        await asyncio.get_running_loop().sendfile(transport, f, start, stop - start)
+        try:
+            await asyncio.get_running_loop().sendfile(transport, f, start, stop - start)
+        except (ConnectionError, RuntimeError) as exc:  # RuntimeError: the transport closed under us
+            raise ClientGone(str(exc)) from None
     await response.write_eof()
     return response
 
 
-def _listing(directory: Path, url_path: str) -> web.Response:
-    names = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(directory))
+def _range_applies(request: web.Request, etag: str, mtime: float) -> bool:
+    """If-Range: resume only the same version of the file (same ETag, or exactly its Last-Modified);
+    otherwise the whole file, so a resumed download never splices two versions."""
+    validator = request.headers.get("If-Range")
+    if validator is None:
+        return True
+    if validator.strip().startswith(('"', "W/")):
+        return validator.strip() == etag
+    try:
+        # Last-Modified goes out as the mtime rounded up to a second (aiohttp's rule): compare the same.
+        return int(email.utils.parsedate_to_datetime(validator).timestamp()) == math.ceil(mtime)
+    except (TypeError, ValueError):
+        return False
+
+
+def _listing(directory: Path, root: Path) -> web.Response:
+    """Entries of a directory, without those whose real path leaves the root (symlinks outside)."""
+    base = os.path.relpath(directory, os.path.realpath(root))
+    names = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(directory)
+                   if resolve(root, urllib.parse.quote(os.path.join(base, e.name))) is not None)
     rows = "".join(f'<a href="{urllib.parse.quote(n)}">{html.escape(n)}</a>\n' for n in names)
     return web.Response(text=f"<pre>\n{rows}</pre>\n", content_type="text/html")

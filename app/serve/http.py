@@ -19,8 +19,8 @@ from aiohttp import web
 
 from app.events import CALLBACK_PHASES, Event, EventLog
 from app.serve import policy, registry, scripts, status_page, status_view
-from app.serve.assets import serve_asset
-from app.serve.matchbox import Store, normalize_mac, parse_labels
+from app.serve.assets import ClientGone, serve_asset
+from app.serve.matchbox import Store, is_unicast, normalize_mac, parse_labels
 from app.serve.metrics import Metrics
 from app.serve.neighbours import link_mac
 from app.serve.throttle import Throttle
@@ -29,6 +29,8 @@ log = logging.getLogger("bootstrap_node.http")
 NOT_FOUND = "404 page not found\n"
 BOOT_ASSETS = ("vmlinuz", "cpio.gz", ".efi", ".kpxe", "image.bin.bz2", ".raw")
 CREDENTIAL_BYTES = 32
+MAX_DISCOVERED = 256  # distinct unknown MACs kept for `discover` and the status page
+DISCOVERY_FULL = f"more than {MAX_DISCOVERED} unknown machines PXE-booted; the rest are not listed"
 ALERT_PERIOD = 60.0  # at most one logged alert per reason, sender and node per minute; all are counted
 
 
@@ -109,6 +111,17 @@ async def matchbox_errors(request: web.Request, handler):
     return response
 
 
+def _worth_recording_discovery(ctx: Context, event: Event) -> bool:
+    """Unknown machines are for `discover`: real NICs only, each at most once a minute, and at most
+    MAX_DISCOVERED of them (a flood of made-up MACs is counted, not kept)."""
+    if not is_unicast(event.mac):
+        return False
+    if event.mac not in ctx.events.discovered and len(ctx.events.discovered) >= MAX_DISCOVERED:
+        ctx.metrics.alert(DISCOVERY_FULL)
+        return False
+    return ctx.throttle.allow(("discovered", event.mac), time.monotonic())
+
+
 def _boot_request(request: web.Request, route: str, labels: dict[str, str]) -> policy.Request:
     ctx = request.app[CTX]
     address = request.remote or ""
@@ -145,7 +158,7 @@ async def ipxe(request: web.Request) -> web.Response:
     req = _boot_request(request, "ipxe", labels)
     mac = policy.mac_label(labels)
     decision = policy.decide_ipxe(req, ctx.store, ctx.events.state(mac), ctx.events.known, ctx.config.settings)
-    ctx.record(decision.events)
+    ctx.record([e for e in decision.events if e.kind != "discovered" or _worth_recording_discovery(ctx, e)])
     if decision.status == 200 and mac and request.remote:
         ctx.client_macs[request.remote] = mac  # the kernel and initrd downloads that follow are its
     return _answer(decision)
@@ -237,16 +250,31 @@ async def assets_redirect(request: web.Request) -> web.Response:
 async def assets(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     started = time.monotonic()
-    response = await serve_asset(request, ctx.config.assets)  # files are sent by the time it returns
-    name = request.path.rsplit("/", 1)[-1]
-    if request.method == "GET" and name.endswith(BOOT_ASSETS):
-        mac = ctx.client_macs.get(request.remote or "", "")
-        kind = "kernel" if mac else "http"
-        ctx.events.record(Event(kind, mac=mac, source="http", detail={
-            "route": "/assets/", "file": request.path, "bytes": response.content_length or 0,
-            "range": request.headers.get("Range", "")[:100], "seconds": round(time.monotonic() - started, 4)}))
-        ctx.metrics.bytes_sent += response.content_length or 0
+    try:
+        response = await serve_asset(request, ctx.config.assets)  # files are sent by the time it returns
+    except ClientGone:
+        _downloaded(ctx, request, started, 0, aborted=True)
+        return web.Response(status=499)  # nobody reads it: counted as a client abort, not an error
+    if request.method == "GET":
+        _downloaded(ctx, request, started, response.content_length or 0)
     return response
+
+
+def _downloaded(ctx: Context, request: web.Request, started: float, sent: int, aborted: bool = False) -> None:
+    """A boot asset's download as an event: the node's own (attributed by its /ipxe), else throttled
+    so that a flood of anonymous downloads cannot fill the log."""
+    name = request.path.rsplit("/", 1)[-1]
+    if not name.endswith(BOOT_ASSETS):
+        return
+    ctx.metrics.bytes_sent += sent
+    mac = ctx.client_macs.get(request.remote or "", "")
+    if not mac and not ctx.throttle.allow(("download", request.remote, request.path), time.monotonic()):
+        return
+    detail = {"route": "/assets/", "file": request.path[:300], "bytes": sent,
+              "range": request.headers.get("Range", "")[:100], "seconds": round(time.monotonic() - started, 4)}
+    if aborted:
+        detail["aborted"] = True
+    ctx.events.record(Event("kernel" if mac else "http", mac=mac, source="http", detail=detail))
 
 
 async def post_event(request: web.Request) -> web.Response:

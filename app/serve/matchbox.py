@@ -23,7 +23,8 @@ log = logging.getLogger("bootstrap_node.matchbox")
 class RenderFailedError(Exception):
     """Raised by a parse function given to the store: the file exists but cannot be served."""
 
-_MAC_SHAPES = (re.compile(r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}"),
+# One separator style per address (Go's net.ParseMAC): `52:54-00:…` is not a MAC.
+_MAC_SHAPES = (re.compile(r"[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}"),
                re.compile(r"([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}"))
 
 
@@ -33,6 +34,11 @@ def normalize_mac(text: str) -> str | None:
         return None
     digits = re.sub(r"[:\-.]", "", text).lower()
     return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def is_unicast(mac: str) -> bool:
+    """A NIC's own address: not multicast or broadcast (low bit of the first octet), not all zeros."""
+    return not int(mac[:2], 16) & 1 and mac != "00:00:00:00:00:00"
 
 
 def parse_labels(raw_query: str) -> dict[str, str]:
