@@ -8,6 +8,8 @@
 export PATH=/usr/bin:/bin:/sbin:/usr/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
+# Kernel messages on the same serial console could land inside the long config lines printed below.
+echo 1 > /proc/sys/kernel/printk
 say() { echo "standin: $*"; }
 while read -r m; do insmod "/lib/modules/$m.ko" 2>/dev/null; done < /lib/modules/order
 ip link set lo up
