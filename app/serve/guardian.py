@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 PR_SET_PDEATHSIG = 1
-STOP_SECONDS = 5.0
+STOP_SECONDS = 5  # seconds dnsmasq gets to exit before SIGKILL
 
 
 def _die_with_parent(parent: int) -> None:
@@ -34,19 +34,21 @@ def main(argv: list[str]) -> int:
     _die_with_parent(int(os.environ.get("BOOTSTRAP_GUARDIAN_PARENT", os.getppid())))
     child = subprocess.Popen(argv[argv.index("--") + 1:], stdin=subprocess.DEVNULL)
 
-    def stop(signum, frame) -> None:
-        child.terminate()
-        try:
-            child.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        sys.exit(128 + signum)
+    stopped_by: list[int] = []
 
+    def stop(signum, frame) -> None:
+        # Only signal here: the main thread is inside child.wait(), and waiting again from a signal
+        # handler would deadlock on Popen's wait lock. SIGALRM escalates if dnsmasq does not exit.
+        stopped_by.append(signum)
+        child.terminate()
+        signal.alarm(STOP_SECONDS)
+
+    signal.signal(signal.SIGALRM, lambda signum, frame: child.kill())
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop)
     print(f"guardian: dnsmasq pid {child.pid}", file=sys.stderr, flush=True)
-    return child.wait()
+    code = child.wait()
+    return 128 + stopped_by[0] if stopped_by else code
 
 
 if __name__ == "__main__":

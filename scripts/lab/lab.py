@@ -88,6 +88,7 @@ class Lab:
         self.config = HERE / "cluster.yaml"
         self.output = self.dir / "output"
         self.assets = assets or self.dir / "assets"  # LAB_ASSETS: real Flatcar artifacts instead
+        self.assets_given = assets is not None
         self.lan, self.site, self.appl = f"{prefix}lan", f"{prefix}site", f"{prefix}appl"
         self.state = State.load(self.dir) or State(prefix, str(self.dir))
 
@@ -112,8 +113,13 @@ class Lab:
     def _artifacts(self) -> None:
         version = _flatcar_version(self.config)
         kernel = self.assets / "flatcar" / version / "flatcar_production_pxe.vmlinuz"
-        if not kernel.exists():
+        stamp = self.assets / "flatcar" / version / ".standin-sources"
+        sources = _standin_sources()
+        if self.assets_given and kernel.exists():
+            pass  # real Flatcar artifacts (LAB_ASSETS): never rebuilt
+        elif not kernel.exists() or not stamp.exists() or stamp.read_text() != sources:
             run(str(REPO / "scripts" / "standin" / "build"), str(self.assets), version)
+            stamp.write_text(sources)
         image = self.assets / "flatcar" / version / "flatcar_production_image.bin.bz2"
         if not image.exists():  # flatcar-install's download target; the stand-in only checks it is there
             image.write_bytes(b"stand-in disk image")
@@ -234,6 +240,16 @@ class Lab:
             self.state.namespaces.remove(ns)
             self.state.save()
         (self.dir / "state.json").unlink(missing_ok=True)
+
+
+def _standin_sources() -> str:
+    """A digest of the stand-in's sources: its artifacts are rebuilt when they change."""
+    import hashlib
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "scripts" / "standin").rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _flatcar_version(config: Path) -> str:

@@ -151,3 +151,48 @@ def test_taken_dhcp_port_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert "port dnsmasq needs (67 DHCP, 69 TFTP or 4011 proxy DHCP) is taken" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def dnsmasq_pids(out: Path) -> list[int]:
+    """dnsmasq processes running this output's config (not their guardians, whose argv has it too)."""
+    from app import process
+
+    def comm(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return ""
+    return [pid for pid in process.with_argument(f"--conf-file={out / 'dnsmasq.conf'}") if comm(pid) == "dnsmasq"]
+
+
+def test_sigkilled_serve_leaves_no_dnsmasq(appliance):
+    """dnsmasq drops to nobody, which clears its own parent-death signal: the guardian must stop it."""
+    _, out, proc = appliance
+    dnsmasq = next(e for e in events(out) if e["kind"] == "dnsmasq-started")["detail"]["pid"]
+    assert alive(dnsmasq)
+    proc.kill()
+    proc.wait(timeout=10)
+    wait_for(lambda: not alive(dnsmasq), 10, "dnsmasq to stop with its serve")
+    wait_for(lambda: dnsmasq_pids(out) == [], 10, "its guardian to exit too")
+
+
+def test_a_starting_serve_stops_a_stale_dnsmasq_of_its_output(appliance, tmp_path):
+    net, out, proc = appliance
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    # An orphan as an older serve (or a killed guardian) would leave it: our config, no parent of ours.
+    stale = subprocess.Popen(["ip", "netns", "exec", net.server, "dnsmasq", "--keep-in-foreground",
+                              f"--conf-file={out / 'dnsmasq.conf'}", "--pid-file=", "--log-facility=-"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: dnsmasq_pids(out), 10, "the stale dnsmasq to run")
+    again = subprocess.Popen(["ip", "netns", "exec", net.server, sys.executable, "-m", "app", "--output", str(out),
+                              "serve", "--listen", f"{SERVER_IP}:8080", "--assets", str(tmp_path)],
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: stale.poll() is not None, 20, "serve to stop the stale dnsmasq")
+        wait_for(lambda: sum(e["kind"] == "dnsmasq-ready" for e in events(out)) >= 2, 20, "serve's own dnsmasq")
+        assert len(dnsmasq_pids(out)) == 1
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=30)
+        stale.kill()
