@@ -1,22 +1,10 @@
-"""Shared fixtures. `../shared/` (beside the repository) holds data tests read in place."""
+"""Fixtures only; helpers live in tests/support/ and are imported from there."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-EXAMPLE = REPO / "cluster.yaml.example"
-
-
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared/, or skip the test when that directory is not beside the clone."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"needs {path} (the project's shared data beside the repository; absent in a user's clone)")
-    return path
+from tests.support.paths import EXAMPLE
 
 
 @pytest.fixture

@@ -61,12 +61,7 @@ async def serve_asset(request: web.Request, root: Path | None) -> web.StreamResp
     if mode is None:
         raise web.HTTPNotFound()
     if stat.S_ISDIR(mode):
-        if raw and not raw.endswith("/"):
-            raise web.HTTPMovedPermanently(location=request.path + "/")
-        index = target / "index.html"
-        if index.is_file():
-            return web.FileResponse(index)
-        return _listing(target, root)
+        return _directory(request, root, target, raw)
     if raw.endswith("/"):
         raise web.HTTPMovedPermanently(location=request.path.rstrip("/"))
     if not stat.S_ISREG(mode):
@@ -101,24 +96,12 @@ async def send_file(request: web.Request, f: BinaryIO, content_type: str,
     unmodified = request.if_unmodified_since
     if unmodified is not None and int(st.st_mtime) > unmodified.timestamp():
         raise web.HTTPPreconditionFailed()  # the client's copy is of another version
-    size, start, stop, status = st.st_size, 0, st.st_size, 200
     headers = {**(headers or {}), "Accept-Ranges": "bytes", "ETag": etag}
-    if re.fullmatch(r"\s*bytes\s*=\s*-0+\s*", request.headers.get("Range", "")):
-        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})  # the last 0 bytes
-    try:
-        wanted = request.http_range if _range_applies(request, etag, st.st_mtime) else slice(None, None)
-    except ValueError:
-        wanted = slice(None, None)  # a Range we cannot parse is ignored: the whole file
-    if wanted.start is not None or wanted.stop is not None:
-        start = wanted.start if wanted.start is not None else 0
-        if start < 0:  # suffix range: the last N bytes
-            start = max(size + start, 0)
-        stop = min(wanted.stop if wanted.stop is not None else size, size)
-        if start >= size or start >= stop:
-            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
-        status = 206
-        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-    response = web.StreamResponse(status=status, headers=headers)
+    byte_range = _byte_range(request, st.st_size, etag, st.st_mtime)
+    start, stop = byte_range or (0, st.st_size)
+    if byte_range:
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{st.st_size}"
+    response = web.StreamResponse(status=206 if byte_range else 200, headers=headers)
     response.content_type = content_type
     response.content_length = stop - start
     response.last_modified = st.st_mtime
@@ -133,6 +116,36 @@ async def send_file(request: web.Request, f: BinaryIO, content_type: str,
             raise ClientGone(str(exc)) from None
     await response.write_eof()
     return response
+
+
+def _byte_range(request: web.Request, size: int, etag: str, mtime: float) -> tuple[int, int] | None:
+    """[start, stop) of the one Range to send, or None for the whole file (no Range, one we cannot
+    parse, or one for another version: If-Range); 416 when it cannot be satisfied."""
+    if re.fullmatch(r"\s*bytes\s*=\s*-0+\s*", request.headers.get("Range", "")):
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})  # the last 0 bytes
+    try:
+        wanted = request.http_range if _range_applies(request, etag, mtime) else slice(None, None)
+    except ValueError:
+        wanted = slice(None, None)  # a Range we cannot parse is ignored: the whole file
+    if wanted.start is None and wanted.stop is None:
+        return None
+    start = wanted.start if wanted.start is not None else 0
+    if start < 0:  # suffix range: the last N bytes
+        start = max(size + start, 0)
+    stop = min(wanted.stop if wanted.stop is not None else size, size)
+    if start >= size or start >= stop:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    return start, stop
+
+
+def _directory(request: web.Request, root: Path, target: Path, raw: str) -> web.StreamResponse:
+    """A directory: its index.html, or a listing; always addressed with a trailing slash."""
+    if raw and not raw.endswith("/"):
+        raise web.HTTPMovedPermanently(location=request.path + "/")
+    index = target / "index.html"
+    if index.is_file():
+        return web.FileResponse(index)
+    return _listing(target, root)
 
 
 def _range_applies(request: web.Request, etag: str, mtime: float) -> bool:

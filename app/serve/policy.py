@@ -172,22 +172,32 @@ def decide_config(req: Request, store: Store, state_of: Callable[[str], NodeStat
     if window.contested:
         return refuse(req, mac, CONTESTED_WINDOW)
     credential = new_credential()
-    if not is_final_stage(group):
-        if window.install_served:
-            return refuse(req, mac, ALREADY_SERVED)
-        if not _same_machine(req, mac, window.address, settings):
-            return refuse(req, mac, NOT_ON_LINK if settings.bind == "link" and not req.link_mac
-                          else NOT_THE_BOOTED_MACHINE)
-        served = Event(Phase.INSTALL_IGNITION.value, mac=mac, source="http",
-                       detail={"route": f"/{req.route}", "group": group.id, "credential": digest(credential)})
-    else:
-        if not req.credential or not window.install_credential or digest(req.credential) != window.install_credential:
-            return refuse(req, mac, BAD_CREDENTIAL)
-        if window.final_served:
-            return refuse(req, mac, ALREADY_SERVED)
-        served = Event(FINAL_CONFIG_SERVED, mac=mac, source="http",
-                       detail={"route": f"/{req.route}", "group": group.id, "credential": digest(credential)})
+    stage = _final_config if is_final_stage(group) else _install_config
+    refusal = stage(req, mac, window, settings)
+    if refusal:
+        return refuse(req, mac, refusal)
+    kind = FINAL_CONFIG_SERVED if is_final_stage(group) else Phase.INSTALL_IGNITION.value
+    served = Event(kind, mac=mac, source="http",
+                   detail={"route": f"/{req.route}", "group": group.id, "credential": digest(credential)})
     return Decision(group=group, profile=profile, credential=credential, events=[served])
+
+
+def _install_config(req: Request, mac: str, window, settings: Settings) -> str | None:
+    """Why the install config may not go out (None: it may): once, to the machine that booted."""
+    if window.install_served:
+        return ALREADY_SERVED
+    if not _same_machine(req, mac, window.address, settings):
+        return NOT_ON_LINK if settings.bind == "link" and not req.link_mac else NOT_THE_BOOTED_MACHINE
+    return None
+
+
+def _final_config(req: Request, mac: str, window, settings: Settings) -> str | None:
+    """Why the final config (secrets) may not go out: once, to whoever holds the install credential."""
+    if not req.credential or not window.install_credential or digest(req.credential) != window.install_credential:
+        return BAD_CREDENTIAL
+    if window.final_served:
+        return ALREADY_SERVED
+    return None
 
 
 # -- POST /events ------------------------------------------------------------------------------------

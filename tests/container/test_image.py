@@ -17,8 +17,8 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import EXAMPLE, REPO
-from tests.integration.test_serve_process import free_port, wait_for
+from tests.support.paths import EXAMPLE, REPO
+from tests.support.processes import free_port, wait_for
 
 TAG = "localhost/bootstrap-node:test"
 BASE = "localhost/debian:bookworm-slim"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SHARED
+from tests.support.paths import REPO, SHARED
 from tests.unit.test_generate import files_of
 
 sys.path.insert(0, str(REPO / "scripts" / "lab"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 
 def test_hadolint_passes():
@@ -22,7 +22,7 @@ def test_hadolint_passes():
 def test_signing_key_in_the_repo_is_flatcars():
     """The build verifies Flatcar images with scripts/assets/flatcar-image-signing-key.asc; it must be
     the key Flatcar publishes (shared/keys holds the verified copy)."""
-    from tests.conftest import shared_path
+    from tests.support.paths import shared_path
     official = shared_path("keys", "Flatcar_Image_Signing_Key.asc").read_bytes()
     assert (REPO / "scripts" / "assets" / "flatcar-image-signing-key.asc").read_bytes() == official
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 LAYERS = {
     0: {"app", "app.layout", "app.exitcodes", "app.process", "app.logs", "app.yaml_source"},

@@ -3,7 +3,7 @@
 import re
 
 from app.cluster import iter_field_paths
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 README = (REPO / "README.md").read_text()
 

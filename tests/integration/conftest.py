@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import app
-from tests.conftest import EXAMPLE
+from tests.support.paths import EXAMPLE
 
 runner = CliRunner()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.integration.test_wait import ADDON, FIXTURES, NAMES, api, make_templates, run_wait
-from tests.conftest import EXAMPLE
+from tests.support.gate import ADDON, FIXTURES, NAMES, api, make_templates, run_wait
+from tests.support.paths import EXAMPLE
 
 
 def config(tmp_path: Path, extra: str, cni: str = "flannel") -> Path:

@@ -10,7 +10,7 @@ from email.utils import formatdate
 
 import pytest
 
-from tests.integration.serve_helpers import running
+from tests.support.serve import running
 
 BIG = bytes(range(256)) * 4096  # 1 MiB
 

@@ -9,7 +9,7 @@ import os
 import random
 
 from app.events import Event, EventLog
-from tests.integration.serve_helpers import bearer, pxe_and_install_config, running, write_json
+from tests.support.serve import bearer, pxe_and_install_config, running, write_json
 
 MACS = [f"52:54:00:00:01:{i:02x}" for i in range(20)]
 

@@ -27,7 +27,7 @@ from app.cli import app as cli
 from app.cluster import load_cluster
 from app.generate import generate
 from app.render.tree import render_tree
-from tests.generate_trees import (
+from tests.support.generate_trees import (
     changed_templates,
     copy_output,
     fake_ipxe,

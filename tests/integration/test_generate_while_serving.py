@@ -8,8 +8,8 @@ import urllib.error
 import urllib.request
 
 
-from tests.generate_trees import changed_templates, fake_ipxe, small_cluster
-from tests.integration.test_serve_process import cli, start_serve, wait_for
+from tests.support.generate_trees import changed_templates, fake_ipxe, small_cluster
+from tests.support.processes import cli, start_serve, wait_for
 
 WORKER_2 = "52:54:00:00:00:22"
 

@@ -8,8 +8,8 @@ from functools import partial
 import pytest
 
 from app.serve.matchbox import parse_labels
-from tests.integration.serve_helpers import running as running_appliance
-from tests.integration.serve_helpers import write_json
+from tests.support.serve import running as running_appliance
+from tests.support.serve import write_json
 
 # The Matchbox contract is for foreign data dirs (`--matchbox-data`): served the way Matchbox does,
 # without install windows. The appliance's own tree is tested in test_serve_features/test_secure_*.

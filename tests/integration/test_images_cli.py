@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.render.images import KUBE_VIP_IMAGE, kubeadm_images, manifest_images
-from tests.conftest import EXAMPLE, REPO
-from tests.integration.oci_helpers import image, multi_arch, write_index
+from tests.support.paths import EXAMPLE, REPO
+from tests.support.oci import image, multi_arch, write_index
 
 FLANNEL = REPO / "tests" / "fixtures" / "kube-flannel.yml"
 runner = CliRunner()

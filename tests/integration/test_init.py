@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 
-from tests.apiserver import StandInAPIServer, serving_cert
-from tests.conftest import EXAMPLE, REPO
-from tests.integration.test_serve_process import free_port, wait_for
+from tests.support.apiserver import StandInAPIServer, serving_cert
+from tests.support.paths import EXAMPLE, REPO
+from tests.support.processes import free_port, wait_for
 
 NAMES = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"]
 
@@ -30,7 +30,7 @@ def output(tmp_path):
 
 
 def start_init(output, api_url: str, port: int) -> subprocess.Popen:
-    from tests.integration.test_wait import make_templates
+    from tests.support.gate import make_templates
     templates = make_templates(output.parent / "templates")
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--config", str(EXAMPLE), "--output", str(output), "--templates",

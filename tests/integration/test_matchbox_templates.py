@@ -9,8 +9,8 @@ import pytest
 
 from functools import partial
 
-from tests.integration.serve_helpers import running as running_appliance
-from tests.integration.serve_helpers import write_json
+from tests.support.serve import running as running_appliance
+from tests.support.serve import write_json
 
 running = partial(running_appliance, own_tree=False)  # a foreign Matchbox data dir
 

@@ -17,8 +17,8 @@ from yarl import URL
 
 from app.serve.oci_layout import OCI_INDEX, OCI_MANIFEST
 from app.serve.registry import add_routes
-from tests.integration.oci_helpers import blob_bytes, image, multi_arch, write_index
-from tests.integration.serve_helpers import running
+from tests.support.oci import blob_bytes, image, multi_arch, write_index
+from tests.support.serve import running
 
 LAYER = bytes(range(256)) * 64  # 16 KiB, so a Range has something to cut
 

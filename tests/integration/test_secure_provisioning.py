@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from app.events import CALLBACK_PHASES
-from tests.integration.serve_helpers import bearer, credential_in, running
+from tests.support.serve import bearer, credential_in, running
 from tests.support.secrets import cluster_secrets, leaked
 
 NODES = {"cp-1": "52:54:00:00:00:11", "cp-2": "52:54:00:00:00:12", "worker-1": "52:54:00:00:00:21"}

@@ -10,7 +10,7 @@ from email.utils import formatdate
 import pytest
 
 from app.events import Event, EventLog
-from tests.integration.serve_helpers import bearer, credential_in, pxe_and_install_config, running, write_json
+from tests.support.serve import bearer, credential_in, pxe_and_install_config, running, write_json
 
 MAC_A, MAC_B, MAC_X = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:99"
 

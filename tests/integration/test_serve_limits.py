@@ -11,8 +11,8 @@ import subprocess
 import sys
 import urllib.request
 
-from tests.conftest import REPO
-from tests.integration.test_serve_process import free_port, wait_for
+from tests.support.paths import REPO
+from tests.support.processes import free_port, wait_for
 
 NOFILE = 200  # the cap becomes NOFILE - 128 reserved = 72 connections
 ATTACKERS = [f"127.0.0.{i}" for i in range(10, 20)]

@@ -6,38 +6,20 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import tftpy
 
-from tests.conftest import EXAMPLE, REPO
-from tests.integration.serve_helpers import bearer, credential_in
+from tests.support.paths import EXAMPLE
+from tests.support.processes import cli, start_serve, wait_for
+from tests.support.serve import bearer, credential_in
 
 
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, capture_output=True, text=True, **kw)
 
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +37,7 @@ def generated(tmp_path_factory) -> Path:
     return out
 
 
-def start_serve(out: Path) -> tuple[subprocess.Popen, str, int]:
-    http_port, tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "--output", str(out), "serve", "--listen", f"127.0.0.1:{http_port}",
-         "--dhcp", "none", "--tftp", "builtin", "--tftp-port", str(tftp_port), "--assets",
-         str(out.parent / "assets"), "--log-format", "json",
-         "--bind", "address"],  # loopback has no neighbour table: bind machines by address
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{http_port}"
-    wait_for(lambda: (out / "serve.json").exists() or proc.poll() is not None, what="serve.json")
-    assert proc.poll() is None, proc.stderr.read().decode()
-    return proc, url, tftp_port
+
 
 
 def test_serve_answers_http_and_tftp_then_stops_on_sigterm(generated, tmp_path):

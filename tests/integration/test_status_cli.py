@@ -11,7 +11,7 @@ from app.cli import app
 from app.events import Event
 from app.serve.status_view import asset_size
 from tests.integration.conftest import runner
-from tests.integration.serve_helpers import running
+from tests.support.serve import running
 
 A, B, STRANGER = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:99"
 MARKUP = "[/] [bold]not bold[/bold] <b>x</b>"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from app import process
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 
 def teardown(out) -> subprocess.CompletedProcess:

@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from tests.conftest import EXAMPLE, REPO
-from tests.yaml_bombs import BOMBS
+from tests.support.paths import EXAMPLE, REPO
+from tests.support.yaml_bombs import BOMBS
 
 ADDRESS_SPACE_CAP = 1 << 30  # a safety net; the assertion is on the peak resident size below
 PEAK_RSS_LIMIT_KB = 200 << 10  # the bound issue 14 asks for: 200 MB for any file under 1 MB

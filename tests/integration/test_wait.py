@@ -3,7 +3,6 @@ client certificates from the generated PKI."""
 
 from __future__ import annotations
 
-import base64
 import json
 import signal
 import subprocess
@@ -12,65 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from cryptography import x509
 from typer.testing import CliRunner
 
 from app.cli import app
-from app import pki
-from tests.apiserver import StandInAPIServer, serving_cert
-from tests.conftest import EXAMPLE, REPO
-from tests.integration.test_serve_process import wait_for
+from tests.support.gate import ADDON, NAMES, api, client_groups, make_templates, run_wait, user_cert
+from tests.support.paths import EXAMPLE, REPO
+from tests.support.processes import wait_for
 
 runner = CliRunner()
-NAMES = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"]
-ADDON = """apiVersion: v1
-kind: Namespace
-metadata: {name: kube-flannel}
----
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: kube-flannel-ds, namespace: kube-flannel}
-spec: {}
-"""
-
-
-FIXTURES = REPO / "tests" / "fixtures"
-
-
-def make_templates(root: Path, addons: dict[str, str] | None = None) -> Path:
-    """A --templates dir as a user (or the image) has it: the CNI manifest and add-ons."""
-    (root / "cni").mkdir(parents=True, exist_ok=True)
-    (root / "cni" / "flannel.yaml").write_text((FIXTURES / "kube-flannel.yml").read_text())
-    (root / "addons").mkdir(exist_ok=True)
-    for name, text in (addons or {}).items():
-        (root / "addons" / name).write_text(text)
-    return root
-
-
 @pytest.fixture
 def templates(tmp_path) -> Path:
     return make_templates(tmp_path / "templates", {"10-extra.yaml": ADDON})
-
-
-def api(output: Path, tmp_path: Path, nodes: dict, ca: str = "ca", **kw) -> StandInAPIServer:
-    creds = output / "credentials"
-    if ca == "ca":
-        crt, key = serving_cert(creds / "ca.crt", creds / "ca.key", tmp_path)
-    else:  # a server whose certificate comes from some other CA
-        other = pki.create_secrets(__import__("datetime").datetime.now(__import__("datetime").timezone.utc))
-        (tmp_path / "other-ca.crt").write_bytes(other.ca_crt)
-        (tmp_path / "other-ca.key").write_bytes(other.ca_key)
-        crt, key = serving_cert(tmp_path / "other-ca.crt", tmp_path / "other-ca.key", tmp_path)
-    return StandInAPIServer(client_ca=creds / "ca.crt", cert=crt, key=key, nodes=nodes, **kw)
-
-
-def run_wait(output: Path, server: StandInAPIServer, templates: Path | None = None, *extra: str,
-             config: Path = EXAMPLE):
-    templates = templates or make_templates(output.parent / "default-templates")
-    args = ["--config", str(config), "--output", str(output), "--templates", str(templates),
-            "wait", "--server", server.url, "--poll", "0.2", "--api-timeout", "20", "--nodes-timeout", "20", *extra]
-    return runner.invoke(app, args)
 
 
 def test_happy_path_writes_the_kubeconfig_after_every_node_is_ready(output, tmp_path, templates):
@@ -171,11 +123,3 @@ def test_ctrl_c_exits_130_promptly(output, tmp_path):
     assert code == 130 and "interrupted" in proc.stderr.read()
 
 
-def user_cert(kubeconfig: Path) -> x509.Certificate:
-    doc = yaml.safe_load(kubeconfig.read_text())
-    return x509.load_pem_x509_certificate(base64.b64decode(doc["users"][0]["user"]["client-certificate-data"]))
-
-
-def client_groups(kubeconfig: Path) -> list[str]:
-    """The certificate's organizations: the groups the API server puts the user in."""
-    return [a.value for a in user_cert(kubeconfig).subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE, REPO
+from tests.support.paths import EXAMPLE, REPO
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE, REPO
-from tests.integration.test_serve_process import wait_for
+from tests.support.paths import EXAMPLE, REPO
+from tests.support.processes import wait_for
 from tests.root.netns import Pair, require_root_tools, sh
 
 SERVER_IP, CLIENT_IP = "10.231.0.2", "10.231.0.50"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.generate_trees import (
+from tests.support.paths import REPO
+from tests.support.generate_trees import (
     changed_templates,
     fake_ipxe,
     leftovers,

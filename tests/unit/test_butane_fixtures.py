@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from app.ignition.butane import ButaneError, make_data_url, translate
-from tests.conftest import SHARED, shared_path
+from tests.support.paths import SHARED, shared_path
 
 FIXTURES = SHARED / "fixtures" / "butane"
 GOLDEN = sorted(p.stem for p in FIXTURES.glob("*.bu"))

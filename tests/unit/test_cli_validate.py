@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.cli.validate import cluster_schema
-from tests.conftest import EXAMPLE, REPO
-from tests.yaml_bombs import BOMBS
+from tests.support.paths import EXAMPLE, REPO
+from tests.support.yaml_bombs import BOMBS
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ import pytest
 
 from app.cluster import check, load_source
 from app.yaml_source import SourceError, parse_source
-from tests.conftest import EXAMPLE
+from tests.support.paths import EXAMPLE
 
 BASE = EXAMPLE.read_text()
 

@@ -10,8 +10,8 @@ import pytest
 from app.cluster import check
 from app.ignition.butane import ButaneError, translate
 from app.yaml_source import DEFAULT_LIMITS, Limits, Pos, SourceError, load_source, parse_source
-from tests.conftest import EXAMPLE
-from tests.yaml_bombs import BOMBS, alias_bomb
+from tests.support.paths import EXAMPLE
+from tests.support.yaml_bombs import BOMBS, alias_bomb
 
 
 def refused(text: str, limits: Limits = DEFAULT_LIMITS) -> SourceError:

@@ -13,7 +13,7 @@ from app.cli.validate import cluster_schema
 from app.cluster import check
 from app.cluster.model import Cluster
 from app.yaml_source import parse_source
-from tests.conftest import EXAMPLE
+from tests.support.paths import EXAMPLE
 from tests.unit.test_cluster_checks import edit, line_of, problems_for
 
 BASE = EXAMPLE.read_text()

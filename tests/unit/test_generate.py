@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app import pki
-from tests.conftest import EXAMPLE, shared_path
+from tests.support.paths import EXAMPLE, shared_path
 
 runner = CliRunner()
 NODES = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"]

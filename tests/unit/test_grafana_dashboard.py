@@ -10,7 +10,7 @@ import pytest
 
 from app.events import PHASES, NodeState
 from app.serve.metrics import Metrics
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 DASHBOARD = json.loads((REPO / "contrib" / "grafana-dashboard.json").read_text())
 METRIC = re.compile(r"\bbootstrap_node_\w+")

@@ -10,7 +10,7 @@ import yaml
 
 from app.cluster import load_cluster
 from app.render import images
-from tests.conftest import EXAMPLE, REPO
+from tests.support.paths import EXAMPLE, REPO
 
 FLANNEL = REPO / "tests" / "fixtures" / "kube-flannel.yml"
 

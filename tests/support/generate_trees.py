@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from app.atomic import CURRENT, GENERATIONS, MANAGED, MANIFEST, PREVIOUS
-from tests.conftest import EXAMPLE
+from tests.support.paths import EXAMPLE, REPO
 
 Tree = dict[str, tuple[bytes, int] | int]  # file -> (bytes, mode); "dir/" -> mode
 
@@ -24,7 +24,7 @@ def small_cluster(path: Path, *, keep: tuple[str, ...]) -> Path:
 
 def changed_templates(root: Path) -> Path:
     """A template override that changes every group file."""
-    builtin = Path(__file__).resolve().parent.parent / "templates" / "groups" / "node.json.tmpl"
+    builtin = REPO / "app" / "templates" / "groups" / "node.json.tmpl"
     (root / "groups").mkdir(parents=True)
     (root / "groups" / "node.json.tmpl").write_text(
         builtin.read_text().replace('"metadata": {', '"metadata": {\n    "rack": "r1",'))

@@ -1,0 +1,20 @@
+"""Where things are: this checkout, the example cluster.yaml, and `../shared/` (the project's data
+beside the repository, absent in a user's clone: tests that need it skip with a reason)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+EXAMPLE = REPO / "cluster.yaml.example"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/, or skip the test when that directory is not beside the clone."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the project's shared data beside the repository; absent in a user's clone)")
+    return path
