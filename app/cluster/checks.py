@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
+import stat
 import typing
 from collections.abc import Iterator
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.cluster.fields import IPv4, yaml_type
-from app.cluster.model import Bootstrap, Cluster, ClusterSpec, Network, Node
+from app.cluster.model import BMC_WAYS, Bootstrap, Cluster, ClusterSpec, Network, Node
 from app.cluster.problems import Problem, format_loc
 from app.yaml_source import Loc, Source
 
@@ -51,6 +53,7 @@ def check(source: Source, file: str) -> tuple[Cluster | None, list[Problem]]:
     nodes = _nodes(data.get("nodes"), found)
     _addon_sections(data, found)
     _cross_checks(parts["cluster"], parts["bootstrap"], parts["network"], vip, nodes, found)
+    _power_checks(data.get("power", "manual"), nodes, found)
     problems = sorted(found.items, key=lambda p: (p.line, p.column, p.path))
     if any(p.severity == "error" for p in problems):
         return None, problems
@@ -219,3 +222,40 @@ def iter_field_paths(model: type[BaseModel] = Cluster, prefix: str = "") -> Iter
         if sub := _model_in(info.annotation):
             is_list = typing.get_origin(info.annotation) is list
             yield from iter_field_paths(sub, f"{path}[]." if is_list else f"{path}.")
+
+
+def _power_checks(default_way, nodes: list[tuple[int, Node]], found: _Found) -> None:
+    """Each node powered through a BMC has one, of the right shape, and its password is where
+    cluster.yaml says (the file or variable is read at power time; here we only look for it)."""
+    for i, node in nodes:
+        way = node.power or default_way
+        if way not in BMC_WAYS:
+            if node.bmc is not None:
+                found.warn(("nodes", i, "bmc"), f"unused: this node is powered by `{way}`, not through its BMC")
+            continue
+        if node.bmc is None:
+            found.add(("nodes", i, "power") if node.power else ("nodes", i),
+                      f"power: {way} needs `bmc: {{address, username, password_file or password_env}}` "
+                      f"on {node.name}")
+            continue
+        loc = ("nodes", i, "bmc")
+        if way == "ipmi" and node.bmc.is_url:
+            found.add(loc + ("address",), f"IPMI takes host[:port], not a URL ({node.bmc.address})")
+        if node.bmc.password_env is not None and node.bmc.password_env not in os.environ:
+            found.add(loc + ("password_env",), f"environment variable {node.bmc.password_env} is not set")
+        if node.bmc.password_file is not None:
+            _password_file(node.bmc.password_file, loc + ("password_file",), found)
+
+
+def _password_file(path: str, loc: Loc, found: _Found) -> None:
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        found.add(loc, f"cannot read {path}: {exc.strerror}")
+        return
+    if not stat.S_ISREG(info.st_mode):
+        found.add(loc, f"{path} is not a file")
+    elif not os.access(path, os.R_OK):
+        found.add(loc, f"cannot read {path}: permission denied")
+    elif info.st_mode & 0o077:
+        found.warn(loc, f"{path} is readable by others (mode {stat.S_IMODE(info.st_mode):o}); chmod 600 it")
