@@ -93,6 +93,11 @@ def after_install(cluster: Cluster, node: Node) -> PowerStatus | None:
     return way.status()
 
 
+def probe(cluster: Cluster, node: Node) -> str:
+    """Log in to the node's BMC and say what is there (for `validate --online`)."""
+    return way_for(cluster, node).describe()
+
+
 def power_on(cluster: Cluster, ask: Callable[[list[str]], None], say: Callable[[str], None],
              nodes: Iterable[Node] | None = None) -> list[PowerError]:
     """`init`'s power-on: BMC nodes PXE once and power on, Wake-on-LAN nodes are woken, and a
@@ -118,5 +123,5 @@ def power_on(cluster: Cluster, ask: Callable[[list[str]], None], say: Callable[[
     return failures
 
 
-__all__ = ["PowerError", "PowerStatus", "Way", "after_install", "cycle", "power_on", "start", "through_bmc",
+__all__ = ["PowerError", "PowerStatus", "Way", "after_install", "cycle", "power_on", "probe", "start", "through_bmc",
            "wait_for", "way_for"]

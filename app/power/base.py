@@ -58,6 +58,15 @@ class Way(ABC):
     def boot_disk(self) -> None:
         """Make the following boots start from the disk (the node is installed)."""
 
+    def location(self) -> str:
+        """Where this way reaches the node (after a call: a Redfish system path is found by the first)."""
+        return self.name
+
+    def describe(self) -> str:
+        """What `validate --online` reports: where the node was found and its state."""
+        state = self.status()
+        return f"{self.location()}: power {state.power}, boot override {state.boot}"
+
     def fail(self, message: str) -> PowerError:
         return PowerError(self.node, message)
 

@@ -60,9 +60,8 @@ class Ipmi(Way):
     def boot_disk(self) -> None:
         self._run("chassis", "bootdev", "disk", "options=persistent")
 
-    def describe(self) -> str:
-        state = self.status()
-        return f"IPMI {self.host}:{self.port}: power {state.power}, boot override {state.boot}"
+    def location(self) -> str:
+        return f"IPMI {self.host}:{self.port}"
 
     def _boot_override(self) -> str:
         """From `chassis bootparam get 5` (boot flags); `unknown` when the BMC does not say."""

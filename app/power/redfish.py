@@ -75,10 +75,8 @@ class Redfish(Way):
     def boot_disk(self) -> None:
         self._set_boot(*DISK)
 
-    def describe(self) -> str:
-        """What `validate --online` reports: the system found and its state."""
-        state = self.status()
-        return f"Redfish {self.base}{self._path}: power {state.power}, boot override {state.boot}"
+    def location(self) -> str:
+        return f"Redfish {self.base}{self._path or ''}"
 
     # -- the system --------------------------------------------------------------------------------
     def _system(self) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from app.cluster.model import Cluster, Node
 from app.events import Event, Phase
-from app.power import PowerError, after_install, through_bmc
+from app.power import PowerError, PowerStatus, after_install, through_bmc
 
 POLL = 1.0
 
@@ -35,11 +35,12 @@ class LogTail:
 
 
 def watch_installs(cluster: Cluster, events: Path, stop: threading.Event, say: Callable[[str], None],
-                   handle: Callable[[Cluster, Node], object] = after_install, poll: float = POLL) -> list[str]:
-    """Until `stop`: call `handle` once for each BMC-powered node that reports `installed`.
-    Returns the names handled (for tests and the log)."""
+                   handle: Callable[[Cluster, Node], PowerStatus | None] = after_install, poll: float = POLL,
+                   tail: LogTail | None = None) -> list[str]:
+    """Until `stop`: call `handle` once for each BMC-powered node that reports `installed` after
+    the watch began (or after `tail`'s position). Returns the names handled."""
     watched = {n.mac: n for n in cluster.nodes if through_bmc(cluster, n)}
-    tail, done = LogTail(events), []
+    tail, done = tail or LogTail(events), []
     while watched and not stop.is_set():
         for event in tail.new():
             node = watched.get(event.mac)
@@ -48,7 +49,7 @@ def watch_installs(cluster: Cluster, events: Path, stop: threading.Event, say: C
             done.append(node.name)
             try:
                 state = handle(cluster, node)
-                said = f": boot override now {state.boot}" if state is not None and hasattr(state, "boot") else ""
+                said = f": boot override now {state.boot}" if state is not None else ""
                 say(f"{node.name} installed; next boots from its disk{said}")
             except PowerError as exc:
                 say(f"{exc}; it may PXE-boot again on its next start (the appliance answers installed "
