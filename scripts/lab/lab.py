@@ -137,6 +137,8 @@ class Lab:
         self.config.write_text("\n".join(lines) + "\n")
 
     def _bmcs(self) -> None:
+        if bmc.libvirt_answers():  # one libvirtd per host: its socket and state directories are fixed
+            raise LabError(f"a libvirtd already answers on {bmc.SOCKET}; stop it (or the lab that started it)")
         bmc.prepare_host()
         self._spawn("virtlogd", self.lan, ["virtlogd"], self.dir / "virtlogd.log")
         self._spawn("libvirtd", self.lan, ["libvirtd"], self.dir / "libvirtd.log")

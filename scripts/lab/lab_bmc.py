@@ -31,6 +31,7 @@ IPMI_BASE_PORT = 6230
 VBMC_PORT = 50891  # vbmcd's control port; the lab's own, not the default
 NEEDS = {"libvirtd": "libvirt-daemon libvirt-daemon-driver-qemu", "virsh": "libvirt-clients",
          "virtlogd": "libvirt-daemon"}
+DISK_BYTES = 1 << 30
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 
@@ -75,12 +76,16 @@ def virsh(*args: str, check: bool = True) -> str:
     return done.stdout
 
 
+def libvirt_answers() -> bool:
+    return SOCKET.exists() and subprocess.run(["virsh", "-c", LIBVIRT_URI, "version"],
+                                              capture_output=True).returncode == 0
+
+
 def wait_for_libvirt(alive, timeout: float = 60.0) -> None:
     """The first start probes QEMU (about 8 s); `alive()` is False once libvirtd has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if SOCKET.exists() and subprocess.run(["virsh", "-c", LIBVIRT_URI, "version"],
-                                              capture_output=True).returncode == 0:
+        if libvirt_answers():
             return
         if not alive():
             raise BmcError("libvirtd exited; see libvirtd.log in the lab directory")
@@ -99,6 +104,12 @@ def domain_xml(name: str, mac: str, firmware: str, directory: Path, memory_mb: i
         loader, rom = "", ""
     kind = "kvm" if accel == "kvm" else "qemu"
     serial = escape(str(directory / f"{name}.serial"))
+    # A disk (sparse; the stand-in never writes it): the Redfish emulator refuses a boot override to
+    # Hdd for a domain without one, and the nodes' install_disk is /dev/vda.
+    disk = directory / f"{name}.disk.raw"
+    if not disk.exists():
+        with disk.open("wb") as f:
+            f.truncate(DISK_BYTES)
     return f"""<domain type='{kind}'>
   <name>{escape(name)}</name>
   <memory unit='MiB'>{memory_mb}</memory>
@@ -107,6 +118,8 @@ def domain_xml(name: str, mac: str, firmware: str, directory: Path, memory_mb: i
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
   <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{escape(str(disk))}'/>
+      <target dev='vda' bus='virtio'/></disk>
     <interface type='bridge'><source bridge='br0'/><mac address='{mac}'/><model type='virtio'/>{rom}</interface>
     <serial type='file'><source path='{serial}' append='on'/><target port='0'/></serial>
     <console type='file'><source path='{serial}' append='on'/><target type='serial' port='0'/></console>
