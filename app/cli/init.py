@@ -38,17 +38,18 @@ def init(
     from app import init as orchestrate
     from app import logs
     from app.power import power_on
-    from app.power.watch import watch_installs
+    from app.power.watch import LogTail, watch_installs
 
     cluster = load_or_exit(paths.config)
     generate_or_exit(cluster, paths, assets=assets, ipxe_dir=ipxe_dir)
     logs.setup("text")
+    tail = LogTail(paths.output / EVENTS)  # from here: an `installed` from before this init is old news
     plan = orchestrate.InitPlan(
         cluster, serve_options(paths, listen, dhcp, tftp, assets),
         wait_options(cluster, paths.templates, api_timeout=api_timeout, nodes_timeout=nodes_timeout, poll=poll,
                      server=server, wait_gitops=wait_gitops),
         lambda: power_on(cluster, ask=lambda names: _ask(names, yes), say=typer.echo), Progress(),
-        watch_installs=lambda stop: watch_installs(cluster, paths.output / EVENTS, stop, typer.echo))
+        watch_installs=lambda stop: watch_installs(cluster, paths.output / EVENTS, stop, typer.echo, tail=tail))
     with plan.report:
         finish(orchestrate.run(plan))
 

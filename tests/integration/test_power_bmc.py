@@ -210,3 +210,60 @@ def test_after_install_of_a_manual_node_touches_nothing(config):
     cluster, _ = load_cluster(config)
     assert after_install(cluster, cluster.nodes[1]) is None
     assert os.environ.get("UNUSED") is None  # the ways above were given their password directly
+
+
+def test_init_powers_on_through_bmcs_names_a_refusal_and_points_installed_nodes_at_disk(config, emulators, tmp_path):
+    """`init --yes`: cp-1 through its BMC, worker-1's BMC refuses the password (said, init goes on), the
+    others are asked for; cp-1 reports installed while init waits and gets its disk override."""
+    import subprocess
+    import sys
+
+    from tests.apiserver import StandInAPIServer, serving_cert
+    from tests.conftest import REPO
+    from tests.integration.test_init import NAMES
+    from tests.integration.test_wait import make_templates
+    from tests.integration.test_serve_process import wait_for as wait_until
+
+    rack, _ = emulators
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    text = config.read_text().replace(f"password_file: {tmp_path / 'bmc.pass'}, system: cli-2",
+                                      f"password_file: {wrong}, system: cli-2")
+    config.write_text(text)
+    output = tmp_path / "output"
+    gen = subprocess.run([sys.executable, "-m", "app", "--config", str(config), "--output", str(output),
+                          "--templates", "/nonexistent", "generate", "--assets", "/nonexistent"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert gen.returncode == 0, gen.stderr
+    creds = output / "credentials"
+    crt, key = serving_cert(creds / "ca.crt", creds / "ca.key", tmp_path)
+    with StandInAPIServer(creds / "ca.crt", crt, key, {n: None for n in NAMES}) as api:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "--config", str(config), "--output", str(output), "--templates",
+             str(make_templates(tmp_path / "templates")), "init", "--yes", "--listen", f"127.0.0.1:{free_port()}",
+             "--dhcp", "none", "--tftp", "none", "--assets", "/nonexistent", "--ipxe-dir", "/nonexistent",
+             "--server", api.url, "--poll", "0.2", "--api-timeout", "30", "--nodes-timeout", "60"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+        lines = []
+        try:
+            wait_until(lambda: (output / "serve.json").exists() or proc.poll() is not None, what="serve to start")
+            append_event(output, Event("installed", mac="52:54:00:00:00:11", node="cp-1", source="node"))
+            for line in proc.stdout:  # nodes stay NotReady, so init runs until it has said this
+                lines.append(line.rstrip())
+                if line.startswith("cp-1 installed"):
+                    break
+            api.nodes.update({n: 0.0 for n in NAMES})  # now let the cluster become healthy
+            code = proc.wait(timeout=60)
+        finally:
+            proc.kill()
+        lines += proc.stdout.read().splitlines()
+    out = "\n".join(lines)
+    assert code == 0, out
+    assert "cp-1 (redfish): network boot once, powering on" in out
+    assert f"power on failed: worker-1: BMC {rack.url} refused user '{USER}' (401)" in out
+    assert "Power on your nodes now (cp-2, cp-3, worker-2)" in out
+    assert "cp-1 installed; next boots from its disk: boot override now hdd (continuous)" in out
+    assert "not-the-password" not in out and PASSWORD not in out
+    assert PASSWORD not in "".join(p.read_text(errors="replace") for p in output.rglob("*") if p.is_file())
+    assert redfish(rack.url, system="cli-1").status().boot == "hdd (continuous)"
