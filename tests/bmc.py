@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -36,11 +37,11 @@ def free_port() -> int:
 class Emulator:
     """One sushy-emulator process; `stop()` ends it (and only it)."""
 
-    def __init__(self, directory: Path, systems: list[FakeSystem], binary: str):
+    def __init__(self, directory: Path, systems: list[FakeSystem], binary: str, tls: bool = False):
         import bcrypt
         directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         auth = directory / "htpasswd"
         auth.write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}\n")
         fake = [{"uuid": s.uuid, "name": s.name, "power_state": "Off", "nics": [{"mac": s.mac, "ip": "10.0.0.1"}]}
@@ -51,8 +52,9 @@ class Emulator:
                           f"SUSHY_EMULATOR_STATE_DIR = {str(directory / 'state')!r}\n"
                           "SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\n")
         self.log = directory / "emulator.log"
+        tls_args = self_signed(directory) if tls else []
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([binary, "--config", str(config), "--port", str(self.port)],
+            self.proc = subprocess.Popen([binary, "--config", str(config), "--port", str(self.port), *tls_args],
                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._wait_ready()
 
@@ -62,7 +64,8 @@ class Emulator:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sushy-emulator exited:\n{self.log.read_text()[-2000:]}")
             try:
-                urllib.request.urlopen(f"{self.url}/redfish/v1/", timeout=2).close()  # the root needs no auth
+                urllib.request.urlopen(f"{self.url}/redfish/v1/", timeout=2,  # the root needs no auth
+                                       context=ssl._create_unverified_context()).close()
                 return
             except OSError:
                 time.sleep(0.2)
@@ -76,3 +79,28 @@ class Emulator:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def self_signed(directory: Path) -> list[str]:
+    """A certificate for 127.0.0.1 that no one trusts: sushy-emulator's TLS arguments."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bmc.test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    (directory / "bmc.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "bmc.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.TraditionalOpenSSL,
+                                                          serialization.NoEncryption()))
+    return ["--ssl-certificate", str(directory / "bmc.crt"), "--ssl-key", str(directory / "bmc.key")]

@@ -112,7 +112,7 @@ def power_on(cluster: Cluster, ask: Callable[[list[str]], None], say: Callable[[
             by_hand.append(node.name)
             continue
         try:
-            said = start(way) if way.name in BMC_WAYS else (way.on() or "sent Wake-on-LAN")
+            said = start(way) if way.name in BMC_WAYS else _wake(way)
         except PowerError as exc:
             failures.append(exc)
             say(f"power on failed: {exc}; power {node.name} on by hand")
@@ -121,6 +121,11 @@ def power_on(cluster: Cluster, ask: Callable[[list[str]], None], say: Callable[[
     if by_hand:
         ask(by_hand)
     return failures
+
+
+def _wake(way: Way) -> str:
+    way.on()
+    return "sent Wake-on-LAN"
 
 
 __all__ = ["PowerError", "PowerStatus", "Way", "after_install", "cycle", "power_on", "probe", "start", "through_bmc",

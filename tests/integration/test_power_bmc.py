@@ -69,6 +69,12 @@ def test_several_systems_need_bmc_system(emulators):
     assert f"has {len(SYSTEMS)} systems" in caught.value.message and "set bmc.system" in caught.value.message
 
 
+def test_a_plain_http_bmc_addressed_as_https_is_explained(emulators):
+    rack, _ = emulators
+    with pytest.raises(PowerError, match="write bmc.address as http://host:port"):
+        redfish(rack.url.replace("http://", "https://")).status()
+
+
 def test_power_on_then_off_lands_later_and_is_polled(emulators):
     rack, _ = emulators
     way = redfish(rack.url, system="mover")
@@ -103,6 +109,26 @@ def test_an_unknown_system_lists_the_ones_there(emulators):
         redfish(rack.url, system="nope").status()
     assert "has no system /redfish/v1/Systems/nope" in caught.value.message
     assert SYSTEMS["cli-1"].uuid in caught.value.message
+
+
+@pytest.fixture(scope="module")
+def tls_emulator(tmp_path_factory):
+    binary = sushy_emulator()
+    if binary is None:
+        pytest.skip("needs sushy-emulator (pip: sushy-tools, a test dependency)")
+    emulator = Emulator(tmp_path_factory.mktemp("redfish-tls"), [ONLY], binary, tls=True)
+    yield emulator
+    emulator.stop()
+
+
+def test_an_untrusted_certificate_is_refused_unless_verify_tls_is_off(tls_emulator):
+    bmc = Bmc(address=tls_emulator.url, username=USER, password_env="UNUSED")
+    with pytest.raises(PowerError) as caught:
+        Redfish("cp-1", bmc, password=PASSWORD).status()
+    assert f"the certificate of BMC {tls_emulator.url} is not trusted" in caught.value.message
+    assert "verify_tls: false" in caught.value.message
+    unchecked = Redfish("cp-1", bmc.model_copy(update={"verify_tls": False}), password=PASSWORD)
+    assert unchecked.status().power == "off"
 
 
 def test_an_unreachable_bmc_says_so():
