@@ -90,7 +90,8 @@ def run_all(the_lab: Lab, timeout: float = 900) -> int:
             os.system("clear" if sys.stdout.isatty() else "true")
             status(the_lab)
             if all(m.name in installed for m in nodes):
-                print("every node installed; the stranger is listed by `bootstrap-node discover`")
+                print("every node installed; " + ("the stranger is listed by `bootstrap-node discover`"
+                                                  if the_lab.power == "qemu" else "its BMC has no stranger"))
                 return 0
             time.sleep(5)
         print(f"not every node installed within {timeout:.0f}s; serial logs are in {the_lab.dir}")
