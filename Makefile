@@ -4,13 +4,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 LAB_PACKAGES := qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base busybox-static cpio iproute2
+# LAB_POWER=redfish|ipmi: the machines are libvirt domains behind a BMC emulator (scripts/lab/lab_bmc.py).
+LAB_POWER ?=
+BMC_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc python3-dev ipmitool
+ifneq ($(LAB_POWER),)
+LAB_PACKAGES += $(BMC_PACKAGES)
+endif
+# The `lab` extra (libvirt-python) builds only where libvirt-dev is installed.
+EXTRAS ?= test$(shell pkg-config --exists libvirt 2>/dev/null && echo ,lab)
 
 .PHONY: test venv schema clean lab lab-deps bench screenshot
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[test]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[$(EXTRAS)]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -21,8 +29,10 @@ test: venv
 
 ## The whole chain on a virtual rack (root): generate, serve, PXE-boot 3 QEMU machines + 1 stranger,
 ## live status until every node installed, tear down. See scripts/lab/__main__.py.
-lab: venv lab-deps
-	$(PY) scripts/lab run
+## `make lab LAB_POWER=redfish` (or ipmi): the machines are powered on through BMC emulators instead.
+lab: lab-deps venv
+	@[ -z "$(LAB_POWER)" ] || $(PY) -c 'import libvirt' 2>/dev/null || $(PY) -m pip install --quiet -c requirements.lock -e '.[test,lab]'
+	LAB_POWER=$(LAB_POWER) $(PY) scripts/lab run
 
 lab-deps:
 	@[ "$$(id -u)" = 0 ] || { echo "make lab needs root: network namespaces, taps, DHCP ports 67/4011"; exit 1; }

@@ -25,6 +25,9 @@ class InitPlan:
     wait: WaitOptions
     power_on: Callable[[], None]  # wake the nodes, or ask a person to
     report: Callable[[list[list[str]]], None] = lambda rows: None
+    # Runs in its own thread until the event is set: BMC-powered nodes that report `installed`
+    # get their next boots pointed at their disk (app.power.watch).
+    watch_installs: Callable[[threading.Event], None] | None = None
 
 
 def run(plan: InitPlan) -> Outcome:
@@ -49,8 +52,11 @@ async def run_async(plan: InitPlan) -> Outcome:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    watcher = None
     try:
         await server.start()
+        if plan.watch_installs is not None:
+            watcher = asyncio.create_task(asyncio.to_thread(plan.watch_installs, stop))
         await asyncio.to_thread(plan.power_on)
         gate = asyncio.create_task(asyncio.to_thread(
             wait_for_cluster, plan.cluster, plan.serve.output, plan.wait, stop, plan.report))
@@ -61,6 +67,9 @@ async def run_async(plan: InitPlan) -> Outcome:
         outcome = await gate
         stopped.cancel()
     finally:
+        stop.set()
+        if watcher is not None:
+            await watcher
         await server.shutdown()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

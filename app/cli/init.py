@@ -13,6 +13,7 @@ from app.cli.generate import generate_or_exit
 from app.cli.progress import Progress
 from app.cli.serve import serve_options
 from app.cli.wait import ApiTimeout, NodesTimeout, Poll, Server, WaitGitops, finish, wait_options
+from app.layout import EVENTS
 
 
 @command()
@@ -38,15 +39,18 @@ def init(
     from app import init as orchestrate
     from app import logs
     from app.power import power_on
+    from app.power.watch import LogTail, watch_installs
 
     cluster = load_or_exit(paths.config)
     generate_or_exit(cluster, paths, assets=assets, ipxe_dir=ipxe_dir)
     logs.setup("text")
+    tail = LogTail(paths.output / EVENTS)  # from here: an `installed` from before this init is old news
     plan = orchestrate.InitPlan(
         cluster, serve_options(paths, listen, dhcp, tftp, assets, bind=bind.value),
         wait_options(cluster, paths.templates, api_timeout=api_timeout, nodes_timeout=nodes_timeout, poll=poll,
                      server=server, wait_gitops=wait_gitops),
-        lambda: power_on(cluster, ask=lambda names: _ask(names, yes), say=typer.echo), Progress())
+        lambda: power_on(cluster, ask=lambda names: _ask(names, yes), say=typer.echo), Progress(),
+        watch_installs=lambda stop: watch_installs(cluster, paths.output / EVENTS, stop, typer.echo, tail=tail))
     with plan.report:
         finish(orchestrate.run(plan))
 

@@ -18,7 +18,8 @@ def validate(
     paths: Paths,
     fmt: Annotated[Format, typer.Option("--format", help="text, json, or github annotations.")] = Format.text,
     strict: Annotated[bool, typer.Option(help="Treat warnings as errors.")] = False,
-    online: Annotated[bool, typer.Option(help="Also check DNS for cluster.api_server_name.")] = False,
+    online: Annotated[bool, typer.Option(help="Also check DNS for cluster.api_server_name and log in to "
+                                              "each node's BMC.")] = False,
     nameserver: Annotated[Optional[str], typer.Option(
         help="With --online: DNS server HOST[:PORT] to ask instead of the system's.")] = None,
     images: ImagesOpt = DEFAULT_IMAGES,
@@ -34,13 +35,19 @@ def validate(
         typer.echo(unreadable(path, exc, fmt), err=fmt is Format.text)
         raise typer.Exit(ExitCode.UNREADABLE) from None
     cluster, problems = check(source, str(path))
+    found: list[str] = []
     if cluster is not None and online:
-        from app.cluster.online import check_online
+        from app.cluster.online import check_bmcs, check_online
+        from app.power import probe
         problems += check_online(cluster, source, str(path), nameserver)
+        bmc_problems, found = check_bmcs(cluster, source, str(path), lambda node: probe(cluster, node))
+        problems += bmc_problems
     if cluster is not None:
         problems += images_problem(cluster, paths, images, source)
     failed = any(p.severity == "error" or strict for p in problems)
     if fmt is Format.text:
+        for line in found:
+            typer.echo(line)
         if problems:
             typer.echo(render(problems, "text"))
         if not failed:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from app.cluster.fields import DNS_NEEDED, shown, yaml_type
 from app.cluster.model import Cluster
 from app.cluster.problems import Found, Problem
+from app.cluster.power_rules import power_checks
 from app.cluster.rules import Parsed, cross_checks
 from app.yaml_source import Loc, Source
 
@@ -43,6 +44,7 @@ def check(source: Source, file: str) -> tuple[Cluster | None, list[Problem]]:
     top = _parse_model(Cluster, data, (), found) or {}
     nodes = [(i, node) for i, node in enumerate(top.get("nodes") or []) if node is not None]
     cross_checks(top, nodes, found)
+    power_checks(top, nodes, found)
     problems = sorted(found.items, key=lambda p: (p.line, p.column, p.path))
     if any(p.severity == "error" for p in problems):
         return None, problems
@@ -176,3 +178,5 @@ def iter_field_paths(model: type[BaseModel] = Cluster, prefix: str = "") -> Iter
         if sub := _model_in(info.annotation):
             is_list = typing.get_origin(info.annotation) is list
             yield from iter_field_paths(sub, f"{path}[]." if is_list else f"{path}.")
+
+

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.cluster.fields import (IPv4, Disk, DnsLabel, DnsName, DnsServers, FlatcarVersion, GitUrl, IfName, IPv4Net,
                                 K8sVersion, Mac, Port, SshKey, Token)
@@ -47,6 +48,69 @@ class Network(_Model):
     dns: DnsServers = Field(description="DNS servers given to every node; at least one (Flatcar has no fallback).")
 
 
+PowerWay = Literal["manual", "wol", "redfish", "ipmi"]
+BMC_WAYS = ("redfish", "ipmi")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)(:(?P<port>\d{1,5}))?")
+URL = re.compile(r"(?P<scheme>https?)://(?P<rest>[^/\s?#]+)/?")
+
+
+class Bmc(_Model):
+    """A node's baseboard management controller. The password is never in cluster.yaml: only where
+    to read it, so neither the output tree nor a log can ever carry it."""
+
+    address: str = Field(description="`host[:port]`; for Redfish also `https://host[:port]` (default https, "
+                                     "port 443; IPMI: UDP 623).")
+    username: str = Field(min_length=1, description="BMC user name.")
+    password_file: str | None = Field(
+        None, description="Absolute path of a file holding the password (one line; mount it read-only). "
+                          "Exactly one of `password_file` and `password_env`.")
+    password_env: str | None = Field(
+        None, description="Name of the environment variable holding the password.")
+    system: str | None = Field(
+        None, description="Redfish: the system's path (`/redfish/v1/Systems/<id>`) or Id; default: the only one.")
+    verify_tls: bool = Field(True, description="Redfish over https: check the BMC's certificate.")
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address(cls, value):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("must be host[:port] or an http(s):// URL, written as a string")
+        text = value.strip()
+        url = URL.fullmatch(text)
+        match = HOST_PORT.fullmatch(url["rest"] if url else text)
+        if (url is None and "://" in text) or match is None:
+            raise ValueError(f"{text!r} is neither host[:port] nor http(s)://host[:port]")
+        if match["port"] and not 0 < int(match["port"]) < 65536:
+            raise ValueError(f"port {match['port']} is outside 1-65535")
+        return text
+
+    @field_validator("password_file")
+    @classmethod
+    def _absolute(cls, value):
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"{value!r} must be an absolute path (the appliance reads it when it powers "
+                             "nodes, from wherever it runs)")
+        return value
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value):
+        if value is not None and not ENV_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self):
+        if (self.password_file is None) == (self.password_env is None):
+            raise ValueError("give exactly one of password_file and password_env")
+        return self
+
+    @property
+    def is_url(self) -> bool:
+        return URL.fullmatch(self.address) is not None
+
+
 class Node(_Model):
     name: DnsLabel = Field(description="Hostname and Kubernetes node name, a DNS-1123 label, unique.")
     role: Literal["controller", "worker"] = Field(description="`controller` (control plane) or `worker`.")
@@ -54,6 +118,8 @@ class Node(_Model):
     ip: IPv4 = Field(description="Static address, inside `network.cidr`, unique.")
     install_disk: Disk = Field("/dev/sda", description="Disk Flatcar is installed to (wiped).")
     arch: Literal["amd64", "arm64"] = Field("amd64", description="CPU architecture.")
+    power: PowerWay | None = Field(None, description="How to power this node; default: the top-level `power`.")
+    bmc: Bmc | None = Field(None, description="Its BMC; needed with `power: redfish` or `ipmi`.")
 
 
 class Cilium(_Model):
@@ -83,8 +149,9 @@ class Cluster(_Model):
         "flannel", description="Pod network: `flannel`, `cilium`, or `none` (bring your own in add-ons).")
     cilium: Cilium | None = Field(None, description="Cilium options; only with `cni: cilium`.")
     gitops: GitOps | None = Field(None, description="Hand the cluster to Argo CD and this repository.")
-    power: Literal["manual", "wol"] = Field(
-        "manual", description="How `init` powers nodes on: `manual` (it asks you) or `wol` (Wake-on-LAN).")
+    power: PowerWay = Field(
+        "manual", description="How nodes are powered on: `manual` (`init` asks you), `wol` (Wake-on-LAN), "
+                              "`redfish` or `ipmi` (through each node's `bmc`); a node's own `power` wins.")
 
     @property
     def controllers(self) -> list[Node]:
@@ -110,3 +177,7 @@ class Cluster(_Model):
     def control_plane_address(self) -> str:
         """The address the API answers on (VIP or the single controller), for kubeadm's endpoint."""
         return str(self.control_plane_vip or self.bootstrap_node.ip)
+
+    def power_of(self, node: Node) -> str:
+        """The way `node` is powered: its own `power`, else the cluster's."""
+        return node.power or self.power

@@ -1,11 +1,13 @@
-"""`validate --online`: checks that need the network (today: the API server's DNS name)."""
+"""`validate --online`: checks that need the network: the API server's DNS name, and each BMC."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import dns.exception
 import dns.resolver
 
-from app.cluster.model import Cluster
+from app.cluster.model import BMC_WAYS, Cluster, Node
 from app.cluster.problems import Problem
 from app.yaml_source import Source
 
@@ -41,3 +43,20 @@ def check_online(cluster: Cluster, source: Source, file: str, nameserver: str | 
         return [problem(f"{name} resolves to {', '.join(addresses)}, not to {expected} "
                         "(the control-plane VIP, or the only controller)")]
     return []
+
+
+def check_bmcs(cluster: Cluster, source: Source, file: str,
+               probe: Callable[[Node], str]) -> tuple[list[Problem], list[str]]:
+    """Log in to the BMC of every node powered through one: what each answered (system, power
+    state, boot override), or a problem at that node's `bmc`. `probe` comes from app.power (this
+    package sits below it) and raises its PowerError, whose text names the BMC and its answer."""
+    problems, found = [], []
+    for i, node in enumerate(cluster.nodes):
+        if node.bmc is None or cluster.power_of(node) not in BMC_WAYS:
+            continue
+        try:
+            found.append(f"{node.name}: {probe(node)}")
+        except Exception as exc:  # noqa: BLE001 - the probe's PowerError; its type lives above this layer
+            pos = source.pos(("nodes", i, "bmc"))
+            problems.append(Problem(file, pos.line, pos.column, f"nodes[{i}].bmc", str(exc)))
+    return problems, found

@@ -1,8 +1,10 @@
-"""Powering nodes on: Wake-on-LAN magic packets today (IPMI/Redfish would live here too)."""
+"""Wake-on-LAN: a magic packet powers a machine on; it can do nothing else (no off, no state)."""
 
 from __future__ import annotations
 
 import socket
+
+from app.power.base import UNKNOWN, PowerStatus, Way
 
 WOL_PORT = 9
 
@@ -23,3 +25,31 @@ def wake(macs: list[str], source_ip: str, broadcast: str, port: int = WOL_PORT) 
         s.bind((source_ip, 0))
         for mac in macs:
             s.sendto(magic_packet(mac), (broadcast, port))
+
+
+class WakeOnLan(Way):
+    status_known = False
+    name = "wol"
+
+    def __init__(self, node: str, mac: str, source_ip: str, broadcast: str, port: int = WOL_PORT):
+        super().__init__(node)
+        self.mac, self.source_ip, self.broadcast, self.port = mac, source_ip, broadcast, port
+
+    def on(self) -> None:
+        try:
+            wake([self.mac], self.source_ip, self.broadcast, self.port)
+        except OSError as exc:
+            raise self.fail(f"cannot send Wake-on-LAN from {self.source_ip} to {self.broadcast}: "
+                            f"{exc.strerror or exc}") from None
+
+    def off(self) -> None:
+        raise self.fail("Wake-on-LAN cannot power a machine off; use power: redfish or ipmi for that")
+
+    def status(self) -> PowerStatus:
+        return PowerStatus(UNKNOWN, UNKNOWN)
+
+    def pxe_once(self) -> None:
+        """Nothing to set: the firmware's boot order must put the network first."""
+
+    def boot_disk(self) -> None:
+        """Nothing to set: an installed node that PXE-boots again is told to boot locally."""

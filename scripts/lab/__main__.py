@@ -6,6 +6,11 @@
     down    stop everything the lab started and remove its namespaces
     run     up, boot all, show live progress until every node is installed, then down
 
+LAB_POWER=redfish|ipmi makes the machines libvirt domains behind a real BMC server (sushy-tools'
+Redfish emulator, or virtualbmc for IPMI; see lab_bmc.py) and writes their `bmc:` entries into the
+lab's own cluster.yaml (<lab dir>/cluster.yaml); the lab then starts no VM: `boot` and `run` call
+`bootstrap-node power on`, which sets a one-time PXE boot and powers each node on through its BMC.
+
 LAB_ASSETS=DIR uses real Flatcar artifacts from DIR instead of stand-ins (then use LAB_ACCEL=kvm,
 LAB_MEMORY_MB=3072 or more, as Flatcar's PXE image needs at least 3 GB, and LAB_DISK_GB=10 to give
 every machine a disk, /dev/vda, to install to).
@@ -16,19 +21,34 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab import MACHINES, REPO, Lab, LabError  # noqa: E402
+from lab_bmc import BmcError  # noqa: E402
+
+sys.path.insert(0, str(REPO))
 
 
 def lab() -> Lab:
     assets = os.environ.get("LAB_ASSETS")
-    return Lab(assets=Path(assets).resolve() if assets else None)
+    return Lab(assets=Path(assets).resolve() if assets else None, power=os.environ.get("LAB_POWER") or "qemu",
+               memory_mb=int(os.environ.get("LAB_MEMORY_MB", "512")), accel=os.environ.get("LAB_ACCEL", "tcg"))
+
+
+def power_on(the_lab: Lab, names: list[str]) -> int:
+    """Through the BMCs, as an operator would: `bootstrap-node power on`."""
+    return subprocess.run([sys.executable, "-m", "app", "--config", str(the_lab.config), "--output",
+                           str(the_lab.output), "power", "on", *names], cwd=REPO).returncode
 
 
 def boot(the_lab: Lab, names: list[str]) -> None:
+    if the_lab.power != "qemu":
+        if power_on(the_lab, names) != 0:
+            raise LabError("bootstrap-node power on failed (above)")
+        return
     memory = int(os.environ.get("LAB_MEMORY_MB", "512"))
     accel = os.environ.get("LAB_ACCEL", "tcg")
     disk_gb = int(os.environ.get("LAB_DISK_GB", "0"))
@@ -43,17 +63,35 @@ def status(the_lab: Lab) -> int:
                            str(the_lab.output), "status"], cwd=REPO).returncode
 
 
+def watch_installs(the_lab: Lab, stop: threading.Event) -> threading.Thread:
+    """What `init` does for BMC-powered nodes: once one reports installed, its next boots go to disk."""
+    from app.cluster import load_cluster
+    from app.power.watch import LogTail, watch_installs as watch
+
+    cluster, _ = load_cluster(the_lab.config)
+    events = the_lab.output / "events.jsonl"
+    tail = LogTail(events)
+    thread = threading.Thread(target=watch, args=(cluster, events, stop, print), kwargs={"tail": tail}, daemon=True)
+    thread.start()
+    return thread
+
+
 def run_all(the_lab: Lab, timeout: float = 900) -> int:
     the_lab.up()
+    stop = threading.Event()
     try:
+        if the_lab.power != "qemu":
+            watch_installs(the_lab, stop)
         boot(the_lab, [])
         nodes = [m for m in MACHINES if m.name != "stranger"]
         if watch(the_lab, lambda: all_installed(the_lab, nodes), timeout):
-            print("every node installed; the stranger is listed by `bootstrap-node discover`")
+            print("every node installed; " + ("the stranger is listed by `bootstrap-node discover`"
+                                              if the_lab.power == "qemu" else "its BMC has no stranger"))
             return 0
         print(f"not every node installed within {timeout:.0f}s; serial logs are in {the_lab.dir}")
         return 1
     finally:
+        stop.set()
         the_lab.down()
 
 
@@ -93,6 +131,9 @@ def main(argv: list[str]) -> int:
             case "up":
                 the_lab.up()
                 print(f"lab up: appliance at http://10.99.0.2:8080 in namespace {the_lab.appl}; state in {the_lab.dir}")
+                if the_lab.power != "qemu":
+                    print(f"machines powered through {the_lab.power}: bootstrap-node --config {the_lab.config} "
+                          f"--output {the_lab.output} power on|off|status")
             case "boot":
                 boot(the_lab, argv[1:])
             case "status":
@@ -105,7 +146,7 @@ def main(argv: list[str]) -> int:
             case other:
                 print(f"unknown command {other!r}\n{__doc__}", file=sys.stderr)
                 return 2
-    except LabError as exc:
+    except (LabError, BmcError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 1
     return 0

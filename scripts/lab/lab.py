@@ -7,6 +7,9 @@ Topology (from ../shared/notes/lab-qemu-pxe.md):
     <prefix>lan:  br0 + one tap per VM            (QEMU runs here)
     <prefix>site: site0 10.99.0.1, dnsmasq DHCP 10.99.0.100-150 (no PXE options)
     <prefix>appl: appl0 10.99.0.2, bootstrap-node serve (proxy DHCP, TFTP, HTTP :8080)
+
+With power="redfish" or "ipmi" the machines are libvirt domains behind a BMC server instead (bmc.py),
+and the lab's cluster.yaml (written to <dir>/cluster.yaml) gives each node its `bmc:`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import lab_bmc as bmc  # noqa: E402
 REPO = HERE.parent.parent
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -51,6 +56,7 @@ class State:
     dir: str
     namespaces: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
+    domains: list[str] = field(default_factory=list)  # libvirt domains defined (power redfish/ipmi)
 
     def save(self) -> None:
         tmp = Path(self.dir) / "state.json.tmp"
@@ -82,10 +88,15 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 class Lab:
-    def __init__(self, directory: Path | None = None, prefix: str = "bnlab", assets: Path | None = None):
+    def __init__(self, directory: Path | None = None, prefix: str = "bnlab", assets: Path | None = None,
+                 power: str = "qemu", memory_mb: int = 512, accel: str = "tcg"):
+        if power not in ("qemu", "redfish", "ipmi"):
+            raise LabError(f"LAB_POWER={power!r}: use qemu (the lab starts VMs), redfish or ipmi")
         self.dir = (directory or REPO / "build" / "lab").resolve()
         self.prefix = prefix
-        self.config = HERE / "cluster.yaml"
+        self.power, self.memory_mb, self.accel = power, memory_mb, accel
+        # Through BMCs, the lab's cluster.yaml carries each node's bmc: entry, so it is written per lab.
+        self.config = HERE / "cluster.yaml" if power == "qemu" else self.dir / "cluster.yaml"
         self.output = self.dir / "output"
         self.assets = assets or self.dir / "assets"  # LAB_ASSETS: real Flatcar artifacts instead
         self.assets_given = assets is not None
@@ -96,12 +107,14 @@ class Lab:
     def up(self) -> None:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, taps, ports 67/69)")
-        if gone := missing_tools():
+        if gone := missing_tools() + (bmc.missing(self.power) if self.power != "qemu" else []):
             raise LabError("missing: " + ", ".join(gone))
         if self.state.namespaces:
             raise LabError(f"a lab is already up in {self.dir}; run `down` first")
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o755)  # dnsmasq (as nobody) must reach output/tftp
+        if self.power != "qemu":
+            self._bmc_config()
         self._artifacts()
         self._generate()
         # A new rack: the machines of an earlier lab run are not installed, whatever its log says.
@@ -109,6 +122,50 @@ class Lab:
         self._network()
         self._site_dhcp()
         self._appliance()
+        if self.power != "qemu":
+            self._bmcs()
+
+    # -- BMCs (power redfish / ipmi) ---------------------------------------------------------------
+    def _bmc_config(self) -> None:
+        """cluster.yaml with `power:` and each node's `bmc:`; the password in a 0600 file beside it."""
+        self._bmc_password, secret = bmc.password_file(self.dir)
+        entries = bmc.bmc_entries(self.power, [m.name for m in self.nodes], secret)
+        lines = []
+        for line in (HERE / "cluster.yaml").read_text().splitlines():
+            name = next((n for n in entries if line.startswith(f"  - {{name: {n},")), None)
+            lines.append(line[:-1] + f", bmc: {entries[name]}}}" if name else line)
+        lines.append(f"power: {self.power}")
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def _bmcs(self) -> None:
+        if bmc.libvirt_answers():  # one libvirtd per host: its socket and state directories are fixed
+            raise LabError(f"a libvirtd already answers on {bmc.SOCKET}; stop it (or the lab that started it)")
+        bmc.prepare_host()
+        self._spawn("virtlogd", self.lan, ["virtlogd"], self.dir / "virtlogd.log")
+        self._spawn("libvirtd", self.lan, ["libvirtd"], self.dir / "libvirtd.log")
+        bmc.wait_for_libvirt(lambda: _alive(self.state.pids["libvirtd"]))
+        for m in self.nodes:
+            bmc.define(m.name, bmc.domain_xml(m.name, m.mac, m.firmware, self.dir, self.memory_mb, self.accel),
+                       self.dir)
+            self.state.domains.append(m.name)
+            self.state.save()
+        if self.power == "redfish":
+            config = bmc.sushy_config(self.dir, self._bmc_password)
+            self._spawn("sushy-emulator", self.lan, bmc.sushy_command(config), self.dir / "sushy.log", netns=False)
+            bmc.wait_for_port(f"http://127.0.0.1:{bmc.REDFISH_PORT}/redfish/v1/",
+                              lambda: _alive(self.state.pids["sushy-emulator"]))
+        else:
+            config = bmc.vbmc_config(self.dir)
+            env = {"VIRTUALBMC_CONFIG": str(config)}
+            self._spawn("vbmcd", self.lan, [str(Path(sys.executable).parent / "vbmcd"), "--foreground"],
+                        self.dir / "vbmcd.out", netns=False, env=env)
+            for i, m in enumerate(self.nodes):
+                bmc.vbmc_add(self.dir, m.name, bmc.IPMI_BASE_PORT + i, self._bmc_password,
+                             lambda: _alive(self.state.pids["vbmcd"]))
+
+    @property
+    def nodes(self) -> list[Machine]:
+        return [m for m in MACHINES if m.name != "stranger"]
 
     def _artifacts(self) -> None:
         version = _flatcar_version(self.config)
@@ -147,10 +204,13 @@ class Lab:
             run("ip", "-n", ns, "addr", "add", address, "dev", inner)
             run("ip", "-n", ns, "link", "set", inner, "up")
 
-    def _spawn(self, name: str, ns: str, args: list[str], log: Path, cwd: Path = REPO) -> int:
+    def _spawn(self, name: str, ns: str, args: list[str], log: Path, cwd: Path = REPO, netns: bool = True,
+               env: dict[str, str] | None = None) -> int:
+        """Start a process group we own (in namespace `ns`, or the host's with netns=False)."""
+        command = ["ip", "netns", "exec", ns, *args] if netns else args
         with log.open("ab") as out:
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, *args], stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                    start_new_session=True, env={**os.environ, **(env or {})})
         self.state.pids[name] = proc.pid
         self.state.save()
         return proc.pid
@@ -213,6 +273,8 @@ class Lab:
             return ""
 
     def running(self, machine: Machine) -> bool:
+        if machine.name in self.state.domains:
+            return bmc.virsh("domstate", machine.name, check=False).strip() == "running"
         pid = self.state.pids.get(machine.name)
         return bool(pid) and _alive(pid)
 
@@ -231,6 +293,10 @@ class Lab:
 
     # -- down --------------------------------------------------------------------------------------
     def down(self) -> None:
+        for name in list(self.state.domains):  # while libvirtd still runs
+            bmc.undefine(name)
+            self.state.domains.remove(name)
+            self.state.save()
         for name, pid in list(self.state.pids.items()):
             _stop(pid)
             del self.state.pids[name]
