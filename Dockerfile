@@ -74,7 +74,7 @@ ARG K8S_VERSION=v1.31.4
 ARG ARCH=amd64
 ARG VERSION=0.1.0
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 dnsmasq-base ipxe iproute2 \
+ && apt-get install -y --no-install-recommends python3 dnsmasq-base ipxe iproute2 ipmitool \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 COPY --from=build /opt/bootstrap-node /opt/bootstrap-node
 COPY --from=assets /assets /assets

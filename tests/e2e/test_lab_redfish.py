@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from tests.e2e.test_lab import wait_until
 
 sys.path.insert(0, str(REPO / "scripts" / "lab"))

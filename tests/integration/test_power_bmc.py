@@ -17,7 +17,7 @@ from app.power import PowerError, after_install, start, wait_for
 from app.power.redfish import Redfish
 from app.power.watch import LogTail, watch_installs
 from tests.bmc import PASSWORD, USER, Emulator, FakeSystem, free_port, sushy_emulator
-from tests.conftest import EXAMPLE
+from tests.support.paths import EXAMPLE
 
 SYSTEMS = {name: FakeSystem(f"0000000{i}-aaaa-bbbb-cccc-00000000000{i}", name, f"52:54:00:00:00:{i}{i}")
            for i, name in enumerate(["reader", "mover", "booter", "cli-1", "cli-2"], start=1)}
@@ -244,11 +244,11 @@ def test_init_powers_on_through_bmcs_names_a_refusal_and_points_installed_nodes_
     import subprocess
     import sys
 
-    from tests.apiserver import StandInAPIServer, serving_cert
-    from tests.conftest import REPO
+    from tests.support.apiserver import StandInAPIServer, serving_cert
+    from tests.support.paths import REPO
     from tests.integration.test_init import NAMES
-    from tests.integration.test_wait import make_templates
-    from tests.integration.test_serve_process import wait_for as wait_until
+    from tests.support.gate import make_templates
+    from tests.support.processes import wait_for as wait_until
 
     rack, _ = emulators
     wrong = tmp_path / "wrong.pass"

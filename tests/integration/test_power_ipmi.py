@@ -14,7 +14,7 @@ import pytest
 from app.cluster.model import Bmc
 from app.power import PowerError, start, wait_for
 from app.power.ipmi import Ipmi
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 USER, PASSWORD = "admin", "ipmi-test-password"
 
