@@ -57,7 +57,7 @@ EVENTS_FILE = EVENTS  # kept for readers that import it from here
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def epoch(ts: str) -> float:
@@ -84,7 +84,7 @@ class Event:
         return json.dumps({k: v for k, v in data.items() if v}, separators=(",", ":")) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "Event | None":
+    def from_json(cls, text: str) -> Event | None:
         try:
             data = json.loads(text)
             event = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})

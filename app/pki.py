@@ -46,7 +46,7 @@ class Secrets:
     bootstrap_token: str
     certificate_key: str
 
-    def with_token(self, token: str | None) -> "Secrets":
+    def with_token(self, token: str | None) -> Secrets:
         """cluster.yaml's `kubeadm_token`, when set, wins over the generated one."""
         return replace(self, bootstrap_token=token) if token else self
 

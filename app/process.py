@@ -24,7 +24,7 @@ class Identity:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Identity | None":
+    def from_dict(cls, data: dict) -> Identity | None:
         try:
             return cls(int(data["pid"]), str(data["boot_id"]), int(data["start_ticks"]))
         except (KeyError, TypeError, ValueError):

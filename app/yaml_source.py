@@ -14,9 +14,9 @@ building anything large: a file past `max_bytes`, nesting past `max_depth`, a do
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-import re
 from typing import Any, NamedTuple
 
 import yaml

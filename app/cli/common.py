@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -92,7 +92,7 @@ def main_options(
 def _global_parameters() -> list[inspect.Parameter]:
     """--config/--output/--templates as keyword parameters a command's signature can carry."""
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                              annotation=Annotated[Optional[Path], typer.Option(
+                              annotation=Annotated[Path | None, typer.Option(
                                   f"--{name}", help=f"{HELP[name]} (Also accepted before the command.)")])
             for name in ENV]
 
@@ -169,14 +169,14 @@ def listen_address(paths: Paths, listen: str | None) -> tuple[str, int]:
 
 
 # Options that `serve` and `init` (and `generate`, for assets) share: declared once.
-ListenOpt = Annotated[Optional[str], typer.Option(help="ADDR:PORT for the HTTP server; default "
+ListenOpt = Annotated[str | None, typer.Option(help="ADDR:PORT for the HTTP server; default "
                                                        "bootstrap.ip:http_port from cluster.yaml.")]
 DhcpOpt = Annotated[Dhcp, typer.Option(help="proxy: answer PXE next to the site's DHCP; none: no DHCP.")]
 TftpOpt = Annotated[Tftp, typer.Option(help="Who serves iPXE over TFTP: dnsmasq, builtin (tftpy) or none.")]
 AssetsOpt = Annotated[Path, typer.Option(envvar="BOOTSTRAP_ASSETS",
                                          help="Baked assets: Flatcar images and sysexts, served at /assets/.")]
-ImagesOpt = Annotated[Path, typer.Option(envvar="BOOTSTRAP_IMAGES",
-                                         help="OCI image layout served read-only at /v2/ (the nodes' registry mirror).")]
+ImagesOpt = Annotated[Path, typer.Option(
+    envvar="BOOTSTRAP_IMAGES", help="OCI image layout served read-only at /v2/ (the nodes' registry mirror).")]
 InstallWindowOpt = Annotated[float, typer.Option(
     help="Seconds a node's PXE boot keeps its install window open (its configs are served only inside it).")]
 BindOpt = Annotated[Bind, typer.Option(

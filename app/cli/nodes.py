@@ -72,7 +72,7 @@ def _watch(log: EventLog, paths: Paths, assets, interval: float) -> None:
             while True:
                 log.follow(external_only=False)
                 view = build(log, assets)
-                display.show(lambda: status_renderable(view, _title(paths)), status_lines(view))
+                display.show(lambda view=view: status_renderable(view, _title(paths)), status_lines(view))
                 time.sleep(max(interval, 0.1))
     except KeyboardInterrupt:
         return  # Ctrl-C is how a watch ends: not an error

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,7 +22,7 @@ class Action(str, Enum):
 def power(
     paths: Paths,
     action: Annotated[Action, typer.Argument(help="on (network boot once, then on), off, cycle, or status.")],
-    names: Annotated[Optional[list[str]], typer.Argument(help="Nodes to act on; default: all.")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Nodes to act on; default: all.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to reach the state asked for.")]
         = 120.0,
 ) -> None:

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IMAGES, AssetsOpt, Bind, BindOpt, Dhcp, DhcpOpt, ImagesOpt,
-                            InstallWindowOpt, ListenOpt, LogFormat, Paths, Tftp, TftpOpt, command, fail,
-                            listen_address)
+from app.cli.common import (
+    DEFAULT_ASSETS,
+    DEFAULT_IMAGES,
+    AssetsOpt,
+    Bind,
+    BindOpt,
+    Dhcp,
+    DhcpOpt,
+    ImagesOpt,
+    InstallWindowOpt,
+    ListenOpt,
+    LogFormat,
+    Paths,
+    Tftp,
+    TftpOpt,
+    command,
+    fail,
+    listen_address,
+)
 from app.exitcodes import ExitCode
 from app.layout import MATCHBOX
 
@@ -23,7 +39,7 @@ def serve(
     tftp: TftpOpt = Tftp.dnsmasq,
     tftp_port: Annotated[int, typer.Option(help="Port of the built-in TFTP server.")] = 69,
     assets: AssetsOpt = DEFAULT_ASSETS,
-    matchbox_data: Annotated[Optional[Path], typer.Option(help="Serve this Matchbox data dir instead.")] = None,
+    matchbox_data: Annotated[Path | None, typer.Option(help="Serve this Matchbox data dir instead.")] = None,
     images: ImagesOpt = DEFAULT_IMAGES,
     install_window: InstallWindowOpt = 3600.0,
     bind: BindOpt = Bind.link,

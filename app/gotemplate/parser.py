@@ -17,7 +17,8 @@ OPERAND_START = {T.BOOL, T.CHAR_CONSTANT, T.DOT, T.FIELD, T.IDENTIFIER, T.NUMBER
                  T.STRING, T.VARIABLE, T.LEFT_PAREN}
 NOT_EXECUTABLE = (n.Bool, n.Dot, n.Nil, n.Number, n.String)
 OCTAL = re.compile(r"0[0-7_]+")
-GO_ESCAPES = re.compile(r'(?:[^\\]|\\(?:[abfnrtv\\"\']|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}))*', re.DOTALL)
+GO_ESCAPES = re.compile(r'(?:[^\\]|\\(?:[abfnrtv\\"\']|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}'
+                        r'|U[0-9a-fA-F]{8}|[0-7]{3}))*', re.DOTALL)
 
 
 class Parser:

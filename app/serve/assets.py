@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import math
 import html
+import math
 import mimetypes
 import os
 import re

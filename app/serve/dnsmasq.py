@@ -156,7 +156,7 @@ class Supervisor:
         process.terminate()
         try:
             await asyncio.wait_for(process.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()
 

@@ -218,7 +218,8 @@ class _Walker:
                     self.catalog.problems.append(str(exc))
             return
         for n, child in enumerate([data.get("config")] + list(data.get("layers") or [])):
-            digest, _, _ = _descriptor(child, f"manifest {manifest.digest} {'config' if n == 0 else f'layers[{n - 1}]'}")
+            part = "config" if n == 0 else f"layers[{n - 1}]"
+            digest, _, _ = _descriptor(child, f"manifest {manifest.digest} {part}")
             reached.add(digest)
             path = blob_path(self.root, digest)
             if path is None or not path.is_file():

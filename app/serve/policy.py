@@ -18,8 +18,16 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.events import (ALERT, CONTESTED, FINAL_CALLBACKS, FINAL_CONFIG_SERVED, INSTALL_CALLBACKS, Event, NodeState,
-                        Phase)
+from app.events import (
+    ALERT,
+    CONTESTED,
+    FINAL_CALLBACKS,
+    FINAL_CONFIG_SERVED,
+    INSTALL_CALLBACKS,
+    Event,
+    NodeState,
+    Phase,
+)
 from app.serve import scripts
 from app.serve.matchbox import Group, Store
 
