@@ -181,6 +181,10 @@ class Gate:
             view = "Ready" if api and api["ready"] else ("NotReady" if api else "-")
             out.append([node.name, node.role, (state.phase if state and state.phase else "pending"), view,
                         (state.error if state else "") or ""])
+        alerts = self._log.alerts if self._log is not None else {}
+        if alerts:  # refused config requests and callbacks: someone else asked for a node's secrets
+            out.append(["(alerts)", "-", f"{sum(alerts.values())} refused", "-",
+                        "; ".join(f"{count}x {reason}" for reason, count in sorted(alerts.items()))])
         return out
 
     def _show(self) -> None:

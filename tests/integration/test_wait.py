@@ -123,3 +123,14 @@ def test_ctrl_c_exits_130_promptly(output, tmp_path):
     assert code == 130 and "interrupted" in proc.stderr.read()
 
 
+
+
+def test_alerts_show_in_the_gate_table(output, tmp_path):
+    """Refused secret requests reach `wait`'s table (and its one-line-per-change log)."""
+    from app.events import Event, append_event
+    append_event(output, Event("alert", mac="52:54:00:00:00:21", source="http",
+                               detail={"reason": "missing or wrong install credential", "remote": "10.0.0.66"}))
+    with api(output, tmp_path, {n: 0.0 for n in NAMES}) as server:
+        result = run_wait(output, server)
+    assert result.exit_code == 0, result.output
+    assert "(alerts): phase 1 refused" in result.output and "missing or wrong install credential" in result.output
