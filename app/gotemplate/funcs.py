@@ -99,16 +99,12 @@ def call(fn, *args):
 
 
 # --- comparison -------------------------------------------------------------------------------------
+_BASIC_KINDS = {"bool": "bool", "int": "int", "float64": "float", "string": "string"}
+
+
 def basic_kind(value) -> str | None:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    return None
+    """Go's comparison kind of a value, or None for what `eq`/`lt` cannot compare."""
+    return _BASIC_KINDS.get(type_name(value)) if value is not None else None
 
 
 def eq(arg1, *others) -> bool:

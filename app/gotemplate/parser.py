@@ -112,6 +112,10 @@ class Parser:
             self.unexpected(item, context)
         name = self.unquote(item.val)
         self.expect(T.RIGHT_DELIM, context)
+        self.define_body(name, context)
+
+    def define_body(self, name: str, context: str) -> None:
+        """The body of `define` or `block` up to its {{end}}, with its own `$`, added as template `name`."""
         saved_vars, self.vars = self.vars, ["$"]
         body, end = self.item_list()
         self.vars = saved_vars
@@ -197,12 +201,7 @@ class Parser:
         item = self.next_non_space()
         name = self.template_name(item, context)
         pipe = self.pipeline(context, T.RIGHT_DELIM)
-        saved_vars, self.vars = self.vars, ["$"]
-        body, end = self.item_list()
-        self.vars = saved_vars
-        if not isinstance(end, n.End):
-            self.error(f"unexpected {end} in {context}")
-        self.add(name, body)
+        self.define_body(name, context)
         return n.Template(item.pos, name, pipe)
 
     def template_control(self) -> n.Node:
