@@ -227,14 +227,15 @@ class Lab:
                                          str(self.output), "serve", "--assets", str(self.assets),
                                          "--access-log"],
                     self.dir / "serve.log")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded 2-core machine starts dnsmasq slowly
         while time.monotonic() < deadline:
             if any(e.get("kind") == "dnsmasq-ready" for e in self.events()):
                 return
             if not _alive(self.state.pids["serve"]):
                 raise LabError("serve exited:\n" + (self.dir / "serve.log").read_text()[-3000:])
             time.sleep(0.2)
-        raise LabError("serve did not become ready in 30s; see " + str(self.dir / "serve.log"))
+        raise LabError("serve did not become ready in 90s; the end of its log:\n"
+                       + (self.dir / "serve.log").read_text()[-3000:])
 
     # -- machines ----------------------------------------------------------------------------------
     def boot(self, machine: Machine, memory_mb: int = 512, accel: str = "tcg", disk_gb: int = 0) -> int:
