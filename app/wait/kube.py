@@ -183,13 +183,13 @@ def get(api: k8s.ApiClient, path: str) -> dict:
 
 def create(api: k8s.ApiClient, collection: str, body: dict) -> dict:
     """POST an object to its collection; the server's copy (uid and all). Raises Conflict if it exists."""
-    return json.loads(_call(api, "POST", collection, body=json.dumps(body), headers=JSON))
+    return json.loads(_call(api, "POST", collection, body=body, headers=JSON))  # the client encodes JSON
 
 
 def replace(api: k8s.ApiClient, path: str, body: dict) -> dict:
     """PUT an object over the one at `path` (no resourceVersion: last writer wins, as kubeadm's own
     create-or-update of the kubeadm-certs Secret)."""
-    return json.loads(_call(api, "PUT", path, body=json.dumps(body), headers=JSON))
+    return json.loads(_call(api, "PUT", path, body=body, headers=JSON))
 
 
 def apply_at(api: k8s.ApiClient, path: str, body: dict) -> None:
