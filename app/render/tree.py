@@ -104,15 +104,19 @@ def node_variables(cluster: Cluster, node: Node, base: dict, appliance: Applianc
         "IS_BOOTSTRAP": initialises, "KUBEADM_ACTION": "init" if initialises else "join",
         "KUBEADM_TOKEN": appliance.join_tokens.get(node.name, base["KUBEADM_TOKEN"]),
         "SERIAL_CONSOLE": SERIAL_CONSOLE[node.arch],
-        # Where the init script looks for a cluster that already answers (never a second `init`).
-        "EXISTING_API_URLS": [f"https://{a}:6443" for a in
-                              dict.fromkeys([cluster.control_plane_address] + [str(c.ip) for c in cluster.controllers
-                                                                              if c is not node])],
+        "EXISTING_API_URLS": _elsewhere(cluster, node),
         "FLATCAR_BASE_URL": f"{base['BOOTSTRAP_URL']}/assets/{asset_dir}",
         "FLATCAR_ASSETS": f"/assets/{asset_dir}/{cluster.cluster.flatcar_version}",
         "SYSEXT": {"file": sysext, "url": f"{base['BOOTSTRAP_URL']}/assets/sysext/{sysext}",
                    "hash": appliance.sysext_hashes.get(sysext, "")},
     }
+
+
+def _elsewhere(cluster: Cluster, node: Node) -> list[str]:
+    """Where the init script looks for a cluster that already answers (never a second `init`): the
+    control-plane address and every other controller, not this node itself."""
+    hosts = dict.fromkeys([cluster.control_plane_address] + [str(c.ip) for c in cluster.controllers])
+    return [f"https://{host}:6443" for host in hosts if host != str(node.ip)]
 
 
 def _node_files(cluster: Cluster, node: Node, base: dict, templates: Templates, appliance: Appliance) -> Files:

@@ -175,7 +175,7 @@ def test_reinstalled_first_controller_joins_with_a_fresh_token_and_kubeadm_certs
     assert (output / JOIN_TOKENS).stat().st_mode & 0o777 == 0o600
 
 
-def test_generate_again_reuses_a_valid_token_and_mints_nothing(output, tmp_path):
+def test_reinstalled_worker_gets_a_token_once_and_generate_again_reuses_it(output, tmp_path):
     exists(output)
     installed(output, EXAMPLE)
     append_event(output, Event("reinstall", mac="52:54:00:00:00:22", node="worker-2", source="cli"))
@@ -183,6 +183,10 @@ def test_generate_again_reuses_a_valid_token_and_mints_nothing(output, tmp_path)
         generate(output, EXAMPLE, "--server", server.url)
         first = tree(output)
         writes = list(server.writes)
+        (secret,) = token_secrets(server).values()
+        assert set(secret) == TOKEN_FIELDS
+        carried = kubeadm(output, "worker-2")[0]["discovery"]["bootstrapToken"]["token"]
+        assert carried == f"{secret['token-id']}.{secret['token-secret']}"
         generate(output, EXAMPLE, "--server", server.url)
         assert server.writes == writes, "a token with most of its life left is reused"
     assert tree(output) == first
