@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from app import pki
 from app.atomic import WriteSummary, write_tree
 from app.cluster import Cluster
 from app.credentials import load_secrets
+from app.joins import cluster_exists, forget_cluster
 from app.render.templates import Templates
-from app.render.tree import SYSEXT_ARCH, Appliance, render_tree
+from app.render.tree import SYSEXT_ARCH, Appliance, RenderError, render_tree
+from app.wait.gate import api_endpoints
+from app.wait.tokens import JoinPlan, prepare_joins
 
-# tftp/ name -> file name in the iPXE directory. dnsmasq asks BIOS clients for `<name>.0`.
-IPXE_FILES = {"undionly.kpxe": "undionly.kpxe", "undionly.kpxe.0": "undionly.kpxe",
-              "ipxe.efi": "ipxe.efi", "snp.efi": "snp.efi"}
+# tftp/ name -> file name in the iPXE directory, per node architecture. dnsmasq asks BIOS clients for
+# `<name>.0`. Debian's `ipxe` package has the x86 ones; arm64 needs an iPXE build of its own
+# (`make bin-arm64-efi/snp.efi`), named snp-arm64.efi in --ipxe-dir.
+IPXE_FILES = {"amd64": {"undionly.kpxe": "undionly.kpxe", "undionly.kpxe.0": "undionly.kpxe",
+                        "ipxe.efi": "ipxe.efi"},
+              "arm64": {"snp-arm64.efi": "snp-arm64.efi"}}
+NO_ARM64_IPXE = ("{dir} has no snp-arm64.efi, so the arm64 nodes ({nodes}) cannot PXE-boot: Debian's ipxe "
+                 "package ships x86 binaries only. Build iPXE for arm64 (`make bin-arm64-efi/snp.efi` in "
+                 "ipxe/src), copy it as snp-arm64.efi into a directory with the x86 binaries, and pass it "
+                 "as --ipxe-dir")
 
 
 @dataclass
@@ -23,29 +34,46 @@ class GenerateResult:
     summary: WriteSummary
     secrets_created: bool
     warnings: list[str]
+    cluster_exists: bool = False  # rendered for a running cluster: every node joins it
+    tokens_minted: list[str] = field(default_factory=list)  # nodes given a fresh join token through the API
 
 
 def generate(cluster: Cluster, output: Path, templates: Path | None, *, assets: Path, ipxe_dir: Path,
-             ignition_schemas: Path | None = None, rotate_secrets: bool = False,
-             now: dt.datetime | None = None) -> GenerateResult:
+             ignition_schemas: Path | None = None, rotate_secrets: bool = False, new_cluster: bool = False,
+             api_servers: list[str] | None = None, now: dt.datetime | None = None) -> GenerateResult:
+    """`new_cluster`: forget that the cluster exists (the first controller runs `kubeadm init` again).
+    `api_servers`: where to reach the API for join tokens (default: the name, VIP and controllers)."""
     output = output.resolve()
+    now = now or dt.datetime.now(dt.UTC)
     warnings: list[str] = []
-    secrets, created = load_secrets(output, rotate=rotate_secrets, now=now or dt.datetime.now(dt.UTC))
+    secrets, created = load_secrets(output, rotate=rotate_secrets, now=now)
     secrets = secrets.with_token(cluster.cluster.kubeadm_token)
-    appliance = Appliance(output_dir=output, ipxe_binaries=_ipxe_binaries(ipxe_dir, warnings),
-                          sysext_hashes=_sysext_hashes(cluster, assets, warnings), ignition_schemas=ignition_schemas)
+    ipxe = _ipxe_binaries(cluster, ipxe_dir, warnings)
+    exists = not new_cluster and cluster_exists(output, pki.ca_pin(secrets.ca_crt))
+    joins = prepare_joins(cluster, output, secrets, api_endpoints(cluster, api_servers), now) if exists else JoinPlan()
+    appliance = Appliance(output_dir=output, ipxe_binaries=ipxe, sysext_hashes=_sysext_hashes(cluster, assets, warnings),
+                          ignition_schemas=ignition_schemas, cluster_exists=exists, join_tokens=joins.tokens)
     files = render_tree(cluster, secrets, Templates(templates), appliance)  # raises before any write
     summary = write_tree(output, files)  # the whole tree switches at once, or not at all
-    return GenerateResult(summary, created, warnings + summary.warnings)
+    if new_cluster:
+        forget_cluster(output)  # only once the init config is in place
+    return GenerateResult(summary, created, warnings + joins.warnings + summary.warnings, exists, joins.minted)
 
 
-def _ipxe_binaries(ipxe_dir: Path, warnings: list[str]) -> dict[str, bytes]:
+def _ipxe_binaries(cluster: Cluster, ipxe_dir: Path, warnings: list[str]) -> dict[str, bytes]:
+    """The iPXE binaries for the nodes' architectures. Missing x86 ones are a warning (many sites have
+    UEFI HTTP boot or one firmware kind only); a missing arm64 one is an error: no arm64 node could boot."""
     found = {}
-    for name, source in IPXE_FILES.items():
-        path = ipxe_dir / source
-        if path.is_file():
-            found[name] = path.read_bytes()
-    missing = sorted({IPXE_FILES[n] for n in IPXE_FILES} - {IPXE_FILES[n] for n in found})
+    arches = {n.arch for n in cluster.nodes}
+    for arch in sorted(arches):
+        for name, source in IPXE_FILES[arch].items():
+            if (ipxe_dir / source).is_file():
+                found[name] = (ipxe_dir / source).read_bytes()
+    if "arm64" in arches and "snp-arm64.efi" not in found:
+        arm64 = [n.name for n in cluster.nodes if n.arch == "arm64"]
+        raise RenderError(NO_ARM64_IPXE.format(dir=ipxe_dir, nodes=", ".join(arm64)))
+    missing = sorted({source for name, source in IPXE_FILES["amd64"].items() if name not in found}) \
+        if "amd64" in arches else []
     if missing:
         warnings.append(f"no {', '.join(missing)} in {ipxe_dir}: those firmwares cannot chain to iPXE over "
                         "TFTP (install Debian's `ipxe` package, or pass --ipxe-dir)")

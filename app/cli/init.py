@@ -42,7 +42,7 @@ def init(
     from app.power.watch import LogTail, watch_installs
 
     cluster = load_or_exit(paths.config)
-    generate_or_exit(cluster, paths, assets=assets, ipxe_dir=ipxe_dir)
+    rendered = generate_or_exit(cluster, paths, assets=assets, ipxe_dir=ipxe_dir, api_servers=server)
     logs.setup("text")
     tail = LogTail(paths.output / EVENTS)  # from here: an `installed` from before this init is old news
     plan = orchestrate.InitPlan(
@@ -52,7 +52,13 @@ def init(
         lambda: power_on(cluster, ask=lambda names: _ask(names, yes), say=typer.echo), Progress(),
         watch_installs=lambda stop: watch_installs(cluster, paths.output / EVENTS, stop, typer.echo, tail=tail))
     with plan.report:
-        finish(orchestrate.run(plan))
+        outcome = orchestrate.run(plan)
+    if outcome.cluster_recorded and not rendered.cluster_exists:
+        # The first controller's stored config still says `kubeadm init`: re-render now that the cluster
+        # exists, so a later reinstall of that machine joins it instead of starting a second cluster.
+        generate_or_exit(cluster, paths, assets=assets, ipxe_dir=ipxe_dir, api_servers=server)
+        typer.echo(f"the cluster exists: {cluster.bootstrap_node.name}'s config now joins it (no second kubeadm init)")
+    finish(outcome)
 
 
 def _ask(names: list[str], yes: bool) -> None:

@@ -29,6 +29,11 @@ def wait_options(cluster, templates: Path | None, *, api_timeout: float, nodes_t
                        plan=make_plan(cluster, templates, builtin_templates(), wait_gitops))
 
 
+# wait cannot re-render (it has no --assets/--ipxe-dir): it says what to run.
+REGENERATE = ("the cluster exists now: run `bootstrap-node generate` once more, so the first controller's "
+              "config joins it if that machine is ever reinstalled (instead of starting a second cluster)")
+
+
 def finish(outcome) -> None:
     typer.echo(outcome.message, err=outcome.code != 0)
     raise typer.Exit(outcome.code)
@@ -59,6 +64,8 @@ def wait_command(
             outcome = _in_thread(lambda: wait_for_cluster(cluster, paths.output, opts, stop, progress), stop)
     except KeyboardInterrupt:
         outcome = Outcome(ExitCode.INTERRUPTED, "interrupted")
+    if outcome.cluster_recorded:
+        typer.echo(REGENERATE, err=True)
     finish(outcome)
 
 

@@ -26,6 +26,7 @@ def cross_checks(top: Parsed, nodes: Nodes, found: Found) -> None:
     _controllers(top, nodes, found)
     _addresses(top, boot, net, nodes, found)
     _subnets(spec, net, found)
+    _arm64(nodes, found)
     if top.get("cilium") is not None and top.get("cni", "cilium") != "cilium":
         found.add(("cilium",), f"cilium options need `cni: cilium` (cni is {top['cni']})", key=True)
 
@@ -63,6 +64,17 @@ def _controllers(top: Parsed, nodes: Nodes, found: Found) -> None:
     elif len(controllers) > 1 and len(controllers) % 2 == 0:
         found.warn(("nodes", controllers[-1], "role"), f"{len(controllers)} controllers: an even "
                    "number adds no etcd fault tolerance over one fewer; use an odd number")
+
+
+ARM64_IPXE = ("arm64 nodes PXE-boot only with an arm64 iPXE binary, which Debian's ipxe package does not ship: "
+              "`generate` fails until --ipxe-dir holds snp-arm64.efi (build it with `make bin-arm64-efi/snp.efi`)")
+
+
+def _arm64(nodes: Nodes, found: Found) -> None:
+    """Said once, at the first arm64 node: the file lives outside cluster.yaml, so `generate` checks it."""
+    arm64 = [i for i, node in nodes if node.get("arch") == "arm64"]
+    if arm64:
+        found.warn(("nodes", arm64[0], "arch"), ARM64_IPXE)
 
 
 def _usable_in(ip, network: ipaddress.IPv4Network) -> str | None:

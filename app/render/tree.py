@@ -23,6 +23,8 @@ from app.render.templates import Templates, TemplateError
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
 SYSEXT_ARCH = {"amd64": "x86-64", "arm64": "arm64"}
 FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
+REFUSE_INIT_EXIT = 3  # kubeadm.sh's exit status when a cluster already answers (systemd does not retry it)
+SERIAL_CONSOLE = {"amd64": "ttyS0", "arm64": "ttyAMA0"}  # arm64 boards' PL011 UART is ttyAMA0
 TOKEN_TTL = "2h0m0s"  # the bootstrap token's lifetime, as kubeadm's kubeadm-certs Secret
 SECRET = 0o600
 PUBLIC = 0o644
@@ -42,6 +44,10 @@ class Appliance:
     ipxe_binaries: dict[str, bytes] = field(default_factory=dict)  # tftp/ file name -> contents
     sysext_hashes: dict[str, str] = field(default_factory=dict)  # sysext file name -> "sha512-<hex>"
     ignition_schemas: Path | None = None  # official JSON Schemas, checked when given
+    # The cluster runs (`wait` saw its API with this CA; app/joins.py): the first controller joins it
+    # like the others instead of running `kubeadm init` a second time.
+    cluster_exists: bool = False
+    join_tokens: dict[str, str] = field(default_factory=dict)  # node name -> token minted for its join
 
 
 def render_tree(cluster: Cluster, secrets: pki.Secrets, templates: Templates, appliance: Appliance) -> Files:
@@ -81,7 +87,7 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "NETWORK_ADDRESS": str(net.cidr.network_address), "NETMASK": str(net.cidr.netmask),
         "TFTP_ROOT": str(appliance.output_dir / "tftp"), "NIC": NIC, "KUBE_VIP_IMAGE": KUBE_VIP_IMAGE,
         "secrets": secrets, "CERTIFICATE_KEY": secrets.certificate_key, "TOKEN_TTL": TOKEN_TTL,
-        "CREDENTIAL_PATH": CREDENTIAL_PATH,
+        "CREDENTIAL_PATH": CREDENTIAL_PATH, "REFUSE_INIT_EXIT": REFUSE_INIT_EXIT,
         # containerd: pull through the appliance's /v2/ first, upstream after; kubeadm's pause image.
         "REGISTRY_MIRRORS": registry_mirrors(), "SANDBOX_IMAGE": sandbox_image(spec.k8s_version),
     }
@@ -90,16 +96,27 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
 def node_variables(cluster: Cluster, node: Node, base: dict, appliance: Appliance) -> dict:
     sysext = f"kubernetes-{cluster.cluster.k8s_version}-{SYSEXT_ARCH[node.arch]}.raw"
     asset_dir = FLATCAR_ASSET_DIR[node.arch]
+    initialises = node is cluster.bootstrap_node and not appliance.cluster_exists
     return {
         **base, "node": node, "NODE_NAME": node.name, "NODE_IP": str(node.ip), "NODE_MAC": node.mac,
         "NODE_ROLE": node.role, "NODE_DISK": node.install_disk, "NODE_ARCH": node.arch,
-        "IS_BOOTSTRAP": node is cluster.bootstrap_node,
-        "KUBEADM_ACTION": "init" if node is cluster.bootstrap_node else "join",
+        # The node that runs `kubeadm init`: the first controller, until the cluster exists.
+        "IS_BOOTSTRAP": initialises, "KUBEADM_ACTION": "init" if initialises else "join",
+        "KUBEADM_TOKEN": appliance.join_tokens.get(node.name, base["KUBEADM_TOKEN"]),
+        "SERIAL_CONSOLE": SERIAL_CONSOLE[node.arch],
+        "EXISTING_API_URLS": _elsewhere(cluster, node),
         "FLATCAR_BASE_URL": f"{base['BOOTSTRAP_URL']}/assets/{asset_dir}",
         "FLATCAR_ASSETS": f"/assets/{asset_dir}/{cluster.cluster.flatcar_version}",
         "SYSEXT": {"file": sysext, "url": f"{base['BOOTSTRAP_URL']}/assets/sysext/{sysext}",
                    "hash": appliance.sysext_hashes.get(sysext, "")},
     }
+
+
+def _elsewhere(cluster: Cluster, node: Node) -> list[str]:
+    """Where the init script looks for a cluster that already answers (never a second `init`): the
+    control-plane address and every other controller, not this node itself."""
+    hosts = dict.fromkeys([cluster.control_plane_address] + [str(c.ip) for c in cluster.controllers])
+    return [f"https://{host}:6443" for host in hosts if host != str(node.ip)]
 
 
 def _node_files(cluster: Cluster, node: Node, base: dict, templates: Templates, appliance: Appliance) -> Files:

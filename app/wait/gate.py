@@ -19,6 +19,7 @@ from app.cluster import Cluster
 from app.exitcodes import ExitCode
 from app.atomic import atomic_write
 from app.events import Event, EventLog, append_event
+from app.joins import record_cluster
 
 EXIT_OK, EXIT_API, EXIT_NODES, EXIT_ADDONS, EXIT_INTERRUPTED = (ExitCode.OK, ExitCode.API, ExitCode.NODES,
                                                                 ExitCode.ADDONS, ExitCode.INTERRUPTED)
@@ -39,10 +40,19 @@ class WaitOptions:
 class Outcome:
     code: int
     message: str
+    cluster_recorded: bool = False  # this run was the first to see the cluster (see app/joins.py)
 
 
 class Interrupted(Exception):
     pass
+
+
+def api_endpoints(cluster: Cluster, servers: list[str] | None = None) -> list[str]:
+    """Where to reach the API: `servers` when given; else the name, the VIP, then each controller."""
+    if servers:
+        return list(servers)
+    hosts = [cluster.api_host, cluster.control_plane_address] + [str(n.ip) for n in cluster.controllers]
+    return list(dict.fromkeys(api_url(h) for h in hosts))
 
 
 class Gate:
@@ -52,9 +62,15 @@ class Gate:
         self.api_view: dict[str, dict] = {}
         self.last_error = ""
         self._log: EventLog | None = None
+        self.cluster_recorded = False
 
     # -- the three steps ---------------------------------------------------------------------------
     def run(self) -> Outcome:
+        outcome = self._steps()
+        outcome.cluster_recorded = self.cluster_recorded  # failed or not, the API was seen
+        return outcome
+
+    def _steps(self) -> Outcome:
         if not self.kubeconfig.exists():
             return Outcome(EXIT_API, f"{self.kubeconfig} not found: run `bootstrap-node generate` first")
         try:
@@ -63,6 +79,7 @@ class Gate:
                 return Outcome(EXIT_API, f"the API server did not answer within {self.opts.api_timeout:.0f}s "
                                          f"on {', '.join(self.endpoints())}: {self.last_error}")
             self._record(Event("api-ready", source="wait", message=api.configuration.host))
+            self.cluster_recorded = self._record_cluster(api.configuration.host)
             failure = self._addons(api)
             if failure:
                 return Outcome(EXIT_ADDONS, failure)
@@ -81,16 +98,19 @@ class Gate:
         return Outcome(EXIT_OK, f"{ready}; wrote {self.output / 'kubeconfig'} "
                                 f"(server {server})")
 
+    def _record_cluster(self, server: str) -> bool:
+        """The API answered over TLS signed by our CA, with our client certificate: the cluster exists,
+        and from now on the first controller's config must join it, never `kubeadm init` again."""
+        ca_pin = pki.ca_pin((self.output / CREDENTIALS / "ca.crt").read_bytes())
+        return record_cluster(self.output, ca_pin, server, dt.datetime.now(dt.timezone.utc))
+
     def _user_kubeconfig(self, server: str) -> bytes:
         """The user's own credential (kubeadm:cluster-admins), not the appliance's system:masters one."""
         secrets = pki.from_files(lambda name: (self.output / CREDENTIALS / name).read_bytes())
         return pki.user_kubeconfig(secrets, server, self.cluster.cluster.name, dt.datetime.now(dt.timezone.utc))
 
     def endpoints(self) -> list[str]:
-        if self.opts.servers:
-            return list(self.opts.servers)
-        hosts = [self.cluster.api_host, self.cluster.control_plane_address] + [str(n.ip) for n in self.cluster.controllers]
-        return list(dict.fromkeys(api_url(h) for h in hosts))
+        return api_endpoints(self.cluster, self.opts.servers)
 
     def _api(self):
         deadline = time.monotonic() + self.opts.api_timeout

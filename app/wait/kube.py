@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 FIELD_MANAGER = "bootstrap-node"
 TIMEOUT = (5, 15)  # connect, read seconds per request
+JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
 class Transient(Exception):
@@ -24,6 +25,10 @@ class Transient(Exception):
 
 class Fatal(Exception):
     """Retrying will not help: the message says what to fix."""
+
+
+class Conflict(Fatal):
+    """HTTP 409: the object to create exists already."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,8 @@ def _call(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, q
     if status >= 500 or status == 429:
         raise Transient(f"{method} {path}: HTTP {status}")
     if status >= 400:
-        raise Fatal(f"{method} {path}: HTTP {status}: {response.data[:300].decode(errors='replace')}")
+        kind = Conflict if status == 409 else Fatal
+        raise kind(f"{method} {path}: HTTP {status}: {response.data[:300].decode(errors='replace')}")
     return response.data
 
 
@@ -86,7 +92,8 @@ def _classify_api(exc: ApiException, what: str) -> Exception:
     if exc.status in (401, 403):
         return Fatal(f"{what}: HTTP {exc.status}: the API server refused credentials/admin.kubeconfig "
                      "(was the cluster made with another CA? see --rotate-secrets)")
-    return Fatal(f"{what}: HTTP {exc.status}: {(exc.body or '')[:300]}")
+    kind = Conflict if exc.status == 409 else Fatal
+    return kind(f"{what}: HTTP {exc.status}: {(exc.body or '')[:300]}")
 
 
 def _classify_tls(exc: Exception) -> Exception:
@@ -172,6 +179,24 @@ class Applier:
 
 def get(api: k8s.ApiClient, path: str) -> dict:
     return json.loads(_call(api, "GET", path))
+
+
+def create(api: k8s.ApiClient, collection: str, body: dict) -> dict:
+    """POST an object to its collection; the server's copy (uid and all). Raises Conflict if it exists."""
+    return json.loads(_call(api, "POST", collection, body=body, headers=JSON))  # the client encodes JSON
+
+
+def replace(api: k8s.ApiClient, path: str, body: dict) -> dict:
+    """PUT an object over the one at `path` (no resourceVersion: last writer wins, as kubeadm's own
+    create-or-update of the kubeadm-certs Secret)."""
+    return json.loads(_call(api, "PUT", path, body=body, headers=JSON))
+
+
+def apply_at(api: k8s.ApiClient, path: str, body: dict) -> None:
+    """Server-side apply of one object whose resource path is known (no discovery needed)."""
+    _call(api, "PATCH", path, body=json.dumps(body),
+          headers={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+          query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
 
 
 def exists(api: k8s.ApiClient, path: str) -> bool:

@@ -2,7 +2,7 @@
 
     0  leaves: layout (paths, ports), exitcodes, process, logs, yaml_source
     1  bottom: atomic, events, pki, ignition/ (Butane), gotemplate/
-    2  cluster/, credentials
+    2  cluster/, credentials, joins
     3  render/, serve/, wait/, power/   (none of them imports another: serve never imports render,
                                          wait never imports serve)
     4  generate, init
@@ -21,7 +21,7 @@ from tests.support.paths import REPO
 LAYERS = {
     0: {"app", "app.layout", "app.exitcodes", "app.process", "app.logs", "app.yaml_source"},
     1: {"app.atomic", "app.events", "app.pki", "app.ignition", "app.gotemplate"},
-    2: {"app.cluster", "app.credentials"},
+    2: {"app.cluster", "app.credentials", "app.joins"},
     3: {"app.render", "app.serve", "app.wait", "app.power", "app.images"},
     4: {"app.generate", "app.init"},
     5: {"app.cli"},

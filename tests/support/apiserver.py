@@ -3,7 +3,9 @@
 Its serving certificate is signed by the generated cluster CA (or any CA a test picks), and it
 requires client certificates signed by that CA, as a kubeadm API server does. It answers what
 `wait` uses: /readyz, /version, /api/v1/nodes (Ready conditions that change over time), API
-discovery, and server-side apply (PATCH application/apply-patch+yaml with fieldManager).
+discovery, server-side apply (PATCH application/apply-patch+yaml with fieldManager), and create
+(POST to a collection: 409 when the name exists) and replace (PUT) of objects such as Secrets, each
+recorded with its server-assigned uid.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class StandInAPIServer:
     applied_at: dict[str, float] = field(default_factory=dict)
     applied: list[dict] = field(default_factory=list)
     objects: dict[str, dict] = field(default_factory=dict)
+    writes: list[tuple[str, str]] = field(default_factory=list)  # (method, object path) of creates/replaces
     port: int = 0
     started: float = 0.0
 
@@ -120,7 +123,40 @@ class StandInAPIServer:
         app.router.add_get("/apis/apps/v1/namespaces/{ns}/deployments", self._deployments)
         app.router.add_get("/{path:.*}", self._get)
         app.router.add_patch("/{path:.*}", self._apply)
+        app.router.add_post("/{path:.*}", self._create)
+        app.router.add_put("/{path:.*}", self._replace)
         return app
+
+    def secrets(self, namespace: str = "kube-system") -> dict[str, dict]:
+        """name -> Secret, as stored."""
+        prefix = f"/api/v1/namespaces/{namespace}/secrets/"
+        return {path[len(prefix):]: body for path, body in self.objects.items() if path.startswith(prefix)}
+
+    def _stored(self, path: str, body: dict) -> dict:
+        meta = {**body.get("metadata", {}), "uid": f"uid-{len(self.writes) + 1}",
+                "creationTimestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        self.objects[path] = {**body, "metadata": meta}
+        self.applied_at[path] = time.monotonic()
+        return self.objects[path]
+
+    async def _create(self, request):
+        if request.content_type != "application/json":
+            return web.json_response({"kind": "Status", "code": 415}, status=415)
+        body = json.loads(await request.read())
+        name = body.get("metadata", {}).get("name")
+        if not name:
+            return web.json_response({"kind": "Status", "code": 422, "message": "metadata.name required"}, status=422)
+        path = f"{request.path.rstrip('/')}/{name}"
+        if path in self.objects:
+            return web.json_response({"kind": "Status", "code": 409, "reason": "AlreadyExists"}, status=409)
+        self.writes.append(("POST", path))
+        return web.json_response(self._stored(path, body), status=201)
+
+    async def _replace(self, request):
+        if request.path not in self.objects:
+            return web.json_response({"kind": "Status", "code": 404, "reason": "NotFound"}, status=404)
+        self.writes.append(("PUT", request.path))
+        return web.json_response(self._stored(request.path, json.loads(await request.read())))
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -226,3 +226,12 @@ def test_missing_sections_are_named():
     _, problems = problems_for("cluster: {}\n")
     paths = {p.path for p in problems}
     assert {"bootstrap", "network", "nodes", "cluster.name", "cluster.k8s_version"} <= paths
+
+
+def test_arm64_nodes_are_told_they_need_an_arm64_ipxe_build():
+    text = edit('ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64}', 'ip: 10.0.0.22, install_disk: /dev/sda, arch: arm64}')
+    cluster, problems = problems_for(text)
+    assert cluster is not None  # valid: the binary lives outside cluster.yaml; generate checks it
+    (arm,) = [p for p in problems if "arm64" in p.message]
+    assert arm.severity == "warning" and arm.path == "nodes[4].arch" and "snp-arm64.efi" in arm.message
+    assert arm.line == line_of(text, "worker-2")
