@@ -11,7 +11,8 @@ from app.atomic import WriteSummary, write_tree
 from app.cluster import Cluster
 from app.credentials import load_secrets
 from app.render.templates import Templates
-from app.render.tree import SYSEXT_ARCH, Appliance, render_tree
+from app.cluster.sysexts import ASSET_DIR, cluster_sysexts, served_sums_problems
+from app.render.tree import Appliance, render_tree
 
 # tftp/ name -> file name in the iPXE directory. dnsmasq asks BIOS clients for `<name>.0`.
 IPXE_FILES = {"undionly.kpxe": "undionly.kpxe", "undionly.kpxe.0": "undionly.kpxe",
@@ -53,17 +54,22 @@ def _ipxe_binaries(ipxe_dir: Path, warnings: list[str]) -> dict[str, bytes]:
 
 
 def _sysext_hashes(cluster: Cluster, assets: Path, warnings: list[str]) -> dict[str, str]:
-    """sha512 of each Kubernetes sysext the nodes will fetch, so Ignition verifies the download."""
+    """sha512 of each sysext file some node will fetch (Kubernetes' and `sysexts:`), so Ignition
+    verifies the download; and, with sysupdate on, whether the served SHA256SUMS can be trusted."""
     hashes = {}
-    for arch in sorted({n.arch for n in cluster.nodes}):
-        name = f"kubernetes-{cluster.cluster.k8s_version}-{SYSEXT_ARCH[arch]}.raw"
-        path = assets / "sysext" / name
+    for name in sorted(cluster_sysexts(cluster)):
+        path = assets / ASSET_DIR / name
         if not path.is_file():
             warnings.append(f"{path} not found: nodes will fetch {name} without a verification hash")
             continue
-        digest = hashlib.sha512()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        hashes[name] = "sha512-" + digest.hexdigest()
+        hashes[name] = "sha512-" + _sha512(path)
+    warnings.extend(served_sums_problems(cluster, assets))
     return hashes
+
+
+def _sha512(path: Path) -> str:
+    digest = hashlib.sha512()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -20,6 +20,7 @@ from app.cluster.fields import DNS_NEEDED, shown, yaml_type
 from app.cluster.model import Cluster
 from app.cluster.problems import Found, Problem
 from app.cluster.rules import Parsed, cross_checks
+from app.cluster.sysexts import sysext_checks
 from app.yaml_source import Loc, Source
 
 # Why a required field matters, added to "required ... is missing" (keyed by path without indexes).
@@ -43,6 +44,7 @@ def check(source: Source, file: str) -> tuple[Cluster | None, list[Problem]]:
     top = _parse_model(Cluster, data, (), found) or {}
     nodes = [(i, node) for i, node in enumerate(top.get("nodes") or []) if node is not None]
     cross_checks(top, nodes, found)
+    sysext_checks(top, nodes, found)
     problems = sorted(found.items, key=lambda p: (p.line, p.column, p.path))
     if any(p.severity == "error" for p in problems):
         return None, problems

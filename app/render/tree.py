@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from app.cluster import Cluster, Node
+from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR, SYSEXT_ARCH, SysextUse, node_sysexts  # noqa: F401 (SYSEXT_ARCH: re-exported)
 from app import pki
 from app.ignition import butane, rules as ignition
 from app.layout import CREDENTIAL_PATH
@@ -21,7 +22,6 @@ from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
 from app.render.templates import Templates, TemplateError
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
-SYSEXT_ARCH = {"amd64": "x86-64", "arm64": "arm64"}
 FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
 TOKEN_TTL = "2h0m0s"  # the bootstrap token's lifetime, as kubeadm's kubeadm-certs Secret
 SECRET = 0o600
@@ -88,7 +88,8 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
 
 
 def node_variables(cluster: Cluster, node: Node, base: dict, appliance: Appliance) -> dict:
-    sysext = f"kubernetes-{cluster.cluster.k8s_version}-{SYSEXT_ARCH[node.arch]}.raw"
+    sysexts = [sysext_variables(use, base["BOOTSTRAP_URL"], appliance, cluster.sysupdate)
+               for use in node_sysexts(cluster, node)]
     asset_dir = FLATCAR_ASSET_DIR[node.arch]
     return {
         **base, "node": node, "NODE_NAME": node.name, "NODE_IP": str(node.ip), "NODE_MAC": node.mac,
@@ -97,9 +98,17 @@ def node_variables(cluster: Cluster, node: Node, base: dict, appliance: Applianc
         "KUBEADM_ACTION": "init" if node is cluster.bootstrap_node else "join",
         "FLATCAR_BASE_URL": f"{base['BOOTSTRAP_URL']}/assets/{asset_dir}",
         "FLATCAR_ASSETS": f"/assets/{asset_dir}/{cluster.cluster.flatcar_version}",
-        "SYSEXT": {"file": sysext, "url": f"{base['BOOTSTRAP_URL']}/assets/sysext/{sysext}",
-                   "hash": appliance.sysext_hashes.get(sysext, "")},
+        # Kubernetes' (SYSEXT, kept for users' templates) and every extension this node gets.
+        "SYSEXT": sysexts[0], "SYSEXTS": sysexts, "SYSUPDATE": cluster.sysupdate,
     }
+
+
+def sysext_variables(use: SysextUse, bootstrap_url: str, appliance: Appliance, sysupdate: bool) -> dict:
+    """How the templates place one extension; `update_pattern` is its sysupdate MatchPattern when updates are on."""
+    return {"name": use.name, "version": use.version, "file": use.file,
+            "url": f"{bootstrap_url}/assets/{SYSEXT_DIR}/{use.file}", "source": f"{bootstrap_url}/assets/{SYSEXT_DIR}/",
+            "hash": appliance.sysext_hashes.get(use.file, ""), "replaces": use.replaces,
+            "update_pattern": use.update_pattern if sysupdate else None}
 
 
 def _node_files(cluster: Cluster, node: Node, base: dict, templates: Templates, appliance: Appliance) -> Files:
