@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from app.cluster import Cluster, Node
-from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR, SYSEXT_ARCH, SysextUse, node_sysexts  # noqa: F401 (SYSEXT_ARCH: re-exported)
+from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR, SysextUse, node_sysexts
+from app.cluster.sysexts import SYSEXT_ARCH  # noqa: F401 - re-exported: it used to live here
 from app import pki
 from app.ignition import butane, rules as ignition
 from app.layout import CREDENTIAL_PATH
@@ -104,7 +105,8 @@ def node_variables(cluster: Cluster, node: Node, base: dict, appliance: Applianc
 
 
 def sysext_variables(use: SysextUse, bootstrap_url: str, appliance: Appliance, sysupdate: bool) -> dict:
-    """How the templates place one extension; `update_pattern` is its sysupdate MatchPattern when updates are on."""
+    """How the templates place one extension; `update_pattern` is its sysupdate MatchPattern when updates
+    are on. Keys are never a dict method's name: Jinja's `ext.update` would find dict.update first."""
     return {"name": use.name, "version": use.version, "file": use.file,
             "url": f"{bootstrap_url}/assets/{SYSEXT_DIR}/{use.file}", "source": f"{bootstrap_url}/assets/{SYSEXT_DIR}/",
             "hash": appliance.sysext_hashes.get(use.file, ""), "replaces": use.replaces,
