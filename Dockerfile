@@ -5,7 +5,7 @@
 # See README "The container image" for every build argument.
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
-# --- assets: Flatcar PXE kernel/initrd + disk image, the Kubernetes sysext, add-ons; all verified ---
+# --- assets: Flatcar PXE kernel/initrd + disk image, the sysexts (Kubernetes', SYSEXTS), add-ons; all verified ---
 FROM ${BASE_IMAGE} AS assets
 ARG ASSETS=download
 ARG ASSETS_DIR=scripts/assets/none
@@ -19,6 +19,8 @@ ARG CILIUM_CLI_VERSION=v0.16.24
 ARG CILIUM_CLI_SHA256=
 ARG ARGOCD_VERSION=v2.13.3
 ARG ARGOCD_SHA256=
+# More system extensions from the sysext bakery, by release: "containerd-2.0.4 nvidia-runtime-v1.17.5".
+ARG SYSEXTS=
 SHELL ["/bin/sh", "-eu", "-c"]
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
@@ -28,7 +30,7 @@ COPY ${ASSETS_DIR}/ /context-assets/
 RUN FLATCAR_VERSION="$FLATCAR_VERSION" FLATCAR_CHANNEL="$FLATCAR_CHANNEL" K8S_VERSION="$K8S_VERSION" \
     ARCH="$ARCH" FLANNEL_VERSION="$FLANNEL_VERSION" FLANNEL_SHA256="$FLANNEL_SHA256" \
     CILIUM_CLI_VERSION="$CILIUM_CLI_VERSION" CILIUM_CLI_SHA256="$CILIUM_CLI_SHA256" \
-    ARGOCD_VERSION="$ARGOCD_VERSION" ARGOCD_SHA256="$ARGOCD_SHA256" \
+    ARGOCD_VERSION="$ARGOCD_VERSION" ARGOCD_SHA256="$ARGOCD_SHA256" SYSEXTS="$SYSEXTS" \
     /usr/local/lib/bootstrap-node/fetch-and-verify "$ASSETS" /context-assets /assets
 
 # --- build: the app in a virtualenv (from PyPI, or from a wheelhouse for air-gapped builds) ---
@@ -73,6 +75,7 @@ ARG FLATCAR_CHANNEL=stable
 ARG K8S_VERSION=v1.31.4
 ARG ARCH=amd64
 ARG VERSION=0.1.0
+ARG SYSEXTS=
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 dnsmasq-base ipxe iproute2 ipmitool \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
@@ -94,6 +97,7 @@ LABEL org.opencontainers.image.title="bootstrap-node" \
       io.bootstrap-node.flatcar.version="${FLATCAR_VERSION}" \
       io.bootstrap-node.flatcar.channel="${FLATCAR_CHANNEL}" \
       io.bootstrap-node.kubernetes.version="${K8S_VERSION}" \
+      io.bootstrap-node.sysexts="${SYSEXTS}" \
       io.bootstrap-node.arch="${ARCH}"
 VOLUME ["/config", "/output"]
 ENTRYPOINT ["bootstrap-node"]

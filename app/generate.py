@@ -13,7 +13,8 @@ from app.cluster import Cluster
 from app.credentials import load_secrets
 from app.joins import cluster_exists, forget_cluster
 from app.render.templates import Templates
-from app.render.tree import SYSEXT_ARCH, Appliance, RenderError, render_tree
+from app.cluster.sysexts import ASSET_DIR, cluster_sysexts, served_sums_problems
+from app.render.tree import Appliance, RenderError, render_tree
 from app.wait.gate import api_endpoints
 from app.wait.tokens import JoinPlan, prepare_joins
 
@@ -81,17 +82,22 @@ def _ipxe_binaries(cluster: Cluster, ipxe_dir: Path, warnings: list[str]) -> dic
 
 
 def _sysext_hashes(cluster: Cluster, assets: Path, warnings: list[str]) -> dict[str, str]:
-    """sha512 of each Kubernetes sysext the nodes will fetch, so Ignition verifies the download."""
+    """sha512 of each sysext file some node will fetch (Kubernetes' and `sysexts:`), so Ignition
+    verifies the download; and, with sysupdate on, whether the served SHA256SUMS can be trusted."""
     hashes = {}
-    for arch in sorted({n.arch for n in cluster.nodes}):
-        name = f"kubernetes-{cluster.cluster.k8s_version}-{SYSEXT_ARCH[arch]}.raw"
-        path = assets / "sysext" / name
+    for name in sorted(cluster_sysexts(cluster)):
+        path = assets / ASSET_DIR / name
         if not path.is_file():
             warnings.append(f"{path} not found: nodes will fetch {name} without a verification hash")
             continue
-        digest = hashlib.sha512()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        hashes[name] = "sha512-" + digest.hexdigest()
+        hashes[name] = "sha512-" + _sha512(path)
+    warnings.extend(served_sums_problems(cluster, assets))
     return hashes
+
+
+def _sha512(path: Path) -> str:
+    digest = hashlib.sha512()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

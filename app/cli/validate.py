@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from app.cli.common import DEFAULT_IMAGES, Format, ImagesOpt, Paths, command, unreadable
+from app.cli.common import DEFAULT_ASSETS, DEFAULT_IMAGES, Format, ImagesOpt, Paths, command, unreadable
 from app.cluster import Problem, SourceError, check, load_source, render
+from app.cluster.problems import Found
+from app.cluster.sysexts import asset_checks
 from app.cluster.model import Cluster
 from app.exitcodes import ExitCode
 
@@ -23,6 +26,9 @@ def validate(
     nameserver: Annotated[Optional[str], typer.Option(
         help="With --online: DNS server HOST[:PORT] to ask instead of the system's.")] = None,
     images: ImagesOpt = DEFAULT_IMAGES,
+    assets: Annotated[Optional[Path], typer.Option(
+        envvar="BOOTSTRAP_ASSETS", help="Baked assets: check the sysexts the nodes will fetch are there "
+                                        f"(default {DEFAULT_ASSETS}, when it exists).")] = None,
 ) -> None:
     """Check cluster.yaml and report every problem with file, line and column.
 
@@ -44,6 +50,7 @@ def validate(
         problems += bmc_problems
     if cluster is not None:
         problems += images_problem(cluster, paths, images, source)
+        problems += assets_problems(cluster, assets, source, str(path))
     failed = any(p.severity == "error" or strict for p in problems)
     if fmt is Format.text:
         for line in found:
@@ -66,6 +73,22 @@ def images_problem(cluster: Cluster, paths: Paths, layout, source) -> list[Probl
         return []
     pos = source.pos(("cluster", "k8s_version"))
     return [Problem(str(paths.config), pos.line, pos.column, "cluster.k8s_version", message, "warning")]
+
+
+def assets_problems(cluster: Cluster, assets: Path | None, source, file: str) -> list[Problem]:
+    """The sysexts (Kubernetes' and `sysexts:`) must be in the assets the nodes fetch from. Without
+    --assets and without /assets (a workstation) there is nothing to check against: said only when
+    cluster.yaml asks for more than the baked Kubernetes one."""
+    found = Found(source, file)
+    directory = assets or DEFAULT_ASSETS
+    if not directory.is_dir():
+        if assets is not None:
+            found.add((), f"assets directory {assets} not found (--assets)")
+        elif cluster.sysexts:
+            found.warn(("sysexts",), f"not checked: no assets directory {DEFAULT_ASSETS} here (pass --assets DIR)")
+        return found.items
+    asset_checks(cluster, directory, found)
+    return found.items
 
 
 def summary(cluster: Cluster) -> str:

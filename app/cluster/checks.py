@@ -21,6 +21,7 @@ from app.cluster.model import Cluster
 from app.cluster.problems import Found, Problem
 from app.cluster.power_rules import power_checks
 from app.cluster.rules import Parsed, cross_checks
+from app.cluster.sysexts import sysext_checks
 from app.yaml_source import Loc, Source
 
 # Why a required field matters, added to "required ... is missing" (keyed by path without indexes).
@@ -45,6 +46,7 @@ def check(source: Source, file: str) -> tuple[Cluster | None, list[Problem]]:
     nodes = [(i, node) for i, node in enumerate(top.get("nodes") or []) if node is not None]
     cross_checks(top, nodes, found)
     power_checks(top, nodes, found)
+    sysext_checks(top, nodes, found)
     problems = sorted(found.items, key=lambda p: (p.line, p.column, p.path))
     if any(p.severity == "error" for p in problems):
         return None, problems

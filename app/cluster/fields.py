@@ -221,6 +221,28 @@ def parse_git_url(value: Any) -> str:
     return text
 
 
+# A sysext's name and version make its file name (`<name>-<version>-<arch>.raw`, the bakery's
+# naming), a directory under /opt/extensions and a sysupdate pattern: nothing that is not a plain word.
+SYSEXT_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
+SYSEXT_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}")
+
+
+def parse_sysext_name(value: Any) -> str:
+    text = _text(value, "an extension name")
+    if not SYSEXT_NAME.fullmatch(text):
+        raise ValueError(f"{shown(text)} is not a sysext name like the bakery's (containerd, nvidia-runtime): "
+                         "lower-case letters, digits, '-' and '_'")
+    return text
+
+
+def parse_sysext_version(value: Any) -> str:
+    text = _text(value, "a version like 2.0.4")
+    if not SYSEXT_VERSION.fullmatch(text):
+        raise ValueError(f"{shown(text)} is not a sysext version (letters, digits and . _ + ~ -, like 2.0.4 "
+                         "or v1.17.5)")
+    return text
+
+
 def _string_type(parser, schema: dict):
     return [BeforeValidator(parser), WithJsonSchema({"type": "string", **schema})]
 
@@ -238,6 +260,8 @@ Token = Annotated[str, *_string_type(parse_token, {"pattern": "^" + TOKEN.patter
 Disk = Annotated[str, *_string_type(parse_disk, {"pattern": "^/dev/"})]
 IfName = Annotated[str, *_string_type(parse_ifname, {"maxLength": 15})]
 GitUrl = Annotated[str, *_string_type(parse_git_url, {"pattern": GIT_URL.pattern})]
+SysextName = Annotated[str, *_string_type(parse_sysext_name, {"pattern": f"^{SYSEXT_NAME.pattern}$"})]
+SysextVersion = Annotated[str, *_string_type(parse_sysext_version, {"pattern": f"^{SYSEXT_VERSION.pattern}$"})]
 DnsServers = Annotated[list[IPv4], BeforeValidator(parse_dns_servers),
                       WithJsonSchema({"type": "array", "items": {"type": "string", "format": "ipv4"}, "minItems": 1})]
 Port = Annotated[int, BeforeValidator(parse_port),

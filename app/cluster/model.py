@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.cluster.fields import (IPv4, Disk, DnsLabel, DnsName, DnsServers, FlatcarVersion, GitUrl, IfName, IPv4Net,
-                                K8sVersion, Mac, Port, SshKey, Token)
+                                K8sVersion, Mac, Port, SshKey, SysextName, SysextVersion, Token)
 
 
 class _Model(BaseModel):
@@ -134,6 +134,18 @@ class GitOps(_Model):
     path: str = Field(".", min_length=1, description="Directory in the repository with the root app's manifests.")
 
 
+class Sysext(_Model):
+    name: SysextName = Field(description="Extension name as the Flatcar sysext bakery names it (`containerd`, "
+                                         "`nvidia-runtime`), or your own; `kubernetes` comes from `k8s_version`.")
+    version: SysextVersion = Field(description="Its version as in the file name `<name>-<version>-<arch>.raw` "
+                                               "(`2.0.4`; Kubernetes-style ones keep their `v`).")
+    roles: list[Literal["controller", "worker"]] = Field(
+        default_factory=list, description="Only nodes with these roles get it (with `nodes`: either matches).")
+    nodes: list[DnsLabel] = Field(
+        default_factory=list, description="Only these nodes get it (with `roles`: either matches); "
+                                          "neither set: every node.")
+
+
 class Cluster(_Model):
     """A whole cluster.yaml. The first controller in `nodes` runs `kubeadm init`."""
 
@@ -149,6 +161,12 @@ class Cluster(_Model):
         "flannel", description="Pod network: `flannel`, `cilium`, or `none` (bring your own in add-ons).")
     cilium: Cilium | None = Field(None, description="Cilium options; only with `cni: cilium`.")
     gitops: GitOps | None = Field(None, description="Hand the cluster to Argo CD and this repository.")
+    sysexts: list[Sysext] = Field(
+        default_factory=list, description="More system extensions for every node, or for some roles or nodes; "
+                                          "each must be in the assets under `sysext/` (see README).")
+    sysupdate: bool = Field(
+        False, description="Nodes take patch updates of their sysexts from the appliance's `/assets/sysext/` "
+                           "while it serves (systemd-sysupdate; see README).")
     power: PowerWay = Field(
         "manual", description="How nodes are powered on: `manual` (`init` asks you), `wol` (Wake-on-LAN), "
                               "`redfish` or `ipmi` (through each node's `bmc`); a node's own `power` wins.")

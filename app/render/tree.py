@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 
 from app.cluster import Cluster, Node
+from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR, SysextUse, node_sysexts
+from app.cluster.sysexts import SYSEXT_ARCH  # noqa: F401 - re-exported: it used to live here
 from app import pki
 from app.ignition import butane, rules as ignition
 from app.layout import CREDENTIAL_PATH
@@ -21,7 +23,6 @@ from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
 from app.render.templates import Templates, TemplateError
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
-SYSEXT_ARCH = {"amd64": "x86-64", "arm64": "arm64"}
 FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
 REFUSE_INIT_EXIT = 3  # kubeadm.sh's exit status when a cluster already answers (systemd does not retry it)
 SERIAL_CONSOLE = {"amd64": "ttyS0", "arm64": "ttyAMA0"}  # arm64 boards' PL011 UART is ttyAMA0
@@ -94,7 +95,8 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
 
 
 def node_variables(cluster: Cluster, node: Node, base: dict, appliance: Appliance) -> dict:
-    sysext = f"kubernetes-{cluster.cluster.k8s_version}-{SYSEXT_ARCH[node.arch]}.raw"
+    sysexts = [sysext_variables(use, base["BOOTSTRAP_URL"], appliance, cluster.sysupdate)
+               for use in node_sysexts(cluster, node)]
     asset_dir = FLATCAR_ASSET_DIR[node.arch]
     initialises = node is cluster.bootstrap_node and not appliance.cluster_exists
     return {
@@ -107,8 +109,8 @@ def node_variables(cluster: Cluster, node: Node, base: dict, appliance: Applianc
         "EXISTING_API_URLS": _elsewhere(cluster, node),
         "FLATCAR_BASE_URL": f"{base['BOOTSTRAP_URL']}/assets/{asset_dir}",
         "FLATCAR_ASSETS": f"/assets/{asset_dir}/{cluster.cluster.flatcar_version}",
-        "SYSEXT": {"file": sysext, "url": f"{base['BOOTSTRAP_URL']}/assets/sysext/{sysext}",
-                   "hash": appliance.sysext_hashes.get(sysext, "")},
+        # Kubernetes' (SYSEXT, kept for users' templates) and every extension this node gets.
+        "SYSEXT": sysexts[0], "SYSEXTS": sysexts, "SYSUPDATE": cluster.sysupdate,
     }
 
 
@@ -117,6 +119,15 @@ def _elsewhere(cluster: Cluster, node: Node) -> list[str]:
     control-plane address and every other controller, not this node itself."""
     hosts = dict.fromkeys([cluster.control_plane_address] + [str(c.ip) for c in cluster.controllers])
     return [f"https://{host}:6443" for host in hosts if host != str(node.ip)]
+
+
+def sysext_variables(use: SysextUse, bootstrap_url: str, appliance: Appliance, sysupdate: bool) -> dict:
+    """How the templates place one extension; `update_pattern` is its sysupdate MatchPattern when updates
+    are on. Keys are never a dict method's name: Jinja's `ext.update` would find dict.update first."""
+    return {"name": use.name, "version": use.version, "file": use.file,
+            "url": f"{bootstrap_url}/assets/{SYSEXT_DIR}/{use.file}", "source": f"{bootstrap_url}/assets/{SYSEXT_DIR}/",
+            "hash": appliance.sysext_hashes.get(use.file, ""), "replaces": use.replaces,
+            "update_pattern": use.update_pattern if sysupdate else None}
 
 
 def _node_files(cluster: Cluster, node: Node, base: dict, templates: Templates, appliance: Appliance) -> Files:

@@ -180,6 +180,21 @@ class Lab:
         image = self.assets / "flatcar" / version / "flatcar_production_image.bin.bz2"
         if not image.exists():  # flatcar-install's download target; the stand-in only checks it is there
             image.write_bytes(b"stand-in disk image")
+        self._standin_sysexts()
+
+    def _standin_sysexts(self) -> None:
+        """Stand-in images for the sysexts the lab's cluster.yaml asks for, where none is there yet:
+        generate hashes them into the final configs, and the stand-in fetches and checks them."""
+        import yaml
+        spec = yaml.safe_load(self.config.read_text())
+        releases = [f"kubernetes-{spec['cluster']['k8s_version']}"]
+        releases += [f"{s['name']}-{s['version']}" for s in spec.get("sysexts") or []]
+        directory = self.assets / "sysext"
+        directory.mkdir(parents=True, exist_ok=True)
+        for release in releases:
+            image = directory / f"{release}-x86-64.raw"
+            if not image.exists():
+                image.write_bytes(f"stand-in sysext {release}\n".encode())
 
     def _generate(self) -> None:
         result = subprocess.run([sys.executable, "-m", "app", "--config", str(self.config), "--output",

@@ -28,7 +28,9 @@ PAYLOAD = "localhost/bootstrap-node-payload:test"
 WHEELS = REPO / "build" / "wheels"
 STANDINS = ["flatcar/4081.3.6/flatcar_production_pxe.vmlinuz", "flatcar/4081.3.6/flatcar_production_pxe_image.cpio.gz",
             "flatcar/4081.3.6/flatcar_production_image.bin.bz2", "sysext/kubernetes-v1.31.4-x86-64.raw",
-            "cni/flannel.yaml"]
+            "sysext/containerd-2.0.4-x86-64.raw", "cni/flannel.yaml"]
+SYSEXTS = "containerd-2.0.4"  # baked from the context, like a bakery download
+NOT_SERVED = "kubernetes-v1.31.5-x86-64.raw"  # in the context's SHA256SUMS (as in the bakery's), not baked
 
 
 def engine():
@@ -65,6 +67,8 @@ def context_inputs() -> None:
                          else f"stand-in {rel}\n".encode())
     for directory in {(CONTEXT_ASSETS / rel).parent for rel in STANDINS}:
         lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted(directory.iterdir())]
+        if directory.name == "sysext":
+            lines.append(f"{'0' * 64}  {NOT_SERVED}\n")
         (directory / "SHA256SUMS").write_text("".join(lines))
     if not any(WHEELS.glob("*.whl")):
         subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(WHEELS), "-c",
@@ -105,7 +109,8 @@ def image():
     started = time.monotonic()
     client.legacy_build(REPO, file=REPO / "Dockerfile", tags=[TAG], network="host", build_args={
         "BASE_IMAGE": base, "ASSETS": "context", "ASSETS_DIR": "build/container-assets",
-        "WHEELHOUSE": "build/wheels", "IMAGES": "context", "IMAGES_DIR": "build/container-images"})
+        "WHEELHOUSE": "build/wheels", "IMAGES": "context", "IMAGES_DIR": "build/container-images",
+        "SYSEXTS": SYSEXTS})
     built = client.image.inspect(TAG)
     report = REPO / "build" / "container-report.txt"
     report.write_text(f"engine {name}; build {time.monotonic() - started:.0f}s; size {built.size / 1e6:.0f} MB\n")
@@ -162,6 +167,32 @@ def test_generate_into_a_mounted_output(image, tmp_path):
     # The sysext baked in the image is hashed into the nodes' configs.
     assert "sha512-" + hashlib.sha512(b"stand-in sysext/kubernetes-v1.31.4-x86-64.raw\n").hexdigest() in \
         (out / "matchbox" / "ignition" / "worker-1.ign").read_text()
+
+
+def test_sysexts_are_baked_placed_and_their_sums_list_only_what_is_served(image, tmp_path):
+    client, built = image
+    assert built.config.labels["io.bootstrap-node.sysexts"] == SYSEXTS
+    code, sums = run(client, "-c", "cat /assets/sysext/SHA256SUMS", entrypoint="sh")
+    assert code == 0 and NOT_SERVED not in sums
+    assert sorted(line.split()[1] for line in sums.splitlines()) == [
+        "containerd-2.0.4-x86-64.raw", "kubernetes-v1.31.4-x86-64.raw"]
+    config = tmp_path / "cluster.yaml"
+    config.write_text(EXAMPLE.read_text() + "sysexts:\n  - {name: containerd, version: 2.0.4, roles: [worker]}\n"
+                      "sysupdate: true\n")
+    code, out = run(client, "validate", "--strict", volumes=[(config, "/config/cluster.yaml", "ro")])
+    assert code == 0, out  # the file is in /assets, and the served SHA256SUMS lists only what is there
+    out_dir = tmp_path / "output"
+    out_dir.mkdir()
+    code, log = run(client, "generate", volumes=[(config, "/config/cluster.yaml", "ro"), (out_dir, "/output")])
+    assert code == 0, log
+    worker = json.loads((out_dir / "matchbox" / "ignition" / "worker-1.ign").read_text())
+    files = {f["path"]: f["contents"] for f in worker["storage"]["files"]}
+    entry = files["/opt/extensions/containerd/containerd-2.0.4-x86-64.raw"]
+    assert entry["verification"]["hash"] == "sha512-" + hashlib.sha512(
+        b"stand-in sysext/containerd-2.0.4-x86-64.raw\n").hexdigest()
+    assert "/etc/sysupdate.containerd.d/containerd.conf" in files
+    controller = json.loads((out_dir / "matchbox" / "ignition" / "cp-1.ign").read_text())
+    assert not any("containerd-2.0.4" in f["path"] for f in controller["storage"]["files"])
 
 
 def baked_digest(ref: str) -> str:

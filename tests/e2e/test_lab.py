@@ -123,6 +123,21 @@ def test_serial_console_shows_its_own_configs(rack, name):
     assert "flatcar_production_image.bin.bz2 present" in installer
 
 
+@pytest.mark.parametrize("name", list(NODES))
+def test_the_final_configs_sysexts_are_served_with_their_hashes(rack, name):
+    """Every remote file of the final config (the sysexts) answered the stand-in, which streamed it
+    through sha512 as Ignition would on first boot; the workers' containerd too, the controller's not."""
+    the_lab, _ = rack
+    serial = the_lab.serial(machine(name))
+    final = json.loads(between(serial, "FINAL IGNITION"))
+    remote = {f["path"]: f["contents"] for f in final["storage"]["files"]
+              if f["contents"].get("source", "").startswith("http")}
+    fetches = between(serial, "FINAL FETCHES").replace("\r", "").splitlines()
+    assert sorted(fetches) == sorted(f"fetch: {c['source']} sha512 ok" for c in remote.values())
+    sysexts = {path.split("/")[3] for path in remote if path.startswith("/opt/extensions/")}
+    assert sysexts == ({"kubernetes", "containerd"} if NODES[name][0] == "worker" else {"kubernetes"})
+
+
 def test_the_stranger_is_told_why_and_discovered(rack):
     the_lab, _ = rack
     stranger = machine("stranger")
