@@ -153,7 +153,11 @@ def test_arm64_nodes_get_the_arm64_file(tmp_path):
                                        "ip: 10.0.0.22, install_disk: /dev/sda, arch: arm64")
     path = tmp_path / "cluster.yaml"
     path.write_text(text + "sysexts:\n  - {name: containerd, version: 2.0.4}\n")
-    assert run_generate(tmp_path / "o", config=path).exit_code == 0
+    ipxe = tmp_path / "ipxe"  # arm64 nodes need an arm64 iPXE build beside Debian's x86 ones
+    ipxe.mkdir()
+    (ipxe / "snp-arm64.efi").write_bytes(b"stand-in arm64 iPXE")
+    result = run_generate(tmp_path / "o", "--ipxe-dir", str(ipxe), config=path)
+    assert result.exit_code == 0, result.output
     assert "/opt/extensions/containerd/containerd-2.0.4-arm64.raw" in placed(ignition(tmp_path / "o", "worker-2"))
     assert "/opt/extensions/containerd/containerd-2.0.4-x86-64.raw" in placed(ignition(tmp_path / "o", "worker-1"))
 
