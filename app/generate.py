@@ -10,10 +10,10 @@ from pathlib import Path
 from app import pki
 from app.atomic import WriteSummary, write_tree
 from app.cluster import Cluster
+from app.cluster.sysexts import ASSET_DIR, cluster_sysexts, served_sums_problems
 from app.credentials import load_secrets
 from app.joins import cluster_exists, forget_cluster
 from app.render.templates import Templates
-from app.cluster.sysexts import ASSET_DIR, cluster_sysexts, served_sums_problems
 from app.render.tree import Appliance, RenderError, render_tree
 from app.wait.gate import api_endpoints
 from app.wait.tokens import JoinPlan, prepare_joins
@@ -52,7 +52,8 @@ def generate(cluster: Cluster, output: Path, templates: Path | None, *, assets: 
     ipxe = _ipxe_binaries(cluster, ipxe_dir, warnings)
     exists = not new_cluster and cluster_exists(output, pki.ca_pin(secrets.ca_crt))
     joins = prepare_joins(cluster, output, secrets, api_endpoints(cluster, api_servers), now) if exists else JoinPlan()
-    appliance = Appliance(output_dir=output, ipxe_binaries=ipxe, sysext_hashes=_sysext_hashes(cluster, assets, warnings),
+    hashes = _sysext_hashes(cluster, assets, warnings)
+    appliance = Appliance(output_dir=output, ipxe_binaries=ipxe, sysext_hashes=hashes,
                           ignition_schemas=ignition_schemas, cluster_exists=exists, join_tokens=joins.tokens)
     files = render_tree(cluster, secrets, Templates(templates), appliance)  # raises before any write
     summary = write_tree(output, files)  # the whole tree switches at once, or not at all

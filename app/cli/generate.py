@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IMAGES, DEFAULT_IPXE_DIR, AssetsOpt, ImagesOpt, IpxeDirOpt, Paths,
-                            command, fail, load_or_exit)
+from app.cli.common import (
+    DEFAULT_ASSETS,
+    DEFAULT_IMAGES,
+    DEFAULT_IPXE_DIR,
+    AssetsOpt,
+    ImagesOpt,
+    IpxeDirOpt,
+    Paths,
+    command,
+    fail,
+    load_or_exit,
+)
 from app.cli.wait import Server
 from app.cluster.model import Cluster
 from app.exitcodes import ExitCode
@@ -19,7 +29,7 @@ def generate(
     paths: Paths,
     assets: AssetsOpt = DEFAULT_ASSETS,
     ipxe_dir: IpxeDirOpt = DEFAULT_IPXE_DIR,
-    ignition_schemas: Annotated[Optional[Path], typer.Option(
+    ignition_schemas: Annotated[Path | None, typer.Option(
         envvar="BOOTSTRAP_IGNITION_SCHEMAS", help="Directory of official Ignition JSON Schemas to check against.")]
         = None,
     rotate_secrets: Annotated[bool, typer.Option(

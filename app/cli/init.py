@@ -7,8 +7,22 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import (DEFAULT_ASSETS, DEFAULT_IPXE_DIR, AssetsOpt, Bind, BindOpt, Dhcp, DhcpOpt, IpxeDirOpt, ListenOpt, Paths,
-                            Tftp, TftpOpt, command, load_or_exit)
+from app.cli.common import (
+    DEFAULT_ASSETS,
+    DEFAULT_IPXE_DIR,
+    AssetsOpt,
+    Bind,
+    BindOpt,
+    Dhcp,
+    DhcpOpt,
+    IpxeDirOpt,
+    ListenOpt,
+    Paths,
+    Tftp,
+    TftpOpt,
+    command,
+    load_or_exit,
+)
 from app.cli.generate import generate_or_exit
 from app.cli.progress import Progress
 from app.cli.serve import serve_options

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from app.cli.common import DEFAULT_ASSETS, DEFAULT_IMAGES, Format, ImagesOpt, Paths, command, unreadable
 from app.cluster import Problem, SourceError, check, load_source, render
+from app.cluster.model import Cluster
 from app.cluster.problems import Found
 from app.cluster.sysexts import asset_checks
-from app.cluster.model import Cluster
 from app.exitcodes import ExitCode
 
 
@@ -23,10 +23,10 @@ def validate(
     strict: Annotated[bool, typer.Option(help="Treat warnings as errors.")] = False,
     online: Annotated[bool, typer.Option(help="Also check DNS for cluster.api_server_name and log in to "
                                               "each node's BMC.")] = False,
-    nameserver: Annotated[Optional[str], typer.Option(
+    nameserver: Annotated[str | None, typer.Option(
         help="With --online: DNS server HOST[:PORT] to ask instead of the system's.")] = None,
     images: ImagesOpt = DEFAULT_IMAGES,
-    assets: Annotated[Optional[Path], typer.Option(
+    assets: Annotated[Path | None, typer.Option(
         envvar="BOOTSTRAP_ASSETS", help="Baked assets: check the sysexts the nodes will fetch are there "
                                         f"(default {DEFAULT_ASSETS}, when it exists).")] = None,
 ) -> None:

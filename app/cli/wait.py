@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ from app.exitcodes import ExitCode
 ApiTimeout = Annotated[float, typer.Option(help="Seconds for the API server to answer /readyz.")]
 NodesTimeout = Annotated[float, typer.Option(help="Seconds, once the API answers, for every node to be Ready.")]
 Poll = Annotated[float, typer.Option(help="Seconds between checks.")]
-Server = Annotated[Optional[list[str]], typer.Option(help="API endpoint(s) to try instead of the VIP, "
+Server = Annotated[list[str] | None, typer.Option(help="API endpoint(s) to try instead of the VIP, "
                                                          "api_server_name and controllers (https://host:port).")]
 WaitGitops = Annotated[bool, typer.Option(help="With gitops: also wait until the root Application is Synced.")]
 

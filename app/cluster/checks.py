@@ -18,8 +18,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.cluster.fields import DNS_NEEDED, shown, yaml_type
 from app.cluster.model import Cluster
-from app.cluster.problems import Found, Problem
 from app.cluster.power_rules import power_checks
+from app.cluster.problems import Found, Problem
 from app.cluster.rules import Parsed, cross_checks
 from app.cluster.sysexts import sysext_checks
 from app.yaml_source import Loc, Source

@@ -8,8 +8,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.cluster.fields import (IPv4, Disk, DnsLabel, DnsName, DnsServers, FlatcarVersion, GitUrl, IfName, IPv4Net,
-                                K8sVersion, Mac, Port, SshKey, SysextName, SysextVersion, Token)
+from app.cluster.fields import (
+    Disk,
+    DnsLabel,
+    DnsName,
+    DnsServers,
+    FlatcarVersion,
+    GitUrl,
+    IfName,
+    IPv4,
+    IPv4Net,
+    K8sVersion,
+    Mac,
+    Port,
+    SshKey,
+    SysextName,
+    SysextVersion,
+    Token,
+)
 
 
 class _Model(BaseModel):

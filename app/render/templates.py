@@ -49,7 +49,8 @@ class Templates:
             where = exc.filename or self.origin(name)
             raise TemplateError(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
         except jinja2.TemplateNotFound as exc:
-            raise TemplateError(f"{name}: template {exc.name!r} not found in {', '.join(map(str, self.dirs))}") from None
+            searched = ", ".join(map(str, self.dirs))
+            raise TemplateError(f"{name}: template {exc.name!r} not found in {searched}") from None
         except Exception as exc:  # noqa: BLE001 - any render failure becomes file:line: message
             raise TemplateError(f"{_failing_line(exc, self.origin(name))}: {type(exc).__name__}: {exc}") from None
 

@@ -13,14 +13,19 @@ from pathlib import Path
 
 import yaml
 
-from app.cluster import Cluster, Node
-from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR, SysextUse, node_sysexts
-from app.cluster.sysexts import SYSEXT_ARCH  # noqa: F401 - re-exported: it used to live here
 from app import pki
-from app.ignition import butane, rules as ignition
+from app.cluster import Cluster, Node
+from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR
+from app.cluster.sysexts import (
+    SYSEXT_ARCH,  # noqa: F401 - re-exported: it used to live here
+    SysextUse,
+    node_sysexts,
+)
+from app.ignition import butane
+from app.ignition import rules as ignition
 from app.layout import CREDENTIAL_PATH
 from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
-from app.render.templates import Templates, TemplateError
+from app.render.templates import TemplateError, Templates
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
 FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.wait import kube
-from app.cluster import Cluster
 from app.atomic import atomic_write
+from app.cluster import Cluster
+from app.wait import kube
 
 ARGOCD_NAMESPACE = "argocd"
 FLANNEL_CONFIG = "kube-flannel-cfg"
@@ -114,9 +114,10 @@ class Installer:
 
     def _apply(self, manifests: list[kube.Manifest], namespace: str = "default") -> None:
         for manifest in manifests:
-            self._retry(lambda: self.applier.apply(manifest, namespace), f"{manifest.source}: {manifest.name}")
+            self._retry(lambda m=manifest: self.applier.apply(m, namespace), f"{manifest.source}: {manifest.name}")
         if manifests:
-            self.say(f"applied {len(manifests)} objects from {', '.join(sorted({Path(m.source).name for m in manifests}))}")
+            files = ", ".join(sorted({Path(m.source).name for m in manifests}))
+            self.say(f"applied {len(manifests)} objects from {files}")
 
     def _cilium(self) -> None:
         if self._retry(lambda: kube.exists(self.api, "/apis/apps/v1/namespaces/kube-system/daemonsets/cilium"),

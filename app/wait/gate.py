@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import pki
+from app.atomic import atomic_write
+from app.cluster import Cluster
+from app.events import Event, EventLog, append_event
+from app.exitcodes import ExitCode
+from app.joins import record_cluster
 from app.layout import ADMIN_KUBECONFIG, CREDENTIALS, KUBECONFIG, api_url
 from app.wait import kube
 from app.wait.addons import Installer, Plan
-from app.cluster import Cluster
-from app.exitcodes import ExitCode
-from app.atomic import atomic_write
-from app.events import Event, EventLog, append_event
-from app.joins import record_cluster
 
 EXIT_OK, EXIT_API, EXIT_NODES, EXIT_ADDONS, EXIT_INTERRUPTED = (ExitCode.OK, ExitCode.API, ExitCode.NODES,
                                                                 ExitCode.ADDONS, ExitCode.INTERRUPTED)
@@ -102,12 +102,12 @@ class Gate:
         """The API answered over TLS signed by our CA, with our client certificate: the cluster exists,
         and from now on the first controller's config must join it, never `kubeadm init` again."""
         ca_pin = pki.ca_pin((self.output / CREDENTIALS / "ca.crt").read_bytes())
-        return record_cluster(self.output, ca_pin, server, dt.datetime.now(dt.timezone.utc))
+        return record_cluster(self.output, ca_pin, server, dt.datetime.now(dt.UTC))
 
     def _user_kubeconfig(self, server: str) -> bytes:
         """The user's own credential (kubeadm:cluster-admins), not the appliance's system:masters one."""
         secrets = pki.from_files(lambda name: (self.output / CREDENTIALS / name).read_bytes())
-        return pki.user_kubeconfig(secrets, server, self.cluster.cluster.name, dt.datetime.now(dt.timezone.utc))
+        return pki.user_kubeconfig(secrets, server, self.cluster.cluster.name, dt.datetime.now(dt.UTC))
 
     def endpoints(self) -> list[str]:
         return api_endpoints(self.cluster, self.opts.servers)

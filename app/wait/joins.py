@@ -68,7 +68,7 @@ def _b64(text: str | bytes) -> str:
 
 
 def rfc3339(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def token_secret(token: str, expires: dt.datetime, description: str, *, joins: bool) -> dict:

@@ -211,9 +211,10 @@ def exists(api: k8s.ApiClient, path: str) -> bool:
 
 def deployments_available(api: k8s.ApiClient, namespace: str) -> bool:
     items = get(api, f"/apis/apps/v1/namespaces/{namespace}/deployments").get("items", [])
-    return bool(items) and all(
-        any(c.get("type") == "Available" and c.get("status") == "True" for c in d.get("status", {}).get("conditions", []))
-        for d in items)
+    def available(deployment: dict) -> bool:
+        conditions = deployment.get("status", {}).get("conditions", [])
+        return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
+    return bool(items) and all(available(d) for d in items)
 
 
 def kubeconfig_for(path: Path, server: str) -> bytes:

@@ -66,7 +66,8 @@ def status(the_lab: Lab) -> int:
 def watch_installs(the_lab: Lab, stop: threading.Event) -> threading.Thread:
     """What `init` does for BMC-powered nodes: once one reports installed, its next boots go to disk."""
     from app.cluster import load_cluster
-    from app.power.watch import LogTail, watch_installs as watch
+    from app.power.watch import LogTail
+    from app.power.watch import watch_installs as watch
 
     cluster, _ = load_cluster(the_lab.config)
     events = the_lab.output / "events.jsonl"
@@ -114,7 +115,7 @@ def watch(the_lab: Lab, done, timeout: float) -> bool:
         while time.monotonic() < deadline:
             log.follow(external_only=False)
             view = build(log, the_lab.assets)
-            display.show(lambda: status_renderable(view, "make lab"), status_lines(view))
+            display.show(lambda view=view: status_renderable(view, "make lab"), status_lines(view))
             if done():
                 return True
             time.sleep(2)

@@ -27,6 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import lab_bmc as bmc  # noqa: E402
+
 REPO = HERE.parent.parent
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -64,7 +65,7 @@ class State:
         tmp.replace(Path(self.dir) / "state.json")
 
     @classmethod
-    def load(cls, directory: Path) -> "State | None":
+    def load(cls, directory: Path) -> State | None:
         try:
             return cls(**json.loads((directory / "state.json").read_text()))
         except FileNotFoundError:

@@ -30,7 +30,7 @@ from app.serve import policy
 from app.serve.http import Context, ServeConfig, make_app
 from app.serve.matchbox import Store
 
-T0 = dt.datetime(2025, 3, 14, 9, 0, 0, tzinfo=dt.timezone.utc).timestamp()
+T0 = dt.datetime(2025, 3, 14, 9, 0, 0, tzinfo=dt.UTC).timestamp()
 NOW = T0 + 1500  # the page's clock: 25 minutes into the install
 IMAGE = "/assets/flatcar/current/flatcar_production_image.bin.bz2"
 IMAGE_SIZE = 478_150_000  # a sparse file: the page stats it, nothing reads it
@@ -62,7 +62,7 @@ def lab_nodes() -> list[LabNode]:
 
 
 def iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def elapsed(phase: str) -> float:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO
 from tests.e2e.test_lab import wait_until
+from tests.support.paths import REPO
 
 sys.path.insert(0, str(REPO / "scripts" / "lab"))
 import lab as lab_module  # noqa: E402

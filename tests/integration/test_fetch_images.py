@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.render.images import KUBE_VIP_IMAGE, kubeadm_images, manifest_images
-from tests.support.paths import REPO
 from tests.support.oci import image, write_index
+from tests.support.paths import REPO
 
 SCRIPT = REPO / "scripts" / "assets" / "fetch-images"
 FLANNEL = REPO / "tests" / "fixtures" / "kube-flannel.yml"

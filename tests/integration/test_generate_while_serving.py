@@ -7,7 +7,6 @@ import signal
 import urllib.error
 import urllib.request
 
-
 from tests.support.generate_trees import changed_templates, fake_ipxe, small_cluster
 from tests.support.processes import cli, start_serve, wait_for
 

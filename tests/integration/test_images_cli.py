@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.render.images import KUBE_VIP_IMAGE, kubeadm_images, manifest_images
-from tests.support.paths import EXAMPLE, REPO
 from tests.support.oci import image, multi_arch, write_index
+from tests.support.paths import EXAMPLE, REPO
 
 FLANNEL = REPO / "tests" / "fixtures" / "kube-flannel.yml"
 runner = CliRunner()

@@ -4,10 +4,9 @@ a real socket, and /metadata printing numbers as Go's %v of a float64."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
-
-from functools import partial
 
 from tests.support.serve import running as running_appliance
 from tests.support.serve import write_json

@@ -244,10 +244,10 @@ def test_init_powers_on_through_bmcs_names_a_refusal_and_points_installed_nodes_
     import subprocess
     import sys
 
-    from tests.support.apiserver import StandInAPIServer, serving_cert
-    from tests.support.paths import REPO
     from tests.integration.test_init import NAMES
+    from tests.support.apiserver import StandInAPIServer, serving_cert
     from tests.support.gate import make_templates
+    from tests.support.paths import REPO
     from tests.support.processes import wait_for as wait_until
 
     rack, _ = emulators

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from app.events import CALLBACK_PHASES
-from tests.support.serve import bearer, credential_in, running
 from tests.support.secrets import cluster_secrets, leaked
+from tests.support.serve import bearer, credential_in, running
 
 NODES = {"cp-1": "52:54:00:00:00:11", "cp-2": "52:54:00:00:00:12", "worker-1": "52:54:00:00:00:21"}
 ADDRESS = {"cp-1": "127.0.0.11", "cp-2": "127.0.0.12", "worker-1": "127.0.0.21"}

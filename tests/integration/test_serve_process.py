@@ -17,11 +17,6 @@ from tests.support.processes import cli, start_serve, wait_for
 from tests.support.serve import bearer, credential_in
 
 
-
-
-
-
-
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("serve")

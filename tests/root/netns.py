@@ -32,7 +32,7 @@ class Pair:
         self.server_ip, self.client_ip = server_ip, client_ip
         self.prefix = prefix
 
-    def __enter__(self) -> "Pair":
+    def __enter__(self) -> Pair:
         for ns in (self.server, self.client):
             sh("ip", "netns", "add", ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")

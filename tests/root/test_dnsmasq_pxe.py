@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.root.netns import Pair, require_root_tools, sh
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import wait_for
-from tests.root.netns import Pair, require_root_tools, sh
 
 SERVER_IP, CLIENT_IP = "10.231.0.2", "10.231.0.50"
 IPXE_DIR = Path("/usr/lib/ipxe")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO
 from tests.support.generate_trees import (
     changed_templates,
     fake_ipxe,
@@ -20,6 +19,7 @@ from tests.support.generate_trees import (
     small_cluster,
     visible_tree,
 )
+from tests.support.paths import REPO
 
 
 @pytest.fixture

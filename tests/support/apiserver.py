@@ -43,7 +43,7 @@ def serving_cert(ca_crt: Path, ca_key: Path, out: Path) -> tuple[Path, Path]:
     ca = x509.load_pem_x509_certificate(ca_crt.read_bytes())
     signer = serialization.load_pem_private_key(ca_key.read_bytes(), None)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
             .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(hours=1))
@@ -76,7 +76,7 @@ class StandInAPIServer:
     port: int = 0
     started: float = 0.0
 
-    def __enter__(self) -> "StandInAPIServer":
+    def __enter__(self) -> StandInAPIServer:
         ready = threading.Event()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
@@ -134,7 +134,7 @@ class StandInAPIServer:
 
     def _stored(self, path: str, body: dict) -> dict:
         meta = {**body.get("metadata", {}), "uid": f"uid-{len(self.writes) + 1}",
-                "creationTimestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                "creationTimestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         self.objects[path] = {**body, "metadata": meta}
         self.applied_at[path] = time.monotonic()
         return self.objects[path]

@@ -16,7 +16,6 @@ from app.cli import app
 from tests.support.apiserver import StandInAPIServer, serving_cert
 from tests.support.paths import EXAMPLE, REPO
 
-
 NAMES = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"]
 ADDON = """apiVersion: v1
 kind: Namespace
@@ -47,7 +46,7 @@ def api(output: Path, tmp_path: Path, nodes: dict, ca: str = "ca", **kw) -> Stan
     if ca == "ca":
         crt, key = serving_cert(creds / "ca.crt", creds / "ca.key", tmp_path)
     else:  # a server whose certificate comes from some other CA
-        other = pki.create_secrets(dt.datetime.now(dt.timezone.utc))
+        other = pki.create_secrets(dt.datetime.now(dt.UTC))
         (tmp_path / "other-ca.crt").write_bytes(other.ca_crt)
         (tmp_path / "other-ca.key").write_bytes(other.ca_key)
         crt, key = serving_cert(tmp_path / "other-ca.crt", tmp_path / "other-ca.key", tmp_path)

@@ -10,9 +10,9 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from app.events import EventLog
+from app.layout import CREDENTIAL_PATH
 from app.serve.http import Context, ServeConfig, make_app
 from app.serve.matchbox import Store
-from app.layout import CREDENTIAL_PATH
 
 
 def write_json(path: Path, data) -> None:

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from app.cli import app
 from app import pki
+from app.cli import app
 from tests.support.paths import EXAMPLE, shared_path
 
 runner = CliRunner()

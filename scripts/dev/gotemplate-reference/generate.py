@@ -27,7 +27,7 @@ EXAMPLE_COMMITS = {"2017": "dabba64850078bc6820f851c6dd52a04facf59bb^",
 SSH_KEYS = ["ssh-ed25519 AAAAC3Nza one@example", "ssh-rsa AAAAB3Nza two@example"]
 
 sys.path.insert(0, str(HERE))
-from cases import template_cases
+from cases import template_cases  # noqa: E402 - beside this script, found once its folder is on the path
 
 
 def git(git_dir: Path, *args: str) -> str:
