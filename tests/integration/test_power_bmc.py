@@ -16,7 +16,7 @@ from app.events import Event, append_event
 from app.power import PowerError, after_install, start, wait_for
 from app.power.redfish import Redfish
 from app.power.watch import LogTail, watch_installs
-from tests.bmc import PASSWORD, USER, Emulator, FakeSystem, free_port, sushy_emulator
+from tests.support.bmc import PASSWORD, USER, Emulator, FakeSystem, free_port, sushy_emulator
 from tests.support.paths import EXAMPLE
 
 SYSTEMS = {name: FakeSystem(f"0000000{i}-aaaa-bbbb-cccc-00000000000{i}", name, f"52:54:00:00:00:{i}{i}")

@@ -1,5 +1,5 @@
 """IPMI through the real `ipmitool` (lanplus, cipher suite 3) against pyghmi's BMC server, the one
-virtualbmc is built on, with an in-memory machine behind it (tests/ipmi_bmc.py): virtualbmc itself
+virtualbmc is built on, with an in-memory machine behind it (tests/support/ipmi_bmc.py): virtualbmc itself
 needs libvirt, which the lab's BMC mode exercises (`LAB_POWER=ipmi python3 scripts/lab run`)."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def server():
     except ImportError:
         pytest.skip("needs pyghmi (a test dependency)")
     port = udp_port()
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "ipmi_bmc.py"), str(port), USER, PASSWORD],
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "support" / "ipmi_bmc.py"), str(port), USER, PASSWORD],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout.readline().strip() == "listening"
     way = ipmi(port)

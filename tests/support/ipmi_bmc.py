@@ -1,5 +1,5 @@
 """An IPMI-over-LAN server for tests: pyghmi's BMC server (the one virtualbmc runs on), with an
-in-memory machine behind it instead of a libvirt domain. `python tests/ipmi_bmc.py PORT USER PASSWORD`."""
+in-memory machine behind it instead of a libvirt domain. `python tests/support/ipmi_bmc.py PORT USER PASSWORD`."""
 
 from __future__ import annotations
 
