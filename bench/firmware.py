@@ -19,7 +19,6 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from urllib.parse import urljoin
 
 DHCP_TIMEOUTS = (4.0, 8.0, 16.0)
@@ -117,11 +116,16 @@ def first_menu_item(vendor: bytes) -> int | None:
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
+    """Answers for one DHCP transaction; the proxy's broadcast offers to every other machine on the
+    segment are dropped here, before they cost a coroutine wake-up."""
+
+    def __init__(self, xid: int) -> None:
+        self.xid = struct.pack("!I", xid)
         self.queue: asyncio.Queue = asyncio.Queue()
 
     def datagram_received(self, data, addr) -> None:
-        self.queue.put_nowait((data, addr))
+        if data[4:8] == self.xid:
+            self.queue.put_nowait((data, addr))
 
 
 async def _exchange(transport, proto: _Datagrams, packet: bytes, to: tuple, accept, machine: Machine,
@@ -158,9 +162,10 @@ async def proxy_dhcp(machine: Machine, ipxe: bool, step: str) -> str:
         return s
 
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(_Datagrams, sock=in_netns(machine.netns, make))
+    xid = random.getrandbits(32)
+    transport, proto = await loop.create_datagram_endpoint(lambda: _Datagrams(xid),
+                                                           sock=in_netns(machine.netns, make))
     try:
-        xid = random.getrandbits(32)
         offer = await _exchange(transport, proto, dhcp_packet(1, xid, machine.mac, arch, ipxe),
                                 ("255.255.255.255", 67),
                                 lambda d, a: (r, a[0]) if (r := parse_reply(d, xid)) else None, machine, step)
@@ -189,6 +194,62 @@ def _tftp_answer(peer: tuple | None, want: int, data: bytes, addr: tuple):
     return None
 
 
+class _TftpTransfer(asyncio.DatagramProtocol):
+    """One TFTP read as a state machine run from the socket's callbacks (no coroutine wake-up per
+    block: a thousand machines' blocks must not cost the simulator more than the server). A packet
+    unanswered for its timeout is sent again; TFTP_TRIES in a row unanswered fail the transfer."""
+
+    def __init__(self, machine: Machine, server: str, rrq: bytes, blksize: int, done: asyncio.Future):
+        self.machine, self.blksize, self.done = machine, blksize, done
+        self.last = (rrq, (server, 69))
+        self.peer: tuple | None = None
+        self.block = self.received = self.tries = 0
+        self.sent_at = 0.0
+        self.transport = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self._send(*self.last)
+        self._tick()
+
+    def _send(self, packet: bytes, to: tuple) -> None:
+        self.last, self.sent_at = (packet, to), time.monotonic()
+        self.transport.sendto(packet, to)
+
+    def _tick(self) -> None:
+        if self.done.done():
+            return
+        if time.monotonic() - self.sent_at > min(TFTP_TIMEOUT * 2 ** self.tries, TFTP_MAX_TIMEOUT):
+            self.tries += 1
+            if self.tries >= TFTP_TRIES:
+                self.done.set_exception(StepFailed(f"tftp: block {self.block + 1} unanswered {TFTP_TRIES} times"))
+                return
+            self.machine.retry("tftp")
+            self._send(*self.last)
+        asyncio.get_running_loop().call_later(0.2, self._tick)
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if self.done.done():
+            return
+        try:
+            answer = _tftp_answer(self.peer, self.block + 1, data, addr)
+        except StepFailed as exc:
+            self.done.set_exception(exc)
+            return
+        if answer is None:
+            return
+        kind, self.peer, payload = answer
+        self.tries = 0
+        if kind == "oack":
+            self._send(b"\0\4\0\0", self.peer)
+            return
+        self.block += 1
+        self.received += len(payload)
+        self._send(b"\0\4" + (self.block & 0xFFFF).to_bytes(2, "big"), self.peer)
+        if len(payload) < self.blksize:
+            self.done.set_result(self.received)
+
+
 async def tftp(machine: Machine, server: str, name: str) -> int:
     """RRQ with blksize and tsize, then DATA/ACK in lock step; returns the bytes received."""
     _, blksize = ARCH[machine.firmware]
@@ -200,24 +261,12 @@ async def tftp(machine: Machine, server: str, name: str) -> int:
         return s
 
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(_Datagrams, sock=in_netns(machine.netns, make))
-    timeouts = [min(TFTP_TIMEOUT * 2 ** i, TFTP_MAX_TIMEOUT) for i in range(TFTP_TRIES)]
+    done = loop.create_future()
+    rrq = b"\0\1" + name.encode() + b"\0octet\0blksize\0" + str(blksize).encode() + b"\0tsize\0" + b"0\0"
+    transport, _ = await loop.create_datagram_endpoint(lambda: _TftpTransfer(machine, server, rrq, blksize, done),
+                                                       sock=in_netns(machine.netns, make))
     try:
-        rrq = b"\0\1" + name.encode() + b"\0octet\0blksize\0" + str(blksize).encode() + b"\0tsize\0" + b"0\0"
-        peer, packet, to, block, received = None, rrq, (server, 69), 0, 0
-        while True:
-            accept = partial(_tftp_answer, peer, block + 1)
-            kind, addr, payload = await _exchange(transport, proto, packet, to, accept, machine, "tftp", timeouts)
-            peer, to = addr, addr
-            if kind == "oack":
-                packet = b"\0\4\0\0"
-                continue
-            block += 1
-            received += len(payload)
-            packet = b"\0\4" + (block & 0xFFFF).to_bytes(2, "big")
-            if len(payload) < blksize:
-                transport.sendto(packet, to)
-                return received
+        return await done
     finally:
         transport.close()
 

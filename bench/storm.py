@@ -40,7 +40,7 @@ STEPS = ["pxe-dhcp", "tftp", "ipxe-dhcp", "boot.ipxe", "ipxe", "kernel", "initrd
 def prepare(work: Path) -> tuple[Path, Path, dict]:
     """Assets (stand-ins), cluster.yaml and the generated tree, made once per tree size."""
     config = scale.cluster(TREE_NODES, cidr=CIDR, bootstrap_ip=APPLIANCE_IP, tag=0x40)
-    config["bootstrap"]["interface"] = "br0"
+    config["bootstrap"]["interface"] = "eth0"
     version = str(config["cluster"]["flatcar_version"])
     assets = work / "storm-assets"
     flatcar = assets / "flatcar" / version
@@ -65,7 +65,7 @@ class Appliance:
 
     def __init__(self, rack: Rack, config: Path, out: Path, assets: Path, log: Path):
         (out / "events.jsonl").unlink(missing_ok=True)
-        self.out = out
+        self.out, self.netns = out, rack.appliance
         with log.open("wb") as f:
             self.proc = subprocess.Popen(["ip", "netns", "exec", rack.appliance, sys.executable, "-m", "app",
                                           "--config", str(config), "--output", str(out), "serve", "--assets",
@@ -85,7 +85,7 @@ class Appliance:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds of serve and of dnsmasq (every process of the session, by what it is)."""
-        tick, totals = os.sysconf("SC_CLK_TCK"), {"serve": 0.0, "dnsmasq": 0.0}
+        tick, totals = os.sysconf("SC_CLK_TCK"), {"serve": 0.0, "dnsmasq": 0.0, "dnsmasq_sys": 0.0}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 name, fields = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
@@ -97,7 +97,17 @@ class Appliance:
                 kind = "dnsmasq" if name == "dnsmasq" else None if b"guardian" in cmdline else "serve"
                 if kind:
                     totals[kind] += (int(fields[11]) + int(fields[12])) / tick
+                if kind == "dnsmasq":
+                    totals["dnsmasq_sys"] += int(fields[12]) / tick
         return totals
+
+    def udp(self) -> dict[str, int]:
+        """The appliance namespace's UDP counters: datagrams in, and those dropped on a full socket."""
+        lines = subprocess.run(["ip", "netns", "exec", self.netns, "cat", "/proc/net/snmp"], capture_output=True,
+                               text=True, check=False).stdout.splitlines()
+        names, values = [line.split()[1:] for line in lines if line.startswith("Udp:")][:2]
+        counters = dict(zip(names, map(int, values)))
+        return {k: counters.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")}
 
     def stop(self) -> None:
         try:
@@ -158,7 +168,14 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
             "install_configs": len(got_config), "installed": sum(m.done_at is not None for m in machines),
             "wall_s": round(wall, 2), "failures": errors, "steps": steps, "alerts": alerts,
             "serve_cpu_s": round(cpu["serve"], 2), "dnsmasq_cpu_s": round(cpu["dnsmasq"], 2),
+            "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2),
+            "simulator_cpu_s": round(cpu["simulator"], 2),
             "load1_after": round(os.getloadavg()[0], 2)}
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -176,14 +193,18 @@ def main() -> int:
     rows = []
     try:
         rack.up()
+        filtered = os.environ.get("BENCH_STORM_FILTER", "1") == "1" and rack.filter_broadcasts()
         for n in SIZES:
             rack.flush_neighbours()
             appliance = Appliance(rack, config_path, out, work / "storm-assets", work / f"storm-serve-{n}.log")
             try:
-                cpu0 = appliance.cpu()
+                cpu0, own0, udp0 = appliance.cpu(), _own_cpu(), appliance.udp()
                 machines, wall = asyncio.run(storm(rack, n))
-                cpu1 = appliance.cpu()
+                cpu1, udp1 = appliance.cpu(), appliance.udp()
+                cpu1["simulator"], cpu0["simulator"] = _own_cpu(), own0
                 row = report(n, machines, wall, {k: cpu1[k] - cpu0[k] for k in cpu0}, appliance.events())
+                row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
+                row["dhcp_broadcasts_filtered_at_switch"] = filtered
             finally:
                 appliance.stop()
             rows.append(row)
