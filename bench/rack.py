@@ -69,16 +69,21 @@ class Rack:
         bridge floods every DHCP broadcast to all N ports, and with N = 1,000 that flooding, charged
         to the sender's syscalls, was 95% of dnsmasq's CPU. In the switch's forward hook: a
         DISCOVER goes only to the appliance's port, a DHCP answer only to the port whose MAC is its
-        client hardware address (BOOTP chaddr: 28 bytes into the UDP payload). Needs nft; without
+        client hardware address (BOOTP chaddr: 28 bytes into the UDP payload); ARP requests (also
+        flooded: a thousand machines each ask for the appliance, the appliance asks for each) go
+        only to the port holding the address asked for. Needs nft; without
         it nothing is filtered and the report says so. Returns whether the filter is on."""
         if shutil.which("nft") is None:
             return False
         lines = [f"table bridge {self.prefix} {{"]
-        for i, mac in enumerate(self.macs):
-            lines.append(f"  chain p{i} {{ @th,288,48 != 0x{mac.replace(':', '')} drop; }}")
+        for i, (mac, ip) in enumerate(zip(self.macs, self.ips)):
+            lines.append(f"  chain p{i} {{ udp dport 68 @th,288,48 != 0x{mac.replace(':', '')} drop; "
+                         f"arp operation request arp daddr ip != {ip} drop; }}")
         ports = ", ".join(f'"{self.prefix}b{i}" : jump p{i}' for i in range(len(self.macs)))
         lines += ["  chain forward {", "    type filter hook forward priority 0; policy accept;",
-                  '    udp dport 67 oifname != "appl" drop', "    udp dport 68 oifname vmap { " + ports + " }",
+                  '    udp dport 67 oifname != "appl" drop',
+                  '    arp operation request iifname != "appl" oifname != "appl" drop',
+                  '    oifname vmap { ' + ports + ' }',
                   "  }", "}"]
         result = subprocess.run(["ip", "netns", "exec", self.switch, "nft", "-f", "-"], input="\n".join(lines) + "\n",
                                 capture_output=True, text=True, check=False)

@@ -12,9 +12,11 @@ README "Performance")."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -55,6 +57,10 @@ def prepare(work: Path) -> tuple[Path, Path, dict]:
     if not (out / "matchbox" / "groups").is_dir():
         scale.write_cluster(path, config)
         scale.generate(path, out, assets, Path("/usr/lib/ipxe"), REPO / "templates")
+    tftp_max = os.environ.get("BENCH_STORM_TFTP_MAX")  # the A/B of the fix: e.g. 50, dnsmasq's default
+    if tftp_max:
+        conf = (out / "dnsmasq.conf").resolve()
+        conf.write_text(re.sub(r"(?m)^tftp-max=\d+$", f"tftp-max={int(tftp_max)}", conf.read_text()))
     for d in (work, out, out / "tftp"):
         os.chmod(d, 0o755)  # dnsmasq drops to nobody and must reach tftp/
     return path, out, config
@@ -138,6 +144,12 @@ async def storm(rack: Rack, n: int) -> tuple[list[firmware.Machine], float]:
     return machines, time.monotonic() - began
 
 
+def _tftp_max() -> int | None:
+    conf = Path(os.environ.get("BENCH_WORK", "/tmp")) / "bootstrap-node-bench" / f"storm-tree-{TREE_NODES}" / "dnsmasq.conf"
+    found = re.search(r"(?m)^tftp-max=(\d+)$", conf.read_text()) if conf.exists() else None
+    return int(found[1]) if found else None
+
+
 def pct(values: list[float], q: float) -> float | None:
     values = sorted(values)
     return round(values[min(len(values) - 1, int(q * len(values)))], 3) if values else None
@@ -163,7 +175,7 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
         if e.get("kind") == "alert":
             reason = e.get("detail", {}).get("reason", "?")
             alerts[reason] = alerts.get(reason, 0) + 1
-    return {"machines": n, "tree_nodes": TREE_NODES, "kernel_MiB": KERNEL_MIB, "initrd_MiB": INITRD_MIB,
+    return {"machines": n, "tree_nodes": TREE_NODES, "tftp_max": _tftp_max(), "kernel_MiB": KERNEL_MIB, "initrd_MiB": INITRD_MIB,
             "all_install_configs_s": round(max(got_config), 2) if len(got_config) == n else None,
             "install_configs": len(got_config), "installed": sum(m.done_at is not None for m in machines),
             "wall_s": round(wall, 2), "failures": errors, "steps": steps, "alerts": alerts,
@@ -171,6 +183,33 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
             "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2),
             "simulator_cpu_s": round(cpu["simulator"], 2),
             "load1_after": round(os.getloadavg()[0], 2)}
+
+
+NEIGH = "/proc/sys/net/ipv4/neigh/default/gc_thresh{}"
+
+
+@contextlib.contextmanager
+def neighbour_room(entries: int):
+    """The kernel's neighbour (ARP) table is shared by every namespace and, by default, refuses new
+    entries past gc_thresh3 = 1024 and collects aggressively past gc_thresh2 = 512. A rack of N
+    machines needs N entries on the appliance (and here, N more: one in each machine's namespace).
+    Raised for the storm, put back after; `table_fulls` counts what it still refused."""
+    old = [Path(NEIGH.format(i)).read_text().strip() for i in (1, 2, 3)]
+    wanted = [max(int(o), v) for o, v in zip(old, (entries, entries * 2, entries * 4))]
+    try:
+        for i, value in zip((1, 2, 3), wanted):
+            Path(NEIGH.format(i)).write_text(str(value))
+        yield
+    finally:
+        for i, value in zip((1, 2, 3), old):
+            Path(NEIGH.format(i)).write_text(value)
+
+
+def arp_table_fulls() -> int:
+    shown = subprocess.run(["ip", "-s", "ntable", "show", "name", "arp_cache"], capture_output=True, text=True,
+                           check=False).stdout
+    return sum(int(word.split()[1]) for word in shown.split("\n") for word in [word.strip()]
+               if word.startswith("table_fulls"))
 
 
 def _own_cpu() -> float:
@@ -191,30 +230,37 @@ def main() -> int:
     nodes = config["nodes"][:max(SIZES)]
     rack = Rack("bnstorm", [n["mac"] for n in nodes], [n["ip"] for n in nodes], APPLIANCE_IP)
     rows = []
+    room = neighbour_room(2 * max(SIZES) + 256) if os.environ.get("BENCH_STORM_NEIGH", "1") == "1" \
+        else contextlib.nullcontext()
     try:
+        room.__enter__()
         rack.up()
         filtered = os.environ.get("BENCH_STORM_FILTER", "1") == "1" and rack.filter_broadcasts()
         for n in SIZES:
             rack.flush_neighbours()
             appliance = Appliance(rack, config_path, out, work / "storm-assets", work / f"storm-serve-{n}.log")
             try:
-                cpu0, own0, udp0 = appliance.cpu(), _own_cpu(), appliance.udp()
+                cpu0, own0, udp0, fulls0 = appliance.cpu(), _own_cpu(), appliance.udp(), arp_table_fulls()
                 machines, wall = asyncio.run(storm(rack, n))
                 cpu1, udp1 = appliance.cpu(), appliance.udp()
                 cpu1["simulator"], cpu0["simulator"] = _own_cpu(), own0
                 row = report(n, machines, wall, {k: cpu1[k] - cpu0[k] for k in cpu0}, appliance.events())
                 row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
                 row["dhcp_broadcasts_filtered_at_switch"] = filtered
+                row["arp_table_fulls"] = arp_table_fulls() - fulls0
+                row["neigh_gc_thresh3"] = int(Path(NEIGH.format(3)).read_text())
             finally:
                 appliance.stop()
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
         rack.down()
+        room.__exit__(None, None, None)
     results = REPO / "bench" / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}
-    by_size = {row["machines"]: row for row in data.get("storm", []) + rows}  # a partial run updates
-    data["storm"] = [by_size[n] for n in sorted(by_size)]
+    key = "storm" if not os.environ.get("BENCH_STORM_TFTP_MAX") else "storm_tftp_max_" + os.environ["BENCH_STORM_TFTP_MAX"]
+    by_size = {row["machines"]: row for row in data.get(key, []) + rows}  # a partial run updates
+    data[key] = [by_size[n] for n in sorted(by_size)]
     results.write_text(json.dumps(data, indent=2) + "\n")
     return 0
 
