@@ -144,9 +144,8 @@ async def storm(rack: Rack, n: int) -> tuple[list[firmware.Machine], float]:
     return machines, time.monotonic() - began
 
 
-def _tftp_max() -> int | None:
-    conf = Path(os.environ.get("BENCH_WORK", "/tmp")) / "bootstrap-node-bench" / f"storm-tree-{TREE_NODES}" / "dnsmasq.conf"
-    found = re.search(r"(?m)^tftp-max=(\d+)$", conf.read_text()) if conf.exists() else None
+def tftp_max(out: Path) -> int | None:
+    found = re.search(r"(?m)^tftp-max=(\d+)$", (out / "dnsmasq.conf").read_text())
     return int(found[1]) if found else None
 
 
@@ -175,7 +174,7 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
         if e.get("kind") == "alert":
             reason = e.get("detail", {}).get("reason", "?")
             alerts[reason] = alerts.get(reason, 0) + 1
-    return {"machines": n, "tree_nodes": TREE_NODES, "tftp_max": _tftp_max(), "kernel_MiB": KERNEL_MIB, "initrd_MiB": INITRD_MIB,
+    return {"machines": n, "tree_nodes": TREE_NODES,  "kernel_MiB": KERNEL_MIB, "initrd_MiB": INITRD_MIB,
             "all_install_configs_s": round(max(got_config), 2) if len(got_config) == n else None,
             "install_configs": len(got_config), "installed": sum(m.done_at is not None for m in machines),
             "wall_s": round(wall, 2), "failures": errors, "steps": steps, "alerts": alerts,
@@ -247,6 +246,7 @@ def main() -> int:
                 row = report(n, machines, wall, {k: cpu1[k] - cpu0[k] for k in cpu0}, appliance.events())
                 row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
                 row["dhcp_broadcasts_filtered_at_switch"] = filtered
+                row["tftp_max"] = tftp_max(out)
                 row["arp_table_fulls"] = arp_table_fulls() - fulls0
                 row["neigh_gc_thresh3"] = int(Path(NEIGH.format(3)).read_text())
             finally:
