@@ -57,10 +57,12 @@ def prepare(work: Path) -> tuple[Path, Path, dict]:
     if not (out / "matchbox" / "groups").is_dir():
         scale.write_cluster(path, config)
         scale.generate(path, out, assets, Path("/usr/lib/ipxe"), REPO / "templates")
-    tftp_max = os.environ.get("BENCH_STORM_TFTP_MAX")  # the A/B of the fix: e.g. 50, dnsmasq's default
-    if tftp_max:
-        conf = (out / "dnsmasq.conf").resolve()
-        conf.write_text(re.sub(r"(?m)^tftp-max=\d+$", f"tftp-max={int(tftp_max)}", conf.read_text()))
+    # The A/B of the fix: BENCH_STORM_TFTP_MAX=50 (dnsmasq's default) serves with that; unset, the
+    # template's own value is put back into the generated conf.
+    template = (REPO / "templates" / "dnsmasq.conf.tmpl").read_text()
+    wanted = os.environ.get("BENCH_STORM_TFTP_MAX") or re.search(r"(?m)^tftp-max=(\d+)$", template)[1]
+    conf = (out / "dnsmasq.conf").resolve()
+    conf.write_text(re.sub(r"(?m)^tftp-max=\d+$", f"tftp-max={int(wanted)}", conf.read_text()))
     for d in (work, out, out / "tftp"):
         os.chmod(d, 0o755)  # dnsmasq drops to nobody and must reach tftp/
     return path, out, config
