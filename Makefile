@@ -13,7 +13,7 @@ endif
 # The `lab` extra (libvirt-python) builds only where libvirt-dev is installed.
 EXTRAS ?= test$(shell pkg-config --exists libvirt 2>/dev/null && echo ,lab)
 
-.PHONY: test venv schema clean lab lab-deps bench screenshot
+.PHONY: test venv schema clean lab lab-deps bench bench-storm screenshot
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -40,12 +40,23 @@ lab-deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LAB_PACKAGES); }
 
 ## Benchmarks (not tests): assets vs nginx and http.server, the boot API vs a Matchbox-like
-## reference, generate at scale. Prints a table, writes bench/results.json. Needs nginx and wrk.
+## reference, the boot API open-loop while images stream (bench/streaming.py), generate at scale.
+## Prints a table, writes bench/results.json. Needs nginx and wrk.
 bench: venv
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || { [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk; } \
 		|| { echo "make bench needs nginx and wrk (Debian: nginx-light wrk)"; exit 1; }
 	$(PY) bench/run.py
+
+## The boot storm (root): 50, 200 and 1,000 simulated machines through dnsmasq and serve in network
+## namespaces (bench/storm.py; BENCH_STORM=50,200 for fewer). Adds `storm` to bench/results.json.
+STORM_PACKAGES := dnsmasq-base ipxe iproute2 nftables
+
+bench-storm: venv
+	@[ "$$(id -u)" = 0 ] || { echo "make bench-storm needs root: network namespaces, DHCP ports 67/4011"; exit 1; }
+	@dpkg -s $(STORM_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(STORM_PACKAGES); }
+	$(PY) bench/storm.py
 
 ## docs/status-page.png: the status page over the browser test's lab-like rack, photographed by headless
 ## Chromium and palette-quantized with pngquant (Debian: chromium pngquant) to stay small.

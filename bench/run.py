@@ -1,5 +1,6 @@
 """`make bench`: assets against nginx and http.server, the boot API at scale against a Matchbox-like
-reference, and generate at scale. Prints a table and writes bench/results.json. Not a test: numbers
+reference, the boot API open-loop while images stream (streaming.py), and generate at scale. The boot
+storm is apart (`make bench-storm`, root: storm.py). Prints a table and writes bench/results.json. Not a test: numbers
 are reported, never asserted. Every comparison is made in the same run on the same machine."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import loadgen, servers  # noqa: E402
+from bench import loadgen, servers, streaming  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -242,10 +243,10 @@ def main() -> int:
     out = HERE / "results.json"
     results = json.loads(out.read_text()) if out.exists() and sys.argv[1:] else {}  # a partial run updates
     results.update({"machine": machine, "settings": {"asset_MiB": ASSET_MB, "seconds": SECONDS}})
-    parts = sys.argv[1:] or ["generate", "api", "assets", "registry"]
+    parts = sys.argv[1:] or ["generate", "api", "assets", "registry", "streaming"]
     for part in parts:
         results[part] = {"generate": bench_generate, "api": bench_api, "assets": bench_assets,
-                         "registry": bench_registry}[part](work)
+                         "registry": bench_registry, "streaming": streaming.bench}[part](work)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0

@@ -1,0 +1,271 @@
+"""The boot storm (root only): N machines power on within a second of each other and each walks the
+whole chain against the real appliance — `bootstrap-node serve` with its dnsmasq (proxy DHCP + TFTP)
+in one network namespace, each machine in its own (bench/rack.py, bench/firmware.py). Reports the
+time until all N have their install config, per-step p50/p99, failures, retries, and the CPU of
+serve and of dnsmasq. Not a test: numbers are reported, never asserted.
+
+The cluster has TREE_NODES nodes (generated once); the first N of them boot. Half the machines are
+BIOS (undionly.kpxe over TFTP), half UEFI (ipxe.efi). Kernel and initrd are stand-ins of
+BENCH_KERNEL_MIB and BENCH_INITRD_MIB (the real images' transfer time is line-rate arithmetic; see
+README "Performance")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import firmware, scale
+from bench.rack import Rack
+
+REPO = Path(__file__).resolve().parent.parent
+SIZES = [int(n) for n in os.environ.get("BENCH_STORM", "50,200,1000").split(",")]
+TREE_NODES = int(os.environ.get("BENCH_STORM_TREE", "1000"))
+KERNEL_MIB = float(os.environ.get("BENCH_KERNEL_MIB", "1"))
+INITRD_MIB = float(os.environ.get("BENCH_INITRD_MIB", "4"))
+DEADLINE = float(os.environ.get("BENCH_STORM_DEADLINE", "110"))  # seconds; unfinished machines count
+POWER_ON_SPREAD = 1.0  # seconds over which the machines power on
+APPLIANCE_IP, CIDR = "10.77.0.2", "10.77.0.0/16"
+STEPS = ["pxe-dhcp", "tftp", "ipxe-dhcp", "boot.ipxe", "ipxe", "kernel", "initrd", "ignition", "installed"]
+
+
+def prepare(work: Path) -> tuple[Path, Path, dict]:
+    """Assets (stand-ins), cluster.yaml and the generated tree, made once per tree size."""
+    config = scale.cluster(TREE_NODES, cidr=CIDR, bootstrap_ip=APPLIANCE_IP, tag=0x40)
+    config["bootstrap"]["interface"] = "eth0"
+    version = str(config["cluster"]["flatcar_version"])
+    assets = work / "storm-assets"
+    flatcar = assets / "flatcar" / version
+    flatcar.mkdir(parents=True, exist_ok=True)
+    for name, mib in (("flatcar_production_pxe.vmlinuz", KERNEL_MIB), ("flatcar_production_pxe_image.cpio.gz",
+                                                                       INITRD_MIB)):
+        path = flatcar / name
+        if not path.exists() or path.stat().st_size != int(mib * (1 << 20)):
+            path.write_bytes(os.urandom(int(mib * (1 << 20))))
+    out = work / f"storm-tree-{TREE_NODES}"
+    path = work / f"storm-cluster-{TREE_NODES}.yaml"
+    if not (out / "matchbox" / "groups").is_dir():
+        scale.write_cluster(path, config)
+        scale.generate(path, out, assets, Path("/usr/lib/ipxe"), REPO / "templates")
+    # The A/B of the fix: BENCH_STORM_TFTP_MAX=50 (dnsmasq's default) serves with that; unset, the
+    # template's own value is put back into the generated conf.
+    template = (REPO / "templates" / "dnsmasq.conf.tmpl").read_text()
+    wanted = os.environ.get("BENCH_STORM_TFTP_MAX") or re.search(r"(?m)^tftp-max=(\d+)$", template)[1]
+    conf = (out / "dnsmasq.conf").resolve()
+    conf.write_text(re.sub(r"(?m)^tftp-max=\d+$", f"tftp-max={int(wanted)}", conf.read_text()))
+    for d in (work, out, out / "tftp"):
+        os.chmod(d, 0o755)  # dnsmasq drops to nobody and must reach tftp/
+    return path, out, config
+
+
+class Appliance:
+    """`bootstrap-node serve` in the appliance's namespace, its own session (dnsmasq under it)."""
+
+    def __init__(self, rack: Rack, config: Path, out: Path, assets: Path, log: Path):
+        (out / "events.jsonl").unlink(missing_ok=True)
+        self.out, self.netns = out, rack.appliance
+        with log.open("wb") as f:
+            self.proc = subprocess.Popen(["ip", "netns", "exec", rack.appliance, sys.executable, "-m", "app",
+                                          "--config", str(config), "--output", str(out), "serve", "--assets",
+                                          str(assets)], cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not any(e.get("kind") == "dnsmasq-ready" for e in self.events()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("serve did not start: " + log.read_text()[-2000:])
+            time.sleep(0.2)
+
+    def events(self) -> list[dict]:
+        try:
+            return [json.loads(line) for line in (self.out / "events.jsonl").read_text().splitlines() if line]
+        except FileNotFoundError:
+            return []
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds of serve and of dnsmasq (every process of the session, by what it is)."""
+        tick, totals = os.sysconf("SC_CLK_TCK"), {"serve": 0.0, "dnsmasq": 0.0, "dnsmasq_sys": 0.0}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                name, fields = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
+                fields = fields.split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == self.proc.pid and name in ("dnsmasq", "python", "python3"):
+                cmdline = (stat.parent / "cmdline").read_bytes()
+                kind = "dnsmasq" if name == "dnsmasq" else None if b"guardian" in cmdline else "serve"
+                if kind:
+                    totals[kind] += (int(fields[11]) + int(fields[12])) / tick
+                if kind == "dnsmasq":
+                    totals["dnsmasq_sys"] += int(fields[12]) / tick
+        return totals
+
+    def udp(self) -> dict[str, int]:
+        """The appliance namespace's UDP counters: datagrams in, and those dropped on a full socket."""
+        lines = subprocess.run(["ip", "netns", "exec", self.netns, "cat", "/proc/net/snmp"], capture_output=True,
+                               text=True, check=False).stdout.splitlines()
+        names, values = [line.split()[1:] for line in lines if line.startswith("Udp:")][:2]
+        counters = dict(zip(names, map(int, values)))
+        return {k: counters.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")}
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+async def storm(rack: Rack, n: int) -> tuple[list[firmware.Machine], float]:
+    machines = [firmware.Machine(i, rack.macs[i], rack.ips[i], rack.machine_ns(i), "uefi" if i % 2 else "bios")
+                for i in range(n)]
+    began = time.monotonic()
+
+    async def power_on(machine):
+        await asyncio.sleep(random.uniform(0, POWER_ON_SPREAD))
+        return await firmware.boot(machine, APPLIANCE_IP, began)
+
+    tasks = [asyncio.ensure_future(power_on(m)) for m in machines]
+    _, pending = await asyncio.wait(tasks, timeout=DEADLINE)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for m in machines:
+        if m.done_at is None and not m.error:
+            m.error = f"unfinished after {DEADLINE:.0f} s (last step done: {list(m.steps)[-1:] or 'none'})"
+    return machines, time.monotonic() - began
+
+
+def tftp_max(out: Path) -> int | None:
+    found = re.search(r"(?m)^tftp-max=(\d+)$", (out / "dnsmasq.conf").read_text())
+    return int(found[1]) if found else None
+
+
+def pct(values: list[float], q: float) -> float | None:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 3) if values else None
+
+
+def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, events: list[dict]) -> dict:
+    got_config = [m.install_config_at for m in machines if m.install_config_at is not None]
+    errors: dict[str, int] = {}
+    for m in machines:
+        if m.error:
+            key = m.error.split(":", 2)[:2]
+            errors[":".join(key)] = errors.get(":".join(key), 0) + 1
+    steps = {s: {"p50_s": pct([m.steps[s] for m in machines if s in m.steps], 0.5),
+                 "p99_s": pct([m.steps[s] for m in machines if s in m.steps], 0.99),
+                 "retries": sum(m.retries.get(s, 0) for m in machines)} for s in STEPS}
+    for fw in ("bios", "uefi"):
+        steps[f"tftp-{fw}"] = {"p50_s": pct([m.steps["tftp"] for m in machines if fw == m.firmware
+                                             and "tftp" in m.steps], 0.5),
+                               "p99_s": pct([m.steps["tftp"] for m in machines if fw == m.firmware
+                                             and "tftp" in m.steps], 0.99)}
+    alerts: dict[str, int] = {}
+    for e in events:
+        if e.get("kind") == "alert":
+            reason = e.get("detail", {}).get("reason", "?")
+            alerts[reason] = alerts.get(reason, 0) + 1
+    return {"machines": n, "tree_nodes": TREE_NODES,  "kernel_MiB": KERNEL_MIB, "initrd_MiB": INITRD_MIB,
+            "all_install_configs_s": round(max(got_config), 2) if len(got_config) == n else None,
+            "install_configs": len(got_config), "installed": sum(m.done_at is not None for m in machines),
+            "wall_s": round(wall, 2), "failures": errors, "steps": steps, "alerts": alerts,
+            "serve_cpu_s": round(cpu["serve"], 2), "dnsmasq_cpu_s": round(cpu["dnsmasq"], 2),
+            "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2),
+            "simulator_cpu_s": round(cpu["simulator"], 2),
+            "load1_after": round(os.getloadavg()[0], 2)}
+
+
+NEIGH = "/proc/sys/net/ipv4/neigh/default/gc_thresh{}"
+
+
+@contextlib.contextmanager
+def neighbour_room(entries: int):
+    """The kernel's neighbour (ARP) table is shared by every namespace and, by default, refuses new
+    entries past gc_thresh3 = 1024 and collects aggressively past gc_thresh2 = 512. A rack of N
+    machines needs N entries on the appliance (and here, N more: one in each machine's namespace).
+    Raised for the storm, put back after; `table_fulls` counts what it still refused."""
+    old = [Path(NEIGH.format(i)).read_text().strip() for i in (1, 2, 3)]
+    wanted = [max(int(o), v) for o, v in zip(old, (entries, entries * 2, entries * 4))]
+    try:
+        for i, value in zip((1, 2, 3), wanted):
+            Path(NEIGH.format(i)).write_text(str(value))
+        yield
+    finally:
+        for i, value in zip((1, 2, 3), old):
+            Path(NEIGH.format(i)).write_text(value)
+
+
+def arp_table_fulls() -> int:
+    shown = subprocess.run(["ip", "-s", "ntable", "show", "name", "arp_cache"], capture_output=True, text=True,
+                           check=False).stdout
+    return sum(int(word.split()[1]) for word in shown.split("\n") for word in [word.strip()]
+               if word.startswith("table_fulls"))
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("the boot storm needs root (network namespaces, ports 67/69/4011)")
+        return 1
+    import tempfile
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    work = Path(os.environ.get("BENCH_WORK", tempfile.gettempdir())) / "bootstrap-node-bench"
+    work.mkdir(parents=True, exist_ok=True)
+    config_path, out, config = prepare(work)
+    nodes = config["nodes"][:max(SIZES)]
+    rack = Rack("bnstorm", [n["mac"] for n in nodes], [n["ip"] for n in nodes], APPLIANCE_IP)
+    rows = []
+    room = neighbour_room(2 * max(SIZES) + 256) if os.environ.get("BENCH_STORM_NEIGH", "1") == "1" \
+        else contextlib.nullcontext()
+    try:
+        room.__enter__()
+        rack.up()
+        filtered = os.environ.get("BENCH_STORM_FILTER", "1") == "1" and rack.filter_broadcasts()
+        for n in SIZES:
+            rack.flush_neighbours()
+            appliance = Appliance(rack, config_path, out, work / "storm-assets", work / f"storm-serve-{n}.log")
+            try:
+                cpu0, own0, udp0, fulls0 = appliance.cpu(), _own_cpu(), appliance.udp(), arp_table_fulls()
+                machines, wall = asyncio.run(storm(rack, n))
+                cpu1, udp1 = appliance.cpu(), appliance.udp()
+                cpu1["simulator"], cpu0["simulator"] = _own_cpu(), own0
+                row = report(n, machines, wall, {k: cpu1[k] - cpu0[k] for k in cpu0}, appliance.events())
+                row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
+                row["dhcp_broadcasts_filtered_at_switch"] = filtered
+                row["tftp_max"] = tftp_max(out)
+                row["arp_table_fulls"] = arp_table_fulls() - fulls0
+                row["neigh_gc_thresh3"] = int(Path(NEIGH.format(3)).read_text())
+            finally:
+                appliance.stop()
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        rack.down()
+        room.__exit__(None, None, None)
+    results = REPO / "bench" / "results.json"
+    data = json.loads(results.read_text()) if results.exists() else {}
+    key = "storm" if not os.environ.get("BENCH_STORM_TFTP_MAX") else "storm_tftp_max_" + os.environ["BENCH_STORM_TFTP_MAX"]
+    by_size = {row["machines"]: row for row in data.get(key, []) + rows}  # a partial run updates
+    data[key] = [by_size[n] for n in sorted(by_size)]
+    results.write_text(json.dumps(data, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

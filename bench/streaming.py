@@ -1,0 +1,120 @@
+"""The boot API while images stream: `/ipxe` + `/ignition` at a fixed offered rate (bench/openloop.py,
+open loop) while D clients download the 256 MiB image, against the same downloads without API load.
+
+The server is the appliance on its own generated tree (install windows on, one config per window)
+with `--bind address`: over loopback there is no neighbour table, so the machine that PXE-booted is
+known by its address. Downloads are paced to share a line rate (BENCH_LINK_GBPS, 10 GbE by default).
+Each simulated machine has its own loopback address (127.1.x.y for the API,
+127.2.x.y for downloads), so per-address caps and windows behave as on a rack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench import loadgen, scale, servers
+
+REPO = Path(__file__).resolve().parent.parent
+NODES = int(os.environ.get("BENCH_STREAM_NODES", "1000"))
+RATES = [int(r) for r in os.environ.get("BENCH_RATES", "500,1000,2000").split(",")]
+DOWNLOADS = [int(d) for d in os.environ.get("BENCH_DOWNLOADS", "0,64,256").split(",")]
+SECONDS = float(os.environ.get("BENCH_STREAM_SECONDS", "8"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "0"))  # serve --workers (0: the default)
+# The downloads share this line rate (Gbit/s), as behind the appliance's NIC; 0: as fast as loopback
+# goes, which on a small machine measures the download clients' CPU more than the server.
+LINK_GBPS = float(os.environ.get("BENCH_LINK_GBPS", "10"))
+IMAGE = "/assets/flatcar/image.bin"
+
+
+def tree(work: Path) -> tuple[Path, Path]:
+    """A generated tree for NODES nodes and the query string each node's iPXE would send."""
+    out = work / f"stream-tree-{NODES}"
+    queries = work / f"stream-queries-{NODES}.txt"
+    config = scale.cluster(NODES, tag=0x30)
+    if not (out / "matchbox" / "groups").is_dir():
+        path = scale.write_cluster(work / f"stream-cluster-{NODES}.yaml", config)
+        scale.generate(path, out, work / "none", work / "none", REPO / "templates")
+    queries.write_text("".join(f"mac={n['mac'].replace(':', '-')}\n" for n in config["nodes"]))
+    return out, queries
+
+
+def start_server(work: Path, out: Path) -> servers.Child:
+    (out / "events.jsonl").unlink(missing_ok=True)
+    port = servers.free_port()
+    argv = [sys.executable, "-m", "app", "--output", str(out), "serve", "--dhcp", "none", "--tftp", "none",
+            "--listen", f"127.0.0.1:{port}", "--assets", str(work / "assets"), "--bind", "address"]
+    if WORKERS:
+        argv += ["--workers", str(WORKERS)]
+    return servers.Child("bootstrap-node", argv, port, work / "stream-serve.log")
+
+
+def openloop(url: str, rate: int, queries: Path) -> dict:
+    result = subprocess.run([sys.executable, "-m", "bench.openloop", url, str(rate), str(SECONDS), str(queries)],
+                            cwd=REPO, capture_output=True, text=True, timeout=SECONDS + 60, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"openloop failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout)
+
+
+def one_run(server: servers.Child, downloads: int, rate: int, queries: Path) -> dict:
+    """D downloads for the whole window; the API load (if any) in the middle of it."""
+    box: dict = {}
+    window = SECONDS + 2.0
+    pace = LINK_GBPS * 1e9 / 8 / downloads if LINK_GBPS and downloads else None
+    thread = threading.Thread(target=lambda: box.update(r=loadgen.run(server.url, IMAGE, downloads, window, pace)))
+    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    if downloads:
+        thread.start()
+        time.sleep(1.0)  # every download under way before the API load starts
+    api = openloop(server.url, rate, queries) if rate else None
+    if downloads:
+        thread.join()
+    elapsed, cpu = time.monotonic() - t0, server.cpu_seconds() - cpu0
+    got = box.get("r", [])
+    received = sum(r.received for r in got)
+    row = {"downloads": downloads, "link_Gbps": LINK_GBPS or None, "offered_rps": rate, "load1": round(os.getloadavg()[0], 2),
+           "download_MiBps": round(received / elapsed / (1 << 20), 1) if downloads else None,
+           "download_errors": sum(r.errors for r in got), "server_cpu_pct": round(100 * cpu / elapsed, 1)}
+    if api:
+        row.update({k: v for k, v in api.items() if k != "offered_rps"})
+    return row
+
+
+def bench(work: Path) -> list[dict]:
+    from bench.run import big_asset
+    big_asset(work)
+    out, queries = tree(work)
+    rows = []
+    for downloads in DOWNLOADS:
+        server = start_server(work, out)
+        try:
+            for rate in ([0] if downloads else []) + RATES:
+                rows.append(one_run(server, downloads, rate, queries))
+                print(rows[-1], flush=True)
+        finally:
+            server.stop()
+    for row in rows:
+        alone = next((r for r in rows if r["downloads"] == row["downloads"] and not r["offered_rps"]), None)
+        if alone and row["download_MiBps"] is not None and alone["download_MiBps"]:
+            row["download_vs_no_api"] = round(row["download_MiBps"] / alone["download_MiBps"], 3)
+    return rows
+
+
+if __name__ == "__main__":
+    import tempfile
+    sys.path.insert(0, str(REPO))
+    work = Path(os.environ.get("BENCH_WORK", tempfile.gettempdir())) / "bootstrap-node-bench"
+    work.mkdir(parents=True, exist_ok=True)
+    rows = bench(work)
+    results = REPO / "bench" / "results.json"
+    data = json.loads(results.read_text()) if results.exists() else {}
+    key = lambda r: (r["downloads"], r["offered_rps"], r["link_Gbps"])  # a partial run updates
+    merged = {key(r): r for r in data.get("streaming", []) + rows}
+    data["streaming"] = [merged[k] for k in sorted(merged, key=lambda k: (k[2] or 0, k[0], k[1]))]
+    results.write_text(json.dumps(data, indent=2) + "\n")
