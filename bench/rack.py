@@ -76,7 +76,7 @@ class Rack:
         if shutil.which("nft") is None:
             return False
         lines = [f"table bridge {self.prefix} {{"]
-        for i, (mac, ip) in enumerate(zip(self.macs, self.ips)):
+        for i, (mac, ip) in enumerate(zip(self.macs, self.ips, strict=True)):
             lines.append(f"  chain p{i} {{ udp dport 68 @th,288,48 != 0x{mac.replace(':', '')} drop; "
                          f"arp operation request arp daddr ip != {ip} drop; }}")
         ports = ", ".join(f'"{self.prefix}b{i}" : jump p{i}' for i in range(len(self.macs)))

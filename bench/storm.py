@@ -114,7 +114,7 @@ class Appliance:
         lines = subprocess.run(["ip", "netns", "exec", self.netns, "cat", "/proc/net/snmp"], capture_output=True,
                                text=True, check=False).stdout.splitlines()
         names, values = [line.split()[1:] for line in lines if line.startswith("Udp:")][:2]
-        counters = dict(zip(names, map(int, values)))
+        counters = dict(zip(names, map(int, values), strict=False))
         return {k: counters.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")}
 
     def stop(self) -> None:
@@ -196,13 +196,13 @@ def neighbour_room(entries: int):
     machines needs N entries on the appliance (and here, N more: one in each machine's namespace).
     Raised for the storm, put back after; `table_fulls` counts what it still refused."""
     old = [Path(NEIGH.format(i)).read_text().strip() for i in (1, 2, 3)]
-    wanted = [max(int(o), v) for o, v in zip(old, (entries, entries * 2, entries * 4))]
+    wanted = [max(int(o), v) for o, v in zip(old, (entries, entries * 2, entries * 4), strict=True)]
     try:
-        for i, value in zip((1, 2, 3), wanted):
+        for i, value in zip((1, 2, 3), wanted, strict=True):
             Path(NEIGH.format(i)).write_text(str(value))
         yield
     finally:
-        for i, value in zip((1, 2, 3), old):
+        for i, value in zip((1, 2, 3), old, strict=True):
             Path(NEIGH.format(i)).write_text(value)
 
 

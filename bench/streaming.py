@@ -114,7 +114,8 @@ if __name__ == "__main__":
     rows = bench(work)
     results = REPO / "bench" / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}
-    key = lambda r: (r["downloads"], r["offered_rps"], r["link_Gbps"])  # a partial run updates
+    def key(r: dict) -> tuple:  # a partial run updates only its own rows
+        return r["downloads"], r["offered_rps"], r["link_Gbps"]
     merged = {key(r): r for r in data.get("streaming", []) + rows}
     data["streaming"] = [merged[k] for k in sorted(merged, key=lambda k: (k[2] or 0, k[0], k[1]))]
     results.write_text(json.dumps(data, indent=2) + "\n")
