@@ -109,4 +109,5 @@ def reinstall(paths: Paths, name: str) -> None:
     if name not in by_name:
         raise fail(f"no node named {name!r} in {paths.config}")
     append_event(paths.output, Event("reinstall", mac=by_name[name], node=name, source="cli"))
-    typer.echo(f"{name} will install again on its next PXE boot (a running serve takes this within a second)")
+    typer.echo(f"{name} will install again on its next PXE boot (a running serve takes this within a second); "
+               "if the cluster is up, run `bootstrap-node generate` first so its config carries a fresh join token")
