@@ -53,12 +53,21 @@ def yaml_type(value: Any) -> str:
     return names.get(type(value), "a string")
 
 
-def parse_dns_label(value: Any) -> str:
-    text = _text(value, "a name")
-    if not DNS_LABEL.fullmatch(text):
-        raise ValueError(f"{shown(text)} is not a DNS-1123 label: use 1-63 lower-case letters, digits "
-                         "and '-', starting and ending with a letter or digit")
-    return text
+def _matching(pattern: re.Pattern, what: str, explain: str):
+    """A parser of text that must match `pattern`: `what` names the value when it is not text at all,
+    `explain` follows the value in the message when it does not match."""
+    def parse(value: Any) -> str:
+        text = _text(value, what)
+        if not pattern.fullmatch(text):
+            raise ValueError(f"{shown(text)} {explain}")
+        return text
+    return parse
+
+
+parse_dns_label = _matching(DNS_LABEL, "a name", "is not a DNS-1123 label: use 1-63 lower-case letters, digits "
+                            "and '-', starting and ending with a letter or digit")
+parse_flatcar_version = _matching(FLATCAR_VERSION, "a version like 4081.3.6",
+                                  "is not a Flatcar release of the form X.Y.Z (e.g. 4081.3.6)")
 
 
 def parse_dns_name(value: Any) -> str:
@@ -76,13 +85,6 @@ def parse_k8s_version(value: Any) -> str:
         raise ValueError(f"{shown(text)} is not a Kubernetes version of the form vX.Y.Z{hint}")
     if (int(m[1]), int(m[2])) < MIN_K8S:
         raise ValueError(f"{text} is too old: kubeadm v1beta4 configuration needs v1.31 or newer")
-    return text
-
-
-def parse_flatcar_version(value: Any) -> str:
-    text = _text(value, "a version like 4081.3.6")
-    if not FLATCAR_VERSION.fullmatch(text):
-        raise ValueError(f"{shown(text)} is not a Flatcar release of the form X.Y.Z (e.g. 4081.3.6)")
     return text
 
 
@@ -213,34 +215,18 @@ def parse_port(value: Any) -> int:
 GIT_URL = re.compile(r"(https?|ssh|git)://[^\s/]+(/\S*)?|[\w.-]+@[\w.-]+:\S+")
 
 
-def parse_git_url(value: Any) -> str:
-    text = _text(value, "a repository URL")
-    if not GIT_URL.fullmatch(text):
-        raise ValueError(f"{shown(text)} is not a Git repository URL (https://host/org/repo.git, ssh://..., "
-                         "or git@host:org/repo.git)")
-    return text
-
-
 # A sysext's name and version make its file name (`<name>-<version>-<arch>.raw`, the bakery's
 # naming), a directory under /opt/extensions and a sysupdate pattern: nothing that is not a plain word.
 SYSEXT_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
 SYSEXT_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}")
 
 
-def parse_sysext_name(value: Any) -> str:
-    text = _text(value, "an extension name")
-    if not SYSEXT_NAME.fullmatch(text):
-        raise ValueError(f"{shown(text)} is not a sysext name like the bakery's (containerd, nvidia-runtime): "
-                         "lower-case letters, digits, '-' and '_'")
-    return text
-
-
-def parse_sysext_version(value: Any) -> str:
-    text = _text(value, "a version like 2.0.4")
-    if not SYSEXT_VERSION.fullmatch(text):
-        raise ValueError(f"{shown(text)} is not a sysext version (letters, digits and . _ + ~ -, like 2.0.4 "
-                         "or v1.17.5)")
-    return text
+parse_git_url = _matching(GIT_URL, "a repository URL", "is not a Git repository URL (https://host/org/repo.git, "
+                          "ssh://..., or git@host:org/repo.git)")
+parse_sysext_name = _matching(SYSEXT_NAME, "an extension name", "is not a sysext name like the bakery's (containerd, "
+                              "nvidia-runtime): lower-case letters, digits, '-' and '_'")
+parse_sysext_version = _matching(SYSEXT_VERSION, "a version like 2.0.4", "is not a sysext version (letters, digits "
+                                 "and . _ + ~ -, like 2.0.4 or v1.17.5)")
 
 
 def _string_type(parser, schema: dict):
