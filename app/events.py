@@ -53,7 +53,6 @@ CONTESTED = "window-contested"
 EXTERNAL_SOURCES = {"cli", "wait"}
 RECENT_ALERTS = 50
 MAX_BYTES = 64 * 1024 * 1024  # events.jsonl is compacted past this; events.jsonl.1 keeps the one before
-EVENTS_FILE = EVENTS  # kept for readers that import it from here
 
 
 def now_iso() -> str:
