@@ -70,7 +70,10 @@ def ours(work: Path, assets: Path, data_dir: Path) -> Child:
     (out / "events.jsonl").unlink(missing_ok=True)
     return Child("bootstrap-node", [sys.executable, "-m", "app", "--output", str(out), "serve", "--dhcp", "none",
                                     "--tftp", "none", "--listen", f"127.0.0.1:{port}", "--assets", str(assets),
-                                    "--matchbox-data", str(data_dir)], port, work / "ours.log")
+                                    "--matchbox-data", str(data_dir),
+                                    # wrk opens all its connections from one address; a rack's machines
+                                    # each have their own (serve's default is 64 per address)
+                                    "--max-per-client", "100000"], port, work / "ours.log")
 
 
 def ours_with_images(work: Path, assets: Path, layout: Path) -> Child:

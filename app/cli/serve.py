@@ -46,7 +46,9 @@ def serve(
     idle_timeout: Annotated[float, typer.Option(
         help="Seconds a connection may wait for a complete request (idle keep-alive or slow headers).")] = 15.0,
     max_connections: Annotated[int, typer.Option(
-        help="Open connections at most (then the oldest idle one is closed); 64 per client address.")] = 4096,
+        help="Open connections at most (then the oldest idle one is closed).")] = 4096,
+    max_per_client: Annotated[int, typer.Option(
+        help="Open connections one client address may hold (more are closed at once).")] = 64,
     strict_matchbox: Annotated[bool, typer.Option(help="Plain 404s and no boot guard, exactly like Matchbox.")]
         = False,
     log_format: Annotated[LogFormat, typer.Option(help="text or json log lines.")] = LogFormat.text,
@@ -66,7 +68,8 @@ def serve(
     opts = serve_options(paths, listen, dhcp, tftp, assets, tftp_port=tftp_port, matchbox_data=matchbox_data,
                          strict_matchbox=strict_matchbox, shutdown_timeout=shutdown_timeout, access_log=access_log,
                          images=images, install_window=install_window, bind=bind.value,
-                         idle_timeout=idle_timeout, max_connections=max_connections)
+                         idle_timeout=idle_timeout, max_connections=max_connections,
+                         max_per_client=max_per_client)
     if not opts.data_dir.is_dir():
         raise fail(f"{opts.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
     try:

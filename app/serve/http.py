@@ -125,8 +125,10 @@ def _worth_recording_discovery(ctx: Context, event: Event) -> bool:
 def _boot_request(request: web.Request, route: str, labels: dict[str, str]) -> policy.Request:
     ctx = request.app[CTX]
     address = request.remote or ""
-    return policy.Request(route, labels, address, link_mac=ctx.neighbour(address) if address else None,
-                          credential=_bearer(request), now=ctx.clock())
+    # The neighbour table binds requests to machines only on the appliance's own tree: a foreign
+    # Matchbox data dir never asks, and its boot path should not pay for reading it.
+    link = ctx.neighbour(address) if address and ctx.config.own_tree else None
+    return policy.Request(route, labels, address, link_mac=link, credential=_bearer(request), now=ctx.clock())
 
 
 def _bearer(request: web.Request) -> str | None:

@@ -56,6 +56,7 @@ class ServeOptions:
     bind: str = "link"  # how requests are tied to machines (policy.Settings.bind)
     idle_timeout: float = limits.IDLE_SECONDS  # a connection without a complete request is closed
     max_connections: int = limits.MAX_CONNECTIONS
+    max_per_client: int = limits.PER_ADDRESS
 
 
 class Server:
@@ -89,7 +90,8 @@ class Server:
                                     else None,
                                     access_log_format=ACCESS_LOG_FORMAT, keepalive_timeout=self.opts.idle_timeout)
         await self.runner.setup()
-        limits.cap_connections(self.runner.server, cap, self.ctx.metrics.connection_refused)
+        limits.cap_connections(self.runner.server, cap, self.ctx.metrics.connection_refused,
+                               per_address=self.opts.max_per_client)
         try:
             await web.TCPSite(self.runner, self.opts.host, self.opts.port, backlog=1024).start()
         except OSError as exc:
