@@ -49,15 +49,7 @@ def bench_assets(work: Path) -> list[dict]:
                 cpu0, t0 = server.cpu_seconds(), time.monotonic()
                 results = loadgen.run(server.url, "/assets/flatcar/image.bin", clients, SECONDS)
                 elapsed, cpu = time.monotonic() - t0, server.cpu_seconds() - cpu0
-                received = sum(r.received for r in results)
-                ttfb = [t for r in results for t in r.ttfb]
-                rows.append({"server": server.name, "clients": clients, "seconds": round(elapsed, 2),
-                             "throughput_MiBps": round(received / elapsed / (1 << 20), 1),
-                             "ttfb_p50_ms": round(pct(ttfb, 0.5) * 1000, 2),
-                             "ttfb_p99_ms": round(pct(ttfb, 0.99) * 1000, 2),
-                             "cpu_s_per_GiB": round(cpu / max(received / (1 << 30), 1e-9), 3),
-                             "downloads": sum(r.completed for r in results),
-                             "errors": sum(r.errors for r in results)})
+                rows.append({"server": server.name, **download_row(results, clients, elapsed, cpu)})
                 print(rows[-1], flush=True)
         finally:
             server.stop()
@@ -123,15 +115,7 @@ def bench_registry(work: Path) -> list[dict]:
                 cpu0, t0 = server.cpu_seconds(), time.monotonic()
                 results = loadgen.run(server.url, path, clients, SECONDS)
                 elapsed, cpu = time.monotonic() - t0, server.cpu_seconds() - cpu0
-                received = sum(r.received for r in results)
-                ttfb = [t for r in results for t in r.ttfb]
-                rows.append({"route": route, "clients": clients, "seconds": round(elapsed, 2),
-                             "throughput_MiBps": round(received / elapsed / (1 << 20), 1),
-                             "ttfb_p50_ms": round(pct(ttfb, 0.5) * 1000, 2),
-                             "ttfb_p99_ms": round(pct(ttfb, 0.99) * 1000, 2),
-                             "cpu_s_per_GiB": round(cpu / max(received / (1 << 30), 1e-9), 3),
-                             "downloads": sum(r.completed for r in results),
-                             "errors": sum(r.errors for r in results)})
+                rows.append({"route": route, **download_row(results, clients, elapsed, cpu)})
                 print(rows[-1], flush=True)
     finally:
         server.stop()
@@ -232,6 +216,17 @@ def bench_generate(work: Path) -> list[dict]:
                      "peak_MiB": round(usage.ru_maxrss / 1024, 1), "exit": os.waitstatus_to_exitcode(status)})
         print(rows[-1], flush=True)
     return rows
+
+
+def download_row(results, clients: int, elapsed: float, cpu: float) -> dict:
+    """One row of a download run: throughput, time to first byte, CPU per GiB, completions, errors."""
+    received = sum(r.received for r in results)
+    ttfb = [t for r in results for t in r.ttfb]
+    return {"clients": clients, "seconds": round(elapsed, 2),
+            "throughput_MiBps": round(received / elapsed / (1 << 20), 1),
+            "ttfb_p50_ms": round(pct(ttfb, 0.5) * 1000, 2), "ttfb_p99_ms": round(pct(ttfb, 0.99) * 1000, 2),
+            "cpu_s_per_GiB": round(cpu / max(received / (1 << 30), 1e-9), 3),
+            "downloads": sum(r.completed for r in results), "errors": sum(r.errors for r in results)}
 
 
 def main() -> int:
