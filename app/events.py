@@ -53,6 +53,7 @@ CONTESTED = "window-contested"
 EXTERNAL_SOURCES = {"cli", "wait"}
 RECENT_ALERTS = 50
 MAX_BYTES = 64 * 1024 * 1024  # events.jsonl is compacted past this; events.jsonl.1 keeps the one before
+FOLLOW_BLOCK = 1024 * 1024  # follow() reads this much at a time: memory stays bounded whatever the size
 
 
 def now_iso() -> str:
@@ -240,16 +241,30 @@ class EventLog:
                     self._forget()  # compacted: its first lines hold every node's state
                 self._inode, self._followed = st.st_ino, 0
             f.seek(self._followed)
-            for raw in f:
-                if not raw.endswith(b"\n"):
-                    break  # a line still being written waits for the next look
-                self._followed += len(raw)
-                event = Event.from_json(raw.decode("utf-8", errors="replace"))
-                if event is not None and (not external_only or event.source in EXTERNAL_SOURCES):
-                    with self._lock:
-                        self._apply(event)
-                    applied += 1
+            for block in self._complete_blocks(f):
+                if external_only and not _may_be_external(block):
+                    continue  # only serve's own lines: parsing a thousand a second of them stalled its loop
+                for raw in block.splitlines():
+                    event = Event.from_json(raw.decode("utf-8", errors="replace"))
+                    if event is not None and (not external_only or event.source in EXTERNAL_SOURCES):
+                        with self._lock:
+                            self._apply(event)
+                        applied += 1
         return applied
+
+    def _complete_blocks(self, f):
+        """The unread part of the file in blocks of whole lines (at most FOLLOW_BLOCK bytes each),
+        advancing `_followed` past each; a line still being written waits for the next look."""
+        while True:
+            data = f.read(FOLLOW_BLOCK)
+            end = data.rfind(b"\n") + 1
+            if end == 0:
+                if len(data) < FOLLOW_BLOCK:
+                    return
+                end = len(data)  # no line is this long: garbage, skipped rather than waited on forever
+            f.seek(end - len(data), os.SEEK_CUR)
+            self._followed += end
+            yield data[:end]
 
     def _forget(self) -> None:
         with self._lock:
@@ -350,6 +365,14 @@ class EventLog:
             states = [self.nodes.get(mac) or NodeState(mac=mac, name=name) for mac, name in known.items()]
             states += [s for mac, s in self.nodes.items() if mac not in known]
         return states
+
+
+# How Event.line() spells an external source; the full parse that follows decides.
+_EXTERNAL_MARKS = tuple(f'"source":"{source}"'.encode() for source in sorted(EXTERNAL_SOURCES))
+
+
+def _may_be_external(block: bytes) -> bool:
+    return any(mark in block for mark in _EXTERNAL_MARKS)
 
 
 def _changes_state(kind: str) -> bool:

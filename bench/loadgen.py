@@ -4,7 +4,11 @@ downloads at the deadline count). Keep-alive when the server allows it, reconnec
 
 `pace` (bytes/s per client) makes each client read no faster than that, with a small receive
 buffer so that TCP flow control pushes back on the server: the downloads then cost what they cost
-behind a real NIC, instead of as much loopback copying as two cores can do."""
+behind a real NIC, instead of as much loopback copying as two cores can do.
+
+Bodies are read with MSG_TRUNC: the kernel discards them without copying them into the client, whose
+copy would be a booting machine's CPU, not the appliance's, and on a small bench machine would take
+CPU from the server being measured."""
 
 from __future__ import annotations
 
@@ -78,7 +82,7 @@ def _client(host: str, port: int, path: str, deadline: float, result: ClientResu
             result.received += got
             while got < length and time.monotonic() < deadline:
                 _hold_pace(pace, begun, result.received)
-                n = sock.recv_into(buffer, min(len(buffer), length - got))
+                n = sock.recv_into(buffer, min(len(buffer), length - got), socket.MSG_TRUNC)
                 if n == 0:
                     raise ConnectionError("closed mid-body")
                 got += n

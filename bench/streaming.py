@@ -25,7 +25,6 @@ NODES = int(os.environ.get("BENCH_STREAM_NODES", "1000"))
 RATES = [int(r) for r in os.environ.get("BENCH_RATES", "500,1000,2000").split(",")]
 DOWNLOADS = [int(d) for d in os.environ.get("BENCH_DOWNLOADS", "0,64,256").split(",")]
 SECONDS = float(os.environ.get("BENCH_STREAM_SECONDS", "8"))
-WORKERS = int(os.environ.get("BENCH_WORKERS", "0"))  # serve --workers (0: the default)
 # The downloads share this line rate (Gbit/s), as behind the appliance's NIC; 0: as fast as loopback
 # goes, which on a small machine measures the download clients' CPU more than the server.
 LINK_GBPS = float(os.environ.get("BENCH_LINK_GBPS", "10"))
@@ -49,8 +48,6 @@ def start_server(work: Path, out: Path) -> servers.Child:
     port = servers.free_port()
     argv = [sys.executable, "-m", "app", "--output", str(out), "serve", "--dhcp", "none", "--tftp", "none",
             "--listen", f"127.0.0.1:{port}", "--assets", str(work / "assets"), "--bind", "address"]
-    if WORKERS:
-        argv += ["--workers", str(WORKERS)]
     return servers.Child("bootstrap-node", argv, port, work / "stream-serve.log")
 
 

@@ -2,7 +2,8 @@
 
 Selection follows Matchbox exactly (spec: ../shared/spec/matchbox-http.md §3–4) but does not
 re-read every group per request: groups are indexed by MAC and reloaded when the directory
-changes. Reading is cheap to keep fresh: one scandir of groups/ at most once per `recheck` seconds.
+changes. Keeping it fresh is cheap: at most once per `recheck` seconds, the kernel is asked whether
+anything in groups/ changed (dirwatch.py), and only then is the directory looked at.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from app.serve.dirwatch import DirectoryWatch
 
 log = logging.getLogger("bootstrap_node.matchbox")
 
@@ -103,6 +106,7 @@ class _Index:
     by_mac: dict[str, list[int]] = field(default_factory=dict)  # mac -> positions in `ordered`
     without_mac: list[int] = field(default_factory=list)
     known: dict[str, str] | None = None  # MAC -> node name, computed once per index
+    has_links: bool = False  # a group file is a symlink: look at the files, not only at the directory
 
 
 class Store:
@@ -113,6 +117,7 @@ class Store:
         self.recheck = recheck
         self._lock = threading.Lock()
         self._index = _Index(signature=("never",))
+        self._watch = DirectoryWatch(root / "groups")
         self._checked = 0.0
         self._cache: dict[tuple, tuple[tuple, object, float]] = {}  # (path, tag) -> (version, parsed, checked)
 
@@ -146,15 +151,21 @@ class Store:
             return self._index
         with self._lock:
             if now - self._checked >= self.recheck:
-                signature = self._signature()
-                if signature != self._index.signature:
-                    self._index = self._build(signature)
+                if self._groups_may_have_changed():
+                    signature = self._signature()
+                    if signature != self._index.signature:
+                        self._index = self._build(signature)
                 self._checked = time.monotonic()
         return self._index
 
+    def _groups_may_have_changed(self) -> bool:
+        """Asked before every look: the kernel's answer (dirwatch.py), unless a group file is a
+        symlink, whose target's writes the directory's watch does not see."""
+        return self._watch.changed() or self._index.has_links
+
     def _signature(self) -> tuple:
         try:
-            entries = sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+            entries = sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size, e.is_symlink())
                              for e in os.scandir(self.root / "groups") if e.name.endswith(".json"))
         except FileNotFoundError:
             return ()
@@ -162,7 +173,7 @@ class Store:
 
     def _build(self, signature: tuple) -> _Index:
         groups = []
-        for name, _, _ in signature:
+        for name, *_ in signature:
             path = self.root / "groups" / name
             try:
                 group = parse_group(json.loads(path.read_bytes()), name)
@@ -172,7 +183,7 @@ class Store:
             if group is not None:
                 groups.append(group)
         groups.sort(key=lambda g: g.sort_key, reverse=True)
-        index = _Index(signature, groups)
+        index = _Index(signature, groups, has_links=any(link for *_, link in signature))
         for position, group in enumerate(groups):
             macs = [v for k, v in group.selector.items() if k.lower() == "mac" and v]
             if macs:

@@ -7,6 +7,7 @@ downloads finish for a bounded time, stops dnsmasq, flushes the event log and ex
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -82,6 +83,7 @@ class Server:
 
     async def start(self) -> None:
         self._claim_output()
+        self.store.groups()  # index the groups before the first machine asks, not while it waits
         self.events.open()
         limits.quiet_exception_handler(asyncio.get_running_loop())
         cap = limits.connection_cap(self.opts.max_connections, limits.raise_nofile())
@@ -187,6 +189,7 @@ async def serve_forever(opts: ServeOptions) -> None:
         loop.add_signal_handler(sig, server.stop)
     try:
         await server.start()
+        _settle_heap()
         await server.wait()
     finally:
         await server.shutdown()
@@ -194,6 +197,14 @@ async def serve_forever(opts: ServeOptions) -> None:
             loop.remove_signal_handler(sig)
     if server.failure:
         raise server.failure
+
+
+def _settle_heap() -> None:
+    """What is alive once serving starts (modules, the group index, templates) lives as long as the
+    process: move it out of the garbage collector's sight, so that a full collection walks only what
+    requests create. Such collections paused the event loop 20-55 ms with 1,000 groups."""
+    gc.collect()
+    gc.freeze()
 
 
 class _BuiltinTftp:
