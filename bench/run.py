@@ -181,7 +181,10 @@ def bench_api(work: Path) -> list[dict]:
     rows = []
     for groups in GROUPS:
         d, macs = data_dir(work, groups)
-        for make in (lambda: servers.ours(work, work / "assets", d), lambda: servers.reference_matchbox(work, d)):
+        makers = [lambda: servers.ours(work, work / "assets", d), lambda: servers.reference_matchbox(work, d)]
+        if servers.matchbox_binary():
+            makers.append(lambda: servers.matchbox(work, d, servers.matchbox_binary()))
+        for make in makers:
             server = make()
             try:
                 for path in ("/ipxe", "/ignition"):
@@ -229,19 +232,23 @@ def download_row(results, clients: int, elapsed: float, cpu: float) -> dict:
             "downloads": sum(r.completed for r in results), "errors": sum(r.errors for r in results)}
 
 
+def this_machine() -> dict:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
+            "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                         if l.startswith("model name")), "?")}
+
+
 def main() -> int:
     work = Path(os.environ.get("BENCH_WORK", tempfile.gettempdir())) / "bootstrap-node-bench"
     work.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
-               "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                            if l.startswith("model name")), "?")}
     out = HERE / "results.json"
     results = json.loads(out.read_text()) if out.exists() and sys.argv[1:] else {}  # a partial run updates
-    results.update({"machine": machine, "settings": {"asset_MiB": ASSET_MB, "seconds": SECONDS}})
+    results.update({"machine": this_machine(), "settings": {"asset_MiB": ASSET_MB, "seconds": SECONDS}})
     parts = sys.argv[1:] or ["generate", "api", "assets", "registry", "streaming"]
     for part in parts:
         results[part] = {"generate": bench_generate, "api": bench_api, "assets": bench_assets,
                          "registry": bench_registry, "streaming": streaming.bench}[part](work)
+        results.setdefault("machines", {})[part] = this_machine()  # parts may come from different runs
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0

@@ -1,5 +1,6 @@
-"""The servers under test, each a child process in its own session: ours, nginx, http.server, and a
-Matchbox-like reference that re-reads every group per request."""
+"""The servers under test, each a child process in its own session: ours, nginx, http.server, a
+Matchbox-like reference of ours that re-reads every group per request, and real Matchbox where a
+binary is given (BENCH_MATCHBOX=/path/to/matchbox: built by the user, never by this repository)."""
 
 from __future__ import annotations
 
@@ -124,3 +125,21 @@ def reference_matchbox(work: Path, data_dir: Path) -> Child:
     port = free_port()
     return Child("matchbox-like", [sys.executable, str(Path(__file__).parent / "reference_matchbox.py"),
                                    str(data_dir), str(port)], port, work / "reference.log")
+
+
+def matchbox_binary() -> str | None:
+    """Real Matchbox, if BENCH_MATCHBOX names a binary that runs."""
+    binary = os.environ.get("BENCH_MATCHBOX")
+    return binary if binary and os.access(binary, os.X_OK) else None
+
+
+def matchbox(work: Path, data_dir: Path, binary: str) -> Child:
+    """Matchbox on the same data dir. `-log-level error`: it warns on every /ignition of a config
+    spec newer than its Ignition library knows (it serves it as is), and that logging is not
+    what is being compared; ours runs without an access log too."""
+    version = subprocess.run([binary, "-version"], capture_output=True, text=True, check=False).stdout.strip()
+    port = free_port()
+    (work / "matchbox-assets").mkdir(exist_ok=True)
+    return Child(f"matchbox {version or '?'}", [binary, "-address", f"127.0.0.1:{port}", "-data-path", str(data_dir),
+                                                 "-assets-path", str(work / "matchbox-assets"), "-log-level", "error"],
+                 port, work / "matchbox.log")
