@@ -12,8 +12,9 @@ import datetime as dt
 import json
 import os
 import threading
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -52,6 +53,7 @@ CONTESTED = "window-contested"
 # Sources that write from other processes (`reinstall`, `wait`); a running serve follows them.
 EXTERNAL_SOURCES = {"cli", "wait"}
 RECENT_ALERTS = 50
+MAX_ADDRESSES = 65536  # address -> MAC pairs remembered from PXE boots (download attribution)
 MAX_BYTES = 64 * 1024 * 1024  # events.jsonl is compacted past this; events.jsonl.1 keeps the one before
 FOLLOW_BLOCK = 1024 * 1024  # follow() reads this much at a time: memory stays bounded whatever the size
 
@@ -214,15 +216,29 @@ class EventLog:
         self.discovered: dict[str, str] = {}  # mac -> first seen
         self.alerts: Counter = Counter()  # reason -> count
         self.recent_alerts: deque[Event] = deque(maxlen=RECENT_ALERTS)
+        self.address_macs: OrderedDict[str, str] = OrderedDict()  # the address each node PXE-booted from
         self.write_failures = 0
-        self._lock = threading.Lock()
-        self._file = None
+        self._lock = threading.RLock()
+        self._fd: int | None = None  # events.jsonl, opened for appending
         self._followed = 0  # bytes of the file already read
+        self._own_lines: set[int] = set()  # offsets of lines of ours that follow() has yet to pass
         self.follow(external_only=False)
 
     @property
     def known(self) -> dict[str, str]:
         return self._known()
+
+    @contextmanager
+    def transaction(self) -> Iterator[EventLog]:
+        """Decide from the states and record the decision's events as one step: two requests for the
+        same node never both see its window unused. One process: a thread lock (asyncio handlers
+        run one at a time anyway). Several workers share one log: see serve/shared_events.py."""
+        with self._lock:
+            yield self
+
+    def mac_at(self, address: str) -> str:
+        """The node that last PXE-booted from `address` ("" if none): its downloads are its own."""
+        return self.address_macs.get(address, "")
 
     def follow(self, external_only: bool = True) -> int:
         """Apply lines appended since the last look, streaming (memory stays bounded whatever the
@@ -240,11 +256,16 @@ class EventLog:
                 if self._inode and not external_only:
                     self._forget()  # compacted: its first lines hold every node's state
                 self._inode, self._followed = st.st_ino, 0
+                self._own_lines.clear()
             f.seek(self._followed)
-            for block in self._complete_blocks(f):
+            for at, block in self._complete_blocks(f):
                 if external_only and not _may_be_external(block):
                     continue  # only serve's own lines: parsing a thousand a second of them stalled its loop
-                for raw in block.splitlines():
+                for raw in block.splitlines(keepends=True):
+                    at += len(raw)
+                    if at - len(raw) in self._own_lines:
+                        self._own_lines.discard(at - len(raw))  # written and applied here already
+                        continue
                     event = Event.from_json(raw.decode("utf-8", errors="replace"))
                     if event is not None and (not external_only or event.source in EXTERNAL_SOURCES):
                         with self._lock:
@@ -252,9 +273,9 @@ class EventLog:
                         applied += 1
         return applied
 
-    def _complete_blocks(self, f):
-        """The unread part of the file in blocks of whole lines (at most FOLLOW_BLOCK bytes each),
-        advancing `_followed` past each; a line still being written waits for the next look."""
+    def _complete_blocks(self, f) -> Iterator[tuple[int, bytes]]:
+        """The unread part of the file in blocks of whole lines (at most FOLLOW_BLOCK bytes each) with
+        their offsets, advancing `_followed` past each; a line still being written waits."""
         while True:
             data = f.read(FOLLOW_BLOCK)
             end = data.rfind(b"\n") + 1
@@ -264,7 +285,7 @@ class EventLog:
                 end = len(data)  # no line is this long: garbage, skipped rather than waited on forever
             f.seek(end - len(data), os.SEEK_CUR)
             self._followed += end
-            yield data[:end]
+            yield self._followed - end, data[:end]
 
     def _forget(self) -> None:
         with self._lock:
@@ -273,22 +294,24 @@ class EventLog:
             self.alerts.clear()
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._file = os.fdopen(fd, "a", buffering=1, encoding="utf-8")
-        st = os.fstat(fd)
-        self._size, self._inode = st.st_size, st.st_ino
+        self._open_for_append()
+        st = os.fstat(self._fd)
+        self._inode = st.st_ino
         self._followed = max(self._followed, st.st_size) if self._followed else st.st_size
 
+    def _open_for_append(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._size = os.fstat(self._fd).st_size
+
     def close(self) -> None:
-        if self._file:
+        if self._fd is not None:
             try:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
+                os.fsync(self._fd)
             except OSError:
                 self.write_failures += 1
-            self._file = None
+            os.close(self._fd)
+            self._fd = None
 
     def record(self, event: Event) -> Event:
         """Apply and append `event`. A failed write (a full disk) is counted, never raised: boot
@@ -297,17 +320,22 @@ class EventLog:
             event.node = self.known.get(event.mac, "")
         with self._lock:
             self._apply(event)
-            if self._file is not None:
-                line = event.line()
+            if self._fd is not None:
                 try:
-                    self._file.write(line)
-                    self._file.flush()
-                    self._size += len(line.encode())
+                    self._append(event.line().encode())
                 except OSError:
                     self.write_failures += 1
                 if self._size > self.max_bytes:
                     self._compact()
         return event
+
+    def _append(self, data: bytes) -> int:
+        """One line in one O_APPEND write (whole lines interleave safely with other processes');
+        returns the file offset just past it."""
+        os.write(self._fd, data)
+        end = os.lseek(self._fd, 0, os.SEEK_CUR)  # after an O_APPEND write: just past our line
+        self._size = end
+        return end
 
     def _compact(self) -> None:
         """Past the cap: keep the log as events.jsonl.1 and start events.jsonl anew with the state
@@ -332,10 +360,10 @@ class EventLog:
             fresh.unlink(missing_ok=True)
             self.max_bytes *= 2  # do not try again on every line
             return
-        self._file.close()
-        self._file = None
-        self.open()
-        self._followed = self._size  # our own snapshot is applied already
+        os.close(self._fd)
+        self._open_for_append()
+        self._inode, self._followed = os.fstat(self._fd).st_ino, self._size  # our snapshot is applied already
+        self._own_lines.clear()
 
     def _apply(self, event: Event) -> None:
         if event.kind == ALERT_SUMMARY:
@@ -345,11 +373,19 @@ class EventLog:
             self.recent_alerts.append(event)
         if event.kind == "discovered" and event.mac:
             self.discovered.setdefault(event.mac, event.ts)
+        if event.kind == Phase.IPXE and event.mac and event.detail.get("ip"):
+            self._remember_address(str(event.detail["ip"]), event.mac)
         if not event.mac or not _changes_state(event.kind):
             return
         state = self.nodes.get(event.mac) or NodeState(mac=event.mac, name=self.known.get(event.mac, ""))
         self.nodes[event.mac] = state
         state.apply(event)
+
+    def _remember_address(self, address: str, mac: str) -> None:
+        self.address_macs[address] = mac
+        self.address_macs.move_to_end(address)
+        while len(self.address_macs) > MAX_ADDRESSES:
+            self.address_macs.popitem(last=False)
 
     def state(self, mac: str) -> NodeState | None:
         return self.nodes.get(mac)

@@ -29,6 +29,7 @@ SECONDS = float(os.environ.get("BENCH_STREAM_SECONDS", "8"))
 # every run's figure beside it: on a small machine the client threads and the server share the cores,
 # and single runs of the same row have differed by 10x in p99.
 REPEATS = int(os.environ.get("BENCH_STREAM_REPEATS", "3"))
+WORKERS = [int(w) for w in os.environ.get("BENCH_WORKERS", "1,2").split(",")]  # serve --workers, each measured
 # The downloads share this line rate (Gbit/s), as behind the appliance's NIC; 0: as fast as loopback
 # goes, which on a small machine measures the download clients' CPU more than the server.
 LINK_GBPS = float(os.environ.get("BENCH_LINK_GBPS", "10"))
@@ -47,11 +48,12 @@ def tree(work: Path) -> tuple[Path, Path]:
     return out, queries
 
 
-def start_server(work: Path, out: Path) -> servers.Child:
+def start_server(work: Path, out: Path, workers: int = 1) -> servers.Child:
     (out / "events.jsonl").unlink(missing_ok=True)
     port = servers.free_port()
     argv = [sys.executable, "-m", "app", "--output", str(out), "serve", "--dhcp", "none", "--tftp", "none",
-            "--listen", f"127.0.0.1:{port}", "--assets", str(work / "assets"), "--bind", "address"]
+            "--listen", f"127.0.0.1:{port}", "--assets", str(work / "assets"), "--bind", "address",
+            "--workers", str(workers)]
     return servers.Child("bootstrap-node", argv, port, work / "stream-serve.log")
 
 

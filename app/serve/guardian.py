@@ -18,7 +18,8 @@ PR_SET_PDEATHSIG = 1
 STOP_SECONDS = 5  # seconds dnsmasq gets to exit before SIGKILL
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
+    """SIGTERM when `parent` goes away, however it goes; exit at once if it is gone already."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> int:
     if "--" not in argv or not argv[argv.index("--") + 1:]:
         print("usage: python -m app.serve.guardian -- COMMAND [ARGS…]", file=sys.stderr)
         return 2
-    _die_with_parent(int(os.environ.get("BOOTSTRAP_GUARDIAN_PARENT", os.getppid())))
+    die_with_parent(int(os.environ.get("BOOTSTRAP_GUARDIAN_PARENT", os.getppid())))
     child = subprocess.Popen(argv[argv.index("--") + 1:], stdin=subprocess.DEVNULL)
 
     stopped_by: list[int] = []

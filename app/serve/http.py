@@ -59,11 +59,12 @@ class Context:
     store: Store
     events: EventLog
     metrics: Metrics = field(default_factory=Metrics)
-    client_macs: dict[str, str] = field(default_factory=dict)  # client IP -> MAC, learnt from /ipxe
     neighbour: Callable[[str], str | None] = link_mac
     new_credential: Callable[[], str] = lambda: secrets.token_urlsafe(CREDENTIAL_BYTES)
     clock: Callable[[], float] = time.time
     throttle: Throttle = field(default_factory=lambda: Throttle(ALERT_PERIOD))
+    # With several workers: the other workers' published counters, added to ours on /metrics.
+    peer_metrics: Callable[[], list[dict]] | None = None
 
     def record(self, events: list[Event]) -> None:
         """Record a decision's events; alerts are counted always, logged at most once a period."""
@@ -159,10 +160,9 @@ async def ipxe(request: web.Request) -> web.Response:
     labels = parse_labels(request.rel_url.raw_query_string)
     req = _boot_request(request, "ipxe", labels)
     mac = policy.mac_label(labels)
-    decision = policy.decide_ipxe(req, ctx.store, ctx.events.state(mac), ctx.events.known, ctx.config.settings)
-    ctx.record([e for e in decision.events if e.kind != "discovered" or _worth_recording_discovery(ctx, e)])
-    if decision.status == 200 and mac and request.remote:
-        ctx.client_macs[request.remote] = mac  # the kernel and initrd downloads that follow are its
+    with ctx.events.transaction():  # its `ipxe` event also ties the address's downloads to the node
+        decision = policy.decide_ipxe(req, ctx.store, ctx.events.state(mac), ctx.events.known, ctx.config.settings)
+        ctx.record([e for e in decision.events if e.kind != "discovered" or _worth_recording_discovery(ctx, e)])
     return _answer(decision)
 
 
@@ -185,6 +185,11 @@ async def generic(request: web.Request) -> web.Response:
 
 async def _config(request: web.Request, route: str) -> web.Response:
     ctx = request.app[CTX]
+    with ctx.events.transaction():  # "once" means once: deciding and recording it are one step
+        return _config_in_transaction(request, route, ctx)
+
+
+def _config_in_transaction(request: web.Request, route: str, ctx: Context) -> web.Response:
     raw = request.rel_url.raw_query_string
     labels = parse_labels(raw)
     decision = policy.decide_config(_boot_request(request, route, labels), ctx.store, ctx.events.state,
@@ -269,14 +274,15 @@ def _downloaded(ctx: Context, request: web.Request, started: float, sent: int, a
     if not name.endswith(BOOT_ASSETS):
         return
     ctx.metrics.bytes_sent += sent
-    mac = ctx.client_macs.get(request.remote or "", "")
-    if not mac and not ctx.throttle.allow(("download", request.remote, request.path), time.monotonic()):
-        return
-    detail = {"route": "/assets/", "file": request.path[:300], "bytes": sent,
-              "range": request.headers.get("Range", "")[:100], "seconds": round(time.monotonic() - started, 4)}
-    if aborted:
-        detail["aborted"] = True
-    ctx.events.record(Event("kernel" if mac else "http", mac=mac, source="http", detail=detail))
+    with ctx.events.transaction():
+        mac = ctx.events.mac_at(request.remote or "")
+        if not mac and not ctx.throttle.allow(("download", request.remote, request.path), time.monotonic()):
+            return
+        detail = {"route": "/assets/", "file": request.path[:300], "bytes": sent,
+                  "range": request.headers.get("Range", "")[:100], "seconds": round(time.monotonic() - started, 4)}
+        if aborted:
+            detail["aborted"] = True
+        ctx.events.record(Event("kernel" if mac else "http", mac=mac, source="http", detail=detail))
 
 
 async def post_event(request: web.Request) -> web.Response:
@@ -300,12 +306,12 @@ async def post_event(request: web.Request) -> web.Response:
     if mac not in ctx.events.known:
         return text(f"no node has MAC {mac}\n", 404)
     credential = _bearer(request)
-    if not policy.callback_allowed(phase, credential, ctx.events.state(mac), ctx.config.settings, ctx.clock()):
-        ctx.metrics.bad_callbacks += 1
-        ctx.record(policy.refuse(_boot_request(request, "events", {}), mac, policy.CALLBACK_REFUSED).events)
-        return text("callback refused: missing or wrong credential\n", 401 if credential is None else 403)
-    message = str(data.get("message", ""))[:2000]
-    ctx.events.record(Event(phase, mac=mac, source="node", message=message))
+    with ctx.events.transaction():
+        if not policy.callback_allowed(phase, credential, ctx.events.state(mac), ctx.config.settings, ctx.clock()):
+            ctx.metrics.bad_callbacks += 1
+            ctx.record(policy.refuse(_boot_request(request, "events", {}), mac, policy.CALLBACK_REFUSED).events)
+            return text("callback refused: missing or wrong credential\n", 401 if credential is None else 403)
+        ctx.events.record(Event(phase, mac=mac, source="node", message=str(data.get("message", ""))[:2000]))
     return text("ok\n")
 
 
@@ -316,7 +322,10 @@ async def status_json(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    return web.Response(text=ctx.metrics.render(ctx.events.snapshot(), ctx.events.write_failures),
+    counted = ctx.metrics
+    if ctx.peer_metrics is not None:
+        counted = Metrics.total([ctx.metrics.counters(), *ctx.peer_metrics()])
+    return web.Response(text=counted.render(ctx.events.snapshot(), ctx.events.write_failures),
                         content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"})
 
 

@@ -26,6 +26,28 @@ class Metrics:
     def alert(self, reason: str) -> None:
         self.alerts[reason] += 1
 
+    def counters(self) -> dict:
+        """Everything counted, as JSON (a worker publishes it for the others' /metrics)."""
+        return {"requests": [[route, status, n] for (route, status), n in self.requests.items()],
+                "bytes_sent": self.bytes_sent, "dnsmasq_restarts": self.dnsmasq_restarts,
+                "alerts": dict(self.alerts), "bad_callbacks": self.bad_callbacks,
+                "connections_refused": self.connections_refused}
+
+    @classmethod
+    def total(cls, parts: list[dict]) -> Metrics:
+        """The sum of several workers' counters; a malformed part counts as nothing."""
+        total = cls()
+        for part in parts:
+            try:
+                for route, status, n in part.get("requests", []):
+                    total.requests[(str(route), int(status))] += int(n)
+                for name in ("bytes_sent", "dnsmasq_restarts", "bad_callbacks", "connections_refused"):
+                    setattr(total, name, getattr(total, name) + int(part.get(name, 0)))
+                total.alerts.update({str(k): int(v) for k, v in part.get("alerts", {}).items()})
+            except (TypeError, ValueError, AttributeError):
+                continue
+        return total
+
     def render(self, nodes: list[NodeState], log_write_failures: int = 0) -> str:
         lines = ["# HELP bootstrap_node_http_requests_total HTTP requests by route and status.",
                  "# TYPE bootstrap_node_http_requests_total counter"]

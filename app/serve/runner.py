@@ -7,10 +7,14 @@ downloads finish for a bounded time, stops dnsmasq, flushes the event log and ex
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
+import json
 import logging
 import os
 import signal
+import socket
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +25,11 @@ from app import process
 from app.atomic import atomic_write
 from app.events import Event, EventLog
 from app.layout import DNSMASQ_CONF, RUN, TFTP
-from app.serve import limits, state
+from app.serve import limits, state, workers
 from app.serve.dnsmasq import DnsmasqFailed, Supervisor, tftp_only_conf
 from app.serve.http import Context, ServeConfig, make_app
 from app.serve.matchbox import Store
+from app.serve.shared_events import SharedEventLog
 
 log = logging.getLogger("bootstrap_node.serve")
 TFTP_ONLY_CONF = "dnsmasq-tftp.conf"  # run/: the generated config without DHCP, for --dhcp none
@@ -58,6 +63,24 @@ class ServeOptions:
     idle_timeout: float = limits.IDLE_SECONDS  # a connection without a complete request is closed
     max_connections: int = limits.MAX_CONNECTIONS
     max_per_client: int = limits.PER_ADDRESS
+    workers: int = 1  # HTTP worker processes (workers.py)
+    log_format: str = "text"  # the workers log as the leader does
+    worker: int = 0  # which one this process is; 0 is the leader, which owns everything but HTTP
+
+    @property
+    def leader(self) -> bool:
+        return self.worker == 0
+
+    def to_json(self) -> str:
+        return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeOptions:
+        data = json.loads(text)
+        for f in dataclasses.fields(cls):
+            if "Path" in str(f.type) and data.get(f.name) is not None:
+                data[f.name] = Path(data[f.name])
+        return cls(**data)
 
 
 class Server:
@@ -66,10 +89,13 @@ class Server:
     def __init__(self, opts: ServeOptions):
         self.opts = opts
         self.store = Store(opts.data_dir)
-        self.events = EventLog(opts.output, self.store.known_nodes)
+        self.events = (SharedEventLog if opts.workers > 1 else EventLog)(opts.output, self.store.known_nodes)
         self.ctx = Context(ServeConfig(opts.data_dir, opts.assets, opts.strict_matchbox, own_tree=not opts.foreign_data,
                                        install_window=opts.install_window, images=opts.images,
                                        bind=opts.bind), self.store, self.events)
+        if opts.workers > 1:
+            self.ctx.peer_metrics = lambda: workers.others(opts.output, opts.worker)
+        self.children: list = []
         self.runner: web.AppRunner | None = None
         self.supervisor: Supervisor | None = None
         self.tftp: _BuiltinTftp | None = None
@@ -82,7 +108,9 @@ class Server:
         return f"http://{self.opts.host}:{self.opts.port}"
 
     async def start(self) -> None:
-        self._claim_output()
+        if self.opts.leader:
+            self._claim_output()
+            workers.clear(self.opts.output)
         self.store.groups()  # index the groups before the first machine asks, not while it waits
         self.events.open()
         limits.quiet_exception_handler(asyncio.get_running_loop())
@@ -94,30 +122,45 @@ class Server:
         await self.runner.setup()
         limits.cap_connections(self.runner.server, cap, self.ctx.metrics.connection_refused,
                                per_address=self.opts.max_per_client)
+        shared_port = self.opts.workers > 1
         try:
-            await web.TCPSite(self.runner, self.opts.host, self.opts.port, backlog=1024).start()
+            if shared_port and self.opts.leader:
+                _check_port_free(self.opts.host, self.opts.port)
+            await web.TCPSite(self.runner, self.opts.host, self.opts.port, backlog=1024, reuse_port=shared_port).start()
         except OSError as exc:
             await self.runner.cleanup()
             self.events.close()
             raise ServeError(f"cannot listen on {self.opts.host}:{self.opts.port}: {exc.strerror} "
                              "(is another server using it? is the address on this host?)") from None
+        self._tasks.append(asyncio.create_task(self._follow_events()))
+        if self.opts.leader:
+            self._start_leader_parts()
+        log.info("serving %s (data %s, assets %s%s)", self.url, self.opts.data_dir, self.opts.assets,
+                 f", worker {self.opts.worker + 1} of {self.opts.workers}" if shared_port else "")
+
+    def _start_leader_parts(self) -> None:
+        """What only one process may do: the state file, dnsmasq, TFTP, the other workers."""
         self._write_state()
         self.events.record(Event("serve-started", source="serve", detail={"url": self.url, "pid": os.getpid()}))
         if self.opts.dhcp == "proxy" or self.opts.tftp == "dnsmasq":
             self.supervisor = Supervisor(self._dnsmasq_conf(), self.events.record, binary=self.opts.dnsmasq_binary,
                                          on_restart=self._count_restart, on_started=self._write_state)
             self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
-        self._tasks.append(asyncio.create_task(self._follow_events()))
         if self.opts.tftp == "builtin":
             self.tftp = _BuiltinTftp(self.opts.output / TFTP, self.opts.host, self.opts.tftp_port)
             self.tftp.start()
-        log.info("serving %s (data %s, assets %s)", self.url, self.opts.data_dir, self.opts.assets)
+        if self.opts.workers > 1:
+            self.children = workers.spawn(self.opts.to_json(), self.opts.workers)
 
     async def _follow_events(self) -> None:
-        """Take `reinstall` and `wait` events written by other processes, within a second."""
+        """Take `reinstall` and `wait` events written by other processes (and, with several workers,
+        the other workers' events, and publish our counters), within a second."""
         while True:
             await asyncio.sleep(1.0)
             await asyncio.to_thread(self.events.follow)
+            if self.opts.workers > 1:
+                await asyncio.to_thread(workers.publish, self.opts.output, self.opts.worker,
+                                        self.ctx.metrics.counters())
 
     def _count_restart(self) -> None:
         self.ctx.metrics.dnsmasq_restarts += 1
@@ -147,6 +190,8 @@ class Server:
         await self._stop.wait()
 
     async def shutdown(self) -> None:
+        if self.children:
+            await asyncio.to_thread(workers.stop, self.children, self.opts.shutdown_timeout + 5)
         if self.supervisor is not None:
             await self.supervisor.stop()
         for task in self._tasks:
@@ -156,10 +201,12 @@ class Server:
             self.tftp.stop()
         if self.runner is not None:
             await self.runner.cleanup()  # stops accepting, waits up to shutdown_timeout for requests
-        self.events.record(Event("serve-stopped", source="serve",
-                                 message=str(self.failure) if self.failure else ""))
+        if self.opts.leader:
+            self.events.record(Event("serve-stopped", source="serve",
+                                     message=str(self.failure) if self.failure else ""))
         self.events.close()
-        state.remove(self.opts.output)
+        if self.opts.leader:
+            state.remove(self.opts.output)
 
     def _claim_output(self) -> None:
         """One serve per output dir: refuse while another runs; stop what a killed one left behind
@@ -199,6 +246,30 @@ async def serve_forever(opts: ServeOptions) -> None:
         raise server.failure
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """SO_REUSEPORT would let us share a port that another server of this user also opened with it:
+    the leader first makes sure nobody listens there."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
+def worker_main(argv: list[str]) -> int:
+    """`python -m app.serve.runner --worker INDEX OPTIONS_JSON`, started by the leader (workers.py)."""
+    from app import logs
+    from app.serve.guardian import die_with_parent
+
+    die_with_parent(int(os.environ.get("BOOTSTRAP_WORKER_PARENT", os.getppid())))
+    opts = dataclasses.replace(ServeOptions.from_json(argv[2]), worker=int(argv[1]))
+    logs.setup(opts.log_format)
+    try:
+        asyncio.run(serve_forever(opts))
+    except ServeError as exc:
+        log.error("worker %d: %s", opts.worker, exc)
+        return 1
+    return 0
+
+
 def _settle_heap() -> None:
     """What is alive once serving starts (modules, the group index, templates) lives as long as the
     process: move it out of the garbage collector's sight, so that a full collection walks only what
@@ -233,3 +304,7 @@ class _BuiltinTftp:
         self.server.stop(now=True)
         self.thread.join(timeout=5)
 
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
+    sys.exit(worker_main(sys.argv[1:]))

@@ -73,15 +73,11 @@ async def test_a_full_disk_costs_a_counter_not_an_answer(tmp_path):
     write_json(data / "groups/n.json", {"id": "n", "profile": "p", "selector": {"mac": MACS[0]}})
     write_json(data / "ignition/n.ign", {"ignition": {"version": "3.4.0"}})
 
-    class FullDisk:
-        def write(self, _):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def flush(self):
-            pass
+    def full_disk(data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     async with running(data, tmp_path) as (http, ctx):
-        real, ctx.events._file = ctx.events._file, FullDisk()
+        ctx.events._append = full_disk  # every write to events.jsonl fails as on a full disk
         try:
             body, credential = await pxe_and_install_config(http, MACS[0])
             async with http.post("/events", json={"mac": MACS[0], "phase": "installed"},
@@ -90,6 +86,6 @@ async def test_a_full_disk_costs_a_counter_not_an_answer(tmp_path):
             async with http.get("/metrics") as r:
                 metrics = await r.text()
         finally:
-            ctx.events._file = real
+            del ctx.events._append
     assert ctx.events.nodes[MACS[0]].installed  # the state still moved
     assert "bootstrap_node_event_log_write_failures_total 0" not in metrics

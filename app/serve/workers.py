@@ -1,0 +1,76 @@
+"""`serve --workers N`: N HTTP worker processes on one port, one of them the leader.
+
+The leader is the `serve` process itself: it owns the output directory (serve.json, dnsmasq, TFTP)
+and starts N-1 more workers, each `python -m app.serve.runner --worker` with the same options. Every
+worker listens on the port with SO_REUSEPORT, so the kernel spreads new connections over them, and
+all share the one event log (shared_events.py), which is what install windows are decided from.
+
+Workers die with the leader (a parent-death signal), and the leader stops them on its way out.
+Each worker publishes its counters to `run/workers/<index>.json` once a second; `/metrics` on any
+worker adds up its own live counters and the others' last published ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app.atomic import atomic_write
+from app.layout import RUN
+
+log = logging.getLogger("bootstrap_node.workers")
+WORKERS_DIR = "workers"  # under run/
+
+
+def spawn(options_json: str, count: int) -> list[subprocess.Popen]:
+    """Workers 1..count-1, started by the leader once it listens."""
+    env = {**os.environ, "BOOTSTRAP_WORKER_PARENT": str(os.getpid())}
+    return [subprocess.Popen([sys.executable, "-m", "app.serve.runner", "--worker", str(index), options_json],
+                             stdin=subprocess.DEVNULL, env=env) for index in range(1, count)]
+
+
+def stop(children: list[subprocess.Popen], timeout: float) -> None:
+    """SIGTERM (each finishes its in-flight requests, as serve does), then SIGKILL after `timeout`."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("worker pid %d did not stop in %.0f s: killed", child.pid, timeout)
+            child.kill()
+            child.wait()
+
+
+def clear(output: Path) -> None:
+    """The leader, at start: no counters of an earlier run's workers."""
+    directory = output / RUN / WORKERS_DIR
+    for stale in directory.glob("*.json") if directory.is_dir() else []:
+        stale.unlink(missing_ok=True)
+
+
+def publish(output: Path, index: int, counters: dict) -> None:
+    directory = output / RUN / WORKERS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / f"{index}.json", json.dumps(counters).encode(), 0o644)
+
+
+def others(output: Path, index: int) -> list[dict]:
+    """The last counters every other worker published."""
+    found = []
+    directory = output / RUN / WORKERS_DIR
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        if path.stem == str(index):
+            continue
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue  # a worker that never published, or a file being replaced: its counters wait
+        if isinstance(data, dict):
+            found.append(data)
+    return found
