@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from app import events as events_mod
 from app.events import Event, EventLog, append_event
+from app.events import log as events_mod
 from app.serve import dirwatch
 from app.serve.dirwatch import DirectoryWatch
 from app.serve.matchbox import Store
