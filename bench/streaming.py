@@ -1,8 +1,8 @@
 """The boot API while images stream: `/ipxe` + `/ignition` at a fixed offered rate (bench/openloop.py,
 open loop) while D clients download the 256 MiB image, against the same downloads without API load.
 
-The server is the appliance on its own generated tree (install windows on, one config per window)
-with `--bind address`: over loopback there is no neighbour table, so the machine that PXE-booted is
+The server is the appliance on its own generated tree (install windows on, one config per window),
+with one and with two worker processes (BENCH_WORKERS), and `--bind address`: over loopback there is no neighbour table, so the machine that PXE-booted is
 known by its address. Downloads are paced to share a line rate (BENCH_LINK_GBPS, 10 GbE by default).
 Each simulated machine has its own loopback address (127.1.x.y for the API,
 127.2.x.y for downloads), so per-address caps and windows behave as on a rack.
@@ -107,16 +107,19 @@ def bench(work: Path) -> list[dict]:
     big_asset(work)
     out, queries = tree(work)
     rows = []
-    for downloads in DOWNLOADS:
-        server = start_server(work, out)
-        try:
-            for rate in ([0] if downloads else []) + RATES:
-                rows.append(median_run([one_run(server, downloads, rate, queries) for _ in range(REPEATS)]))
-                print(rows[-1], flush=True)
-        finally:
-            server.stop()
+    for workers in WORKERS:
+        for downloads in DOWNLOADS:
+            server = start_server(work, out, workers)
+            try:
+                for rate in ([0] if downloads else []) + RATES:
+                    runs = [one_run(server, downloads, rate, queries) for _ in range(REPEATS)]
+                    rows.append({"workers": workers, **median_run(runs)})
+                    print(rows[-1], flush=True)
+            finally:
+                server.stop()
     for row in rows:
-        alone = next((r for r in rows if r["downloads"] == row["downloads"] and not r["offered_rps"]), None)
+        alone = next((r for r in rows if (r["workers"], r["downloads"]) == (row["workers"], row["downloads"])
+                      and not r["offered_rps"]), None)
         if alone and row["download_MiBps"] is not None and alone["download_MiBps"]:
             row["download_vs_no_api"] = round(row["download_MiBps"] / alone["download_MiBps"], 3)
     return rows
@@ -131,9 +134,9 @@ if __name__ == "__main__":
     results = REPO / "bench" / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}
     def key(r: dict) -> tuple:  # a partial run updates only its own rows
-        return r["downloads"], r["offered_rps"], r["link_Gbps"]
+        return r["link_Gbps"] or 0, r.get("workers", 1), r["downloads"], r["offered_rps"]
     merged = {key(r): r for r in data.get("streaming", []) + rows}
-    data["streaming"] = [merged[k] for k in sorted(merged, key=lambda k: (k[2] or 0, k[0], k[1]))]
+    data["streaming"] = [merged[k] for k in sorted(merged)]
     from bench.run import this_machine
     data.setdefault("machines", {})["streaming"] = this_machine()
     results.write_text(json.dumps(data, indent=2) + "\n")

@@ -8,6 +8,7 @@ replaying the file. Secrets never enter the log: credentials appear only as SHA-
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections import Counter, OrderedDict, deque
@@ -18,17 +19,19 @@ from pathlib import Path
 from app.events.model import (
     ALERT,
     ALERT_SUMMARY,
+    COMPACTED,
     EXTERNAL_SOURCES,
     Event,
     NodeState,
     Phase,
     changes_state,
 )
-from app.layout import EVENTS
+from app.layout import EVENTS, RUN
 
 RECENT_ALERTS = 50
 MAX_ADDRESSES = 65536  # address -> MAC pairs remembered from PXE boots (download attribution)
 MAX_BYTES = 64 * 1024 * 1024  # events.jsonl is compacted past this; events.jsonl.1 keeps the one before
+WORKERS_LOCK = "events.lock"  # under run/: taken by every writer when serve runs several workers
 FOLLOW_BLOCK = 1024 * 1024  # follow() reads this much at a time: memory stays bounded whatever the size
 
 
@@ -72,6 +75,11 @@ class EventLog:
         with self._lock:
             yield self
 
+    def saved(self) -> bool:
+        """Whether the current transaction's events reached the file. One process keeps its state
+        in memory, so a failed write (counted) changes no answer: always True here."""
+        return True
+
     def mac_at(self, address: str) -> str:
         """The node that last PXE-booted from `address` ("" if none): its downloads are its own."""
         return self.address_macs.get(address, "")
@@ -89,7 +97,7 @@ class EventLog:
         with f:
             st = os.fstat(f.fileno())
             if st.st_ino != self._inode or st.st_size < self._followed:
-                if self._inode and not external_only:
+                if self._inode and not external_only and _starts_compacted(f):
                     self._forget()  # compacted: its first lines hold every node's state
                 self._inode, self._followed = st.st_ino, 0
                 self._own_lines.clear()
@@ -136,9 +144,14 @@ class EventLog:
         self._followed = max(self._followed, st.st_size) if self._followed else st.st_size
 
     def _open_for_append(self) -> None:
+        """(Re)open events.jsonl for appending; the old descriptor is closed only once the new one
+        is open, so a failure never leaves `_fd` naming a closed (and reusable) number."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._size = os.fstat(self._fd).st_size
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        old, self._fd = self._fd, fd
+        if old is not None:
+            os.close(old)
+        self._size = os.fstat(fd).st_size
 
     def close(self) -> None:
         if self._fd is not None:
@@ -167,8 +180,15 @@ class EventLog:
 
     def _append(self, data: bytes) -> int:
         """One line in one O_APPEND write (whole lines interleave safely with other processes');
-        returns the file offset just past it."""
-        os.write(self._fd, data)
+        returns the file offset just past it. A write cut short (a disk filling up) is finished or,
+        failing that, ended with a newline, so that the fragment never swallows the next line."""
+        written = os.write(self._fd, data)
+        try:
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+        except OSError:
+            os.write(self._fd, b"\n")  # best effort: a torn line is skipped by every reader
+            raise
         end = os.lseek(self._fd, 0, os.SEEK_CUR)  # after an O_APPEND write: just past our line
         self._size = end
         return end
@@ -177,7 +197,8 @@ class EventLog:
         """Past the cap: keep the log as events.jsonl.1 and start events.jsonl anew with the state
         as it is now (one line per node, per discovered MAC, and the alert counts). Called with the
         lock held; a failure (a full disk) leaves the log as it was and is counted."""
-        lines = [s.snapshot_event().line() for s in self.nodes.values()]
+        lines = [Event(COMPACTED, source="serve").line()]
+        lines += [s.snapshot_event().line() for s in self.nodes.values()]
         lines += [Event("discovered", mac=mac, source="serve", ts=ts).line() for mac, ts in self.discovered.items()]
         if self.alerts:
             lines.append(Event(ALERT_SUMMARY, source="serve", detail={"counts": dict(self.alerts)}).line())
@@ -196,7 +217,6 @@ class EventLog:
             fresh.unlink(missing_ok=True)
             self.max_bytes *= 2  # do not try again on every line
             return
-        os.close(self._fd)
         self._open_for_append()
         self._inode, self._followed = os.fstat(self._fd).st_ino, self._size  # our snapshot is applied already
         self._own_lines.clear()
@@ -247,14 +267,36 @@ def _may_be_external(block: bytes) -> bool:
     return any(mark in block for mark in _EXTERNAL_MARKS)
 
 
+def _starts_compacted(f) -> bool:
+    """Whether the file (a new one under the same name, or one cut short) is a compaction's, whose
+    first lines hold every node's state. Anything else (truncated or deleted by hand) is not taken
+    for the truth: the states already known are kept."""
+    f.seek(0)
+    first = f.readline(4096)
+    return f'"kind":"{COMPACTED}"'.encode() in first
+
+
 def append_event(output: Path, event: Event) -> None:
     """One event from another process (wait, reinstall): an O_APPEND write of one line, which
-    interleaves safely with a running serve's own lines."""
+    interleaves safely with a running serve's own lines. Where serve runs several workers, under
+    their lock (run/events.lock), so that no compaction can pass it by."""
+    lock = _workers_lock(output)
     fd = os.open(output / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, event.line().encode())
     finally:
         os.close(fd)
+        if lock is not None:
+            os.close(lock)  # closing the descriptor releases the flock
+
+
+def _workers_lock(output: Path) -> int | None:
+    try:
+        fd = os.open(output / RUN / WORKERS_LOCK, os.O_RDWR)
+    except OSError:
+        return None  # one serve process, or none: nothing to take turns with
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 def read_events(path: Path):

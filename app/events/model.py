@@ -36,6 +36,7 @@ FINAL_CALLBACKS = {"final-ignition", "kubeadm", "joined"}
 FINAL_CONFIG_SERVED = "final-config"
 NODE_STATE = "node-state"  # a node's whole state, written when the log is compacted
 ALERT_SUMMARY = "alert-summary"  # alert counts carried over a compaction
+COMPACTED = "log-compacted"  # the first line of a compacted log: what follows is the whole state
 ALERT = "alert"
 CONTESTED = "window-contested"
 # Sources that write from other processes (`reinstall`, `wait`); a running serve follows them.

@@ -31,6 +31,8 @@ BOOT_ASSETS = ("vmlinuz", "cpio.gz", ".efi", ".kpxe", "image.bin.bz2", ".raw")
 CREDENTIAL_BYTES = 32
 MAX_DISCOVERED = 256  # distinct unknown MACs kept for `discover` and the status page
 DISCOVERY_FULL = f"more than {MAX_DISCOVERED} unknown machines PXE-booted; the rest are not listed"
+# With several workers, a decision the event log could not record is not acted on (shared_events.py).
+UNSAVED = "the event log could not be written (is the disk full?); try again\n"
 ALERT_PERIOD = 60.0  # at most one logged alert per reason, sender and node per minute; all are counted
 
 
@@ -211,6 +213,8 @@ def _config_in_transaction(request: web.Request, route: str, ctx: Context) -> we
         decision.events.append(Event("http", mac=mac, source="http", detail={"route": "/ignition",
                                                                               "group": decision.group.id}))
     ctx.record(decision.events)
+    if not ctx.events.saved():
+        return text(UNSAVED, 503)
     if route == "ignition":
         return web.Response(body=body, content_type="application/json")
     return text(body.decode(errors="replace"))
@@ -312,6 +316,8 @@ async def post_event(request: web.Request) -> web.Response:
             ctx.record(policy.refuse(_boot_request(request, "events", {}), mac, policy.CALLBACK_REFUSED).events)
             return text("callback refused: missing or wrong credential\n", 401 if credential is None else 403)
         ctx.events.record(Event(phase, mac=mac, source="node", message=str(data.get("message", ""))[:2000]))
+        if not ctx.events.saved():
+            return text(UNSAVED, 503)
     return text("ok\n")
 
 

@@ -155,12 +155,19 @@ class Server:
     async def _follow_events(self) -> None:
         """Take `reinstall` and `wait` events written by other processes (and, with several workers,
         the other workers' events, and publish our counters), within a second."""
+        failing = False
         while True:
             await asyncio.sleep(1.0)
-            await asyncio.to_thread(self.events.follow)
-            if self.opts.workers > 1:
-                await asyncio.to_thread(workers.publish, self.opts.output, self.opts.worker,
-                                        self.ctx.metrics.counters())
+            try:
+                await asyncio.to_thread(self.events.follow)
+                if self.opts.workers > 1:
+                    await asyncio.to_thread(workers.publish, self.opts.output, self.opts.worker,
+                                            self.ctx.metrics.counters())
+                failing = False
+            except OSError as exc:  # no descriptors, a full disk: try again next second, say so once
+                if not failing:
+                    log.warning("cannot follow the event log or publish counters: %s", exc)
+                failing = True
 
     def _count_restart(self) -> None:
         self.ctx.metrics.dnsmasq_restarts += 1

@@ -17,8 +17,10 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import app
 from app.atomic import atomic_write
 from app.layout import RUN
 
@@ -27,20 +29,32 @@ WORKERS_DIR = "workers"  # under run/
 
 
 def spawn(options_json: str, count: int) -> list[subprocess.Popen]:
-    """Workers 1..count-1, started by the leader once it listens."""
+    """Workers 1..count-1, started by the leader once it listens. They run the leader's own copy of
+    the app (cwd is the directory holding its package, whatever directory serve was started in),
+    and if one cannot be started, those already started are stopped again."""
     env = {**os.environ, "BOOTSTRAP_WORKER_PARENT": str(os.getpid())}
-    return [subprocess.Popen([sys.executable, "-m", "app.serve.runner", "--worker", str(index), options_json],
-                             stdin=subprocess.DEVNULL, env=env) for index in range(1, count)]
+    home = Path(app.__file__).resolve().parent.parent
+    started: list[subprocess.Popen] = []
+    try:
+        for index in range(1, count):
+            started.append(subprocess.Popen([sys.executable, "-m", "app.serve.runner", "--worker", str(index),
+                                             options_json], stdin=subprocess.DEVNULL, env=env, cwd=home))
+    except OSError:
+        stop(started, 5.0)
+        raise
+    return started
 
 
 def stop(children: list[subprocess.Popen], timeout: float) -> None:
-    """SIGTERM (each finishes its in-flight requests, as serve does), then SIGKILL after `timeout`."""
+    """SIGTERM (each finishes its in-flight requests, as serve does), then SIGKILL for any still
+    running `timeout` seconds later (one deadline for all of them)."""
     for child in children:
         if child.poll() is None:
             child.terminate()
+    deadline = time.monotonic() + timeout
     for child in children:
         try:
-            child.wait(timeout)
+            child.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             log.warning("worker pid %d did not stop in %.0f s: killed", child.pid, timeout)
             child.kill()

@@ -52,11 +52,12 @@ def test_a_decision_in_one_worker_sees_what_another_recorded(tmp_path):
     assert a.mac_at("10.0.0.11") == b.mac_at("10.0.0.11") == MAC  # downloads are the node's in both
 
 
-def test_own_lines_are_applied_once_even_with_a_command_line_event_between(tmp_path):
+def test_own_lines_are_applied_once_even_with_another_writers_line_between(tmp_path):
     a, b = worker_logs(tmp_path)
     with a.transaction():
         a.record(Event("alert", mac=MAC, source="http", detail={"reason": "r"}))
-        append_event(tmp_path, Event("reinstall", mac=MAC, source="cli"))  # lockless, from another process
+        with open(tmp_path / "events.jsonl", "ab") as f:  # a writer that does not take the lock
+            f.write(Event("reinstall", mac=MAC, source="cli").line().encode())
         a.record(Event("alert", mac=MAC, source="http", detail={"reason": "r"}))
         a.record(Event("alert", mac=MAC, source="http", detail={"reason": "r"}))
     a.follow()
@@ -147,8 +148,10 @@ def test_three_workers_serve_each_config_once_and_count_as_one(generated):
         # The requests reached every worker, and /metrics on any of them counts all of them.
         wait_for(lambda: metric(url, 'bootstrap_node_http_requests_total{route="/ignition"') == 40,
                  what="/metrics adding up the workers' counters")
-        per_worker = [json.loads(p.read_text()) for p in sorted((generated / "run" / "workers").glob("*.json"))]
-        assert all(any(route == "/ignition" for route, _, _ in w["requests"]) for w in per_worker), per_worker
+        def every_worker_answered():  # each publishes its counters once a second
+            published = [json.loads(p.read_text()) for p in (generated / "run" / "workers").glob("*.json")]
+            return all(any(route == "/ignition" for route, _, _ in w["requests"]) for w in published)
+        wait_for(every_worker_answered, what="each of the three workers to have answered /ignition")
         request = urllib.request.Request(f"{url}/events", method="POST", headers=bearer(credential),
                                          data=json.dumps({"mac": MAC, "phase": "installed"}).encode())
         with urllib.request.urlopen(request) as r:
@@ -182,3 +185,89 @@ def test_workers_die_with_a_killed_leader(generated):
             return True
     wait_for(lambda: all(gone(pid) for pid in workers), what="the worker to exit after its leader was killed")
     (generated / "serve.json").unlink(missing_ok=True)
+
+
+# -- what the review of the first version found ------------------------------------------------------
+def test_a_write_cut_short_does_not_swallow_the_next_line(tmp_path, monkeypatch):
+    from app.events import log as log_module
+
+    a, b = worker_logs(tmp_path)
+    real_write, calls = os.write, []
+
+    def filling_disk(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data)[: len(data) // 2])  # half the line
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(log_module.os, "write", filling_disk)
+    with a.transaction():
+        a.record(Event("alert", mac=MAC, source="http", detail={"reason": "torn"}))
+        assert not a.saved()  # so serve answers 503 instead of acting on it
+    monkeypatch.setattr(log_module.os, "write", real_write)
+    a.record(Event("alert", mac=MAC, source="http", detail={"reason": "whole"}))
+    with a.transaction():
+        assert a.saved()
+    b.follow()
+    assert b.alerts["whole"] == 1 and b.alerts["torn"] == 0  # the fragment was ended, not glued on
+
+
+async def test_a_config_the_log_could_not_record_is_not_served(tmp_path):
+    from app.serve.shared_events import SharedEventLog as Shared
+    from tests.support.serve import running, write_json
+
+    data = tmp_path / "matchbox"
+    write_json(data / "profiles/p.json", {"id": "p", "ignition_id": "n.ign", "boot": {"kernel": "/k"}})
+    write_json(data / "groups/n.json", {"id": "n", "profile": "p", "selector": {"mac": MAC}})
+    write_json(data / "ignition/n.ign", {"ignition": {"version": "3.4.0"}})
+
+    def full_disk(data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    async with running(data, tmp_path, event_log=Shared) as (http, ctx):
+        async with http.get(f"/ipxe?mac={MAC}") as r:
+            assert r.status == 200
+        ctx.events._append = full_disk
+        async with http.get(f"/ignition?mac={MAC}") as r:
+            assert r.status == 503 and "could not be written" in await r.text()
+
+
+def test_a_log_truncated_by_hand_is_not_taken_for_an_empty_state(tmp_path):
+    a, b = worker_logs(tmp_path)
+    open_window(a)
+    a.record(Event("installed", mac=MAC, source="node"))
+    b.follow()
+    (tmp_path / "events.jsonl").write_text("")  # `: > events.jsonl`, logrotate's copytruncate
+    b.record(Event("http", source="http"))
+    assert b.state(MAC).installed and a.is_installed(MAC)  # an installed node is not reinstalled
+
+
+def test_a_command_line_event_waits_for_the_workers_lock(tmp_path):
+    import fcntl
+    import threading
+
+    a, _ = worker_logs(tmp_path)
+    with a.transaction():  # a worker deciding: the lock is held
+        writer = threading.Thread(target=append_event, args=(tmp_path, Event("reinstall", mac=MAC, source="cli")))
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive() and '"reinstall"' not in (tmp_path / "events.jsonl").read_text()
+    writer.join(5)
+    assert '"reinstall"' in (tmp_path / "events.jsonl").read_text()
+    with open(tmp_path / "run" / "events.lock") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and released it
+
+
+def test_a_starting_worker_does_not_pass_a_line_still_being_written(tmp_path):
+    a, _ = worker_logs(tmp_path)
+    line = Event("reinstall", mac=MAC, source="cli").line().encode()
+    with open(tmp_path / "events.jsonl", "ab") as f:
+        f.write(line[:20])
+    late = SharedEventLog(tmp_path, KNOWN)
+    late.open()
+    with open(tmp_path / "events.jsonl", "ab") as f:
+        f.write(line[20:])
+    late.follow()
+    assert late.state(MAC) is not None

@@ -23,12 +23,13 @@ def write_json(path: Path, data) -> None:
 @asynccontextmanager
 async def running(data_dir: Path, output: Path, assets: Path | None = None, strict: bool = False, recheck=0.0,
                   own_tree: bool = True, neighbours: dict[str, str] | None = None, window: float = 3600.0,
-                  images: Path | None = None, bind: str | None = None):
+                  images: Path | None = None, bind: str | None = None, event_log=EventLog):
     """`own_tree`: the appliance's own tree (install windows, credentials); False: a foreign Matchbox
     data dir. `neighbours`: address -> MAC, standing in for the kernel's neighbour table (loopback has
-    none); with it, machines are bound by MAC as on a real L2, without it by address."""
+    none); with it, machines are bound by MAC as on a real L2, without it by address. `event_log`:
+    SharedEventLog for one of several workers."""
     store = Store(data_dir, recheck=recheck)
-    events = EventLog(output, store.known_nodes)
+    events = event_log(output, store.known_nodes)
     events.open()
     ctx = Context(ServeConfig(data_dir=data_dir, assets=assets, strict_matchbox=strict, retry_seconds=5,
                               own_tree=own_tree, install_window=window, images=images,
