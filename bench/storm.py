@@ -263,6 +263,8 @@ def main() -> int:
     key = "storm" if not os.environ.get("BENCH_STORM_TFTP_MAX") else "storm_tftp_max_" + os.environ["BENCH_STORM_TFTP_MAX"]
     by_size = {row["machines"]: row for row in data.get(key, []) + rows}  # a partial run updates
     data[key] = [by_size[n] for n in sorted(by_size)]
+    from bench.run import this_machine
+    data.setdefault("machines", {})[key] = this_machine()
     results.write_text(json.dumps(data, indent=2) + "\n")
     return 0
 
