@@ -94,7 +94,9 @@ class EventLog:
         except FileNotFoundError:
             return 0
         applied = 0
-        with f:
+        # Under the lock: serve runs this in a thread, and a compaction on the event loop moves the
+        # read position and the inode this reads and updates.
+        with f, self._lock:
             st = os.fstat(f.fileno())
             if st.st_ino != self._inode or st.st_size < self._followed:
                 if self._inode and not external_only and _starts_compacted(f):

@@ -96,6 +96,7 @@ class Server:
         if opts.workers > 1:
             self.ctx.peer_metrics = lambda: workers.others(opts.output, opts.worker)
         self.children: list = []
+        self._owns_output = False  # set once no other serve holds the output dir: only then is it ours to tidy
         self.runner: web.AppRunner | None = None
         self.supervisor: Supervisor | None = None
         self.tftp: _BuiltinTftp | None = None
@@ -110,6 +111,7 @@ class Server:
     async def start(self) -> None:
         if self.opts.leader:
             self._claim_output()
+            self._owns_output = True
             workers.clear(self.opts.output)
         self.store.groups()  # index the groups before the first machine asks, not while it waits
         self.events.open()
@@ -208,11 +210,11 @@ class Server:
             self.tftp.stop()
         if self.runner is not None:
             await self.runner.cleanup()  # stops accepting, waits up to shutdown_timeout for requests
-        if self.opts.leader:
+        if self._owns_output:
             self.events.record(Event("serve-stopped", source="serve",
                                      message=str(self.failure) if self.failure else ""))
         self.events.close()
-        if self.opts.leader:
+        if self._owns_output:  # a serve refused because another runs must not remove that one's state
             state.remove(self.opts.output)
 
     def _claim_output(self) -> None:

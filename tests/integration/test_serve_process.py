@@ -13,7 +13,7 @@ import pytest
 import tftpy
 
 from tests.support.paths import EXAMPLE
-from tests.support.processes import cli, start_serve, wait_for
+from tests.support.processes import cli, free_port, start_serve, wait_for
 from tests.support.serve import bearer, credential_in
 
 
@@ -106,3 +106,20 @@ def test_reinstall_reaches_a_running_serve(generated):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_a_second_serve_on_the_same_output_is_refused_and_leaves_the_first_alone(generated):
+    proc, url, _ = start_serve(generated)
+    try:
+        before = (generated / "serve.json").read_text()
+        events_before = (generated / "events.jsonl").read_text().count('"serve-stopped"')
+        second = cli("--output", str(generated), "serve", "--listen", f"127.0.0.1:{free_port()}", "--dhcp", "none",
+                     "--tftp", "none", timeout=30)
+        assert second.returncode == 1 and f"already served by pid {proc.pid}" in second.stderr
+        assert (generated / "serve.json").read_text() == before  # teardown still finds the first
+        assert (generated / "events.jsonl").read_text().count('"serve-stopped"') == events_before
+        with urllib.request.urlopen(f"{url}/boot.ipxe") as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
