@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,7 @@ class Server:
         if opts.workers > 1:
             self.ctx.peer_metrics = lambda: workers.others(opts.output, opts.worker)
         self.children: list = []
+        self._restarted: dict[int, float] = {}  # worker index -> when it was last started again
         self._owns_output = False  # set once no other serve holds the output dir: only then is it ours to tidy
         self.runner: web.AppRunner | None = None
         self.supervisor: Supervisor | None = None
@@ -161,6 +163,7 @@ class Server:
         while True:
             await asyncio.sleep(1.0)
             try:
+                self._restart_exited_workers()
                 await asyncio.to_thread(self.events.follow)
                 if self.opts.workers > 1:
                     await asyncio.to_thread(workers.publish, self.opts.output, self.opts.worker,
@@ -170,6 +173,22 @@ class Server:
                 if not failing:
                     log.warning("cannot follow the event log or publish counters: %s", exc)
                 failing = True
+
+    def _restart_exited_workers(self) -> None:
+        """A worker that exited without being asked to (a crash, the OOM killer) is started again;
+        the others served meanwhile, so a crash costs only that worker's in-flight requests."""
+        now = time.monotonic()
+        for position, child in enumerate(self.children):
+            index = position + 1
+            if child.poll() is None or self._stop.is_set():
+                continue
+            if now - self._restarted.get(index, -workers.RESTART_SECONDS) < workers.RESTART_SECONDS:
+                continue
+            log.error("worker %d (pid %d) exited with %s: starting it again", index + 1, child.pid, child.returncode)
+            self.events.record(Event("worker-restarted", source="serve",
+                                     detail={"worker": index + 1, "pid": child.pid, "exit": child.returncode}))
+            self.children[position] = workers.spawn_one(self.opts.to_json(), index)
+            self._restarted[index] = now
 
     def _count_restart(self) -> None:
         self.ctx.metrics.dnsmasq_restarts += 1
@@ -274,7 +293,7 @@ def worker_main(argv: list[str]) -> int:
     try:
         asyncio.run(serve_forever(opts))
     except ServeError as exc:
-        log.error("worker %d: %s", opts.worker, exc)
+        log.error("worker %d: %s", opts.worker + 1, exc)
         return 1
     return 0
 

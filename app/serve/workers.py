@@ -5,7 +5,9 @@ and starts N-1 more workers, each `python -m app.serve.runner --worker` with the
 worker listens on the port with SO_REUSEPORT, so the kernel spreads new connections over them, and
 all share the one event log (shared_events.py), which is what install windows are decided from.
 
-Workers die with the leader (a parent-death signal), and the leader stops them on its way out.
+Workers die with the leader (a parent-death signal), and the leader stops them on its way out; one
+that exits on its own is started again (at most once every RESTART_SECONDS, so that a worker that
+cannot start does not spin).
 Each worker publishes its counters to `run/workers/<index>.json` once a second; `/metrics` on any
 worker adds up its own live counters and the others' last published ones.
 """
@@ -26,23 +28,28 @@ from app.layout import RUN
 
 log = logging.getLogger("bootstrap_node.workers")
 WORKERS_DIR = "workers"  # under run/
+RESTART_SECONDS = 10.0
 
 
 def spawn(options_json: str, count: int) -> list[subprocess.Popen]:
     """Workers 1..count-1, started by the leader once it listens. They run the leader's own copy of
     the app (cwd is the directory holding its package, whatever directory serve was started in),
     and if one cannot be started, those already started are stopped again."""
-    env = {**os.environ, "BOOTSTRAP_WORKER_PARENT": str(os.getpid())}
-    home = Path(app.__file__).resolve().parent.parent
     started: list[subprocess.Popen] = []
     try:
         for index in range(1, count):
-            started.append(subprocess.Popen([sys.executable, "-m", "app.serve.runner", "--worker", str(index),
-                                             options_json], stdin=subprocess.DEVNULL, env=env, cwd=home))
+            started.append(spawn_one(options_json, index))
     except OSError:
         stop(started, 5.0)
         raise
     return started
+
+
+def spawn_one(options_json: str, index: int) -> subprocess.Popen:
+    env = {**os.environ, "BOOTSTRAP_WORKER_PARENT": str(os.getpid())}
+    home = Path(app.__file__).resolve().parent.parent
+    return subprocess.Popen([sys.executable, "-m", "app.serve.runner", "--worker", str(index), options_json],
+                            stdin=subprocess.DEVNULL, env=env, cwd=home)
 
 
 def stop(children: list[subprocess.Popen], timeout: float) -> None:

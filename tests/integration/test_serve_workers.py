@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,6 +108,7 @@ def children_of(pid: int) -> list[int]:
 
 def start(out: Path, workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    shutil.rmtree(out / "run" / "workers", ignore_errors=True)  # an earlier test's, counted below otherwise
     proc = subprocess.Popen([sys.executable, "-m", "app", "--output", str(out), "serve", "--listen",
                              f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none", "--bind", "address",
                              "--workers", str(workers), "--assets", str(out.parent / "assets")],
@@ -271,3 +273,18 @@ def test_a_starting_worker_does_not_pass_a_line_still_being_written(tmp_path):
         f.write(line[20:])
     late.follow()
     assert late.state(MAC) is not None
+
+
+def test_a_worker_that_dies_is_started_again(generated):
+    proc, url = start(generated, 2)
+    try:
+        (first,) = children_of(proc.pid)
+        os.kill(first, signal.SIGKILL)
+        replacement = wait_for(lambda: [p for p in children_of(proc.pid) if p != first], what="a new worker")
+        assert len(replacement) == 1
+        wait_for(lambda: '"worker-restarted"' in (generated / "events.jsonl").read_text(), what="the event")
+        answers = asyncio.run(fetch_many(url, "/boot.ipxe", 20))
+        assert [status for status, _ in answers] == [200] * 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0, proc.stderr.read().decode()
