@@ -108,14 +108,13 @@ class EventLog:
                 if external_only and not _may_be_external(block):
                     continue  # only serve's own lines: parsing a thousand a second of them stalled its loop
                 for raw in block.splitlines(keepends=True):
-                    at += len(raw)
-                    if at - len(raw) in self._own_lines:
-                        self._own_lines.discard(at - len(raw))  # written and applied here already
+                    start, at = at, at + len(raw)
+                    if start in self._own_lines:
+                        self._own_lines.discard(start)  # written and applied here already
                         continue
                     event = Event.from_json(raw.decode("utf-8", errors="replace"))
                     if event is not None and (not external_only or event.source in EXTERNAL_SOURCES):
-                        with self._lock:
-                            self._apply(event)
+                        self._apply(event)
                         applied += 1
         return applied
 
@@ -283,11 +282,13 @@ def append_event(output: Path, event: Event) -> None:
     interleaves safely with a running serve's own lines. Where serve runs several workers, under
     their lock (run/events.lock), so that no compaction can pass it by."""
     lock = _workers_lock(output)
-    fd = os.open(output / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, event.line().encode())
+        fd = os.open(output / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, event.line().encode())
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
         if lock is not None:
             os.close(lock)  # closing the descriptor releases the flock
 

@@ -71,6 +71,22 @@ class Way(ABC):
         return PowerError(self.node, message)
 
 
+class StatelessWay(Way):
+    """A way that can only ask (manual) or wake (Wake-on-LAN): it cannot tell the machine's state nor
+    set its boot order, so the firmware's own order must put the network first."""
+
+    status_known = False
+
+    def status(self) -> PowerStatus:
+        return PowerStatus(UNKNOWN, UNKNOWN)
+
+    def pxe_once(self) -> None:
+        """Nothing to set: the firmware's boot order must put the network first."""
+
+    def boot_disk(self) -> None:
+        """Nothing to set: an installed node that PXE-boots again is told to boot locally."""
+
+
 def read_password(node: str, bmc: Bmc) -> str:
     """The BMC password from the file or variable cluster.yaml names; never logged, never stored."""
     if bmc.password_env is not None:

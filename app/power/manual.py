@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from app.power.base import UNKNOWN, PowerStatus, Way
+from app.power.base import StatelessWay
 
 
-class Manual(Way):
-    status_known = False
+class Manual(StatelessWay):
     name = "manual"
 
     def on(self) -> None:
@@ -14,12 +13,3 @@ class Manual(Way):
 
     def off(self) -> None:
         raise self.fail("power: manual: power it off by hand")
-
-    def status(self) -> PowerStatus:
-        return PowerStatus(UNKNOWN, UNKNOWN)
-
-    def pxe_once(self) -> None:
-        """Nothing to set: the machine's firmware boot order is the person's (network first)."""
-
-    def boot_disk(self) -> None:
-        """Nothing to set: an installed node that PXE-boots again is told to boot locally."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from app.power.base import UNKNOWN, PowerStatus, Way
+from app.power.base import StatelessWay
 
 WOL_PORT = 9
 
@@ -27,8 +27,7 @@ def wake(macs: list[str], source_ip: str, broadcast: str, port: int = WOL_PORT) 
             s.sendto(magic_packet(mac), (broadcast, port))
 
 
-class WakeOnLan(Way):
-    status_known = False
+class WakeOnLan(StatelessWay):
     name = "wol"
 
     def __init__(self, node: str, mac: str, source_ip: str, broadcast: str, port: int = WOL_PORT):
@@ -44,12 +43,3 @@ class WakeOnLan(Way):
 
     def off(self) -> None:
         raise self.fail("Wake-on-LAN cannot power a machine off; use power: redfish or ipmi for that")
-
-    def status(self) -> PowerStatus:
-        return PowerStatus(UNKNOWN, UNKNOWN)
-
-    def pxe_once(self) -> None:
-        """Nothing to set: the firmware's boot order must put the network first."""
-
-    def boot_disk(self) -> None:
-        """Nothing to set: an installed node that PXE-boots again is told to boot locally."""

@@ -1,8 +1,8 @@
 """Has anything in a directory changed since the last look? Asked once a second by the group index.
 
-Looking for ourselves means a stat of every file: 12-18 ms for 1,000 nodes' groups on a loaded
-two-core machine, a stall of every request in flight, once a second (bench/streaming.py), and ten
-times that for 10,000. The kernel can tell us instead: an inotify watch on the directory queues an
+Looking for ourselves means a stat of every file: 12-18 ms for 1,000 nodes' 2,000 group files on a
+loaded two-core machine, a stall of every request in flight, once a second (bench/streaming.py),
+growing with the number of groups. The kernel can tell us instead: an inotify watch on the directory queues an
 event for every file created, written, renamed, deleted or chmod-ed in it, synchronously with the
 change, so "nothing queued" means "nothing changed", and the look costs one read(2).
 

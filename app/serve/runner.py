@@ -178,8 +178,7 @@ class Server:
         """A worker that exited without being asked to (a crash, the OOM killer) is started again;
         the others served meanwhile, so a crash costs only that worker's in-flight requests."""
         now = time.monotonic()
-        for position, child in enumerate(self.children):
-            index = position + 1
+        for index, child in enumerate(self.children, start=1):
             if child.poll() is None or self._stop.is_set():
                 continue
             if now - self._restarted.get(index, -workers.RESTART_SECONDS) < workers.RESTART_SECONDS:
@@ -187,7 +186,7 @@ class Server:
             log.error("worker %d (pid %d) exited with %s: starting it again", index + 1, child.pid, child.returncode)
             self.events.record(Event("worker-restarted", source="serve",
                                      detail={"worker": index + 1, "pid": child.pid, "exit": child.returncode}))
-            self.children[position] = workers.spawn_one(self.opts.to_json(), index)
+            self.children[index - 1] = workers.spawn_one(self.opts.to_json(), index)
             self._restarted[index] = now
 
     def _count_restart(self) -> None:
@@ -331,7 +330,6 @@ class _BuiltinTftp:
     def stop(self) -> None:
         self.server.stop(now=True)
         self.thread.join(timeout=5)
-
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:

@@ -63,6 +63,18 @@ def exists(output: Path) -> None:
     record_cluster(output, ca_pin, "https://10.0.0.10:6443", dt.datetime.now(dt.UTC))
 
 
+def running_cluster(tmp_path: Path, installed_too: bool = False) -> tuple[Path, Path]:
+    """cp-1, worker-1 and worker-2 generated, recorded as an existing cluster, and (`installed_too`)
+    every node installed: the output dir and its cluster.yaml."""
+    three = config_with(tmp_path, ["cp-1", "worker-1", "worker-2"])
+    output = tmp_path / "output"
+    generate(output, three)
+    exists(output)
+    if installed_too:
+        installed(output, three)
+    return output, three
+
+
 def final(output: Path, node: str) -> dict[str, bytes]:
     config = json.loads((output / "matchbox" / "ignition" / f"{node}.ign").read_text())
     return {f["path"]: decode(f["contents"]) for f in config["storage"]["files"]
@@ -209,12 +221,8 @@ def test_growth_without_a_cluster_adds_only_the_new_nodes_files(tmp_path):
 
 
 def test_growth_of_a_running_cluster_mints_a_token_for_the_new_node_only(tmp_path):
-    three = config_with(tmp_path, ["cp-1", "worker-1", "worker-2"])
+    output, three = running_cluster(tmp_path, installed_too=True)
     four = config_with(tmp_path, ["cp-1", "worker-1", "worker-2"], [WORKER_3])
-    output = tmp_path / "output"
-    generate(output, three)
-    exists(output)
-    installed(output, three)
     generate(output, three, "--server", "https://127.0.0.1:9")  # cp-1 becomes a join; nothing to mint
     before = tree(output)
     with api(output, tmp_path, {"cp-1": 0.0, "worker-1": 0.0, "worker-2": 0.0}) as server:
@@ -238,10 +246,7 @@ def test_growth_of_a_running_cluster_mints_a_token_for_the_new_node_only(tmp_pat
 def test_a_new_node_the_api_already_knows_is_left_alone(tmp_path):
     """A fresh event log must not mint a token for every node: one registered with the API was
     installed before the log began."""
-    three = config_with(tmp_path, ["cp-1", "worker-1", "worker-2"])
-    output = tmp_path / "output"
-    generate(output, three)
-    exists(output)
+    output, three = running_cluster(tmp_path)
     with api(output, tmp_path, {"cp-1": 0.0, "worker-1": 0.0}) as server:
         result = generate(output, three, "--server", server.url)
         tokens = token_secrets(server)
@@ -249,11 +254,7 @@ def test_a_new_node_the_api_already_knows_is_left_alone(tmp_path):
 
 
 def test_an_unreachable_api_is_a_warning_naming_the_nodes_without_a_fresh_token(tmp_path):
-    three = config_with(tmp_path, ["cp-1", "worker-1", "worker-2"])
-    output = tmp_path / "output"
-    generate(output, three)
-    exists(output)
-    installed(output, three)
+    output, three = running_cluster(tmp_path, installed_too=True)
     append_event(output, Event("reinstall", mac="52:54:00:00:00:21", node="worker-1", source="cli"))
     result = generate(output, three, "--server", "https://127.0.0.1:9")
     assert "the cluster exists but its API did not answer" in result.output and "worker-1" in result.output
@@ -262,11 +263,7 @@ def test_an_unreachable_api_is_a_warning_naming_the_nodes_without_a_fresh_token(
 
 
 def test_new_cluster_is_the_explicit_start_over(tmp_path):
-    three = config_with(tmp_path, ["cp-1", "worker-1", "worker-2"])
-    output = tmp_path / "output"
-    generate(output, three)
-    exists(output)
-    installed(output, three)
+    output, three = running_cluster(tmp_path, installed_too=True)
     generate(output, three, "--server", "https://127.0.0.1:9")
     assert kubeadm(output, "cp-1")[0]["kind"] == "JoinConfiguration"
     result = generate(output, three, "--new-cluster")
@@ -276,10 +273,7 @@ def test_new_cluster_is_the_explicit_start_over(tmp_path):
 
 
 def test_rotated_secrets_mean_a_new_cluster(tmp_path):
-    three = config_with(tmp_path, ["cp-1", "worker-1", "worker-2"])
-    output = tmp_path / "output"
-    generate(output, three)
-    exists(output)
+    output, three = running_cluster(tmp_path)
     generate(output, three, "--rotate-secrets")
     assert kubeadm(output, "cp-1")[0]["kind"] == "InitConfiguration"
 
