@@ -49,7 +49,8 @@ bench: venv
 	$(PY) bench/run.py
 
 ## The boot storm (root): 50, 200 and 1,000 simulated machines through dnsmasq and serve in network
-## namespaces (bench/storm.py; BENCH_STORM=50,200 for fewer). Adds `storm` to bench/results.json.
+## namespaces (bench/storm.py; BENCH_STORM=50,200 for fewer), and the per-request neighbour lookup
+## against tables of 100-4,000 entries (bench/neighbours.py). Adds `storm`, `neighbours` to bench/results.json.
 STORM_PACKAGES := dnsmasq-base ipxe iproute2 nftables
 
 bench-storm: venv
@@ -57,6 +58,7 @@ bench-storm: venv
 	@dpkg -s $(STORM_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(STORM_PACKAGES); }
 	$(PY) bench/storm.py
+	$(PY) bench/neighbours.py
 
 ## docs/status-page.png: the status page over the browser test's lab-like rack, photographed by headless
 ## Chromium and palette-quantized with pngquant (Debian: chromium pngquant) to stay small.

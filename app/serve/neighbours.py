@@ -4,20 +4,64 @@ The appliance shares the nodes' L2 (proxy DHCP needs it), so for a request from 
 just resolved the sender's MAC. That binds a request to a machine far better than its address, which
 changes between iPXE, the installer's initramfs and the live system (threat-model.md).
 
-The table is read afresh for every lookup (a binding must never come from a stale copy). It holds one
-line per machine on the segment, so the lookup searches the raw bytes for the address instead of
-splitting every line: with a thousand machines that was 0.36 ms per boot request (bench/storm.py), now
-a few microseconds.
+The table is asked afresh for every lookup (a binding must never come from a stale copy), over
+rtnetlink: which interface the address is reached on (RTM_GETROUTE), then that interface's entry for
+the address (RTM_GETNEIGH). Two hash lookups in the kernel, whatever the table's size. The text file
+/proc/net/arp, read before, is the whole table formatted anew for every read and restarted for every
+4 KiB page of it: with 1,000 machines on the segment that was 0.9 ms of kernel time per boot request
+(bench/neighbours.py). It stays the fallback for kernels before 5.0, which cannot answer a
+single-entry neighbour request.
 """
 
 from __future__ import annotations
 
+import errno
+import socket
+import struct
+import threading
+
 ARP_TABLE = "/proc/net/arp"
 INCOMPLETE = b"00:00:00:00:00:00"
 
+# rtnetlink, from <linux/netlink.h>, <linux/rtnetlink.h> and <linux/neighbour.h>.
+NLMSG_ERROR = 2
+NLM_F_REQUEST = 1
+RTM_NEWROUTE, RTM_GETROUTE = 24, 26
+RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
+RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+RTN_UNICAST = 1
+NDA_DST, NDA_LLADDR = 1, 2
+# States in which the entry's link-layer address is the neighbour's (NUD_VALID): reachable, stale,
+# delay, probe, noarp, permanent. Incomplete and failed entries carry none worth believing.
+NUD_VALID = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80
 
-def link_mac(ip: str, table: str = ARP_TABLE) -> str | None:
-    """The MAC the neighbour table holds for `ip` (lower case), or None (not on our L2, loopback)."""
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_NDMSG = struct.Struct("=BBHiHBB")  # family, pad, pad, ifindex, state, flags, type
+_ATTR = struct.Struct("=HH")  # rtattr: length, type
+_ERROR = struct.Struct("=i")
+TIMEOUT = 1.0  # the kernel answers within the send; this only bounds a kernel that never does
+
+
+class Unsupported(Exception):
+    """This kernel (or sandbox) cannot answer a single-entry neighbour request over rtnetlink."""
+
+
+def link_mac(ip: str) -> str | None:
+    """The MAC the neighbour table holds for `ip` (lower case), or None: not on our L2 (routed, our
+    own address, loopback), no complete entry, or not an address."""
+    if _NETLINK.usable:
+        try:
+            return _NETLINK.lookup(ip)
+        except Unsupported:
+            _NETLINK.usable = False  # an old kernel stays old: ask the text table from now on
+        except OSError:
+            pass  # this once (the socket is made again next time): the text table answers
+    return arp_lookup(ip)
+
+
+def arp_lookup(ip: str, table: str = ARP_TABLE) -> str | None:
+    """`link_mac` from /proc/net/arp's text (IPv4 only)."""
     try:
         with open(table, "rb") as f:
             data = f.read()
@@ -38,3 +82,148 @@ def mac_in_table(data: bytes, ip: str) -> str | None:
             return fields[3].decode("ascii", "replace").lower()
         at = data.find(needle, at + 1)
     return None
+
+
+def parse_address(ip: str) -> tuple[int, bytes, int] | None:
+    """(family, address bytes, interface index from an IPv6 zone or 0) of a textual address; an
+    IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) as the IPv4 one."""
+    host, _, zone = ip.partition("%")
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            packed = socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        if family == socket.AF_INET6 and packed[:12] == b"\0" * 10 + b"\xff\xff":
+            return socket.AF_INET, packed[12:], 0
+        if zone:
+            try:
+                index = int(zone) if zone.isdigit() else socket.if_nametoindex(zone)
+            except OSError:
+                return None
+            return (family, packed, index) if family == socket.AF_INET6 else None
+        return family, packed, 0
+    return None
+
+
+def _attributes(data: bytes, offset: int) -> dict[int, bytes]:
+    found = {}
+    while offset + _ATTR.size <= len(data):
+        length, kind = _ATTR.unpack_from(data, offset)
+        if length < _ATTR.size:
+            break
+        found[kind & 0x3FFF] = data[offset + _ATTR.size:offset + length]  # without NLA_F_NESTED etc.
+        offset += (length + 3) & ~3
+    return found
+
+
+def _attribute(kind: int, value: bytes) -> bytes:
+    length = _ATTR.size + len(value)
+    return _ATTR.pack(length, kind) + value + b"\0" * (-length % 4)
+
+
+def route_request(family: int, address: bytes) -> tuple[int, bytes]:
+    body = _RTMSG.pack(family, len(address) * 8, 0, 0, 0, 0, 0, 0, 0) + _attribute(RTA_DST, address)
+    return RTM_GETROUTE, body
+
+
+def neighbour_request(family: int, address: bytes, index: int) -> tuple[int, bytes]:
+    return RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, index, 0, 0, 0) + _attribute(NDA_DST, address)
+
+
+def on_link_interface(body: bytes) -> int | None:
+    """The interface a route answer reaches the address on directly, or None: through a gateway
+    (not on our L2), or not a unicast route (one of our own addresses, a blackhole)."""
+    if len(body) < _RTMSG.size or _RTMSG.unpack_from(body)[7] != RTN_UNICAST:
+        return None
+    attrs = _attributes(body, _RTMSG.size)
+    if RTA_GATEWAY in attrs or len(attrs.get(RTA_OIF, b"")) != 4:
+        return None
+    return struct.unpack("=I", attrs[RTA_OIF])[0]
+
+
+def neighbour_mac(body: bytes) -> str | None:
+    """The link-layer address of a neighbour answer, when the entry is in a state that vouches for it."""
+    if len(body) < _NDMSG.size or not _NDMSG.unpack_from(body)[4] & NUD_VALID:
+        return None
+    lladdr = _attributes(body, _NDMSG.size).get(NDA_LLADDR, b"")
+    if not lladdr or not any(lladdr):
+        return None
+    return ":".join(f"{b:02x}" for b in lladdr)
+
+
+class Netlink:
+    """Single-entry rtnetlink questions, one socket per thread (the serve loop asks from one)."""
+
+    def __init__(self) -> None:
+        self.usable = True
+        self._local = threading.local()
+
+    def lookup(self, ip: str) -> str | None:
+        parsed = parse_address(ip)
+        if parsed is None:
+            return None
+        family, address, index = parsed
+        if not index:
+            route = self.ask(*route_request(family, address), answer=RTM_NEWROUTE)
+            index = on_link_interface(route) if route is not None else None
+            if index is None:
+                return None
+        neighbour = self.ask(*neighbour_request(family, address, index), answer=RTM_NEWNEIGH)
+        return neighbour_mac(neighbour) if neighbour is not None else None
+
+    def ask(self, kind: int, body: bytes, answer: int) -> bytes | None:
+        """The kernel's answer's body, or None when it answered with an error (no such entry, no
+        route); Unsupported when this kernel has no such question or no netlink at all; OSError when
+        the socket failed (it is dropped, the next question makes another)."""
+        sock, sequence = self._socket()
+        try:
+            sock.send(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST, sequence, 0) + body)
+            while True:
+                data, (port, _groups) = sock.recvfrom(65536)
+                if port != 0:
+                    continue  # only the kernel answers questions
+                found = _reply(data, sequence, answer)
+                if found is not None:
+                    return found[0]
+        except OSError:  # a timeout included
+            self._local.sock = None
+            sock.close()
+            raise
+
+    def _socket(self) -> tuple[socket.socket, int]:
+        local = self._local
+        if getattr(local, "sock", None) is None:
+            try:
+                local.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+                local.sock.bind((0, 0))
+                local.sock.settimeout(TIMEOUT)
+            except (OSError, AttributeError) as exc:  # AttributeError: a platform without AF_NETLINK
+                raise Unsupported(str(exc)) from None
+            local.sequence = 0
+        local.sequence = (local.sequence + 1) & 0xFFFFFFFF
+        return local.sock, local.sequence
+
+
+def _reply(data: bytes, sequence: int, answer: int) -> tuple[bytes | None] | None:
+    """(body,) of the answer to `sequence` in one datagram, (None,) for an error answer, or None when
+    the datagram holds no answer to it (a late answer to an earlier question)."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, kind, _flags, seq, _port = _HEADER.unpack_from(data, offset)
+        if length < _HEADER.size:
+            return None
+        body = data[offset + _HEADER.size:offset + length]
+        offset += (length + 3) & ~3
+        if seq != sequence:
+            continue
+        if kind == NLMSG_ERROR:
+            code = -_ERROR.unpack_from(body)[0] if len(body) >= _ERROR.size else errno.EIO
+            if code in (errno.EOPNOTSUPP, errno.ENOSYS):
+                raise Unsupported(errno.errorcode.get(code, str(code)))
+            return (None,)  # ENOENT, ENETUNREACH, EINVAL...: the kernel holds nothing for it
+        if kind == answer:
+            return (body,)
+    return None
+
+
+_NETLINK = Netlink()

@@ -1,6 +1,26 @@
-"""The neighbour-table lookup that binds boot requests to machines (app/serve/neighbours.py)."""
+"""The neighbour-table lookup that binds boot requests to machines (app/serve/neighbours.py): the text
+table's parser, and the rtnetlink questions and answers (tests/root/test_neighbour_lookup.py asks a
+real table of 1,000 entries)."""
 
-from app.serve.neighbours import mac_in_table
+import socket
+import struct
+
+import pytest
+
+from app.serve import neighbours
+from app.serve.neighbours import (
+    NDA_LLADDR,
+    NLMSG_ERROR,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+    Unsupported,
+    mac_in_table,
+    neighbour_mac,
+    on_link_interface,
+    parse_address,
+)
 
 HEADER = b"IP address       HW type     Flags       HW address            Mask     Device\n"
 
@@ -44,3 +64,125 @@ def test_a_thousand_machines_each_find_their_own():
     rows = [(f"10.77.{i // 250}.{i % 250 + 1}", "0x2", f"52:54:40:00:{i >> 8:02x}:{i & 255:02x}") for i in range(1000)]
     data = table(*rows)
     assert all(mac_in_table(data, ip) == mac for ip, _, mac in rows)
+
+
+# -- rtnetlink: the messages, built and read without a kernel ---------------------------------------
+
+
+def attribute(kind: int, value: bytes) -> bytes:
+    length = 4 + len(value)
+    return struct.pack("=HH", length, kind) + value + b"\0" * (-length % 4)
+
+
+def route(kind: int = 1, *attrs: bytes) -> bytes:
+    return struct.pack("=BBBBBBBBI", socket.AF_INET, 32, 0, 0, 254, 0, 0, kind, 0) + b"".join(attrs)
+
+
+def neighbour(state: int, lladdr: bytes | None) -> bytes:
+    head = struct.pack("=BBHiHBB", socket.AF_INET, 0, 0, 3, state, 0, 1)
+    return head + attribute(1, bytes([10, 0, 0, 5])) + (attribute(NDA_LLADDR, lladdr) if lladdr is not None else b"")
+
+
+def message(kind: int, sequence: int, body: bytes) -> bytes:
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, sequence, 0) + body + b"\0" * (-len(body) % 4)
+
+
+def test_addresses_parse_to_what_the_kernel_is_asked():
+    assert parse_address("10.0.0.5") == (socket.AF_INET, bytes([10, 0, 0, 5]), 0)
+    assert parse_address("::ffff:10.0.0.5") == (socket.AF_INET, bytes([10, 0, 0, 5]), 0)  # dual-stack view
+    assert parse_address("2001:db8::5")[0] == socket.AF_INET6
+    assert parse_address("fe80::5%1") == (socket.AF_INET6, socket.inet_pton(socket.AF_INET6, "fe80::5"), 1)
+    for odd in ("", "IP", "10.0.0.5\u00e9", "10.0.0", "10.0.0.5%1", "fe80::5%no-such-interface-here"):
+        assert parse_address(odd) is None, odd
+
+
+def test_only_a_direct_unicast_route_names_an_interface():
+    oif = attribute(RTA_OIF, struct.pack("=I", 7))
+    assert on_link_interface(route(1, oif)) == 7
+    assert on_link_interface(route(1, oif, attribute(RTA_GATEWAY, bytes([10, 0, 0, 1])))) is None  # routed
+    assert on_link_interface(route(2, oif)) is None  # RTN_LOCAL: one of our own addresses
+    assert on_link_interface(route(1)) is None
+    assert on_link_interface(b"\x02") is None
+
+
+def test_only_an_entry_in_a_valid_state_vouches_for_its_mac():
+    mac = bytes.fromhex("525400AA0005")
+    for state in (0x02, 0x04, 0x08, 0x10, 0x80):  # reachable, stale, delay, probe, permanent
+        assert neighbour_mac(neighbour(state, mac)) == "52:54:00:aa:00:05"
+    assert neighbour_mac(neighbour(0x01, mac)) is None  # incomplete
+    assert neighbour_mac(neighbour(0x20, mac)) is None  # failed
+    assert neighbour_mac(neighbour(0x02, None)) is None
+    assert neighbour_mac(neighbour(0x02, bytes(6))) is None
+
+
+class FakeKernel:
+    """A socket that answers each question with what the test queued, to the sequence it asks."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        return len(data)
+
+    def recvfrom(self, size: int):
+        sequence = struct.unpack_from("=IHHII", self.sent[-1])[3]
+        port, build = self.answers.pop(0)
+        return build(sequence), (port, 0)
+
+    def close(self):
+        pass
+
+
+def ask_with(kernel: FakeKernel, ip: str) -> str | None:
+    netlink = neighbours.Netlink()
+    netlink._local.sock, netlink._local.sequence = kernel, 0
+    return netlink.lookup(ip)
+
+
+def test_a_lookup_asks_for_the_route_then_that_interfaces_entry():
+    oif = attribute(RTA_OIF, struct.pack("=I", 3))
+    kernel = FakeKernel((0, lambda s: message(RTM_NEWROUTE, s, route(1, oif))),
+                        (0, lambda s: message(RTM_NEWNEIGH, s, neighbour(0x02, bytes.fromhex("525400aa0005")))))
+    assert ask_with(kernel, "10.0.0.5") == "52:54:00:aa:00:05"
+    asked_index = struct.unpack_from("=BBHi", kernel.sent[1], 16)[3]
+    assert asked_index == 3
+
+
+def test_late_answers_and_strangers_are_not_taken_for_the_answer():
+    oif = attribute(RTA_OIF, struct.pack("=I", 3))
+    good = neighbour(0x02, bytes.fromhex("525400aa0005"))
+    kernel = FakeKernel((0, lambda s: message(RTM_NEWROUTE, s, route(1, oif))),
+                        (0, lambda s: message(RTM_NEWNEIGH, s - 1, neighbour(0x02, bytes.fromhex("66" * 6)))),
+                        (4242, lambda s: message(RTM_NEWNEIGH, s, neighbour(0x02, bytes.fromhex("77" * 6)))),
+                        (0, lambda s: message(RTM_NEWNEIGH, s, good)))
+    assert ask_with(kernel, "10.0.0.5") == "52:54:00:aa:00:05"
+
+
+def test_errors_mean_no_entry_but_an_unknown_question_means_an_old_kernel():
+    def error(code):
+        return lambda s: message(NLMSG_ERROR, s, struct.pack("=i", -code) + bytes(16))
+    oif = attribute(RTA_OIF, struct.pack("=I", 3))
+    assert ask_with(FakeKernel((0, error(2))), "10.0.0.5") is None  # ENETUNREACH-like: no route
+    assert ask_with(FakeKernel((0, lambda s: message(RTM_NEWROUTE, s, route(1, oif))), (0, error(2))),
+                    "10.0.0.5") is None  # ENOENT: no entry
+    with pytest.raises(Unsupported):
+        ask_with(FakeKernel((0, lambda s: message(RTM_NEWROUTE, s, route(1, oif))), (0, error(95))), "10.0.0.5")
+
+
+def test_an_old_kernel_is_asked_through_the_text_table_from_then_on(monkeypatch):
+    class Old(neighbours.Netlink):
+        def lookup(self, ip):
+            raise Unsupported("EOPNOTSUPP")
+    old = Old()
+    monkeypatch.setattr(neighbours, "_NETLINK", old)
+    monkeypatch.setattr(neighbours, "arp_lookup", lambda ip: "52:54:00:aa:00:05" if ip == "10.0.0.5" else None)
+    assert neighbours.link_mac("10.0.0.5") == "52:54:00:aa:00:05"
+    assert old.usable is False
+
+
+def test_this_kernel_answers_for_loopback_and_odd_input_without_a_table():
+    # No root needed: asking is unprivileged. Loopback is a local route: nobody's MAC.
+    assert neighbours.link_mac("127.0.0.1") is None
+    assert neighbours.link_mac("not an address") is None
