@@ -28,7 +28,7 @@ NLMSG_ERROR = 2
 NLM_F_REQUEST = 1
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
-RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+RTA_DST, RTA_OIF = 1, 4
 RTN_UNICAST = 1
 NDA_DST, NDA_LLADDR = 1, 2
 # States in which the entry's link-layer address is the neighbour's (NUD_VALID): reachable, stale,
@@ -130,15 +130,15 @@ def neighbour_request(family: int, address: bytes, index: int) -> tuple[int, byt
     return RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, index, 0, 0, 0) + _attribute(NDA_DST, address)
 
 
-def on_link_interface(body: bytes) -> int | None:
-    """The interface a route answer reaches the address on directly, or None: through a gateway
-    (not on our L2), or not a unicast route (one of our own addresses, a blackhole)."""
+def route_interface(body: bytes) -> int | None:
+    """The interface a route answer sends to the address on, or None when it is not a unicast route
+    (one of our own addresses, a blackhole). A route through a gateway still names the interface to
+    ask: a machine on our L2 with an address outside our subnets has an entry there (learnt from its
+    ARP), one behind a router has none; that is what the text table said too."""
     if len(body) < _RTMSG.size or _RTMSG.unpack_from(body)[7] != RTN_UNICAST:
         return None
-    attrs = _attributes(body, _RTMSG.size)
-    if RTA_GATEWAY in attrs or len(attrs.get(RTA_OIF, b"")) != 4:
-        return None
-    return struct.unpack("=I", attrs[RTA_OIF])[0]
+    oif = _attributes(body, _RTMSG.size).get(RTA_OIF, b"")
+    return struct.unpack("=I", oif)[0] if len(oif) == 4 else None
 
 
 def neighbour_mac(body: bytes) -> str | None:
@@ -165,7 +165,7 @@ class Netlink:
         family, address, index = parsed
         if not index:
             route = self.ask(*route_request(family, address), answer=RTM_NEWROUTE)
-            index = on_link_interface(route) if route is not None else None
+            index = route_interface(route) if route is not None else None
             if index is None:
                 return None
         neighbour = self.ask(*neighbour_request(family, address, index), answer=RTM_NEWNEIGH)

@@ -1,5 +1,5 @@
 """The neighbour lookup asked of a real kernel (rtnetlink) agrees with the kernel's text table on a
-segment of 1,000 machines, entries in every state, an IPv6 neighbour, a routed address and a
+segment of 1,000 machines, entries in every state, an IPv6 neighbour, routed addresses and a
 machine the kernel learnt by itself from a TCP connection."""
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def fill_table(pair: Pair) -> None:
              for ip, mac in map(machine, range(MACHINES))]
     lines += [f"neigh replace 10.232.9.{n} lladdr 52:54:50:09:00:{n:02x} dev {pair.server_if} nud {state}"
               for n, state in enumerate(STATES, start=1)]
-    # An entry for an address the kernel reaches through a gateway: not a machine on our L2.
+    # A machine on our L2 whose address is outside our subnets (the kernel routes to it through a
+    # gateway, yet learnt its MAC from its ARP), and an address behind that gateway with no entry.
     lines += [f"route add 10.99.0.0/24 via {CLIENT_IP}",
               f"neigh replace 10.99.0.5 lladdr 52:54:50:99:00:05 dev {pair.server_if} nud permanent",
               f"addr add 2001:db8:232::1/64 dev {pair.server_if} nodad",
@@ -58,7 +59,7 @@ def test_netlink_and_the_text_table_agree_on_a_real_segment():
     with Pair(f"nl{os.getpid() % 1000}", SERVER_IP, CLIENT_IP, prefix=16) as pair:
         fill_table(pair)
         ips = [machine(i)[0] for i in range(MACHINES)] + [f"10.232.9.{n}" for n in range(1, len(STATES) + 1)]
-        odd = ["10.99.0.5", "10.232.200.200", SERVER_IP, "127.0.0.1", "2001:db8:232::5", "2001:db8:232::6",
+        odd = ["10.99.0.5", "10.99.0.6", "10.232.200.200", SERVER_IP, "127.0.0.1", "2001:db8:232::5", "2001:db8:232::6",
                "::ffff:" + machine(7)[0], "not-an-address"]
         code = ASK.replace("CLIENT_NS", repr(pair.client))
         result = sh("ip", "netns", "exec", pair.server, sys.executable, "-c", code,
@@ -74,7 +75,8 @@ def test_netlink_and_the_text_table_agree_on_a_real_segment():
     for n, (state, valid) in enumerate(STATES.items(), start=1):
         ip = f"10.232.9.{n}"
         assert netlink[ip] == text[ip] == (f"52:54:50:09:00:{n:02x}" if valid else None), state
-    assert text["10.99.0.5"] == "52:54:50:99:00:05" and netlink["10.99.0.5"] is None  # routed: not on our L2
+    assert netlink["10.99.0.5"] == text["10.99.0.5"] == "52:54:50:99:00:05"
+    assert netlink["10.99.0.6"] is None
     assert netlink["10.232.200.200"] is None and netlink[SERVER_IP] is None and netlink["127.0.0.1"] is None
     assert netlink["2001:db8:232::5"] == "52:54:50:66:00:05" and netlink["2001:db8:232::6"] is None
     assert netlink["::ffff:" + machine(7)[0]] == machine(7)[1]

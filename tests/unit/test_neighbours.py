@@ -11,15 +11,14 @@ from app.serve import neighbours
 from app.serve.neighbours import (
     NDA_LLADDR,
     NLMSG_ERROR,
-    RTA_GATEWAY,
     RTA_OIF,
     RTM_NEWNEIGH,
     RTM_NEWROUTE,
     Unsupported,
     mac_in_table,
     neighbour_mac,
-    on_link_interface,
     parse_address,
+    route_interface,
 )
 
 HEADER = b"IP address       HW type     Flags       HW address            Mask     Device\n"
@@ -96,13 +95,13 @@ def test_addresses_parse_to_what_the_kernel_is_asked():
         assert parse_address(odd) is None, odd
 
 
-def test_only_a_direct_unicast_route_names_an_interface():
+def test_only_a_unicast_route_names_an_interface_to_ask():
     oif = attribute(RTA_OIF, struct.pack("=I", 7))
-    assert on_link_interface(route(1, oif)) == 7
-    assert on_link_interface(route(1, oif, attribute(RTA_GATEWAY, bytes([10, 0, 0, 1])))) is None  # routed
-    assert on_link_interface(route(2, oif)) is None  # RTN_LOCAL: one of our own addresses
-    assert on_link_interface(route(1)) is None
-    assert on_link_interface(b"\x02") is None
+    assert route_interface(route(1, oif)) == 7
+    assert route_interface(route(1, attribute(5, bytes([10, 0, 0, 1])), oif)) == 7  # via a gateway: ask there too
+    assert route_interface(route(2, oif)) is None  # RTN_LOCAL: one of our own addresses
+    assert route_interface(route(1)) is None
+    assert route_interface(b"\x02") is None
 
 
 def test_only_an_entry_in_a_valid_state_vouches_for_its_mac():
