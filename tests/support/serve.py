@@ -23,11 +23,13 @@ def write_json(path: Path, data) -> None:
 @asynccontextmanager
 async def running(data_dir: Path, output: Path, assets: Path | None = None, strict: bool = False, recheck=0.0,
                   own_tree: bool = True, neighbours: dict[str, str] | None = None, window: float = 3600.0,
-                  images: Path | None = None, bind: str | None = None, event_log=EventLog):
+                  images: Path | None = None, bind: str | None = None, event_log=EventLog,
+                  shutdown_timeout: float = 60.0):
     """`own_tree`: the appliance's own tree (install windows, credentials); False: a foreign Matchbox
     data dir. `neighbours`: address -> MAC, standing in for the kernel's neighbour table (loopback has
     none); with it, machines are bound by MAC as on a real L2, without it by address. `event_log`:
-    SharedEventLog for one of several workers."""
+    SharedEventLog for one of several workers. `shutdown_timeout`: how long closing waits for
+    handlers still running before cancelling them (serve's --shutdown-timeout)."""
     store = Store(data_dir, recheck=recheck)
     events = event_log(output, store.known_nodes)
     events.open()
@@ -36,7 +38,7 @@ async def running(data_dir: Path, output: Path, assets: Path | None = None, stri
                               bind=bind or ("link" if neighbours is not None else "address")), store, events,
                   neighbour=(neighbours or {}).get)
     server = TestServer(make_app(ctx), host="127.0.0.1")
-    await server.start_server()
+    await server.start_server(shutdown_timeout=shutdown_timeout)
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{server.port}",
                                          auto_decompress=False) as session:

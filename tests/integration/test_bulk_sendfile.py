@@ -1,0 +1,136 @@
+"""Large bodies go out from the bulk thread (app/serve/bulk.py), never from the API's loop: byte-exact,
+whole and ranged, many at once, the connection reusable afterwards, and no descriptor left behind by
+a client that goes away or by a server that stops mid-transfer."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+
+import pytest
+
+from app.serve import bulk
+from tests.support.serve import running
+
+SIZE = 3 * bulk.THRESHOLD + 12345  # not a multiple of anything the kernel or asyncio chunks by
+PATH = "/assets/flatcar/flatcar_production_pxe_image.cpio.gz"
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "assets" / "flatcar").mkdir(parents=True)
+    (tmp_path / "assets" / "flatcar" / "small.txt").write_bytes(b"s" * 100)
+    (tmp_path / "matchbox").mkdir()
+    data = random.Random(7).randbytes(SIZE)
+    (tmp_path / "assets" / PATH.removeprefix("/assets/")).write_bytes(data)
+    return tmp_path, data
+
+
+def open_descriptors() -> int:
+    """Sockets and files open in this process: what a transfer holds (its duplicates included)."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
+    return sum(t.startswith("socket:") or t.startswith("/") and not t.startswith("/dev/") for t in targets)
+
+
+async def settle(condition, seconds: float = 10.0) -> bool:
+    """Poll `condition` until it holds (closing happens on the bulk thread, a moment later)."""
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()
+
+
+async def test_large_bodies_never_go_out_from_the_api_loop(tree, monkeypatch):
+    root, data = tree
+    loop = asyncio.get_running_loop()
+    on_api_loop: list[int] = []
+    original = loop.sendfile
+
+    async def watched(transport, file, offset=0, count=None, **kw):
+        on_api_loop.append(count)
+        return await original(transport, file, offset, count, **kw)
+    monkeypatch.setattr(loop, "sendfile", watched)
+    async with running(root / "matchbox", root, assets=root / "assets") as (http, _):
+        async def get(headers=None):
+            async with http.get(PATH, headers=headers or {}) as r:
+                return r.status, await r.read()
+        whole = await asyncio.gather(*(get() for _ in range(8)))
+        ranged = await get({"Range": f"bytes={bulk.THRESHOLD - 5}-{SIZE - 2}"})
+        async with http.get("/assets/flatcar/small.txt") as r:
+            assert await r.read() == b"s" * 100
+    assert all(status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+               for status, body in whole)
+    assert ranged == (206, data[bulk.THRESHOLD - 5:SIZE - 1])
+    assert on_api_loop == [100]  # only the small file went out from the API's loop
+
+
+async def test_the_connection_serves_the_next_request_after_a_large_body(tree):
+    root, data = tree
+    async with running(root / "matchbox", root, assets=root / "assets") as (http, _):
+        reader, writer = await asyncio.open_connection(http._base_url.host, http._base_url.port)
+        request = f"GET {PATH} HTTP/1.1\r\nHost: x\r\n\r\nGET /assets/flatcar/small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+        writer.write(request.encode())  # pipelined: the second waits until the body is out
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {SIZE}".encode() in head
+        assert await reader.readexactly(SIZE) == data
+        second = await reader.readuntil(b"\r\n\r\n")
+        assert second.startswith(b"HTTP/1.1 200")
+        assert await reader.readexactly(100) == b"s" * 100
+        writer.close()
+
+
+async def test_clients_that_go_away_mid_body_leave_no_descriptor_behind(tree):
+    root, data = tree
+    async with running(root / "matchbox", root, assets=root / "assets") as (http, _):
+        async with http.get(PATH) as r:  # the bulk thread is up, the session holds its connection
+            await r.read()
+        before = open_descriptors()
+        for _ in range(20):
+            reader, writer = await asyncio.open_connection(http._base_url.host, http._base_url.port)
+            writer.write(f"GET {PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            await reader.read(65536)
+            writer.transport.abort()  # RST mid-body
+        assert await settle(lambda: open_descriptors() <= before), (open_descriptors(), before)
+        async with http.get(PATH) as r:
+            assert await r.read() == data  # and the next machine is served as before
+
+
+async def test_a_server_stopping_mid_body_stops_the_transfer_and_closes_its_descriptors(tree):
+    root, _ = tree
+    bulk.SENDER._running()  # its loop's own descriptors are there before and after
+    before = open_descriptors()
+    async with running(root / "matchbox", root, assets=root / "assets", shutdown_timeout=0.5) as (http, _):
+        reader, writer = await asyncio.open_connection(http._base_url.host, http._base_url.port)
+        writer.transport.pause_reading()  # a client that never reads: the body cannot finish
+        writer.write(f"GET {PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await asyncio.sleep(0.2)
+    # The server has gone, our client is still connected: only its own socket may remain.
+    try:
+        assert await settle(lambda: open_descriptors() <= before + 1), (open_descriptors(), before)
+    finally:
+        writer.transport.abort()
+
+
+class FakeTransport:
+    def __init__(self, pending: list[int], closing: bool = False):
+        self.pending, self.closing = pending, closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.pending.pop(0) if len(self.pending) > 1 else self.pending[0]
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+async def test_the_body_waits_for_the_headers_and_gives_up_on_a_closed_connection():
+    await asyncio.wait_for(bulk._drained(FakeTransport([120, 120, 0])), 5)  # returns once drained
+    with pytest.raises(ConnectionResetError):
+        await bulk._drained(FakeTransport([120], closing=True))
