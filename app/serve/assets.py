@@ -1,7 +1,7 @@
 """/assets/: static files under one root, never outside it.
 
 Files go out with sendfile (zero-copy): small ones from the event loop, large ones (kernels,
-initrds, images) from the bulk thread (bulk.py), so that the boot API never waits behind them. Single Range, HEAD,
+initrds, images) from threads of their own (bulk.py), so that the boot API never waits behind them. Single Range, HEAD,
 Last-Modified and If-Modified-Since (`send_file`, shared with the registry's blobs). Confinement: the
 request path is decoded once, must not contain `..` segments, and its real path (symlinks resolved)
 must stay under the real root; a directory listing names only entries that stay inside it.
@@ -88,7 +88,7 @@ async def send_file(request: web.Request, f: BinaryIO, content_type: str,
 
     sendfile(2), not aiohttp's FileResponse: that would stat and open the file in a worker thread
     first; for local files in the page cache that hop costs more than the syscalls it saves, and it
-    is most of the time to first byte. Bodies of a MiB or more go out from the bulk thread."""
+    is most of the time to first byte. Bodies of a MiB or more go out from a thread of their own."""
     st = os.fstat(f.fileno())
     etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
     since = request.if_modified_since
@@ -115,7 +115,7 @@ async def send_file(request: web.Request, f: BinaryIO, content_type: str,
             raise ConnectionResetError("client went away")
         try:
             if stop - start >= bulk.THRESHOLD:
-                await bulk.SENDER.sendfile(transport, f, start, stop - start)  # off the API's loop
+                await bulk.sendfile(transport, f, start, stop - start)  # off the API's loop
             else:
                 await asyncio.get_running_loop().sendfile(transport, f, start, stop - start)
         except (ConnectionError, RuntimeError) as exc:  # RuntimeError: the transport closed under us

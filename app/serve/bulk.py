@@ -1,100 +1,133 @@
-"""Large file bodies (kernels, initrds, images, registry blobs) go out from a thread of their own, with
-its own event loop, instead of from the loop that answers the boot API.
+"""Large file bodies (kernels, initrds, images, registry blobs) go out from threads of their own, one
+per body, each in a single blocking sendfile, instead of from the loop that answers the boot API.
 
 Why: sendfile's kernel time (handing page-cache pages to the socket, segmenting, and over loopback
-the receiver's processing too) is paid by the thread that calls it. On the API's loop, 64 downloads
-made every `/ipxe` and `/ignition` wait behind their chunks: at 1,000 req/s the API's p50 was 15–90 ms
-and its p99 116–500 ms (bench/streaming.py). On a thread of its own the kernel work runs beside the
-API's loop (the GIL is released for the syscall); the API's loop keeps only the Python of answering.
+the receiver's processing too) is paid by the thread that calls it. On the API's loop every chunk of
+every download was a callback that `/ipxe` and `/ignition` queued behind: 170 us each over loopback,
+11-19% of the loop's time with 64 downloads at 10 GbE (bench/streaming.py). Here that loop does none
+of it, and one blocking sendfile per body comes back to Python once instead of once per chunk: the
+same 64 downloads took 11% of a core instead of 18-21%. A second event loop for the bodies was tried
+first and dropped: each chunk cost it the GIL twice, and with 256 downloads it cost more than it saved.
 
 Safety: the transfer runs on its own duplicate of the connection's descriptor. A client that goes
 away mid-transfer gets its connection closed by the API's loop, and that descriptor number may at
 once be reused for another machine's connection; the duplicate still names the old socket, so the
 transfer can only fail on it (EPIPE), never write into the new one. The file is duplicated likewise.
+The socket is blocking, with a send timeout, only while the API's loop leaves it alone: reading is
+paused and nothing else is written until the body is out; it is non-blocking again before that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
+import struct
 import threading
 from typing import BinaryIO
 
-THRESHOLD = 1 << 20  # smaller bodies go out on the API's loop: the hop costs more than it saves
-DRAIN_SECONDS = 60.0  # headers still unsent after this long: the client is not reading
+THRESHOLD = 1 << 20  # smaller bodies go out on the API's loop: a thread costs more than it saves
+# A client that takes nothing for this long is gone. The kernel's send timeout counts from the last
+# progress of each chunk it waits on, so a stalled transfer ends 2-4 times this after its last byte.
+STALL_SECONDS = 20
+# At most this many bodies on threads at once (each holds a thread and two descriptors); more go out
+# from the API's loop as they did before, slower for the API but never refused.
+MAX_THREADS = 256
+_threads = threading.BoundedSemaphore(MAX_THREADS)
 
 
-class BulkSender:
-    """One thread, one event loop, started at the first large body and kept for the process's life
-    (a daemon: it holds nothing that must be flushed, and every server in the process shares it)."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    async def sendfile(self, transport: asyncio.Transport, f: BinaryIO, offset: int, count: int) -> None:
-        """Send `count` bytes of `f` from `offset` on the connection, after what the transport
-        already holds (the response's headers). Raises ConnectionError when the client goes away."""
-        await _drained(transport)
-        raw = transport.get_extra_info("socket")
-        if raw is None:
-            raise ConnectionResetError("client went away")
-        sock = socket.socket(fileno=os.dup(raw.fileno()))
-        try:
-            sock.setblocking(False)
-            file = os.fdopen(os.dup(f.fileno()), "rb")
-        except BaseException:
-            sock.close()
-            raise
-        reading = transport.is_reading()
-        transport.pause_reading()  # as asyncio's own sendfile does: no next request mid-body
-        try:
-            await self._transfer(sock, file, offset, count)
-        finally:
-            if reading and not transport.is_closing():
-                transport.resume_reading()
-
-    async def _transfer(self, sock: socket.socket, file: BinaryIO, offset: int, count: int) -> None:
-        """Run the transfer on the bulk loop, which owns both duplicates from here on and closes them
-        when it is done with them, however it ends (a cancelled transfer included)."""
-        here, bulk = asyncio.get_running_loop(), self._running()
-        done: asyncio.Future = here.create_future()
-        started: list[asyncio.Task] = []
-
-        def start() -> None:  # on the bulk loop
-            task = bulk.create_task(bulk.sock_sendfile(sock, file, offset, count))
-            task.add_done_callback(lambda t: _finished(t, sock, file, here, done))
-            started.append(task)
-
-        bulk.call_soon_threadsafe(start)
-        try:
-            await done
-        except asyncio.CancelledError:
-            # Queued after start(), so it finds the task; stopping it closes the duplicates.
-            bulk.call_soon_threadsafe(lambda: started[0].cancel())
-            raise
-
-    def _running(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(target=self._loop.run_forever, name="bulk-sendfile", daemon=True)
-                self._thread.start()
-            return self._loop
-
-
-def _finished(task: asyncio.Task, sock: socket.socket, file: BinaryIO, caller: asyncio.AbstractEventLoop,
-              done: asyncio.Future) -> None:
-    """On the bulk loop, once the transfer has let go of the socket: close the duplicates, tell the caller."""
-    sock.close()
-    file.close()
-    error = None if task.cancelled() else task.exception()
+async def sendfile(transport: asyncio.Transport, f: BinaryIO, offset: int, count: int) -> None:
+    """Send `count` bytes of `f` from `offset` on the connection, after what the transport already
+    holds (the response's headers). Raises ConnectionError when the client goes away or stalls."""
+    await _drained(transport)
+    raw = transport.get_extra_info("socket")
+    if raw is None:
+        raise ConnectionResetError("client went away")
+    transfer = _Transfer.start(raw, f, offset, count) if _threads.acquire(blocking=False) else None
+    if transfer is None:  # no thread or descriptor to be had: from the loop, as before
+        await asyncio.get_running_loop().sendfile(transport, f, offset, count)
+        return
+    reading = transport.is_reading()
+    transport.pause_reading()  # as asyncio's own sendfile does: no next request mid-body
     try:
-        caller.call_soon_threadsafe(_settle, done, error)
-    except RuntimeError:
-        pass  # the caller's loop has closed (serve is gone): nobody to tell
+        await transfer.done
+    except asyncio.CancelledError:
+        transfer.interrupt()  # serve is stopping: the blocked sendfile returns, the thread closes
+        raise
+    finally:
+        if reading and not transport.is_closing():
+            transport.resume_reading()
+
+
+class _Transfer:
+    """One body on a thread of its own, on duplicates of the connection and of the file."""
+
+    def __init__(self, sock: socket.socket, file: BinaryIO, offset: int, count: int) -> None:
+        self.sock, self.file, self.offset, self.count = sock, file, offset, count
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future = self.loop.create_future()
+        self._closing = threading.Lock()  # the thread's close and an interrupt never cross
+
+    @classmethod
+    def start(cls, raw, f: BinaryIO, offset: int, count: int) -> _Transfer | None:
+        """The transfer under way, or None (its thread slot given back) when a descriptor or a
+        thread cannot be had: a pids limit, a full descriptor table."""
+        held: list = []
+        try:
+            fd = os.dup(raw.fileno())
+            held.append(fd)
+            sock = socket.socket(fileno=fd)
+            held[0] = sock
+            held.append(os.fdopen(os.dup(f.fileno()), "rb"))
+            transfer = cls(sock, held[1], offset, count)
+            threading.Thread(target=transfer._run, name="bulk-sendfile", daemon=True).start()
+            return transfer
+        except (OSError, RuntimeError):
+            for item in held:
+                if isinstance(item, int):
+                    os.close(item)
+                else:
+                    item.close()
+            _threads.release()
+            return None
+
+    def _run(self) -> None:
+        """On its own thread: the whole body in as few sendfile calls as the client allows."""
+        error: BaseException | None = None
+        try:
+            self._send()
+        except OSError as exc:
+            stalled = exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+            error = ConnectionResetError(f"client took nothing for {STALL_SECONDS} s" if stalled else str(exc))
+        finally:
+            with self._closing:
+                self.sock.close()
+            self.file.close()
+            _threads.release()
+        try:
+            self.loop.call_soon_threadsafe(_settle, self.done, error)
+        except RuntimeError:
+            pass  # the caller's loop has closed (serve is gone): nobody to tell
+
+    def _send(self) -> None:
+        sock, offset, count = self.sock, self.offset, self.count
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", STALL_SECONDS, 0))
+        sock.setblocking(True)
+        try:
+            while count > 0:
+                sent = os.sendfile(sock.fileno(), self.file.fileno(), offset, count)
+                if sent == 0:
+                    raise ConnectionResetError("the file ended before the body did")
+                offset, count = offset + sent, count - sent
+        finally:
+            sock.setblocking(False)  # before the API's loop may touch the connection again
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
+
+    def interrupt(self) -> None:
+        with self._closing:  # once the thread has closed it, its number may name another socket
+            if self.sock.fileno() != -1:
+                self.sock.shutdown(socket.SHUT_RDWR)
 
 
 def _settle(done: asyncio.Future, error: BaseException | None) -> None:
@@ -111,10 +144,7 @@ async def _drained(transport: asyncio.Transport) -> None:
     the headers. They are almost always sent at once; this waits only when the socket was full."""
     waited = 0.0
     while transport.get_write_buffer_size():
-        if transport.is_closing() or waited > DRAIN_SECONDS:
+        if transport.is_closing() or waited > STALL_SECONDS:
             raise ConnectionResetError("client went away")
         await asyncio.sleep(0.005)
         waited += 0.005
-
-
-SENDER = BulkSender()

@@ -1,4 +1,4 @@
-"""Large bodies go out from the bulk thread (app/serve/bulk.py), never from the API's loop: byte-exact,
+"""Large bodies go out from threads of their own (app/serve/bulk.py), never from the API's loop: byte-exact,
 whole and ranged, many at once, the connection reusable afterwards, and no descriptor left behind by
 a client that goes away or by a server that stops mid-transfer."""
 
@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import random
+import threading
 
 import pytest
 
@@ -16,6 +17,8 @@ from tests.support.serve import running
 
 SIZE = 3 * bulk.THRESHOLD + 12345  # not a multiple of anything the kernel or asyncio chunks by
 PATH = "/assets/flatcar/flatcar_production_pxe_image.cpio.gz"
+# More than every socket buffer between server and client holds: a client that stops reading stops it.
+HUGE = "/assets/flatcar/flatcar_production_image.raw"
 
 
 @pytest.fixture
@@ -25,6 +28,8 @@ def tree(tmp_path):
     (tmp_path / "matchbox").mkdir()
     data = random.Random(7).randbytes(SIZE)
     (tmp_path / "assets" / PATH.removeprefix("/assets/")).write_bytes(data)
+    with open(tmp_path / "assets" / HUGE.removeprefix("/assets/"), "wb") as huge:
+        huge.truncate(512 << 20)  # sparse: no disk, and sendfile sends its zeros
     return tmp_path, data
 
 
@@ -39,8 +44,12 @@ def open_descriptors() -> int:
     return sum(t.startswith("socket:") or t.startswith("/") and not t.startswith("/dev/") for t in targets)
 
 
+def transfers() -> int:
+    return sum(t.name == "bulk-sendfile" for t in threading.enumerate())
+
+
 async def settle(condition, seconds: float = 10.0) -> bool:
-    """Poll `condition` until it holds (closing happens on the bulk thread, a moment later)."""
+    """Poll `condition` until it holds (closing happens on the transfer's thread, a moment later)."""
     for _ in range(int(seconds / 0.02)):
         if condition():
             return True
@@ -90,12 +99,12 @@ async def test_the_connection_serves_the_next_request_after_a_large_body(tree):
 async def test_clients_that_go_away_mid_body_leave_no_descriptor_behind(tree):
     root, data = tree
     async with running(root / "matchbox", root, assets=root / "assets") as (http, _):
-        async with http.get(PATH) as r:  # the bulk thread is up, the session holds its connection
+        async with http.get(PATH) as r:  # the session holds its connection from here on
             await r.read()
         before = open_descriptors()
         for _ in range(20):
             reader, writer = await asyncio.open_connection(http._base_url.host, http._base_url.port)
-            writer.write(f"GET {PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            writer.write(f"GET {HUGE} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             await reader.read(65536)
             writer.transport.abort()  # RST mid-body
         assert await settle(lambda: open_descriptors() <= before), (open_descriptors(), before)
@@ -105,18 +114,62 @@ async def test_clients_that_go_away_mid_body_leave_no_descriptor_behind(tree):
 
 async def test_a_server_stopping_mid_body_stops_the_transfer_and_closes_its_descriptors(tree):
     root, _ = tree
-    bulk.SENDER._running()  # its loop's own descriptors are there before and after
     before = open_descriptors()
     async with running(root / "matchbox", root, assets=root / "assets", shutdown_timeout=0.5) as (http, _):
         reader, writer = await asyncio.open_connection(http._base_url.host, http._base_url.port)
         writer.transport.pause_reading()  # a client that never reads: the body cannot finish
-        writer.write(f"GET {PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        writer.write(f"GET {HUGE} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         await asyncio.sleep(0.2)
     # The server has gone, our client is still connected: only its own socket may remain.
     try:
         assert await settle(lambda: open_descriptors() <= before + 1), (open_descriptors(), before)
     finally:
         writer.transport.abort()
+
+
+async def test_a_client_that_stops_reading_is_let_go_after_the_stall_timeout(tree, monkeypatch):
+    root, _ = tree
+    monkeypatch.setattr(bulk, "STALL_SECONDS", 1)
+    async with running(root / "matchbox", root, assets=root / "assets") as (http, ctx):
+        before = open_descriptors()
+        reader, writer = await asyncio.open_connection(http._base_url.host, http._base_url.port)
+        writer.transport.pause_reading()  # connected, never reading again
+        writer.write(f"GET {HUGE} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        try:
+            assert await settle(lambda: transfers() == 1)
+            # The transfer gives up (the kernel's send timeout, a few times over) and closes its
+            # duplicates; what remains is the connection, our end and the server's.
+            assert await settle(lambda: transfers() == 0, seconds=30)
+            assert await settle(lambda: open_descriptors() <= before + 2), (open_descriptors(), before)
+        finally:
+            writer.transport.abort()
+    from app.events import read_events
+    assert any(e.detail.get("aborted") for e in read_events(root / "events.jsonl"))
+
+
+@pytest.mark.parametrize("shortage", ["threads", "thread start"])
+async def test_without_a_thread_to_spare_the_body_goes_out_from_the_loop_as_before(tree, monkeypatch, shortage):
+    root, data = tree
+    if shortage == "threads":
+        monkeypatch.setattr(bulk, "_threads", threading.BoundedSemaphore(1))
+        bulk._threads.acquire()  # every slot taken
+    else:
+        def refuse(self):
+            raise RuntimeError("can't start new thread")
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+    loop, on_api_loop = asyncio.get_running_loop(), []
+    original = loop.sendfile
+
+    async def watched(transport, file, offset=0, count=None, **kw):
+        on_api_loop.append(count)
+        return await original(transport, file, offset, count, **kw)
+    monkeypatch.setattr(loop, "sendfile", watched)
+    before = open_descriptors()
+    async with running(root / "matchbox", root, assets=root / "assets") as (http, _):
+        async with http.get(PATH) as r:
+            assert r.status == 200 and await r.read() == data
+    assert on_api_loop == [SIZE]
+    assert await settle(lambda: open_descriptors() <= before), (open_descriptors(), before)
 
 
 class FakeTransport:
