@@ -61,7 +61,7 @@ class Context:
     store: Store
     events: EventLog
     metrics: Metrics = field(default_factory=Metrics)
-    neighbour: Callable[[str], str | None] = link_mac
+    neighbour: Callable[[str, str | None], str | None] = link_mac  # (sender, our end) -> MAC
     new_credential: Callable[[], str] = lambda: secrets.token_urlsafe(CREDENTIAL_BYTES)
     clock: Callable[[], float] = time.time
     throttle: Throttle = field(default_factory=lambda: Throttle(ALERT_PERIOD))
@@ -130,8 +130,21 @@ def _boot_request(request: web.Request, route: str, labels: dict[str, str]) -> p
     address = request.remote or ""
     # The neighbour table binds requests to machines only on the appliance's own tree: a foreign
     # Matchbox data dir never asks, and its boot path should not pay for reading it.
-    link = ctx.neighbour(address) if address and ctx.config.own_tree else None
+    link = _sender_mac(ctx, request) if address and ctx.config.own_tree else None
     return policy.Request(route, labels, address, link_mac=link, credential=_bearer(request), now=ctx.clock())
+
+
+def _sender_mac(ctx: Context, request: web.Request) -> str | None:
+    """The neighbour table's MAC for the request's sender, asked with our end of the connection (so
+    that policy routing picks the route the replies take) and, for an IPv6 link-local sender, the
+    interface it came in on (every link has fe80::/64)."""
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport else None
+    ours = transport.get_extra_info("sockname") if transport else None
+    address = request.remote or ""
+    if isinstance(peer, tuple) and len(peer) == 4 and peer[3]:
+        address = f"{peer[0]}%{peer[3]}"
+    return ctx.neighbour(address, ours[0] if isinstance(ours, tuple) else None)
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -354,6 +367,6 @@ def _image_pulled(ctx: Context, address: str, ref: str, digest: str, sent: int) 
     ctx.metrics.bytes_sent += sent
     if "@" in ref:
         return
-    mac = ctx.neighbour(address) if address else None
+    mac = ctx.neighbour(address, None) if address else None
     ctx.events.record(Event("image-pull", mac=mac if mac in ctx.events.known else "", source="http",
                             message=ref, detail={"digest": digest, "ip": address}))

@@ -31,12 +31,13 @@ async def running(data_dir: Path, output: Path, assets: Path | None = None, stri
     SharedEventLog for one of several workers. `shutdown_timeout`: how long closing waits for
     handlers still running before cancelling them (serve's --shutdown-timeout)."""
     store = Store(data_dir, recheck=recheck)
+    table = neighbours if neighbours is not None else {}  # the same dict: tests change it as they go
     events = event_log(output, store.known_nodes)
     events.open()
     ctx = Context(ServeConfig(data_dir=data_dir, assets=assets, strict_matchbox=strict, retry_seconds=5,
                               own_tree=own_tree, install_window=window, images=images,
                               bind=bind or ("link" if neighbours is not None else "address")), store, events,
-                  neighbour=(neighbours or {}).get)
+                  neighbour=lambda address, ours=None: table.get(address))
     server = TestServer(make_app(ctx), host="127.0.0.1")
     await server.start_server(shutdown_timeout=shutdown_timeout)
     try:

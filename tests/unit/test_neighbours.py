@@ -11,6 +11,7 @@ from app.serve import neighbours
 from app.serve.neighbours import (
     NDA_LLADDR,
     NLMSG_ERROR,
+    RTA_GATEWAY,
     RTA_OIF,
     RTM_NEWNEIGH,
     RTM_NEWROUTE,
@@ -91,14 +92,25 @@ def test_addresses_parse_to_what_the_kernel_is_asked():
     assert parse_address("::ffff:10.0.0.5") == (socket.AF_INET, bytes([10, 0, 0, 5]), 0)  # dual-stack view
     assert parse_address("2001:db8::5")[0] == socket.AF_INET6
     assert parse_address("fe80::5%1") == (socket.AF_INET6, socket.inet_pton(socket.AF_INET6, "fe80::5"), 1)
-    for odd in ("", "IP", "10.0.0.5\u00e9", "10.0.0", "10.0.0.5%1", "fe80::5%no-such-interface-here"):
-        assert parse_address(odd) is None, odd
+    odd = ["", "IP", "10.0.0.5\u00e9", "10.0.0", "10.0.0.5%1", "::ffff:10.0.0.5%1", "fe80::5%no-such-interface-here",
+           "fe80::5%0", "fe80::5%2147483648", "fe80::5%\u00b2", "fe80::5%a\0b"]
+    for address in odd:
+        assert parse_address(address) is None, address
 
 
-def test_only_a_unicast_route_names_an_interface_to_ask():
+def test_a_link_local_sender_without_its_interface_is_nobody():
+    # Every link has fe80::/64: the route lookup would pick one, not the one the request came in on.
+    assert parse_address("fe80::5") is None
+    assert parse_address("febf::5") is None
+    assert parse_address("fec0::5") is not None  # not link-local
+
+
+def test_only_a_direct_unicast_route_names_an_interface_to_ask():
     oif = attribute(RTA_OIF, struct.pack("=I", 7))
     assert route_interface(route(1, oif)) == 7
-    assert route_interface(route(1, attribute(5, bytes([10, 0, 0, 1])), oif)) == 7  # via a gateway: ask there too
+    # Through a gateway the replies go to the gateway: an entry for the address itself (which anyone
+    # on the L2 can plant with a forged ARP) says nothing about the sender.
+    assert route_interface(route(1, attribute(RTA_GATEWAY, bytes([10, 0, 0, 1])), oif)) is None
     assert route_interface(route(2, oif)) is None  # RTN_LOCAL: one of our own addresses
     assert route_interface(route(1)) is None
     assert route_interface(b"\x02") is None
@@ -110,6 +122,7 @@ def test_only_an_entry_in_a_valid_state_vouches_for_its_mac():
         assert neighbour_mac(neighbour(state, mac)) == "52:54:00:aa:00:05"
     assert neighbour_mac(neighbour(0x01, mac)) is None  # incomplete
     assert neighbour_mac(neighbour(0x20, mac)) is None  # failed
+    assert neighbour_mac(neighbour(0x40, mac)) is None  # noarp: on a link without ARP, our own MAC
     assert neighbour_mac(neighbour(0x02, None)) is None
     assert neighbour_mac(neighbour(0x02, bytes(6))) is None
 
@@ -163,7 +176,7 @@ def test_errors_mean_no_entry_but_an_unknown_question_means_an_old_kernel():
     def error(code):
         return lambda s: message(NLMSG_ERROR, s, struct.pack("=i", -code) + bytes(16))
     oif = attribute(RTA_OIF, struct.pack("=I", 3))
-    assert ask_with(FakeKernel((0, error(2))), "10.0.0.5") is None  # ENETUNREACH-like: no route
+    assert ask_with(FakeKernel((0, error(101))), "10.0.0.5") is None  # ENETUNREACH: no route
     assert ask_with(FakeKernel((0, lambda s: message(RTM_NEWROUTE, s, route(1, oif))), (0, error(2))),
                     "10.0.0.5") is None  # ENOENT: no entry
     with pytest.raises(Unsupported):
@@ -172,7 +185,7 @@ def test_errors_mean_no_entry_but_an_unknown_question_means_an_old_kernel():
 
 def test_an_old_kernel_is_asked_through_the_text_table_from_then_on(monkeypatch):
     class Old(neighbours.Netlink):
-        def lookup(self, ip):
+        def lookup(self, ip, local=None):
             raise Unsupported("EOPNOTSUPP")
     old = Old()
     monkeypatch.setattr(neighbours, "_NETLINK", old)
@@ -181,7 +194,49 @@ def test_an_old_kernel_is_asked_through_the_text_table_from_then_on(monkeypatch)
     assert old.usable is False
 
 
-def test_this_kernel_answers_for_loopback_and_odd_input_without_a_table():
+def test_the_route_is_asked_from_our_end_of_the_connection():
+    _, body = neighbours.route_request(socket.AF_INET, bytes([10, 0, 0, 5]), bytes([10, 0, 0, 1]))
+    assert struct.unpack_from("=BBB", body)[1:3] == (32, 32)  # dst_len, src_len
+    assert attribute(2, bytes([10, 0, 0, 1])) in body  # RTA_SRC
+
+
+def test_the_text_table_needs_the_completed_flag_not_just_a_mac():
+    # A failed or incomplete entry can keep the MAC it had (flags 0x0).
+    assert mac_in_table(table(("10.0.0.5", "0x0", "52:54:00:de:ad:01")), "10.0.0.5") is None
+    assert mac_in_table(table(("10.0.0.5", "0x6", "52:54:00:aa:00:05")), "10.0.0.5") == "52:54:00:aa:00:05"
+
+
+def test_this_kernel_answers_for_loopback_and_odd_input_over_netlink():
     # No root needed: asking is unprivileged. Loopback is a local route: nobody's MAC.
-    assert neighbours.link_mac("127.0.0.1") is None
-    assert neighbours.link_mac("not an address") is None
+    netlink = neighbours.Netlink()
+    assert netlink.lookup("127.0.0.1") is None
+    assert netlink.lookup("not an address") is None
+    assert netlink.usable
+
+
+def test_serve_asks_with_the_senders_interface_and_our_end_of_the_connection():
+    from app.serve.http import _sender_mac
+
+    class Transport:
+        def __init__(self, peer, ours):
+            self.info = {"peername": peer, "sockname": ours}
+
+        def get_extra_info(self, name, default=None):
+            return self.info.get(name, default)
+
+    class Request:
+        def __init__(self, peer, ours):
+            self.transport, self.remote = Transport(peer, ours), peer[0]
+
+    asked = []
+
+    class Ctx:
+        @staticmethod
+        def neighbour(address, ours):
+            asked.append((address, ours))
+            return None
+
+    _sender_mac(Ctx, Request(("10.0.0.5", 4000), ("10.0.0.1", 8080)))
+    _sender_mac(Ctx, Request(("fe80::5", 4000, 0, 7), ("fe80::1", 8080, 0, 7)))
+    _sender_mac(Ctx, Request(("2001:db8::5", 4000, 0, 0), ("2001:db8::1", 8080, 0, 0)))
+    assert asked == [("10.0.0.5", "10.0.0.1"), ("fe80::5%7", "fe80::1"), ("2001:db8::5", "2001:db8::1")]
