@@ -8,6 +8,7 @@ last stopped, the way `EventLog.follow` does.
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ class Facts:
     api_host: str = ""
     unknown_addresses: dict[str, str] = field(default_factory=dict)  # mac -> address it booted from
     _offset: int = 0
+    _inode: int = 0
 
     def apply(self, event: Event) -> None:
         if event.kind in DOWNLOAD_KINDS and event.mac and _is_image(str(event.detail.get("file", ""))):
@@ -69,9 +71,14 @@ class Facts:
             pass  # a hand-edited log: the figure stays what it was
 
     def follow(self, path: Path) -> None:
-        """Apply the lines appended to `path` since the last call; a line still being written waits."""
+        """Apply the lines appended to `path` since the last call; a line still being written waits.
+        A compacted log is a new file (its first lines only node states, which are not facts): it is
+        read from its start, and the facts already gathered stay, as they do for a log cut by hand."""
         try:
             with path.open("rb") as f:
+                st = os.fstat(f.fileno())
+                if st.st_ino != self._inode or st.st_size < self._offset:
+                    self._inode, self._offset = st.st_ino, 0
                 f.seek(self._offset)
                 data = f.read()
         except FileNotFoundError:

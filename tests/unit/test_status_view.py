@@ -134,3 +134,20 @@ def test_lines_print_only_what_changed():
     display.show(lambda: None, {"a": "node-a: dhcp", "b": "node-b: tftp"})
     display.show(lambda: None, {"a": "node-a: dhcp", "b": "node-b: tftp"})
     assert printed == ["node-a: dhcp", "node-b: pending", "node-b: tftp"]
+
+
+def test_downloads_after_a_compaction_are_still_followed(tmp_path):
+    log = tmp_path / "events.jsonl"
+    image = "/assets/flatcar/flatcar_production_image.bin.bz2"
+    before = Event("http", mac="52:54:00:00:00:01", source="http", detail={"file": image, "bytes": 1000})
+    log.write_text(before.line() + "\n" + "".join(Event("http", source="http").line() + "\n" for _ in range(50)))
+    facts = Facts()
+    facts.follow(log)
+    # serve compacts: a new, shorter file that starts with the marker and node states
+    compacted = tmp_path / "events.new"
+    after = Event("http", mac="52:54:00:00:00:02", source="http", detail={"file": image, "bytes": 500})
+    compacted.write_text(Event("log-compacted", source="serve").line() + "\n" + after.line() + "\n")
+    compacted.replace(log)
+    facts.follow(log)
+    assert facts.downloads["52:54:00:00:00:01"].sent == 1000  # gathered before: kept
+    assert facts.downloads["52:54:00:00:00:02"].sent == 500  # after the compaction: seen
