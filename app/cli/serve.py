@@ -56,7 +56,7 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every HTTP request (client, request, status, bytes, "
                                                   "seconds).")] = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help=(
-        "HTTP worker processes on the port, sharing the install-window state; one answered about 1,700 boot "
+        "HTTP worker processes on the port, sharing the install-window state; one answered about 1,600-1,900 boot "
         "requests a second on one core of the benchmark machine (README: Performance).")
     )] = 1,
 ) -> None:

@@ -1,10 +1,11 @@
 """/assets/: static files under one root, never outside it.
 
 Files go out with sendfile (zero-copy): small ones from the event loop, large ones (kernels,
-initrds, images) from threads of their own (bulk.py), so that the boot API never waits behind them. Single Range, HEAD,
-Last-Modified and If-Modified-Since (`send_file`, shared with the registry's blobs). Confinement: the
-request path is decoded once, must not contain `..` segments, and its real path (symlinks resolved)
-must stay under the real root; a directory listing names only entries that stay inside it.
+initrds, images) from threads of their own (bulk.py), so that the boot API never waits behind them.
+Single Range, HEAD, Last-Modified and If-Modified-Since (`send_file`, shared with the registry's
+blobs). Confinement: the request path is decoded once, must not contain `..` segments, and its real
+path (symlinks resolved) must stay under the real root; a directory listing names only entries that
+stay inside it.
 """
 
 from __future__ import annotations

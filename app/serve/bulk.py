@@ -73,22 +73,17 @@ class _Transfer:
     def start(cls, raw, f: BinaryIO, offset: int, count: int) -> _Transfer | None:
         """The transfer under way, or None (its thread slot given back) when a descriptor or a
         thread cannot be had: a pids limit, a full descriptor table."""
-        held: list = []
+        sock = file = None
         try:
-            fd = os.dup(raw.fileno())
-            held.append(fd)
-            sock = socket.socket(fileno=fd)
-            held[0] = sock
-            held.append(os.fdopen(os.dup(f.fileno()), "rb"))
-            transfer = cls(sock, held[1], offset, count)
+            sock = socket.socket(fileno=os.dup(raw.fileno()))
+            file = os.fdopen(os.dup(f.fileno()), "rb")
+            transfer = cls(sock, file, offset, count)
             threading.Thread(target=transfer._run, name="bulk-sendfile", daemon=True).start()
             return transfer
         except (OSError, RuntimeError):
-            for item in held:
-                if isinstance(item, int):
-                    os.close(item)
-                else:
-                    item.close()
+            for held in (sock, file):
+                if held is not None:
+                    held.close()
             _threads.release()
             return None
 
