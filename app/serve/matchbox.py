@@ -18,6 +18,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.recheck import Clock, Recheck
 from app.serve.dirwatch import DirectoryWatch
 
 log = logging.getLogger("bootstrap_node.matchbox")
@@ -112,13 +113,14 @@ class _Index:
 class Store:
     """Reads one Matchbox data directory; safe to share between requests."""
 
-    def __init__(self, root: Path, recheck: float = 1.0):
+    def __init__(self, root: Path, recheck: float = 1.0, clock: Clock = time.monotonic):
         self.root = root
         self.recheck = recheck
+        self._clock = clock
         self._lock = threading.Lock()
         self._index = _Index(signature=("never",))
         self._watch = DirectoryWatch(root / "groups")
-        self._checked = 0.0
+        self._groups_looked = Recheck(recheck, clock)
         self._cache: dict[tuple, tuple[tuple, object, float]] = {}  # (path, tag) -> (version, parsed, checked)
 
     # -- groups ----------------------------------------------------------------------------------
@@ -146,16 +148,15 @@ class Store:
         return index.known
 
     def _fresh_index(self) -> _Index:
-        now = time.monotonic()
-        if now - self._checked < self.recheck:
+        if not self._groups_looked.due():
             return self._index
         with self._lock:
-            if now - self._checked >= self.recheck:
+            if self._groups_looked.due():
                 if self._groups_may_have_changed():
                     signature = self._signature()
                     if signature != self._index.signature:
                         self._index = self._build(signature)
-                self._checked = time.monotonic()
+                self._groups_looked.done()
         return self._index
 
     def _groups_may_have_changed(self) -> bool:
@@ -218,7 +219,7 @@ class Store:
     def _load(self, path: Path, parse, tag: str = ""):
         """Parse a file once per version of it on disk (mtime and size), looking at the disk at most
         once per `recheck` seconds per file."""
-        now = time.monotonic()
+        now = self._clock()
         key_path = (path, tag)
         cached = self._cache.get(key_path)
         if cached and now - cached[2] < self.recheck:

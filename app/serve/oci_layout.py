@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.recheck import Clock, Recheck
 from app.serve.assets import resolve
 
 log = logging.getLogger("bootstrap_node.registry")
@@ -266,17 +267,16 @@ def load_catalog(root: Path) -> Catalog:
 class Layout:
     """One layout directory, re-read when index.json changes; safe to share between requests."""
 
-    def __init__(self, root: Path, recheck: float = 1.0):
-        self.root, self.recheck = root, recheck
+    def __init__(self, root: Path, recheck: float = 1.0, clock: Clock = time.monotonic):
+        self.root = root
         self._catalog = Catalog()
         self._signature: tuple | None = None
-        self._checked = float("-inf")
+        self._looked = Recheck(recheck, clock)
 
     def catalog(self) -> Catalog:
-        now = time.monotonic()
-        if now - self._checked < self.recheck:
+        if not self._looked.due():
             return self._catalog
-        self._checked = now
+        self._looked.done()
         signature = self._index_signature()
         if signature != self._signature:
             self._signature = signature

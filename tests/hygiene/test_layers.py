@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.support.paths import REPO
 
 LAYERS = {
-    0: {"app", "app.layout", "app.exitcodes", "app.process", "app.logs", "app.yaml_source"},
+    0: {"app", "app.layout", "app.exitcodes", "app.process", "app.logs", "app.yaml_source", "app.recheck"},
     1: {"app.atomic", "app.events", "app.pki", "app.ignition", "app.gotemplate"},
     2: {"app.cluster", "app.credentials", "app.joins"},
     3: {"app.render", "app.serve", "app.wait", "app.power", "app.images"},

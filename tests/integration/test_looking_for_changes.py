@@ -126,6 +126,45 @@ def test_within_the_recheck_period_nothing_is_asked(tmp_path):
     assert store.select({"mac": MAC}).id == "a"  # the promise is "within recheck", and no sooner
 
 
+class SteppedClock:
+    """A monotonic clock that reads what the test says: a machine booted `start` seconds ago."""
+
+    def __init__(self, start: float):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("uptime", [0.0, 40 * 60.0, 3599.0, 10**6])
+def test_the_first_look_is_made_however_recently_the_machine_booted(tmp_path, uptime):
+    """The recheck period holds answers back after a look, never before the first one: a cache that
+    began at "looked at 0.0" answered from an empty index on a machine up for less than the period."""
+    data = tmp_path / "data"
+    write_group(data, "a", {"mac": MAC})
+    clock = SteppedClock(uptime)
+    store = Store(data, recheck=3600, clock=clock)
+    assert store.select({"mac": MAC}).id == "a"
+    (data / "groups" / "a.json").unlink()
+    clock.now += 3599
+    assert store.select({"mac": MAC}).id == "a"
+    clock.now += 1
+    assert store.select({"mac": MAC}) is None
+
+
+@pytest.mark.parametrize("uptime", [0.0, 3599.0])
+def test_an_image_layout_is_read_at_the_first_look_however_recently_the_machine_booted(tmp_path, uptime):
+    from app.serve.oci_layout import Layout
+
+    clock = SteppedClock(uptime)
+    layout = Layout(tmp_path, recheck=3600, clock=clock)
+    layout.catalog()
+    (tmp_path / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    before = layout.catalog()
+    clock.now += 3600
+    assert layout.catalog() is not before  # index.json appeared: re-read once the period passed
+
+
 def test_follow_takes_external_events_among_many_own_lines_and_across_blocks(tmp_path, monkeypatch):
     monkeypatch.setattr(events_mod, "FOLLOW_BLOCK", 512)  # lines cross block boundaries
     serve_log = EventLog(tmp_path, {MAC: "n1"})
