@@ -42,11 +42,12 @@ def test_every_recorded_version_says_where_it_came_from():
     assert data, "no version recorded"
     for version, entry in data.items():
         assert set(entry) == {"pause", "coredns", "etcd", "source"}, version
-        assert "constants.go" in entry["source"] or "kubeadm config images list" in entry["source"], version
+        assert f"kubeadm config images list --kubernetes-version {version}` of kubeadm {version}" in entry["source"], \
+            version
 
 
 def test_unknown_version_is_a_clear_error():
-    with pytest.raises(images.UnsupportedVersion, match=r"Kubernetes v1\.99\.0 \(known: v1\.31\.4, v1\.36\.3\)"):
+    with pytest.raises(images.UnsupportedVersion, match=r"Kubernetes v1\.99\.0 \(known: v1\.35\.4, v1\.36\.3, v1\.37\.2\)"):
         images.kubeadm_images("v1.99.0")
     assert images.sandbox_image("v1.99.0") == ""
 
