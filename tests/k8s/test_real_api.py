@@ -14,7 +14,10 @@ from typer.testing import CliRunner
 
 from app import pki
 from app.cli import app
+from app.cluster import load_cluster
+from app.cluster.model import GitOps
 from app.wait import kube
+from app.wait.addons import ARGOCD_NAMESPACE, root_application
 from tests.support.gate import NAMES, client_groups, make_templates
 from tests.support.paths import EXAMPLE
 from tests.support.processes import wait_for
@@ -145,3 +148,43 @@ def test_cluster_info_is_signed_for_our_token(control_plane, generated_k8s):
                                             "-o", "json").stdout)
     ca = yaml.safe_load(info["data"]["kubeconfig"])["clusters"][0]["cluster"]["certificate-authority-data"]
     assert base64.b64decode(ca) == (generated_k8s / "credentials" / "ca.crt").read_bytes()
+
+
+APPLICATION_CRD = {
+    # Argo CD's Application CRD in shape (group, names, scope, version); its real schema is large
+    # and not fetched here, so this one keeps every field instead of describing them.
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "applications.argoproj.io"},
+    "spec": {"group": "argoproj.io", "scope": "Namespaced",
+             "names": {"kind": "Application", "listKind": "ApplicationList", "plural": "applications",
+                       "singular": "application", "shortNames": ["app", "apps"]},
+             "versions": [{"name": "v1alpha1", "served": True, "storage": True, "subresources": {},
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def test_gitops_crd_is_established_and_the_root_application_applies(control_plane, generated_k8s):
+    """The Applier's discovery of a kind whose CRD was applied a moment ago (not served yet: retried),
+    then the root Application exactly as `wait` builds it."""
+    cluster, _ = load_cluster(EXAMPLE)
+    cluster = cluster.model_copy(update={"gitops": GitOps(repo="https://git.example.com/infra.git", path="clusters/lab")})
+    api = kube.api_client(generated_k8s / "credentials" / "admin.kubeconfig", control_plane.server)
+    applier = kube.Applier(api)
+    applier.apply(kube.Manifest("argo-cd.yaml", 0, APPLICATION_CRD))
+    applier.apply(kube.Manifest("gitops", 0, {"apiVersion": "v1", "kind": "Namespace",
+                                              "metadata": {"name": ARGOCD_NAMESPACE}}))
+    root = root_application(cluster)
+    wait_for(lambda: _applied(applier, root), timeout=60, what="argoproj.io/v1alpha1 to be served")
+    crd = kube.get(api, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/applications.argoproj.io")
+    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]}["Established"] == "True"
+    app_object = kube.get(api, f"/apis/argoproj.io/v1alpha1/namespaces/{ARGOCD_NAMESPACE}/applications/root")
+    assert app_object["spec"] == root["spec"]
+
+
+def _applied(applier: kube.Applier, body: dict) -> bool:
+    try:
+        applier.apply(kube.Manifest("gitops", 0, body))
+        return True
+    except kube.Transient:
+        applier.resources.clear()  # discover again next time
+        return False
