@@ -41,6 +41,7 @@ NO_MAC_SELECTOR = "the group selects no single MAC, so its config cannot be boun
 SPOOFED_PXE = "PXE boot asked for this node from a machine with another MAC"
 NOT_ON_LINK = "asked from an address with no entry in the neighbour table (not on the provisioning L2)"
 CALLBACK_REFUSED = "callback with a missing or wrong credential"
+WINDOW_IN_USE = "PXE boot for a node whose install config already went out or whose window was contested"
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,11 @@ def _match(store: Store, labels: dict[str, str]) -> tuple[Group, dict] | None:
     return (group, profile) if profile is not None else None
 
 
-def refuse(req: Request, mac: str, reason: str, status: int = 403) -> Decision:
+def refuse(req: Request, mac: str, reason: str, status: int = 403, **seen: str) -> Decision:
+    """A refusal and its alert; `seen` adds what else the appliance saw (the window's binding)."""
     alert = Event(ALERT, mac=mac, source="http", message=reason,
                   detail={"reason": reason, "route": req.route, "remote": req.address,
-                          **({"link_mac": req.link_mac} if req.link_mac else {})})
+                          **({"link_mac": req.link_mac} if req.link_mac else {}), **seen})
     return Decision(status, f"refused: {reason}\n", events=[alert])
 
 
@@ -120,9 +122,10 @@ def _same_machine(req: Request, mac: str, booted_address: str, settings: Setting
 
 
 def _same_requester(req: Request, window) -> bool:
-    """A PXE boot again from the same address and link MAC is the node rebooting: a fresh window.
-    From anywhere else while the window is open it is a second machine claiming the node (a MAC
-    spoofer, or a lease that changed): nobody gets a config until `reinstall`, and it is an alert."""
+    """A PXE boot again from the same address and link MAC, before any config went out, is the node
+    rebooting: a fresh window. From anywhere else while the window is open it is a second machine
+    claiming the node (a MAC spoofer, or a lease that changed): nobody gets a config until
+    `reinstall`, and it is an alert."""
     return req.address == window.address and (req.link_mac or "") == window.link_mac
 
 
@@ -151,6 +154,12 @@ def decide_ipxe(req: Request, store: Store, state: NodeState | None, known: dict
         return refuse(req, mac, NOT_ON_LINK)
     events = []
     window = state.window if state else None
+    if window and window.is_open(req.now, settings.window_seconds) and window.in_use:
+        # Never renewed: a replay of the booted machine's MAC and address would otherwise open a
+        # fresh window and receive the secrets again. Only `reinstall` or the timeout clears it.
+        held = refuse(req, mac, WINDOW_IN_USE, status=200, window_address=window.address,
+                      **({"window_link_mac": window.link_mac} if window.link_mac else {}))
+        return Decision(body=scripts.held_script(state.name or mac, settings.retry_seconds), events=held.events)
     if window and window.is_open(req.now, settings.window_seconds) and not _same_requester(req, window):
         events.append(refuse(req, mac, CONTESTED_WINDOW).events[0])
         events.append(Event(CONTESTED, mac=mac, source="http", detail={"remote": req.address}))

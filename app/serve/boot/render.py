@@ -53,6 +53,15 @@ def unknown_machine_script(mac: str, retry_seconds: int) -> str:
             f"sleep {retry_seconds}\nchain --autofree boot.ipxe\n")
 
 
+def held_script(node: str, retry_seconds: int) -> str:
+    """For a node whose install is under way (or contested) when a machine PXE-boots as it again: no
+    installer, no window; it waits for an operator's `reinstall` and then carries on by itself."""
+    return ("#!ipxe\n"
+            f"echo bootstrap-node: {node} already received its install config, or another machine claimed it\n"
+            f"echo An operator must run `bootstrap-node reinstall {node}`; retrying.\n"
+            f"sleep {retry_seconds}\nchain --autofree boot.ipxe\n")
+
+
 def template_variables(group_metadata: dict, selector: dict, labels: dict, raw_query: str) -> dict:
     """Matchbox's template data: metadata, then selectors (lower-cased keys), then `request`."""
     data = dict(group_metadata)
