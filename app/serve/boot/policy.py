@@ -159,7 +159,7 @@ def decide_ipxe(req: Request, store: Store, state: NodeState | None, known: dict
         # fresh window and receive the secrets again. Only `reinstall` or the timeout clears it.
         held = refuse(req, mac, WINDOW_IN_USE, status=200, window_address=window.address,
                       **({"window_link_mac": window.link_mac} if window.link_mac else {}))
-        return Decision(body=scripts.held_script(state.name or mac, settings.retry_seconds), events=held.events)
+        return Decision(body=render.held_script(state.name or mac, settings.retry_seconds), events=held.events)
     if window and window.is_open(req.now, settings.window_seconds) and not _same_requester(req, window):
         events.append(refuse(req, mac, CONTESTED_WINDOW).events[0])
         events.append(Event(CONTESTED, mac=mac, source="http", detail={"remote": req.address}))
