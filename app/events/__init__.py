@@ -21,6 +21,7 @@ from app.events.model import (
     NODE_STATE,
     PHASES,
     Event,
+    EventKind,
     NodeState,
     Phase,
     Window,
@@ -30,4 +31,5 @@ from app.events.model import (
 
 __all__ = ["ALERT", "ALERT_SUMMARY", "CALLBACK_PHASES", "CONTESTED", "EXTERNAL_SOURCES", "FINAL_CALLBACKS",
            "FINAL_CONFIG_SERVED", "FOLLOW_BLOCK", "INSTALL_CALLBACKS", "MAX_BYTES", "NODE_STATE", "PHASES",
-           "Event", "EventLog", "NodeState", "Phase", "Window", "append_event", "epoch", "now_iso", "read_events"]
+           "Event", "EventKind", "EventLog", "NodeState", "Phase", "Window", "append_event", "epoch", "now_iso",
+           "read_events"]

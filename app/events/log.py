@@ -22,6 +22,7 @@ from app.events.model import (
     COMPACTED,
     EXTERNAL_SOURCES,
     Event,
+    EventKind,
     NodeState,
     Phase,
     changes_state,
@@ -200,7 +201,8 @@ class EventLog:
         lock held; a failure (a full disk) leaves the log as it was and is counted."""
         lines = [Event(COMPACTED, source="serve").line()]
         lines += [s.snapshot_event().line() for s in self.nodes.values()]
-        lines += [Event("discovered", mac=mac, source="serve", ts=ts).line() for mac, ts in self.discovered.items()]
+        lines += [Event(EventKind.DISCOVERED, mac=mac, source="serve", ts=ts).line()
+                  for mac, ts in self.discovered.items()]
         if self.alerts:
             lines.append(Event(ALERT_SUMMARY, source="serve", detail={"counts": dict(self.alerts)}).line())
         data = "".join(lines).encode()
@@ -228,7 +230,7 @@ class EventLog:
         if event.kind == ALERT:
             self.alerts[str(event.detail.get("reason", "alert"))] += 1
             self.recent_alerts.append(event)
-        if event.kind == "discovered" and event.mac:
+        if event.kind == EventKind.DISCOVERED and event.mac:
             self.discovered.setdefault(event.mac, event.ts)
         if event.kind == Phase.IPXE and event.mac and event.detail.get("ip"):
             self._remember_address(str(event.detail["ip"]), event.mac)

@@ -9,13 +9,11 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.events import Event, EventLog
+from app.events import Event, EventKind, EventLog
 
 # The install image a node downloads while it installs: "the big download".
 IMAGE_SUFFIXES = ("image.bin.bz2", "image.bin", ".raw", ".raw.gz", ".raw.bz2")
-DOWNLOAD_KINDS = ("kernel", "http")  # asset events (kind "kernel" when the MAC is known)
-DNSMASQ_RESTARTED = "dnsmasq-restarted"
-API_READY = "api-ready"
+DOWNLOAD_KINDS = (EventKind.BOOT_ASSET, EventKind.HTTP)  # asset events (BOOT_ASSET when the MAC is known)
 
 
 @dataclass
@@ -45,14 +43,14 @@ class Facts:
     def apply(self, event: Event) -> None:
         if event.kind in DOWNLOAD_KINDS and event.mac and _is_image(str(event.detail.get("file", ""))):
             self._download(event)
-        elif event.kind == DNSMASQ_RESTARTED:
+        elif event.kind == EventKind.DNSMASQ_RESTARTED:
             self.dnsmasq_restarts += 1
             self.last_dnsmasq_restart = event.ts
-        elif event.kind == API_READY and not self.api_ready:
+        elif event.kind == EventKind.API_READY and not self.api_ready:
             self.api_ready, self.api_host = event.ts, event.message
-        elif event.kind == "discovered" and event.mac:
+        elif event.kind == EventKind.DISCOVERED and event.mac:
             self.unknown_addresses.setdefault(event.mac, str(event.detail.get("ip", "")))
-        elif event.kind == "reinstall":
+        elif event.kind == EventKind.REINSTALL:
             self.downloads.pop(event.mac, None)
 
     def _download(self, event: Event) -> None:
