@@ -15,8 +15,7 @@ import socket
 
 from aiohttp import web
 
-from app.events import Event, EventKind, EventLog
-from app.events.shared import SharedEventLog
+from app.events import Event, EventKind, EventLog, SharedEventLog
 from app.layout import TFTP
 from app.serve.app import build_app
 from app.serve.boot.store import MatchboxStore

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from app.events import Event, EventLog, append_event
-from app.events import log as events_mod
+from app.events import follower as events_mod
 from app.serve.boot.store import MatchboxStore
 from app.serve.kernel import dirwatch
 from app.serve.kernel.dirwatch import DirectoryWatch

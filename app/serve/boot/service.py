@@ -29,7 +29,7 @@ MAX_DISCOVERED = 256  # distinct unknown MACs kept for `discover` and the status
 DISCOVERY_FULL = f"more than {MAX_DISCOVERED} unknown machines PXE-booted; the rest are not listed"
 BOOT_ASSETS = ("vmlinuz", "cpio.gz", ".efi", ".kpxe", "image.bin.bz2", ".raw")
 NOT_FOUND = "404 page not found\n"
-# With several workers, a decision the event log could not record is not acted on (events/shared.py).
+# With several workers, a decision the event log could not record is not acted on (`events.log.SharedEventLog`).
 UNSAVED = "the event log could not be written (is the disk full?); try again\n"
 CALLBACK_REFUSED = "callback refused: missing or wrong credential\n"
 
