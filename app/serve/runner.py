@@ -20,7 +20,7 @@ from app.layout import TFTP
 from app.serve.app import build_app
 from app.serve.boot.store import MatchboxStore
 from app.serve.errors import ServeError
-from app.serve.guard import limits
+from app.serve.guard import limits, quiet
 from app.serve.services import Services
 from app.serve.settings import Dhcp, ServeSettings, Tftp
 from app.serve.supervise import claim, workers
@@ -62,7 +62,7 @@ class Server:
             workers.clear(self.opts.output)
         self.store.groups()  # index the groups before the first machine asks, not while it waits
         self.events.open()
-        limits.quiet_exception_handler(asyncio.get_running_loop())
+        quiet.quiet_exception_handler(asyncio.get_running_loop())
         caps = self.opts.app.limits
         cap = limits.connection_cap(caps.max_connections, limits.raise_nofile())
         app = build_app(self.opts.app, self.services)
