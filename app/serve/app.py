@@ -15,9 +15,9 @@ from aiohttp import web
 from app.events import EventLog
 from app.serve.boot.handlers import BootHandlers, response
 from app.serve.boot.service import BootService, Reply, not_found
+from app.serve.boot.services import Services
 from app.serve.guard.metrics import Metrics
 from app.serve.registry import handlers as registry
-from app.serve.services import Services
 from app.serve.settings import AppSettings
 from app.status import page as status_page
 from app.status import view as status_view

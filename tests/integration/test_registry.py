@@ -21,8 +21,8 @@ from aiohttp import web
 
 from app.events import EventLog
 from app.serve.app import build_app
+from app.serve.boot.services import Services
 from app.serve.boot.store import MatchboxStore
-from app.serve.services import Services
 from app.serve.settings import AppSettings
 
 PAUSE, KUBE_VIP, CILIUM, BUSYBOX = ("registry.k8s.io/pause:3.10", "ghcr.io/kube-vip/kube-vip:v0.8.0",

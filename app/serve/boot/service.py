@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from app.events import ALERT, Event, EventKind
 from app.serve.boot import policy, render
 from app.serve.boot.labels import is_unicast
+from app.serve.boot.services import Services
 from app.serve.guard.throttle import Throttle
-from app.serve.services import Services
 from app.serve.settings import BootSettings
 
 log = logging.getLogger("bootstrap_node.http")

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from app.atomic import atomic_write
+from app.atomic_file import atomic_write
 from app.events import Event, EventKind, Phase
 from app.layout import DNSMASQ_CONF, RUN
 from app.serve.errors import ServeError
