@@ -1,5 +1,5 @@
 """Day 2 against real kubeadm: the bootstrap token Secret and the kubeadm-certs Secret that
-app/wait/joins.py mints through the API are what `kubeadm join phase control-plane-prepare
+app/wait/kubeadm_secrets.py mints through the API are what `kubeadm join phase control-plane-prepare
 download-certs` needs: with our certificate key, the minted token and our CA pin it writes the very
 CA and service-account keys we hold; a wrong pin or an expired token fails as kubeadm says."""
 
@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from app import pki
-from app.wait import joins, kube
+from app.wait import kube
+from app.wait import kubeadm_secrets
 from tests.support import k8s_builds
 from tests.support.kubeadm_renders import VARIANTS, kubeadm_configs
 
@@ -49,18 +50,18 @@ def download_certs(control_plane, root: Path, config: str) -> subprocess.Complet
 
 def test_download_certs_takes_what_our_day2_code_minted(control_plane, api, secrets, tmp_path):
     now = dt.datetime.now(dt.UTC)
-    token, _ = joins.mint_token(api, now, dt.timedelta(hours=1), "bootstrap-node: test join of cp-2")
-    joins.upload_certs(api, secrets, now, dt.timedelta(hours=1))
+    token, _ = kubeadm_secrets.mint_token(api, now, dt.timedelta(hours=1), "bootstrap-node: test join of cp-2")
+    kubeadm_secrets.upload_certs(api, secrets, now, dt.timedelta(hours=1))
     root = tmp_path / "cp-2"
     run = download_certs(control_plane, root, join_config(tmp_path, secrets, token.token))
     assert run.returncode == 0, run.stderr[-4000:]
     pki_dir = root / "etc" / "kubernetes" / "pki"
-    for name, field in joins.CERT_FILES.items():
+    for name, field in kubeadm_secrets.CERT_FILES.items():
         assert (pki_dir / name).read_bytes().strip() == getattr(secrets, field).strip(), name
 
 
 def test_a_wrong_ca_pin_is_refused(control_plane, api, secrets, tmp_path):
-    token, _ = joins.mint_token(api, dt.datetime.now(dt.UTC), dt.timedelta(hours=1), "bootstrap-node: wrong pin")
+    token, _ = kubeadm_secrets.mint_token(api, dt.datetime.now(dt.UTC), dt.timedelta(hours=1), "bootstrap-node: wrong pin")
     other = pki.ca_pin(pki.create_secrets(dt.datetime.now(dt.UTC)).ca_crt)
     config = join_config(tmp_path, secrets, token.token).replace(pki.ca_pin(secrets.ca_crt), other)
     run = download_certs(control_plane, tmp_path / "root", config)
@@ -72,7 +73,7 @@ def test_a_wrong_ca_pin_is_refused(control_plane, api, secrets, tmp_path):
 def test_an_expired_token_is_refused(control_plane, api, secrets, tmp_path):
     expired = pki.new_token()
     past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    kube.create(api, joins.SECRETS, joins.token_secret(expired, past, "bootstrap-node: expired", joins=True))
+    kube.create(api, kubeadm_secrets.SECRETS, kubeadm_secrets.token_secret(expired, past, "bootstrap-node: expired", joins=True))
     run = download_certs(control_plane, tmp_path / "root", join_config(tmp_path, secrets, expired))
     assert run.returncode != 0
     token_id = expired.split(".")[0]
