@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from app import pki
-from app.wait import kube
-from app.wait import kubeadm_secrets
+from app.wait import kube, kubeadm_secrets
 from tests.support import k8s_builds
 from tests.support.kubeadm_renders import VARIANTS, kubeadm_configs
 
@@ -73,7 +72,8 @@ def test_a_wrong_ca_pin_is_refused(control_plane, api, secrets, tmp_path):
 def test_an_expired_token_is_refused(control_plane, api, secrets, tmp_path):
     expired = pki.new_token()
     past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    kube.create(api, kubeadm_secrets.SECRETS, kubeadm_secrets.token_secret(expired, past, "bootstrap-node: expired", joins=True))
+    secret = kubeadm_secrets.token_secret(expired, past, "bootstrap-node: expired", joins=True)
+    kube.create(api, kubeadm_secrets.SECRETS, secret)
     run = download_certs(control_plane, tmp_path / "root", join_config(tmp_path, secrets, expired))
     assert run.returncode != 0
     token_id = expired.split(".")[0]
