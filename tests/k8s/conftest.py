@@ -1,4 +1,4 @@
-"""Fixtures for the real-Kubernetes tier: one real control plane per session, made from our own
+"""Fixtures for the real-Kubernetes tier: one real control plane for it, made from our own
 `generate` output for cluster.yaml.example (see tests/support/control_plane.py)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def k8s_bin() -> Path:
     return k8s_builds.full()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def generated_k8s(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("k8s-generate") / "output"
     result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(out), "--templates", "/nonexistent",
@@ -32,10 +32,11 @@ def generated_k8s(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def control_plane(k8s_bin, generated_k8s, tmp_path_factory):
     """cp-1's rendered kubeadm config and CA set, through real kubeadm, as running processes in a
-    network namespace holding cp-1's address and the VIP."""
+    network namespace holding cp-1's address and the VIP. Package-scoped: it stops when this tier
+    is done, not at the end of the whole suite."""
     cluster, _ = load_cluster(EXAMPLE)
     ignition = json.loads((generated_k8s / "matchbox" / "ignition" / "cp-1.ign").read_text())
     config, placed = node_files(ignition, files_of)
