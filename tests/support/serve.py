@@ -69,3 +69,11 @@ async def pxe_and_install_config(http, mac: str) -> tuple[bytes, str]:
         body = await r.read()
         assert r.status == 200, body
     return body, credential_in(body)
+
+
+@asynccontextmanager
+async def client_from(http: aiohttp.ClientSession, address: str):
+    """A session like `http` whose connections come from `address` (another loopback machine)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(base_url=http._base_url, connector=connector) as session:
+        yield session
