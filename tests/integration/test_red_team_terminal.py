@@ -29,7 +29,7 @@ def looks_clean(out: str) -> None:
 def watched(tree) -> str:
     """`status --watch` with its stdout a pipe (one line per change) until the summary is out."""
     proc = subprocess.Popen([sys.executable, "-m", "app", "--config", str(EXAMPLE), "--output", str(tree), "status",
-                             "--watch", "--interval", "0.2"], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                             "--watch", "--interval", "0.2"], cwd=REPO, stdout=subprocess.PIPE,
                             env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
     seen, deadline = "", time.monotonic() + 30
     selector = selectors.DefaultSelector()
@@ -37,10 +37,10 @@ def watched(tree) -> str:
     try:
         while "installed 0/" not in seen and time.monotonic() < deadline:
             if selector.select(timeout=1):
-                line = proc.stdout.readline()
-                if not line:
+                chunk = os.read(proc.stdout.fileno(), 65536)  # not readline: its buffer hides from select
+                if not chunk:
                     break
-                seen += line
+                seen += chunk.decode()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
