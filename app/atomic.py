@@ -31,6 +31,9 @@ CURRENT, PREVIOUS = "current", "previous"
 MANIFEST = ".generated"  # in each generation: the files generate wrote there (the rest are the user's)
 PRIVATE_DIRS = ("credentials", "credentials/etcd", "matchbox/ignition")  # 0700: they hold keys
 DIR_MODE, PRIVATE_MODE = 0o755, 0o700  # dnsmasq runs as nobody: it must traverse down to tftp/
+# A new output directory: nobody else may list it or write in it, whatever the umask; dnsmasq (user
+# nobody) may still pass through it to tftp/, which 0700 would forbid.
+OUTPUT_MODE = 0o711
 SWAPPED = ".{}.swapped"  # a pre-generations entry, moved aside while its link takes its place
 NEW_LINK = "{}.new"  # a link about to replace CURRENT or PREVIOUS
 NO_LINKS = {errno.EPERM, errno.EMLINK, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS}  # copy instead
@@ -61,6 +64,10 @@ def write_tree(output: Path, files: Files) -> WriteSummary:
     if unknown:
         raise ValueError(f"generate does not own {unknown}")
     gens = output / GENERATIONS
+    if not output.exists():
+        with _writing(output):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            _make_dir(output, OUTPUT_MODE)
     with _writing(gens):
         gens.mkdir(parents=True, exist_ok=True)
         if gens.stat().st_mode & 0o777 != DIR_MODE:
