@@ -40,6 +40,9 @@ def serve(
     tftp_port: Annotated[int, typer.Option(help="Port of the built-in TFTP server.")] = 69,
     assets: AssetsOpt = DEFAULT_ASSETS,
     matchbox_data: Annotated[Path | None, typer.Option(help="Serve this Matchbox data dir instead.")] = None,
+    matchbox_data_with_secrets: Annotated[bool, typer.Option(
+        help="Serve a --matchbox-data tree even though it holds private keys or join tokens: Matchbox mode has "
+             "no install windows, so anyone on the LAN can fetch them.")] = False,
     images: ImagesOpt = DEFAULT_IMAGES,
     install_window: InstallWindowOpt = 3600.0,
     bind: BindOpt = Bind.link,
@@ -76,6 +79,13 @@ def serve(
                          max_per_client=max_per_client, workers=workers, log_format=log_format.value)
     if not opts.data_dir.is_dir():
         raise fail(f"{opts.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
+    if matchbox_data is not None and not matchbox_data_with_secrets:
+        from app.cli.foreign_data import secret_in
+        found = secret_in(opts.data_dir)
+        if found:
+            raise fail(f"refusing --matchbox-data {matchbox_data}: {found}. It would be served to anyone who asks, "
+                       "with no install windows. Serve the appliance's own tree without --matchbox-data, or pass "
+                       "--matchbox-data-with-secrets if that is really meant.")
     try:
         asyncio.run(serve_forever(opts))
     except (ServeError, DnsmasqFailed) as exc:
