@@ -5,6 +5,7 @@ a node state are; `log.py`: the file they live in."""
 from app.events.log import (
     FOLLOW_BLOCK,
     MAX_BYTES,
+    MAX_DISCOVERED,
     EventLog,
     append_event,
     read_events,
@@ -29,5 +30,6 @@ from app.events.model import (
 )
 
 __all__ = ["ALERT", "ALERT_SUMMARY", "CALLBACK_PHASES", "CONTESTED", "EXTERNAL_SOURCES", "FINAL_CALLBACKS",
-           "FINAL_CONFIG_SERVED", "FOLLOW_BLOCK", "INSTALL_CALLBACKS", "MAX_BYTES", "NODE_STATE", "PHASES",
+           "FINAL_CONFIG_SERVED", "FOLLOW_BLOCK", "INSTALL_CALLBACKS", "MAX_BYTES", "MAX_DISCOVERED", "NODE_STATE",
+           "PHASES",
            "Event", "EventLog", "NodeState", "Phase", "Window", "append_event", "epoch", "now_iso", "read_events"]

@@ -29,6 +29,7 @@ from app.events.model import (
 from app.layout import EVENTS, RUN
 
 RECENT_ALERTS = 50
+MAX_DISCOVERED = 256  # distinct unknown MACs kept for `discover` and the status page; more are not kept
 MAX_ADDRESSES = 65536  # address -> MAC pairs remembered from PXE boots (download attribution)
 MAX_BYTES = 64 * 1024 * 1024  # events.jsonl is compacted past this; events.jsonl.1 keeps the one before
 WORKERS_LOCK = "events.lock"  # under run/: taken by every writer when serve runs several workers
@@ -44,9 +45,13 @@ class EventLog:
     """
 
     def __init__(self, output: Path, known: Callable[[], dict[str, str]] | dict[str, str] | None = None,
-                 max_bytes: int = MAX_BYTES):
+                 max_bytes: int = MAX_BYTES, only_known: bool = False):
         self.path = output / EVENTS
         self.max_bytes = max_bytes
+        # Node states only for the known nodes (serve, and a reader that knows the cluster): an event
+        # naming any other MAC, in the file or recorded, changes no state. Anyone on the LAN can make
+        # up MACs; nodes are what cluster.yaml says.
+        self.only_known = only_known
         self._size = 0  # bytes in the file we append to
         self._inode = 0
         fixed = dict(known or {}) if not callable(known) else None
@@ -72,6 +77,13 @@ class EventLog:
         """Decide from the states and record the decision's events as one step: two requests for the
         same node never both see its window unused. One process: a thread lock (asyncio handlers
         run one at a time anyway). Several workers share one log: see serve/shared_events.py."""
+        with self._lock:
+            yield self
+
+    @contextmanager
+    def reading(self) -> Iterator[EventLog]:
+        """Hold the states still while another thread reads them (the status page is built off the
+        event loop); unlike `transaction`, it never takes the workers' file lock."""
         with self._lock:
             yield self
 
@@ -199,7 +211,8 @@ class EventLog:
         as it is now (one line per node, per discovered MAC, and the alert counts). Called with the
         lock held; a failure (a full disk) leaves the log as it was and is counted."""
         lines = [Event(COMPACTED, source="serve").line()]
-        lines += [s.snapshot_event().line() for s in self.nodes.values()]
+        known = self.known
+        lines += [s.snapshot_event().line() for s in self.nodes.values() if s.mac in known or not self.only_known]
         lines += [Event("discovered", mac=mac, source="serve", ts=ts).line() for mac, ts in self.discovered.items()]
         if self.alerts:
             lines.append(Event(ALERT_SUMMARY, source="serve", detail={"counts": dict(self.alerts)}).line())
@@ -221,6 +234,10 @@ class EventLog:
         self._open_for_append()
         self._inode, self._followed = os.fstat(self._fd).st_ino, self._size  # our snapshot is applied already
         self._own_lines.clear()
+        if self._size * 4 > self.max_bytes * 3:
+            # A state this close to the cap would be compacted again within a few lines, or on every
+            # line once it passes it (the red team's flood did that): room for as much again.
+            self.max_bytes = self._size * 2
 
     def _apply(self, event: Event) -> None:
         if event.kind == ALERT_SUMMARY:
@@ -228,11 +245,14 @@ class EventLog:
         if event.kind == ALERT:
             self.alerts[str(event.detail.get("reason", "alert"))] += 1
             self.recent_alerts.append(event)
-        if event.kind == "discovered" and event.mac:
+        if event.kind == "discovered" and event.mac and (
+                event.mac in self.discovered or len(self.discovered) < MAX_DISCOVERED):
             self.discovered.setdefault(event.mac, event.ts)
         if event.kind == Phase.IPXE and event.mac and event.detail.get("ip"):
             self._remember_address(str(event.detail["ip"]), event.mac)
         if not event.mac or not changes_state(event.kind):
+            return
+        if self.only_known and event.mac not in self.known:
             return
         state = self.nodes.get(event.mac) or NodeState(mac=event.mac, name=self.known.get(event.mac, ""))
         self.nodes[event.mac] = state

@@ -35,13 +35,13 @@ from app.layout import RUN
 
 
 class SharedEventLog(EventLog):
-    def __init__(self, output: Path, known=None, max_bytes: int = MAX_BYTES):
+    def __init__(self, output: Path, known=None, max_bytes: int = MAX_BYTES, only_known: bool = False):
         # The log itself is replaced on compaction; the lock file never is.
         self._lock_path = output / RUN / WORKERS_LOCK
         self._lock_fd: int | None = None
         self._depth = 0  # transactions nest (record inside a decision): only the outer one locks
         self._unsaved = False  # an event of the current transaction did not reach the file
-        super().__init__(output, known, max_bytes)
+        super().__init__(output, known, max_bytes, only_known)
 
     def open(self) -> None:
         self._lock_path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,17 +5,22 @@ Boot routes are in `boot/`, the registry in `registry/`; this module wires them 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
 from app.events import Event
 from app.serve.boot import handlers as boot
+from app.serve.boot.store import LabelError
 from app.serve.context import CTX, Context, not_found, text
 from app.serve.guard.metrics import Metrics
 from app.serve.registry import handlers as registry
 from app.status import page as status_page
 from app.status import view as status_view
+from app.status.view import StatusView
 
 log = logging.getLogger("bootstrap_node.http")
 
@@ -30,6 +35,8 @@ async def matchbox_errors(request: web.Request, handler):
         response = await handler(request)
     except web.HTTPNotFound:
         response = not_found()
+    except LabelError as exc:
+        response = text(f"bad request: {exc}\n", 400)
     except web.HTTPException as exc:  # redirects and the like: aiohttp wants them raised
         ctx.metrics.request(name, exc.status)
         raise
@@ -47,13 +54,31 @@ async def root(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     if ctx.config.strict_matchbox:
         return text("matchbox\n")
-    view = status_view.build(ctx.events, ctx.config.assets, ctx.clock())
-    return web.Response(text=status_page.html(view), content_type="text/html", charset="utf-8")
+    page = await _off_the_loop(request, lambda view: status_page.html(view))
+    return web.Response(text=page, content_type="text/html", charset="utf-8")
 
 
 async def status_json(request: web.Request) -> web.Response:
+    body = await _off_the_loop(request, lambda view: json.dumps(view.as_json()))
+    return web.Response(text=body, content_type="application/json", charset="utf-8")
+
+
+STATUS_BUILDS = web.AppKey("status_builds", asyncio.Lock)
+
+
+async def _off_the_loop(request: web.Request, render: Callable[[StatusView], str]) -> str:
+    """Build and render the status view in a thread, one build at a time: a crowd of /status
+    requests waits its turn without holding up the boot answers on the loop. The event log's states
+    are held still only while the view is built (the states are bounded: known nodes and at most
+    MAX_DISCOVERED strangers), not while it is rendered."""
     ctx = request.app[CTX]
-    return web.json_response(status_view.build(ctx.events, ctx.config.assets, ctx.clock()).as_json())
+
+    def build() -> str:
+        with ctx.events.reading():
+            view = status_view.build(ctx.events, ctx.config.assets, ctx.clock())
+        return render(view)
+    async with request.app[STATUS_BUILDS]:
+        return await asyncio.to_thread(build)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -68,6 +93,7 @@ async def metrics(request: web.Request) -> web.Response:
 def make_app(ctx: Context) -> web.Application:
     app = web.Application(middlewares=[matchbox_errors], client_max_size=ctx.config.max_callback_bytes)
     app[CTX] = ctx
+    app[STATUS_BUILDS] = asyncio.Lock()
     routes = [("/", root), ("/boot.ipxe", boot.boot_ipxe), ("/boot.ipxe.0", boot.boot_ipxe), ("/ipxe", boot.ipxe),
               ("/grub", boot.grub), ("/ignition", boot.ignition), ("/generic", boot.generic),
               ("/metadata", boot.metadata), ("/assets", boot.assets_redirect), ("/assets/{tail:.*}", boot.assets),

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app.events import Event, EventLog
+from app.events import MAX_DISCOVERED, Event, EventLog
+from app.events.model import changes_state
 from app.serve.boot import policy
-from app.serve.boot.store import Store
+from app.serve.boot.store import Store, is_unicast
 from app.serve.guard.metrics import Metrics
 from app.serve.guard.throttle import Throttle
 from app.serve.kernel.neighbours import link_mac
@@ -21,6 +22,7 @@ from app.serve.kernel.neighbours import link_mac
 NOT_FOUND = "404 page not found\n"
 CREDENTIAL_BYTES = 32
 ALERT_PERIOD = 60.0  # at most one logged alert per reason, sender and node per minute; all are counted
+DISCOVERY_FULL = f"more than {MAX_DISCOVERED} unknown machines PXE-booted; the rest are not listed"
 
 
 @dataclass
@@ -65,6 +67,27 @@ class Context:
                 if not self.throttle.allow(key, now):
                     continue
             self.events.record(event)
+
+    def admit(self, event: Event) -> Event | None:
+        """What to record of `event` about a machine: a known node's event as it is; for any other MAC a
+        state-changing event (a PXE boot, a DHCP exchange) becomes a discovery, kept only through the
+        capped, throttled discovery table. HTTP and DHCP paths alike: made-up MACs never make nodes."""
+        if not event.mac or event.mac in self.events.known or not (changes_state(event.kind)
+                                                                   or event.kind == "discovered"):
+            return event
+        ip = event.detail.get("ip", "")
+        discovered = Event("discovered", mac=event.mac, source=event.source, detail={"ip": ip} if ip else {})
+        return discovered if self._worth_discovering(event.mac) else None
+
+    def _worth_discovering(self, mac: str) -> bool:
+        """Real NICs only, each at most once a minute, and at most MAX_DISCOVERED of them (a flood
+        of made-up MACs is counted, not kept)."""
+        if not is_unicast(mac):
+            return False
+        if mac not in self.events.discovered and len(self.events.discovered) >= MAX_DISCOVERED:
+            self.metrics.alert(DISCOVERY_FULL)
+            return False
+        return self.throttle.allow(("discovered", mac), time.monotonic())
 
 
 CTX = web.AppKey("ctx", Context)

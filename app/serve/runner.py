@@ -84,7 +84,8 @@ class Server:
     def __init__(self, opts: ServeOptions):
         self.opts = opts
         self.store = Store(opts.data_dir)
-        self.events = (SharedEventLog if opts.workers > 1 else EventLog)(opts.output, self.store.known_nodes)
+        self.events = (SharedEventLog if opts.workers > 1 else EventLog)(opts.output, self.store.known_nodes,
+                                                                        only_known=True)
         self.ctx = Context(ServeConfig(opts.data_dir, opts.assets, opts.strict_matchbox, own_tree=not opts.foreign_data,
                                        install_window=opts.install_window, images=opts.images,
                                        bind=opts.bind), self.store, self.events)
@@ -135,13 +136,19 @@ class Server:
         log.info("serving %s (data %s, assets %s%s)", self.url, self.opts.data_dir, self.opts.assets,
                  f", worker {self.opts.worker + 1} of {self.opts.workers}" if shared_port else "")
 
+    def _dnsmasq_event(self, event: Event) -> None:
+        """A DHCP or TFTP exchange of a machine that is no node goes through the discovery table."""
+        admitted = self.ctx.admit(event)
+        if admitted is not None:
+            self.events.record(admitted)
+
     def _start_leader_parts(self) -> None:
         """What only one process may do: the state file, dnsmasq, TFTP, the other workers."""
         self._write_state()
         self.events.record(Event("serve-started", source="serve", detail={"url": self.url, "pid": os.getpid()}))
         if self.opts.dhcp == "proxy" or self.opts.tftp == "dnsmasq":
             conf = conf_for(self.opts.output, self.opts.dhcp)
-            self.supervisor = Supervisor(conf, self.events.record, binary=self.opts.dnsmasq_binary,
+            self.supervisor = Supervisor(conf, self._dnsmasq_event, binary=self.opts.dnsmasq_binary,
                                          on_restart=self._count_restart, on_started=self._write_state)
             self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
         if self.opts.tftp == "builtin":

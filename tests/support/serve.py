@@ -25,15 +25,17 @@ def write_json(path: Path, data) -> None:
 async def running(data_dir: Path, output: Path, assets: Path | None = None, strict: bool = False, recheck=0.0,
                   own_tree: bool = True, neighbours: dict[str, str] | None = None, window: float = 3600.0,
                   images: Path | None = None, bind: str | None = None, event_log=EventLog,
-                  shutdown_timeout: float = 60.0):
+                  shutdown_timeout: float = 60.0, only_known: bool = True):
     """`own_tree`: the appliance's own tree (install windows, credentials); False: a foreign Matchbox
     data dir. `neighbours`: address -> MAC, standing in for the kernel's neighbour table (loopback has
     none); with it, machines are bound by MAC as on a real L2, without it by address. `event_log`:
     SharedEventLog for one of several workers. `shutdown_timeout`: how long closing waits for
-    handlers still running before cancelling them (serve's --shutdown-timeout)."""
+    handlers still running before cancelling them (serve's --shutdown-timeout). `only_known`: node states
+    only for the tree's nodes, as serve keeps them; False shows every MAC in the log, as a reader
+    without cluster.yaml does."""
     store = Store(data_dir, recheck=recheck)
     table = neighbours if neighbours is not None else {}  # the same dict: tests change it as they go
-    events = event_log(output, store.known_nodes)
+    events = event_log(output, store.known_nodes, only_known=only_known)
     events.open()
     ctx = Context(ServeConfig(data_dir=data_dir, assets=assets, strict_matchbox=strict, retry_seconds=5,
                               own_tree=own_tree, install_window=window, images=images,

@@ -16,28 +16,15 @@ from aiohttp import web
 
 from app.events import CALLBACK_PHASES, Event
 from app.serve.boot import policy, render
-from app.serve.boot.store import is_unicast, normalize_mac, parse_labels
+from app.serve.boot.store import normalize_mac, parse_labels
 from app.serve.context import CTX, Context, not_found, text
 from app.serve.transfer.assets import serve_asset
 from app.serve.transfer.sender import ClientGone
 
 log = logging.getLogger("bootstrap_node.http")
 BOOT_ASSETS = ("vmlinuz", "cpio.gz", ".efi", ".kpxe", "image.bin.bz2", ".raw")
-MAX_DISCOVERED = 256  # distinct unknown MACs kept for `discover` and the status page
-DISCOVERY_FULL = f"more than {MAX_DISCOVERED} unknown machines PXE-booted; the rest are not listed"
 # With several workers, a decision the event log could not record is not acted on (events/shared.py).
 UNSAVED = "the event log could not be written (is the disk full?); try again\n"
-
-
-def _worth_recording_discovery(ctx: Context, event: Event) -> bool:
-    """Unknown machines are for `discover`: real NICs only, each at most once a minute, and at most
-    MAX_DISCOVERED of them (a flood of made-up MACs is counted, not kept)."""
-    if not is_unicast(event.mac):
-        return False
-    if event.mac not in ctx.events.discovered and len(ctx.events.discovered) >= MAX_DISCOVERED:
-        ctx.metrics.alert(DISCOVERY_FULL)
-        return False
-    return ctx.throttle.allow(("discovered", event.mac), time.monotonic())
 
 
 def _boot_request(request: web.Request, route: str, labels: dict[str, str]) -> policy.Request:
@@ -84,7 +71,7 @@ async def ipxe(request: web.Request) -> web.Response:
     mac = policy.mac_label(labels)
     with ctx.events.transaction():  # its `ipxe` event also ties the address's downloads to the node
         decision = policy.decide_ipxe(req, ctx.store, ctx.events.state(mac), ctx.events.known, ctx.config.settings)
-        ctx.record([e for e in decision.events if e.kind != "discovered" or _worth_recording_discovery(ctx, e)])
+        ctx.record([e for e in map(ctx.admit, decision.events) if e is not None])
     return _answer(decision)
 
 
@@ -209,6 +196,22 @@ def _downloaded(ctx: Context, request: web.Request, started: float, sent: int, a
         ctx.events.record(Event("kernel" if mac else "http", mac=mac, source="http", detail=detail))
 
 
+def _callback_fields(data: object) -> tuple[str, str, str] | str:
+    """(mac, phase, message) of a callback body, each checked for its type before any use; or why not.
+    A list where a string belongs (`"phase": []`) was a 500 with a traceback per request."""
+    if not isinstance(data, dict):
+        return "body must be a JSON object\n"
+    mac, phase, message = data.get("mac"), data.get("phase"), data.get("message")
+    message = "" if message is None else message
+    if not isinstance(mac, str) or normalize_mac(mac) is None:
+        return "mac: not a MAC address\n"
+    if not isinstance(phase, str) or phase not in CALLBACK_PHASES:
+        return f"phase: must be one of {', '.join(sorted(CALLBACK_PHASES))}\n"
+    if not isinstance(message, str):
+        return "message: must be a string\n"
+    return normalize_mac(mac) or "", phase, message
+
+
 async def post_event(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     if request.method != "POST":
@@ -219,14 +222,13 @@ async def post_event(request: web.Request) -> web.Response:
         data = json.loads(await request.read())
     except (ValueError, RecursionError):
         return text("body must be JSON\n", 400)
-    if not isinstance(data, dict):
-        return text("body must be a JSON object\n", 400)
-    mac = normalize_mac(str(data.get("mac", "")))
-    phase = data.get("phase")
-    if mac is None:
-        return text("mac: not a MAC address\n", 400)
-    if phase not in CALLBACK_PHASES:
-        return text(f"phase: must be one of {', '.join(sorted(CALLBACK_PHASES))}\n", 400)
+    fields = _callback_fields(data)
+    if isinstance(fields, str):
+        if ctx.throttle.allow(("malformed-callback",), time.monotonic()):
+            log.warning("refused a malformed callback from %s (400): %s; more are counted, not logged",
+                        request.remote, fields.strip())
+        return text(fields, 400)
+    mac, phase, message = fields
     if mac not in ctx.events.known:
         return text(f"no node has MAC {mac}\n", 404)
     credential = _bearer(request)
@@ -235,7 +237,7 @@ async def post_event(request: web.Request) -> web.Response:
             ctx.metrics.bad_callbacks += 1
             ctx.record(policy.refuse(_boot_request(request, "events", {}), mac, policy.CALLBACK_REFUSED).events)
             return text("callback refused: missing or wrong credential\n", 401 if credential is None else 403)
-        ctx.events.record(Event(phase, mac=mac, source="node", message=str(data.get("message", ""))[:2000]))
+        ctx.events.record(Event(phase, mac=mac, source="node", message=message[:2000]))
         if not ctx.events.saved():
             return text(UNSAVED, 503)
     return text("ok\n")

@@ -146,8 +146,9 @@ def decide_ipxe(req: Request, store: Store, state: NodeState | None, known: dict
     group, profile = matched
     detail = {"profile": profile["id"], "ip": req.address}
     if not settings.own_tree or mac not in known:
-        return Decision(body=render.ipxe_script(profile["boot"]), events=[Event("ipxe", mac=mac, source="http",
-                                                                               detail=detail)])
+        # A machine that is no node (a Matchbox default group matched it) is a discovery, never a node.
+        seen = [Event("ipxe" if mac in known else "discovered", mac=mac, source="http", detail=detail)] if mac else []
+        return Decision(body=render.ipxe_script(profile["boot"]), events=seen)
     if req.link_mac and req.link_mac != mac:
         return refuse(req, mac, SPOOFED_PXE)
     if not req.link_mac and settings.bind == "link":
