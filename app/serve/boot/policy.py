@@ -222,7 +222,9 @@ def _final_config(req: Request, mac: str, window, settings: Settings) -> str | N
 def callback_allowed(phase: str, credential: str | None, state: NodeState | None, settings: Settings,
                      now: float) -> bool:
     """A progress report changes state only with the credential of this install (install phases)
-    or of the final config it received (later phases); `failed` may carry either."""
+    or of the final config it received (later phases); `failed` may carry either. The final
+    config's credential is spent once the node reported `joined`, or an install window after it
+    went out (plain HTTP can be sniffed: a copy must not report for the node for ever)."""
     if not settings.own_tree:
         return True
     if not credential or state is None:
@@ -231,7 +233,8 @@ def callback_allowed(phase: str, credential: str | None, state: NodeState | None
     window = state.window
     install_ok = (window is not None and window.is_open(now, settings.window_seconds)
                   and bool(window.install_credential) and presented == window.install_credential)
-    final_ok = bool(state.callback_credential) and presented == state.callback_credential
+    final_ok = (bool(state.callback_credential) and presented == state.callback_credential
+                and now - state.callback_since < settings.window_seconds)
     if phase in INSTALL_CALLBACKS:
         return install_ok
     if phase in FINAL_CALLBACKS:
