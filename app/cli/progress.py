@@ -16,7 +16,7 @@ import typer
 
 from app.events import PHASES
 from app.logs import terminal_safe
-from app.status.text import download_text, duration, last_error, summary_text
+from app.status.text import download_text, duration, last_error, senders_text, summary_text
 from app.status.view import StatusView
 
 HEADERS = ["node", "role", "phase (events)", "API", "last error"]
@@ -106,8 +106,8 @@ def status_lines(view: StatusView) -> dict[str, str]:
 def alert_lines(view: StatusView) -> dict[str, str]:
     lines = {}
     for group in view.alerts:
-        sender = f" (last from {group.last_sender})" if group.last_sender else ""
-        lines[f"alert {group.reason}"] = f"alert: {group.reason}: {group.count}×{sender}"
+        senders = senders_text(group)
+        lines[f"alert {group.reason}"] = f"alert: {group.reason}: {group.count}×" + (f" ({senders})" if senders else "")
     if view.dnsmasq_restarts:
         lines["dnsmasq"] = f"alert: dnsmasq restarted {view.dnsmasq_restarts}× (last at {view.last_dnsmasq_restart})"
     if view.write_failures:

@@ -60,6 +60,8 @@ class EventLog:
         self.discovered: dict[str, str] = {}  # mac -> first seen
         self.alerts: Counter = Counter()  # reason -> count
         self.recent_alerts: deque[Event] = deque(maxlen=RECENT_ALERTS)
+        # reason -> (first, last) sender of that alert: address, neighbour MAC, route, node, time.
+        self.alert_senders: dict[str, tuple[dict, dict]] = {}
         self.address_macs: OrderedDict[str, str] = OrderedDict()  # the address each node PXE-booted from
         self.write_failures = 0
         self._lock = threading.RLock()
@@ -149,6 +151,7 @@ class EventLog:
             self.nodes.clear()
             self.discovered.clear()
             self.alerts.clear()
+            self.alert_senders.clear()
 
     def open(self) -> None:
         self._open_for_append()
@@ -215,7 +218,9 @@ class EventLog:
         lines += [s.snapshot_event().line() for s in self.nodes.values() if s.mac in known or not self.only_known]
         lines += [Event("discovered", mac=mac, source="serve", ts=ts).line() for mac, ts in self.discovered.items()]
         if self.alerts:
-            lines.append(Event(ALERT_SUMMARY, source="serve", detail={"counts": dict(self.alerts)}).line())
+            senders = {reason: list(pair) for reason, pair in self.alert_senders.items()}
+            lines.append(Event(ALERT_SUMMARY, source="serve",
+                               detail={"counts": dict(self.alerts), "senders": senders}).line())
         data = "".join(lines).encode()
         fresh = self.path.with_name(self.path.name + ".new")
         try:
@@ -239,12 +244,30 @@ class EventLog:
             # line once it passes it (the red team's flood did that): room for as much again.
             self.max_bytes = self._size * 2
 
+    def count_alert(self, event: Event) -> None:
+        """An alert that is not written (throttled): counted, its sender remembered, in memory only;
+        the counts reach the file with the next compaction's summary."""
+        with self._lock:
+            self._apply_alert(event)
+
+    def _apply_alert(self, event: Event) -> None:
+        reason = str(event.detail.get("reason", "alert"))
+        self.alerts[reason] += 1
+        self.recent_alerts.append(event)
+        sender = {"remote": str(event.detail.get("remote", "")), "link_mac": str(event.detail.get("link_mac", "")),
+                  "route": str(event.detail.get("route", "")), "node": event.node or event.mac, "ts": event.ts}
+        first = self.alert_senders.get(reason, (sender, sender))[0]
+        self.alert_senders[reason] = (first, sender)
+
     def _apply(self, event: Event) -> None:
         if event.kind == ALERT_SUMMARY:
             self.alerts.update({str(k): int(v) for k, v in event.detail.get("counts", {}).items()})
+            senders = event.detail.get("senders")
+            for reason, pair in (senders.items() if isinstance(senders, dict) else ()):
+                if isinstance(pair, list) and len(pair) == 2 and all(isinstance(s, dict) for s in pair):
+                    self.alert_senders[str(reason)] = (pair[0], pair[1])
         if event.kind == ALERT:
-            self.alerts[str(event.detail.get("reason", "alert"))] += 1
-            self.recent_alerts.append(event)
+            self._apply_alert(event)
         if event.kind == "discovered" and event.mac and (
                 event.mac in self.discovered or len(self.discovered) < MAX_DISCOVERED):
             self.discovered.setdefault(event.mac, event.ts)

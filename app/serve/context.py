@@ -65,6 +65,9 @@ class Context:
                 self.metrics.alert(str(event.detail.get("reason", "")))
                 key = (event.detail.get("reason"), event.detail.get("remote"), event.mac)
                 if not self.throttle.allow(key, now):
+                    if event.mac and not event.node:
+                        event.node = self.events.known.get(event.mac, "")
+                    self.events.count_alert(event)  # the operator's view counts every one
                     continue
             self.events.record(event)
 
