@@ -47,7 +47,8 @@ def serve(
     install_window: InstallWindowOpt = 3600.0,
     bind: BindOpt = Bind.link,
     idle_timeout: Annotated[float, typer.Option(
-        help="Seconds a connection may wait for a complete request (idle keep-alive or slow headers).")] = 15.0,
+        help="Seconds a connection may wait for a complete request (idle keep-alive or slow headers); a "
+             "request's body must arrive whole within as long again.")] = 15.0,
     max_connections: Annotated[int, typer.Option(
         help="Open connections at most (then the oldest idle one is closed).")] = 4096,
     max_per_client: Annotated[int, typer.Option(

@@ -36,6 +36,7 @@ class ServeConfig:
     install_window: float = 3600.0  # seconds a PXE boot keeps a node's install window open
     images: Path | None = None  # an OCI image layout served at /v2/
     bind: str = "link"  # how a request is tied to a machine: see policy.Settings.bind
+    body_seconds: float = 15.0  # a request body must arrive whole within this (serve's --idle-timeout)
 
     @property
     def settings(self) -> policy.Settings:

@@ -88,7 +88,7 @@ class Server:
                                                                         only_known=True)
         self.ctx = Context(ServeConfig(opts.data_dir, opts.assets, opts.strict_matchbox, own_tree=not opts.foreign_data,
                                        install_window=opts.install_window, images=opts.images,
-                                       bind=opts.bind), self.store, self.events)
+                                       bind=opts.bind, body_seconds=opts.idle_timeout), self.store, self.events)
         if opts.workers > 1:
             self.ctx.peer_metrics = lambda: workers.others(opts.output, opts.worker)
         self.pool: workers.Pool | None = None

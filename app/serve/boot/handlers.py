@@ -18,6 +18,7 @@ from app.events import CALLBACK_PHASES, Event
 from app.serve.boot import policy, render
 from app.serve.boot.store import normalize_mac, parse_labels
 from app.serve.context import CTX, Context, not_found, text
+from app.serve.guard.limits import BodyTooSlow, read_body
 from app.serve.transfer.assets import serve_asset
 from app.serve.transfer.sender import ClientGone
 
@@ -219,7 +220,9 @@ async def post_event(request: web.Request) -> web.Response:
     if (request.content_length or 0) > ctx.config.max_callback_bytes:
         return text("event too large\n", 413)
     try:
-        data = json.loads(await request.read())
+        data = json.loads(await read_body(request, ctx.config.body_seconds))
+    except BodyTooSlow:
+        return text("the body did not arrive in time\n", 408)
     except (ValueError, RecursionError):
         return text("body must be JSON\n", 400)
     fields = _callback_fields(data)

@@ -4,6 +4,8 @@ not a storm.
 
 - aiohttp starts its keep-alive timer when a connection opens and closes it if no complete request
   arrived in time, so `IDLE_SECONDS` bounds both an idle keep-alive and a slowloris's headers.
+- A request body (only callbacks read one) must arrive whole within as long again (`read_body`): a
+  byte every few seconds is not a body. While a handler waits on one, its connection counts as idle.
 - One address may hold at most `PER_ADDRESS` connections: more are closed at once. Over the total cap,
   the oldest *idle* connection is closed to make room (a node's request always gets in; a flood of
   idle sockets only evicts itself). Both are counted in /metrics.
@@ -79,9 +81,36 @@ def _peer(transport) -> str:
 
 
 def _idle(handler) -> bool:
-    """Waiting for a request (aiohttp parks an idle handler on `_waiter`); never a download in flight."""
+    """Waiting for a request (aiohttp parks an idle handler on `_waiter`) or for a request's body;
+    never a download in flight."""
+    if handler in _waiting_on_body:
+        return True
     waiter = getattr(handler, "_waiter", None)
     return waiter is not None and not waiter.done()
+
+
+_waiting_on_body: set = set()  # the protocols of requests whose handler is reading their body
+
+
+class BodyTooSlow(Exception):
+    """The body did not arrive in time (or its connection was evicted meanwhile); the connection is closed."""
+
+
+async def read_body(request: web.Request, seconds: float) -> bytes:
+    """The request's body, whole within `seconds` of asking for it; else BodyTooSlow, with the
+    connection closed (a slow body holds a connection and a handler: the red team exhausted every
+    connection with bodies trickled a byte every 5 s)."""
+    protocol = request.protocol
+    _waiting_on_body.add(protocol)
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except (TimeoutError, ConnectionError):  # too slow, or evicted for a newcomer while it waited
+        if request.transport is not None:
+            request.transport.close()
+        raise BodyTooSlow from None
+    finally:
+        _waiting_on_body.discard(protocol)
 
 
 def quiet_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
