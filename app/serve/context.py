@@ -17,6 +17,7 @@ from app.serve.boot import policy
 from app.serve.boot.store import Store, is_unicast
 from app.serve.guard.metrics import Metrics
 from app.serve.guard.throttle import Throttle
+from app.serve.kernel.claims import LinkHistory
 from app.serve.kernel.neighbours import link_mac
 
 NOT_FOUND = "404 page not found\n"
@@ -57,6 +58,24 @@ class Context:
     throttle: Throttle = field(default_factory=lambda: Throttle(ALERT_PERIOD))
     # With several workers: the other workers' published counters, added to ours on /metrics.
     peer_metrics: Callable[[], list[dict]] | None = None
+    links: LinkHistory = field(default_factory=lambda: LinkHistory(3600.0))
+
+    def __post_init__(self) -> None:
+        self.links.period = self.config.install_window  # a claim matters while a window can be open
+
+    def link_of(self, address: str, ours: str | None) -> tuple[str | None, str | None]:
+        """The sender's MAC in the neighbour table, and another MAC it had lately (a claim's mark)."""
+        mac = self.neighbour(address, ours)
+        return mac, self.links.see(address, mac, time.monotonic())
+
+    def accepted(self, transport) -> None:
+        """A new connection: note its sender's MAC now, before any claim made while it is open."""
+        if not self.config.own_tree or transport is None:
+            return
+        peer, ours = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        if isinstance(peer, tuple) and peer:
+            address = f"{peer[0]}%{peer[3]}" if len(peer) == 4 and peer[3] else str(peer[0])
+            self.link_of(address, ours[0] if isinstance(ours, tuple) else None)
 
     def record(self, events: list[Event]) -> None:
         """Record a decision's events; alerts are counted always, logged at most once a period."""

@@ -119,7 +119,7 @@ class Server:
                                     access_log_format=ACCESS_LOG_FORMAT, keepalive_timeout=self.opts.idle_timeout)
         await self.runner.setup()
         limits.cap_connections(self.runner.server, cap, self.ctx.metrics.connection_refused,
-                               per_address=self.opts.max_per_client)
+                               per_address=self.opts.max_per_client, on_accepted=self.ctx.accepted)
         shared_port = self.opts.workers > 1
         try:
             if shared_port and self.opts.leader:

@@ -59,6 +59,36 @@ def tree(output):
     return output
 
 
+# -- item 3: an ARP/NDP claim moves the table's entry ------------------------------------------------------
+async def test_a_claim_of_the_victims_mac_behind_the_attackers_address_contests_the_window(tree):
+    """What an ARP request (or NDP advertisement) carrying the victim's MAC in its payload does to a real
+    kernel, sent from the attacker's own MAC: the entry for the attacker's address names the victim's
+    MAC (tests/root/test_red_team_lan.py sends the real packets). It won cp-1's keys; now it contests."""
+    mac = NODES["cp-1"]
+    table = neighbour_table()
+    async with running(tree / "matchbox", tree, neighbours=table) as (http, ctx), \
+            client_from(http, ADDRESS["cp-1"]) as node, client_from(http, ATTACKER) as attacker:
+        async with node.get(f"/ipxe?mac={mac}") as r:
+            assert r.status == 200
+        async with attacker.get("/status") as r:  # the attacker's connection: its own MAC in the table
+            assert r.status == 200
+        table[ATTACKER] = mac  # the claim
+        for path in (f"/ignition?mac={mac}", f"/ignition?mac={mac}&os=installed"):
+            async with attacker.get(path) as r:
+                assert r.status == 403, path
+        async with attacker.get(f"/ipxe?mac={mac}") as r:
+            assert "kernel " not in await r.text()  # held: no installer for anyone
+        async with node.get(f"/ignition?mac={mac}") as r:
+            assert r.status == 403  # contested: nobody gets it until `reinstall`
+        async with http.get("/status") as r:
+            groups = {g["reason"][:30]: g for g in (await r.json())["alert_groups"]}
+    claim = groups["the MAC behind this address ch"]
+    assert (claim["first_sender"], claim["first_mac"]) == (ATTACKER, mac)
+    assert ctx.events.nodes[mac].window.contested
+    logged = [json.loads(line) for line in (tree / "events.jsonl").read_text().splitlines() if "forged ARP" in line]
+    assert logged[0]["detail"]["earlier_link_mac"] == ATTACKER_MAC  # both MACs the appliance saw
+
+
 # -- item 4: one MAC label per request -----------------------------------------------------------------
 @pytest.mark.parametrize("query", [f"MAC=02:00:00:00:00:01&mac={CP1}", f"mac={CP1}&MAC=02:00:00:00:00:01",
                                    f"mac={CP1}&mac={CP1}", f"mac={CP1}&Mac={CP1.upper()}",

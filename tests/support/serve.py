@@ -14,6 +14,7 @@ from app.layout import CREDENTIAL_PATH
 from app.serve.app import make_app
 from app.serve.boot.store import Store
 from app.serve.context import Context, ServeConfig
+from app.serve.guard.limits import cap_connections
 
 
 def write_json(path: Path, data) -> None:
@@ -43,6 +44,8 @@ async def running(data_dir: Path, output: Path, assets: Path | None = None, stri
                   neighbour=lambda address, ours=None: table.get(address))
     server = TestServer(make_app(ctx), host="127.0.0.1")
     await server.start_server(shutdown_timeout=shutdown_timeout)
+    # As serve does: each accepted connection's sender is looked up once (kernel/claims.py); no caps here.
+    cap_connections(server.runner.server, 1 << 30, lambda: None, per_address=1 << 30, on_accepted=ctx.accepted)
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{server.port}",
                                          auto_decompress=False) as session:

@@ -33,21 +33,22 @@ def _boot_request(request: web.Request, route: str, labels: dict[str, str]) -> p
     address = request.remote or ""
     # The neighbour table binds requests to machines only on the appliance's own tree: a foreign
     # Matchbox data dir never asks, and its boot path should not pay for reading it.
-    link = _sender_mac(ctx, request) if address and ctx.config.own_tree else None
-    return policy.Request(route, labels, address, link_mac=link, credential=_bearer(request), now=ctx.clock())
+    link, earlier = _sender_mac(ctx, request) if address and ctx.config.own_tree else (None, None)
+    return policy.Request(route, labels, address, link_mac=link, credential=_bearer(request), now=ctx.clock(),
+                          earlier_link_mac=earlier)
 
 
-def _sender_mac(ctx: Context, request: web.Request) -> str | None:
-    """The neighbour table's MAC for the request's sender, asked with our end of the connection (so
-    that policy routing picks the route the replies take) and, for an IPv6 link-local sender, the
-    interface it came in on (every link has fe80::/64)."""
+def _sender_mac(ctx: Context, request: web.Request) -> tuple[str | None, str | None]:
+    """The neighbour table's MAC for the request's sender (and another it had lately), asked with our
+    end of the connection (so that policy routing picks the route the replies take) and, for an IPv6
+    link-local sender, the interface it came in on (every link has fe80::/64)."""
     transport = request.transport
     peer = transport.get_extra_info("peername") if transport else None
     ours = transport.get_extra_info("sockname") if transport else None
     address = request.remote or ""
     if isinstance(peer, tuple) and len(peer) == 4 and peer[3]:
         address = f"{peer[0]}%{peer[3]}"
-    return ctx.neighbour(address, ours[0] if isinstance(ours, tuple) else None)
+    return ctx.link_of(address, ours[0] if isinstance(ours, tuple) else None)
 
 
 def _bearer(request: web.Request) -> str | None:

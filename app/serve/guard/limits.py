@@ -45,8 +45,10 @@ def connection_cap(requested: int, nofile: int) -> int:
     return max(16, min(requested, nofile - RESERVED_FDS))
 
 
-def cap_connections(server: web.Server, cap: int, on_refused, per_address: int = PER_ADDRESS) -> None:
-    """Enforce the per-address and total caps as each connection is accepted."""
+def cap_connections(server: web.Server, cap: int, on_refused, per_address: int = PER_ADDRESS,
+                    on_accepted=lambda transport: None) -> None:
+    """Enforce the per-address and total caps as each connection is accepted; `on_accepted` sees each
+    connection let in."""
     accept, lose = server.connection_made, server.connection_lost
     by_address: dict[str, int] = {}
     peer_of: dict[int, str] = {}  # id(handler) -> its address, remembered until the connection is lost
@@ -62,6 +64,10 @@ def cap_connections(server: web.Server, cap: int, on_refused, per_address: int =
             on_refused()
             victim = next((h for h in server.connections if _idle(h) and h is not handler), None)
             (victim.transport if victim is not None and victim.transport else transport).close()
+            if victim is not None:
+                on_accepted(transport)
+        else:
+            on_accepted(transport)
 
     def lost(handler, exc) -> None:
         lose(handler, exc)
