@@ -11,6 +11,12 @@ import json
 import logging
 import re
 import sys
+from enum import Enum
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
 
 # C0 controls (tab and newline included: one message is one line), DEL and the C1 controls (a
 # terminal reads U+009B as ESC [); and the bidirectional overrides that reorder what is shown.
@@ -45,7 +51,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data)  # JSON escapes every control character itself
 
 
-def setup(fmt: str = "text", level: int = logging.INFO) -> None:
+def setup(fmt: str = LogFormat.text, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))

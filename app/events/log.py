@@ -4,6 +4,9 @@ Events are the single record of progress: the status page, `status`, `discover`,
 (reinstall guard, install windows), `/metrics` and `wait` all read them. One JSON object per line,
 so a restarted `serve` (or any reader) rebuilds every node's state, install windows included, by
 replaying the file. Secrets never enter the log: credentials appear only as SHA-256 digests.
+
+`EventLog` is the log of one serve process; `SharedEventLog` the same file shared by several workers
+(`serve --workers N`) under the lock WORKERS_LOCK. Every reader reads on through one `Follower`.
 """
 
 from __future__ import annotations
@@ -11,29 +14,30 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.events.alerts import Alerts
+from app.events.follower import Follower
 from app.events.model import (
     ALERT,
     ALERT_SUMMARY,
     COMPACTED,
     EXTERNAL_SOURCES,
     Event,
+    EventKind,
     NodeState,
     Phase,
     changes_state,
 )
 from app.layout import EVENTS, RUN
 
-RECENT_ALERTS = 50
 MAX_DISCOVERED = 256  # distinct unknown MACs kept for `discover` and the status page; more are not kept
 MAX_ADDRESSES = 65536  # address -> MAC pairs remembered from PXE boots (download attribution)
 MAX_BYTES = 64 * 1024 * 1024  # events.jsonl is compacted past this; events.jsonl.1 keeps the one before
 WORKERS_LOCK = "events.lock"  # under run/: taken by every writer when serve runs several workers
-FOLLOW_BLOCK = 1024 * 1024  # follow() reads this much at a time: memory stays bounded whatever the size
 
 
 class EventLog:
@@ -48,25 +52,23 @@ class EventLog:
                  max_bytes: int = MAX_BYTES, only_known: bool = False):
         self.path = output / EVENTS
         self.max_bytes = max_bytes
-        # Node states only for the known nodes (serve, and a reader that knows the cluster): an event
-        # naming any other MAC, in the file or recorded, changes no state. Anyone on the LAN can make
-        # up MACs; nodes are what cluster.yaml says.
+        # Node states only for the known nodes (serve): an event naming any other MAC, in the file or
+        # recorded, changes no state. Anyone on the LAN can make up MACs; nodes are what cluster.yaml says.
         self.only_known = only_known
         self._size = 0  # bytes in the file we append to
-        self._inode = 0
         fixed = dict(known or {}) if not callable(known) else None
         self._known: Callable[[], dict[str, str]] = known if callable(known) else (lambda: fixed)
         self.nodes: dict[str, NodeState] = {}
         self.discovered: dict[str, str] = {}  # mac -> first seen
-        self.alerts: Counter = Counter()  # reason -> count
-        self.recent_alerts: deque[Event] = deque(maxlen=RECENT_ALERTS)
-        # reason -> (first, last) sender of that alert: address, neighbour MAC, route, node, time.
-        self.alert_senders: dict[str, tuple[dict, dict]] = {}
+        self.alert_book = Alerts()
+        # The book's containers under their older names (the status view and `wait` read them).
+        self.alerts, self.recent_alerts = self.alert_book.counts, self.alert_book.recent
+        self.alert_senders = self.alert_book.senders
         self.address_macs: OrderedDict[str, str] = OrderedDict()  # the address each node PXE-booted from
         self.write_failures = 0
         self._lock = threading.RLock()
         self._fd: int | None = None  # events.jsonl, opened for appending
-        self._followed = 0  # bytes of the file already read
+        self.follower = Follower(self.path)
         self._own_lines: set[int] = set()  # offsets of lines of ours that follow() has yet to pass
         self.follow(external_only=False)
 
@@ -78,7 +80,7 @@ class EventLog:
     def transaction(self) -> Iterator[EventLog]:
         """Decide from the states and record the decision's events as one step: two requests for the
         same node never both see its window unused. One process: a thread lock (asyncio handlers
-        run one at a time anyway). Several workers share one log: see serve/shared_events.py."""
+        run one at a time anyway). Several workers share one log: see SharedEventLog."""
         with self._lock:
             yield self
 
@@ -103,22 +105,17 @@ class EventLog:
         file's size). A running serve calls this periodically and takes only other processes' events
         (its own are applied as it writes them); another process (`wait`) takes everything, and
         starts over when the file was compacted under it. Returns how many events were applied."""
-        try:
-            f = self.path.open("rb")
-        except FileNotFoundError:
-            return 0
         applied = 0
+
+        def starting_over(compacted: bool) -> None:
+            if compacted and not external_only:
+                self._forget()  # compacted: its first lines hold every node's state
+            self._own_lines.clear()
+
         # Under the lock: serve runs this in a thread, and a compaction on the event loop moves the
         # read position and the inode this reads and updates.
-        with f, self._lock:
-            st = os.fstat(f.fileno())
-            if st.st_ino != self._inode or st.st_size < self._followed:
-                if self._inode and not external_only and _starts_compacted(f):
-                    self._forget()  # compacted: its first lines hold every node's state
-                self._inode, self._followed = st.st_ino, 0
-                self._own_lines.clear()
-            f.seek(self._followed)
-            for at, block in self._complete_blocks(f):
+        with self._lock:
+            for at, block in self.follower.blocks(starting_over):
                 if external_only and not _may_be_external(block):
                     continue  # only serve's own lines: parsing a thousand a second of them stalled its loop
                 for raw in block.splitlines(keepends=True):
@@ -132,32 +129,18 @@ class EventLog:
                         applied += 1
         return applied
 
-    def _complete_blocks(self, f) -> Iterator[tuple[int, bytes]]:
-        """The unread part of the file in blocks of whole lines (at most FOLLOW_BLOCK bytes each) with
-        their offsets, advancing `_followed` past each; a line still being written waits."""
-        while True:
-            data = f.read(FOLLOW_BLOCK)
-            end = data.rfind(b"\n") + 1
-            if end == 0:
-                if len(data) < FOLLOW_BLOCK:
-                    return
-                end = len(data)  # no line is this long: garbage, skipped rather than waited on forever
-            f.seek(end - len(data), os.SEEK_CUR)
-            self._followed += end
-            yield self._followed - end, data[:end]
-
     def _forget(self) -> None:
         with self._lock:
             self.nodes.clear()
             self.discovered.clear()
-            self.alerts.clear()
-            self.alert_senders.clear()
+            self.alert_book.clear()
 
     def open(self) -> None:
         self._open_for_append()
-        st = os.fstat(self._fd)
-        self._inode = st.st_ino
-        self._followed = max(self._followed, st.st_size) if self._followed else st.st_size
+        followed = self.follower.offset
+        self.follower.at_end_of(self._fd)
+        if followed:  # replayed at start: a line written since is still to be read
+            self.follower.offset = max(followed, self.follower.offset)
 
     def _open_for_append(self) -> None:
         """(Re)open events.jsonl for appending; the old descriptor is closed only once the new one
@@ -216,11 +199,10 @@ class EventLog:
         lines = [Event(COMPACTED, source="serve").line()]
         known = self.known
         lines += [s.snapshot_event().line() for s in self.nodes.values() if s.mac in known or not self.only_known]
-        lines += [Event("discovered", mac=mac, source="serve", ts=ts).line() for mac, ts in self.discovered.items()]
+        lines += [Event(EventKind.DISCOVERED, mac=mac, source="serve", ts=ts).line()
+                  for mac, ts in self.discovered.items()]
         if self.alerts:
-            senders = {reason: list(pair) for reason, pair in self.alert_senders.items()}
-            lines.append(Event(ALERT_SUMMARY, source="serve",
-                               detail={"counts": dict(self.alerts), "senders": senders}).line())
+            lines.append(Event(ALERT_SUMMARY, source="serve", detail=self.alert_book.summary()).line())
         data = "".join(lines).encode()
         fresh = self.path.with_name(self.path.name + ".new")
         try:
@@ -237,7 +219,7 @@ class EventLog:
             self.max_bytes *= 2  # do not try again on every line
             return
         self._open_for_append()
-        self._inode, self._followed = os.fstat(self._fd).st_ino, self._size  # our snapshot is applied already
+        self.follower.at_end_of(self._fd)  # our snapshot is applied already
         self._own_lines.clear()
         if self._size * 4 > self.max_bytes * 3:
             # A state this close to the cap would be compacted again within a few lines, or on every
@@ -247,28 +229,17 @@ class EventLog:
     def count_alert(self, event: Event) -> None:
         """An alert that is not written (throttled): counted, its sender remembered, in memory only;
         the counts reach the file with the next compaction's summary."""
+        if event.mac and not event.node:
+            event.node = self.known.get(event.mac, "")
         with self._lock:
-            self._apply_alert(event)
-
-    def _apply_alert(self, event: Event) -> None:
-        reason = str(event.detail.get("reason", "alert"))
-        self.alerts[reason] += 1
-        self.recent_alerts.append(event)
-        sender = {"remote": str(event.detail.get("remote", "")), "link_mac": str(event.detail.get("link_mac", "")),
-                  "route": str(event.detail.get("route", "")), "node": event.node or event.mac, "ts": event.ts}
-        first = self.alert_senders.get(reason, (sender, sender))[0]
-        self.alert_senders[reason] = (first, sender)
+            self.alert_book.add(event)
 
     def _apply(self, event: Event) -> None:
         if event.kind == ALERT_SUMMARY:
-            self.alerts.update({str(k): int(v) for k, v in event.detail.get("counts", {}).items()})
-            senders = event.detail.get("senders")
-            for reason, pair in (senders.items() if isinstance(senders, dict) else ()):
-                if isinstance(pair, list) and len(pair) == 2 and all(isinstance(s, dict) for s in pair):
-                    self.alert_senders[str(reason)] = (pair[0], pair[1])
+            self.alert_book.restore(event.detail)
         if event.kind == ALERT:
-            self._apply_alert(event)
-        if event.kind == "discovered" and event.mac and (
+            self.alert_book.add(event)
+        if event.kind == EventKind.DISCOVERED and event.mac and (
                 event.mac in self.discovered or len(self.discovered) < MAX_DISCOVERED):
             self.discovered.setdefault(event.mac, event.ts)
         if event.kind == Phase.IPXE and event.mac and event.detail.get("ip"):
@@ -303,55 +274,111 @@ class EventLog:
         return states
 
 
+class SharedEventLog(EventLog):
+    """The event log shared by several serve workers: one file, every worker's decisions made from
+    every worker's events (docs/architecture.md, "Several workers").
+
+    Install windows are decided from node states, and the states are the event log replayed. With
+    several processes, each keeps its own replay, so a decision must first see what the others
+    recorded:
+
+    - every decision, and every event recorded, runs under an exclusive `flock` of run/events.lock;
+    - holding it, the worker applies whatever was appended since its last look (other workers' lines,
+      `reinstall` and `wait` from the command line), then decides, then appends its own lines;
+    - its own lines are not applied twice: a line appended right after the others' is passed over by
+      advancing the read position; one with a command-line line between is remembered by its offset;
+    - a worker that finds the file compacted under it reopens it, forgets its replay and reads the new
+      file, whose first lines hold every node's state;
+    - `reinstall` and `wait` take the same lock for their one line (`append_event`);
+    - an event that could not be written (a full disk) makes the decision void: `saved()` is False
+      and serve answers 503 rather than act on what the other workers cannot know.
+
+    The lock is held for a decision and its rendering, never across an await.
+    """
+
+    def __init__(self, output: Path, known=None, max_bytes: int = MAX_BYTES, only_known: bool = False):
+        # The log itself is replaced on compaction; the lock file never is.
+        self._lock_path = output / RUN / WORKERS_LOCK
+        self._lock_fd: int | None = None
+        self._depth = 0  # transactions nest (record inside a decision): only the outer one locks
+        self._unsaved = False  # an event of the current transaction did not reach the file
+        super().__init__(output, known, max_bytes, only_known)
+
+    def open(self) -> None:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        with self.transaction():
+            caught_up = self.follower.offset
+            super().open()
+            self.follower.offset = caught_up  # not the end of the file: a line still being written is not passed by
+
+    def close(self) -> None:
+        with self._lock:  # the periodic follow may be running in a thread
+            super().close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def saved(self) -> bool:
+        """Whether every event recorded in this transaction is in the file. When one is not, the
+        other workers do not know of it, so the caller must not act on the decision (serve answers
+        503): with several workers the file is the only state they share."""
+        return not self._unsaved
+
+    @contextmanager
+    def transaction(self) -> Iterator[EventLog]:
+        with self._lock:
+            outer = self._depth == 0 and self._lock_fd is not None
+            if outer:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                if outer:
+                    self._unsaved = False
+                    self._catch_up()
+                yield self
+            finally:
+                self._depth -= 1
+                if outer:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def follow(self, external_only: bool = True) -> int:
+        """Every line, whoever wrote it: the other workers' decisions are this worker's state too."""
+        if self._lock_fd is None:  # before serving (the replay at start): nobody to lock out yet
+            return super().follow(external_only=False)
+        with self.transaction():
+            return 0  # the transaction caught up
+
+    def record(self, event: Event) -> Event:
+        with self.transaction():
+            failures = self.write_failures
+            super().record(event)
+            self._unsaved = self._unsaved or self.write_failures != failures
+            return event
+
+    def _catch_up(self) -> None:
+        """Apply what others appended; after a compaction by another worker, write to the new file."""
+        if self._fd is not None:
+            try:
+                replaced = os.stat(self.path).st_ino != os.fstat(self._fd).st_ino
+            except FileNotFoundError:
+                replaced = True
+            if replaced:
+                self._open_for_append()
+        EventLog.follow(self, external_only=False)
+
+    def _append(self, data: bytes) -> int:
+        end = super()._append(data)
+        if end - len(data) == self.follower.offset:
+            self.follower.offset = end  # nothing came between our catch-up and our line
+        else:
+            self._own_lines.add(end - len(data))  # a command-line line came between: pass ours by offset
+        return end
+
+
 # How Event.line() spells an external source; the full parse that follows decides.
 _EXTERNAL_MARKS = tuple(f'"source":"{source}"'.encode() for source in sorted(EXTERNAL_SOURCES))
 
 
 def _may_be_external(block: bytes) -> bool:
     return any(mark in block for mark in _EXTERNAL_MARKS)
-
-
-def _starts_compacted(f) -> bool:
-    """Whether the file (a new one under the same name, or one cut short) is a compaction's, whose
-    first lines hold every node's state. Anything else (truncated or deleted by hand) is not taken
-    for the truth: the states already known are kept."""
-    f.seek(0)
-    first = f.readline(4096)
-    return f'"kind":"{COMPACTED}"'.encode() in first
-
-
-def append_event(output: Path, event: Event) -> None:
-    """One event from another process (wait, reinstall): an O_APPEND write of one line, which
-    interleaves safely with a running serve's own lines. Where serve runs several workers, under
-    their lock (run/events.lock), so that no compaction can pass it by."""
-    lock = _workers_lock(output)
-    try:
-        fd = os.open(output / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, event.line().encode())
-        finally:
-            os.close(fd)
-    finally:
-        if lock is not None:
-            os.close(lock)  # closing the descriptor releases the flock
-
-
-def _workers_lock(output: Path) -> int | None:
-    try:
-        fd = os.open(output / RUN / WORKERS_LOCK, os.O_RDWR)
-    except OSError:
-        return None  # one serve process, or none: nothing to take turns with
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
-
-def read_events(path: Path):
-    """Every well-formed event in the file, streamed; a torn last line (a crash mid-write) is skipped."""
-    try:
-        with path.open(encoding="utf-8", errors="replace") as f:
-            for line in f:
-                event = Event.from_json(line)
-                if event is not None:
-                    yield event
-    except FileNotFoundError:
-        return
