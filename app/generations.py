@@ -8,8 +8,8 @@ previous tree or the whole new one, never a mix.
 
 A new tree is staged in a fresh <n> (files that did not change are hard links to the current tree's),
 its files are flushed to disk (one syncfs of the file system; an fsync per file where there is no
-syncfs) and every directory is fsynced, then `current` is switched. Anything else under .generations/ is
-what a crashed run left behind, removed by the next run. `app.atomic_file.atomic_write` is the
+syncfs) and every directory is fsynced, then `current` is switched. Anything else under .generations/
+is what a crashed run left behind, removed by the next run. `app.atomic_file.atomic_write` is the
 single-file version, for the files other commands own (serve.json, kubeconfig).
 """
 
@@ -143,7 +143,7 @@ def _stage(gens: Path, links: dict[str, Path], writes: Files, manifest: list[str
         _make_dir(new, DIR_MODE)
         made: set[str] = set()
         # One flush of the file system for the whole tree (syncfs) rather than an fsync per file:
-        # a journal commit per file made a 1,000-node tree wait on thousands of commits.
+        # an fsync per file is a journal commit per file, which a large tree waits on one by one.
         batch = hasattr(_LIBC, "syncfs")
         for rel in sorted(set(links) | set(writes)):
             _make_parents(new, rel, made)
