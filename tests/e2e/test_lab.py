@@ -26,7 +26,7 @@ NODES = {"cp-1": ("controller", "/dev/vda"), "worker-1": ("worker", "/dev/vda"),
 # UEFI machines run OVMF's own PXE client (romfile= empty): proxy DHCP sends ipxe.efi over TFTP.
 # BIOS machines boot through QEMU's NIC option ROM, which *is* iPXE (Debian's ipxe-qemu): it announces
 # itself as iPXE, so the proxy sends it straight to boot.ipxe, and undionly.kpxe is never fetched.
-# The undionly.kpxe path is proven with a raw PXE client in tests/root/test_dnsmasq_pxe.py.
+# The undionly.kpxe path is proven with a raw PXE client in tests/root/test_serve_supervise_dnsmasq.py.
 BOOT_FILE = {"bios": None, "uefi": "ipxe.efi"}
 TIMEOUT = 600
 

@@ -12,7 +12,7 @@ from tests.support.serve import running as running_appliance
 from tests.support.serve import write_json
 
 # The Matchbox contract is for foreign data dirs (`--matchbox-data`): served the way Matchbox does,
-# without install windows. The appliance's own tree is tested in test_serve_features/test_secure_*.
+# without install windows. The appliance's own tree is tested in test_serve_boot_features/test_secure_*.
 running = partial(running_appliance, own_tree=False)
 
 BOOT = {"kernel": "/image/kernel", "initrd": ["/image/initrd_a", "/image/initrd_b"], "args": ["a=b", "c"]}
