@@ -5,11 +5,11 @@
 # See README "The container image" for every build argument.
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
-# --- assets: Flatcar PXE kernel/initrd + disk image, the sysexts (Kubernetes', SYSEXTS), add-ons; all verified ---
+# --- assets: Flatcar PXE kernel/initrd + disk image and its .sig, the sysexts (Kubernetes', SYSEXTS), add-ons; all verified ---
 FROM ${BASE_IMAGE} AS assets
 ARG ASSETS=download
 ARG ASSETS_DIR=scripts/assets/none
-ARG FLATCAR_VERSION=4081.3.6
+ARG FLATCAR_VERSION=4593.2.5
 ARG FLATCAR_CHANNEL=stable
 ARG K8S_VERSION=v1.31.4
 ARG ARCH=amd64
@@ -26,6 +26,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
  && rm -rf /var/lib/apt/lists/*
 COPY scripts/assets/ /usr/local/lib/bootstrap-node/
+COPY app/cluster/flatcar-releases.txt /usr/local/lib/bootstrap-node/
 COPY ${ASSETS_DIR}/ /context-assets/
 RUN FLATCAR_VERSION="$FLATCAR_VERSION" FLATCAR_CHANNEL="$FLATCAR_CHANNEL" K8S_VERSION="$K8S_VERSION" \
     ARCH="$ARCH" FLANNEL_VERSION="$FLANNEL_VERSION" FLANNEL_SHA256="$FLANNEL_SHA256" \
@@ -70,7 +71,7 @@ RUN K8S_VERSION="$K8S_VERSION" ARCH="$ARCH" \
 
 # --- runtime: python3, dnsmasq, iPXE binaries, the app, templates, assets and images; nothing else ---
 FROM ${BASE_IMAGE}
-ARG FLATCAR_VERSION=4081.3.6
+ARG FLATCAR_VERSION=4593.2.5
 ARG FLATCAR_CHANNEL=stable
 ARG K8S_VERSION=v1.31.4
 ARG ARCH=amd64

@@ -20,6 +20,7 @@ from app.cluster.fields import DNS_NEEDED, shown, yaml_type
 from app.cluster.model import Cluster
 from app.cluster.power_rules import power_checks
 from app.cluster.problems import Found, Problem
+from app.cluster.releases import release_checks
 from app.cluster.rules import Parsed, cross_checks
 from app.cluster.sysexts import sysext_checks
 from app.yaml_source import Loc, Source
@@ -47,6 +48,7 @@ def check(source: Source, file: str) -> tuple[Cluster | None, list[Problem]]:
     cross_checks(top, nodes, found)
     power_checks(top, nodes, found)
     sysext_checks(top, nodes, found)
+    release_checks(top, nodes, found)
     problems = sorted(found.items, key=lambda p: (p.line, p.column, p.path))
     if any(p.severity == "error" for p in problems):
         return None, problems

@@ -35,9 +35,11 @@ class _Model(BaseModel):
 class ClusterSpec(_Model):
     name: DnsLabel = Field(description="Cluster name, a DNS-1123 label (e.g. `lab`).")
     k8s_version: K8sVersion = Field(description="Kubernetes release `vX.Y.Z`, v1.31 or newer (kubeadm v1beta4).")
-    flatcar_version: FlatcarVersion = Field(description="Flatcar Container Linux release `X.Y.Z` to install.")
+    flatcar_version: FlatcarVersion = Field(
+        description="Flatcar Container Linux release `X.Y.Z` to install; one of app/cluster/flatcar-releases.txt.")
     flatcar_channel: Literal["stable", "beta", "alpha", "lts"] = Field(
-        "stable", description="Flatcar release channel of that version.")
+        "stable", description="The channel that release belongs to (LTS releases are `lts`); the image build "
+                              "downloads from that channel's server.")
     pod_subnet: IPv4Net = Field(ipaddress.IPv4Network("10.244.0.0/16"), description="Pod network CIDR.")
     service_subnet: IPv4Net = Field(ipaddress.IPv4Network("10.96.0.0/12"), description="Service network CIDR.")
     ssh_authorized_key: SshKey = Field(description="SSH public key installed for user `core` on every node.")

@@ -35,7 +35,8 @@ def test_asset_script_rejects_a_checksum_mismatch(tmp_path):
         pytest.skip("needs gpg")
     ctx = tmp_path / "ctx"
     files = {"flatcar/1.2.3/flatcar_production_pxe.vmlinuz": b"k", "flatcar/1.2.3/flatcar_production_pxe_image.cpio.gz": b"i",
-             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d", "sysext/kubernetes-v1.31.4-x86-64.raw": b"s"}
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d",
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2.sig": b"sig", "sysext/kubernetes-v1.31.4-x86-64.raw": b"s"}
     for rel, data in files.items():
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         (ctx / rel).write_bytes(data)
@@ -57,7 +58,8 @@ def _context_with_sysexts(ctx, sysexts: dict[str, bytes], extra_sums: list[str])
     (with lines for more files than the context has, as a copy of the bakery's SHA256SUMS would)."""
     import hashlib
     files = {"flatcar/1.2.3/flatcar_production_pxe.vmlinuz": b"k", "flatcar/1.2.3/flatcar_production_pxe_image.cpio.gz": b"i",
-             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d", **{f"sysext/{n}": d for n, d in sysexts.items()}}
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d",
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2.sig": b"sig", **{f"sysext/{n}": d for n, d in sysexts.items()}}
     for rel, data in files.items():
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         (ctx / rel).write_bytes(data)
