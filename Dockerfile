@@ -17,8 +17,10 @@ ARG FLANNEL_VERSION=v0.26.4
 ARG FLANNEL_SHA256=
 ARG CILIUM_CLI_VERSION=v0.16.24
 ARG CILIUM_CLI_SHA256=
-ARG ARGOCD_VERSION=v2.13.3
-ARG ARGOCD_SHA256=
+# Argo CD's manifests/install.yaml at tag v3.5.1 (argoproj/argo-cd commit 109ca7ca7113, 2026-08-12),
+# the file raw.githubusercontent.com serves for that tag; its images are quay.io/argoproj/argocd:v3.5.1.
+ARG ARGOCD_VERSION=v3.5.1
+ARG ARGOCD_SHA256=795a3a972224da6a7f9d32c3e946445f062b60fb46028476715affeb688236e3
 # More system extensions from the sysext bakery, by release: "containerd-2.0.4 nvidia-runtime-v1.17.5".
 ARG SYSEXTS=
 SHELL ["/bin/sh", "-eu", "-c"]
