@@ -127,6 +127,18 @@ def parse_dns_servers(value: Any) -> Any:
     return value
 
 
+def parse_time_server(value: Any) -> str:
+    """An NTP server as systemd-networkd's NTP= takes it: an IPv4 address or a DNS name."""
+    text = _text(value, "an NTP server (address or DNS name)").rstrip(".")
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9.]+", text) or len(text) > 253 or not all(DNS_LABEL.fullmatch(p) for p in text.split(".")):
+        raise ValueError(f"{shown(text)} is neither an IPv4 address nor a DNS name")
+    return text
+
+
 def parse_ipv4_network(value: Any) -> ipaddress.IPv4Network:
     text = _text(value, "a CIDR like 10.0.0.0/24")
     if "/" not in text:
@@ -250,5 +262,6 @@ SysextName = Annotated[str, *_string_type(parse_sysext_name, {"pattern": f"^{SYS
 SysextVersion = Annotated[str, *_string_type(parse_sysext_version, {"pattern": f"^{SYSEXT_VERSION.pattern}$"})]
 DnsServers = Annotated[list[IPv4], BeforeValidator(parse_dns_servers),
                       WithJsonSchema({"type": "array", "items": {"type": "string", "format": "ipv4"}, "minItems": 1})]
+TimeServer = Annotated[str, *_string_type(parse_time_server, {"anyOf": [{"format": "ipv4"}, {"format": "hostname"}]})]
 Port = Annotated[int, BeforeValidator(parse_port),
                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535})]

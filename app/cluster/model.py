@@ -24,6 +24,7 @@ from app.cluster.fields import (
     SshKey,
     SysextName,
     SysextVersion,
+    TimeServer,
     Token,
 )
 
@@ -64,6 +65,10 @@ class Network(_Model):
     cidr: IPv4Net = Field(description="The provisioning network, where nodes and the appliance live.")
     gateway: IPv4 = Field(description="Default gateway given to every node.")
     dns: DnsServers = Field(description="DNS servers given to every node; at least one (Flatcar has no fallback).")
+    ntp: list[TimeServer] = Field(
+        default_factory=list, description="NTP servers (addresses or DNS names) every node syncs its clock with "
+                                          "(`NTP=`); empty: Flatcar's default, the public pool, which an "
+                                          "air-gapped site cannot reach.")
 
 
 PowerWay = Literal["manual", "wol", "redfish", "ipmi"]

@@ -54,6 +54,8 @@ class Appliance:
     # like the others instead of running `kubeadm init` a second time.
     cluster_exists: bool = False
     join_tokens: dict[str, str] = field(default_factory=dict)  # node name -> token minted for its join
+    # controller -> the certificate key of the kubeadm-certs upload made for its later join
+    certificate_keys: dict[str, str] = field(default_factory=dict)
 
 
 def render_tree(cluster: Cluster, secrets: pki.Secrets, templates: Templates, appliance: Appliance) -> Files:
@@ -89,7 +91,8 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "CONTROL_PLANE_ENDPOINT": f"{cluster.control_plane_address}:6443", "API_SANS": sans,
         "CA_CERT_HASH": pki.ca_pin(secrets.ca_crt), "NO_TAINTS": not cluster.workers,
         "SKIP_KUBE_PROXY": cluster.cni == "cilium" and bool(cluster.cilium and cluster.cilium.kube_proxy_replacement),
-        "GATEWAY": str(net.gateway), "DNS": [str(d) for d in net.dns], "NODE_PREFIX": net.cidr.prefixlen,
+        "GATEWAY": str(net.gateway), "DNS": [str(d) for d in net.dns], "NTP": list(net.ntp),
+        "NODE_PREFIX": net.cidr.prefixlen,
         "NETWORK_ADDRESS": str(net.cidr.network_address), "NETMASK": str(net.cidr.netmask),
         "TFTP_ROOT": str(appliance.output_dir / "tftp"), "NIC": NIC, "KUBE_VIP_IMAGE": KUBE_VIP_IMAGE,
         "secrets": secrets, "CERTIFICATE_KEY": secrets.certificate_key, "TOKEN_TTL": TOKEN_TTL,
@@ -110,6 +113,7 @@ def node_variables(cluster: Cluster, node: Node, base: dict, appliance: Applianc
         # The node that runs `kubeadm init`: the first controller, until the cluster exists.
         "IS_BOOTSTRAP": initialises, "KUBEADM_ACTION": "init" if initialises else "join",
         "KUBEADM_TOKEN": appliance.join_tokens.get(node.name, base["KUBEADM_TOKEN"]),
+        "CERTIFICATE_KEY": appliance.certificate_keys.get(node.name, base["CERTIFICATE_KEY"]),
         "SERIAL_CONSOLE": SERIAL_CONSOLE[node.arch],
         "EXISTING_API_URLS": _elsewhere(cluster, node),
         "FLATCAR_BASE_URL": f"{base['BOOTSTRAP_URL']}/assets/{asset_dir}",
