@@ -31,6 +31,7 @@ from app.render.templates import TemplateError, Templates
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
 REFUSE_INIT_EXIT = 3  # kubeadm.sh's exit status when a cluster already answers (systemd does not retry it)
 SERIAL_CONSOLE = {"amd64": "ttyS0", "arm64": "ttyAMA0"}  # arm64 boards' PL011 UART is ttyAMA0
+MAX_CLOCK_SKEW = 60  # seconds between a node's clock and the appliance's before the install reports it
 TOKEN_TTL = "2h0m0s"  # the bootstrap token's lifetime, as kubeadm's kubeadm-certs Secret
 SECRET = 0o600
 PUBLIC = 0o644
@@ -96,7 +97,7 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "NETWORK_ADDRESS": str(net.cidr.network_address), "NETMASK": str(net.cidr.netmask),
         "TFTP_ROOT": str(appliance.output_dir / "tftp"), "NIC": NIC, "KUBE_VIP_IMAGE": KUBE_VIP_IMAGE,
         "secrets": secrets, "CERTIFICATE_KEY": secrets.certificate_key, "TOKEN_TTL": TOKEN_TTL,
-        "CREDENTIAL_PATH": CREDENTIAL_PATH, "REFUSE_INIT_EXIT": REFUSE_INIT_EXIT,
+        "CREDENTIAL_PATH": CREDENTIAL_PATH, "REFUSE_INIT_EXIT": REFUSE_INIT_EXIT, "MAX_CLOCK_SKEW": MAX_CLOCK_SKEW,
         # containerd: pull through the appliance's /v2/ first, upstream after; kubeadm's pause image.
         "REGISTRY_MIRRORS": registry_mirrors(), "SANDBOX_IMAGE": sandbox_image(spec.k8s_version),
     }
