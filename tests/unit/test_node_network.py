@@ -12,7 +12,7 @@ FLATCAR_DEFAULT = "zz-default.network"  # Flatcar's /usr/lib/systemd/network fil
 
 
 @pytest.mark.parametrize("node", ["cp-1", "cp-2", "worker-1"])
-def test_every_other_link_is_unmanaged_and_the_provisioning_nic_matches_first(out, node):
+def test_every_other_link_is_unmanaged_and_the_provisioning_nic_matches_first(out, node):  # noqa: F811
     files = files_of(ignition(out, node))
     text = files[CATCH_ALL].decode()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
