@@ -26,7 +26,9 @@ from app.cluster.sysexts import sysext_checks
 from app.yaml_source import Loc, Source
 
 # Why a required field matters, added to "required ... is missing" (keyed by path without indexes).
-MISSING_HINTS = {"nodes": "list the machines to install", "network.dns": DNS_NEEDED}
+MISSING_HINTS = {"nodes": "list the machines to install", "network.dns": DNS_NEEDED,
+                 "nodes.install_disk": "name the disk Flatcar wipes and installs to, by its /dev/disk/by-id/... "
+                                       "or /dev/disk/by-path/... name"}
 _FAILED = object()  # a field that did not pass its own checks
 # Kubernetes supports clusters of up to 5,000 nodes ("Considerations for large clusters"). More is
 # a mistake, and refusing it up front keeps validate's time bounded whatever the file holds.

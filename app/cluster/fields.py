@@ -201,6 +201,11 @@ def parse_token(value: Any) -> str:
     return text
 
 
+# Names the kernel hands out in probe order: which disk is sda (or nvme0n1) can change with a USB stick,
+# BMC virtual media or a controller that probes first.
+KERNEL_DISK_NAME = re.compile(r"/dev/(sd[a-z]+|vd[a-z]+|hd[a-z]+|xvd[a-z]+|nvme\d+n\d+|mmcblk\d+)")
+
+
 def parse_disk(value: Any) -> str:
     text = _text(value, "a device path")
     if not text.startswith("/dev/") or posixpath.normpath(text) != text or text == "/dev/":

@@ -139,7 +139,12 @@ class Node(_Model):
     role: Literal["controller", "worker"] = Field(description="`controller` (control plane) or `worker`.")
     mac: Mac = Field(description="MAC of the NIC that PXE-boots; `aa:bb:..`, `aa-bb-..` or `aabb.ccdd.eeff`.")
     ip: IPv4 = Field(description="Static address, inside `network.cidr`, unique.")
-    install_disk: Disk = Field("/dev/sda", description="Disk Flatcar is installed to (wiped).")
+    install_disk: Disk = Field(
+        description="Disk Flatcar is installed to (wiped): `/dev/disk/by-id/…` or `/dev/disk/by-path/…`; a kernel "
+                    "name (`/dev/sda`, `/dev/nvme0n1`) only with `allow_kernel_disk_name`.")
+    allow_kernel_disk_name: bool = Field(
+        False, description="Accept a kernel name like `/dev/sda` as `install_disk`: such names follow probe "
+                           "order, so BMC virtual media, a USB stick or a second controller can take it.")
     arch: Literal["amd64", "arm64"] = Field("amd64", description="CPU architecture.")
     power: PowerWay | None = Field(None, description="How to power this node; default: the top-level `power`.")
     bmc: Bmc | None = Field(None, description="Its BMC; needed with `power: redfish` or `ipmi`.")

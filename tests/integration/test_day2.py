@@ -42,7 +42,8 @@ def config_with(tmp_path: Path, names: list[str], extra: list[dict] = ()) -> Pat
     return path
 
 
-WORKER_3 = {"name": "worker-3", "role": "worker", "mac": "52:54:00:00:00:23", "ip": "10.0.0.23"}
+WORKER_3 = {"name": "worker-3", "role": "worker", "mac": "52:54:00:00:00:23", "ip": "10.0.0.23",
+            "install_disk": "/dev/disk/by-id/wwn-0x5000c500a0b1c223"}
 
 
 def generate(output: Path, config: Path, *extra: str):

@@ -155,8 +155,8 @@ def test_a_missing_extension_is_fetched_without_a_hash_and_generate_says_so(tmp_
 
 
 def test_arm64_nodes_get_the_arm64_file(tmp_path):
-    text = EXAMPLE.read_text().replace("ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64",
-                                       "ip: 10.0.0.22, install_disk: /dev/sda, arch: arm64")
+    text = EXAMPLE.read_text().replace("ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: amd64",
+                                       "ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: arm64")
     path = tmp_path / "cluster.yaml"
     path.write_text(text + "sysexts:\n  - {name: containerd, version: 2.0.4}\n")
     ipxe = tmp_path / "ipxe"  # arm64 nodes need an arm64 iPXE build beside Debian's x86 ones
