@@ -67,6 +67,7 @@ RUN if [ "$IMAGES" = download ]; then \
 COPY scripts/assets/fetch-images /usr/local/lib/bootstrap-node/
 COPY --from=assets /assets/cni/ /manifests/cni/
 COPY --from=assets /assets/gitops/ /manifests/gitops/
+COPY app/templates/addons/ /manifests/addons/
 COPY ${IMAGES_DIR}/ /context-images/
 RUN K8S_VERSION="$K8S_VERSION" ARCH="$ARCH" \
     /usr/local/lib/bootstrap-node/fetch-images "$IMAGES" /context-images /images /manifests

@@ -195,6 +195,9 @@ class Cluster(_Model):
     sysupdate: bool = Field(
         False, description="Nodes take patch updates of their sysexts from the appliance's `/assets/sysext/` "
                            "while it serves (systemd-sysupdate; see README).")
+    reboots: Literal["kured", "none"] = Field(
+        "kured", description="Who reboots nodes for OS and sysext updates: `kured` (built-in add-on; one node at a "
+                             "time, drained first) or `none` (updates wait for a reboot you make).")
     power: PowerWay = Field(
         "manual", description="How nodes are powered on: `manual` (`init` asks you), `wol` (Wake-on-LAN), "
                               "`redfish` or `ipmi` (through each node's `bmc`); a node's own `power` wins.")

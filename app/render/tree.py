@@ -98,6 +98,7 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "TFTP_ROOT": str(appliance.output_dir / "tftp"), "NIC": NIC, "KUBE_VIP_IMAGE": KUBE_VIP_IMAGE,
         "secrets": secrets, "CERTIFICATE_KEY": secrets.certificate_key, "TOKEN_TTL": TOKEN_TTL,
         "CREDENTIAL_PATH": CREDENTIAL_PATH, "REFUSE_INIT_EXIT": REFUSE_INIT_EXIT, "MAX_CLOCK_SKEW": MAX_CLOCK_SKEW,
+        "REBOOTS": cluster.reboots,
         # containerd: pull through the appliance's /v2/ first, upstream after; kubeadm's pause image.
         "REGISTRY_MIRRORS": registry_mirrors(), "SANDBOX_IMAGE": sandbox_image(spec.k8s_version),
     }
