@@ -99,3 +99,14 @@ def test_asset_script_names_a_sysext_the_context_lacks(tmp_path):
     result = _fetch_and_verify(ctx, tmp_path / "a", "nvidia-runtime-v1.17.5")
     assert result.returncode != 0
     assert "missing" in result.stderr and "nvidia-runtime-v1.17.5-x86-64.raw" in result.stderr
+
+
+def test_asset_script_requires_the_disk_image_signature(tmp_path):
+    """flatcar-install refuses an image without its .sig: a context without one fails the build."""
+    ctx = tmp_path / "ctx"
+    _context_with_sysexts(ctx, {"kubernetes-v1.31.4-x86-64.raw": b"k8s"}, extra_sums=[])
+    assert _fetch_and_verify(ctx, tmp_path / "a", "").returncode == 0
+    (ctx / "flatcar" / "1.2.3" / "flatcar_production_image.bin.bz2.sig").unlink()
+    result = _fetch_and_verify(ctx, tmp_path / "b", "")
+    assert result.returncode != 0
+    assert f"missing {tmp_path}/b/flatcar/1.2.3/flatcar_production_image.bin.bz2.sig" in result.stderr
