@@ -81,7 +81,7 @@ ARG ARCH=amd64
 ARG VERSION=0.1.0
 ARG SYSEXTS=
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 dnsmasq-base ipxe iproute2 ipmitool \
+ && apt-get install -y --no-install-recommends python3 dnsmasq-base ipxe iproute2 ipmitool chrony \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 COPY --from=build /opt/bootstrap-node /opt/bootstrap-node
 COPY --from=assets /assets /assets

@@ -59,6 +59,10 @@ class Bootstrap(_Model):
     ip: IPv4 = Field(description="The appliance's address on the provisioning network.")
     interface: IfName | None = Field(None, description="Interface dnsmasq answers on; default: the one holding `ip`.")
     http_port: Port = Field(8080, description="Port of the boot HTTP server (iPXE scripts, Ignition, assets).")
+    time_server: bool = Field(
+        False, description="`serve` also answers NTP (chronyd, port 123) on the provisioning network from this "
+                            "appliance's clock, and every node syncs with it first: for a site whose nodes reach "
+                            "no time server.")
 
 
 class Network(_Model):

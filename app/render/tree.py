@@ -24,7 +24,7 @@ from app.cluster.sysexts import (
 )
 from app.ignition import butane
 from app.ignition import rules as ignition
-from app.layout import CREDENTIAL_PATH
+from app.layout import CHRONY_CONF, CREDENTIAL_PATH, DNSMASQ_CONF, RUN
 from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
 from app.render.templates import TemplateError, Templates
 
@@ -68,7 +68,9 @@ def render_tree(cluster: Cluster, secrets: pki.Secrets, templates: Templates, ap
     files["credentials/admin.kubeconfig"] = (pki.admin_kubeconfig(secrets, server, cluster.cluster.name), SECRET)
     for node in cluster.nodes:
         files.update(_node_files(cluster, node, base, templates, appliance))
-    files["dnsmasq.conf"] = (_render(templates, "dnsmasq.conf.tmpl", base).encode(), PUBLIC)
+    files[DNSMASQ_CONF] = (_render(templates, "dnsmasq.conf.tmpl", base).encode(), PUBLIC)
+    if cluster.bootstrap.time_server:
+        files[CHRONY_CONF] = (_render(templates, "chrony.conf.tmpl", base).encode(), PUBLIC)
     for name, data in sorted(appliance.ipxe_binaries.items()):
         files[f"tftp/{name}"] = (data, PUBLIC)
     return files
@@ -92,7 +94,9 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "CONTROL_PLANE_ENDPOINT": f"{cluster.control_plane_address}:6443", "API_SANS": sans,
         "CA_CERT_HASH": pki.ca_pin(secrets.ca_crt), "NO_TAINTS": not cluster.workers,
         "SKIP_KUBE_PROXY": cluster.cni == "cilium" and bool(cluster.cilium and cluster.cilium.kube_proxy_replacement),
-        "GATEWAY": str(net.gateway), "DNS": [str(d) for d in net.dns], "NTP": list(net.ntp),
+        "GATEWAY": str(net.gateway), "DNS": [str(d) for d in net.dns],
+        "NTP": [str(boot.ip)] * boot.time_server + [s for s in net.ntp if s != str(boot.ip)],
+        "NETWORK_CIDR": str(net.cidr), "RUN_DIR": str(appliance.output_dir / RUN),
         "NODE_PREFIX": net.cidr.prefixlen,
         "NETWORK_ADDRESS": str(net.cidr.network_address), "NETMASK": str(net.cidr.netmask),
         "TFTP_ROOT": str(appliance.output_dir / "tftp"), "NIC": NIC, "KUBE_VIP_IMAGE": KUBE_VIP_IMAGE,

@@ -1,4 +1,4 @@
-"""`serve`'s lifecycle: the HTTP server, dnsmasq and the built-in TFTP server, from start to clean stop.
+"""`serve`'s lifecycle: the HTTP server, dnsmasq, chronyd and the built-in TFTP server, from start to clean stop.
 
 SIGINT/SIGTERM (or `teardown`, through the state file) stops accepting, lets in-flight
 downloads finish for a bounded time, stops dnsmasq, flushes the event log and exits 0.
@@ -21,14 +21,16 @@ from aiohttp import web
 
 from app.events import Event, EventLog
 from app.events.shared import SharedEventLog
-from app.layout import TFTP
+from app.layout import CHRONY_CONF, TFTP
 from app.serve.app import make_app
 from app.serve.boot.store import Store
 from app.serve.context import Context, ServeConfig
 from app.serve.errors import ServeError
 from app.serve.guard import limits
 from app.serve.supervise import claim, workers
-from app.serve.supervise.dnsmasq import DnsmasqFailed, Supervisor, conf_for
+from app.serve.supervise.child import ChildFailed
+from app.serve.supervise.chrony import Chrony
+from app.serve.supervise.dnsmasq import Supervisor, conf_for
 from app.serve.supervise.tftp import BuiltinTftp
 
 log = logging.getLogger("bootstrap_node.serve")
@@ -94,6 +96,7 @@ class Server:
         self._owns_output = False  # set once no other serve holds the output dir: only then is it ours to tidy
         self.runner: web.AppRunner | None = None
         self.supervisor: Supervisor | None = None
+        self.chrony: Chrony | None = None
         self.tftp: BuiltinTftp | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -144,6 +147,10 @@ class Server:
             self.supervisor = Supervisor(conf, self.events.record, binary=self.opts.dnsmasq_binary,
                                          on_restart=self._count_restart, on_started=self._write_state)
             self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
+        if (self.opts.output / CHRONY_CONF).is_file():  # generate wrote it: bootstrap.time_server
+            self.chrony = Chrony(self.opts.output / CHRONY_CONF, self.events.record,
+                                 on_restart=lambda: self.events.record(Event("chronyd-restarted", source="serve")))
+            self._tasks.append(asyncio.create_task(self._watch(self.chrony.run())))
         if self.opts.tftp == "builtin":
             self.tftp = BuiltinTftp(self.opts.output / TFTP, self.opts.host, self.opts.tftp_port)
             self.tftp.start()
@@ -182,7 +189,7 @@ class Server:
     async def _watch(self, coro) -> None:
         try:
             await coro
-        except DnsmasqFailed as exc:
+        except ChildFailed as exc:
             self.failure = exc
             self._stop.set()
 
@@ -198,8 +205,9 @@ class Server:
     async def shutdown(self) -> None:
         if self.pool is not None:
             await asyncio.to_thread(self.pool.stop, self.opts.shutdown_timeout + 5)
-        if self.supervisor is not None:
-            await self.supervisor.stop()
+        for child in (self.supervisor, self.chrony):
+            if child is not None:
+                await child.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -215,7 +223,7 @@ class Server:
             claim.release(self.opts.output)
 
 async def serve_forever(opts: ServeOptions) -> None:
-    """Run until SIGINT/SIGTERM; raise ServeError/DnsmasqFailed for what the user must fix."""
+    """Run until SIGINT/SIGTERM; raise ServeError/ChildFailed for what the user must fix."""
     server = Server(opts)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
