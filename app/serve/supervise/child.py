@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from app.events import Event
+from app.events import Event, EventKind
 
 log = logging.getLogger("bootstrap_node.child")
 GUARDIAN_STARTED = re.compile(r"guardian: \S+ pid (\d+)$")  # guardian.py's first line
@@ -30,7 +30,9 @@ class ChildFailed(Exception):
 class Child:
     """One supervised program. Subclasses say how to start it and what its lines mean."""
 
-    name = "child"  # in events (`<name>-started`, `<name>-exited`) and messages
+    name = "child"  # in messages
+    started: EventKind  # recorded when the program starts (detail: its pid and its guardian's)
+    exited: EventKind  # recorded when it exits (detail: its exit code)
     install_hint = ""  # what to do when the binary is missing
 
     def __init__(self, on_event: Callable[[Event], None], *, binary: str, max_quick_deaths: int = 5,
@@ -75,7 +77,7 @@ class Child:
             if self._stopping:
                 return
             lived = time.monotonic() - began
-            self.on_event(Event(f"{self.name}-exited", source="serve", message=f"exit code {code} after {lived:.1f}s",
+            self.on_event(Event(self.exited, source="serve", message=f"exit code {code} after {lived:.1f}s",
                                 detail={"code": code}))
             quick_deaths = quick_deaths + 1 if lived < self.quick_seconds else 1
             fatal = self.diagnose(list(self.recent))
@@ -93,7 +95,7 @@ class Child:
         while line := await process.stdout.readline():
             text = line.decode(errors="replace").rstrip()
             if m := GUARDIAN_STARTED.match(text):
-                self.on_event(Event(f"{self.name}-started", source="serve",
+                self.on_event(Event(self.started, source="serve",
                                     detail={"pid": int(m[1]), "guardian": process.pid}))
                 continue
             self.recent.append(text)

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from app.events import Event
+from app.events import Event, EventKind
 from app.serve.supervise.child import Child
 
 
 class Chrony(Child):
     name = "chronyd"
+    started, exited = EventKind.CHRONYD_STARTED, EventKind.CHRONYD_EXITED
     install_hint = "install chrony (Debian: chrony), or set bootstrap.time_server: false and generate again"
 
     def __init__(self, conf: Path, on_event: Callable[[Event], None], *, binary: str = "chronyd", **kwargs):

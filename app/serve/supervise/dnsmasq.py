@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from app.atomic import atomic_write
-from app.events import Event
+from app.atomic_file import atomic_write
+from app.events import Event, EventKind, Phase
 from app.layout import DNSMASQ_CONF, RUN
 from app.serve.errors import ServeError
 from app.serve.kernel.neighbours import link_mac
@@ -40,15 +40,15 @@ class LogParser:
         line = line.strip()
         if re.search(r"^dnsmasq\[\d+\]: started, version", line):
             # dnsmasq logs this after binding its sockets: from here on it answers.
-            return Event("dnsmasq-ready", source="dnsmasq", message=line.split(": ", 1)[1])
+            return Event(EventKind.DNSMASQ_READY, source="dnsmasq", message=line.split(": ", 1)[1])
         if m := re.search(r"dnsmasq-dhcp[^:]*: (\d+) (.*)$", line):
             return self._dhcp(m[1], m[2])
         if m := re.search(r"dnsmasq-tftp[^:]*: sent (\S+) to " + IP, line):
             mac = self.ip_mac.get(m[2]) or self.neighbour(m[2]) or ""
-            return Event("tftp", mac=mac, source="dnsmasq", message=f"sent {Path(m[1]).name}",
+            return Event(Phase.TFTP, mac=mac, source="dnsmasq", message=f"sent {Path(m[1]).name}",
                          detail={"file": m[1], "ip": m[2]})
         if m := re.search(r"dnsmasq-tftp[^:]*: (.*)$", line):
-            return Event("tftp-error" if "not found" in m[1] or "error" in m[1] else "dnsmasq",
+            return Event(EventKind.TFTP_ERROR if "not found" in m[1] or "error" in m[1] else "dnsmasq",
                          source="dnsmasq", message=m[1])
         return None
 
@@ -58,10 +58,10 @@ class LogParser:
             self.xid_mac[xid] = mac
             if ip:
                 self.ip_mac[ip] = mac
-            return Event("dhcp", mac=mac, source="dnsmasq", message=rest,
+            return Event(Phase.DHCP, mac=mac, source="dnsmasq", message=rest,
                          detail={"interface": iface, **({"ip": ip} if ip else {}), "answer": what})
         if m := re.match(r"bootfile name: (\S+)", rest):
-            return Event("dhcp", mac=self.xid_mac.get(xid, ""), source="dnsmasq",
+            return Event(Phase.DHCP, mac=self.xid_mac.get(xid, ""), source="dnsmasq",
                          message=f"boot file {m[1]}", detail={"bootfile": m[1]})
         return None
 
@@ -86,6 +86,7 @@ class Supervisor(Child):
     """dnsmasq in the foreground, logging to stderr (see child.Child for restarts and the guardian)."""
 
     name = "dnsmasq"
+    started, exited = EventKind.DNSMASQ_STARTED, EventKind.DNSMASQ_EXITED
     install_hint = "install dnsmasq (Debian: dnsmasq-base), or run with --dhcp none --tftp builtin"
 
     def __init__(self, conf: Path, on_event: Callable[[Event], None], *, binary: str = "dnsmasq", **kwargs):
