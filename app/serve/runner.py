@@ -102,9 +102,7 @@ class Server:
                                          on_restart=self._count_restart, on_started=self._write_state)
             self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
         if (self.opts.output / CHRONY_CONF).is_file():  # generate wrote it: bootstrap.time_server
-            restarted = Event(EventKind.CHRONYD_RESTARTED, source="serve")
-            self.chrony = Chrony(self.opts.output / CHRONY_CONF, self.events.record,
-                                 on_restart=lambda: self.events.record(restarted))
+            self.chrony = Chrony(self.opts.output / CHRONY_CONF, self.events.record, on_restart=self._chrony_restarted)
             self._tasks.append(asyncio.create_task(self._watch(self.chrony.run())))
         if self.opts.tftp == Tftp.builtin:
             self.tftp = BuiltinTftp(self.opts.output / TFTP, self.opts.host, self.opts.tftp_port)
@@ -136,6 +134,9 @@ class Server:
         log.error("worker %d (pid %d) exited with %s: starting it again", index + 1, child.pid, child.returncode)
         self.events.record(Event(EventKind.WORKER_RESTARTED, source="serve",
                                  detail={"worker": index + 1, "pid": child.pid, "exit": child.returncode}))
+
+    def _chrony_restarted(self) -> None:
+        self.events.record(Event(EventKind.CHRONYD_RESTARTED, source="serve"))
 
     def _count_restart(self) -> None:
         self.services.metrics.dnsmasq_restarts += 1
