@@ -27,7 +27,8 @@ from pathlib import Path
 
 from app.atomic_file import same_file
 
-MANAGED = ("credentials", "dnsmasq.conf", "matchbox", "tftp")  # top-level entries generate owns
+MANAGED = ("chrony.conf", "credentials", "dnsmasq.conf", "matchbox", "tftp")  # top-level entries generate owns
+OPTIONAL = frozenset({"chrony.conf"})  # linked only while the tree holds it: never a dangling link
 GENERATIONS = ".generations"
 CURRENT, PREVIOUS = "current", "previous"
 MANIFEST = ".generated"  # in each generation: the files generate wrote there (the rest are the user's)
@@ -84,10 +85,10 @@ def write_tree(output: Path, files: Files) -> WriteSummary:
         if current is None or plan.written or plan.removed:
             links = {rel: current / rel for rel in plan.unchanged + plan.foreign} if current else {}
             new = _stage(gens, links, {rel: files[rel] for rel in plan.written}, sorted(files))
-            _ensure_links(output)
+            _ensure_links(output, files)
             warnings += _switch(gens, new, current)
         else:
-            _ensure_links(output)
+            _ensure_links(output, files)
         warnings += _remove_unreferenced(gens)
     return WriteSummary(plan.written, plan.unchanged, plan.removed, warnings)
 
@@ -242,10 +243,18 @@ def _generation(gens: Path, name: str) -> Path | None:
     return target if target.is_dir() and target.parent == gens else None
 
 
-def _ensure_links(output: Path) -> None:
-    """The stable top-level links; made once (before the first switch, so the whole tree appears at once)."""
+def _ensure_links(output: Path, files: Files) -> None:
+    """The stable top-level links; made once (before the first switch, so the whole tree appears at once).
+    An optional entry's link exists while the tree has that entry."""
     made = False
+    present = {rel.split("/")[0] for rel in files}
     for entry in MANAGED:
+        if entry in OPTIONAL and entry not in present:
+            if (output / entry).is_symlink():
+                with _writing(output / entry):
+                    (output / entry).unlink()
+                made = True
+            continue
         if not os.path.lexists(output / entry):
             with _writing(output / entry):
                 os.symlink(f"{GENERATIONS}/{CURRENT}/{entry}", output / entry)

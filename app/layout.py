@@ -13,6 +13,7 @@ ADMIN_KUBECONFIG = f"{CREDENTIALS}/admin.kubeconfig"
 MATCHBOX = "matchbox"  # a Matchbox data dir: profiles/ groups/ ignition/
 TFTP = "tftp"  # iPXE binaries dnsmasq serves
 DNSMASQ_CONF = "dnsmasq.conf"
+CHRONY_CONF = "chrony.conf"  # written only with bootstrap.time_server: serve then runs chronyd
 EVENTS = "events.jsonl"  # the append-only progress log
 SERVE_STATE = "serve.json"  # who is serving this directory (teardown reads it)
 KUBECONFIG = "kubeconfig"  # the user's, written by wait once the cluster is healthy

@@ -127,6 +127,18 @@ def parse_dns_servers(value: Any) -> Any:
     return value
 
 
+def parse_time_server(value: Any) -> str:
+    """An NTP server as systemd-networkd's NTP= takes it: an IPv4 address or a DNS name."""
+    text = _text(value, "an NTP server (address or DNS name)").rstrip(".")
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9.]+", text) or len(text) > 253 or not all(DNS_LABEL.fullmatch(p) for p in text.split(".")):
+        raise ValueError(f"{shown(text)} is neither an IPv4 address nor a DNS name")
+    return text
+
+
 def parse_ipv4_network(value: Any) -> ipaddress.IPv4Network:
     text = _text(value, "a CIDR like 10.0.0.0/24")
     if "/" not in text:
@@ -187,6 +199,11 @@ def parse_token(value: Any) -> str:
         raise ValueError("is not a kubeadm bootstrap token: expected 6 and 16 characters of "
                          "[a-z0-9] joined by a dot, like abcdef.0123456789abcdef")
     return text
+
+
+# Names the kernel hands out in probe order: which disk is sda (or nvme0n1) can change with a USB stick,
+# BMC virtual media or a controller that probes first.
+KERNEL_DISK_NAME = re.compile(r"/dev/(sd[a-z]+|vd[a-z]+|hd[a-z]+|xvd[a-z]+|nvme\d+n\d+|mmcblk\d+)")
 
 
 def parse_disk(value: Any) -> str:
@@ -250,5 +267,6 @@ SysextName = Annotated[str, *_string_type(parse_sysext_name, {"pattern": f"^{SYS
 SysextVersion = Annotated[str, *_string_type(parse_sysext_version, {"pattern": f"^{SYSEXT_VERSION.pattern}$"})]
 DnsServers = Annotated[list[IPv4], BeforeValidator(parse_dns_servers),
                       WithJsonSchema({"type": "array", "items": {"type": "string", "format": "ipv4"}, "minItems": 1})]
+TimeServer = Annotated[str, *_string_type(parse_time_server, {"anyOf": [{"format": "ipv4"}, {"format": "hostname"}]})]
 Port = Annotated[int, BeforeValidator(parse_port),
                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535})]

@@ -26,8 +26,9 @@ CONTEXT_ASSETS = REPO / "build" / "container-assets"
 CONTEXT_IMAGES = REPO / "build" / "container-images"
 PAYLOAD = "localhost/bootstrap-node-payload:test"
 WHEELS = REPO / "build" / "wheels"
-STANDINS = ["flatcar/4081.3.6/flatcar_production_pxe.vmlinuz", "flatcar/4081.3.6/flatcar_production_pxe_image.cpio.gz",
-            "flatcar/4081.3.6/flatcar_production_image.bin.bz2", "sysext/kubernetes-v1.36.3-x86-64.raw",
+STANDINS = ["flatcar/4593.2.5/flatcar_production_pxe.vmlinuz", "flatcar/4593.2.5/flatcar_production_pxe_image.cpio.gz",
+            "flatcar/4593.2.5/flatcar_production_image.bin.bz2", "flatcar/4593.2.5/flatcar_production_image.bin.bz2.sig",
+            "sysext/kubernetes-v1.36.3-x86-64.raw",
             "sysext/containerd-2.0.4-x86-64.raw", "cni/flannel.yaml"]
 SYSEXTS = "containerd-2.0.4"  # baked from the context, like a bakery download
 NOT_SERVED = "kubernetes-v1.36.4-x86-64.raw"  # in the context's SHA256SUMS (as in the bakery's), not baked
@@ -129,7 +130,7 @@ def run(client, *args, volumes=(), **kw):
 def test_labels_entrypoint_and_nothing_extra(image):
     client, built = image
     labels = built.config.labels
-    assert labels["io.bootstrap-node.flatcar.version"] == "4081.3.6"
+    assert labels["io.bootstrap-node.flatcar.version"] == "4593.2.5"
     assert labels["io.bootstrap-node.kubernetes.version"] == "v1.36.3"
     assert built.config.entrypoint == ["bootstrap-node"]
     code, out = run(client, "-c", "ls /opt/bootstrap-node/bin; command -v gcc cc pip || true; ls /var/lib/apt/lists",
@@ -139,10 +140,10 @@ def test_labels_entrypoint_and_nothing_extra(image):
 
 def test_assets_are_baked_where_generate_expects_them(image):
     client, _ = image
-    code, out = run(client, "-c", "cat /assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz; "
+    code, out = run(client, "-c", "cat /assets/flatcar/4593.2.5/flatcar_production_pxe.vmlinuz; "
                     "ls /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi; "
                     "grep -c kube-flannel-cfg /usr/share/bootstrap-node/templates/cni/flannel.yaml", entrypoint="sh")
-    assert code == 0 and "stand-in flatcar/4081.3.6/flatcar_production_pxe.vmlinuz" in out
+    assert code == 0 and "stand-in flatcar/4593.2.5/flatcar_production_pxe.vmlinuz" in out
     assert out.strip().splitlines()[-1] == "1"  # the CNI manifest, where wait looks for it
 
 
@@ -231,8 +232,8 @@ def test_serve_with_host_network(image, tmp_path):
                  60, "serve in the container")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/boot.ipxe") as r:
             assert r.read().startswith(b"#!ipxe\nchain ipxe?")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz") as r:
-            assert r.read() == b"stand-in flatcar/4081.3.6/flatcar_production_pxe.vmlinuz\n"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/assets/flatcar/4593.2.5/flatcar_production_pxe.vmlinuz") as r:
+            assert r.read() == b"stand-in flatcar/4593.2.5/flatcar_production_pxe.vmlinuz\n"
         # The baked layout is the nodes' registry: skopeo pulls through it (the direct form).
         pause = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
                                 f"docker://127.0.0.1:{port}/registry.k8s.io/pause:3.10.2"],

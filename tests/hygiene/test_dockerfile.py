@@ -35,7 +35,8 @@ def test_asset_script_rejects_a_checksum_mismatch(tmp_path):
         pytest.skip("needs gpg")
     ctx = tmp_path / "ctx"
     files = {"flatcar/1.2.3/flatcar_production_pxe.vmlinuz": b"k", "flatcar/1.2.3/flatcar_production_pxe_image.cpio.gz": b"i",
-             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d", "sysext/kubernetes-v1.36.3-x86-64.raw": b"s"}
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d",
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2.sig": b"sig", "sysext/kubernetes-v1.36.3-x86-64.raw": b"s"}
     for rel, data in files.items():
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         (ctx / rel).write_bytes(data)
@@ -57,7 +58,8 @@ def _context_with_sysexts(ctx, sysexts: dict[str, bytes], extra_sums: list[str])
     (with lines for more files than the context has, as a copy of the bakery's SHA256SUMS would)."""
     import hashlib
     files = {"flatcar/1.2.3/flatcar_production_pxe.vmlinuz": b"k", "flatcar/1.2.3/flatcar_production_pxe_image.cpio.gz": b"i",
-             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d", **{f"sysext/{n}": d for n, d in sysexts.items()}}
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d",
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2.sig": b"sig", **{f"sysext/{n}": d for n, d in sysexts.items()}}
     for rel, data in files.items():
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         (ctx / rel).write_bytes(data)
@@ -97,3 +99,14 @@ def test_asset_script_names_a_sysext_the_context_lacks(tmp_path):
     result = _fetch_and_verify(ctx, tmp_path / "a", "nvidia-runtime-v1.17.5")
     assert result.returncode != 0
     assert "missing" in result.stderr and "nvidia-runtime-v1.17.5-x86-64.raw" in result.stderr
+
+
+def test_asset_script_requires_the_disk_image_signature(tmp_path):
+    """flatcar-install refuses an image without its .sig: a context without one fails the build."""
+    ctx = tmp_path / "ctx"
+    _context_with_sysexts(ctx, {"kubernetes-v1.36.3-x86-64.raw": b"k8s"}, extra_sums=[])
+    assert _fetch_and_verify(ctx, tmp_path / "a", "").returncode == 0
+    (ctx / "flatcar" / "1.2.3" / "flatcar_production_image.bin.bz2.sig").unlink()
+    result = _fetch_and_verify(ctx, tmp_path / "b", "")
+    assert result.returncode != 0
+    assert f"missing {tmp_path}/b/flatcar/1.2.3/flatcar_production_image.bin.bz2.sig" in result.stderr

@@ -30,8 +30,11 @@ def builtin(tmp_path, monkeypatch) -> Path:
     return root
 
 
+KURED = REPO / "app" / "templates" / "addons" / "kured.yaml"  # the built-in add-on (reboots: kured)
+
+
 def needed() -> list[str]:
-    return [*kubeadm_images("v1.36.3"), KUBE_VIP_IMAGE, *manifest_images(FLANNEL)]
+    return [*kubeadm_images("v1.36.3"), KUBE_VIP_IMAGE, *manifest_images(FLANNEL), *manifest_images(KURED)]
 
 
 def make_layout(root: Path, refs: list[str]) -> Path:
@@ -95,7 +98,8 @@ def test_unsupported_version_is_a_clear_message(builtin, tmp_path):
     config.write_text(EXAMPLE.read_text().replace("k8s_version: v1.36.3", "k8s_version: v1.36.99"))
     result = run("images", "--images", str(tmp_path), config=config)
     assert result.exit_code == 1
-    assert "no verified kubeadm image list for Kubernetes v1.36.99" in result.output
+    # cluster.yaml itself is refused now (validate's rule), at the field, naming the listed version.
+    assert "cluster.k8s_version: v1.36.99 has no kubeadm image list" in result.output
     assert "Traceback" not in result.output
 
 

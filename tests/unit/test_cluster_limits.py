@@ -75,14 +75,15 @@ def test_butane_translation_has_the_same_limits():
 
 def test_merge_keys_for_repeated_node_settings_are_accepted():
     text = EXAMPLE.read_text().replace(
-        "  - {name: worker-1, role: worker, mac: \"52:54:00:00:00:21\", ip: 10.0.0.21, install_disk: /dev/nvme0n1, arch: amd64}",
+        "  - {name: worker-1, role: worker, mac: \"52:54:00:00:00:21\", ip: 10.0.0.21, install_disk: /dev/disk/by-id/nvme-eui.0025385b71b2c321, arch: amd64}",
         "  - &worker {name: worker-1, role: worker, mac: \"52:54:00:00:00:21\", ip: 10.0.0.21, "
-        "install_disk: /dev/nvme0n1, arch: amd64}").replace(
-        "  - {name: worker-2, role: worker, mac: \"52:54:00:00:00:22\", ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64}",
+        "install_disk: /dev/disk/by-id/nvme-eui.0025385b71b2c399, arch: amd64}").replace(
+        "  - {name: worker-2, role: worker, mac: \"52:54:00:00:00:22\", ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: amd64}",
         "  - {<<: *worker, name: worker-2, mac: \"52:54:00:00:00:22\", ip: 10.0.0.22}")
     cluster, problems = check(parse_source(text, Path("c.yaml")), "c.yaml")
     assert problems == [] and cluster is not None
-    assert cluster.nodes[4].install_disk == "/dev/nvme0n1" and cluster.nodes[4].name == "worker-2"
+    assert cluster.nodes[4].install_disk == "/dev/disk/by-id/nvme-eui.0025385b71b2c399"
+    assert cluster.nodes[4].name == "worker-2"
 
 
 def test_merged_value_is_overridden_without_a_duplicate_report_and_errors_point_at_the_anchor():
