@@ -235,16 +235,18 @@ def _config_in_transaction(request: web.Request, route: str, ctx: Context) -> we
 
 def _render_config(ctx: Context, route: str, decision: policy.Decision, labels: dict, raw: str) -> bytes | None:
     name = decision.profile[f"{route}_id"]
+    shape = not ctx.config.own_tree  # a foreign data dir: answer as real Matchbox shapes Ignition
     if route == "ignition" and name.endswith((".ign", ".ignition")):
         # Raw configs do not depend on the request: render once per version of the file.
-        body = ctx.store.served_ignition(name, lambda data: scripts.ignition_bytes(name, data, {}))
+        body = ctx.store.served_ignition(
+            name, lambda data: scripts.ignition_bytes(name, data, {}, matchbox_shape=shape))
     else:
         found = ctx.store.text(route, name)
         if found is None:
             return None
         variables = scripts.template_variables(decision.group.metadata, decision.group.selector, labels, raw)
         try:
-            body = (scripts.ignition_bytes(found[0], found[1], variables) if route == "ignition"
+            body = (scripts.ignition_bytes(found[0], found[1], variables, matchbox_shape=shape) if route == "ignition"
                     else scripts.go_template(found[1].decode(), variables).encode())
         except UnicodeDecodeError as exc:
             raise scripts.RenderFailed(str(exc)) from None

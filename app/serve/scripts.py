@@ -11,6 +11,7 @@ import re
 from app import gotemplate
 from app.ignition import butane
 from app.ignition import rules as ignition
+from app.ignition.matchbox_shape import as_matchbox_serves
 from app.layout import CREDENTIAL_PATH
 from app.serve.matchbox import RenderFailedError
 
@@ -89,8 +90,9 @@ def go_template(text: str, variables: dict) -> str:
         raise RenderFailed(str(exc)) from None
 
 
-def ignition_bytes(file_name: str, raw: bytes, variables: dict) -> bytes:
-    """Serve an ignition/ file the way Matchbox does: compact 3.4.0 JSON without a newline."""
+def ignition_bytes(file_name: str, raw: bytes, variables: dict, *, matchbox_shape: bool = False) -> bytes:
+    """Serve an ignition/ file the way Matchbox does: compact 3.4.0 JSON without a newline.
+    `matchbox_shape` (foreign data dirs): also Matchbox's Go-struct shape and 3.4.0 for Butane."""
     if file_name.endswith((".ign", ".ignition")):
         try:
             config = json.loads(raw)
@@ -100,13 +102,13 @@ def ignition_bytes(file_name: str, raw: bytes, variables: dict) -> bytes:
         if not UPGRADABLE.fullmatch(str(version)):
             raise RenderFailed(f"{file_name}: Ignition version {version!r} is not 3.0.0-3.4.0")
         config["ignition"]["version"] = SERVED_IGNITION
-        return ignition.dumps(config).rstrip(b"\n")
+        return ignition.dumps(as_matchbox_serves(config) if matchbox_shape else config).rstrip(b"\n")
     try:
         text = go_template(raw.decode(), variables)
         config = butane.translate(text, strict=False, name=file_name).config
     except (UnicodeDecodeError, butane.ButaneError) as exc:
         raise RenderFailed(f"{file_name}: {exc}") from None
-    return ignition.dumps(config).rstrip(b"\n")
+    return ignition.dumps(as_matchbox_serves(config) if matchbox_shape else config).rstrip(b"\n")
 
 
 def with_credential(served: bytes, credential: str) -> bytes:
