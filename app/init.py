@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from app.cluster import Cluster
 from app.exitcodes import ExitCode
-from app.serve.runner import ServeError, ServeOptions, Server
+from app.serve.errors import ServeError
+from app.serve.runner import ServeOptions, Server
 from app.wait.gate import Outcome, WaitOptions, wait_for_cluster
 
 

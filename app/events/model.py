@@ -96,6 +96,11 @@ class Window:
     def is_open(self, now: float, timeout: float) -> bool:
         return now - self.opened < timeout
 
+    @property
+    def in_use(self) -> bool:
+        """A config went out or a second machine claimed the node: this window is never renewed."""
+        return self.install_served or self.final_served or self.contested
+
 
 @dataclass
 class NodeState:

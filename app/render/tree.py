@@ -180,9 +180,13 @@ def _render(templates: Templates, name: str, variables: dict) -> str:
         raise RenderError(f"{exc}{f' (rendering for node {node})' if node else ''}") from None
 
 
+# LibYAML when PyYAML was built with it: this check runs for every node.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _check_yaml(text: str, origin: str, node: Node) -> None:
     try:
-        list(yaml.safe_load_all(text))
+        list(yaml.load_all(text, Loader=_YAML_LOADER))
     except yaml.YAMLError as exc:
         raise RenderError(f"{origin}: rendered for node {node.name} is not valid YAML: {exc}") from None
 

@@ -250,3 +250,38 @@ def test_cli_names_the_file_and_prints_no_traceback_when_the_disk_is_full(tmp_pa
     assert f"cannot write {old}/.generations/2/" in result.output
     assert "No space left on device; output left unchanged (free some space" in result.output
     assert visible_tree(old) == tree and leftovers(old) == []
+
+
+class _LibcWithFailingSyncfs:
+    """libc whose syncfs reports a write-back error (EIO), as the kernel does when a page failed."""
+
+    def syncfs(self, fd: int) -> int:
+        return -1
+
+
+def test_a_write_back_error_at_the_one_flush_leaves_the_old_tree(tmp_path, monkeypatch, inputs):
+    """The staged tree is flushed once for the file system (syncfs), not per file: its error must stop
+    the switch exactly as a failed fsync did."""
+    before, after, _, ipxe = inputs
+    old = old_output(tmp_path, before, ipxe)
+    tree = visible_tree(old)
+    fsyncs = []
+    monkeypatch.setattr(os, "fsync", lambda fd, original=os.fsync: fsyncs.append(fd) or original(fd))
+    monkeypatch.setattr(app.atomic, "_LIBC", _LibcWithFailingSyncfs())
+    monkeypatch.setattr(app.atomic.ctypes, "get_errno", lambda: errno.EIO)
+    cluster, _ = load_cluster(after)
+    with pytest.raises(app.atomic.OutputError, match="Input/output error; output left unchanged"):
+        generate(cluster, old, None, assets=Path("/nonexistent"), ipxe_dir=ipxe)
+    assert not fsyncs  # no file was fsynced one by one: the flush is the one that failed
+    assert visible_tree(old) == tree and leftovers(old) == []
+
+
+def test_without_syncfs_every_staged_file_is_fsynced(tmp_path, monkeypatch, inputs):
+    before, _, _, ipxe = inputs
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd, original=os.fsync: synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+                        or original(fd))
+    monkeypatch.setattr(app.atomic, "_LIBC", object())
+    old_output(tmp_path, before, ipxe)
+    files = [p for p in synced if "/.generations/1/" in p and not os.path.isdir(p)]
+    assert any(p.endswith("/credentials/ca.key") for p in files) and len(files) > 10

@@ -17,7 +17,7 @@ from app.cluster import load_cluster
 from app.cluster.sysexts import node_sysexts
 from app.render.templates import Templates
 from app.render.tree import Appliance, render_tree
-from app.serve.scripts import with_credential
+from app.serve.boot.render import with_credential
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.real_programs import ignition_dir, validate
 

@@ -13,7 +13,7 @@ from app.ignition import butane
 from app.ignition import rules as ignition
 from app.ignition.matchbox_shape import as_matchbox_serves
 from app.layout import CREDENTIAL_PATH
-from app.serve.matchbox import RenderFailedError
+from app.serve.boot.store import RenderFailedError
 
 BOOT_IPXE = ("#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}"
              "&serial=${serial}&arch=${buildarch:uristring}\n")
@@ -51,6 +51,15 @@ def unknown_machine_script(mac: str, retry_seconds: int) -> str:
     return ("#!ipxe\n"
             f"echo bootstrap-node: no node in cluster.yaml has MAC {mac}\n"
             "echo Add it to nodes: (see `bootstrap-node discover`) and run generate; retrying.\n"
+            f"sleep {retry_seconds}\nchain --autofree boot.ipxe\n")
+
+
+def held_script(node: str, retry_seconds: int) -> str:
+    """For a node whose install is under way (or contested) when a machine PXE-boots as it again: no
+    installer, no window; it waits for an operator's `reinstall` and then carries on by itself."""
+    return ("#!ipxe\n"
+            f"echo bootstrap-node: {node} already received its install config, or another machine claimed it\n"
+            f"echo An operator must run `bootstrap-node reinstall {node}`; retrying.\n"
             f"sleep {retry_seconds}\nchain --autofree boot.ipxe\n")
 
 
