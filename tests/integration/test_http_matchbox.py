@@ -212,3 +212,16 @@ async def test_empty_selector_value_matches_missing_key(tmp_path):
             assert r.status == 200
         async with http.get("/ipxe?os=x&uuid=y") as r:
             assert r.status == 404
+
+
+@pytest.mark.parametrize("config", [
+    {"ignition": {"version": "3.4.0"}, "storage": {"files": [{"path": "relative"}]}},     # invalid
+    {"ignition": {"version": "3.2.0"}, "storage": {"files": [{"path": "/a", "mode": "x"}]}},  # wrong type
+    {"ignition": {"version": "3.4.0"}, "storage": {"files": "x"}},
+])
+async def test_raw_config_ignition_would_reject_is_404(data_dir, tmp_path, config):
+    """Matchbox serves an empty config for these (Ignition rejects it); ours says 404 and logs why."""
+    (data_dir / "ignition/raw.ign").write_text(json.dumps(config))
+    async with running(data_dir, tmp_path, strict=True) as (http, _):
+        async with http.get("/ignition?uuid=a1b2c3d4") as r:
+            assert r.status == 404 and await r.text() == "404 page not found\n"

@@ -112,7 +112,7 @@ def data_dir(tmp_path_factory) -> Path:
                 "tmpl": {"ignition_id": "t.yaml"}, "noboot": {}, "missing-ign": {"boot": BOOT, "ignition_id": "nope.ign"},
                 "range": {"ignition_id": "range.yaml", "generic_id": "env.txt"}, "v10": {"ignition_id": "v10.yaml"},
                 "bad-variant": {"ignition_id": "bad.yaml"}, "gzip": {"ignition_id": "gz.yaml"}, "warns": {"ignition_id": "warns.yaml"}}
-    profiles |= {f"raw{v}": {"ignition_id": f"raw{v}.ign"} for v in ("300", "310", "320", "330", "340", "220", "junk")}
+    profiles |= {f"raw{v}": {"ignition_id": f"raw{v}.ign"} for v in ("300", "310", "320", "330", "340", "220", "junk", "bad")}
     for name, profile in profiles.items():
         write_json(d / f"profiles/{name}.json", {"id": name, **profile})
     metadata = {"pod_network": "10.2.0.0/16", "some": {"nested": {"data": "v"}}, "num": 3, "yes": True, "no": False,
@@ -123,7 +123,7 @@ def data_dir(tmp_path_factory) -> Path:
               "missing": ({"uuid": "mi"}, "missing-ign"), "range": ({"uuid": "range"}, "range"),
               "v10": ({"uuid": "v10"}, "v10"), "bad-variant": ({"uuid": "bad"}, "bad-variant"),
               "warns": ({"uuid": "warns"}, "warns"), "gzip": ({"uuid": "gzip"}, "gzip"), "empty-value": ({"uuid": "", "os": "x"}, "p1")}
-    groups |= {f"raw{v}": ({"uuid": f"raw{v}"}, f"raw{v}") for v in ("300", "310", "320", "330", "340", "220", "junk")}
+    groups |= {f"raw{v}": ({"uuid": f"raw{v}"}, f"raw{v}") for v in ("300", "310", "320", "330", "340", "220", "junk", "bad")}
     for name, (selector, profile) in groups.items():
         write_json(d / f"groups/{name}.json", {"id": name, "profile": profile, "selector": selector,
                                                 "metadata": metadata})
@@ -133,7 +133,8 @@ def data_dir(tmp_path_factory) -> Path:
                  "files": [{"path": "/a", "contents": {"source": "data:,a&b"}}]}}),
              "t.yaml": BUTANE_TEMPLATE, "range.yaml": BUTANE_WITH_RANGE, "v10.yaml": BUTANE_V1_0,
              "bad.yaml": BUTANE_BAD_VARIANT, "gz.yaml": BUTANE_GZIP_CHOICE, "warns.yaml": BUTANE_WARNS,
-             "raw220.ign": json.dumps({"ignition": {"version": "2.2.0"}}), "rawjunk.ign": "{not json"}
+             "raw220.ign": json.dumps({"ignition": {"version": "2.2.0"}}), "rawjunk.ign": "{not json",
+             "rawbad.ign": json.dumps({"ignition": {"version": "3.4.0"}, "storage": {"files": [{"path": "relative"}]}})}
     files |= {f"raw{v}.ign": json.dumps({"ignition": {"version": ".".join(v)}, "passwd": {"users": [
         {"name": "core", "sshAuthorizedKeys": KEYS}]}}) for v in ("300", "310", "320", "330", "340")}
     for name, text in files.items():
@@ -147,7 +148,7 @@ def data_dir(tmp_path_factory) -> Path:
 ENDPOINTS = ["/ipxe", "/grub", "/ignition", "/generic", "/metadata"]
 QUERIES = ["uuid=a1b2c3d4", "uuid=tmpl&foo=some-param&bar=b", "uuid=noboot", "uuid=ghost", "uuid=mi", "uuid=range",
            "uuid=nokeys&os=installed", "uuid=v10", "uuid=bad", "uuid=warns", "uuid=gzip", "os=x", "os=x&uuid=y", "uuid=nobody",
-           "uuid=raw300", "uuid=raw310", "uuid=raw320", "uuid=raw330", "uuid=raw340", "uuid=raw220", "uuid=rawjunk",
+           "uuid=raw300", "uuid=raw310", "uuid=raw320", "uuid=raw330", "uuid=raw340", "uuid=raw220", "uuid=rawjunk", "uuid=rawbad",
            # the appliance's tree: install stage by MAC, final stage by MAC and os, MAC spellings
            "mac=52:54:00:00:00:11", "mac=52-54-00-00-00-21", "mac=52:54:00:00:00:21&os=installed",
            "mac=52:54:00:00:00:12&os=installed", "MAC=52:54:00:00:00:22&OS=installed", "mac=x:x", ""]
@@ -161,6 +162,7 @@ KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
     ("GET", "/ignition?uuid=raw220"): "a config Matchbox cannot parse (spec 2.x): Matchbox answers 200 with an empty "
                                       "config of version \"\", which Ignition rejects; ours answers 404 and logs why",
     ("GET", "/ignition?uuid=rawjunk"): "not JSON: as above",
+    ("GET", "/ignition?uuid=rawbad"): "a 3.4.0 config that fails Ignition's validation (a relative path): as above",
 }
 
 

@@ -111,6 +111,14 @@ def ignition_bytes(file_name: str, raw: bytes, variables: dict, *, matchbox_shap
         if not UPGRADABLE.fullmatch(str(version)):
             raise RenderFailed(f"{file_name}: Ignition version {version!r} is not 3.0.0-3.4.0")
         config["ignition"]["version"] = SERVED_IGNITION
+        # Matchbox serves an empty config (which Ignition rejects) for one that fails validation; a
+        # value of the wrong JSON type fails Go's unmarshalling there, and the checks here.
+        try:
+            errors = [report.text() for report in ignition.check(config) if report.level == "error"]
+        except (AttributeError, TypeError, ValueError) as exc:
+            errors = [f"a value of the wrong type ({exc})"]
+        if errors:
+            raise RenderFailed(f"{file_name}: invalid Ignition: {'; '.join(errors)}")
         return ignition.dumps(as_matchbox_serves(config) if matchbox_shape else config).rstrip(b"\n")
     try:
         text = go_template(raw.decode(), variables)
