@@ -12,16 +12,13 @@ No QEMU and no disk: partitions are not created here (the lab's configs define n
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import gzip
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -31,16 +28,12 @@ from app.cluster import load_cluster
 from app.cluster.sysexts import ASSET_DIR, node_sysexts
 from app.render.templates import Templates
 from app.render.tree import Appliance, render_tree
+from tests.support import ignition_fs
 from tests.support.paths import REPO
 from tests.support.real_programs import ignition_dir
 
 LAB = REPO / "scripts" / "lab" / "cluster.yaml"
 APPLIANCE = "10.99.0.2:8080"  # the lab cluster's bootstrap address and port
-CORE_UID = 500  # Flatcar's core user and group
-# A Flatcar root before Ignition: the accounts its image ships, nothing else.
-ACCOUNTS = {"passwd": "root:x:0:0:root:/root:/bin/bash\ncore:x:500:500:Flatcar Admin:/home/core:/bin/bash\n",
-            "group": "root:x:0:\ncore:x:500:core\n", "shadow": "root:*:1::::::\ncore:*:1::::::\n",
-            "gshadow": "root:*::\ncore:!::\n"}
 # In the namespace: the address, a private /run, the appliance serving the assets, then Ignition's
 # stages one after the other, as Flatcar's initramfs runs them.
 SCRIPT = r"""
@@ -65,12 +58,6 @@ for stage in fetch files; do
   IGNITION_CONFIG_FILE="$CONFIG" "$IGNITION" -platform file -stage $stage -root /run/sysroot -log-to-stdout
 done
 """
-
-
-def _decode(resource: dict) -> bytes:
-    header, payload = resource["source"][len("data:"):].split(",", 1)
-    raw = base64.b64decode(payload) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)
-    return gzip.decompress(raw) if resource.get("compression") == "gzip" else raw
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +86,11 @@ def rendered(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
 def _apply(work: Path, name: str, config: bytes) -> tuple[Path, str]:
     root = work / f"root-{name}"
     (root / "etc").mkdir(parents=True)
-    for file, text in ACCOUNTS.items():
+    for file, text in ignition_fs.ACCOUNT_FILES.items():
         (root / "etc" / file).write_text(text)
         os.chmod(root / "etc" / file, 0o600 if "shadow" in file else 0o644)
     (root / "home/core").mkdir(parents=True)
-    os.chown(root / "home/core", CORE_UID, CORE_UID)
+    os.chown(root / "home/core", ignition_fs.CORE_UID, ignition_fs.CORE_UID)
     (work / f"{name}.ign").write_bytes(config)
     env = {**os.environ, "WORK": str(work), "ROOT": str(root), "CONFIG": str(work / f"{name}.ign"),
            "IGNITION": str(ignition_dir() / "ignition"), "PY": sys.executable}
@@ -114,42 +101,12 @@ def _apply(work: Path, name: str, config: bytes) -> tuple[Path, str]:
     return root, run.stdout
 
 
-def _owner(entry: dict) -> tuple[int, int]:
-    ids = {"core": CORE_UID, "root": 0, None: 0}
-    return (entry.get("user", {}).get("id", ids.get(entry.get("user", {}).get("name"), -1)),
-            entry.get("group", {}).get("id", ids.get(entry.get("group", {}).get("name"), -1)))
-
-
 def _assert_applied(root: Path, config: dict, images: Path) -> None:
-    storage = config.get("storage", {})
-    for entry in storage.get("files", []):
-        path = root / entry["path"].lstrip("/")
-        source = entry.get("contents", {}).get("source", "")
-        want = (_decode(entry["contents"]) if source.startswith("data:")
-                else (images / source.rsplit("/", 1)[1]).read_bytes())
-        assert path.read_bytes() == want, entry["path"]
-        assert path.stat().st_mode & 0o7777 == entry.get("mode", 0o644), entry["path"]
-        assert (path.stat().st_uid, path.stat().st_gid) == _owner(entry), entry["path"]
-    for entry in storage.get("directories", []):
-        path = root / entry["path"].lstrip("/")
-        assert path.is_dir() and path.stat().st_mode & 0o7777 == entry.get("mode", 0o755), entry["path"]
-    for entry in storage.get("links", []):
-        assert os.readlink(root / entry["path"].lstrip("/")) == entry["target"], entry["path"]
-    preset = root / "etc/systemd/system-preset/20-ignition.preset"
-    presets = preset.read_text().splitlines() if preset.exists() else []
-    for unit in config.get("systemd", {}).get("units", []):
-        path = root / "etc/systemd/system" / unit["name"]
-        if unit.get("mask"):
-            assert os.readlink(path) == "/dev/null", unit["name"]
-        elif "contents" in unit:
-            assert path.read_text() == unit["contents"], unit["name"]
-        for dropin in unit.get("dropins", []):
-            assert (root / f"etc/systemd/system/{unit['name']}.d" / dropin["name"]).read_text() == dropin["contents"]
-        if unit.get("enabled") is True:
-            assert f"enable {unit['name']}" in presets, unit["name"]
-    for user in config.get("passwd", {}).get("users", []):
-        keys = (root / "home" / user["name"] / ".ssh/authorized_keys.d/ignition").read_text().splitlines()
-        assert keys == user.get("sshAuthorizedKeys", []), user["name"]
+    want = ignition_fs.expected(config, lambda url: (images / url.rsplit("/", 1)[1]).read_bytes())
+    assert len(want) >= 5, want  # the configs write files, links and units: an empty walk proves nothing
+    assert ignition_fs.observe(root, want) == want
+    preset = root / ignition_fs.PRESET.lstrip("/")
+    assert ignition_fs.preset_units(preset.read_text() if preset.exists() else "") == ignition_fs.enabled(config)
 
 
 def test_install_config_of_the_first_controller(rendered):
