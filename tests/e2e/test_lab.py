@@ -1,6 +1,7 @@
 """End to end: real firmware (SeaBIOS, OVMF) PXE-boots through real dnsmasq and our server in
-network namespaces, runs the stand-in Flatcar, executes the install script it was given, and
-reports back. Three nodes at once (BIOS and UEFI) plus a machine that is not in cluster.yaml."""
+network namespaces, runs the stand-in Flatcar, whose real Ignition applies the install config (and,
+for the "installed" root, the final one), executes the install script it was given, and reports
+back. Three nodes at once (BIOS and UEFI) plus a machine that is not in cluster.yaml."""
 
 from __future__ import annotations
 
