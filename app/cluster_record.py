@@ -16,7 +16,7 @@ that users may delete to clear the status page; losing it must never make `gener
 `kubeadm init` for a cluster that runs.
 
 Neither file is rendered by `generate`: they are carried from generation to generation as files
-someone else put into the tree (see app/atomic.py), so a re-render never drops them.
+someone else put into the tree (see app/generations.py), so a re-render never drops them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.atomic import atomic_write
+from app.atomic_file import atomic_write
 from app.layout import CREDENTIALS
 
 CLUSTER_RECORD = f"{CREDENTIALS}/cluster.json"

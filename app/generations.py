@@ -9,8 +9,8 @@ previous tree or the whole new one, never a mix.
 A new tree is staged in a fresh <n> (files that did not change are hard links to the current tree's),
 its files are flushed to disk (one syncfs of the file system; an fsync per file where there is no
 syncfs) and every directory is fsynced, then `current` is switched. Anything else under .generations/ is
-what a crashed run left behind, removed by the next run. `atomic_write` is the single-file version,
-for the files other commands own (serve.json, kubeconfig).
+what a crashed run left behind, removed by the next run. `app.atomic_file.atomic_write` is the
+single-file version, for the files other commands own (serve.json, kubeconfig).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import errno
 import fcntl
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from app.atomic_file import same_file
 
 MANAGED = ("credentials", "dnsmasq.conf", "matchbox", "tftp")  # top-level entries generate owns
 GENERATIONS = ".generations"
@@ -84,24 +85,6 @@ def write_tree(output: Path, files: Files) -> WriteSummary:
     return WriteSummary(plan.written, plan.unchanged, plan.removed, warnings)
 
 
-def atomic_write(path: Path, data: bytes, mode: int, *, skip_if_same: bool = False) -> None:
-    """One file, atomically: a temporary file in the same directory, fsynced, then renamed over."""
-    if skip_if_same and _same(path, data, mode):
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)  # before any byte lands: a secret is never readable by others
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # -- what changes -----------------------------------------------------------------------------------
 @dataclass
 class _Plan:
@@ -117,18 +100,9 @@ def _plan(current: Path | None, files: Files) -> _Plan:
     present = set(_files_under(current))
     generated = _read_manifest(current)
     generated = present if generated is None else generated & present
-    unchanged = sorted(rel for rel, (data, mode) in files.items() if _same(current / rel, data, mode))
+    unchanged = sorted(rel for rel, (data, mode) in files.items() if same_file(current / rel, data, mode))
     return _Plan(sorted(set(files) - set(unchanged)), unchanged, sorted(generated - set(files)),
                  sorted(present - generated - set(files)))
-
-
-def _same(path: Path, data: bytes, mode: int) -> bool:
-    try:
-        st = path.lstat()
-        return (path.is_file() and not path.is_symlink() and (st.st_mode & 0o7777) == mode
-                and st.st_size == len(data) and path.read_bytes() == data)
-    except FileNotFoundError:
-        return False
 
 
 def _files_under(root: Path) -> Iterator[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app import pki
-from app.joins import JoinToken
+from app.cluster_record import JoinToken
 from app.wait import kube
 
 KUBE_SYSTEM = "/api/v1/namespaces/kube-system"
