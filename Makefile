@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-LAB_PACKAGES := qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base busybox-static cpio iproute2
+LAB_PACKAGES := qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base busybox-static cpio iproute2 gcc libblkid-dev passwd
 # LAB_POWER=redfish|ipmi: the machines are libvirt domains behind a BMC emulator (scripts/lab/lab_bmc.py).
 LAB_POWER ?=
 BMC_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc python3-dev ipmitool
@@ -46,7 +46,10 @@ bench: venv
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || { [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk; } \
 		|| { echo "make bench needs nginx and wrk (Debian: nginx-light wrk)"; exit 1; }
-	$(PY) bench/run.py
+	@# Real Matchbox beside ours: BENCH_MATCHBOX, else the one scripts/matchbox-binary builds (cached).
+	@mb="$${BENCH_MATCHBOX:-}"; if [ -z "$$mb" ] && command -v go >/dev/null; then \
+		. scripts/lib/real-versions; mb="$$(scripts/matchbox-binary "$$MATCHBOX_VERSION" | tail -n1)/matchbox" || mb=""; fi; \
+	BENCH_MATCHBOX="$$mb" $(PY) bench/run.py
 
 ## The boot storm (root): 50, 200 and 1,000 simulated machines through dnsmasq and serve in network
 ## namespaces (bench/storm.py; BENCH_STORM=50,200 for fewer), and the per-request neighbour lookup
