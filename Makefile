@@ -72,9 +72,11 @@ screenshot: venv
 	@rm -f docs/status-page.raw.png
 	@ls -l docs/status-page.png
 
-## Regenerate cluster.schema.json from the model.
+## Regenerate cluster.schema.json from the model, and the reference table in docs/configuration.md from it.
 schema: venv
 	$(VENV)/bin/bootstrap-node schema > cluster.schema.json
+	$(PY) -c 'import pathlib; from app.cluster.schema import splice_reference as s; \
+		p = pathlib.Path("docs/configuration.md"); p.write_text(s(p.read_text()))'
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -233,7 +233,7 @@ def _string_type(parser, schema: dict):
     return [BeforeValidator(parser), WithJsonSchema({"type": "string", **schema})]
 
 
-DnsLabel = Annotated[str, *_string_type(parse_dns_label, {"pattern": DNS_LABEL.pattern, "maxLength": 63})]
+DnsLabel = Annotated[str, *_string_type(parse_dns_label, {"pattern": f"^{DNS_LABEL.pattern}$", "maxLength": 63})]
 DnsName = Annotated[str, *_string_type(parse_dns_name, {"format": "hostname"})]
 K8sVersion = Annotated[str, *_string_type(parse_k8s_version, {"pattern": r"^v\d+\.\d+\.\d+$"})]
 FlatcarVersion = Annotated[str, *_string_type(parse_flatcar_version, {"pattern": r"^\d+\.\d+\.\d+$"})]
@@ -245,7 +245,7 @@ SshKey = Annotated[str, *_string_type(parse_ssh_key, {"pattern": r"^(ssh|ecdsa|s
 Token = Annotated[str, *_string_type(parse_token, {"pattern": "^" + TOKEN.pattern + "$"})]
 Disk = Annotated[str, *_string_type(parse_disk, {"pattern": "^/dev/"})]
 IfName = Annotated[str, *_string_type(parse_ifname, {"maxLength": 15})]
-GitUrl = Annotated[str, *_string_type(parse_git_url, {"pattern": GIT_URL.pattern})]
+GitUrl = Annotated[str, *_string_type(parse_git_url, {"pattern": f"^(?:{GIT_URL.pattern})$"})]
 SysextName = Annotated[str, *_string_type(parse_sysext_name, {"pattern": f"^{SYSEXT_NAME.pattern}$"})]
 SysextVersion = Annotated[str, *_string_type(parse_sysext_version, {"pattern": f"^{SYSEXT_VERSION.pattern}$"})]
 DnsServers = Annotated[list[IPv4], BeforeValidator(parse_dns_servers),

@@ -179,10 +179,10 @@ class Cluster(_Model):
     gitops: GitOps | None = Field(None, description="Hand the cluster to Argo CD and this repository.")
     sysexts: list[Sysext] = Field(
         default_factory=list, description="More system extensions for every node, or for some roles or nodes; "
-                                          "each must be in the assets under `sysext/` (see README).")
+                                          "each must be in the assets under `sysext/` (see docs/sysexts.md).")
     sysupdate: bool = Field(
         False, description="Nodes take patch updates of their sysexts from the appliance's `/assets/sysext/` "
-                           "while it serves (systemd-sysupdate; see README).")
+                           "while it serves (systemd-sysupdate; see docs/sysexts.md).")
     power: PowerWay = Field(
         "manual", description="How nodes are powered on: `manual` (`init` asks you), `wol` (Wake-on-LAN), "
                               "`redfish` or `ipmi` (through each node's `bmc`); a node's own `power` wins.")

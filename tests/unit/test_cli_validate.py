@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.cli.validate import cluster_schema
+from app.cluster.schema import cluster_schema
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.yaml_bombs import BOMBS
 
