@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 
-
 def _with_the_dependencies() -> None:
     """`python3 scripts/lab …` from a Python without the app's dependencies (typer, aiohttp, …) runs
     again with the checkout's .venv (`make venv`), which has them: the lab calls the app."""
