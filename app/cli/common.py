@@ -125,6 +125,7 @@ def command(name: str | None = None):
         def run(ctx: typer.Context, **kwargs):
             given = {key: kwargs.pop(key) for key in ENV if kwargs.get(key) is not None}
             kwargs = {key: value for key, value in kwargs.items() if key not in ENV}
+            _warned.clear()  # one run of a command: each warning once
             return fn(replace(ctx.obj or default_paths(), **given), **kwargs)
 
         context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
@@ -163,8 +164,14 @@ def load_or_exit(path: Path) -> Cluster:
     except InvalidConfig as exc:
         raise fail(render(exc.problems, "text"), ExitCode.INVALID) from None
     for w in warnings:
-        typer.echo(w.text(), err=True)
+        if w.text() not in _warned:
+            _warned.add(w.text())
+            typer.echo(w.text(), err=True)
     return cluster
+
+
+# Several steps of one command (init: generate, serve, wait) read cluster.yaml; a warning is news once.
+_warned: set[str] = set()
 
 
 def known_nodes(config: Path) -> dict[str, str]:

@@ -96,6 +96,9 @@ def parse_mac(value: Any) -> str:
         raise ValueError(f"{shown(text)} mixes separators ({' and '.join(sorted(separators))}); write a MAC "
                          "with one style throughout, like 52:54:00:12:34:56")
     digits = re.sub(r"[:\-.]", "", text)
+    if not separators and re.fullmatch(r"[0-9a-fA-F]{12}", text):
+        spelled = ":".join(text[i:i + 2] for i in range(0, 12, 2)).lower()
+        raise ValueError(f"{shown(text)} is not a MAC address as written; did you mean \"{spelled}\"?")
     shapes = (r"([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}", r"([0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}")
     if not any(re.fullmatch(s, text) for s in shapes) or len(digits) != 12:
         raise ValueError(f"{shown(text)} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)")
@@ -144,6 +147,10 @@ def parse_ipv4_network(value: Any) -> ipaddress.IPv4Network:
 def parse_ssh_key(value: Any) -> str:
     """A public key line: known type, base64 body whose embedded type matches, optional comment."""
     text = _text(value, "an SSH public key")
+    if text.startswith("-----BEGIN") or "PRIVATE KEY" in text:
+        # Never echo it: whatever was pasted here is a secret that must not reach a terminal or log.
+        raise ValueError("this is a private key: put the public half here (the .pub file, or what "
+                         "`ssh-keygen -y -f KEY` prints), and remove the private key from cluster.yaml")
     parts = text.split(None, 2)
     if len(parts) < 2:
         raise ValueError("is not an SSH public key: expected '<type> <base64> [comment]'")
