@@ -2,7 +2,7 @@
 #   docker build -t bootstrap-node .                                   (downloads and verifies assets)
 #   docker build --build-arg ASSETS=context --build-arg ASSETS_DIR=assets \
 #                --build-arg IMAGES=context --build-arg IMAGES_DIR=images -t bootstrap-node .   (air-gapped)
-# See README "The container image" for every build argument.
+# See docs/install-and-assets.md for every build argument.
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
 # --- assets: Flatcar PXE kernel/initrd + disk image, the sysexts (Kubernetes', SYSEXTS), add-ons; all verified ---

@@ -32,7 +32,8 @@ def test_test_command_is_what_ci_runs():
     ci = (REPO / ".ci" / "run").read_text()
     assert "```sh\nmake test\n```" in README
     assert "```sh\nmake lab\n```" in README
-    assert re.search(r"^make test\b", ci, re.M)
+    assert re.search(r"^target=\$\{CI_MAKE_TARGET:-test\}$", ci, re.M)  # make test, unless told otherwise
+    assert re.search(r'^make "\$target"', ci, re.M)
 
 
 def test_readme_is_a_front_door():
