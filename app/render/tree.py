@@ -23,12 +23,11 @@ from app.cluster.sysexts import (
 )
 from app.ignition import butane
 from app.ignition import rules as ignition
-from app.layout import CREDENTIAL_PATH
+from app.layout import CREDENTIAL_PATH, FLATCAR_ASSET_DIR
 from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
 from app.render.templates import TemplateError, Templates
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
-FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
 REFUSE_INIT_EXIT = 3  # kubeadm.sh's exit status when a cluster already answers (systemd does not retry it)
 SERIAL_CONSOLE = {"amd64": "ttyS0", "arm64": "ttyAMA0"}  # arm64 boards' PL011 UART is ttyAMA0
 TOKEN_TTL = "2h0m0s"  # the bootstrap token's lifetime, as kubeadm's kubeadm-certs Secret

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from tests.support.apiserver import StandInAPIServer, serving_cert
+from tests.support.assets import standin_assets
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import free_port, wait_for
 
@@ -35,7 +36,8 @@ def start_init(output, api_url: str, port: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--config", str(EXAMPLE), "--output", str(output), "--templates",
          str(templates), "init", "--yes", "--listen", f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none",
-         "--assets", "/nonexistent", "--ipxe-dir", "/nonexistent", "--server", api_url, "--poll", "0.2",
+         "--assets", str(standin_assets(output.parent / "assets", EXAMPLE)), "--ipxe-dir", "/nonexistent",
+         "--server", api_url, "--poll", "0.2",
          "--api-timeout", "30", "--nodes-timeout", "30",
          "--bind", "address"],  # loopback has no neighbour table
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
