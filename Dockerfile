@@ -25,7 +25,7 @@ SHELL ["/bin/sh", "-eu", "-c"]
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
  && rm -rf /var/lib/apt/lists/*
-COPY scripts/assets/ /usr/local/lib/bootstrap-node/
+COPY app/asset_scripts/ /usr/local/lib/bootstrap-node/
 COPY ${ASSETS_DIR}/ /context-assets/
 RUN FLATCAR_VERSION="$FLATCAR_VERSION" FLATCAR_CHANNEL="$FLATCAR_CHANNEL" K8S_VERSION="$K8S_VERSION" \
     ARCH="$ARCH" FLANNEL_VERSION="$FLANNEL_VERSION" FLANNEL_SHA256="$FLANNEL_SHA256" \

@@ -9,9 +9,8 @@ from app.cluster.model import Cluster
 from app.cluster.sysexts import ASSET_DIR, cluster_sysexts, missing_files
 from app.layout import FLATCAR_ASSET_DIR, FLATCAR_FILES
 
-FETCH_HINT = ("Flatcar's files: fetch and verify them with scripts/assets/fetch-and-verify "
-              "(docs/install-and-assets.md: FLATCAR_VERSION={version} ARCH={arch} ... "
-              "scripts/assets/fetch-and-verify download . {assets}), or run the image, which has them under /assets")
+FETCH_HINT = ("fetch and verify them with `bootstrap-node assets fetch {assets}` (`--from DIR` without internet), "
+              "or run the image, which has them under /assets")
 
 
 def flatcar_files(cluster: Cluster) -> list[str]:
@@ -30,7 +29,14 @@ def missing_assets(cluster: Cluster, assets: Path) -> list[str]:
     """One line per missing file (Flatcar's, then the sysexts'), and how to fetch Flatcar's."""
     lines = [f"{assets / rel} is missing" for rel in flatcar_files(cluster) if not (assets / rel).is_file()]
     if lines:
-        arches = "|".join(sorted({node.arch for node in cluster.nodes}))
-        lines.append(FETCH_HINT.format(version=cluster.cluster.flatcar_version, arch=arches, assets=assets))
+        lines.append(FETCH_HINT.format(assets=assets))
     lines.extend(message for _, message in missing_files(cluster, assets))
     return lines
+
+
+def fetch_environments(cluster: Cluster) -> list[dict[str, str]]:
+    """What fetch-and-verify needs to lay out this cluster's assets: one run per node architecture."""
+    releases = " ".join(f"{entry.name}-{entry.version}" for entry in cluster.sysexts)
+    return [{"FLATCAR_VERSION": cluster.cluster.flatcar_version, "FLATCAR_CHANNEL": cluster.cluster.flatcar_channel,
+             "K8S_VERSION": cluster.cluster.k8s_version, "ARCH": arch, "SYSEXTS": releases}
+            for arch in sorted({node.arch for node in cluster.nodes})]
