@@ -26,12 +26,13 @@ def required_assets(cluster: Cluster) -> list[str]:
 
 
 def missing_assets(cluster: Cluster, assets: Path) -> list[str]:
-    """One line per missing file (Flatcar's, then the sysexts'), and how to fetch Flatcar's."""
+    """One line per missing file: Flatcar's, then the sysexts' (each with how to bake it)."""
     lines = [f"{assets / rel} is missing" for rel in flatcar_files(cluster) if not (assets / rel).is_file()]
-    if lines:
-        lines.append(FETCH_HINT.format(assets=assets))
-    lines.extend(message for _, message in missing_files(cluster, assets))
-    return lines
+    return lines + [message for _, message in missing_files(cluster, assets)]
+
+
+def fetch_hint(assets: Path) -> str:
+    return FETCH_HINT.format(assets=assets)
 
 
 def fetch_environments(cluster: Cluster) -> list[dict[str, str]]:
