@@ -57,7 +57,7 @@ def serve(
                                                   "seconds).")] = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help=(
         "HTTP worker processes on the port, sharing the install-window state; one answered about 1,600-1,900 boot "
-        "requests a second on one core of the benchmark machine (README: Performance).")
+        "requests a second on one core of the benchmark machine (bench/README.md).")
     )] = 1,
 ) -> None:
     """Serve the generated tree: proxy DHCP + TFTP (dnsmasq) and the Matchbox-compatible HTTP API.

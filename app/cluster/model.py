@@ -1,4 +1,4 @@
-"""The cluster.yaml model: typed, immutable, with the descriptions editors and the README show."""
+"""The cluster.yaml model: typed, immutable, with the descriptions editors and docs/configuration.md show."""
 
 from __future__ import annotations
 
