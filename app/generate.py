@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import pki
-from app.atomic import WriteSummary, write_tree
 from app.cluster import Cluster
 from app.cluster.sysexts import ASSET_DIR, cluster_sysexts, served_sums_problems
+from app.cluster_record import cluster_exists, forget_cluster
 from app.credentials import load_secrets
-from app.joins import cluster_exists, forget_cluster
+from app.generations import WriteSummary, write_tree
 from app.render.templates import Templates
 from app.render.tree import Appliance, RenderError, render_tree
 from app.wait.gate import api_endpoints

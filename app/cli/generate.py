@@ -73,8 +73,8 @@ def _warn_missing_images(cluster: Cluster, paths: Paths, layout: Path) -> None:
 
 def generate_or_exit(cluster: Cluster, paths: Paths, **options):
     """Run generate; print its warnings; on failure say the output is unchanged and exit."""
-    from app.atomic import OutputError
     from app.generate import generate as run
+    from app.generations import OutputError
     from app.render.tree import RenderError
 
     try:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from app.cli.common import DEFAULT_ASSETS, AssetsOpt, Paths, command, fail, known_nodes
-from app.events import Event, EventLog, append_event
+from app.events import Event, EventKind, EventLog, append_event
 from app.layout import EVENTS
 
 
@@ -42,7 +42,7 @@ def status(
     assets: AssetsOpt = DEFAULT_ASSETS,
 ) -> None:
     """Each node's phase, download and last error, and the alerts, from the event log."""
-    from app.serve.status_view import build
+    from app.status.view import build
 
     if not watch:
         _require_event_log(paths)
@@ -80,7 +80,7 @@ def _title(paths: Paths) -> str:
 
 def _watch(log: EventLog, paths: Paths, assets, interval: float) -> None:
     from app.cli.progress import Display, status_lines, status_renderable
-    from app.serve.status_view import build
+    from app.status.view import build
 
     try:
         with Display() as display:
@@ -101,14 +101,14 @@ def discover(
         = DiscoverFormat.snippet,
 ) -> None:
     """MACs that PXE-booted but are in no group (by default as a ready-to-paste `nodes:` snippet)."""
-    from app.serve.discovery import nodes_snippet, unknown_machines
+    from app.status.discovery import nodes_snippet, unknown_machines
 
     _require_event_log(paths)
     known = known_nodes(paths.config)
     if format is DiscoverFormat.snippet:
         typer.echo(nodes_snippet(unknown_machines(paths.output / EVENTS, known)), nl=False)
         return
-    from app.serve.status_view import build
+    from app.status.view import build
 
     machines = [asdict(u) for u in build(EventLog(paths.output, known)).unknown]
     if format is DiscoverFormat.json:
@@ -124,6 +124,6 @@ def reinstall(paths: Paths, name: str) -> None:
     by_name = {n: m for m, n in known_nodes(paths.config).items()}
     if name not in by_name:
         raise fail(f"no node named {name!r} in {paths.config}")
-    append_event(paths.output, Event("reinstall", mac=by_name[name], node=name, source="cli"))
+    append_event(paths.output, Event(EventKind.REINSTALL, mac=by_name[name], node=name, source="cli"))
     typer.echo(f"{name} will install again on its next PXE boot (a running serve takes this within a second); "
                "if the cluster is up, run `bootstrap-node generate` first so its config carries a fresh join token")

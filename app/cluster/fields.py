@@ -78,7 +78,7 @@ def parse_dns_name(value: Any) -> str:
 
 
 def parse_k8s_version(value: Any) -> str:
-    text = _text(value, "a version like v1.31.4")
+    text = _text(value, "a version like v1.36.3")
     m = K8S_VERSION.fullmatch(text)
     if not m:
         hint = f"; did you mean 'v{text}'?" if K8S_VERSION.fullmatch("v" + text) else ""

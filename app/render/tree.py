@@ -16,11 +16,7 @@ import yaml
 from app import pki
 from app.cluster import Cluster, Node
 from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR
-from app.cluster.sysexts import (
-    SYSEXT_ARCH,  # noqa: F401 - re-exported: it used to live here
-    SysextUse,
-    node_sysexts,
-)
+from app.cluster.sysexts import SysextUse, node_sysexts
 from app.ignition import butane
 from app.ignition import rules as ignition
 from app.layout import CREDENTIAL_PATH, FLATCAR_ASSET_DIR
@@ -49,7 +45,7 @@ class Appliance:
     ipxe_binaries: dict[str, bytes] = field(default_factory=dict)  # tftp/ file name -> contents
     sysext_hashes: dict[str, str] = field(default_factory=dict)  # sysext file name -> "sha512-<hex>"
     ignition_schemas: Path | None = None  # official JSON Schemas, checked when given
-    # The cluster runs (`wait` saw its API with this CA; app/joins.py): the first controller joins it
+    # The cluster runs (`wait` saw its API with this CA; app/cluster_record.py): the first controller joins it
     # like the others instead of running `kubeadm init` a second time.
     cluster_exists: bool = False
     join_tokens: dict[str, str] = field(default_factory=dict)  # node name -> token minted for its join
@@ -179,9 +175,13 @@ def _render(templates: Templates, name: str, variables: dict) -> str:
         raise RenderError(f"{exc}{f' (rendering for node {node})' if node else ''}") from None
 
 
+# LibYAML when PyYAML was built with it: this check runs for every node.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _check_yaml(text: str, origin: str, node: Node) -> None:
     try:
-        list(yaml.safe_load_all(text))
+        list(yaml.load_all(text, Loader=_YAML_LOADER))
     except yaml.YAMLError as exc:
         raise RenderError(f"{origin}: rendered for node {node.name} is not valid YAML: {exc}") from None
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.atomic import atomic_write
+from app.atomic_file import atomic_write
 from app.cluster import Cluster
 from app.wait import kube
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from app import pki
 from app.cluster import Cluster, Node
+from app.cluster_record import JoinToken, load_join_tokens, save_join_tokens
 from app.events import EventLog, NodeState
-from app.joins import JoinToken, load_join_tokens, save_join_tokens
 from app.layout import ADMIN_KUBECONFIG
-from app.wait import joins, kube
+from app.wait import kube, kubeadm_secrets
 
 # Workers: kubeadm's default token lifetime. Controllers: kubeadm's lifetime for kubeadm-certs (the
 # CA keys, encrypted), which their join needs as much as the token.
@@ -59,7 +59,7 @@ def prepare_joins(cluster: Cluster, output: Path, secrets: pki.Secrets, servers:
     wanted = [n for n in cluster.nodes if needs_token(n, states[n.name], stored.get(n.name), now)]
     if not wanted:
         return plan
-    api, why = joins.connect(output / ADMIN_KUBECONFIG, servers)
+    api, why = kubeadm_secrets.connect(output / ADMIN_KUBECONFIG, servers)
     if api is None:
         plan.warnings.append(_no_api_warning(wanted, stored, why))
         return plan
@@ -75,7 +75,7 @@ def prepare_joins(cluster: Cluster, output: Path, secrets: pki.Secrets, servers:
 def _new_to_the_cluster(api, wanted: list[Node], states: dict[str, NodeState | None]) -> list[Node]:
     """Leave alone a node the event log never saw that the API knows: it was installed before this
     log began (a fresh log must not mint a token for every node)."""
-    registered = joins.registered_nodes(api)
+    registered = kubeadm_secrets.registered_nodes(api)
     return [n for n in wanted if states[n.name] is not None or n.name not in registered]
 
 
@@ -84,12 +84,12 @@ def _mint(api, plan: JoinPlan, nodes: list[Node], secrets: pki.Secrets, output: 
     minted: dict[str, JoinToken] = {}
     try:
         for node in nodes:
-            token, _ = joins.mint_token(api, now, ttl(node), f"bootstrap-node: join of {node.name}")
+            token, _ = kubeadm_secrets.mint_token(api, now, ttl(node), f"bootstrap-node: join of {node.name}")
             minted[node.name] = token
             plan.minted.append(node.name)
             plan.tokens[node.name] = token.token
         if any(n.role == "controller" for n in nodes):
-            joins.upload_certs(api, secrets, now, CONTROLLER_TTL)
+            kubeadm_secrets.upload_certs(api, secrets, now, CONTROLLER_TTL)
             plan.certs_uploaded = True
     finally:
         if minted:  # what exists in the cluster is recorded, even when a later call failed

@@ -3,7 +3,7 @@ nothing about PXE, the appliance running `bootstrap-node serve`, and QEMU machin
 that PXE-boot from it. Root only. Everything made is recorded in build/lab/state.json and removed
 by `down`, by process id and namespace name.
 
-Topology (from ../shared/notes/lab-qemu-pxe.md):
+Topology:
     <prefix>lan:  br0 + one tap per VM            (QEMU runs here)
     <prefix>site: site0 10.99.0.1, dnsmasq DHCP 10.99.0.100-150 (no PXE options)
     <prefix>appl: appl0 10.99.0.2, bootstrap-node serve (proxy DHCP, TFTP, HTTP :8080)

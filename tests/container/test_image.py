@@ -28,10 +28,10 @@ CONTEXT_IMAGES = REPO / "build" / "container-images"
 PAYLOAD = "localhost/bootstrap-node-payload:test"
 WHEELS = REPO / "build" / "wheels"
 STANDINS = ["flatcar/4081.3.6/flatcar_production_pxe.vmlinuz", "flatcar/4081.3.6/flatcar_production_pxe_image.cpio.gz",
-            "flatcar/4081.3.6/flatcar_production_image.bin.bz2", "sysext/kubernetes-v1.31.4-x86-64.raw",
+            "flatcar/4081.3.6/flatcar_production_image.bin.bz2", "sysext/kubernetes-v1.36.3-x86-64.raw",
             "sysext/containerd-2.0.4-x86-64.raw", "cni/flannel.yaml"]
 SYSEXTS = "containerd-2.0.4"  # baked from the context, like a bakery download
-NOT_SERVED = "kubernetes-v1.31.5-x86-64.raw"  # in the context's SHA256SUMS (as in the bakery's), not baked
+NOT_SERVED = "kubernetes-v1.36.4-x86-64.raw"  # in the context's SHA256SUMS (as in the bakery's), not baked
 
 
 @pytest.fixture(scope="module", params=["docker", "podman"])
@@ -72,13 +72,13 @@ def context_inputs() -> None:
 
 
 def context_images() -> list[str]:
-    """An OCI layout with every image the app says the image must bake (kubeadm's for v1.31.4, kube-vip,
+    """An OCI layout with every image the app says the image must bake (kubeadm's for v1.36.3, kube-vip,
     the stand-in flannel manifest's), all one tiny podman-built image under each name, whichever engine
     then builds the appliance. Returns the refs."""
     from app.render.images import KUBE_VIP_IMAGE, kubeadm_images, manifest_images
     if shutil.which("skopeo") is None or shutil.which("podman") is None:
         pytest.skip("needs podman and skopeo to make the image layout the build takes (IMAGES=context)")
-    refs = [*kubeadm_images("v1.31.4"), KUBE_VIP_IMAGE,
+    refs = [*kubeadm_images("v1.36.3"), KUBE_VIP_IMAGE,
             *manifest_images(REPO / "tests" / "fixtures" / "kube-flannel.yml")]
     shutil.rmtree(CONTEXT_IMAGES, ignore_errors=True)
     payload = REPO / "build" / "payload"
@@ -125,7 +125,7 @@ def test_labels_entrypoint_and_nothing_extra(image):
     client, built = image
     labels = built.config.labels
     assert labels["io.bootstrap-node.flatcar.version"] == "4081.3.6"
-    assert labels["io.bootstrap-node.kubernetes.version"] == "v1.31.4"
+    assert labels["io.bootstrap-node.kubernetes.version"] == "v1.36.3"
     assert built.config.entrypoint == ["bootstrap-node"]
     code, out = run(client, "-c", "ls /opt/bootstrap-node/bin; command -v gcc cc pip || true; ls /var/lib/apt/lists",
                     entrypoint="sh")
@@ -160,7 +160,7 @@ def test_generate_into_a_mounted_output(image, tmp_path):
     assert (out / "matchbox" / "ignition" / "cp-1.ign").exists() and (out / "tftp" / "undionly.kpxe.0").exists()
     assert (out / "credentials" / "ca.key").stat().st_mode & 0o777 == 0o600
     # The sysext baked in the image is hashed into the nodes' configs.
-    assert "sha512-" + hashlib.sha512(b"stand-in sysext/kubernetes-v1.31.4-x86-64.raw\n").hexdigest() in \
+    assert "sha512-" + hashlib.sha512(b"stand-in sysext/kubernetes-v1.36.3-x86-64.raw\n").hexdigest() in \
         (out / "matchbox" / "ignition" / "worker-1.ign").read_text()
 
 
@@ -185,7 +185,7 @@ def test_sysexts_are_baked_placed_and_their_sums_list_only_what_is_served(image,
     code, sums = run(client, "-c", "cat /assets/sysext/SHA256SUMS", entrypoint="sh")
     assert code == 0 and NOT_SERVED not in sums
     assert sorted(line.split()[1] for line in sums.splitlines()) == [
-        "containerd-2.0.4-x86-64.raw", "kubernetes-v1.31.4-x86-64.raw"]
+        "containerd-2.0.4-x86-64.raw", "kubernetes-v1.36.3-x86-64.raw"]
     config = tmp_path / "cluster.yaml"
     config.write_text(EXAMPLE.read_text() + "sysexts:\n  - {name: containerd, version: 2.0.4, roles: [worker]}\n"
                       "sysupdate: true\n")
@@ -219,7 +219,7 @@ def test_images_are_baked_and_complete(image, tmp_path):
     assert report["layout"] == "/images" and report["missing"] == 0
     assert {e["ref"] for e in report["images"]} == set(context_images_refs())
     code, lock = run(client, "-c", "cat /images/images.lock", entrypoint="sh")
-    assert code == 0 and f"registry.k8s.io/pause:3.10 {baked_digest('registry.k8s.io/pause:3.10')}" in lock
+    assert code == 0 and f"registry.k8s.io/pause:3.10.2 {baked_digest('registry.k8s.io/pause:3.10.2')}" in lock
 
 
 def context_images_refs() -> list[str]:
@@ -245,10 +245,10 @@ def test_serve_with_host_network(image, tmp_path):
             assert r.read() == b"stand-in flatcar/4081.3.6/flatcar_production_pxe.vmlinuz\n"
         # The baked layout is the nodes' registry: skopeo pulls through it (the direct form).
         pause = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
-                                f"docker://127.0.0.1:{port}/registry.k8s.io/pause:3.10"],
+                                f"docker://127.0.0.1:{port}/registry.k8s.io/pause:3.10.2"],
                                capture_output=True, text=True, timeout=60)
         assert pause.returncode == 0, pause.stderr
-        assert json.loads(pause.stdout)["Digest"] == baked_digest("registry.k8s.io/pause:3.10")
+        assert json.loads(pause.stdout)["Digest"] == baked_digest("registry.k8s.io/pause:3.10.2")
         unknown = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
                                   f"docker://127.0.0.1:{port}/registry.k8s.io/nope:1"],
                                  capture_output=True, text=True, timeout=60)

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from app import pki
 from app.cli import app
+from app.cluster_record import CLUSTER_RECORD, JOIN_TOKENS, record_cluster
 from app.events import Event, append_event
-from app.joins import CLUSTER_RECORD, JOIN_TOKENS, record_cluster
 from tests.conftest import EXAMPLE
 from tests.integration.test_wait import api, run_wait
 from tests.unit.test_generate import decode

@@ -31,7 +31,7 @@ def builtin(tmp_path, monkeypatch) -> Path:
 
 
 def needed() -> list[str]:
-    return [*kubeadm_images("v1.31.4"), KUBE_VIP_IMAGE, *manifest_images(FLANNEL)]
+    return [*kubeadm_images("v1.36.3"), KUBE_VIP_IMAGE, *manifest_images(FLANNEL)]
 
 
 def make_layout(root: Path, refs: list[str]) -> Path:
@@ -86,7 +86,7 @@ def test_a_multi_arch_index_counts_and_a_wrong_registry_does_not(builtin, tmp_pa
     root = tmp_path / "layout"
     named = {ref: image(root, [ref.encode()]) for ref in needed()[1:]}
     named[needed()[0]] = multi_arch(root, {"amd64": [b"a"], "arm64": [b"b"]})
-    named["docker.io/library/kube-apiserver:v1.31.4"] = image(root, [b"wrong registry"])
+    named["docker.io/library/kube-apiserver:v1.36.3"] = image(root, [b"wrong registry"])
     write_index(root, named)
     assert run("images", "--images", str(root)).exit_code == 0
     del named[needed()[0]]
@@ -103,10 +103,10 @@ def test_no_layout_everything_missing(builtin, tmp_path):
 
 def test_unsupported_version_is_a_clear_message(builtin, tmp_path):
     config = tmp_path / "cluster.yaml"
-    config.write_text(EXAMPLE.read_text().replace("k8s_version: v1.31.4", "k8s_version: v1.31.99"))
+    config.write_text(EXAMPLE.read_text().replace("k8s_version: v1.36.3", "k8s_version: v1.36.99"))
     result = run("images", "--images", str(tmp_path), config=config)
     assert result.exit_code == 1
-    assert "no verified kubeadm image list for Kubernetes v1.31.99" in result.output
+    assert "no verified kubeadm image list for Kubernetes v1.36.99" in result.output
     assert "Traceback" not in result.output
 
 

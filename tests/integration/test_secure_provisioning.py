@@ -165,6 +165,32 @@ async def test_a_second_machine_booting_as_a_node_contests_the_window(tree):
         assert any(a.detail["reason"].startswith("a second machine") for a in ctx.events.recent_alerts)
 
 
+async def test_a_replayed_boot_after_the_configs_went_out_gets_nothing_and_the_node_still_installs(tree):
+    """The red team's replay: after cp-1 received both configs and before it reported `installed`, a
+    machine with cp-1's MAC and PXE-time address PXE-boots. It gets neither installer nor config; the
+    real node's reports still count (tests/root/test_window_replay.py does this on a real L2)."""
+    secrets = cluster_secrets(tree)
+    mac = NODES["cp-1"]
+    async with running(tree / "matchbox", tree, neighbours=neighbour_table()) as (http, ctx), \
+            client_from(http, ADDRESS["cp-1"]) as node, client_from(http, ADDRESS["cp-1"]) as replay:
+        _, credential = await _pxe_and_install(node, mac)
+        async with node.get(f"/ignition?mac={mac}&os=installed", headers=bearer(credential)) as r:
+            assert r.status == 200
+            final_credential = credential_in(await r.read())
+        received = []
+        for path in (f"/ipxe?mac={mac}", f"/ignition?mac={mac}", f"/ignition?mac={mac}&os=installed"):
+            async with replay.get(path) as r:
+                received.append((r.status, await r.read()))
+        assert [status for status, _ in received] == [200, 403, 403]
+        assert b"kernel" not in received[0][1] and not any(leaked(body, secrets) for _, body in received)
+        async with node.post("/events", json={"mac": mac, "phase": "installed"}, headers=bearer(credential)) as r:
+            assert r.status == 200  # the window was not replaced: the real node's credential still counts
+        async with node.post("/events", json={"mac": mac, "phase": "joined"},
+                             headers=bearer(final_credential)) as r:
+            assert r.status == 200
+        assert ctx.events.nodes[mac].installed
+
+
 async def test_the_neighbour_table_binds_a_boot_to_the_machine(tree):
     """With the sender's MAC known (on our L2), a boot asked for another MAC opens no window, and the
     install config follows the machine, not its address (it changes between iPXE and the installer)."""
@@ -203,9 +229,12 @@ async def test_address_binding_is_first_boot_wins_and_second_is_loud(tree):
             assert r.status == 403
         async with attacker.get(f"/ignition?mac={mac}&os=installed") as r:
             assert r.status == 403
-        async with attacker.get(f"/ipxe?mac={mac}"):
-            pass
-        assert ctx.events.nodes[mac].window.contested
+        async with attacker.get(f"/ipxe?mac={mac}") as r:
+            assert b"kernel" not in await r.read()
+        window = ctx.events.nodes[mac].window
+        assert window.install_served and window.address == ADDRESS["worker-1"]  # not renewed for the attacker
+        [alert] = [a for a in ctx.events.recent_alerts if a.detail.get("route") == "ipxe"]
+        assert (alert.detail["remote"], alert.detail["window_address"]) == (ATTACKER, ADDRESS["worker-1"])
 
 
 async def test_foreign_matchbox_data_keeps_matchbox_behaviour(tree):

@@ -37,7 +37,7 @@ def test_show_prints_files_and_units_readably(output):
     assert "Address=192.168.1.20/24" in result.output  # a percent-encoded file, decoded
     assert "flatcar-install -d /dev/nvme0n1" in result.output  # a gzip one
     assert "--- unit bootstrap-node-kubeadm.service (enabled)" in result.output
-    assert "--- file /opt/extensions/kubernetes/kubernetes-v1.31.4-x86-64.raw (0644): fetched by the node from " \
+    assert "--- file /opt/extensions/kubernetes/kubernetes-v1.36.3-x86-64.raw (0644): fetched by the node from " \
            "http://192.168.1.2:8080/assets/sysext/" in result.output
 
 

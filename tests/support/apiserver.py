@@ -162,7 +162,7 @@ class StandInAPIServer:
         return time.monotonic() - self.started
 
     async def _version(self, request):
-        return web.json_response({"major": "1", "minor": "31", "gitVersion": "v1.31.4"})
+        return web.json_response({"major": "1", "minor": "36", "gitVersion": "v1.36.3"})
 
     async def _readyz(self, request):
         if self._elapsed() < self.api_after:

@@ -77,9 +77,9 @@ CASES = [
      "cluster.service_subnet", "service_subnet", "overlaps network.cidr"),
     ("pod subnet invalid", "pod_subnet: 10.244.0.0/16", "pod_subnet: 10.244.0.0",
      "cluster.pod_subnet", "pod_subnet", "needs a prefix length"),
-    ("k8s version without v", "k8s_version: v1.31.4", "k8s_version: 1.31.4", "cluster.k8s_version",
-     "k8s_version", "did you mean 'v1.31.4'"),
-    ("k8s version too old", "k8s_version: v1.31.4", "k8s_version: v1.30.9", "cluster.k8s_version",
+    ("k8s version without v", "k8s_version: v1.36.3", "k8s_version: 1.36.3", "cluster.k8s_version",
+     "k8s_version", "did you mean 'v1.36.3'"),
+    ("k8s version too old", "k8s_version: v1.36.3", "k8s_version: v1.30.9", "cluster.k8s_version",
      "k8s_version", "needs v1.31 or newer"),
     ("flatcar version not X.Y.Z", "flatcar_version: 4081.3.6", "flatcar_version: 4081.3",
      "cluster.flatcar_version", "flatcar_version", "not a number 4081.3"),
@@ -148,7 +148,7 @@ def test_five_different_mistakes_are_all_reported_in_one_run():
     text = BASE
     for old, new in [("name: lab ", "name: LAB "), ("http_port: 8080", "http_port: 0"),
                      ('"52:54:00:00:00:13"', '"52:54:00:00:00:12"'), ("ip: 10.0.0.21,", "ip: 10.1.0.21,"),
-                     ("k8s_version: v1.31.4", "k8s_version: v1.29.0")]:
+                     ("k8s_version: v1.36.3", "k8s_version: v1.29.0")]:
         text = edit(old, new, text)
     _, problems = problems_for(text)
     got = {(p.path, p.line) for p in problems}

@@ -28,8 +28,8 @@ def column_of(text: str, needle: str, value: str) -> int:
 # (description, edits, expected problems as (path, line needle, value at the column, message fragment))
 CASES = [
     ("bad k8s_version elsewhere; pod subnet overlaps service subnet",
-     [("k8s_version: v1.31.4", "k8s_version: 1.31"), ("pod_subnet: 10.244.0.0/16", "pod_subnet: 10.96.0.0/16")],
-     [("cluster.k8s_version", "k8s_version", "1.31", "must be a version like v1.31.4"),
+     [("k8s_version: v1.36.3", "k8s_version: 1.36"), ("pod_subnet: 10.244.0.0/16", "pod_subnet: 10.96.0.0/16")],
+     [("cluster.k8s_version", "k8s_version", "1.36", "must be a version like v1.36.3"),
       ("cluster.pod_subnet", "pod_subnet", "10.96.0.0/16", "overlaps cluster.service_subnet 10.96.0.0/12")]),
     ("bad http_port; bootstrap.ip outside the network",
      [("http_port: 8080", "http_port: eighty"), ("  ip: 10.0.0.2 ", "  ip: 192.168.0.2 ")],

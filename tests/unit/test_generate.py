@@ -332,14 +332,14 @@ def test_ipxe_binaries_are_copied_with_the_bios_dot_zero_name(tmp_path):
 def test_sysext_hash_is_added_when_the_asset_exists(tmp_path):
     assets = tmp_path / "no-assets" / "sysext"
     assets.mkdir(parents=True)
-    (assets / "kubernetes-v1.31.4-x86-64.raw").write_bytes(b"sysext image")
+    (assets / "kubernetes-v1.36.3-x86-64.raw").write_bytes(b"sysext image")
     result = run_generate(tmp_path / "o")
     assert result.exit_code == 0
     import hashlib
     config = ignition(tmp_path / "o", "worker-1")
     entry = next(f for f in config["storage"]["files"] if f["path"].endswith(".raw"))
     assert entry["contents"]["verification"]["hash"] == "sha512-" + hashlib.sha512(b"sysext image").hexdigest()
-    assert entry["contents"]["source"] == "http://10.0.0.2:8080/assets/sysext/kubernetes-v1.31.4-x86-64.raw"
+    assert entry["contents"]["source"] == "http://10.0.0.2:8080/assets/sysext/kubernetes-v1.36.3-x86-64.raw"
 
 
 def test_controller_only_cluster_untaints_every_controller(tmp_path):
@@ -370,7 +370,7 @@ def test_containerd_pulls_through_the_appliance_then_upstream(out, name):
     config = tomllib.loads(files["/etc/containerd/config.toml"].decode())
     cri = config["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
-    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10"  # kubeadm's, for v1.31.4
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10.2"  # kubeadm's, for v1.36.3
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
     hosts = {path.split("/")[4]: tomllib.loads(data.decode()) for path, data in files.items()
              if path.startswith("/etc/containerd/certs.d/")}

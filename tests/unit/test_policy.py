@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from app.events import Event, NodeState, epoch
-from app.serve import policy
-from app.serve.matchbox import Group
+from app.serve.boot import policy, render
+from app.serve.boot.store import Group
 from tests.support.fakes import MemoryStore, node_store
 
 MAC, OTHER = "52:54:00:00:00:11", "52:54:00:66:66:66"
@@ -45,6 +45,11 @@ def served_install(credential="cred-0") -> Event:
     return Event("install-ignition", mac=MAC, detail={"credential": policy.digest(credential)})
 
 
+def body(decision) -> str:
+    """What the boot service answers for a script decision (the policy itself holds no bodies)."""
+    return render.script_text(decision, LINK.retry_seconds)
+
+
 def reasons(decision) -> list[str]:
     return [e.detail["reason"] for e in decision.events if e.kind == "alert"]
 
@@ -52,7 +57,7 @@ def reasons(decision) -> list[str]:
 # -- /ipxe ---------------------------------------------------------------------------------------------
 def test_pxe_of_a_known_node_opens_its_window_bound_to_the_machine():
     decision = ipxe()
-    assert decision.status == 200 and decision.body.startswith("#!ipxe\nkernel /assets/k")
+    assert decision.status == 200 and body(decision).startswith("#!ipxe\nkernel /assets/k")
     state = state_after(*decision.events)
     assert state.window.link_mac == MAC and state.window.address == "10.0.0.50"
 
@@ -73,20 +78,55 @@ def test_address_binding_opens_a_window_without_a_neighbour_entry():
 
 
 def test_second_machine_in_an_open_window_contests_it_and_the_same_one_reboots_it():
-    state = state_after(opened(), served_install())
+    state = state_after(opened())
     contested = ipxe(address="10.0.0.99", state=state)
     assert reasons(contested) == [policy.CONTESTED_WINDOW]
     assert state_after(opened(), *contested.events).window.contested
-    again = ipxe(state=state)
-    fresh = state_after(opened(), served_install(), *again.events).window
-    assert not fresh.install_served and not fresh.contested
+    again = ipxe(state=state)  # nothing went out yet: the node rebooting gets a fresh window
+    assert not reasons(again) and again.events[0].detail["window"] == "open"
+
+
+def contested() -> Event:
+    return Event("window-contested", mac=MAC, detail={"remote": "10.0.0.99"})
+
+
+def served_final() -> Event:
+    return Event("final-config", mac=MAC, detail={"credential": policy.digest("cred-f")})
+
+
+@pytest.mark.parametrize("history,address,link", [
+    ((served_install(),), "10.0.0.50", MAC),  # the replay: the booted machine's own MAC and address
+    ((served_install(), served_final()), "10.0.0.50", MAC),
+    ((served_install(),), "10.0.0.99", MAC),
+    ((contested(),), "10.0.0.50", MAC),  # a contested window, asked from its first address
+    ((contested(),), "10.0.0.99", MAC),
+], ids=["install-served-replay", "final-served-replay", "install-served-elsewhere", "contested-first-address",
+        "contested-again"])
+def test_a_window_in_use_is_never_renewed_by_a_boot(history, address, link):
+    before = state_after(opened(), *history)
+    decision = ipxe(address=address, link=link, state=before)
+    assert decision.status == 200 and "kernel" not in body(decision) and "reinstall cp-1" in body(decision)
+    [alert] = [e for e in decision.events if e.kind == "alert"]
+    assert alert.detail["reason"] == policy.WINDOW_IN_USE
+    assert (alert.detail["remote"], alert.detail["link_mac"]) == (address, link)
+    assert (alert.detail["window_address"], alert.detail["window_link_mac"]) == ("10.0.0.50", MAC)
+    after = state_after(opened(), *history, *decision.events).window
+    assert after == before.window  # not reopened, not refreshed: the same window, still in use
+
+
+def test_reinstall_or_the_timeout_clears_a_window_in_use():
+    used = (opened(), served_install(), contested())
+    after_reinstall = state_after(*used, Event("reinstall", mac=MAC, source="cli"))
+    assert ipxe(state=after_reinstall).events[0].detail["window"] == "open"
+    timed_out = ipxe(state=state_after(*used), now=T0 + 3601)
+    assert timed_out.events[0].detail["window"] == "open" and not reasons(timed_out)
 
 
 def test_installed_node_boots_from_disk_and_strangers_are_told_why():
     installed = state_after(opened(), Event("installed", mac=MAC, source="node"))
-    assert ipxe(state=installed).body.endswith("exit\n")
+    assert body(ipxe(state=installed)).endswith("exit\n")
     stranger = ipxe(labels={"mac": OTHER})
-    assert "no node in cluster.yaml has MAC" in stranger.body and stranger.events[0].kind == "discovered"
+    assert "no node in cluster.yaml has MAC" in body(stranger) and stranger.events[0].kind == "discovered"
     assert ipxe(labels={"mac": OTHER}, settings=policy.Settings(strict_matchbox=True)).status == 404
 
 

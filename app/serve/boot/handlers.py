@@ -1,0 +1,143 @@
+"""The boot routes over HTTP: Matchbox's read-only API (/ipxe, /grub, /ignition, /generic,
+/metadata, /boot.ipxe), /assets downloads and node callbacks (POST /events).
+
+Handlers only translate: a request becomes a `policy.Request` (its labels, its sender and the
+sender's MAC in the neighbour table, the credential it presents), the boot service answers it, and
+its `Reply` becomes a response. Every string from the network is treated as text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from app.events import CALLBACK_PHASES
+from app.serve.boot import policy, render
+from app.serve.boot.labels import normalize_mac, parse_labels
+from app.serve.boot.service import BootService, Download, Reply
+from app.serve.transfer.assets import serve_asset
+from app.serve.transfer.sender import ClientGone
+
+Neighbour = Callable[[str, str | None], str | None]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def response(reply: Reply) -> web.Response:
+    if isinstance(reply.body, bytes):
+        return web.Response(body=reply.body, status=reply.status, content_type=None if reply.headers else
+                            reply.content_type, headers=reply.headers or None)
+    return web.Response(text=reply.body, status=reply.status, content_type=reply.content_type, charset="utf-8",
+                        headers=reply.headers or None)
+
+
+def sender_mac(neighbour: Neighbour, request: web.Request) -> str | None:
+    """The neighbour table's MAC for the request's sender, asked with our end of the connection (so
+    that policy routing picks the route the replies take) and, for an IPv6 link-local sender, the
+    interface it came in on (every link has fe80::/64)."""
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport else None
+    ours = transport.get_extra_info("sockname") if transport else None
+    address = request.remote or ""
+    if isinstance(peer, tuple) and len(peer) == 4 and peer[3]:
+        address = f"{peer[0]}%{peer[3]}"
+    return neighbour(address, ours[0] if isinstance(ours, tuple) else None)
+
+
+def bearer(request: web.Request) -> str | None:
+    kind, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() or None if kind.lower() == "bearer" else None
+
+
+class BootHandlers:
+    def __init__(self, service: BootService, assets: Path | None, max_callback_bytes: int):
+        self.service = service
+        self.assets = assets
+        self.max_callback_bytes = max_callback_bytes
+        self.services = service.services  # read per request: tests swap the clock and the neighbour table
+
+    def routes(self) -> list[tuple[str, Handler]]:
+        return [("/boot.ipxe", self.boot_ipxe), ("/boot.ipxe.0", self.boot_ipxe), ("/ipxe", self.ipxe),
+                ("/grub", self.grub), ("/ignition", self.ignition), ("/generic", self.generic),
+                ("/metadata", self.metadata), ("/assets", self.assets_redirect), ("/assets/{tail:.*}", self.download),
+                ("/events", self.post_event)]
+
+    def _request(self, request: web.Request, route: str, labels: dict[str, str], bound: bool = True) -> policy.Request:
+        """`bound`: the policy ties this route to a machine. The neighbour table binds requests to
+        machines only on the appliance's own tree: a foreign Matchbox data dir never asks, and its
+        boot path should not pay for reading it."""
+        address = request.remote or ""
+        asks = bound and address and self.service.settings.own_tree
+        link = sender_mac(self.services.neighbour, request) if asks else None
+        return policy.Request(route, labels, address, link_mac=link, credential=bearer(request),
+                              now=self.services.clock())
+
+    async def boot_ipxe(self, request: web.Request) -> web.Response:
+        return response(Reply(200, render.BOOT_IPXE))
+
+    async def ipxe(self, request: web.Request) -> web.Response:
+        labels = parse_labels(request.rel_url.raw_query_string)
+        return response(self.service.ipxe(self._request(request, "ipxe", labels)))
+
+    async def grub(self, request: web.Request) -> web.Response:
+        labels = parse_labels(request.rel_url.raw_query_string)
+        return response(self.service.grub(self._request(request, "grub", labels, bound=False)))
+
+    async def ignition(self, request: web.Request) -> web.Response:
+        return self._config(request, "ignition")
+
+    async def generic(self, request: web.Request) -> web.Response:
+        return self._config(request, "generic")
+
+    def _config(self, request: web.Request, route: str) -> web.Response:
+        raw = request.rel_url.raw_query_string
+        return response(self.service.config(self._request(request, route, parse_labels(raw)), raw))
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        raw = request.rel_url.raw_query_string
+        return response(self.service.metadata(self._request(request, "metadata", parse_labels(raw), bound=False), raw))
+
+    async def assets_redirect(self, request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently(location="/assets/")
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        try:
+            answer = await serve_asset(request, self.assets)  # files are sent by the time it returns
+        except ClientGone:
+            self.service.downloaded(self._download(request, started, 0, aborted=True))
+            return web.Response(status=499)  # nobody reads it: counted as a client abort, not an error
+        if request.method == "GET":
+            self.service.downloaded(self._download(request, started, answer.content_length or 0))
+        return answer
+
+    @staticmethod
+    def _download(request: web.Request, started: float, sent: int, aborted: bool = False) -> Download:
+        return Download(request.remote or "", request.path, request.headers.get("Range", ""), sent,
+                        time.monotonic() - started, aborted)
+
+    async def post_event(self, request: web.Request) -> web.Response:
+        if request.method != "POST":
+            return response(Reply(405, "POST a JSON object {mac, phase, message}\n"))
+        if (request.content_length or 0) > self.max_callback_bytes:
+            return response(Reply(413, "event too large\n"))
+        try:
+            data = json.loads(await request.read())
+        except (ValueError, RecursionError):
+            return response(Reply(400, "body must be JSON\n"))
+        if not isinstance(data, dict):
+            return response(Reply(400, "body must be a JSON object\n"))
+        mac = normalize_mac(str(data.get("mac", "")))
+        phase = data.get("phase")
+        if mac is None:
+            return response(Reply(400, "mac: not a MAC address\n"))
+        if phase not in CALLBACK_PHASES:
+            return response(Reply(400, f"phase: must be one of {', '.join(sorted(CALLBACK_PHASES))}\n"))
+        if mac not in self.service.events.known:
+            return response(Reply(404, f"no node has MAC {mac}\n"))
+        req = self._request(request, "events", {})
+        return response(self.service.callback(req, mac, phase, str(data.get("message", ""))[:2000]))
+
