@@ -10,6 +10,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -63,13 +66,14 @@ def release_servers(tmp_path, signing_key):
     return root
 
 
-def fetch(dest: Path, source: Path, key=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def fetch(dest: Path, source: Path | None, key=None, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {})}
     if key:
         _, public, key_id = key
         env |= {"FLATCAR_SIGNING_KEY": str(public), "FLATCAR_SIGNING_KEY_ID": key_id}
-    return subprocess.run([sys.executable, "-m", "app", "--config", str(SINGLE), "assets", "fetch", str(dest),
-                           "--from", str(source)], cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
+    where = ["--from", str(source)] if source else []
+    return subprocess.run([sys.executable, "-m", "app", "--config", str(SINGLE), "assets", "fetch", str(dest), *where],
+                          cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_fetch_from_a_mirror_leaves_init_nothing_to_miss(tmp_path, release_servers, signing_key):
@@ -105,3 +109,76 @@ def test_without_the_images_signature_init_would_still_miss_it(tmp_path, release
 def test_from_a_directory_that_is_not_there(tmp_path):
     done = fetch(tmp_path / "assets", tmp_path / "nowhere")
     assert done.returncode == 1 and "no such directory" in done.stderr
+
+
+class RangeServer(SimpleHTTPRequestHandler):
+    """A release server: files, and byte ranges of them as curl asks to resume. Records each request."""
+
+    log: list[tuple[str, int]]
+
+    def send_head(self):
+        asked = self.headers.get("Range")
+        self.log.append((self.path, int(asked.split("=")[1].split("-")[0]) if asked else 0))
+        if not asked:
+            return super().send_head()
+        path = Path(self.translate_path(self.path))
+        start = self.log[-1][1]
+        if not path.is_file() or start >= path.stat().st_size:
+            self.send_error(416)
+            return None
+        body = path.open("rb")
+        size = path.stat().st_size
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        self.send_header("Content-Length", str(size - start))
+        self.end_headers()
+        body.seek(start)
+        return body
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirror(tmp_path, release_servers):
+    """The official servers' layout (Flatcar's, the sysext bakery's, flannel's releases) on loopback."""
+    root = tmp_path / "www"
+    shutil.copytree(release_servers / FLATCAR, root / "flatcar" / "amd64-usr" / "4081.3.6")
+    (root / "ext" / "kubernetes-v1.36.3").mkdir(parents=True)
+    shutil.copy(release_servers / "sysext" / "kubernetes-v1.36.3-x86-64.raw", root / "ext")
+    shutil.copy(release_servers / "sysext" / "SHA256SUMS", root / "ext" / "kubernetes-v1.36.3" / "SHA256SUMS")
+    (root / "flannel" / "v0.26.4").mkdir(parents=True)
+    shutil.copy(release_servers / "cni" / "flannel.yaml", root / "flannel" / "v0.26.4" / "kube-flannel.yml")
+    handler = type("Handler", (RangeServer,), {"log": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {"FLATCAR_BASE_URL": f"{url}/flatcar", "SYSEXT_BASE_URL": f"{url}/ext", "FLANNEL_BASE_URL": f"{url}/flannel",
+           "FLANNEL_SHA256": hashlib.sha256((root / "flannel" / "v0.26.4" / "kube-flannel.yml").read_bytes()).hexdigest()}
+    yield env, handler.log
+    server.shutdown()
+    server.server_close()
+
+
+def test_downloads_resume_and_are_not_fetched_twice(tmp_path, mirror, signing_key, release_servers):
+    env, log = mirror
+    dest = tmp_path / "assets"
+    image = "flatcar_production_image.bin.bz2"
+    whole = (release_servers / FLATCAR / image).read_bytes()
+    (dest / FLATCAR).mkdir(parents=True)
+    (dest / FLATCAR / f"{image}.part").write_bytes(whole[:5])  # what an interrupted run left
+    done = fetch(dest, None, signing_key, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (dest / FLATCAR / image).read_bytes() == whole and not (dest / FLATCAR / f"{image}.part").exists()
+    assert (f"/flatcar/amd64-usr/4081.3.6/{image}", 5) in log  # asked only for the rest
+    assert (dest / "cni" / "flannel.yaml").read_bytes() == (release_servers / "cni" / "flannel.yaml").read_bytes()
+    log.clear()
+    again = fetch(dest, None, signing_key, env)
+    assert again.returncode == 0, again.stderr
+    assert not [path for path, _ in log if path.startswith("/flatcar/") or path.endswith(".raw")]
+
+
+def test_a_download_that_fails_its_pin_is_refused(tmp_path, mirror, signing_key):
+    env, _ = mirror
+    done = fetch(tmp_path / "assets", None, signing_key, {**env, "FLANNEL_SHA256": "0" * 64})
+    assert done.returncode == 1 and "checksum mismatch" in done.stderr and "kube-flannel.yml" in done.stderr
