@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.cluster import load_cluster
+from tests.root.netns import require_root_tools
 from tests.support import k8s_builds
 from tests.support.control_plane import ControlPlane, NetNS, addresses, node_files
-from tests.root.netns import require_root_tools
 from tests.support.paths import EXAMPLE
 from tests.unit.test_generate import files_of
 
