@@ -7,9 +7,9 @@ static pods' commands run here as processes: etcd, kube-apiserver, kube-controll
 kube-scheduler, as kubeadm wrote them. kubeadm then runs `upload-config all`, `upload-certs`,
 `mark-control-plane`, `bootstrap-token` and `addon coredns` against the live API server.
 
-Everything runs in a network namespace of the test's own holding the node's address and the
-control-plane VIP on a dummy interface, so the rendered configuration is used unchanged (its
-addresses and well-known ports exist there, and no packet can leave for the real 10.0.0.0/24).
+Everything runs in a network namespace of the test's own whose only interface, loopback, also holds
+the node's address and the control-plane VIP, so the rendered configuration is used unchanged (its
+addresses and well-known ports exist there, and no packet can leave it for the real network).
 The test enters that namespace for its own API calls (`inside()`: this thread only, and what it
 starts). The one thing changed is where files live: paths under /etc/kubernetes and /var/lib/etcd
 in the static pods' commands point into the root.
