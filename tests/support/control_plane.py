@@ -232,6 +232,21 @@ class ControlPlane:
         self.init_phase("mark-control-plane")
         self.init_phase("bootstrap-token")
         self.init_phase("addon", "coredns")
+        self.wait_for_service_accounts()
+
+    def wait_for_service_accounts(self) -> None:
+        """The controller manager makes each namespace's `default` ServiceAccount a moment after
+        start; until then the API server refuses every Pod there (even a dry run)."""
+        deadline = time.monotonic() + READY_DEADLINE
+        missing = ["kube-system", "default"]
+        while missing and time.monotonic() < deadline:
+            missing = [ns for ns in missing
+                       if self.kubectl("get", "-n", ns, "serviceaccount", "default", check=False).returncode != 0]
+            if missing:
+                time.sleep(0.5)
+        if missing:
+            raise ControlPlaneError(f"no default ServiceAccount in {', '.join(missing)} within {READY_DEADLINE:.0f} s:\n"
+                                    f"{self.log_tail('kube-controller-manager')}")
 
     def kubectl(self, *args: str, kubeconfig: Path | None = None, stdin: str | None = None,
                 check: bool = True) -> subprocess.CompletedProcess:
