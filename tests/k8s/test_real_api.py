@@ -105,7 +105,7 @@ def test_user_kubeconfig_is_revoked_with_kubeadms_binding(control_plane, generat
     kubeconfig.write_bytes(pki.user_kubeconfig(secrets, control_plane.server, "lab", dt.datetime.now(dt.UTC)))
     assert review(control_plane, kubeconfig, "list", "pods", "kube-system")
     saved = control_plane.kubectl("get", "clusterrolebinding", "kubeadm:cluster-admins", "-o", "yaml").stdout
-    masters = control_plane.etc / "super-admin.conf"  # admin.conf is in that group too
+    masters = control_plane.super_admin_conf  # admin.conf is in that group too
     control_plane.kubectl("delete", "clusterrolebinding", "kubeadm:cluster-admins", kubeconfig=masters)
     try:
         # the authorizer sees the deletion through its watch: a moment later, not at once

@@ -123,6 +123,12 @@ class ControlPlane:
     def admin_conf(self) -> Path:
         return self.etc / "admin.conf"
 
+    @property
+    def super_admin_conf(self) -> Path:
+        """system:masters: for what stands in for kubelets, which must not wait for RBAC to settle
+        (admin.conf's group is bound during upload-config, and the authorizer learns it a moment later)."""
+        return self.etc / "super-admin.conf"
+
     def inside(self):
         return self.netns.inside()
 
@@ -261,7 +267,7 @@ class ControlPlane:
         """A Node object as a kubelet would register it (no kubelet runs here); Ready when asked."""
         node = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}}}
-        self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(node))
+        self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(node), kubeconfig=self.super_admin_conf)
         if ready:
             self.set_ready(name, True)
 
@@ -271,7 +277,8 @@ class ControlPlane:
                                              "reason": "KubeletReady" if ready else "KubeletNotReady",
                                              "message": message, "lastHeartbeatTime": now,
                                              "lastTransitionTime": now}]}}
-        self.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", yaml.safe_dump(status))
+        self.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", yaml.safe_dump(status),
+                     kubeconfig=self.super_admin_conf)
 
 
 def addresses(cluster) -> list[str]:
