@@ -38,7 +38,8 @@ DISCOVERY = {
            ("nodes/status", False, "Node")],
     "apps/v1": [("daemonsets", True, "DaemonSet"), ("deployments", True, "Deployment")],
     "rbac.authorization.k8s.io/v1": [("clusterroles", False, "ClusterRole"),
-                                     ("clusterrolebindings", False, "ClusterRoleBinding")],
+                                     ("clusterrolebindings", False, "ClusterRoleBinding"),
+                                     ("roles", True, "Role"), ("rolebindings", True, "RoleBinding")],
     "apiextensions.k8s.io/v1": [("customresourcedefinitions", False, "CustomResourceDefinition")],
 }
 CRD_SERVED = {"applications.argoproj.io": ("argoproj.io/v1alpha1", [("applications", True, "Application")])}
