@@ -60,8 +60,8 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every HTTP request (client, request, status, bytes, "
                                                   "seconds).")] = ServeSettings.access_log,
     workers: Annotated[int, typer.Option(min=1, max=64, help=(
-        "HTTP worker processes on the port, sharing the install-window state (see the README's Performance "
-        "section for what one worker answers)."))] = ServeSettings.workers,
+        "HTTP worker processes on the port, sharing the install-window state (bench/README.md says what one "
+        "worker answers)."))] = ServeSettings.workers,
 ) -> None:
     """Serve the generated tree: proxy DHCP + TFTP (dnsmasq) and the Matchbox-compatible HTTP API.
 

@@ -50,6 +50,9 @@ class EventKind(str, Enum):
     DNSMASQ_EXITED = "dnsmasq-exited"
     DNSMASQ_RESTARTED = "dnsmasq-restarted"
     DNSMASQ = "dnsmasq"  # any other line dnsmasq logged about TFTP
+    CHRONYD_STARTED = "chronyd-started"  # the time server (bootstrap.time_server)
+    CHRONYD_EXITED = "chronyd-exited"
+    CHRONYD_RESTARTED = "chronyd-restarted"
     TFTP_ERROR = "tftp-error"
     API_READY = "api-ready"  # `wait` saw the Kubernetes API answer
     ADDONS = "addons"  # `wait`'s progress installing the add-ons

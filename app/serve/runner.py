@@ -1,4 +1,4 @@
-"""`serve`'s lifecycle: the HTTP server, dnsmasq and the built-in TFTP server, from start to clean stop.
+"""`serve`'s lifecycle: the HTTP server, dnsmasq, chronyd and the built-in TFTP server, from start to clean stop.
 
 SIGINT/SIGTERM (or `teardown`, through the state file) stops accepting, lets in-flight
 downloads finish for a bounded time, stops dnsmasq, flushes the event log and exits 0.
@@ -16,7 +16,7 @@ import socket
 from aiohttp import web
 
 from app.events import Event, EventKind, EventLog, SharedEventLog
-from app.layout import TFTP
+from app.layout import CHRONY_CONF, TFTP
 from app.serve.app import BOOT, build_app
 from app.serve.boot.service import BootService
 from app.serve.boot.services import Services
@@ -25,7 +25,9 @@ from app.serve.errors import ServeError
 from app.serve.guard import limits, quiet
 from app.serve.settings import Dhcp, ServeSettings, Tftp
 from app.serve.supervise import claim, workers
-from app.serve.supervise.dnsmasq import DnsmasqFailed, Supervisor, conf_for
+from app.serve.supervise.child import ChildFailed
+from app.serve.supervise.chrony import Chrony
+from app.serve.supervise.dnsmasq import Supervisor, conf_for
 from app.serve.supervise.tftp import BuiltinTftp
 
 log = logging.getLogger("bootstrap_node.serve")
@@ -49,6 +51,7 @@ class Server:
         self.runner: web.AppRunner | None = None
         self.supervisor: Supervisor | None = None
         self.boot: BootService | None = None
+        self.chrony: Chrony | None = None
         self.tftp: BuiltinTftp | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -110,6 +113,9 @@ class Server:
             self.supervisor = Supervisor(conf, self._dnsmasq_event, binary=self.opts.dnsmasq_binary,
                                          on_restart=self._count_restart, on_started=self._write_state)
             self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
+        if (self.opts.output / CHRONY_CONF).is_file():  # generate wrote it: bootstrap.time_server
+            self.chrony = Chrony(self.opts.output / CHRONY_CONF, self.events.record, on_restart=self._chrony_restarted)
+            self._tasks.append(asyncio.create_task(self._watch(self.chrony.run())))
         if self.opts.tftp == Tftp.builtin:
             self.tftp = BuiltinTftp(self.opts.output / TFTP, self.opts.host, self.opts.tftp_port)
             self.tftp.start()
@@ -141,6 +147,9 @@ class Server:
         self.events.record(Event(EventKind.WORKER_RESTARTED, source="serve",
                                  detail={"worker": index + 1, "pid": child.pid, "exit": child.returncode}))
 
+    def _chrony_restarted(self) -> None:
+        self.events.record(Event(EventKind.CHRONYD_RESTARTED, source="serve"))
+
     def _count_restart(self) -> None:
         self.services.metrics.dnsmasq_restarts += 1
         self.events.record(Event(EventKind.DNSMASQ_RESTARTED, source="serve"))
@@ -148,7 +157,7 @@ class Server:
     async def _watch(self, coro) -> None:
         try:
             await coro
-        except DnsmasqFailed as exc:
+        except ChildFailed as exc:
             self.failure = exc
             self._stop.set()
 
@@ -164,8 +173,9 @@ class Server:
     async def shutdown(self) -> None:
         if self.pool is not None:
             await asyncio.to_thread(self.pool.stop, self.opts.shutdown_timeout + 5)
-        if self.supervisor is not None:
-            await self.supervisor.stop()
+        for child in (self.supervisor, self.chrony):
+            if child is not None:
+                await child.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -181,7 +191,7 @@ class Server:
             claim.release(self.opts.output)
 
 async def serve_forever(opts: ServeSettings) -> None:
-    """Run until SIGINT/SIGTERM; raise ServeError/DnsmasqFailed for what the user must fix."""
+    """Run until SIGINT/SIGTERM; raise ServeError/ChildFailed for what the user must fix."""
     server = Server(opts)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,9 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from app.cli.validate import cluster_schema
 from app.cluster import check
 from app.cluster.model import Cluster
+from app.cluster.schema import cluster_schema
 from app.yaml_source import parse_source
 from tests.support.paths import EXAMPLE
 from tests.unit.test_cluster_checks import edit, line_of, problems_for
@@ -49,7 +49,7 @@ CASES = [
       ("nodes[4].ip", "worker-2", "10.0.0.21", "10.0.0.21 is already used by nodes[3] (worker-1)")]),
     ("a controller with a bad disk still needs the VIP",
      [("control_plane_vip: 10.0.0.10", ""),
-      ("name: cp-2, role: controller, mac: \"52:54:00:00:00:12\", ip: 10.0.0.12, install_disk: /dev/sda",
+      ("name: cp-2, role: controller, mac: \"52:54:00:00:00:12\", ip: 10.0.0.12, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c212",
        "name: cp-2, role: controller, mac: \"52:54:00:00:00:12\", ip: 10.0.0.12, install_disk: sda")],
      [("nodes[1].install_disk", "cp-2", "sda,", "absolute device path under /dev/"),
       ("control_plane_vip", "cluster:", "cluster", "required with 3 controllers")]),

@@ -162,12 +162,12 @@ def test_kube_vip_carries_the_vip_and_super_admin_only_on_the_bootstrap_node(out
 def test_install_stage_points_at_the_appliance(out):
     script = files_of(ignition(out, "worker-1-install"))["/opt/bootstrap-node/install.sh"].decode()
     line = next(l for l in script.splitlines() if l.strip().startswith("flatcar-install"))
-    assert line.split()[:-1] == ["flatcar-install", "-d", "/dev/nvme0n1", "-b", "http://10.0.0.2:8080/assets/flatcar",
-                            "-V", "4081.3.6", "-i", "/tmp/final.ign"]
+    assert line.split()[:-1] == ["flatcar-install", "-d", "/dev/disk/by-id/nvme-eui.0025385b71b2c321", "-b", "http://10.0.0.2:8080/assets/flatcar",
+                            "-V", "4593.2.5", "-i", "/tmp/final.ign"]
     assert "http://10.0.0.2:8080/ignition?mac=52:54:00:00:00:21&os=installed" in script
     assert '"phase\\":\\"$1\\"' in script and "report installed" in script
     profile = json.loads((out / "matchbox" / "profiles" / "worker-1-install.json").read_text())
-    assert profile["boot"]["kernel"] == "/assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz"
+    assert profile["boot"]["kernel"] == "/assets/flatcar/4593.2.5/flatcar_production_pxe.vmlinuz"
     assert "initrd=flatcar_production_pxe_image.cpio.gz" in profile["boot"]["args"]
     assert "ignition.config.url=http://10.0.0.2:8080/ignition?mac=${mac:hexhyp}" in profile["boot"]["args"]
 

@@ -14,7 +14,7 @@ from app.power.ipmi import Ipmi, host_port
 from app.power.redfish import base_url
 from tests.unit.test_cluster_checks import edit, line_of, problems_for
 
-CP1 = '  - {name: cp-1, role: controller, mac: "52:54:00:00:00:11", ip: 10.0.0.11, install_disk: /dev/sda, arch: amd64}'
+CP1 = '  - {name: cp-1, role: controller, mac: "52:54:00:00:00:11", ip: 10.0.0.11, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c211, arch: amd64}'
 
 
 def with_bmc(bmc: str, way: str = "redfish") -> str:

@@ -8,10 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from app.cli import app
 from app.cluster import check
+from app.cluster.releases import DISK_IMAGE, PXE_FILES
 from app.yaml_source import parse_source
 from tests.conftest import EXAMPLE
 from tests.unit.test_generate import NODES, files_of, ignition, run_generate
@@ -40,6 +42,10 @@ def assets(tmp_path: Path, images: dict[str, bytes] = IMAGES, sums: list[str] | 
         (sysext / name).write_bytes(data)
     names = list(images) if sums is None else sums
     (sysext / "SHA256SUMS").write_text("".join(f"{'0' * 64}  {n}\n" for n in names))
+    flatcar = sysext.parent / "flatcar" / yaml.safe_load(EXAMPLE.read_text())["cluster"]["flatcar_version"]
+    flatcar.mkdir(parents=True)
+    for name in (*PXE_FILES, DISK_IMAGE, f"{DISK_IMAGE}.sig"):
+        (flatcar / name).write_bytes(b"stand-in")
     return sysext.parent
 
 
@@ -149,8 +155,8 @@ def test_a_missing_extension_is_fetched_without_a_hash_and_generate_says_so(tmp_
 
 
 def test_arm64_nodes_get_the_arm64_file(tmp_path):
-    text = EXAMPLE.read_text().replace("ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64",
-                                       "ip: 10.0.0.22, install_disk: /dev/sda, arch: arm64")
+    text = EXAMPLE.read_text().replace("ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: amd64",
+                                       "ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: arm64")
     path = tmp_path / "cluster.yaml"
     path.write_text(text + "sysexts:\n  - {name: containerd, version: 2.0.4}\n")
     ipxe = tmp_path / "ipxe"  # arm64 nodes need an arm64 iPXE build beside Debian's x86 ones

@@ -144,9 +144,11 @@ class BootService:
 
     def _render_config(self, req: policy.Request, decision: policy.Decision, raw_query: str) -> bytes | None:
         name = decision.profile[f"{req.route}_id"]
+        shape = not self.settings.own_tree  # a foreign data dir: answer as real Matchbox shapes Ignition
         if req.route == "ignition" and name.endswith((".ign", ".ignition")):
             # Raw configs do not depend on the request: render once per version of the file.
-            body = self.store.served_ignition(name, lambda data: render.ignition_bytes(name, data, {}))
+            body = self.store.served_ignition(
+                name, lambda data: render.ignition_bytes(name, data, {}, matchbox_shape=shape))
         else:
             found = self.store.text(req.route, name)
             if found is None:
@@ -154,7 +156,8 @@ class BootService:
             variables = render.template_variables(decision.group.metadata, decision.group.selector, req.labels,
                                                   raw_query)
             try:
-                body = (render.ignition_bytes(found[0], found[1], variables) if req.route == "ignition"
+                body = (render.ignition_bytes(found[0], found[1], variables, matchbox_shape=shape)
+                        if req.route == "ignition"
                         else render.go_template(found[1].decode(), variables).encode())
             except UnicodeDecodeError as exc:
                 raise render.RenderFailed(str(exc)) from None
