@@ -115,7 +115,8 @@ async def test_a_flood_of_made_up_machines_makes_no_node_and_stays_bounded(tree)
     async with running(tree / "matchbox", tree, neighbours=neighbour_table()) as (http, ctx), \
             client_from(http, ATTACKER) as attacker:
         paths = [p for mac in fakes for p in (f"/ipxe?MAC={mac}&mac={CP1}", f"/ipxe?mac={mac}",
-                                              f"/ipxe?mac={mac}&uuid=x", f"/ignition?mac={mac}")]
+                                              f"/ipxe?mac={mac}&uuid=x", f"/ignition?mac={mac}",
+                                              f"/metadata?mac={mac}")]
         statuses = await fetch_all(attacker, paths)
         assert 500 not in statuses
         for mac in fakes[:50]:
