@@ -27,6 +27,7 @@ def cross_checks(top: Parsed, nodes: Nodes, found: Found) -> None:
     _addresses(top, boot, net, nodes, found)
     _subnets(spec, net, found)
     _arm64(nodes, found)
+    _uefi_loader(nodes, found)
     if top.get("cilium") is not None and top.get("cni", "cilium") != "cilium":
         found.add(("cilium",), f"cilium options need `cni: cilium` (cni is {top['cni']})", key=True)
 
@@ -75,6 +76,13 @@ def _arm64(nodes: Nodes, found: Found) -> None:
     arm64 = [i for i, node in nodes if node.get("arch") == "arm64"]
     if arm64:
         found.warn(("nodes", arm64[0], "arch"), ARM64_IPXE)
+
+
+def _uefi_loader(nodes: Nodes, found: Found) -> None:
+    for i, node in nodes:
+        if node.get("arch") == "arm64" and (node.get("pxe") or {}).get("uefi_loader"):
+            found.warn(("nodes", i, "pxe", "uefi_loader"), "unused: arm64 nodes chainload snp-arm64.efi; "
+                       "pxe.uefi_loader picks the x86-64 UEFI build")
 
 
 def _usable_in(ip, network: ipaddress.IPv4Network) -> str | None:

@@ -25,6 +25,7 @@ from app.ignition import butane
 from app.ignition import rules as ignition
 from app.layout import CREDENTIAL_PATH
 from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
+from app.render.pxe import pxe_variables
 from app.render.templates import TemplateError, Templates
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
@@ -96,6 +97,7 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "CREDENTIAL_PATH": CREDENTIAL_PATH, "REFUSE_INIT_EXIT": REFUSE_INIT_EXIT,
         # containerd: pull through the appliance's /v2/ first, upstream after; kubeadm's pause image.
         "REGISTRY_MIRRORS": registry_mirrors(), "SANDBOX_IMAGE": sandbox_image(spec.k8s_version),
+        **pxe_variables(cluster),  # dnsmasq.conf: which iPXE build UEFI machines chainload
     }
 
 
