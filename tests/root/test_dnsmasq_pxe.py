@@ -20,10 +20,17 @@ SERVER_IP, CLIENT_IP = "10.231.0.2", "10.231.0.50"
 IPXE_DIR = Path("/usr/lib/ipxe")
 
 
+FALLBACK_MAC = "52:54:00:00:00:22"  # worker-2: `pxe: {uefi_loader: ipxe}`, for firmware whose SNP is broken
+
+
 def cluster_yaml(tmp: Path) -> Path:
     text = EXAMPLE.read_text()
+    worker_2 = "ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64}"
+    assert worker_2 in text
     text = (text.replace("10.0.0.", "10.231.0.").replace("interface: eth0", "interface: srv0")
-            .replace("api_server_name: api.lab.example.com", ""))
+            .replace("api_server_name: api.lab.example.com", "")
+            .replace(worker_2.replace("10.0.0.", "10.231.0."),
+                     worker_2.replace("10.0.0.", "10.231.0.")[:-1] + ", pxe: {uefi_loader: ipxe}}"))
     path = tmp / "cluster.yaml"
     path.write_text(text)
     return path
@@ -93,12 +100,33 @@ def test_proxy_dhcp_offers_the_right_boot_file_per_firmware(appliance):
     bios = probe(net, "52:54:00:00:00:11", 0)
     assert bios["server"] == SERVER_IP and bios["file"] == "undionly.kpxe", bios
     uefi = probe(net, "52:54:00:00:00:12", 7)
-    assert uefi["file"] == "ipxe.efi", uefi
+    assert uefi["file"] == "snponly.efi", uefi
     chained = probe(net, "52:54:00:00:00:13", 0, ipxe=True)
     assert chained["file"] == f"http://{SERVER_IP}:8080/boot.ipxe", chained
     dhcp = [e for e in events(out) if e["kind"] == "dhcp"]
     assert {e["mac"] for e in dhcp} >= {"52:54:00:00:00:11", "52:54:00:00:00:12", "52:54:00:00:00:13"}
     assert {e["node"] for e in dhcp if e.get("node")} >= {"cp-1", "cp-2", "cp-3"}
+
+
+def test_uefi_machines_get_snponly_and_a_fallback_node_ipxe(appliance, tmp_path):
+    """The cluster's default (snponly.efi) for nodes and strangers alike, ipxe.efi for the one node that
+    chose it (told apart by its MAC), whichever UEFI arch number its firmware sends; both over TFTP."""
+    net, out, _ = appliance
+    for arch in (7, 9):
+        assert probe(net, "52:54:00:00:00:21", arch)["file"] == "snponly.efi"
+        assert probe(net, "52:54:00:00:00:99", arch)["file"] == "snponly.efi"  # in no group
+        assert probe(net, FALLBACK_MAC, arch)["file"] == "ipxe.efi"
+    assert probe(net, FALLBACK_MAC, 7, ipxe=True)["file"] == f"http://{SERVER_IP}:8080/boot.ipxe"
+    assert probe(net, FALLBACK_MAC, 0)["file"] == "undionly.kpxe"  # the choice is for UEFI only
+    for name in ("snponly.efi", "ipxe.efi"):
+        target = tmp_path / name
+        code = f"import tftpy; tftpy.TftpClient({SERVER_IP!r}, 69).download({name!r}, {str(target)!r}, timeout=5)"
+        result = net.python(net.client, code)
+        assert result.returncode == 0, result.stderr
+        assert target.read_bytes() == (IPXE_DIR / name).read_bytes()
+    offered = {(e["mac"], e["detail"]["bootfile"]) for e in events(out)
+               if e["kind"] == "dhcp" and "bootfile" in e.get("detail", {})}
+    assert (FALLBACK_MAC, "ipxe.efi") in offered and ("52:54:00:00:00:21", "snponly.efi") in offered
 
 
 def test_tftp_serves_ipxe_to_the_client(appliance, tmp_path):
