@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from app.cluster import Cluster
 from app.exitcodes import ExitCode
-from app.serve.runner import ServeError, ServeOptions, Server
+from app.serve.errors import ServeError
+from app.serve.runner import ServeOptions, Server
 from app.wait.gate import Outcome, WaitOptions, wait_for_cluster
 
 
@@ -55,9 +56,12 @@ async def run_async(plan: InitPlan) -> Outcome:
     watcher = None
     try:
         await server.start()
+        await asyncio.to_thread(plan.power_on)
+        # Only now: power-on sets each BMC node's network boot, and the watch then points an installed
+        # node at its disk; the other order could leave it on the network. The watch's log position
+        # was taken before serving, so an `installed` reported during power-on is not missed.
         if plan.watch_installs is not None:
             watcher = asyncio.create_task(asyncio.to_thread(plan.watch_installs, stop))
-        await asyncio.to_thread(plan.power_on)
         gate = asyncio.create_task(asyncio.to_thread(
             wait_for_cluster, plan.cluster, plan.serve.output, plan.wait, stop, plan.report))
         stopped = asyncio.create_task(server.wait())

@@ -25,7 +25,7 @@ def machine(i: int) -> tuple[str, str]:
 def measure(entries: int) -> dict:
     """Inside the namespace: microseconds per lookup of a machine in the middle of the table."""
     sys.path.insert(0, str(REPO))
-    from app.serve import neighbours
+    from app.serve.kernel import neighbours
     ip, mac = machine(entries // 2)
     assert neighbours.link_mac(ip) == neighbours.arp_lookup(ip) == mac, "the two lookups disagree"
     def per_lookup(fn) -> float:  # the best of 3 runs of at least 0.2 s each

@@ -13,8 +13,9 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.events import EventLog  # noqa: E402
-from app.serve.http import Context, ServeConfig, make_app  # noqa: E402
-from app.serve.matchbox import Store  # noqa: E402
+from app.serve.app import make_app
+from app.serve.boot.store import Store  # noqa: E402
+from app.serve.context import Context, ServeConfig  # noqa: E402
 
 
 def main() -> None:

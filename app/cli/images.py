@@ -74,7 +74,8 @@ def check_images(cluster: Cluster, templates: Path, layout: Path) -> Report:
 
 def _present(layout: Path, refs: list[str], notes: list[str]) -> set[str]:
     """The refs the layout serves (by tag, or by digest when pinned), as the registry would answer."""
-    from app.serve.oci_layout import LayoutError, load_catalog, repository_key
+    from app.oci.layout import LayoutError, load_catalog
+    from app.oci.reference import repository_key
 
     if not (layout / "index.json").is_file():
         notes.append(f"{layout} is not an OCI image layout (no index.json): nothing is served at /v2/")

@@ -42,7 +42,7 @@ def status(
     assets: AssetsOpt = DEFAULT_ASSETS,
 ) -> None:
     """Each node's phase, download and last error, and the alerts, from the event log."""
-    from app.serve.status_view import build
+    from app.status.view import build
 
     log = EventLog(paths.output, known_nodes(paths.config))
     if format is StatusFormat.json:
@@ -65,7 +65,7 @@ def _title(paths: Paths) -> str:
 
 def _watch(log: EventLog, paths: Paths, assets, interval: float) -> None:
     from app.cli.progress import Display, status_lines, status_renderable
-    from app.serve.status_view import build
+    from app.status.view import build
 
     try:
         with Display() as display:
@@ -86,13 +86,13 @@ def discover(
         = DiscoverFormat.snippet,
 ) -> None:
     """MACs that PXE-booted but are in no group (by default as a ready-to-paste `nodes:` snippet)."""
-    from app.serve.discovery import nodes_snippet, unknown_machines
+    from app.status.discovery import nodes_snippet, unknown_machines
 
     known = known_nodes(paths.config)
     if format is DiscoverFormat.snippet:
         typer.echo(nodes_snippet(unknown_machines(paths.output / EVENTS, known)), nl=False)
         return
-    from app.serve.status_view import build
+    from app.status.view import build
 
     machines = [asdict(u) for u in build(EventLog(paths.output, known)).unknown]
     if format is DiscoverFormat.json:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 import typer
 
 from app.events import PHASES
-from app.serve.status_view import StatusView, download_text, duration, last_error, summary_text
+from app.status.text import download_text, duration, last_error, summary_text
+from app.status.view import StatusView
 
 HEADERS = ["node", "role", "phase (events)", "API", "last error"]
 STATUS_HEADERS = ["node", "mac", "phase", "step", "in phase", "download", "error"]

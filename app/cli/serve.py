@@ -65,8 +65,9 @@ def serve(
     Runs in the foreground until SIGINT/SIGTERM or `teardown`; exits 0 after a clean stop.
     """
     from app import logs
-    from app.serve.dnsmasq import DnsmasqFailed
-    from app.serve.runner import ServeError, serve_forever
+    from app.serve.errors import ServeError
+    from app.serve.runner import serve_forever
+    from app.serve.supervise.dnsmasq import DnsmasqFailed
 
     logs.setup(log_format.value)
     opts = serve_options(paths, listen, dhcp, tftp, assets, tftp_port=tftp_port, matchbox_data=matchbox_data,

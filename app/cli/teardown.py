@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from app.cli.common import Paths, command, fail
-from app.serve.state import Stopped, stop_recorded
+from app.status.serving import Stopped, stop_recorded
 
 
 @command()

@@ -1,4 +1,4 @@
-"""`serve`: the HTTP server, dnsmasq and the built-in TFTP server, from start to clean stop.
+"""`serve`'s lifecycle: the HTTP server, dnsmasq and the built-in TFTP server, from start to clean stop.
 
 SIGINT/SIGTERM (or `teardown`, through the state file) stops accepting, lets in-flight
 downloads finish for a bounded time, stops dnsmasq, flushes the event log and exits 0.
@@ -14,33 +14,27 @@ import logging
 import os
 import signal
 import socket
-import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from app import process
-from app.atomic import atomic_write
 from app.events import Event, EventLog
-from app.layout import DNSMASQ_CONF, RUN, TFTP
-from app.serve import limits, state, workers
-from app.serve.dnsmasq import DnsmasqFailed, Supervisor, tftp_only_conf
-from app.serve.http import Context, ServeConfig, make_app
-from app.serve.matchbox import Store
-from app.serve.shared_events import SharedEventLog
+from app.events.shared import SharedEventLog
+from app.layout import TFTP
+from app.serve.app import make_app
+from app.serve.boot.store import Store
+from app.serve.context import Context, ServeConfig
+from app.serve.errors import ServeError
+from app.serve.guard import limits
+from app.serve.supervise import claim, workers
+from app.serve.supervise.dnsmasq import DnsmasqFailed, Supervisor, conf_for
+from app.serve.supervise.tftp import BuiltinTftp
 
 log = logging.getLogger("bootstrap_node.serve")
-TFTP_ONLY_CONF = "dnsmasq-tftp.conf"  # run/: the generated config without DHCP, for --dhcp none
 # client, request line, status, bytes, seconds spent answering (the appliance's share of a boot)
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
 
-
-
-class ServeError(Exception):
-    pass
 
 
 @dataclass
@@ -96,12 +90,11 @@ class Server:
                                        bind=opts.bind), self.store, self.events)
         if opts.workers > 1:
             self.ctx.peer_metrics = lambda: workers.others(opts.output, opts.worker)
-        self.children: list = []
-        self._restarted: dict[int, float] = {}  # worker index -> when it was last started again
+        self.pool: workers.Pool | None = None
         self._owns_output = False  # set once no other serve holds the output dir: only then is it ours to tidy
         self.runner: web.AppRunner | None = None
         self.supervisor: Supervisor | None = None
-        self.tftp: _BuiltinTftp | None = None
+        self.tftp: BuiltinTftp | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.failure: Exception | None = None
@@ -112,7 +105,7 @@ class Server:
 
     async def start(self) -> None:
         if self.opts.leader:
-            self._claim_output()
+            claim.claim(self.opts.output)
             self._owns_output = True
             workers.clear(self.opts.output)
         self.store.groups()  # index the groups before the first machine asks, not while it waits
@@ -147,14 +140,16 @@ class Server:
         self._write_state()
         self.events.record(Event("serve-started", source="serve", detail={"url": self.url, "pid": os.getpid()}))
         if self.opts.dhcp == "proxy" or self.opts.tftp == "dnsmasq":
-            self.supervisor = Supervisor(self._dnsmasq_conf(), self.events.record, binary=self.opts.dnsmasq_binary,
+            conf = conf_for(self.opts.output, self.opts.dhcp)
+            self.supervisor = Supervisor(conf, self.events.record, binary=self.opts.dnsmasq_binary,
                                          on_restart=self._count_restart, on_started=self._write_state)
             self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
         if self.opts.tftp == "builtin":
-            self.tftp = _BuiltinTftp(self.opts.output / TFTP, self.opts.host, self.opts.tftp_port)
+            self.tftp = BuiltinTftp(self.opts.output / TFTP, self.opts.host, self.opts.tftp_port)
             self.tftp.start()
         if self.opts.workers > 1:
-            self.children = workers.spawn(self.opts.to_json(), self.opts.workers)
+            self.pool = workers.Pool(self.opts.to_json(), self.opts.workers)
+            self.pool.start()
 
     async def _follow_events(self) -> None:
         """Take `reinstall` and `wait` events written by other processes (and, with several workers,
@@ -163,7 +158,8 @@ class Server:
         while True:
             await asyncio.sleep(1.0)
             try:
-                self._restart_exited_workers()
+                if self.pool is not None and not self._stop.is_set():
+                    self.pool.restart_exited(self._worker_exited)
                 await asyncio.to_thread(self.events.follow)
                 if self.opts.workers > 1:
                     await asyncio.to_thread(workers.publish, self.opts.output, self.opts.worker,
@@ -174,34 +170,14 @@ class Server:
                     log.warning("cannot follow the event log or publish counters: %s", exc)
                 failing = True
 
-    def _restart_exited_workers(self) -> None:
-        """A worker that exited without being asked to (a crash, the OOM killer) is started again;
-        the others served meanwhile, so a crash costs only that worker's in-flight requests."""
-        now = time.monotonic()
-        for index, child in enumerate(self.children, start=1):
-            if child.poll() is None or self._stop.is_set():
-                continue
-            if now - self._restarted.get(index, -workers.RESTART_SECONDS) < workers.RESTART_SECONDS:
-                continue
-            log.error("worker %d (pid %d) exited with %s: starting it again", index + 1, child.pid, child.returncode)
-            self.events.record(Event("worker-restarted", source="serve",
-                                     detail={"worker": index + 1, "pid": child.pid, "exit": child.returncode}))
-            self.children[index - 1] = workers.spawn_one(self.opts.to_json(), index)
-            self._restarted[index] = now
+    def _worker_exited(self, index: int, child) -> None:
+        log.error("worker %d (pid %d) exited with %s: starting it again", index + 1, child.pid, child.returncode)
+        self.events.record(Event("worker-restarted", source="serve",
+                                 detail={"worker": index + 1, "pid": child.pid, "exit": child.returncode}))
 
     def _count_restart(self) -> None:
         self.ctx.metrics.dnsmasq_restarts += 1
         self.events.record(Event("dnsmasq-restarted", source="serve"))
-
-    def _dnsmasq_conf(self) -> Path:
-        conf = self.opts.output / DNSMASQ_CONF
-        if not conf.is_file():
-            raise ServeError(f"{conf} not found: run `bootstrap-node generate` first")
-        if self.opts.dhcp == "proxy":
-            return conf
-        derived = self.opts.output / RUN / TFTP_ONLY_CONF
-        atomic_write(derived, tftp_only_conf(conf.read_text()).encode(), 0o644, skip_if_same=True)
-        return derived
 
     async def _watch(self, coro) -> None:
         try:
@@ -210,6 +186,9 @@ class Server:
             self.failure = exc
             self._stop.set()
 
+    def _write_state(self, dnsmasq_pid: int | None = None) -> None:
+        claim.record(self.opts.output, self.url, dnsmasq_pid)
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -217,8 +196,8 @@ class Server:
         await self._stop.wait()
 
     async def shutdown(self) -> None:
-        if self.children:
-            await asyncio.to_thread(workers.stop, self.children, self.opts.shutdown_timeout + 5)
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.stop, self.opts.shutdown_timeout + 5)
         if self.supervisor is not None:
             await self.supervisor.stop()
         for task in self._tasks:
@@ -233,27 +212,7 @@ class Server:
                                      message=str(self.failure) if self.failure else ""))
         self.events.close()
         if self._owns_output:  # a serve refused because another runs must not remove that one's state
-            state.remove(self.opts.output)
-
-    def _claim_output(self) -> None:
-        """One serve per output dir: refuse while another runs; stop what a killed one left behind
-        (the recorded dnsmasq, or any dnsmasq whose command line names this directory's config)."""
-        previous = state.read(self.opts.output)
-        if previous is not None and previous.serve.matches() and previous.serve.pid != os.getpid():
-            raise ServeError(f"{self.opts.output} is already served by pid {previous.serve.pid} "
-                             f"({previous.url}); stop it with `bootstrap-node teardown`")
-        if previous is not None and state.stop_orphan_dnsmasq(previous):
-            log.warning("stopped the dnsmasq left running by a serve that was killed (pid %d)", previous.dnsmasq.pid)
-        for conf in (self.opts.output / DNSMASQ_CONF, self.opts.output / RUN / TFTP_ONLY_CONF):
-            for pid in process.with_argument(f"--conf-file={conf}"):
-                if pid != os.getpid() and process.stop(pid, timeout=5.0):
-                    log.warning("stopped a stale dnsmasq for %s (pid %d)", self.opts.output, pid)
-
-    def _write_state(self, dnsmasq_pid: int | None = None) -> None:
-        me = process.identity(os.getpid())
-        child = process.identity(dnsmasq_pid) if dnsmasq_pid else None
-        state.write(self.opts.output, state.ServeState(me, self.url, str(self.opts.output), child))
-
+            claim.release(self.opts.output)
 
 async def serve_forever(opts: ServeOptions) -> None:
     """Run until SIGINT/SIGTERM; raise ServeError/DnsmasqFailed for what the user must fix."""
@@ -281,56 +240,9 @@ def _check_port_free(host: str, port: int) -> None:
         probe.bind((host, port))
 
 
-def worker_main(argv: list[str]) -> int:
-    """`python -m app.serve.runner --worker INDEX OPTIONS_JSON`, started by the leader (workers.py)."""
-    from app import logs
-    from app.serve.guardian import die_with_parent
-
-    die_with_parent(int(os.environ.get("BOOTSTRAP_WORKER_PARENT", os.getppid())))
-    opts = dataclasses.replace(ServeOptions.from_json(argv[2]), worker=int(argv[1]))
-    logs.setup(opts.log_format)
-    try:
-        asyncio.run(serve_forever(opts))
-    except ServeError as exc:
-        log.error("worker %d: %s", opts.worker + 1, exc)
-        return 1
-    return 0
-
-
 def _settle_heap() -> None:
     """What is alive once serving starts (modules, the group index, templates) lives as long as the
     process: move it out of the garbage collector's sight, so that a full collection walks only what
     requests create. Such collections paused the event loop 20-55 ms with 1,000 groups."""
     gc.collect()
     gc.freeze()
-
-
-class _BuiltinTftp:
-    """tftpy's server in a thread, for sites whose own DHCP points at us (`--dhcp none`)."""
-
-    def __init__(self, root: Path, host: str, port: int):
-        import tftpy
-
-        if not root.is_dir():
-            raise ServeError(f"{root} not found: generate copies the iPXE binaries there (see --ipxe-dir)")
-        self.server = tftpy.TftpServer(str(root))
-        self.host, self.port = host, port
-        self.thread = threading.Thread(target=self._run, name="tftp", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.server.listen(self.host, self.port)
-        except Exception as exc:  # noqa: BLE001 - logged, not lost in a thread
-            log.error("built-in TFTP server stopped: %s", exc)
-
-    def start(self) -> None:
-        logging.getLogger("tftpy").setLevel(logging.WARNING)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.stop(now=True)
-        self.thread.join(timeout=5)
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
-    sys.exit(worker_main(sys.argv[1:]))

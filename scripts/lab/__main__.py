@@ -107,7 +107,7 @@ def watch(the_lab: Lab, done, timeout: float) -> bool:
     from app.cli.common import known_nodes
     from app.cli.progress import Display, status_lines, status_renderable
     from app.events import EventLog
-    from app.serve.status_view import build
+    from app.status.view import build
 
     log = EventLog(the_lab.output, known_nodes(the_lab.config))
     deadline = time.monotonic() + timeout

@@ -26,9 +26,10 @@ from pathlib import Path
 from aiohttp import web
 
 from app.events import PHASES, Event, EventLog
-from app.serve import policy
-from app.serve.http import Context, ServeConfig, make_app
-from app.serve.matchbox import Store
+from app.serve.app import make_app
+from app.serve.boot import policy
+from app.serve.boot.store import Store
+from app.serve.context import Context, ServeConfig
 
 T0 = dt.datetime(2025, 3, 14, 9, 0, 0, tzinfo=dt.UTC).timestamp()
 NOW = T0 + 1500  # the page's clock: 25 minutes into the install

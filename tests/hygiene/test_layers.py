@@ -1,8 +1,8 @@
 """Imports point one way (ARCHITECTURE.md): a module imports only lower layers or its own package.
 
-    0  leaves: layout (paths, ports), exitcodes, process, logs, yaml_source
-    1  bottom: atomic, events, pki, ignition/ (Butane), gotemplate/
-    2  cluster/, credentials, joins
+    0  leaves: layout (paths, ports), exitcodes, process, logs, yaml_source, recheck, confine
+    1  bottom: atomic, events, pki, ignition/ (Butane), gotemplate/, oci/
+    2  cluster/, credentials, joins, status/
     3  render/, serve/, wait/, power/   (none of them imports another: serve never imports render,
                                          wait never imports serve)
     4  generate, init
@@ -19,10 +19,11 @@ from pathlib import Path
 from tests.support.paths import REPO
 
 LAYERS = {
-    0: {"app", "app.layout", "app.exitcodes", "app.process", "app.logs", "app.yaml_source", "app.recheck"},
-    1: {"app.atomic", "app.events", "app.pki", "app.ignition", "app.gotemplate"},
-    2: {"app.cluster", "app.credentials", "app.joins"},
-    3: {"app.render", "app.serve", "app.wait", "app.power", "app.images"},
+    0: {"app", "app.layout", "app.exitcodes", "app.process", "app.logs", "app.yaml_source", "app.recheck",
+        "app.confine"},
+    1: {"app.atomic", "app.events", "app.pki", "app.ignition", "app.gotemplate", "app.oci"},
+    2: {"app.cluster", "app.credentials", "app.joins", "app.status"},
+    3: {"app.render", "app.serve", "app.wait", "app.power"},
     4: {"app.generate", "app.init"},
     5: {"app.cli"},
     6: {"app.__main__"},

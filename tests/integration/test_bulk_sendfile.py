@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from app.serve import bulk
+from app.serve.transfer import bulk
 from tests.support.serve import running
 
 SIZE = 3 * bulk.THRESHOLD + 12345  # not a multiple of anything the kernel or asyncio chunks by

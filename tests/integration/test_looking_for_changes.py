@@ -12,9 +12,9 @@ import pytest
 
 from app.events import Event, EventLog, append_event
 from app.events import log as events_mod
-from app.serve import dirwatch
-from app.serve.dirwatch import DirectoryWatch
-from app.serve.matchbox import Store
+from app.serve.boot.store import Store
+from app.serve.kernel import dirwatch
+from app.serve.kernel.dirwatch import DirectoryWatch
 
 MAC = "52:54:00:00:00:01"
 
@@ -154,7 +154,7 @@ def test_the_first_look_is_made_however_recently_the_machine_booted(tmp_path, up
 
 @pytest.mark.parametrize("uptime", [0.0, 3599.0])
 def test_an_image_layout_is_read_at_the_first_look_however_recently_the_machine_booted(tmp_path, uptime):
-    from app.serve.oci_layout import Layout
+    from app.oci.layout import Layout
 
     clock = SteppedClock(uptime)
     layout = Layout(tmp_path, recheck=3600, clock=clock)

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from app.serve.oci_layout import OCI_INDEX, OCI_MANIFEST, Layout, LayoutError, blob_path, load_catalog
+from app.oci.layout import OCI_INDEX, OCI_MANIFEST, Layout, LayoutError, blob_path, load_catalog
 from tests.support.oci import blob_bytes, image, multi_arch, put_json, write_index
 
 PAUSE = "registry.k8s.io/pause"

@@ -20,8 +20,9 @@ import pytest
 from aiohttp import web
 
 from app.events import EventLog
-from app.serve.http import Context, ServeConfig, make_app
-from app.serve.matchbox import Store
+from app.serve.app import make_app
+from app.serve.boot.store import Store
+from app.serve.context import Context, ServeConfig
 
 PAUSE, KUBE_VIP, CILIUM, BUSYBOX = ("registry.k8s.io/pause:3.10", "ghcr.io/kube-vip/kube-vip:v0.8.0",
                                     "quay.io/cilium/cilium:v1.15.0", "docker.io/library/busybox:1.36")

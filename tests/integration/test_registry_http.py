@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from app.serve.oci_layout import OCI_INDEX, OCI_MANIFEST
-from app.serve.registry import add_routes
+from app.oci.layout import OCI_INDEX, OCI_MANIFEST
+from app.serve.registry.handlers import add_routes
 from tests.support.oci import blob_bytes, image, multi_arch, write_index
 from tests.support.serve import running
 

@@ -9,7 +9,7 @@ import yaml
 
 from app.cli import app
 from app.events import Event
-from app.serve.status_view import asset_size
+from app.status.facts import asset_size
 from tests.integration.conftest import runner
 from tests.support.serve import running
 

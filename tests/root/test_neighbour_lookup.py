@@ -45,7 +45,7 @@ def fill_table(pair: Pair) -> None:
 ASK = f"""
 import json, socket, subprocess, sys
 sys.path.insert(0, {str(REPO)!r})
-from app.serve import neighbours
+from app.serve.kernel import neighbours
 ips = sys.argv[1:]
 policy = [neighbours._NETLINK.lookup("10.233.0.5", "10.233.0.1"), neighbours._NETLINK.lookup("10.233.0.5")]
 # A machine the kernel learnt by itself: it connects to us, we look up its address.

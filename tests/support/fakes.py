@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.serve.matchbox import Group
+from app.serve.boot.store import Group
 
 
 @dataclass

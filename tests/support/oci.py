@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from app.serve.oci_layout import OCI_INDEX, OCI_MANIFEST, REF_NAME
+from app.oci.layout import OCI_INDEX, OCI_MANIFEST, REF_NAME
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"

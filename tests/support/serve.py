@@ -11,8 +11,9 @@ from aiohttp.test_utils import TestServer
 
 from app.events import EventLog
 from app.layout import CREDENTIAL_PATH
-from app.serve.http import Context, ServeConfig, make_app
-from app.serve.matchbox import Store
+from app.serve.app import make_app
+from app.serve.boot.store import Store
+from app.serve.context import Context, ServeConfig
 
 
 def write_json(path: Path, data) -> None:

@@ -1,7 +1,7 @@
 """dnsmasq log lines (as dnsmasq 2.90 prints them with log-dhcp) → events."""
 
-from app.serve.dnsmasq import LogParser, diagnose, tftp_only_conf
-from app.serve.neighbours import arp_lookup
+from app.serve.kernel.neighbours import arp_lookup
+from app.serve.supervise.dnsmasq import LogParser, diagnose, tftp_only_conf
 
 LINES = """dnsmasq[4206]: started, version 2.90 DNS disabled
 dnsmasq-dhcp[4206]: 1615106997 PXE(srv0) 52:54:00:00:00:11 proxy

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from app.events import PHASES, NodeState
-from app.serve.metrics import Metrics
+from app.serve.guard.metrics import Metrics
 from tests.support.paths import REPO
 
 DASHBOARD = json.loads((REPO / "contrib" / "grafana-dashboard.json").read_text())

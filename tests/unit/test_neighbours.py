@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from app.serve import neighbours
-from app.serve.neighbours import (
+from app.serve.kernel import neighbours
+from app.serve.kernel.neighbours import (
     NDA_LLADDR,
     NLMSG_ERROR,
     RTA_GATEWAY,
@@ -215,7 +215,7 @@ def test_this_kernel_answers_for_loopback_and_odd_input_over_netlink():
 
 
 def test_serve_asks_with_the_senders_interface_and_our_end_of_the_connection():
-    from app.serve.http import _sender_mac
+    from app.serve.boot.handlers import _sender_mac
 
     class Transport:
         def __init__(self, peer, ours):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.serve.oci_layout import normalize_registry, parse_reference, repository_key, valid_digest, valid_tag
+from app.oci.reference import normalize_registry, parse_reference, repository_key, valid_digest, valid_tag
 
 SHA256 = "sha256:" + "ab" * 32
 SHA512 = "sha512:" + "cd" * 64

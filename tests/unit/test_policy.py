@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from app.events import Event, NodeState, epoch
-from app.serve import policy
-from app.serve.matchbox import Group
+from app.serve.boot import policy
+from app.serve.boot.store import Group
 from tests.support.fakes import MemoryStore, node_store
 
 MAC, OTHER = "52:54:00:00:00:11", "52:54:00:66:66:66"

@@ -11,8 +11,11 @@ import pytest
 
 from app.cli.progress import Display, status_lines, status_renderable
 from app.events import Event, EventLog
-from app.serve import policy, status_page
-from app.serve.status_view import Download, Facts, build, duration, segments
+from app.serve.boot import policy
+from app.status import page as status_page
+from app.status.facts import Download, Facts
+from app.status.text import duration
+from app.status.view import build, segments
 
 A, B, C = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
 T = "2025-03-14T09:00:{:02d}.000Z"

@@ -10,17 +10,8 @@ from __future__ import annotations
 import html as _html
 
 from app.events import PHASES, epoch
-from app.serve.status_view import (
-    AlertGroup,
-    NodeView,
-    StatusView,
-    clock,
-    download_text,
-    duration,
-    last_error,
-    summary_text,
-    total,
-)
+from app.status.text import clock, download_text, duration, last_error, summary_text, total
+from app.status.view import AlertGroup, NodeView, StatusView
 
 REFRESH_SECONDS = 5
 TIMELINE_WIDTH = 1000  # SVG user units; the SVG stretches to the row's width

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app.serve.assets import send_file
-from app.serve.oci_layout import Catalog, Layout, blob_path, repository_key, valid_digest
+from app.oci.layout import Catalog, Layout, blob_path
+from app.oci.reference import repository_key, valid_digest
+from app.serve.transfer.sender import send_file
 
 log = logging.getLogger("bootstrap_node.registry")
 

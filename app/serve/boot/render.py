@@ -12,7 +12,7 @@ from app import gotemplate
 from app.ignition import butane
 from app.ignition import rules as ignition
 from app.layout import CREDENTIAL_PATH
-from app.serve.matchbox import RenderFailedError
+from app.serve.boot.store import RenderFailedError
 
 BOOT_IPXE = ("#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}"
              "&serial=${serial}&arch=${buildarch:uristring}\n")

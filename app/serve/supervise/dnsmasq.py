@@ -20,13 +20,17 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from app.atomic import atomic_write
 from app.events import Event
-from app.serve.neighbours import link_mac
+from app.layout import DNSMASQ_CONF, RUN
+from app.serve.errors import ServeError
+from app.serve.kernel.neighbours import link_mac
 
 log = logging.getLogger("bootstrap_node.dnsmasq")
 MAC = r"([0-9a-f]{2}(?::[0-9a-f]{2}){5})"
 IP = r"(\d+\.\d+\.\d+\.\d+)"
 GUARDIAN_STARTED = re.compile(r"guardian: dnsmasq pid (\d+)$")  # guardian.py's first line
+TFTP_ONLY_CONF = "dnsmasq-tftp.conf"  # run/: the generated config without DHCP, for --dhcp none
 
 
 class DnsmasqFailed(Exception):
@@ -103,7 +107,7 @@ class Supervisor:
     def command(self) -> list[str]:
         dnsmasq = [shutil.which(self.binary) or self.binary, "--keep-in-foreground", "--log-facility=-",
                    f"--conf-file={self.conf}", "--pid-file="]  # no pid file: we hold the pid ourselves
-        return [sys.executable, "-m", "app.serve.guardian", "--", *dnsmasq]
+        return [sys.executable, "-m", "app.serve.supervise.guardian", "--", *dnsmasq]
 
     async def run(self) -> None:
         """Run until stop(); raise DnsmasqFailed when dnsmasq keeps dying."""
@@ -159,6 +163,18 @@ class Supervisor:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+def conf_for(output: Path, dhcp: str) -> Path:
+    """The config dnsmasq runs with: generate's own for proxy DHCP, else a TFTP-only copy under run/."""
+    conf = output / DNSMASQ_CONF
+    if not conf.is_file():
+        raise ServeError(f"{conf} not found: run `bootstrap-node generate` first")
+    if dhcp == "proxy":
+        return conf
+    derived = output / RUN / TFTP_ONLY_CONF
+    atomic_write(derived, tftp_only_conf(conf.read_text()).encode(), 0o644, skip_if_same=True)
+    return derived
 
 
 def tftp_only_conf(full: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.recheck import Clock, Recheck
-from app.serve.dirwatch import DirectoryWatch
+from app.serve.kernel.dirwatch import DirectoryWatch
 
 log = logging.getLogger("bootstrap_node.matchbox")
 

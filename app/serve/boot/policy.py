@@ -28,8 +28,8 @@ from app.events import (
     NodeState,
     Phase,
 )
-from app.serve import scripts
-from app.serve.matchbox import Group, Store
+from app.serve.boot import render
+from app.serve.boot.store import Group, Store
 
 # Why a request got no config (alert reasons; also the /metrics label and the status page's words).
 NO_WINDOW = "no install window is open for this node"
@@ -135,18 +135,18 @@ def decide_ipxe(req: Request, store: Store, state: NodeState | None, known: dict
     mac = mac_label(req.labels)
     guard = settings.own_tree and not settings.strict_matchbox
     if mac and guard and state is not None and state.installed:
-        return Decision(body=scripts.local_boot_script(state.name or mac),
+        return Decision(body=render.local_boot_script(state.name or mac),
                         events=[Event("local-boot", mac=mac, source="http", message="installed: answered exit")])
     matched = _match(store, req.labels)
     if matched is None or not matched[1].get("boot"):
         if mac and guard and mac not in known:
-            return Decision(body=scripts.unknown_machine_script(mac, settings.retry_seconds),
+            return Decision(body=render.unknown_machine_script(mac, settings.retry_seconds),
                             events=[Event("discovered", mac=mac, source="http", detail={"ip": req.address})])
         return Decision(404)
     group, profile = matched
     detail = {"profile": profile["id"], "ip": req.address}
     if not settings.own_tree or mac not in known:
-        return Decision(body=scripts.ipxe_script(profile["boot"]), events=[Event("ipxe", mac=mac, source="http",
+        return Decision(body=render.ipxe_script(profile["boot"]), events=[Event("ipxe", mac=mac, source="http",
                                                                                detail=detail)])
     if req.link_mac and req.link_mac != mac:
         return refuse(req, mac, SPOOFED_PXE)
@@ -159,14 +159,14 @@ def decide_ipxe(req: Request, store: Store, state: NodeState | None, known: dict
         # fresh window and receive the secrets again. Only `reinstall` or the timeout clears it.
         held = refuse(req, mac, WINDOW_IN_USE, status=200, window_address=window.address,
                       **({"window_link_mac": window.link_mac} if window.link_mac else {}))
-        return Decision(body=scripts.held_script(state.name or mac, settings.retry_seconds), events=held.events)
+        return Decision(body=render.held_script(state.name or mac, settings.retry_seconds), events=held.events)
     if window and window.is_open(req.now, settings.window_seconds) and not _same_requester(req, window):
         events.append(refuse(req, mac, CONTESTED_WINDOW).events[0])
         events.append(Event(CONTESTED, mac=mac, source="http", detail={"remote": req.address}))
     else:
         detail.update(window="open", **({"link_mac": req.link_mac} if req.link_mac else {}))
     events.insert(0, Event("ipxe", mac=mac, source="http", detail=detail))
-    return Decision(body=scripts.ipxe_script(profile["boot"]), events=events)
+    return Decision(body=render.ipxe_script(profile["boot"]), events=events)
 
 
 # -- /ignition, /generic -----------------------------------------------------------------------------

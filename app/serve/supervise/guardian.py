@@ -3,7 +3,7 @@
 dnsmasq drops to user `nobody`, and the kernel clears PR_SET_PDEATHSIG on that credential change, so
 the signal cannot be set on dnsmasq itself. This small process stays root (its parent-death signal
 survives), runs dnsmasq as its child, and stops it when serve goes away (SIGTERM from the kernel) or
-asks it to. `python -m app.serve.guardian -- dnsmasq ARGS…`; it imports nothing else of the app.
+asks it to. `python -m app.serve.supervise.guardian -- dnsmasq ARGS…`; it imports nothing else of the app.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def die_with_parent(parent: int) -> None:
 
 def main(argv: list[str]) -> int:
     if "--" not in argv or not argv[argv.index("--") + 1:]:
-        print("usage: python -m app.serve.guardian -- COMMAND [ARGS…]", file=sys.stderr)
+        print("usage: python -m app.serve.supervise.guardian -- COMMAND [ARGS…]", file=sys.stderr)
         return 2
     die_with_parent(int(os.environ.get("BOOTSTRAP_GUARDIAN_PARENT", os.getppid())))
     child = subprocess.Popen(argv[argv.index("--") + 1:], stdin=subprocess.DEVNULL)

@@ -1,9 +1,9 @@
 """`serve --workers N`: N HTTP worker processes on one port, one of them the leader.
 
 The leader is the `serve` process itself: it owns the output directory (serve.json, dnsmasq, TFTP)
-and starts N-1 more workers, each `python -m app.serve.runner --worker` with the same options. Every
+and starts N-1 more workers, each `python -m app.serve --worker` with the same options. Every
 worker listens on the port with SO_REUSEPORT, so the kernel spreads new connections over them, and
-all share the one event log (shared_events.py), which is what install windows are decided from.
+all share the one event log (`app.events.shared`), which is what install windows are decided from.
 
 Workers die with the leader (a parent-death signal), and the leader stops them on its way out; one
 that exits on its own is started again (at most once every RESTART_SECONDS, so that a worker that
@@ -20,11 +20,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import app
 from app.atomic import atomic_write
 from app.layout import RUN
+from app.serve.guard.throttle import Throttle
 
 log = logging.getLogger("bootstrap_node.workers")
 WORKERS_DIR = "workers"  # under run/
@@ -48,7 +50,7 @@ def spawn(options_json: str, count: int) -> list[subprocess.Popen]:
 def spawn_one(options_json: str, index: int) -> subprocess.Popen:
     env = {**os.environ, "BOOTSTRAP_WORKER_PARENT": str(os.getpid())}
     home = Path(app.__file__).resolve().parent.parent
-    return subprocess.Popen([sys.executable, "-m", "app.serve.runner", "--worker", str(index), options_json],
+    return subprocess.Popen([sys.executable, "-m", "app.serve", "--worker", str(index), options_json],
                             stdin=subprocess.DEVNULL, env=env, cwd=home)
 
 
@@ -66,6 +68,32 @@ def stop(children: list[subprocess.Popen], timeout: float) -> None:
             log.warning("worker pid %d did not stop in %.0f s: killed", child.pid, timeout)
             child.kill()
             child.wait()
+
+
+class Pool:
+    """The leader's other workers: started once it listens, started again when one exits on its
+    own (each at most once every RESTART_SECONDS), stopped on the way out."""
+
+    def __init__(self, options_json: str, count: int, clock: Callable[[], float] = time.monotonic):
+        self.options_json, self.count, self.clock = options_json, count, clock
+        self.children: list[subprocess.Popen] = []
+        self._restarts = Throttle(RESTART_SECONDS)
+
+    def start(self) -> None:
+        self.children = spawn(self.options_json, self.count)
+
+    def restart_exited(self, on_restart: Callable[[int, subprocess.Popen], None]) -> None:
+        """A worker that exited without being asked to (a crash, the OOM killer) is started again;
+        the others served meanwhile, so a crash costs only that worker's in-flight requests.
+        `on_restart(index, exited)` is told first."""
+        for index, child in enumerate(self.children, start=1):
+            if child.poll() is None or not self._restarts.allow((index,), self.clock()):
+                continue
+            on_restart(index, child)
+            self.children[index - 1] = spawn_one(self.options_json, index)
+
+    def stop(self, timeout: float) -> None:
+        stop(self.children, timeout)
 
 
 def clear(output: Path) -> None:

@@ -1,6 +1,7 @@
-"""The HTTP server: Matchbox's read-only API, /assets, node callbacks, status and metrics.
+"""The boot routes: Matchbox's read-only API (/ipxe, /grub, /ignition, /generic, /metadata),
+/assets downloads and node callbacks (/events).
 
-Handlers only translate: the boot policy (`policy.py`) decides what a machine gets, `scripts.py`
+Handlers only translate: the boot policy (`policy.py`) decides what a machine gets, `render.py`
 renders it, and the events a decision carries are recorded here. Every string from the network is
 treated as text.
 """
@@ -9,109 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from aiohttp import web
 
-from app.events import CALLBACK_PHASES, Event, EventLog
-from app.serve import policy, registry, scripts, status_page, status_view
-from app.serve.assets import ClientGone, serve_asset
-from app.serve.matchbox import Store, is_unicast, normalize_mac, parse_labels
-from app.serve.metrics import Metrics
-from app.serve.neighbours import link_mac
-from app.serve.throttle import Throttle
+from app.events import CALLBACK_PHASES, Event
+from app.serve.boot import policy, render
+from app.serve.boot.store import is_unicast, normalize_mac, parse_labels
+from app.serve.context import CTX, Context, not_found, text
+from app.serve.transfer.assets import serve_asset
+from app.serve.transfer.sender import ClientGone
 
 log = logging.getLogger("bootstrap_node.http")
-NOT_FOUND = "404 page not found\n"
 BOOT_ASSETS = ("vmlinuz", "cpio.gz", ".efi", ".kpxe", "image.bin.bz2", ".raw")
-CREDENTIAL_BYTES = 32
 MAX_DISCOVERED = 256  # distinct unknown MACs kept for `discover` and the status page
 DISCOVERY_FULL = f"more than {MAX_DISCOVERED} unknown machines PXE-booted; the rest are not listed"
-# With several workers, a decision the event log could not record is not acted on (shared_events.py).
+# With several workers, a decision the event log could not record is not acted on (events/shared.py).
 UNSAVED = "the event log could not be written (is the disk full?); try again\n"
-ALERT_PERIOD = 60.0  # at most one logged alert per reason, sender and node per minute; all are counted
-
-
-@dataclass
-class ServeConfig:
-    data_dir: Path
-    assets: Path | None
-    strict_matchbox: bool = False
-    retry_seconds: int = 30
-    max_callback_bytes: int = 16 * 1024
-    own_tree: bool = True  # False: a foreign Matchbox data dir, served the way Matchbox does
-    install_window: float = 3600.0  # seconds a PXE boot keeps a node's install window open
-    images: Path | None = None  # an OCI image layout served at /v2/
-    bind: str = "link"  # how a request is tied to a machine: see policy.Settings.bind
-
-    @property
-    def settings(self) -> policy.Settings:
-        return policy.Settings(own_tree=self.own_tree, strict_matchbox=self.strict_matchbox,
-                               window_seconds=self.install_window, retry_seconds=self.retry_seconds,
-                               bind=self.bind)
-
-
-@dataclass
-class Context:
-    config: ServeConfig
-    store: Store
-    events: EventLog
-    metrics: Metrics = field(default_factory=Metrics)
-    neighbour: Callable[[str, str | None], str | None] = link_mac  # (sender, our end) -> MAC
-    new_credential: Callable[[], str] = lambda: secrets.token_urlsafe(CREDENTIAL_BYTES)
-    clock: Callable[[], float] = time.time
-    throttle: Throttle = field(default_factory=lambda: Throttle(ALERT_PERIOD))
-    # With several workers: the other workers' published counters, added to ours on /metrics.
-    peer_metrics: Callable[[], list[dict]] | None = None
-
-    def record(self, events: list[Event]) -> None:
-        """Record a decision's events; alerts are counted always, logged at most once a period."""
-        now = time.monotonic()
-        for event in events:
-            if event.kind == "alert":
-                self.metrics.alert(str(event.detail.get("reason", "")))
-                key = (event.detail.get("reason"), event.detail.get("remote"), event.mac)
-                if not self.throttle.allow(key, now):
-                    continue
-            self.events.record(event)
-
-
-CTX = web.AppKey("ctx", Context)
-
-
-def text(body: str, status: int = 200, content_type: str = "text/plain") -> web.Response:
-    return web.Response(text=body, status=status, content_type=content_type, charset="utf-8")
-
-
-def not_found() -> web.Response:
-    return text(NOT_FOUND, 404)
-
-
-@web.middleware
-async def matchbox_errors(request: web.Request, handler):
-    """Matchbox's plain 404 for every miss; never a traceback; metrics for everything."""
-    ctx = request.app[CTX]
-    route = request.match_info.route.resource
-    name = route.canonical if route is not None else "unmatched"
-    try:
-        response = await handler(request)
-    except web.HTTPNotFound:
-        response = not_found()
-    except web.HTTPException as exc:  # redirects and the like: aiohttp wants them raised
-        ctx.metrics.request(name, exc.status)
-        raise
-    except ConnectionError:  # the client went away mid-answer: nothing to send, nothing to log
-        ctx.metrics.request(name, 499)
-        raise
-    except Exception:  # noqa: BLE001 - a bug must cost one request a 500, not the server
-        log.exception("internal error on %s", request.path)
-        response = text("internal server error\n", 500)
-    ctx.metrics.request(name, response.status)
-    return response
 
 
 def _worth_recording_discovery(ctx: Context, event: Event) -> bool:
@@ -158,16 +73,8 @@ def _answer(decision: policy.Decision) -> web.Response:
     return text(decision.body, decision.status)
 
 
-async def root(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    if ctx.config.strict_matchbox:
-        return text("matchbox\n")
-    view = status_view.build(ctx.events, ctx.config.assets, ctx.clock())
-    return web.Response(text=status_page.html(view), content_type="text/html", charset="utf-8")
-
-
 async def boot_ipxe(request: web.Request) -> web.Response:
-    return text(scripts.BOOT_IPXE)
+    return text(render.BOOT_IPXE)
 
 
 async def ipxe(request: web.Request) -> web.Response:
@@ -187,7 +94,7 @@ async def grub(request: web.Request) -> web.Response:
     profile = ctx.store.profile(group.profile) if group else None
     if profile is None or not profile.get("boot"):
         return not_found()
-    return text(scripts.grub_script(profile["boot"]))
+    return text(render.grub_script(profile["boot"]))
 
 
 async def ignition(request: web.Request) -> web.Response:
@@ -214,7 +121,7 @@ def _config_in_transaction(request: web.Request, route: str, ctx: Context) -> we
         return _answer(decision)
     try:
         body = _render_config(ctx, route, decision, labels, raw)
-    except scripts.RenderFailed as exc:
+    except render.RenderFailed as exc:
         log.warning("%s for %s: %s", route, decision.group.id, exc)
         return not_found()
     if body is None:
@@ -237,19 +144,19 @@ def _render_config(ctx: Context, route: str, decision: policy.Decision, labels: 
     name = decision.profile[f"{route}_id"]
     if route == "ignition" and name.endswith((".ign", ".ignition")):
         # Raw configs do not depend on the request: render once per version of the file.
-        body = ctx.store.served_ignition(name, lambda data: scripts.ignition_bytes(name, data, {}))
+        body = ctx.store.served_ignition(name, lambda data: render.ignition_bytes(name, data, {}))
     else:
         found = ctx.store.text(route, name)
         if found is None:
             return None
-        variables = scripts.template_variables(decision.group.metadata, decision.group.selector, labels, raw)
+        variables = render.template_variables(decision.group.metadata, decision.group.selector, labels, raw)
         try:
-            body = (scripts.ignition_bytes(found[0], found[1], variables) if route == "ignition"
-                    else scripts.go_template(found[1].decode(), variables).encode())
+            body = (render.ignition_bytes(found[0], found[1], variables) if route == "ignition"
+                    else render.go_template(found[1].decode(), variables).encode())
         except UnicodeDecodeError as exc:
-            raise scripts.RenderFailed(str(exc)) from None
+            raise render.RenderFailed(str(exc)) from None
     if body is not None and decision.credential and route == "ignition":
-        body = scripts.with_credential(body, decision.credential)
+        body = render.with_credential(body, decision.credential)
     return body
 
 
@@ -263,8 +170,8 @@ async def metadata(request: web.Request) -> web.Response:
     mac = policy.mac_label(labels)
     if mac:
         ctx.events.record(Event("http", mac=mac, source="http", detail={"route": "/metadata"}))
-    variables = scripts.template_variables(group.metadata, group.selector, labels, raw)
-    return web.Response(body=scripts.metadata_env(variables).encode(), headers={"Content-Type": "plain/text"})
+    variables = render.template_variables(group.metadata, group.selector, labels, raw)
+    return web.Response(body=render.metadata_env(variables).encode(), headers={"Content-Type": "plain/text"})
 
 
 async def assets_redirect(request: web.Request) -> web.Response:
@@ -334,39 +241,3 @@ async def post_event(request: web.Request) -> web.Response:
     return text("ok\n")
 
 
-async def status_json(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    return web.json_response(status_view.build(ctx.events, ctx.config.assets, ctx.clock()).as_json())
-
-
-async def metrics(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    counted = ctx.metrics
-    if ctx.peer_metrics is not None:
-        counted = Metrics.total([ctx.metrics.counters(), *ctx.peer_metrics()])
-    return web.Response(text=counted.render(ctx.events.snapshot(), ctx.events.write_failures),
-                        content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"})
-
-
-def make_app(ctx: Context) -> web.Application:
-    app = web.Application(middlewares=[matchbox_errors], client_max_size=ctx.config.max_callback_bytes)
-    app[CTX] = ctx
-    routes = [("/", root), ("/boot.ipxe", boot_ipxe), ("/boot.ipxe.0", boot_ipxe), ("/ipxe", ipxe),
-              ("/grub", grub), ("/ignition", ignition), ("/generic", generic), ("/metadata", metadata),
-              ("/assets", assets_redirect), ("/assets/{tail:.*}", assets), ("/events", post_event),
-              ("/status", status_json), ("/metrics", metrics)]
-    for path, handler in routes:
-        app.router.add_route("*", path, handler)  # Matchbox accepts every method
-    registry.add_routes(app, ctx.config.images, on_pull=lambda *pull: _image_pulled(ctx, *pull))
-    return app
-
-
-def _image_pulled(ctx: Context, address: str, ref: str, digest: str, sent: int) -> None:
-    """Every blob counts toward bytes sent; an image asked for by tag (once per pull) is an event,
-    attributed to the node whose MAC the neighbour table holds for the puller."""
-    ctx.metrics.bytes_sent += sent
-    if "@" in ref:
-        return
-    mac = ctx.neighbour(address, None) if address else None
-    ctx.events.record(Event("image-pull", mac=mac if mac in ctx.events.known else "", source="http",
-                            message=ref, detail={"digest": digest, "ip": address}))

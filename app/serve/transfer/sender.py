@@ -1,85 +1,25 @@
-"""/assets/: static files under one root, never outside it.
-
-Files go out with sendfile (zero-copy): small ones from the event loop, large ones (kernels,
-initrds, images) from threads of their own (bulk.py), so that the boot API never waits behind them.
-Single Range, HEAD, Last-Modified and If-Modified-Since (`send_file`, shared with the registry's
-blobs). Confinement: the request path is decoded once, must not contain `..` segments, and its real
-path (symlinks resolved) must stay under the real root; a directory listing names only entries that
-stay inside it.
+"""The file sender: an open file as an HTTP response, with a single Range, HEAD, Last-Modified,
+If-Modified-Since, If-Unmodified-Since and If-Range, sent with sendfile(2) (zero-copy). Bodies of
+`bulk.THRESHOLD` or more go out from a thread of their own (`bulk.py`) so that the boot API never
+waits behind them. Used by /assets and by the registry's blobs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import html
 import math
-import mimetypes
 import os
 import re
-import stat
-import urllib.parse
-from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import web
 
-from app.serve import bulk
-
-mimetypes.add_type("application/octet-stream", ".raw")
-mimetypes.add_type("application/octet-stream", ".vmlinuz")
-mimetypes.add_type("application/x-bzip2", ".bz2")
-mimetypes.add_type("text/plain", ".sig")
-mimetypes.add_type("text/plain", ".DIGESTS")
-
-
-def resolve(root: Path, raw_path: str) -> Path | None:
-    """The file or directory `raw_path` (the part after /assets/, still percent-encoded) names
-    inside `root`, or None when it would leave the root in any way."""
-    path = urllib.parse.unquote(raw_path)
-    if "\0" in path or "\\" in path:
-        return None
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        return None
-    real_root = os.path.realpath(root)
-    candidate = os.path.realpath(os.path.join(real_root, *parts))
-    if candidate != real_root and not candidate.startswith(real_root + os.sep):
-        return None
-    return Path(candidate)
+from app.serve.transfer import bulk
 
 
 class ClientGone(ConnectionError):
     """The client went away mid-download: nothing to answer, but the download is still an event."""
-
-
-async def serve_asset(request: web.Request, root: Path | None) -> web.StreamResponse:
-    if root is None:
-        raise web.HTTPNotFound()
-    raw = request.raw_path.split("?", 1)[0][len("/assets/"):]
-    target = resolve(root, raw)
-    try:
-        mode = target.stat().st_mode if target is not None else None
-    except OSError:
-        mode = None
-    if mode is None:
-        raise web.HTTPNotFound()
-    if stat.S_ISDIR(mode):
-        return _directory(request, root, target, raw)
-    if raw.endswith("/"):
-        raise web.HTTPMovedPermanently(location=request.path.rstrip("/"))
-    if not stat.S_ISREG(mode):
-        raise web.HTTPNotFound()
-    content_type, _ = mimetypes.guess_type(target.name)
-    if target.name.endswith(".gz"):
-        # A .cpio.gz is a file to hand over as is, not a gzip-encoded body to unpack.
-        content_type = "application/gzip"
-    try:
-        f = target.open("rb")
-    except OSError:
-        raise web.HTTPNotFound() from None
-    with f:
-        return await send_file(request, f, content_type or "application/octet-stream")
 
 
 async def send_file(request: web.Request, f: BinaryIO, content_type: str,
@@ -145,16 +85,6 @@ def _byte_range(request: web.Request, size: int, etag: str, mtime: float) -> tup
     return start, stop
 
 
-def _directory(request: web.Request, root: Path, target: Path, raw: str) -> web.StreamResponse:
-    """A directory: its index.html, or a listing; always addressed with a trailing slash."""
-    if raw and not raw.endswith("/"):
-        raise web.HTTPMovedPermanently(location=request.path + "/")
-    index = target / "index.html"
-    if index.is_file():
-        return web.FileResponse(index)
-    return _listing(target, root)
-
-
 def _range_applies(request: web.Request, etag: str, mtime: float) -> bool:
     """If-Range: resume only the same version of the file (same ETag, or exactly its Last-Modified);
     otherwise the whole file, so a resumed download never splices two versions."""
@@ -168,12 +98,3 @@ def _range_applies(request: web.Request, etag: str, mtime: float) -> bool:
         return int(email.utils.parsedate_to_datetime(validator).timestamp()) == math.ceil(mtime)
     except (TypeError, ValueError):
         return False
-
-
-def _listing(directory: Path, root: Path) -> web.Response:
-    """Entries of a directory, without those whose real path leaves the root (symlinks outside)."""
-    base = os.path.relpath(directory, os.path.realpath(root))
-    names = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(directory)
-                   if resolve(root, urllib.parse.quote(os.path.join(base, e.name))) is not None)
-    rows = "".join(f'<a href="{urllib.parse.quote(n)}">{html.escape(n)}</a>\n' for n in names)
-    return web.Response(text=f"<pre>\n{rows}</pre>\n", content_type="text/html")

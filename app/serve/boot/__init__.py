@@ -1,0 +1,1 @@
+"""Boot routes: labels, the Matchbox data store, the boot policy, rendering, and the handlers."""

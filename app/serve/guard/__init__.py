@@ -1,0 +1,1 @@
+"""What keeps abuse cheap: connection limits, the throttle, and the counters /metrics shows."""
