@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from app.cluster import Cluster
 from app.exitcodes import ExitCode
 from app.serve.errors import ServeError
-from app.serve.runner import ServeOptions, Server
+from app.serve.runner import Server
+from app.serve.settings import ServeSettings
 from app.wait.gate import Outcome, WaitOptions, wait_for_cluster
 
 
 @dataclass
 class InitPlan:
     cluster: Cluster
-    serve: ServeOptions
+    serve: ServeSettings
     wait: WaitOptions
     power_on: Callable[[], None]  # wake the nodes, or ask a person to
     report: Callable[[list[list[str]]], None] = lambda rows: None

@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import Enum
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,7 +22,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data)
 
 
-def setup(fmt: str = "text", level: int = logging.INFO) -> None:
+def setup(fmt: str = LogFormat.text, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))

@@ -12,8 +12,9 @@ from pathlib import Path
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from app.serve.boot.labels import parse_labels  # noqa: E402
 from app.serve.boot.render import ignition_bytes, ipxe_script  # noqa: E402
-from app.serve.boot.store import parse_group, parse_labels  # noqa: E402
+from app.serve.boot.store import parse_group  # noqa: E402
 
 ROOT = Path(sys.argv[1])
 

@@ -1,7 +1,7 @@
 """The serve app with an image layout, as a bench child: `python bench/registry_server.py ASSETS LAYOUT PORT`.
 
-`serve` has no --images option yet (the CLI wiring is separate work), so this builds the same
-aiohttp app `serve` runs (make_app, no access log, backlog 1024) around ServeConfig.images."""
+It builds the app `serve` runs (build_app, no access log, backlog 1024) around AppSettings.images,
+without dnsmasq or the rest of serve."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.events import EventLog  # noqa: E402
-from app.serve.app import make_app
-from app.serve.boot.store import Store  # noqa: E402
-from app.serve.context import Context, ServeConfig  # noqa: E402
+from app.serve.app import build_app  # noqa: E402
+from app.serve.boot.store import MatchboxStore  # noqa: E402
+from app.serve.services import Services  # noqa: E402
+from app.serve.settings import AppSettings  # noqa: E402
 
 
 def main() -> None:
@@ -24,8 +25,8 @@ def main() -> None:
     (work / "matchbox").mkdir()
     events = EventLog(work)
     events.open()
-    ctx = Context(ServeConfig(data_dir=work / "matchbox", assets=assets, images=layout), Store(work / "matchbox"), events)
-    web.run_app(make_app(ctx), host="127.0.0.1", port=port, access_log=None, backlog=1024, print=None)
+    services = Services(MatchboxStore(work / "matchbox"), events)
+    web.run_app(build_app(AppSettings(data_dir=work / "matchbox", assets=assets, images=layout), services), host="127.0.0.1", port=port, access_log=None, backlog=1024, print=None)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What every command shares: the Typer app, the global options, the enums several commands take,
+"""What every command shares: the Typer app, the global options, the options several commands take,
 and loading cluster.yaml with `validate`'s messages. Command modules import this; it imports none
 of them.
 
@@ -23,6 +23,7 @@ from app import __version__
 from app.cluster import InvalidConfig, Problem, SourceError, load_cluster, render
 from app.cluster.model import Cluster
 from app.exitcodes import ExitCode
+from app.serve.settings import Bind, Dhcp, Tftp
 from app.yaml_source import Pos
 
 app = typer.Typer(
@@ -41,27 +42,6 @@ class Format(str, Enum):
     text = "text"
     json = "json"
     github = "github"
-
-
-class Dhcp(str, Enum):
-    proxy = "proxy"
-    none = "none"
-
-
-class Tftp(str, Enum):
-    dnsmasq = "dnsmasq"
-    builtin = "builtin"
-    none = "none"
-
-
-class Bind(str, Enum):
-    link = "link"
-    address = "address"
-
-
-class LogFormat(str, Enum):
-    text = "text"
-    json = "json"
 
 
 DEFAULT_PATHS = Paths(Path("/config/cluster.yaml"), Path("/output"), Path("/templates"))

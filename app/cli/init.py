@@ -11,23 +11,21 @@ from app.cli.common import (
     DEFAULT_ASSETS,
     DEFAULT_IPXE_DIR,
     AssetsOpt,
-    Bind,
     BindOpt,
-    Dhcp,
     DhcpOpt,
     IpxeDirOpt,
     ListenOpt,
     Paths,
-    Tftp,
     TftpOpt,
     command,
     load_or_exit,
 )
 from app.cli.generate import generate_or_exit
 from app.cli.progress import Progress
-from app.cli.serve import serve_options
+from app.cli.serve import serve_settings
 from app.cli.wait import ApiTimeout, NodesTimeout, Poll, Server, WaitGitops, finish, wait_options
 from app.layout import EVENTS
+from app.serve.settings import BootSettings, ServeSettings
 
 
 @command()
@@ -35,9 +33,9 @@ def init(
     paths: Paths,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before powering on (power: manual).")] = False,
     listen: ListenOpt = None,
-    dhcp: DhcpOpt = Dhcp.proxy,
-    tftp: TftpOpt = Tftp.dnsmasq,
-    bind: BindOpt = Bind.link,
+    dhcp: DhcpOpt = ServeSettings.dhcp,
+    tftp: TftpOpt = ServeSettings.tftp,
+    bind: BindOpt = BootSettings.bind,
     assets: AssetsOpt = DEFAULT_ASSETS,
     ipxe_dir: IpxeDirOpt = DEFAULT_IPXE_DIR,
     api_timeout: ApiTimeout = 1800.0,
@@ -60,7 +58,7 @@ def init(
     logs.setup("text")
     tail = LogTail(paths.output / EVENTS)  # from here: an `installed` from before this init is old news
     plan = orchestrate.InitPlan(
-        cluster, serve_options(paths, listen, dhcp, tftp, assets, bind=bind.value),
+        cluster, serve_settings(paths, listen, dhcp, tftp, assets, BootSettings(bind=bind)),
         wait_options(cluster, paths.templates, api_timeout=api_timeout, nodes_timeout=nodes_timeout, poll=poll,
                      server=server, wait_gitops=wait_gitops),
         lambda: power_on(cluster, ask=lambda names: _ask(names, yes), say=typer.echo), Progress(),

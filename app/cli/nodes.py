@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from app.cli.common import DEFAULT_ASSETS, AssetsOpt, Paths, command, fail, known_nodes
-from app.events import Event, EventLog, append_event
+from app.events import Event, EventKind, EventLog, append_event
 from app.layout import EVENTS
 
 
@@ -108,6 +108,6 @@ def reinstall(paths: Paths, name: str) -> None:
     by_name = {n: m for m, n in known_nodes(paths.config).items()}
     if name not in by_name:
         raise fail(f"no node named {name!r} in {paths.config}")
-    append_event(paths.output, Event("reinstall", mac=by_name[name], node=name, source="cli"))
+    append_event(paths.output, Event(EventKind.REINSTALL, mac=by_name[name], node=name, source="cli"))
     typer.echo(f"{name} will install again on its next PXE boot (a running serve takes this within a second); "
                "if the cluster is up, run `bootstrap-node generate` first so its config carries a fresh join token")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -12,16 +13,12 @@ from app.cli.common import (
     DEFAULT_ASSETS,
     DEFAULT_IMAGES,
     AssetsOpt,
-    Bind,
     BindOpt,
-    Dhcp,
     DhcpOpt,
     ImagesOpt,
     InstallWindowOpt,
     ListenOpt,
-    LogFormat,
     Paths,
-    Tftp,
     TftpOpt,
     command,
     fail,
@@ -29,36 +26,39 @@ from app.cli.common import (
 )
 from app.exitcodes import ExitCode
 from app.layout import MATCHBOX
+from app.logs import LogFormat
+from app.serve.settings import AppSettings, BootSettings, Dhcp, Limits, ServeSettings, Tftp
 
 
 @command()
 def serve(
     paths: Paths,
     listen: ListenOpt = None,
-    dhcp: DhcpOpt = Dhcp.proxy,
-    tftp: TftpOpt = Tftp.dnsmasq,
-    tftp_port: Annotated[int, typer.Option(help="Port of the built-in TFTP server.")] = 69,
+    dhcp: DhcpOpt = ServeSettings.dhcp,
+    tftp: TftpOpt = ServeSettings.tftp,
+    tftp_port: Annotated[int, typer.Option(help="Port of the built-in TFTP server.")] = ServeSettings.tftp_port,
     assets: AssetsOpt = DEFAULT_ASSETS,
     matchbox_data: Annotated[Path | None, typer.Option(help="Serve this Matchbox data dir instead.")] = None,
     images: ImagesOpt = DEFAULT_IMAGES,
-    install_window: InstallWindowOpt = 3600.0,
-    bind: BindOpt = Bind.link,
+    install_window: InstallWindowOpt = BootSettings.window_seconds,
+    bind: BindOpt = BootSettings.bind,
     idle_timeout: Annotated[float, typer.Option(
-        help="Seconds a connection may wait for a complete request (idle keep-alive or slow headers).")] = 15.0,
+        help="Seconds a connection may wait for a complete request (idle keep-alive or slow headers).")
+    ] = Limits.idle_seconds,
     max_connections: Annotated[int, typer.Option(
-        help="Open connections at most (then the oldest idle one is closed).")] = 4096,
+        help="Open connections at most (then the oldest idle one is closed).")] = Limits.max_connections,
     max_per_client: Annotated[int, typer.Option(
-        help="Open connections one client address may hold (more are closed at once).")] = 64,
+        help="Open connections one client address may hold (more are closed at once).")] = Limits.per_address,
     strict_matchbox: Annotated[bool, typer.Option(help="Plain 404s and no boot guard, exactly like Matchbox.")]
-        = False,
-    log_format: Annotated[LogFormat, typer.Option(help="text or json log lines.")] = LogFormat.text,
-    shutdown_timeout: Annotated[float, typer.Option(help="Seconds in-flight downloads get on stop.")] = 10.0,
+        = BootSettings.strict_matchbox,
+    log_format: Annotated[LogFormat, typer.Option(help="text or json log lines.")] = ServeSettings.log_format,
+    shutdown_timeout: Annotated[float, typer.Option(help="Seconds in-flight downloads get on stop.")]
+        = ServeSettings.shutdown_timeout,
     access_log: Annotated[bool, typer.Option(help="Log every HTTP request (client, request, status, bytes, "
-                                                  "seconds).")] = False,
+                                                  "seconds).")] = ServeSettings.access_log,
     workers: Annotated[int, typer.Option(min=1, max=64, help=(
-        "HTTP worker processes on the port, sharing the install-window state; one answered about 1,600-1,900 boot "
-        "requests a second on one core of the benchmark machine (README: Performance).")
-    )] = 1,
+        "HTTP worker processes on the port, sharing the install-window state (see the README's Performance "
+        "section for what one worker answers)."))] = ServeSettings.workers,
 ) -> None:
     """Serve the generated tree: proxy DHCP + TFTP (dnsmasq) and the Matchbox-compatible HTTP API.
 
@@ -69,31 +69,32 @@ def serve(
     from app.serve.runner import serve_forever
     from app.serve.supervise.dnsmasq import DnsmasqFailed
 
-    logs.setup(log_format.value)
-    opts = serve_options(paths, listen, dhcp, tftp, assets, tftp_port=tftp_port, matchbox_data=matchbox_data,
-                         strict_matchbox=strict_matchbox, shutdown_timeout=shutdown_timeout, access_log=access_log,
-                         images=images, install_window=install_window, bind=bind.value,
-                         idle_timeout=idle_timeout, max_connections=max_connections,
-                         max_per_client=max_per_client, workers=workers, log_format=log_format.value)
-    if not opts.data_dir.is_dir():
-        raise fail(f"{opts.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
+    logs.setup(log_format)
+    boot = BootSettings(strict_matchbox=strict_matchbox, window_seconds=install_window, bind=bind)
+    limits = Limits(idle_seconds=idle_timeout, max_connections=max_connections, per_address=max_per_client)
+    settings = serve_settings(paths, listen, dhcp, tftp, assets, boot, limits, matchbox_data=matchbox_data,
+                              images=images, tftp_port=tftp_port, shutdown_timeout=shutdown_timeout,
+                              access_log=access_log, workers=workers, log_format=log_format)
+    if not settings.app.data_dir.is_dir():
+        raise fail(f"{settings.app.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
     try:
-        asyncio.run(serve_forever(opts))
+        asyncio.run(serve_forever(settings))
     except (ServeError, DnsmasqFailed) as exc:
         raise fail(f"serve failed: {exc}", ExitCode.INVALID) from None
 
 
-def serve_options(paths: Paths, listen: str | None, dhcp: Dhcp, tftp: Tftp, assets: Path,
-                  matchbox_data: Path | None = None, images: Path = DEFAULT_IMAGES, **more):
-    """ServeOptions from the command line: one function for `serve` and `init`."""
-    from app.serve.runner import ServeOptions
-
+def serve_settings(paths: Paths, listen: str | None, dhcp: Dhcp, tftp: Tftp, assets: Path,
+                   boot: BootSettings | None = None, limits: Limits | None = None, matchbox_data: Path | None = None,
+                   images: Path = DEFAULT_IMAGES, **more) -> ServeSettings:
+    """The settings tree from the command line: one function for `serve` and `init`."""
     host, port = listen_address(paths, listen)
     out = paths.output.resolve()
     if not assets.is_dir():
         typer.echo(f"warning: assets directory {assets} not found: /assets/ answers 404", err=True)
     # <output>/matchbox stays a path through the `current` link: a later generate switches what it serves.
-    return ServeOptions(output=out, data_dir=matchbox_data.resolve() if matchbox_data else out / MATCHBOX,
-                        assets=assets.resolve() if assets.is_dir() else None, host=host, port=port,
-                        dhcp=dhcp.value, tftp=tftp.value, foreign_data=matchbox_data is not None,
-                        images=images.resolve() if (images / "index.json").is_file() else None, **more)
+    site = AppSettings(data_dir=matchbox_data.resolve() if matchbox_data else out / MATCHBOX,
+                       assets=assets.resolve() if assets.is_dir() else None,
+                       images=images.resolve() if (images / "index.json").is_file() else None,
+                       boot=dataclasses.replace(boot or BootSettings(), own_tree=matchbox_data is None),
+                       limits=limits or Limits())
+    return ServeSettings(output=out, app=site, host=host, port=port, dhcp=dhcp, tftp=tftp, **more)

@@ -1,11 +1,13 @@
 """Events are the single record of progress: the status page, `status`, `discover`, the boot policy
 (reinstall guard, install windows), `/metrics` and `wait` all read them. `model.py`: what an event and
-a node state are; `log.py`: the file they live in."""
+a node state are; `log.py`: the file they live in (one process's, or shared by several workers);
+`follower.py`: reading on in it from where a reader stopped."""
 
+from app.events.follower import FOLLOW_BLOCK, Follower
 from app.events.log import (
-    FOLLOW_BLOCK,
     MAX_BYTES,
     EventLog,
+    SharedEventLog,
     append_event,
     read_events,
 )
@@ -21,6 +23,7 @@ from app.events.model import (
     NODE_STATE,
     PHASES,
     Event,
+    EventKind,
     NodeState,
     Phase,
     Window,
@@ -30,4 +33,5 @@ from app.events.model import (
 
 __all__ = ["ALERT", "ALERT_SUMMARY", "CALLBACK_PHASES", "CONTESTED", "EXTERNAL_SOURCES", "FINAL_CALLBACKS",
            "FINAL_CONFIG_SERVED", "FOLLOW_BLOCK", "INSTALL_CALLBACKS", "MAX_BYTES", "NODE_STATE", "PHASES",
-           "Event", "EventLog", "NodeState", "Phase", "Window", "append_event", "epoch", "now_iso", "read_events"]
+           "Event", "EventKind", "EventLog", "Follower", "SharedEventLog", "NodeState", "Phase", "Window",
+           "append_event", "epoch", "now_iso", "read_events"]

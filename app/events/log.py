@@ -4,6 +4,9 @@ Events are the single record of progress: the status page, `status`, `discover`,
 (reinstall guard, install windows), `/metrics` and `wait` all read them. One JSON object per line,
 so a restarted `serve` (or any reader) rebuilds every node's state, install windows included, by
 replaying the file. Secrets never enter the log: credentials appear only as SHA-256 digests.
+
+`EventLog` is the log of one serve process; `SharedEventLog` the same file shared by several workers
+(`serve --workers N`) under the lock WORKERS_LOCK. Every reader reads on through one `Follower`.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.events.follower import Follower
 from app.events.model import (
     ALERT,
     ALERT_SUMMARY,
     COMPACTED,
     EXTERNAL_SOURCES,
     Event,
+    EventKind,
     NodeState,
     Phase,
     changes_state,
@@ -32,7 +37,6 @@ RECENT_ALERTS = 50
 MAX_ADDRESSES = 65536  # address -> MAC pairs remembered from PXE boots (download attribution)
 MAX_BYTES = 64 * 1024 * 1024  # events.jsonl is compacted past this; events.jsonl.1 keeps the one before
 WORKERS_LOCK = "events.lock"  # under run/: taken by every writer when serve runs several workers
-FOLLOW_BLOCK = 1024 * 1024  # follow() reads this much at a time: memory stays bounded whatever the size
 
 
 class EventLog:
@@ -48,7 +52,6 @@ class EventLog:
         self.path = output / EVENTS
         self.max_bytes = max_bytes
         self._size = 0  # bytes in the file we append to
-        self._inode = 0
         fixed = dict(known or {}) if not callable(known) else None
         self._known: Callable[[], dict[str, str]] = known if callable(known) else (lambda: fixed)
         self.nodes: dict[str, NodeState] = {}
@@ -59,7 +62,7 @@ class EventLog:
         self.write_failures = 0
         self._lock = threading.RLock()
         self._fd: int | None = None  # events.jsonl, opened for appending
-        self._followed = 0  # bytes of the file already read
+        self.follower = Follower(self.path)
         self._own_lines: set[int] = set()  # offsets of lines of ours that follow() has yet to pass
         self.follow(external_only=False)
 
@@ -71,7 +74,7 @@ class EventLog:
     def transaction(self) -> Iterator[EventLog]:
         """Decide from the states and record the decision's events as one step: two requests for the
         same node never both see its window unused. One process: a thread lock (asyncio handlers
-        run one at a time anyway). Several workers share one log: see serve/shared_events.py."""
+        run one at a time anyway). Several workers share one log: see SharedEventLog."""
         with self._lock:
             yield self
 
@@ -89,22 +92,17 @@ class EventLog:
         file's size). A running serve calls this periodically and takes only other processes' events
         (its own are applied as it writes them); another process (`wait`) takes everything, and
         starts over when the file was compacted under it. Returns how many events were applied."""
-        try:
-            f = self.path.open("rb")
-        except FileNotFoundError:
-            return 0
         applied = 0
+
+        def starting_over(compacted: bool) -> None:
+            if compacted and not external_only:
+                self._forget()  # compacted: its first lines hold every node's state
+            self._own_lines.clear()
+
         # Under the lock: serve runs this in a thread, and a compaction on the event loop moves the
         # read position and the inode this reads and updates.
-        with f, self._lock:
-            st = os.fstat(f.fileno())
-            if st.st_ino != self._inode or st.st_size < self._followed:
-                if self._inode and not external_only and _starts_compacted(f):
-                    self._forget()  # compacted: its first lines hold every node's state
-                self._inode, self._followed = st.st_ino, 0
-                self._own_lines.clear()
-            f.seek(self._followed)
-            for at, block in self._complete_blocks(f):
+        with self._lock:
+            for at, block in self.follower.blocks(starting_over):
                 if external_only and not _may_be_external(block):
                     continue  # only serve's own lines: parsing a thousand a second of them stalled its loop
                 for raw in block.splitlines(keepends=True):
@@ -118,20 +116,6 @@ class EventLog:
                         applied += 1
         return applied
 
-    def _complete_blocks(self, f) -> Iterator[tuple[int, bytes]]:
-        """The unread part of the file in blocks of whole lines (at most FOLLOW_BLOCK bytes each) with
-        their offsets, advancing `_followed` past each; a line still being written waits."""
-        while True:
-            data = f.read(FOLLOW_BLOCK)
-            end = data.rfind(b"\n") + 1
-            if end == 0:
-                if len(data) < FOLLOW_BLOCK:
-                    return
-                end = len(data)  # no line is this long: garbage, skipped rather than waited on forever
-            f.seek(end - len(data), os.SEEK_CUR)
-            self._followed += end
-            yield self._followed - end, data[:end]
-
     def _forget(self) -> None:
         with self._lock:
             self.nodes.clear()
@@ -140,9 +124,10 @@ class EventLog:
 
     def open(self) -> None:
         self._open_for_append()
-        st = os.fstat(self._fd)
-        self._inode = st.st_ino
-        self._followed = max(self._followed, st.st_size) if self._followed else st.st_size
+        followed = self.follower.offset
+        self.follower.at_end_of(self._fd)
+        if followed:  # replayed at start: a line written since is still to be read
+            self.follower.offset = max(followed, self.follower.offset)
 
     def _open_for_append(self) -> None:
         """(Re)open events.jsonl for appending; the old descriptor is closed only once the new one
@@ -200,7 +185,8 @@ class EventLog:
         lock held; a failure (a full disk) leaves the log as it was and is counted."""
         lines = [Event(COMPACTED, source="serve").line()]
         lines += [s.snapshot_event().line() for s in self.nodes.values()]
-        lines += [Event("discovered", mac=mac, source="serve", ts=ts).line() for mac, ts in self.discovered.items()]
+        lines += [Event(EventKind.DISCOVERED, mac=mac, source="serve", ts=ts).line()
+                  for mac, ts in self.discovered.items()]
         if self.alerts:
             lines.append(Event(ALERT_SUMMARY, source="serve", detail={"counts": dict(self.alerts)}).line())
         data = "".join(lines).encode()
@@ -219,7 +205,7 @@ class EventLog:
             self.max_bytes *= 2  # do not try again on every line
             return
         self._open_for_append()
-        self._inode, self._followed = os.fstat(self._fd).st_ino, self._size  # our snapshot is applied already
+        self.follower.at_end_of(self._fd)  # our snapshot is applied already
         self._own_lines.clear()
 
     def _apply(self, event: Event) -> None:
@@ -228,7 +214,7 @@ class EventLog:
         if event.kind == ALERT:
             self.alerts[str(event.detail.get("reason", "alert"))] += 1
             self.recent_alerts.append(event)
-        if event.kind == "discovered" and event.mac:
+        if event.kind == EventKind.DISCOVERED and event.mac:
             self.discovered.setdefault(event.mac, event.ts)
         if event.kind == Phase.IPXE and event.mac and event.detail.get("ip"):
             self._remember_address(str(event.detail["ip"]), event.mac)
@@ -260,21 +246,114 @@ class EventLog:
         return states
 
 
+class SharedEventLog(EventLog):
+    """The event log shared by several serve workers: one file, every worker's decisions made from
+    every worker's events (docs/architecture.md, "Several workers").
+
+    Install windows are decided from node states, and the states are the event log replayed. With
+    several processes, each keeps its own replay, so a decision must first see what the others
+    recorded:
+
+    - every decision, and every event recorded, runs under an exclusive `flock` of run/events.lock;
+    - holding it, the worker applies whatever was appended since its last look (other workers' lines,
+      `reinstall` and `wait` from the command line), then decides, then appends its own lines;
+    - its own lines are not applied twice: a line appended right after the others' is passed over by
+      advancing the read position; one with a command-line line between is remembered by its offset;
+    - a worker that finds the file compacted under it reopens it, forgets its replay and reads the new
+      file, whose first lines hold every node's state;
+    - `reinstall` and `wait` take the same lock for their one line (`append_event`);
+    - an event that could not be written (a full disk) makes the decision void: `saved()` is False
+      and serve answers 503 rather than act on what the other workers cannot know.
+
+    The lock is held for a decision and its rendering, never across an await.
+    """
+
+    def __init__(self, output: Path, known=None, max_bytes: int = MAX_BYTES):
+        # The log itself is replaced on compaction; the lock file never is.
+        self._lock_path = output / RUN / WORKERS_LOCK
+        self._lock_fd: int | None = None
+        self._depth = 0  # transactions nest (record inside a decision): only the outer one locks
+        self._unsaved = False  # an event of the current transaction did not reach the file
+        super().__init__(output, known, max_bytes)
+
+    def open(self) -> None:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        with self.transaction():
+            caught_up = self.follower.offset
+            super().open()
+            self.follower.offset = caught_up  # not the end of the file: a line still being written is not passed by
+
+    def close(self) -> None:
+        with self._lock:  # the periodic follow may be running in a thread
+            super().close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def saved(self) -> bool:
+        """Whether every event recorded in this transaction is in the file. When one is not, the
+        other workers do not know of it, so the caller must not act on the decision (serve answers
+        503): with several workers the file is the only state they share."""
+        return not self._unsaved
+
+    @contextmanager
+    def transaction(self) -> Iterator[EventLog]:
+        with self._lock:
+            outer = self._depth == 0 and self._lock_fd is not None
+            if outer:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                if outer:
+                    self._unsaved = False
+                    self._catch_up()
+                yield self
+            finally:
+                self._depth -= 1
+                if outer:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def follow(self, external_only: bool = True) -> int:
+        """Every line, whoever wrote it: the other workers' decisions are this worker's state too."""
+        if self._lock_fd is None:  # before serving (the replay at start): nobody to lock out yet
+            return super().follow(external_only=False)
+        with self.transaction():
+            return 0  # the transaction caught up
+
+    def record(self, event: Event) -> Event:
+        with self.transaction():
+            failures = self.write_failures
+            super().record(event)
+            self._unsaved = self._unsaved or self.write_failures != failures
+            return event
+
+    def _catch_up(self) -> None:
+        """Apply what others appended; after a compaction by another worker, write to the new file."""
+        if self._fd is not None:
+            try:
+                replaced = os.stat(self.path).st_ino != os.fstat(self._fd).st_ino
+            except FileNotFoundError:
+                replaced = True
+            if replaced:
+                self._open_for_append()
+        EventLog.follow(self, external_only=False)
+
+    def _append(self, data: bytes) -> int:
+        end = super()._append(data)
+        if end - len(data) == self.follower.offset:
+            self.follower.offset = end  # nothing came between our catch-up and our line
+        else:
+            self._own_lines.add(end - len(data))  # a command-line line came between: pass ours by offset
+        return end
+
+
 # How Event.line() spells an external source; the full parse that follows decides.
 _EXTERNAL_MARKS = tuple(f'"source":"{source}"'.encode() for source in sorted(EXTERNAL_SOURCES))
 
 
 def _may_be_external(block: bytes) -> bool:
     return any(mark in block for mark in _EXTERNAL_MARKS)
-
-
-def _starts_compacted(f) -> bool:
-    """Whether the file (a new one under the same name, or one cut short) is a compaction's, whose
-    first lines hold every node's state. Anything else (truncated or deleted by hand) is not taken
-    for the truth: the states already known are kept."""
-    f.seek(0)
-    first = f.readline(4096)
-    return f'"kind":"{COMPACTED}"'.encode() in first
 
 
 def append_event(output: Path, event: Event) -> None:

@@ -26,19 +26,51 @@ class Phase(str, Enum):
     READY = "ready"
 
 
+class EventKind(str, Enum):
+    """Every kind of event that is not a phase (a phase is its own kind: `Phase`)."""
+
+    FAILED = "failed"  # a node reported a failure (it keeps its phase)
+    REINSTALL = "reinstall"  # an operator's `reinstall`: the node starts over
+    DISCOVERED = "discovered"  # a machine in no group PXE-booted
+    ALERT = "alert"  # a request refused; detail.reason says why
+    BOOT_ASSET = "boot-asset"  # a known node downloaded a boot asset (kernel, initrd, image): Phase.KERNEL
+    HTTP = "http"  # any other request worth a line (/metadata, a download no node is tied to)
+    LOCAL_BOOT = "local-boot"  # an installed node PXE-booted and was told to boot from its disk
+    IMAGE_PULL = "image-pull"  # an image asked for by tag from the registry
+    WINDOW_CONTESTED = "window-contested"  # a second machine asked to boot as a node during its install
+    FINAL_CONFIG = "final-config"  # the final (secret-bearing) config went out
+    NODE_STATE = "node-state"  # a node's whole state, written when the log is compacted
+    ALERT_SUMMARY = "alert-summary"  # alert counts carried over a compaction
+    LOG_COMPACTED = "log-compacted"  # the first line of a compacted log: what follows is the whole state
+    SERVE_STARTED = "serve-started"
+    SERVE_STOPPED = "serve-stopped"
+    WORKER_RESTARTED = "worker-restarted"
+    DNSMASQ_STARTED = "dnsmasq-started"
+    DNSMASQ_READY = "dnsmasq-ready"
+    DNSMASQ_EXITED = "dnsmasq-exited"
+    DNSMASQ_RESTARTED = "dnsmasq-restarted"
+    DNSMASQ = "dnsmasq"  # any other line dnsmasq logged about TFTP
+    TFTP_ERROR = "tftp-error"
+    API_READY = "api-ready"  # `wait` saw the Kubernetes API answer
+    ADDONS = "addons"  # `wait`'s progress installing the add-ons
+
+
+# Kinds older logs wrote, read as today's: "kernel" was written for any boot asset a known node fetched.
+LEGACY_KINDS = {"kernel": EventKind.BOOT_ASSET.value}
+
 PHASES = [p.value for p in Phase]
 # What a node itself may POST to /events.
 CALLBACK_PHASES = {"installing", "installed", "final-ignition", "kubeadm", "joined", "failed"}
 # Reported during the install (install-stage credential) and after it (the final config's).
 INSTALL_CALLBACKS = {"installing", "installed"}
 FINAL_CALLBACKS = {"final-ignition", "kubeadm", "joined"}
-# Kinds that change a node's install window (see NodeState.apply).
-FINAL_CONFIG_SERVED = "final-config"
-NODE_STATE = "node-state"  # a node's whole state, written when the log is compacted
-ALERT_SUMMARY = "alert-summary"  # alert counts carried over a compaction
-COMPACTED = "log-compacted"  # the first line of a compacted log: what follows is the whole state
-ALERT = "alert"
-CONTESTED = "window-contested"
+# Short names for the kinds the log and the policy test most.
+FINAL_CONFIG_SERVED = EventKind.FINAL_CONFIG
+NODE_STATE = EventKind.NODE_STATE
+ALERT_SUMMARY = EventKind.ALERT_SUMMARY
+COMPACTED = EventKind.LOG_COMPACTED
+ALERT = EventKind.ALERT
+CONTESTED = EventKind.WINDOW_CONTESTED
 # Sources that write from other processes (`reinstall`, `wait`); a running serve follows them.
 EXTERNAL_SOURCES = {"cli", "wait"}
 
@@ -56,13 +88,17 @@ def epoch(ts: str) -> float:
 
 @dataclass
 class Event:
-    kind: str  # a Phase value, "failed", "discovered", "reinstall", "alert", "http", or a notice
+    kind: str  # a Phase or an EventKind, kept as its plain string value
     mac: str = ""
     node: str = ""
     message: str = ""
     source: str = ""  # "http", "dnsmasq", "node", "serve", "cli", "wait"
     detail: dict = field(default_factory=dict)
     ts: str = field(default_factory=now_iso)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kind, Enum):
+            self.kind = self.kind.value
 
     def line(self) -> str:
         # Built by hand, keys in a fixed order: this runs for every boot-relevant request.
@@ -77,7 +113,10 @@ class Event:
             event = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except (ValueError, TypeError, KeyError, RecursionError):
             return None
-        return event if isinstance(event.detail, dict) and isinstance(event.kind, str) else None
+        if not isinstance(event.detail, dict) or not isinstance(event.kind, str):
+            return None
+        event.kind = LEGACY_KINDS.get(event.kind, event.kind)
+        return event
 
 
 @dataclass
@@ -148,24 +187,26 @@ class NodeState:
         self.updated = event.ts
         if event.node:
             self.name = event.node
-        if event.kind == "reinstall":
+        if event.kind == EventKind.REINSTALL:
             self.phase, self.error, self.installed, self.history, self.window = "", "", False, [], None
             return
         self._apply_window(event)
-        if event.kind == "failed":
+        if event.kind == EventKind.FAILED:
             self.error = event.message or "failed"
+        elif event.kind == EventKind.BOOT_ASSET:
+            self._advance(Phase.KERNEL, event.ts)
         elif event.kind in PHASES:
-            self._advance(event)
+            self._advance(event.kind, event.ts)
 
-    def _advance(self, event: Event) -> None:
+    def _advance(self, phase: str, ts: str) -> None:
         self.error = ""
-        if self.phase and event.kind == Phase.INSTALL_IGNITION and self.installed:
+        if self.phase and phase == Phase.INSTALL_IGNITION and self.installed:
             return
-        if not self.phase or PHASES.index(event.kind) >= PHASES.index(self.phase):
-            if event.kind != self.phase:
-                self.history.append((event.ts, event.kind))
-            self.phase = event.kind
-        if event.kind == Phase.INSTALLED:
+        if not self.phase or PHASES.index(phase) >= PHASES.index(self.phase):
+            if phase != self.phase:
+                self.history.append((ts, Phase(phase).value))
+            self.phase = Phase(phase).value
+        if phase == Phase.INSTALLED:
             self.installed = True
 
     def _apply_window(self, event: Event) -> None:
@@ -186,5 +227,9 @@ class NodeState:
             self.window = None
 
 
+STATE_KINDS = frozenset(k.value for k in (EventKind.BOOT_ASSET, EventKind.FAILED, EventKind.REINSTALL,
+                                           EventKind.FINAL_CONFIG, EventKind.WINDOW_CONTESTED, EventKind.NODE_STATE))
+
+
 def changes_state(kind: str) -> bool:
-    return kind in PHASES or kind in ("failed", "reinstall", FINAL_CONFIG_SERVED, CONTESTED, NODE_STATE)
+    return kind in PHASES or kind in STATE_KINDS

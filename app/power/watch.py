@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.cluster.model import Cluster, Node
-from app.events import Event, Phase
+from app.events import Event, Follower, Phase
 from app.power import PowerError, PowerStatus, after_install, through_bmc
 
 POLL = 1.0
@@ -18,19 +18,12 @@ class LogTail:
     """The events appended to a file since the last look (a line still being written waits)."""
 
     def __init__(self, path: Path, from_end: bool = True):
-        self.path = path
-        self.offset = path.stat().st_size if from_end and path.exists() else 0
+        self.follower = Follower(path)
+        if from_end:
+            self.follower.skip_to_end()
 
     def new(self) -> list[Event]:
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        complete = data[:data.rfind(b"\n") + 1]
-        self.offset += len(complete)
-        events = (Event.from_json(line) for line in complete.decode("utf-8", "replace").splitlines())
+        events = (Event.from_json(raw.decode("utf-8", "replace")) for _, raw in self.follower.lines())
         return [e for e in events if e is not None]
 
 

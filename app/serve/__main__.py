@@ -11,7 +11,8 @@ import sys
 
 from app import logs
 from app.serve.errors import ServeError
-from app.serve.runner import ServeOptions, serve_forever
+from app.serve.runner import serve_forever
+from app.serve.settings import ServeSettings
 from app.serve.supervise.guardian import die_with_parent
 
 log = logging.getLogger("bootstrap_node.serve")
@@ -19,7 +20,7 @@ log = logging.getLogger("bootstrap_node.serve")
 
 def worker_main(argv: list[str]) -> int:
     die_with_parent(int(os.environ.get("BOOTSTRAP_WORKER_PARENT", os.getppid())))
-    opts = dataclasses.replace(ServeOptions.from_json(argv[2]), worker=int(argv[1]))
+    opts = dataclasses.replace(ServeSettings.from_json(argv[2]), worker=int(argv[1]))
     logs.setup(opts.log_format)
     try:
         asyncio.run(serve_forever(opts))

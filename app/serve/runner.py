@@ -7,26 +7,22 @@ downloads finish for a bounded time, stops dnsmasq, flushes the event log and ex
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
-import json
 import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
-from app.events import Event, EventLog
-from app.events.shared import SharedEventLog
+from app.events import Event, EventKind, EventLog, SharedEventLog
 from app.layout import TFTP
-from app.serve.app import make_app
-from app.serve.boot.store import Store
-from app.serve.context import Context, ServeConfig
+from app.serve.app import build_app
+from app.serve.boot.store import MatchboxStore
 from app.serve.errors import ServeError
 from app.serve.guard import limits
+from app.serve.services import Services
+from app.serve.settings import Dhcp, ServeSettings, Tftp
 from app.serve.supervise import claim, workers
 from app.serve.supervise.dnsmasq import DnsmasqFailed, Supervisor, conf_for
 from app.serve.supervise.tftp import BuiltinTftp
@@ -36,60 +32,16 @@ log = logging.getLogger("bootstrap_node.serve")
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
 
 
-
-@dataclass
-class ServeOptions:
-    output: Path
-    data_dir: Path
-    assets: Path | None
-    host: str
-    port: int
-    dhcp: str = "proxy"  # proxy | none
-    tftp: str = "dnsmasq"  # dnsmasq | builtin | none
-    tftp_port: int = 69
-    strict_matchbox: bool = False
-    shutdown_timeout: float = 10.0
-    dnsmasq_binary: str = "dnsmasq"
-    access_log: bool = False  # one log line per request; events already record every boot-relevant hit
-    foreign_data: bool = False  # a Matchbox data dir not generated here: served as Matchbox does
-    install_window: float = 3600.0
-    images: Path | None = None  # OCI image layout for /v2/
-    bind: str = "link"  # how requests are tied to machines (policy.Settings.bind)
-    idle_timeout: float = limits.IDLE_SECONDS  # a connection without a complete request is closed
-    max_connections: int = limits.MAX_CONNECTIONS
-    max_per_client: int = limits.PER_ADDRESS
-    workers: int = 1  # HTTP worker processes (workers.py)
-    log_format: str = "text"  # the workers log as the leader does
-    worker: int = 0  # which one this process is; 0 is the leader, which owns everything but HTTP
-
-    @property
-    def leader(self) -> bool:
-        return self.worker == 0
-
-    def to_json(self) -> str:
-        return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()})
-
-    @classmethod
-    def from_json(cls, text: str) -> ServeOptions:
-        data = json.loads(text)
-        for f in dataclasses.fields(cls):
-            if "Path" in str(f.type) and data.get(f.name) is not None:
-                data[f.name] = Path(data[f.name])
-        return cls(**data)
-
-
 class Server:
     """Everything `serve` runs. `start()` then `wait()`; `stop()` from anywhere in the loop."""
 
-    def __init__(self, opts: ServeOptions):
+    def __init__(self, opts: ServeSettings):
         self.opts = opts
-        self.store = Store(opts.data_dir)
+        self.store = MatchboxStore(opts.app.data_dir)
         self.events = (SharedEventLog if opts.workers > 1 else EventLog)(opts.output, self.store.known_nodes)
-        self.ctx = Context(ServeConfig(opts.data_dir, opts.assets, opts.strict_matchbox, own_tree=not opts.foreign_data,
-                                       install_window=opts.install_window, images=opts.images,
-                                       bind=opts.bind), self.store, self.events)
+        self.services = Services(self.store, self.events)
         if opts.workers > 1:
-            self.ctx.peer_metrics = lambda: workers.others(opts.output, opts.worker)
+            self.services.peer_metrics = lambda: workers.others(opts.output, opts.worker)
         self.pool: workers.Pool | None = None
         self._owns_output = False  # set once no other serve holds the output dir: only then is it ours to tidy
         self.runner: web.AppRunner | None = None
@@ -111,14 +63,16 @@ class Server:
         self.store.groups()  # index the groups before the first machine asks, not while it waits
         self.events.open()
         limits.quiet_exception_handler(asyncio.get_running_loop())
-        cap = limits.connection_cap(self.opts.max_connections, limits.raise_nofile())
-        self.runner = web.AppRunner(make_app(self.ctx), shutdown_timeout=self.opts.shutdown_timeout,
+        caps = self.opts.app.limits
+        cap = limits.connection_cap(caps.max_connections, limits.raise_nofile())
+        app = build_app(self.opts.app, self.services)
+        self.runner = web.AppRunner(app, shutdown_timeout=self.opts.shutdown_timeout,
                                     access_log=logging.getLogger("bootstrap_node.access") if self.opts.access_log
                                     else None,
-                                    access_log_format=ACCESS_LOG_FORMAT, keepalive_timeout=self.opts.idle_timeout)
+                                    access_log_format=ACCESS_LOG_FORMAT, keepalive_timeout=caps.idle_seconds)
         await self.runner.setup()
-        limits.cap_connections(self.runner.server, cap, self.ctx.metrics.connection_refused,
-                               per_address=self.opts.max_per_client)
+        limits.cap_connections(self.runner.server, cap, self.services.metrics.connection_refused,
+                               per_address=caps.per_address)
         shared_port = self.opts.workers > 1
         try:
             if shared_port and self.opts.leader:
@@ -132,19 +86,19 @@ class Server:
         self._tasks.append(asyncio.create_task(self._follow_events()))
         if self.opts.leader:
             self._start_leader_parts()
-        log.info("serving %s (data %s, assets %s%s)", self.url, self.opts.data_dir, self.opts.assets,
+        log.info("serving %s (data %s, assets %s%s)", self.url, self.opts.app.data_dir, self.opts.app.assets,
                  f", worker {self.opts.worker + 1} of {self.opts.workers}" if shared_port else "")
 
     def _start_leader_parts(self) -> None:
         """What only one process may do: the state file, dnsmasq, TFTP, the other workers."""
         self._write_state()
-        self.events.record(Event("serve-started", source="serve", detail={"url": self.url, "pid": os.getpid()}))
-        if self.opts.dhcp == "proxy" or self.opts.tftp == "dnsmasq":
+        self.events.record(Event(EventKind.SERVE_STARTED, source="serve", detail={"url": self.url, "pid": os.getpid()}))
+        if self.opts.dhcp == Dhcp.proxy or self.opts.tftp == Tftp.dnsmasq:
             conf = conf_for(self.opts.output, self.opts.dhcp)
             self.supervisor = Supervisor(conf, self.events.record, binary=self.opts.dnsmasq_binary,
                                          on_restart=self._count_restart, on_started=self._write_state)
             self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
-        if self.opts.tftp == "builtin":
+        if self.opts.tftp == Tftp.builtin:
             self.tftp = BuiltinTftp(self.opts.output / TFTP, self.opts.host, self.opts.tftp_port)
             self.tftp.start()
         if self.opts.workers > 1:
@@ -163,7 +117,7 @@ class Server:
                 await asyncio.to_thread(self.events.follow)
                 if self.opts.workers > 1:
                     await asyncio.to_thread(workers.publish, self.opts.output, self.opts.worker,
-                                            self.ctx.metrics.counters())
+                                            self.services.metrics.counters())
                 failing = False
             except OSError as exc:  # no descriptors, a full disk: try again next second, say so once
                 if not failing:
@@ -172,12 +126,12 @@ class Server:
 
     def _worker_exited(self, index: int, child) -> None:
         log.error("worker %d (pid %d) exited with %s: starting it again", index + 1, child.pid, child.returncode)
-        self.events.record(Event("worker-restarted", source="serve",
+        self.events.record(Event(EventKind.WORKER_RESTARTED, source="serve",
                                  detail={"worker": index + 1, "pid": child.pid, "exit": child.returncode}))
 
     def _count_restart(self) -> None:
-        self.ctx.metrics.dnsmasq_restarts += 1
-        self.events.record(Event("dnsmasq-restarted", source="serve"))
+        self.services.metrics.dnsmasq_restarts += 1
+        self.events.record(Event(EventKind.DNSMASQ_RESTARTED, source="serve"))
 
     async def _watch(self, coro) -> None:
         try:
@@ -208,13 +162,13 @@ class Server:
         if self.runner is not None:
             await self.runner.cleanup()  # stops accepting, waits up to shutdown_timeout for requests
         if self._owns_output:
-            self.events.record(Event("serve-stopped", source="serve",
+            self.events.record(Event(EventKind.SERVE_STOPPED, source="serve",
                                      message=str(self.failure) if self.failure else ""))
         self.events.close()
         if self._owns_output:  # a serve refused because another runs must not remove that one's state
             claim.release(self.opts.output)
 
-async def serve_forever(opts: ServeOptions) -> None:
+async def serve_forever(opts: ServeSettings) -> None:
     """Run until SIGINT/SIGTERM; raise ServeError/DnsmasqFailed for what the user must fix."""
     server = Server(opts)
     loop = asyncio.get_running_loop()

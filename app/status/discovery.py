@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.events import read_events
+from app.events import EventKind, read_events
 
 
 def unknown_machines(events: Path, known: dict[str, str]) -> dict[str, str]:
     """MAC -> the address it was first seen from, for every discovered MAC not in `known`."""
     seen: dict[str, str] = {}
     for event in read_events(events):
-        if event.kind == "discovered" and event.mac and event.mac not in known:
+        if event.kind == EventKind.DISCOVERED and event.mac and event.mac not in known:
             seen.setdefault(event.mac, str(event.detail.get("ip", "")))
     return seen
 

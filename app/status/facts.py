@@ -4,18 +4,15 @@ coming up, the address an unknown machine booted from — gathered by following 
 
 from __future__ import annotations
 
-import os
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.events import Event, EventLog
+from app.events import Event, EventKind, EventLog, Follower
 
 # The install image a node downloads while it installs: "the big download".
 IMAGE_SUFFIXES = ("image.bin.bz2", "image.bin", ".raw", ".raw.gz", ".raw.bz2")
-DOWNLOAD_KINDS = ("kernel", "http")  # asset events (kind "kernel" when the MAC is known)
-DNSMASQ_RESTARTED = "dnsmasq-restarted"
-API_READY = "api-ready"
+DOWNLOAD_KINDS = (EventKind.BOOT_ASSET, EventKind.HTTP)  # asset events (BOOT_ASSET when the MAC is known)
 
 
 @dataclass
@@ -39,20 +36,19 @@ class Facts:
     api_ready: str = ""  # when `wait` first saw the API answer
     api_host: str = ""
     unknown_addresses: dict[str, str] = field(default_factory=dict)  # mac -> address it booted from
-    _offset: int = 0
-    _inode: int = 0
+    _follower: Follower | None = None
 
     def apply(self, event: Event) -> None:
         if event.kind in DOWNLOAD_KINDS and event.mac and _is_image(str(event.detail.get("file", ""))):
             self._download(event)
-        elif event.kind == DNSMASQ_RESTARTED:
+        elif event.kind == EventKind.DNSMASQ_RESTARTED:
             self.dnsmasq_restarts += 1
             self.last_dnsmasq_restart = event.ts
-        elif event.kind == API_READY and not self.api_ready:
+        elif event.kind == EventKind.API_READY and not self.api_ready:
             self.api_ready, self.api_host = event.ts, event.message
-        elif event.kind == "discovered" and event.mac:
+        elif event.kind == EventKind.DISCOVERED and event.mac:
             self.unknown_addresses.setdefault(event.mac, str(event.detail.get("ip", "")))
-        elif event.kind == "reinstall":
+        elif event.kind == EventKind.REINSTALL:
             self.downloads.pop(event.mac, None)
 
     def _download(self, event: Event) -> None:
@@ -69,19 +65,10 @@ class Facts:
         """Apply the lines appended to `path` since the last call; a line still being written waits.
         A compacted log is a new file (its first lines only node states, which are not facts): it is
         read from its start, and the facts already gathered stay, as they do for a log cut by hand."""
-        try:
-            with path.open("rb") as f:
-                st = os.fstat(f.fileno())
-                if st.st_ino != self._inode or st.st_size < self._offset:
-                    self._inode, self._offset = st.st_ino, 0
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return
-        complete = data[:data.rfind(b"\n") + 1]
-        self._offset += len(complete)
-        for line in complete.decode("utf-8", errors="replace").splitlines():
-            event = Event.from_json(line)
+        if self._follower is None or self._follower.path != path:
+            self._follower = Follower(path)
+        for _, raw in self._follower.lines():
+            event = Event.from_json(raw.decode("utf-8", errors="replace"))
             if event is not None:
                 self.apply(event)
 

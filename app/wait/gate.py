@@ -14,7 +14,7 @@ from pathlib import Path
 from app import pki
 from app.atomic import atomic_write
 from app.cluster import Cluster
-from app.events import Event, EventLog, append_event
+from app.events import Event, EventKind, EventLog, Phase, append_event
 from app.exitcodes import ExitCode
 from app.joins import record_cluster
 from app.layout import ADMIN_KUBECONFIG, CREDENTIALS, KUBECONFIG, api_url
@@ -78,7 +78,7 @@ class Gate:
             if api is None:
                 return Outcome(EXIT_API, f"the API server did not answer within {self.opts.api_timeout:.0f}s "
                                          f"on {', '.join(self.endpoints())}: {self.last_error}")
-            self._record(Event("api-ready", source="wait", message=api.configuration.host))
+            self._record(Event(EventKind.API_READY, source="wait", message=api.configuration.host))
             self.cluster_recorded = self._record_cluster(api.configuration.host)
             failure = self._addons(api)
             if failure:
@@ -136,7 +136,7 @@ class Gate:
     def _addons(self, api) -> str | None:
         if self.opts.plan is None:
             return None
-        say = lambda message: self._record(Event("addons", source="wait", message=message))  # noqa: E731
+        say = lambda message: self._record(Event(EventKind.ADDONS, source="wait", message=message))  # noqa: E731
         installer = Installer(api, self.opts.plan, self.output, time.monotonic() + self.opts.nodes_timeout,
                               self._sleep, say, self.opts.poll)
         try:
@@ -156,7 +156,7 @@ class Gate:
             for node in self.cluster.nodes:
                 if self.api_view.get(node.name, {}).get("ready") and node.name not in recorded:
                     recorded.add(node.name)
-                    self._record(Event("ready", mac=node.mac, node=node.name, source="wait"))
+                    self._record(Event(Phase.READY, mac=node.mac, node=node.name, source="wait"))
             self._show()
             pending = [n for n in self.cluster.nodes if not self._done(n)]
             if not pending:

@@ -25,11 +25,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app.events import PHASES, Event, EventLog
-from app.serve.app import make_app
+from app.events import PHASES, Event, EventKind, EventLog
+from app.serve.app import build_app
 from app.serve.boot import policy
-from app.serve.boot.store import Store
-from app.serve.context import Context, ServeConfig
+from app.serve.boot.store import MatchboxStore
+from app.serve.services import Services
+from app.serve.settings import AppSettings
 
 T0 = dt.datetime(2025, 3, 14, 9, 0, 0, tzinfo=dt.UTC).timestamp()
 NOW = T0 + 1500  # the page's clock: 25 minutes into the install
@@ -84,7 +85,7 @@ def node_events(node: LabNode) -> list[Event]:
                             ts=iso(t)))
         t += PACE[phase]
     if node.reached == "installing":
-        events.append(Event("kernel", mac=node.mac, source="http", ts=iso(t - PACE["installing"] + 30), detail={
+        events.append(Event(EventKind.BOOT_ASSET, mac=node.mac, source="http", ts=iso(t - PACE["installing"] + 30), detail={
             "route": "/assets/", "file": IMAGE, "bytes": IMAGE_SENT, "range": "bytes=0-315621375"}))
     if node.failed:
         events.append(Event("failed", mac=node.mac, source="node", message=HOSTILE_ERROR, ts=iso(NOW - 60)))
@@ -131,19 +132,19 @@ def write_rack(root: Path) -> tuple[Path, Path, Path]:
 
 @contextmanager
 def serving(root: Path) -> Iterator[str]:
-    """The real app (serve's Context and routes) over the rack, on a loopback port, in a thread of
+    """The real app (serve's build_app) over the rack, on a loopback port, in a thread of
     its own so a blocking browser driver can load it. Yields the base URL."""
     data, output, assets = write_rack(root)
-    store = Store(data)
+    store = MatchboxStore(data)
     events = EventLog(output, store.known_nodes)
     events.write_failures = WRITE_FAILURES  # a full disk cannot be staged from the file itself
-    ctx = Context(ServeConfig(data_dir=data, assets=assets), store, events, clock=lambda: NOW)
+    services = Services(store, events, clock=lambda: NOW)
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(make_app(ctx))
+    runner = web.AppRunner(build_app(AppSettings(data_dir=data, assets=assets), services))
     loop.run_until_complete(runner.setup())
     site = web.TCPSite(runner, "127.0.0.1", 0)
     loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # aiohttp exposes the bound port only here
+    port = runner.addresses[0][1]
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:

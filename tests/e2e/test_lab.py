@@ -93,7 +93,7 @@ def test_each_node_walks_the_whole_chain(rack, name):
     assert any(e.get("detail", {}).get("bootfile") == "http://10.99.0.2:8080/boot.ipxe" for e in events), kinds
     # Its own script, kernel and initrd, its own install config, its own callback.
     assert any(e["kind"] == "ipxe" and e["detail"]["profile"] == f"{name}-install" for e in events)
-    downloads = {e["detail"]["file"].rsplit("/", 1)[1] for e in events if e["kind"] == "kernel"}
+    downloads = {e["detail"]["file"].rsplit("/", 1)[1] for e in events if e["kind"] == "boot-asset"}
     assert downloads >= {"flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.gz"}
     assert any(e["kind"] == "install-ignition" and e["detail"]["group"] == f"{name}-install" for e in events)
     assert [e["kind"] for e in events if e["kind"] in ("installing", "installed")][-1] == "installed"
@@ -178,7 +178,7 @@ def test_report_boot_timings(rack):
     for ip, seconds in re.findall(r'access: (\d+\.\d+\.\d+\.\d+) "[A-Z]+ [^"]*" \d+ \d+ ([\d.]+)', log):
         spent[ip_mac.get(ip, ip)] = spent.get(ip_mac.get(ip, ip), 0.0) + float(seconds)
     for e in the_lab.events():  # kernel and initrd: the time spent sending them, recorded per download
-        if e["kind"] == "kernel":
+        if e["kind"] == "boot-asset":
             spent[e["mac"]] = spent.get(e["mac"], 0.0) + e["detail"]["seconds"]
     report = {}
     for name in NODES:

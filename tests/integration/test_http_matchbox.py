@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 
-from app.serve.boot.store import parse_labels
+from app.serve.boot.labels import parse_labels
 from tests.support.serve import running as running_appliance
 from tests.support.serve import write_json
 

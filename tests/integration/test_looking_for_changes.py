@@ -11,8 +11,8 @@ import os
 import pytest
 
 from app.events import Event, EventLog, append_event
-from app.events import log as events_mod
-from app.serve.boot.store import Store
+from app.events import follower as events_mod
+from app.serve.boot.store import MatchboxStore
 from app.serve.kernel import dirwatch
 from app.serve.kernel.dirwatch import DirectoryWatch
 
@@ -89,10 +89,10 @@ def test_store_sees_an_in_place_edit_and_does_not_stat_every_group_when_nothing_
     data = tmp_path / "data"
     for i in range(50):
         write_group(data, f"n{i:02d}", {"mac": f"52:54:00:00:00:{i:02x}"})
-    store = Store(data, recheck=0.0)
+    store = MatchboxStore(data, recheck=0.0)
     looks = []
-    original = Store._signature
-    monkeypatch.setattr(Store, "_signature", lambda self: looks.append(1) or original(self))
+    original = MatchboxStore._signature
+    monkeypatch.setattr(MatchboxStore, "_signature", lambda self: looks.append(1) or original(self))
     assert store.select({"mac": "52:54:00:00:00:01"}).id == "n01"
     for _ in range(20):
         store.select({"mac": "52:54:00:00:00:01"})
@@ -111,7 +111,7 @@ def test_store_keeps_looking_at_group_files_that_are_symlinks(tmp_path):
     target = tmp_path / "elsewhere.json"
     target.write_text(json.dumps({"id": "g", "profile": "p", "selector": {"mac": MAC}}))
     (data / "groups" / "g.json").symlink_to(target)
-    store = Store(data, recheck=0.0)
+    store = MatchboxStore(data, recheck=0.0)
     assert store.select({"mac": MAC}).id == "g"
     target.write_text(json.dumps({"id": "g", "profile": "p", "selector": {"mac": "52:54:00:00:00:02"}}))
     assert store.select({"mac": MAC}) is None
@@ -120,7 +120,7 @@ def test_store_keeps_looking_at_group_files_that_are_symlinks(tmp_path):
 def test_within_the_recheck_period_nothing_is_asked(tmp_path):
     data = tmp_path / "data"
     write_group(data, "a", {"mac": MAC})
-    store = Store(data, recheck=3600)
+    store = MatchboxStore(data, recheck=3600)
     assert store.select({"mac": MAC}).id == "a"
     (data / "groups" / "a.json").unlink()
     assert store.select({"mac": MAC}).id == "a"  # the promise is "within recheck", and no sooner
@@ -143,7 +143,7 @@ def test_the_first_look_is_made_however_recently_the_machine_booted(tmp_path, up
     data = tmp_path / "data"
     write_group(data, "a", {"mac": MAC})
     clock = SteppedClock(uptime)
-    store = Store(data, recheck=3600, clock=clock)
+    store = MatchboxStore(data, recheck=3600, clock=clock)
     assert store.select({"mac": MAC}).id == "a"
     (data / "groups" / "a.json").unlink()
     clock.now += 3599

@@ -20,9 +20,10 @@ import pytest
 from aiohttp import web
 
 from app.events import EventLog
-from app.serve.app import make_app
-from app.serve.boot.store import Store
-from app.serve.context import Context, ServeConfig
+from app.serve.app import build_app
+from app.serve.boot.store import MatchboxStore
+from app.serve.services import Services
+from app.serve.settings import AppSettings
 
 PAUSE, KUBE_VIP, CILIUM, BUSYBOX = ("registry.k8s.io/pause:3.10", "ghcr.io/kube-vip/kube-vip:v0.8.0",
                                     "quay.io/cilium/cilium:v1.15.0", "docker.io/library/busybox:1.36")
@@ -96,21 +97,21 @@ def layout(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(layout, tmp_path_factory):
-    """The serve app (make_app with ServeConfig.images) on a loopback port, in its own thread."""
+    """The serve app (build_app with AppSettings.images) on a loopback port, in its own thread."""
     out = tmp_path_factory.mktemp("serve")
     (out / "matchbox").mkdir()
     events = EventLog(out)
     events.open()
-    ctx = Context(ServeConfig(data_dir=out / "matchbox", assets=None, images=layout), Store(out / "matchbox"), events)
+    services = Services(MatchboxStore(out / "matchbox"), events)
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(make_app(ctx))
+    runner = web.AppRunner(build_app(AppSettings(data_dir=out / "matchbox", images=layout), services))
     loop.run_until_complete(runner.setup())
     loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
     port = runner.addresses[0][1]
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield SimpleNamespace(port=port, address=f"127.0.0.1:{port}", ctx=ctx)
+        yield SimpleNamespace(port=port, address=f"127.0.0.1:{port}", ctx=services)
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)

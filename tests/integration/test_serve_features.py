@@ -158,7 +158,7 @@ async def test_events_are_json_lines_with_node_progress(data_dir, assets, tmp_pa
         assert state.error == "disk not found"
     lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     kinds = [(e["kind"], e.get("node")) for e in lines if e.get("mac") == MAC_A]
-    assert kinds == [("ipxe", "node-a"), ("kernel", "node-a"), ("install-ignition", "node-a"), ("failed", "node-a")]
+    assert kinds == [("ipxe", "node-a"), ("boot-asset", "node-a"), ("install-ignition", "node-a"), ("failed", "node-a")]
     download = next(e for e in lines if e.get("detail", {}).get("file") == "/assets/k.vmlinuz")
     assert download["detail"]["bytes"] == 1000
 

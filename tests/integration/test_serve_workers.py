@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from app.events import Event, append_event
-from app.events.shared import SharedEventLog
+from app.events.log import SharedEventLog
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import cli, free_port, wait_for
 from tests.support.serve import bearer, credential_in
@@ -217,7 +217,7 @@ def test_a_write_cut_short_does_not_swallow_the_next_line(tmp_path, monkeypatch)
 
 
 async def test_a_config_the_log_could_not_record_is_not_served(tmp_path):
-    from app.events.shared import SharedEventLog as Shared
+    from app.events.log import SharedEventLog as Shared
     from tests.support.serve import running, write_json
 
     data = tmp_path / "matchbox"

@@ -11,9 +11,10 @@ from aiohttp.test_utils import TestServer
 
 from app.events import EventLog
 from app.layout import CREDENTIAL_PATH
-from app.serve.app import make_app
-from app.serve.boot.store import Store
-from app.serve.context import Context, ServeConfig
+from app.serve.app import build_app
+from app.serve.boot.store import MatchboxStore
+from app.serve.services import Services
+from app.serve.settings import AppSettings, Bind, BootSettings
 
 
 def write_json(path: Path, data) -> None:
@@ -23,7 +24,8 @@ def write_json(path: Path, data) -> None:
 
 @asynccontextmanager
 async def running(data_dir: Path, output: Path, assets: Path | None = None, strict: bool = False, recheck=0.0,
-                  own_tree: bool = True, neighbours: dict[str, str] | None = None, window: float = 3600.0,
+                  own_tree: bool = True, neighbours: dict[str, str] | None = None,
+                  window: float = BootSettings.window_seconds,
                   images: Path | None = None, bind: str | None = None, event_log=EventLog,
                   shutdown_timeout: float = 60.0):
     """`own_tree`: the appliance's own tree (install windows, credentials); False: a foreign Matchbox
@@ -31,15 +33,14 @@ async def running(data_dir: Path, output: Path, assets: Path | None = None, stri
     none); with it, machines are bound by MAC as on a real L2, without it by address. `event_log`:
     SharedEventLog for one of several workers. `shutdown_timeout`: how long closing waits for
     handlers still running before cancelling them (serve's --shutdown-timeout)."""
-    store = Store(data_dir, recheck=recheck)
+    store = MatchboxStore(data_dir, recheck=recheck)
     table = neighbours if neighbours is not None else {}  # the same dict: tests change it as they go
     events = event_log(output, store.known_nodes)
     events.open()
-    ctx = Context(ServeConfig(data_dir=data_dir, assets=assets, strict_matchbox=strict, retry_seconds=5,
-                              own_tree=own_tree, install_window=window, images=images,
-                              bind=bind or ("link" if neighbours is not None else "address")), store, events,
-                  neighbour=lambda address, ours=None: table.get(address))
-    server = TestServer(make_app(ctx), host="127.0.0.1")
+    boot = BootSettings(own_tree=own_tree, strict_matchbox=strict, window_seconds=window, retry_seconds=5,
+                        bind=Bind(bind) if bind else Bind.link if neighbours is not None else Bind.address)
+    ctx = Services(store, events, neighbour=lambda address, ours=None: table.get(address))
+    server = TestServer(build_app(AppSettings(data_dir, assets, images, boot), ctx), host="127.0.0.1")
     await server.start_server(shutdown_timeout=shutdown_timeout)
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{server.port}",

@@ -215,7 +215,7 @@ def test_this_kernel_answers_for_loopback_and_odd_input_over_netlink():
 
 
 def test_serve_asks_with_the_senders_interface_and_our_end_of_the_connection():
-    from app.serve.boot.handlers import _sender_mac
+    from app.serve.boot.handlers import sender_mac
 
     class Transport:
         def __init__(self, peer, ours):
@@ -236,7 +236,7 @@ def test_serve_asks_with_the_senders_interface_and_our_end_of_the_connection():
             asked.append((address, ours))
             return None
 
-    _sender_mac(Ctx, Request(("10.0.0.5", 4000), ("10.0.0.1", 8080)))
-    _sender_mac(Ctx, Request(("fe80::5", 4000, 0, 7), ("fe80::1", 8080, 0, 7)))
-    _sender_mac(Ctx, Request(("2001:db8::5", 4000, 0, 0), ("2001:db8::1", 8080, 0, 0)))
+    sender_mac(Ctx.neighbour, Request(("10.0.0.5", 4000), ("10.0.0.1", 8080)))
+    sender_mac(Ctx.neighbour, Request(("fe80::5", 4000, 0, 7), ("fe80::1", 8080, 0, 7)))
+    sender_mac(Ctx.neighbour, Request(("2001:db8::5", 4000, 0, 0), ("2001:db8::1", 8080, 0, 0)))
     assert asked == [("10.0.0.5", "10.0.0.1"), ("fe80::5%7", "fe80::1"), ("2001:db8::5", "2001:db8::1")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.events import Event, NodeState, epoch
-from app.serve.boot import policy
+from app.serve.boot import policy, render
 from app.serve.boot.store import Group
 from tests.support.fakes import MemoryStore, node_store
 
@@ -45,6 +45,11 @@ def served_install(credential="cred-0") -> Event:
     return Event("install-ignition", mac=MAC, detail={"credential": policy.digest(credential)})
 
 
+def body(decision) -> str:
+    """What the boot service answers for a script decision (the policy itself holds no bodies)."""
+    return render.script_text(decision, LINK.retry_seconds)
+
+
 def reasons(decision) -> list[str]:
     return [e.detail["reason"] for e in decision.events if e.kind == "alert"]
 
@@ -52,7 +57,7 @@ def reasons(decision) -> list[str]:
 # -- /ipxe ---------------------------------------------------------------------------------------------
 def test_pxe_of_a_known_node_opens_its_window_bound_to_the_machine():
     decision = ipxe()
-    assert decision.status == 200 and decision.body.startswith("#!ipxe\nkernel /assets/k")
+    assert decision.status == 200 and body(decision).startswith("#!ipxe\nkernel /assets/k")
     state = state_after(*decision.events)
     assert state.window.link_mac == MAC and state.window.address == "10.0.0.50"
 
@@ -100,7 +105,7 @@ def served_final() -> Event:
 def test_a_window_in_use_is_never_renewed_by_a_boot(history, address, link):
     before = state_after(opened(), *history)
     decision = ipxe(address=address, link=link, state=before)
-    assert decision.status == 200 and "kernel" not in decision.body and "reinstall cp-1" in decision.body
+    assert decision.status == 200 and "kernel" not in body(decision) and "reinstall cp-1" in body(decision)
     [alert] = [e for e in decision.events if e.kind == "alert"]
     assert alert.detail["reason"] == policy.WINDOW_IN_USE
     assert (alert.detail["remote"], alert.detail["link_mac"]) == (address, link)
@@ -119,9 +124,9 @@ def test_reinstall_or_the_timeout_clears_a_window_in_use():
 
 def test_installed_node_boots_from_disk_and_strangers_are_told_why():
     installed = state_after(opened(), Event("installed", mac=MAC, source="node"))
-    assert ipxe(state=installed).body.endswith("exit\n")
+    assert body(ipxe(state=installed)).endswith("exit\n")
     stranger = ipxe(labels={"mac": OTHER})
-    assert "no node in cluster.yaml has MAC" in stranger.body and stranger.events[0].kind == "discovered"
+    assert "no node in cluster.yaml has MAC" in body(stranger) and stranger.events[0].kind == "discovered"
     assert ipxe(labels={"mac": OTHER}, settings=policy.Settings(strict_matchbox=True)).status == 404
 
 

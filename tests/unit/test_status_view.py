@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.cli.progress import Display, status_lines, status_renderable
-from app.events import Event, EventLog
+from app.events import Event, EventKind, EventLog
 from app.serve.boot import policy
 from app.status import page as status_page
 from app.status.facts import Download, Facts
@@ -55,10 +55,10 @@ def test_ready_ends_the_path_and_a_failure_stops_the_clock():
 def test_image_downloads_add_up_per_node_and_others_are_ignored():
     image = "/assets/flatcar/1/flatcar_production_image.bin.bz2"
     facts = Facts()
-    for event in [Event("kernel", mac=A, detail={"file": image, "bytes": 100}),
-                  Event("kernel", mac=A, detail={"file": image, "bytes": 50}),  # a resumed range
-                  Event("kernel", mac=A, detail={"file": "/assets/x.vmlinuz", "bytes": 999}),
-                  Event("kernel", mac=B, detail={"file": image, "bytes": "garbage"}),
+    for event in [Event(EventKind.BOOT_ASSET, mac=A, detail={"file": image, "bytes": 100}),
+                  Event(EventKind.BOOT_ASSET, mac=A, detail={"file": image, "bytes": 50}),  # a resumed range
+                  Event(EventKind.BOOT_ASSET, mac=A, detail={"file": "/assets/x.vmlinuz", "bytes": 999}),
+                  Event(EventKind.BOOT_ASSET, mac=B, detail={"file": image, "bytes": "garbage"}),
                   Event("http", detail={"file": image, "bytes": 7})]:  # no MAC: nobody's
         facts.apply(event)
     assert facts.downloads == {A: Download(image, 150), B: Download(image, 0)}

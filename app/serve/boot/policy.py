@@ -1,7 +1,8 @@
 """The boot policy: what to answer a machine, as a pure function of the request, the data dir and the
-node states. The HTTP handlers only turn a Decision into a response and record its events.
+node states. A Decision says which answer and carries the events to record; it holds no body: the
+boot service (`service.py`) renders it and records its events.
 
-On the appliance's own tree (threat-model.md):
+On the appliance's own tree (docs/security.md):
 - a PXE boot (`/ipxe`) of a known, not-installed node opens its install window, bound to the machine
   that booted (its MAC on our L2 when the neighbour table knows the address, else its address);
 - the install config goes out once, inside the window, to that machine, carrying a fresh credential;
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 from app.events import (
     ALERT,
@@ -25,11 +27,14 @@ from app.events import (
     FINAL_CONFIG_SERVED,
     INSTALL_CALLBACKS,
     Event,
+    EventKind,
     NodeState,
     Phase,
 )
-from app.serve.boot import render
-from app.serve.boot.store import Group, Store
+from app.serve.boot.store import Group, Selector
+from app.serve.settings import Bind, BootSettings
+
+Settings = BootSettings  # the policy's knobs, as the settings tree defines them
 
 # Why a request got no config (alert reasons; also the /metrics label and the status page's words).
 NO_WINDOW = "no install window is open for this node"
@@ -54,30 +59,37 @@ class Request:
     now: float = 0.0  # epoch seconds
 
 
-@dataclass(frozen=True)
-class Settings:
-    own_tree: bool = True  # False for a foreign Matchbox data dir: no windows, Matchbox's behaviour
-    strict_matchbox: bool = False  # plain 404s instead of explanatory scripts
-    window_seconds: float = 3600.0
-    retry_seconds: int = 30
-    # "link": a machine is who the neighbour table says (nodes share our L2; the default).
-    # "address": for sites whose nodes reach us through a router or DHCP relay, where the table
-    # cannot name them: the address that PXE-booted is the binding, and the first boot wins.
-    bind: str = "link"
+class Answer(str, Enum):
+    """What a decision tells the machine; the service renders it."""
+
+    SCRIPT = "script"  # the profile's boot script (iPXE or GRUB)
+    CONFIG = "config"  # the group's config: Ignition, a generic file, metadata
+    LOCAL_BOOT = "local-boot"  # installed: boot from the disk
+    UNKNOWN_MACHINE = "unknown-machine"  # in no group: say how to add it, ask again later
+    HELD = "held"  # its install is under way or contested: wait for `reinstall`
+    ACCEPTED = "accepted"  # a node's progress report
+    REFUSED = "refused"
+    NOT_FOUND = "not-found"
 
 
 @dataclass
 class Decision:
+    answer: Answer
     status: int = 200
-    body: str = ""  # a script or a refusal's text
-    group: Group | None = None  # for a config: which group's profile to render
+    reason: str = ""  # why it was refused
+    node: str = ""  # whom a local-boot, held or unknown-machine script names (node name or MAC)
+    group: Group | None = None  # for a script or a config: which group matched
     profile: dict | None = None
-    credential: str = ""  # a config carries this credential (the handler adds it)
+    credential: str = ""  # a config carries this credential (the service adds it)
     events: list[Event] = field(default_factory=list)
 
     @property
     def is_config(self) -> bool:
-        return self.group is not None and self.status == 200
+        return self.answer is Answer.CONFIG
+
+
+def not_found() -> Decision:
+    return Decision(Answer.NOT_FOUND, 404)
 
 
 def digest(credential: str) -> str:
@@ -97,7 +109,7 @@ def is_final_stage(group: Group) -> bool:
     return any(k.lower() == "os" and v == "installed" for k, v in group.selector.items())
 
 
-def _match(store: Store, labels: dict[str, str]) -> tuple[Group, dict] | None:
+def _match(store: Selector, labels: dict[str, str]) -> tuple[Group, dict] | None:
     group = store.select(labels)
     if group is None:
         return None
@@ -110,7 +122,7 @@ def refuse(req: Request, mac: str, reason: str, status: int = 403, **seen: str) 
     alert = Event(ALERT, mac=mac, source="http", message=reason,
                   detail={"reason": reason, "route": req.route, "remote": req.address,
                           **({"link_mac": req.link_mac} if req.link_mac else {}), **seen})
-    return Decision(status, f"refused: {reason}\n", events=[alert])
+    return Decision(Answer.REFUSED, status, reason=reason, events=[alert])
 
 
 def _same_machine(req: Request, mac: str, booted_address: str, settings: Settings) -> bool:
@@ -118,7 +130,7 @@ def _same_machine(req: Request, mac: str, booted_address: str, settings: Setting
     the site is routed (`bind: address`)."""
     if req.link_mac:
         return req.link_mac == mac
-    return settings.bind == "address" and req.address == booted_address
+    return settings.bind == Bind.address and req.address == booted_address
 
 
 def _same_requester(req: Request, window) -> bool:
@@ -130,27 +142,28 @@ def _same_requester(req: Request, window) -> bool:
 
 
 # -- /ipxe -----------------------------------------------------------------------------------------
-def decide_ipxe(req: Request, store: Store, state: NodeState | None, known: dict[str, str],
+def decide_ipxe(req: Request, store: Selector, state: NodeState | None, known: dict[str, str],
                 settings: Settings) -> Decision:
     mac = mac_label(req.labels)
     guard = settings.own_tree and not settings.strict_matchbox
     if mac and guard and state is not None and state.installed:
-        return Decision(body=render.local_boot_script(state.name or mac),
-                        events=[Event("local-boot", mac=mac, source="http", message="installed: answered exit")])
+        return Decision(Answer.LOCAL_BOOT, node=state.name or mac,
+                        events=[Event(EventKind.LOCAL_BOOT, mac=mac, source="http",
+                                      message="installed: answered exit")])
     matched = _match(store, req.labels)
     if matched is None or not matched[1].get("boot"):
         if mac and guard and mac not in known:
-            return Decision(body=render.unknown_machine_script(mac, settings.retry_seconds),
-                            events=[Event("discovered", mac=mac, source="http", detail={"ip": req.address})])
-        return Decision(404)
+            return Decision(Answer.UNKNOWN_MACHINE, node=mac,
+                            events=[Event(EventKind.DISCOVERED, mac=mac, source="http", detail={"ip": req.address})])
+        return not_found()
     group, profile = matched
     detail = {"profile": profile["id"], "ip": req.address}
     if not settings.own_tree or mac not in known:
-        return Decision(body=render.ipxe_script(profile["boot"]), events=[Event("ipxe", mac=mac, source="http",
-                                                                               detail=detail)])
+        return Decision(Answer.SCRIPT, group=group, profile=profile,
+                        events=[Event(Phase.IPXE, mac=mac, source="http", detail=detail)])
     if req.link_mac and req.link_mac != mac:
         return refuse(req, mac, SPOOFED_PXE)
-    if not req.link_mac and settings.bind == "link":
+    if not req.link_mac and settings.bind == Bind.link:
         return refuse(req, mac, NOT_ON_LINK)
     events = []
     window = state.window if state else None
@@ -159,26 +172,46 @@ def decide_ipxe(req: Request, store: Store, state: NodeState | None, known: dict
         # fresh window and receive the secrets again. Only `reinstall` or the timeout clears it.
         held = refuse(req, mac, WINDOW_IN_USE, status=200, window_address=window.address,
                       **({"window_link_mac": window.link_mac} if window.link_mac else {}))
-        return Decision(body=render.held_script(state.name or mac, settings.retry_seconds), events=held.events)
+        return Decision(Answer.HELD, node=state.name or mac, events=held.events)
     if window and window.is_open(req.now, settings.window_seconds) and not _same_requester(req, window):
         events.append(refuse(req, mac, CONTESTED_WINDOW).events[0])
         events.append(Event(CONTESTED, mac=mac, source="http", detail={"remote": req.address}))
     else:
         detail.update(window="open", **({"link_mac": req.link_mac} if req.link_mac else {}))
-    events.insert(0, Event("ipxe", mac=mac, source="http", detail=detail))
-    return Decision(body=render.ipxe_script(profile["boot"]), events=events)
+    events.insert(0, Event(Phase.IPXE, mac=mac, source="http", detail=detail))
+    return Decision(Answer.SCRIPT, group=group, profile=profile, events=events)
+
+
+# -- /grub, /metadata --------------------------------------------------------------------------------
+def decide_grub(req: Request, store: Selector) -> Decision:
+    """Matchbox's GRUB: the matching profile's boot section, no install window (GRUB is not how our
+    nodes boot)."""
+    matched = _match(store, req.labels)
+    if matched is None or not matched[1].get("boot"):
+        return not_found()
+    return Decision(Answer.SCRIPT, group=matched[0], profile=matched[1])
+
+
+def decide_metadata(req: Request, store: Selector) -> Decision:
+    """Matchbox's metadata: the matching group's variables; a request naming a MAC is an event."""
+    group = store.select(req.labels)
+    if group is None:
+        return not_found()
+    mac = mac_label(req.labels)
+    events = [Event(EventKind.HTTP, mac=mac, source="http", detail={"route": "/metadata"})] if mac else []
+    return Decision(Answer.CONFIG, group=group, events=events)
 
 
 # -- /ignition, /generic -----------------------------------------------------------------------------
-def decide_config(req: Request, store: Store, state_of: Callable[[str], NodeState | None], settings: Settings,
+def decide_config(req: Request, store: Selector, state_of: Callable[[str], NodeState | None], settings: Settings,
                   new_credential: Callable[[], str]) -> Decision:
     id_key = f"{req.route}_id"
     matched = _match(store, req.labels)
     if matched is None or not matched[1].get(id_key):
-        return Decision(404)
+        return not_found()
     group, profile = matched
     if not settings.own_tree:
-        return Decision(group=group, profile=profile)
+        return Decision(Answer.CONFIG, group=group, profile=profile)
     mac = group_mac(group)
     if not mac:
         return refuse(req, "", NO_MAC_SELECTOR)
@@ -196,7 +229,7 @@ def decide_config(req: Request, store: Store, state_of: Callable[[str], NodeStat
     kind = FINAL_CONFIG_SERVED if is_final_stage(group) else Phase.INSTALL_IGNITION.value
     served = Event(kind, mac=mac, source="http",
                    detail={"route": f"/{req.route}", "group": group.id, "credential": digest(credential)})
-    return Decision(group=group, profile=profile, credential=credential, events=[served])
+    return Decision(Answer.CONFIG, group=group, profile=profile, credential=credential, events=[served])
 
 
 def _install_config(req: Request, mac: str, window, settings: Settings) -> str | None:
@@ -218,6 +251,14 @@ def _final_config(req: Request, mac: str, window, settings: Settings) -> str | N
 
 
 # -- POST /events ------------------------------------------------------------------------------------
+def decide_callback(req: Request, mac: str, phase: str, message: str, state: NodeState | None,
+                    settings: Settings) -> Decision:
+    """A node's progress report: its event, or a refusal (401 without a credential, 403 with a wrong one)."""
+    if not callback_allowed(phase, req.credential, state, settings, req.now):
+        return refuse(req, mac, CALLBACK_REFUSED, status=401 if req.credential is None else 403)
+    return Decision(Answer.ACCEPTED, events=[Event(phase, mac=mac, source="node", message=message)])
+
+
 def callback_allowed(phase: str, credential: str | None, state: NodeState | None, settings: Settings,
                      now: float) -> bool:
     """A progress report changes state only with the credential of this install (install phases)
@@ -238,5 +279,5 @@ def callback_allowed(phase: str, credential: str | None, state: NodeState | None
     return install_ok or final_ok  # failed
 
 
-__all__ = ["CALLBACK_REFUSED", "Decision", "Request", "Settings", "callback_allowed", "decide_config",
-           "decide_ipxe", "digest", "mac_label"]
+__all__ = ["CALLBACK_REFUSED", "Answer", "Decision", "Request", "Settings", "callback_allowed", "decide_config",
+           "decide_callback", "decide_grub", "decide_ipxe", "decide_metadata", "digest", "mac_label"]

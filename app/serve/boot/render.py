@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 from app import gotemplate
 from app.ignition import butane
 from app.ignition import rules as ignition
 from app.layout import CREDENTIAL_PATH
-from app.serve.boot.store import RenderFailedError
+from app.serve.boot.policy import Answer, Decision
 
 BOOT_IPXE = ("#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}"
              "&serial=${serial}&arch=${buildarch:uristring}\n")
@@ -20,7 +21,7 @@ SERVED_IGNITION = "3.4.0"
 UPGRADABLE = re.compile(r"3\.[0-4]\.0")
 
 
-class RenderFailed(RenderFailedError):
+class RenderFailed(ValueError):
     """Anything Matchbox answers with 404: missing key, bad template, invalid config."""
 
 
@@ -60,6 +61,25 @@ def held_script(node: str, retry_seconds: int) -> str:
             f"echo bootstrap-node: {node} already received its install config, or another machine claimed it\n"
             f"echo An operator must run `bootstrap-node reinstall {node}`; retrying.\n"
             f"sleep {retry_seconds}\nchain --autofree boot.ipxe\n")
+
+
+def refusal(reason: str) -> str:
+    return f"refused: {reason}\n"
+
+
+def script_text(decision: Decision, retry_seconds: int, boot_script: Callable[[dict], str] = ipxe_script) -> str | None:
+    """The text a boot-script decision (/ipxe, /grub) answers with; None for Matchbox's 404."""
+    if decision.answer is Answer.SCRIPT:
+        return boot_script(decision.profile["boot"])
+    if decision.answer is Answer.LOCAL_BOOT:
+        return local_boot_script(decision.node)
+    if decision.answer is Answer.UNKNOWN_MACHINE:
+        return unknown_machine_script(decision.node, retry_seconds)
+    if decision.answer is Answer.HELD:
+        return held_script(decision.node, retry_seconds)
+    if decision.answer is Answer.REFUSED:
+        return refusal(decision.reason)
+    return None
 
 
 def template_variables(group_metadata: dict, selector: dict, labels: dict, raw_query: str) -> dict:

@@ -1,6 +1,7 @@
-"""A Matchbox data directory: labels from a query, group selection, profiles and configs.
+"""A Matchbox data directory: group selection, profiles and configs, and the `Store` protocol the
+boot policy and service read it through (tests give them an in-memory one).
 
-Selection follows Matchbox exactly (spec: ../shared/spec/matchbox-http.md §3–4) but does not
+Selection follows Matchbox exactly (docs/architecture.md, "Matchbox compatibility") but does not
 re-read every group per request: groups are indexed by MAC and reloaded when the directory
 changes. Keeping it fresh is cheap: at most once per `recheck` seconds, the kernel is asked whether
 anything in groups/ changed (dirwatch.py), and only then is the directory looked at.
@@ -11,55 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
-import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from app.recheck import Clock, Recheck
+from app.serve.boot.labels import normalize_mac
 from app.serve.kernel.dirwatch import DirectoryWatch
 
 log = logging.getLogger("bootstrap_node.matchbox")
-
-
-class RenderFailedError(Exception):
-    """Raised by a parse function given to the store: the file exists but cannot be served."""
-
-# One separator style per address (Go's net.ParseMAC): `52:54-00:…` is not a MAC.
-_MAC_SHAPES = (re.compile(r"[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}"),
-               re.compile(r"([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}"))
-
-
-def normalize_mac(text: str) -> str | None:
-    """Go's net.ParseMAC for 48-bit addresses, printed lower-case with colons; None if invalid."""
-    if not any(shape.fullmatch(text) for shape in _MAC_SHAPES):
-        return None
-    digits = re.sub(r"[:\-.]", "", text).lower()
-    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
-
-
-def is_unicast(mac: str) -> bool:
-    """A NIC's own address: not multicast or broadcast (low bit of the first octet), not all zeros."""
-    return not int(mac[:2], 16) & 1 and mac != "00:00:00:00:00:00"
-
-
-def parse_labels(raw_query: str) -> dict[str, str]:
-    """Query → labels like Go's URL.Query(): first value wins, key case kept, MACs normalised,
-    an unparsable MAC dropped (not an error)."""
-    labels: dict[str, str] = {}
-    for key, value in urllib.parse.parse_qsl(raw_query, keep_blank_values=True):
-        if key in labels:
-            continue
-        if key.lower() == "mac":
-            mac = normalize_mac(value)
-            if mac is None:
-                log.warning("dropping unparsable mac label %r", value)
-                continue
-            value = mac
-        labels[key] = value
-    return labels
 
 
 @dataclass(frozen=True)
@@ -100,6 +64,26 @@ def parse_group(data: object, source: str) -> Group | None:
     return Group(str(data.get("id", "")), str(data.get("profile", "")), selector, metadata, str(data.get("name", "")))
 
 
+@runtime_checkable
+class Selector(Protocol):
+    """What the boot policy reads: Matchbox's selection and profiles."""
+
+    def select(self, labels: dict[str, str]) -> Group | None: ...
+
+    def profile(self, profile_id: str) -> dict | None: ...
+
+
+@runtime_checkable
+class Store(Selector, Protocol):
+    """What the boot service reads besides: the nodes the groups name, and the config files."""
+
+    def known_nodes(self) -> dict[str, str]: ...
+
+    def text(self, kind: str, name: str) -> tuple[str, bytes] | None: ...
+
+    def served_ignition(self, name: str, render: Callable[[bytes], bytes]) -> bytes | None: ...
+
+
 @dataclass
 class _Index:
     signature: tuple
@@ -110,7 +94,7 @@ class _Index:
     has_links: bool = False  # a group file is a symlink: look at the files, not only at the directory
 
 
-class Store:
+class MatchboxStore:
     """Reads one Matchbox data directory; safe to share between requests."""
 
     def __init__(self, root: Path, recheck: float = 1.0, clock: Clock = time.monotonic):
@@ -210,7 +194,7 @@ class Store:
         data = self._load(self.root / kind / name, lambda b: b)
         return (name, data) if isinstance(data, bytes) else None
 
-    def served_ignition(self, name: str, render) -> bytes | None:
+    def served_ignition(self, name: str, render: Callable[[bytes], bytes]) -> bytes | None:
         """A raw .ign config as served (`render(bytes)`), computed once per version of the file."""
         if not _safe_name(name):
             return None
@@ -235,7 +219,7 @@ class Store:
             return cached[1]
         try:
             value = parse(path.read_bytes())
-        except (OSError, ValueError, RenderFailedError):
+        except (OSError, ValueError):  # a config that cannot be rendered (render.RenderFailed) too
             value = None
         self._cache[key_path] = (key, value, now)
         return value

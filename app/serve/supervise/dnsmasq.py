@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.atomic import atomic_write
-from app.events import Event
+from app.events import Event, EventKind, Phase
 from app.layout import DNSMASQ_CONF, RUN
 from app.serve.errors import ServeError
 from app.serve.kernel.neighbours import link_mac
@@ -50,15 +50,15 @@ class LogParser:
         line = line.strip()
         if re.search(r"^dnsmasq\[\d+\]: started, version", line):
             # dnsmasq logs this after binding its sockets: from here on it answers.
-            return Event("dnsmasq-ready", source="dnsmasq", message=line.split(": ", 1)[1])
+            return Event(EventKind.DNSMASQ_READY, source="dnsmasq", message=line.split(": ", 1)[1])
         if m := re.search(r"dnsmasq-dhcp[^:]*: (\d+) (.*)$", line):
             return self._dhcp(m[1], m[2])
         if m := re.search(r"dnsmasq-tftp[^:]*: sent (\S+) to " + IP, line):
             mac = self.ip_mac.get(m[2]) or self.neighbour(m[2]) or ""
-            return Event("tftp", mac=mac, source="dnsmasq", message=f"sent {Path(m[1]).name}",
+            return Event(Phase.TFTP, mac=mac, source="dnsmasq", message=f"sent {Path(m[1]).name}",
                          detail={"file": m[1], "ip": m[2]})
         if m := re.search(r"dnsmasq-tftp[^:]*: (.*)$", line):
-            return Event("tftp-error" if "not found" in m[1] or "error" in m[1] else "dnsmasq",
+            return Event(EventKind.TFTP_ERROR if "not found" in m[1] or "error" in m[1] else "dnsmasq",
                          source="dnsmasq", message=m[1])
         return None
 
@@ -68,10 +68,10 @@ class LogParser:
             self.xid_mac[xid] = mac
             if ip:
                 self.ip_mac[ip] = mac
-            return Event("dhcp", mac=mac, source="dnsmasq", message=rest,
+            return Event(Phase.DHCP, mac=mac, source="dnsmasq", message=rest,
                          detail={"interface": iface, **({"ip": ip} if ip else {}), "answer": what})
         if m := re.match(r"bootfile name: (\S+)", rest):
-            return Event("dhcp", mac=self.xid_mac.get(xid, ""), source="dnsmasq",
+            return Event(Phase.DHCP, mac=self.xid_mac.get(xid, ""), source="dnsmasq",
                          message=f"boot file {m[1]}", detail={"bootfile": m[1]})
         return None
 
@@ -126,8 +126,8 @@ class Supervisor:
             if self._stopping:
                 return
             lived = time.monotonic() - began
-            self.on_event(Event("dnsmasq-exited", source="serve", message=f"exit code {code} after {lived:.1f}s",
-                                detail={"code": code}))
+            self.on_event(Event(EventKind.DNSMASQ_EXITED, source="serve",
+                                message=f"exit code {code} after {lived:.1f}s", detail={"code": code}))
             quick_deaths = quick_deaths + 1 if lived < self.quick_seconds else 1
             fatal = diagnose(list(self.recent))
             if quick_deaths >= self.max_quick_deaths or (lived < 2 and fatal != diagnose([])):
@@ -143,7 +143,7 @@ class Supervisor:
         while line := await process.stdout.readline():
             text = line.decode(errors="replace").rstrip()
             if m := GUARDIAN_STARTED.match(text):
-                self.on_event(Event("dnsmasq-started", source="serve",
+                self.on_event(Event(EventKind.DNSMASQ_STARTED, source="serve",
                                     detail={"pid": int(m[1]), "guardian": process.pid}))
                 continue
             self.recent.append(text)

@@ -3,7 +3,7 @@
 The leader is the `serve` process itself: it owns the output directory (serve.json, dnsmasq, TFTP)
 and starts N-1 more workers, each `python -m app.serve --worker` with the same options. Every
 worker listens on the port with SO_REUSEPORT, so the kernel spreads new connections over them, and
-all share the one event log (`app.events.shared`), which is what install windows are decided from.
+all share the one event log (`app.events.log.SharedEventLog`), which is what install windows are decided from.
 
 Workers die with the leader (a parent-death signal), and the leader stops them on its way out; one
 that exits on its own is started again (at most once every RESTART_SECONDS, so that a worker that

@@ -1,0 +1,205 @@
+"""The boot service: each boot route's whole transaction — decide (`policy.py`), render (`render.py`),
+record — between the HTTP handlers and the policy.
+
+Every event a boot route produces goes through `record`, the one path to the event log: alerts are
+counted always and logged at most once per ALERT_PERIOD for the same reason, sender and node; an
+unknown machine is kept at most once a period and only while fewer than MAX_DISCOVERED are; a
+download no node can be tied to is logged at most once a period per sender and file. Deciding and
+recording happen under the event log's transaction, so with several workers "once" still means once
+(docs/architecture.md, "Several workers").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+
+from app.events import ALERT, Event, EventKind
+from app.serve.boot import policy, render
+from app.serve.boot.labels import is_unicast
+from app.serve.guard.throttle import Throttle
+from app.serve.services import Services
+from app.serve.settings import BootSettings
+
+log = logging.getLogger("bootstrap_node.http")
+ALERT_PERIOD = 60.0  # at most one logged alert per reason, sender and node per minute; all are counted
+MAX_DISCOVERED = 256  # distinct unknown MACs kept for `discover` and the status page
+DISCOVERY_FULL = f"more than {MAX_DISCOVERED} unknown machines PXE-booted; the rest are not listed"
+BOOT_ASSETS = ("vmlinuz", "cpio.gz", ".efi", ".kpxe", "image.bin.bz2", ".raw")
+NOT_FOUND = "404 page not found\n"
+# With several workers, a decision the event log could not record is not acted on (`events.log.SharedEventLog`).
+UNSAVED = "the event log could not be written (is the disk full?); try again\n"
+CALLBACK_REFUSED = "callback refused: missing or wrong credential\n"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer, before it becomes an HTTP response."""
+
+    status: int
+    body: str | bytes
+    content_type: str = "text/plain"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def not_found() -> Reply:
+    return Reply(404, NOT_FOUND)
+
+
+def _text(decision: policy.Decision, body: str | None) -> Reply:
+    return not_found() if body is None else Reply(decision.status, body)
+
+
+@dataclass(frozen=True)
+class Download:
+    """A finished (or aborted) response under /assets/, as the handler saw it."""
+
+    address: str
+    path: str
+    range: str
+    sent: int
+    seconds: float
+    aborted: bool = False
+
+
+class BootService:
+    def __init__(self, settings: BootSettings, services: Services):
+        self.settings = settings
+        self.services = services
+        self.store, self.events, self.metrics = services.store, services.events, services.metrics
+        self.throttle = Throttle(ALERT_PERIOD)
+
+    # -- the one record path -----------------------------------------------------------------------
+    def record(self, events: list[Event]) -> None:
+        now = time.monotonic()
+        for event in events:
+            if event.kind == ALERT:
+                self.metrics.alert(str(event.detail.get("reason", "")))
+                if not self.throttle.allow((event.detail.get("reason"), event.detail.get("remote"), event.mac), now):
+                    continue
+            elif event.kind == EventKind.DISCOVERED and not self._keep_discovery(event, now):
+                continue
+            self.events.record(event)
+
+    def _keep_discovery(self, event: Event, now: float) -> bool:
+        """Unknown machines are for `discover`: real NICs only, each at most once a period, and at
+        most MAX_DISCOVERED of them (a flood of made-up MACs is counted, not kept)."""
+        if not is_unicast(event.mac):
+            return False
+        if event.mac not in self.events.discovered and len(self.events.discovered) >= MAX_DISCOVERED:
+            self.metrics.alert(DISCOVERY_FULL)
+            return False
+        return self.throttle.allow((EventKind.DISCOVERED.value, event.mac), now)
+
+    # -- /ipxe, /grub ------------------------------------------------------------------------------
+    def ipxe(self, req: policy.Request) -> Reply:
+        mac = policy.mac_label(req.labels)
+        with self.events.transaction():  # its `ipxe` event also ties the address's downloads to the node
+            decision = policy.decide_ipxe(req, self.store, self.events.state(mac), self.events.known, self.settings)
+            self.record(decision.events)
+        return _text(decision, render.script_text(decision, self.settings.retry_seconds))
+
+    def grub(self, req: policy.Request) -> Reply:
+        decision = policy.decide_grub(req, self.store)
+        return _text(decision, render.script_text(decision, self.settings.retry_seconds, render.grub_script))
+
+    # -- /ignition, /generic, /metadata --------------------------------------------------------------
+    def config(self, req: policy.Request, raw_query: str) -> Reply:
+        with self.events.transaction():  # "once" means once: deciding and recording it are one step
+            return self._config(req, raw_query)
+
+    def _config(self, req: policy.Request, raw_query: str) -> Reply:
+        decision = policy.decide_config(req, self.store, self.events.state, self.settings,
+                                        self.services.new_credential)
+        if not decision.is_config:
+            self.record(decision.events)
+            return _text(decision, render.script_text(decision, self.settings.retry_seconds))
+        try:
+            body = self._render_config(req, decision, raw_query)
+        except render.RenderFailed as exc:
+            log.warning("%s for %s: %s", req.route, decision.group.id, exc)
+            return not_found()
+        if body is None:
+            return not_found()
+        served = [dataclasses.replace(e, detail={**e.detail, "bytes": len(body)}) for e in decision.events]
+        mac = policy.mac_label(req.labels)
+        if not served and req.route == "ignition" and mac:
+            served.append(Event(EventKind.HTTP, mac=mac, source="http",
+                                detail={"route": "/ignition", "group": decision.group.id}))
+        self.record(served)
+        if not self.events.saved():
+            return Reply(503, UNSAVED)
+        if req.route == "ignition":
+            return Reply(200, body, content_type="application/json")
+        return Reply(200, body.decode(errors="replace"))
+
+    def _render_config(self, req: policy.Request, decision: policy.Decision, raw_query: str) -> bytes | None:
+        name = decision.profile[f"{req.route}_id"]
+        if req.route == "ignition" and name.endswith((".ign", ".ignition")):
+            # Raw configs do not depend on the request: render once per version of the file.
+            body = self.store.served_ignition(name, lambda data: render.ignition_bytes(name, data, {}))
+        else:
+            found = self.store.text(req.route, name)
+            if found is None:
+                return None
+            variables = render.template_variables(decision.group.metadata, decision.group.selector, req.labels,
+                                                  raw_query)
+            try:
+                body = (render.ignition_bytes(found[0], found[1], variables) if req.route == "ignition"
+                        else render.go_template(found[1].decode(), variables).encode())
+            except UnicodeDecodeError as exc:
+                raise render.RenderFailed(str(exc)) from None
+        if body is not None and decision.credential and req.route == "ignition":
+            body = render.with_credential(body, decision.credential)
+        return body
+
+    def metadata(self, req: policy.Request, raw_query: str) -> Reply:
+        decision = policy.decide_metadata(req, self.store)
+        if not decision.is_config:
+            return not_found()
+        self.record(decision.events)
+        variables = render.template_variables(decision.group.metadata, decision.group.selector, req.labels, raw_query)
+        # Matchbox's own (wrong) media type, kept so that clients see what Matchbox sends.
+        return Reply(200, render.metadata_env(variables).encode(), headers={"Content-Type": "plain/text"})
+
+    # -- POST /events --------------------------------------------------------------------------------
+    def callback(self, req: policy.Request, mac: str, phase: str, message: str) -> Reply:
+        with self.events.transaction():
+            decision = policy.decide_callback(req, mac, phase, message, self.events.state(mac), self.settings)
+            self.record(decision.events)
+            if decision.answer is policy.Answer.REFUSED:
+                self.metrics.bad_callbacks += 1
+                return Reply(decision.status, CALLBACK_REFUSED)
+            if not self.events.saved():
+                return Reply(503, UNSAVED)
+        return Reply(200, "ok\n")
+
+    # -- downloads -----------------------------------------------------------------------------------
+    def downloaded(self, download: Download) -> None:
+        """A boot asset's download as an event: the node's own (attributed by its /ipxe), else
+        throttled so that a flood of anonymous downloads cannot fill the log."""
+        if not download.path.rsplit("/", 1)[-1].endswith(BOOT_ASSETS):
+            return
+        self.metrics.bytes_sent += download.sent
+        with self.events.transaction():
+            mac = self.events.mac_at(download.address)
+            if not mac and not self.throttle.allow(("download", download.address, download.path), time.monotonic()):
+                return
+            detail = {"route": "/assets/", "file": download.path[:300], "bytes": download.sent,
+                      "range": download.range[:100], "seconds": round(download.seconds, 4)}
+            if download.aborted:
+                detail["aborted"] = True
+            self.record([Event(EventKind.BOOT_ASSET if mac else EventKind.HTTP, mac=mac, source="http",
+                               detail=detail)])
+
+    def image_pulled(self, address: str, ref: str, digest: str, sent: int) -> None:
+        """Every blob counts toward bytes sent; an image asked for by tag (once per pull) is an event,
+        attributed to the node whose MAC the neighbour table holds for the puller."""
+        self.metrics.bytes_sent += sent
+        if "@" in ref:
+            return
+        mac = self.services.neighbour(address, None) if address else None
+        self.record([Event(EventKind.IMAGE_PULL, mac=mac if mac in self.events.known else "", source="http",
+                           message=ref, detail={"digest": digest, "ip": address})])
