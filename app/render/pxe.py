@@ -1,4 +1,5 @@
-"""Which iPXE build each x86-64 UEFI machine chainloads, as dnsmasq.conf variables.
+"""Which iPXE build each x86-64 UEFI machine chainloads: dnsmasq.conf variables, and the table serve's
+UEFI HTTP Boot answer reads (matchbox/uefi-loaders.json).
 
 UEFI firmware fetches the loader over TFTP in lock-step blocks, so its size sets how long a rack
 powering on at once waits: snponly.efi (~170 KB) drives the NIC through the firmware's own driver,
@@ -8,9 +9,12 @@ cluster picks one; a node may pick the other, which dnsmasq tells apart by the n
 
 from __future__ import annotations
 
-from app.cluster import Cluster
+import json
 
-UEFI_LOADER_FILE = {"snponly": "snponly.efi", "ipxe": "ipxe.efi"}
+from app.cluster import Cluster
+from app.layout import UEFI_BUILDS
+
+UEFI_LOADER_FILE = dict(zip(("snponly", "ipxe"), UEFI_BUILDS, strict=True))  # pxe.uefi_loader -> tftp/ file
 
 
 def uefi_loader_files(cluster: Cluster) -> set[str]:
@@ -33,3 +37,12 @@ def pxe_variables(cluster: Cluster) -> dict:
                               "macs": [n.mac for n in nodes], "nodes": [n.name for n in nodes]})
     tags = ",".join(["tag:!ipxe", *(f"tag:!{o['tag']}" for o in overrides)])
     return {"UEFI_LOADER": UEFI_LOADER_FILE[default], "UEFI_OVERRIDES": overrides, "UEFI_DEFAULT_TAGS": tags}
+
+
+def uefi_loaders_file(cluster: Cluster) -> bytes:
+    """{"default": file, "nodes": {mac: file}}: what serve's HTTP Boot answer names, per MAC, so that a
+    machine booting over HTTP gets the build its PXE boot would."""
+    nodes = {n.mac: UEFI_LOADER_FILE[cluster.uefi_loader_of(n)] for n in cluster.nodes
+             if n.arch == "amd64" and cluster.uefi_loader_of(n) != cluster.default_uefi_loader}
+    return (json.dumps({"default": UEFI_LOADER_FILE[cluster.default_uefi_loader], "nodes": nodes}, indent=2,
+                       sort_keys=True) + "\n").encode()

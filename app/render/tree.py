@@ -23,9 +23,9 @@ from app.cluster.sysexts import (
 )
 from app.ignition import butane
 from app.ignition import rules as ignition
-from app.layout import CREDENTIAL_PATH
+from app.layout import CREDENTIAL_PATH, UEFI_LOADERS
 from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
-from app.render.pxe import pxe_variables
+from app.render.pxe import pxe_variables, uefi_loaders_file
 from app.render.templates import TemplateError, Templates
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
@@ -67,6 +67,7 @@ def render_tree(cluster: Cluster, secrets: pki.Secrets, templates: Templates, ap
     for node in cluster.nodes:
         files.update(_node_files(cluster, node, base, templates, appliance))
     files["dnsmasq.conf"] = (_render(templates, "dnsmasq.conf.tmpl", base).encode(), PUBLIC)
+    files[f"matchbox/{UEFI_LOADERS}"] = (uefi_loaders_file(cluster), PUBLIC)
     for name, data in sorted(appliance.ipxe_binaries.items()):
         files[f"tftp/{name}"] = (data, PUBLIC)
     return files

@@ -16,7 +16,7 @@ import socket
 from aiohttp import web
 
 from app.events import Event, EventKind, EventLog, SharedEventLog
-from app.layout import TFTP
+from app.layout import TFTP, UEFI_LOADERS
 from app.serve.app import build_app
 from app.serve.boot.store import MatchboxStore
 from app.serve.errors import ServeError
@@ -25,6 +25,7 @@ from app.serve.services import Services
 from app.serve.settings import Dhcp, ServeSettings, Tftp
 from app.serve.supervise import claim, workers
 from app.serve.supervise.dnsmasq import DnsmasqFailed, Supervisor, conf_for
+from app.serve.supervise.httpboot import HttpBootResponder
 from app.serve.supervise.tftp import BuiltinTftp
 
 log = logging.getLogger("bootstrap_node.serve")
@@ -47,6 +48,7 @@ class Server:
         self.runner: web.AppRunner | None = None
         self.supervisor: Supervisor | None = None
         self.tftp: BuiltinTftp | None = None
+        self.httpboot: HttpBootResponder | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.failure: Exception | None = None
@@ -86,6 +88,9 @@ class Server:
         self._tasks.append(asyncio.create_task(self._follow_events()))
         if self.opts.leader:
             self._start_leader_parts()
+            if self.opts.dhcp == Dhcp.proxy and self.opts.app.boot.own_tree:
+                self.httpboot = await HttpBootResponder.start(self.opts.host, self.url,
+                                                              self.opts.app.data_dir / UEFI_LOADERS, self.events.record)
         log.info("serving %s (data %s, assets %s%s)", self.url, self.opts.app.data_dir, self.opts.app.assets,
                  f", worker {self.opts.worker + 1} of {self.opts.workers}" if shared_port else "")
 
@@ -159,6 +164,8 @@ class Server:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.tftp is not None:
             self.tftp.stop()
+        if self.httpboot is not None:
+            self.httpboot.stop()
         if self.runner is not None:
             await self.runner.cleanup()  # stops accepting, waits up to shutdown_timeout for requests
         if self._owns_output:

@@ -31,6 +31,10 @@ import lab_bmc as bmc  # noqa: E402
 REPO = HERE.parent.parent
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# OVMF's own switches (OvmfPkg/RUNTIME_CONFIG.md): without its PXE client and IPv6, the NIC's only
+# boot option left is "UEFI HTTPv4", as on a machine set to HTTP boot in its firmware menu.
+HTTP_BOOT_ONLY = ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+                  "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=n"]
 NEEDS = {"ip": "iproute2", "dnsmasq": "dnsmasq-base", "qemu-system-x86_64": "qemu-system-x86",
          "busybox": "busybox-static", "cpio": "cpio"}
 
@@ -43,7 +47,7 @@ class LabError(Exception):
 class Machine:
     name: str
     mac: str
-    firmware: str  # "bios" | "uefi"
+    firmware: str  # "bios" | "uefi" (OVMF's PXE client) | "uefi-http" (OVMF's HTTP Boot client only)
 
 
 # The lab's machines: three nodes of scripts/lab/cluster.yaml and one stranger.
@@ -270,12 +274,14 @@ class Lab:
                 with disk.open("wb") as f:
                     f.truncate(disk_gb << 30)
             args += ["-drive", f"file={disk},format=raw,if=virtio"]
-        if machine.firmware == "uefi":
+        if machine.firmware.startswith("uefi"):
             vars_copy = self.dir / f"{machine.name}.OVMF_VARS.fd"
             shutil.copyfile(OVMF_VARS, vars_copy)
             # romfile= (empty): OVMF's own PXE client runs, as vendor firmware does, not QEMU's iPXE ROM.
             args += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                      "-drive", f"if=pflash,format=raw,file={vars_copy}", "-device", nic + ",romfile="]
+            if machine.firmware == "uefi-http":
+                args += HTTP_BOOT_ONLY
         else:
             args += ["-device", nic]
         return self._spawn(machine.name, self.lan, args, self.dir / f"{machine.name}.qemu.log")
