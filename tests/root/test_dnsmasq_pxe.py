@@ -129,6 +129,29 @@ def test_uefi_machines_get_snponly_and_a_fallback_node_ipxe(appliance, tmp_path)
     assert (FALLBACK_MAC, "ipxe.efi") in offered and ("52:54:00:00:00:21", "snponly.efi") in offered
 
 
+def test_uefi_http_boot_gets_a_proxy_offer_with_the_loader_url(appliance, tmp_path):
+    """dnsmasq's proxy stays silent for vendor class HTTPClient; serve answers on the same port: no
+    address, option 60 HTTPClient, the URL of the node's own build, which HTTP then serves."""
+    net, out, _ = appliance
+    answers = {mac: probe(net, mac, 16) for mac in ("52:54:00:00:00:21", FALLBACK_MAC, "52:54:00:00:00:99")}
+    base = f"http://{SERVER_IP}:8080/uefi"
+    assert {mac: a["file"] for mac, a in answers.items()} == {
+        "52:54:00:00:00:21": f"{base}/snponly.efi", FALLBACK_MAC: f"{base}/ipxe.efi",
+        "52:54:00:00:00:99": f"{base}/snponly.efi"}
+    assert all(a["server"] == SERVER_IP and a["yiaddr"] == "0.0.0.0" and a["vendor_class"] == "HTTPClient"
+               for a in answers.values()), answers
+    assert probe(net, "52:54:00:00:00:21", 7)["file"] == "snponly.efi"  # dnsmasq still answers PXE beside it
+    for name in ("snponly.efi", "ipxe.efi"):
+        code = (f"import urllib.request,sys; sys.stdout.buffer.write(urllib.request.urlopen({base + '/' + name!r})"
+                ".read())")
+        fetched = subprocess.run(["ip", "netns", "exec", net.client, sys.executable, "-c", code],
+                                 capture_output=True, timeout=60)
+        assert fetched.returncode == 0 and fetched.stdout == (IPXE_DIR / name).read_bytes(), fetched.stderr
+    recorded = {(e["mac"], e["detail"]["bootfile"]) for e in events(out)
+                if e["kind"] == "dhcp" and e.get("source") == "httpboot"}
+    assert (FALLBACK_MAC, f"{base}/ipxe.efi") in recorded
+
+
 def test_tftp_serves_ipxe_to_the_client(appliance, tmp_path):
     net, out, _ = appliance
     target = tmp_path / "undionly.kpxe"
