@@ -52,7 +52,7 @@ class Machine:
 
 # The lab's machines: three nodes of scripts/lab/cluster.yaml and one stranger.
 MACHINES = [Machine("cp-1", "52:54:00:aa:bb:01", "bios"), Machine("worker-1", "52:54:00:aa:bb:02", "uefi"),
-            Machine("worker-2", "52:54:00:aa:bb:03", "bios"), Machine("stranger", "52:54:00:aa:bb:99", "uefi")]
+            Machine("worker-2", "52:54:00:aa:bb:03", "uefi-http"), Machine("stranger", "52:54:00:aa:bb:99", "uefi")]
 
 
 @dataclass
