@@ -4,6 +4,7 @@ for firmware whose SNP is broken), per cluster and per node; validated, rendered
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -143,3 +144,10 @@ def test_real_dnsmasq_accepts_the_per_node_config(tmp_path):
     result = subprocess.run(["dnsmasq", "--test", f"--conf-file={tmp_path / 'o' / 'dnsmasq.conf'}"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and "syntax check OK" in result.stderr, result.stderr
+
+
+def test_http_boot_gets_the_same_choice_per_mac(tmp_path):
+    """matchbox/uefi-loaders.json: what serve's UEFI HTTP Boot answer names (supervise/httpboot.py)."""
+    generated(tmp_path, config(tmp_path, worker_2="ipxe"), "snponly.efi", "ipxe.efi")
+    table = json.loads((tmp_path / "o" / "matchbox" / "uefi-loaders.json").read_text())
+    assert table == {"default": "snponly.efi", "nodes": {"52:54:00:00:00:22": "ipxe.efi"}}
