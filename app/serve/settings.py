@@ -58,10 +58,10 @@ class Limits:
 class AppSettings:
     data_dir: Path  # a Matchbox data dir: groups/, profiles/, ignition/, generic/
     assets: Path | None = None  # served at /assets/
-    loaders: Path | None = None  # tftp/: its iPXE EFI builds also served at /uefi/ for UEFI HTTP Boot
     images: Path | None = None  # an OCI image layout served at /v2/
     boot: BootSettings = field(default_factory=BootSettings)
     limits: Limits = field(default_factory=Limits)
+    loaders: Path | None = None  # tftp/: its iPXE EFI builds also served at /uefi/ for UEFI HTTP Boot
 
 
 @dataclass(frozen=True)
