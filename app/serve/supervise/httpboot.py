@@ -49,20 +49,28 @@ class Discover:
     arch: int | None
 
 
+def dhcp_options(data: bytes) -> dict[int, bytes] | None:
+    """The options after the magic cookie (the first of a repeated code), None when one runs past the end."""
+    options: dict[int, bytes] = {}
+    i = 240
+    while i < len(data) and data[i] != 255:
+        if data[i] == 0:  # pad
+            i += 1
+            continue
+        end = i + 2 + (data[i + 1] if i + 1 < len(data) else len(data))
+        if end > len(data):
+            return None
+        options.setdefault(data[i], data[i + 2:end])
+        i = end
+    return options
+
+
 def parse_discover(data: bytes) -> Discover | None:
     """A DHCPDISCOVER from an Ethernet client, or None for anything else (malformed included)."""
     if len(data) < 240 or data[0] != 1 or data[1] != 1 or data[2] != 6 or data[236:240] != MAGIC:
         return None
-    options, i = {}, 240
-    while i < len(data) and data[i] != 255:
-        if data[i] == 0:
-            i += 1
-            continue
-        if i + 2 > len(data) or i + 2 + data[i + 1] > len(data):
-            return None
-        options.setdefault(data[i], data[i + 2:i + 2 + data[i + 1]])
-        i += 2 + data[i + 1]
-    if options.get(53) != bytes([DISCOVER]):
+    options = dhcp_options(data)
+    if options is None or options.get(53) != bytes([DISCOVER]):
         return None
     arch = options.get(93)
     return Discover(xid=data[4:8], flags=data[10:12], chaddr=data[28:44], mac=data[28:34].hex(":"),
