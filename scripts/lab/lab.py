@@ -150,7 +150,9 @@ class Lab:
         self._spawn("libvirtd", self.lan, ["libvirtd"], self.dir / "libvirtd.log")
         bmc.wait_for_libvirt(lambda: _alive(self.state.pids["libvirtd"]))
         for m in self.nodes:
-            bmc.define(m.name, bmc.domain_xml(m.name, m.mac, m.firmware, self.dir, self.memory_mb, self.accel),
+            # The domains get no OVMF fw_cfg switches: the HTTP Boot machine boots with BIOS behind a BMC.
+            firmware = "bios" if m.firmware == "uefi-http" else m.firmware
+            bmc.define(m.name, bmc.domain_xml(m.name, m.mac, firmware, self.dir, self.memory_mb, self.accel),
                        self.dir)
             self.state.domains.append(m.name)
             self.state.save()
