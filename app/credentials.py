@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from app import pki
-from app.atomic import OutputError
+from app.generations import OutputError
 
 
 def load_secrets(output: Path, *, rotate: bool, now: dt.datetime) -> tuple[pki.Secrets, bool]:

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import pki
-from app.atomic import WriteSummary, write_tree
 from app.cluster import Cluster
 from app.cluster.sysexts import ASSET_DIR, cluster_sysexts, served_sums_problems
+from app.cluster_record import cluster_exists, forget_cluster
 from app.credentials import load_secrets
-from app.joins import cluster_exists, forget_cluster
+from app.generations import WriteSummary, write_tree
 from app.render.pxe import uefi_loader_files
 from app.render.templates import Templates
 from app.render.tree import Appliance, RenderError, render_tree
@@ -55,7 +55,8 @@ def generate(cluster: Cluster, output: Path, templates: Path | None, *, assets: 
     joins = prepare_joins(cluster, output, secrets, api_endpoints(cluster, api_servers), now) if exists else JoinPlan()
     hashes = _sysext_hashes(cluster, assets, warnings)
     appliance = Appliance(output_dir=output, ipxe_binaries=ipxe, sysext_hashes=hashes,
-                          ignition_schemas=ignition_schemas, cluster_exists=exists, join_tokens=joins.tokens)
+                          ignition_schemas=ignition_schemas, cluster_exists=exists, join_tokens=joins.tokens,
+                          certificate_keys=joins.certificate_keys)
     files = render_tree(cluster, secrets, Templates(templates), appliance)  # raises before any write
     summary = write_tree(output, files)  # the whole tree switches at once, or not at all
     if new_cluster:

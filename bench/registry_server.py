@@ -14,8 +14,8 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.events import EventLog  # noqa: E402
 from app.serve.app import build_app  # noqa: E402
+from app.serve.boot.services import Services  # noqa: E402
 from app.serve.boot.store import MatchboxStore  # noqa: E402
-from app.serve.services import Services  # noqa: E402
 from app.serve.settings import AppSettings  # noqa: E402
 
 

@@ -37,7 +37,7 @@ def generate(
     images: ImagesOpt = DEFAULT_IMAGES,
     new_cluster: Annotated[bool, typer.Option(
         help="Start the cluster over: forget that it exists, so the first controller's config runs `kubeadm "
-             "init` again. Only for a cluster that is gone (see README, Day 2).")] = False,
+             "init` again. Only for a cluster that is gone (see docs/day-2.md).")] = False,
     server: Server = None,
 ) -> None:
     """Render the output tree: Matchbox data, Ignition per node, PKI, dnsmasq.conf, TFTP files.
@@ -73,8 +73,8 @@ def _warn_missing_images(cluster: Cluster, paths: Paths, layout: Path) -> None:
 
 def generate_or_exit(cluster: Cluster, paths: Paths, **options):
     """Run generate; print its warnings; on failure say the output is unchanged and exit."""
-    from app.atomic import OutputError
     from app.generate import generate as run
+    from app.generations import OutputError
     from app.render.tree import RenderError
 
     try:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import urllib.parse
 
-from app.gotemplate.gofmt import format_one, sprintf
-from app.gotemplate.values import StringMap, is_true, sprint, sprintln, type_name
+from app.gotemplate.gofmt import format_one, sprint, sprintf, sprintln
+from app.gotemplate.values import StringMap, is_true, type_name
 
 
 class FuncError(Exception):

@@ -202,3 +202,22 @@ def number_or_star(fmt: str, i: int, args: list, used: int) -> tuple[int, int, i
 
 
 __all__ = ["StringMap", "format_one", "sprintf"]
+
+
+def format_value(value, verb: str = "v") -> str:
+    """fmt's %v (and %s etc. reach composites through here): maps with sorted keys, slices in []."""
+    return format_one(value, verb, None)
+
+
+def sprint(args: list) -> str:
+    """fmt.Sprint: a space between operands when neither side is a string."""
+    out = []
+    for i, arg in enumerate(args):
+        if i and not isinstance(arg, str) and not isinstance(args[i - 1], str):
+            out.append(" ")
+        out.append(format_value(arg))
+    return "".join(out)
+
+
+def sprintln(args: list) -> str:
+    return " ".join(format_value(a) for a in args) + "\n"

@@ -93,23 +93,3 @@ def format_float_g(number: float) -> str:
     if len(digits) <= exp + 1:
         return sign + digits + "0" * (exp + 1 - len(digits))
     return f"{sign}{digits[:exp + 1]}.{digits[exp + 1:]}"
-
-
-def format_value(value, verb: str = "v") -> str:
-    """fmt's %v (and %s etc. reach composites through here): maps with sorted keys, slices in []."""
-    from app.gotemplate.gofmt import format_one
-    return format_one(value, verb, None)
-
-
-def sprint(args: list) -> str:
-    """fmt.Sprint: a space between operands when neither side is a string."""
-    out = []
-    for i, arg in enumerate(args):
-        if i and not isinstance(arg, str) and not isinstance(args[i - 1], str):
-            out.append(" ")
-        out.append(format_value(arg))
-    return "".join(out)
-
-
-def sprintln(args: list) -> str:
-    return " ".join(format_value(a) for a in args) + "\n"

@@ -4,10 +4,12 @@ coming up, the address an unknown machine booted from — gathered by following 
 
 from __future__ import annotations
 
+import urllib.parse
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.confine import confine
 from app.events import Event, EventKind, EventLog, Follower
 
 # The install image a node downloads while it installs: "the big download".
@@ -89,13 +91,11 @@ def _is_image(file: str) -> bool:
 
 def asset_size(assets: Path | None, url_path: str) -> int | None:
     """The size of the file `/assets/...` names under `assets`; None when it is absent or the
-    path (it came from the network, via the log) would leave the root."""
+    path (it came from the network, via the log) would leave the root (`app.confine`)."""
     if assets is None or not url_path.startswith("/assets/"):
         return None
-    root = assets.resolve()
+    target = confine(assets, urllib.parse.quote(url_path[len("/assets/"):]))
     try:
-        target = (root / url_path[len("/assets/"):]).resolve()
-        target.relative_to(root)
-        return target.stat().st_size if target.is_file() else None
-    except (OSError, ValueError):
+        return target.stat().st_size if target is not None and target.is_file() else None
+    except OSError:
         return None

@@ -12,7 +12,7 @@ from enum import Enum
 from pathlib import Path
 
 from app import process
-from app.atomic import atomic_write
+from app.atomic_file import atomic_write
 from app.layout import SERVE_STATE
 
 

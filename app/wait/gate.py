@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import pki
-from app.atomic import atomic_write
+from app.atomic_file import atomic_write
 from app.cluster import Cluster
+from app.cluster_record import record_cluster
 from app.events import Event, EventKind, EventLog, Phase, append_event
 from app.exitcodes import ExitCode
-from app.joins import record_cluster
 from app.layout import ADMIN_KUBECONFIG, CREDENTIALS, KUBECONFIG, api_url
 from app.wait import kube
 from app.wait.addons import Installer, Plan
@@ -40,7 +40,7 @@ class WaitOptions:
 class Outcome:
     code: int
     message: str
-    cluster_recorded: bool = False  # this run was the first to see the cluster (see app/joins.py)
+    cluster_recorded: bool = False  # this run was the first to see the cluster (see app/cluster_record.py)
 
 
 class Interrupted(Exception):

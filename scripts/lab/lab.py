@@ -3,7 +3,7 @@ nothing about PXE, the appliance running `bootstrap-node serve`, and QEMU machin
 that PXE-boot from it. Root only. Everything made is recorded in build/lab/state.json and removed
 by `down`, by process id and namespace name.
 
-Topology (from ../shared/notes/lab-qemu-pxe.md):
+Topology:
     <prefix>lan:  br0 + one tap per VM            (QEMU runs here)
     <prefix>site: site0 10.99.0.1, dnsmasq DHCP 10.99.0.100-150 (no PXE options)
     <prefix>appl: appl0 10.99.0.2, bootstrap-node serve (proxy DHCP, TFTP, HTTP :8080)
@@ -36,7 +36,9 @@ OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 HTTP_BOOT_ONLY = ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
                   "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=n"]
 NEEDS = {"ip": "iproute2", "dnsmasq": "dnsmasq-base", "qemu-system-x86_64": "qemu-system-x86",
-         "busybox": "busybox-static", "cpio": "cpio"}
+         "busybox": "busybox-static", "cpio": "cpio",
+         # the stand-in's real Ignition: built from source (scripts/ignition-binaries), and usermod
+         "go": "golang-go", "usermod": "passwd"}
 
 
 class LabError(Exception):

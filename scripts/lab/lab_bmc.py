@@ -1,7 +1,7 @@
 """The lab's BMCs (LAB_POWER=redfish|ipmi): the lab machines become libvirt domains, and a BMC server
 written by someone else powers them: sushy-tools' Redfish emulator (libvirt driver) or virtualbmc
 (IPMI). The lab then starts no VM itself: `bootstrap-node power on` (or `init`) does, through the
-BMC. Facts this rests on: ../shared/notes/lab-bmc.md.
+BMC.
 
 libvirtd runs inside the lab's LAN namespace, so a domain's `<interface type='bridge'>` gets its
 vnetN there, on br0, on every power-on; the BMC servers stay in the root namespace and reach libvirt

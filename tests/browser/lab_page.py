@@ -28,8 +28,8 @@ from aiohttp import web
 from app.events import PHASES, Event, EventKind, EventLog
 from app.serve.app import build_app
 from app.serve.boot import policy
+from app.serve.boot.services import Services
 from app.serve.boot.store import MatchboxStore
-from app.serve.services import Services
 from app.serve.settings import AppSettings
 
 T0 = dt.datetime(2025, 3, 14, 9, 0, 0, tzinfo=dt.UTC).timestamp()

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import app.atomic
 import app.generate
+import app.generations
 from app import pki
 from app.cli import app as cli
 from app.cluster import load_cluster
@@ -48,7 +48,7 @@ class KillSwitch:
         self.calls, self.kill_at = 0, kill_at
         for name in MUTATING:
             monkeypatch.setattr(os, name, self._wrap(name, getattr(os, name)))
-        monkeypatch.setattr(app.atomic, "_exchange", self._wrap("exchange", app.atomic._exchange))
+        monkeypatch.setattr(app.generations, "_exchange", self._wrap("exchange", app.generations._exchange))
 
     def _wrap(self, name: str, original):
         def counted(*args, **kwargs):
@@ -166,14 +166,14 @@ def old_output(tmp_path: Path, config: Path, ipxe: Path) -> Path:
 def pre_generations_layout(generated: Path, target: Path) -> Path:
     """The layout generate wrote before generations: real directories and a manifest at the top."""
     target.mkdir()
-    for entry in app.atomic.MANAGED:
+    for entry in app.generations.MANAGED:
         source = generated / entry
         if source.is_dir():
             shutil.copytree(source, target / entry)  # follows the links: real files, modes kept
         elif source.is_file():
             shutil.copy2(source, target / entry)
     files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
-    (target / app.atomic.MANIFEST).write_text("".join(f"{rel}\n" for rel in files))
+    (target / app.generations.MANIFEST).write_text("".join(f"{rel}\n" for rel in files))
     return target
 
 
@@ -218,7 +218,7 @@ def test_migration_keeps_what_readers_see_and_files_generate_did_not_write(tmp_p
     result = generate(cluster, old, None, assets=Path("/nonexistent"), ipxe_dir=ipxe)
     assert visible_tree(old) == tree  # the same files, without the temporary one
     assert result.summary.written == [] and result.summary.removed == []
-    assert all((old / entry).is_symlink() for entry in app.atomic.MANAGED)
+    assert all((old / entry).is_symlink() for entry in app.generations.MANAGED if entry not in app.generations.OPTIONAL)
     assert leftovers(old, frozenset({"events.jsonl"})) == []
     assert (old / "events.jsonl").read_bytes() == b"{}\n"
 
@@ -230,7 +230,7 @@ def test_generations_kept_are_the_current_and_the_previous(tmp_path, inputs):
         cluster, _ = load_cluster(config)
         generate(cluster, out, override, assets=Path("/nonexistent"), ipxe_dir=ipxe)
         assert leftovers(out) == []
-    gens = out / app.atomic.GENERATIONS
+    gens = out / app.generations.GENERATIONS
     assert sorted(p.name for p in gens.iterdir()) == ["3", "4", "current", "previous"]
     assert os.readlink(gens / "current") == "4" and os.readlink(gens / "previous") == "3"
 
@@ -267,10 +267,10 @@ def test_a_write_back_error_at_the_one_flush_leaves_the_old_tree(tmp_path, monke
     tree = visible_tree(old)
     fsyncs = []
     monkeypatch.setattr(os, "fsync", lambda fd, original=os.fsync: fsyncs.append(fd) or original(fd))
-    monkeypatch.setattr(app.atomic, "_LIBC", _LibcWithFailingSyncfs())
-    monkeypatch.setattr(app.atomic.ctypes, "get_errno", lambda: errno.EIO)
+    monkeypatch.setattr(app.generations, "_LIBC", _LibcWithFailingSyncfs())
+    monkeypatch.setattr(app.generations.ctypes, "get_errno", lambda: errno.EIO)
     cluster, _ = load_cluster(after)
-    with pytest.raises(app.atomic.OutputError, match="Input/output error; output left unchanged"):
+    with pytest.raises(app.generations.OutputError, match="Input/output error; output left unchanged"):
         generate(cluster, old, None, assets=Path("/nonexistent"), ipxe_dir=ipxe)
     assert not fsyncs  # no file was fsynced one by one: the flush is the one that failed
     assert visible_tree(old) == tree and leftovers(old) == []
@@ -281,7 +281,7 @@ def test_without_syncfs_every_staged_file_is_fsynced(tmp_path, monkeypatch, inpu
     synced = []
     monkeypatch.setattr(os, "fsync", lambda fd, original=os.fsync: synced.append(os.readlink(f"/proc/self/fd/{fd}"))
                         or original(fd))
-    monkeypatch.setattr(app.atomic, "_LIBC", object())
+    monkeypatch.setattr(app.generations, "_LIBC", object())
     old_output(tmp_path, before, ipxe)
     files = [p for p in synced if "/.generations/1/" in p and not os.path.isdir(p)]
     assert any(p.endswith("/credentials/ca.key") for p in files) and len(files) > 10

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from app.atomic import CURRENT, GENERATIONS, MANAGED, MANIFEST, PREVIOUS
+from app.generations import CURRENT, GENERATIONS, MANAGED, MANIFEST, PREVIOUS
 from tests.support.paths import EXAMPLE, REPO
 
 Tree = dict[str, tuple[bytes, int] | int]  # file -> (bytes, mode); "dir/" -> mode

@@ -105,7 +105,7 @@ class MatchboxStore:
         self._index = _Index(signature=("never",))
         self._watch = DirectoryWatch(root / "groups")
         self._groups_looked = Recheck(recheck, clock)
-        self._cache: dict[tuple, tuple[tuple, object, float]] = {}  # (path, tag) -> (version, parsed, checked)
+        self._cache: dict[tuple, _Cached] = {}  # (path, tag) -> what was parsed, of which version
 
     # -- groups ----------------------------------------------------------------------------------
     def select(self, labels: dict[str, str]) -> Group | None:
@@ -203,26 +203,32 @@ class MatchboxStore:
     def _load(self, path: Path, parse, tag: str = ""):
         """Parse a file once per version of it on disk (mtime and size), looking at the disk at most
         once per `recheck` seconds per file."""
-        now = self._clock()
-        key_path = (path, tag)
-        cached = self._cache.get(key_path)
-        if cached and now - cached[2] < self.recheck:
-            return cached[1]
+        cached = self._cache.get((path, tag))
+        if cached is None:
+            cached = self._cache[(path, tag)] = _Cached(Recheck(self.recheck, self._clock))
+        elif not cached.looked.due():
+            return cached.value
+        cached.looked.done()
         try:
             st = path.stat()
         except OSError:
-            self._cache[key_path] = ((None, None), None, now)
+            cached.version, cached.value = None, None
             return None
-        key = (st.st_mtime_ns, st.st_size)
-        if cached and cached[0] == key:
-            self._cache[key_path] = (key, cached[1], now)
-            return cached[1]
-        try:
-            value = parse(path.read_bytes())
-        except (OSError, ValueError):  # a config that cannot be rendered (render.RenderFailed) too
-            value = None
-        self._cache[key_path] = (key, value, now)
-        return value
+        version = (st.st_mtime_ns, st.st_size)
+        if cached.version != version:
+            try:
+                cached.value = parse(path.read_bytes())
+            except (OSError, ValueError):  # a config that cannot be rendered (render.RenderFailed) too
+                cached.value = None
+            cached.version = version
+        return cached.value
+
+
+@dataclass
+class _Cached:
+    looked: Recheck
+    version: tuple | None = None
+    value: object = None
 
 
 def _safe_name(name: str) -> bool:

@@ -1,5 +1,10 @@
-"""At most one of a kind per period: keeps repetitive junk (refusals, bad callbacks, unknown MACs)
-from filling the event log while every occurrence is still counted in /metrics."""
+"""At most one of a kind per period: keeps repetitive junk (refusals, bad callbacks, unknown MACs,
+asyncio's error reports, restarts of a crashing worker) from filling a log while every occurrence
+is still counted.
+
+It is `app.recheck.Recheck` per key, with the same rule: a key never seen is always allowed,
+whatever the clock reads. Keys are bounded: past `max_keys` the oldest are forgotten.
+"""
 
 from __future__ import annotations
 

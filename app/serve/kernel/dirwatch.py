@@ -1,17 +1,17 @@
 """Has anything in a directory changed since the last look? Asked once a second by the group index.
 
-Looking for ourselves means a stat of every file: 12-18 ms for 1,000 nodes' 2,000 group files on a
-loaded two-core machine, a stall of every request in flight, once a second (bench/streaming.py),
-growing with the number of groups. The kernel can tell us instead: an inotify watch on the directory queues an
-event for every file created, written, renamed, deleted or chmod-ed in it, synchronously with the
-change, so "nothing queued" means "nothing changed", and the look costs one read(2).
+Looking for ourselves means a stat of every file, a stall of every request in flight that grows with
+the number of groups (bench/streaming.py measures it). The kernel can tell us instead: an inotify
+watch on the directory queues an event for every file created, written, renamed, deleted or chmod-ed
+in it, synchronously with the change, so "nothing queued" means "nothing changed", and the look
+costs one read(2).
 
 What a watch cannot see, and how it is covered:
 - the directory itself swapped (generate re-points `matchbox` at a new generation): the real path and
   inode of the directory are compared on every look, and a new one is watched afresh;
 - the queue overflowed: the overflow is itself an event, so the answer is "changed";
 - no inotify (another kernel, no instances left): `changed()` always says True and the caller looks
-  for itself, as before.
+  for itself.
 The caller keeps looking for itself where files are symlinks to elsewhere (their targets' writes are
 not events in this directory).
 """

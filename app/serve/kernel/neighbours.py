@@ -2,15 +2,14 @@
 
 The appliance shares the nodes' L2 (proxy DHCP needs it), so for a request from a node the kernel has
 just resolved the sender's MAC. That binds a request to a machine far better than its address, which
-changes between iPXE, the installer's initramfs and the live system (threat-model.md).
+changes between iPXE, the installer's initramfs and the live system (docs/security.md).
 
 The table is asked afresh for every lookup (a binding must never come from a stale copy), over
 rtnetlink: which interface the replies to the address go out on (RTM_GETROUTE), then that
-interface's entry for the address (RTM_GETNEIGH). Two hash lookups in the kernel, whatever the
-table's size: 28 us. The text file /proc/net/arp, read before, is the whole table formatted anew for
-every read and walked again for every 4 KiB page of it: with 1,000 machines on the segment that was
-1.1 ms per boot request (bench/neighbours.py). It stays the fallback where rtnetlink cannot answer a
-single-entry neighbour request (kernels before 5.0, a sandbox without it).
+interface's entry for the address (RTM_GETNEIGH): two hash lookups in the kernel, whatever the
+table's size. The text file /proc/net/arp is the whole table formatted anew for every read, so its
+cost grows with the segment; it is the fallback where rtnetlink cannot answer a single-entry
+neighbour request (kernels before 5.0, a sandbox without it). bench/neighbours.py compares them.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import app
-from app.atomic import atomic_write
+from app.atomic_file import atomic_write
 from app.layout import RUN
 from app.serve.guard.throttle import Throttle
 

@@ -3,11 +3,10 @@ per body, each in a single blocking sendfile, instead of from the loop that answ
 
 Why: sendfile's kernel time (handing page-cache pages to the socket, segmenting, and over loopback
 the receiver's processing too) is paid by the thread that calls it. On the API's loop every chunk of
-every download was a callback that `/ipxe` and `/ignition` queued behind: 170 us each over loopback,
-11-19% of the loop's time with 64 downloads at 10 GbE (bench/streaming.py). Here that loop does none
-of it, and one blocking sendfile per body comes back to Python once instead of once per chunk: the
-same 64 downloads took 11% of a core instead of 18-21%. A second event loop for the bodies was tried
-first and dropped: each chunk cost it the GIL twice, and with 256 downloads it cost more than it saved.
+every download would be a callback that `/ipxe` and `/ignition` queue behind; here that loop does
+none of it, and one blocking sendfile per body comes back to Python once instead of once per chunk.
+A thread per body rather than a second event loop: a loop would take the GIL back for every chunk.
+(docs/architecture.md, "Sending files"; the figures are in bench/results.json.)
 
 Safety: the transfer runs on its own duplicate of the connection's descriptor. A client that goes
 away mid-transfer gets its connection closed by the API's loop, and that descriptor number may at
@@ -32,7 +31,7 @@ THRESHOLD = 1 << 20  # smaller bodies go out on the API's loop: a thread costs m
 # progress of each chunk it waits on, so a stalled transfer ends 2-4 times this after its last byte.
 STALL_SECONDS = 20
 # At most this many bodies on threads at once (each holds a thread and two descriptors); more go out
-# from the API's loop as they did before, slower for the API but never refused.
+# from the API's loop, slower for the API but never refused.
 MAX_THREADS = 256
 _threads = threading.BoundedSemaphore(MAX_THREADS)
 
