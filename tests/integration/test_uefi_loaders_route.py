@@ -7,8 +7,8 @@ from aiohttp.test_utils import TestServer
 
 from app.events import EventLog
 from app.serve.app import build_app
+from app.serve.boot.services import Services
 from app.serve.boot.store import MatchboxStore
-from app.serve.services import Services
 from app.serve.settings import AppSettings
 
 

@@ -15,6 +15,7 @@ import pytest
 from tests.root.netns import Pair, require_root_tools, sh
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import wait_for
+from tests.unit.test_pxe_loader import with_node_setting
 
 SERVER_IP, CLIENT_IP = "10.231.0.2", "10.231.0.50"
 IPXE_DIR = Path("/usr/lib/ipxe")
@@ -24,13 +25,9 @@ FALLBACK_MAC = "52:54:00:00:00:22"  # worker-2: `pxe: {uefi_loader: ipxe}`, for 
 
 
 def cluster_yaml(tmp: Path) -> Path:
-    text = EXAMPLE.read_text()
-    worker_2 = "ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64}"
-    assert worker_2 in text
+    text = with_node_setting(EXAMPLE.read_text(), "worker-2", "pxe: {uefi_loader: ipxe}")
     text = (text.replace("10.0.0.", "10.231.0.").replace("interface: eth0", "interface: srv0")
-            .replace("api_server_name: api.lab.example.com", "")
-            .replace(worker_2.replace("10.0.0.", "10.231.0."),
-                     worker_2.replace("10.0.0.", "10.231.0.")[:-1] + ", pxe: {uefi_loader: ipxe}}"))
+            .replace("api_server_name: api.lab.example.com", ""))
     path = tmp / "cluster.yaml"
     path.write_text(text)
     return path

@@ -16,20 +16,24 @@ from tests.support.paths import EXAMPLE
 from tests.unit.test_cluster_checks import edit, line_of, problems_for
 from tests.unit.test_generate import run_generate
 
-WORKER_1 = "ip: 10.0.0.21, install_disk: /dev/nvme0n1, arch: amd64}"
-WORKER_2 = "ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64}"
-
 
 def config(tmp_path: Path, cluster_loader: str | None = None, **node_loaders: str) -> Path:
     """The example without its top-level `pxe:`, or with another one, and `pxe:` on worker-1 / worker-2."""
     text = edit("\npxe: {uefi_loader: snponly}\n", f"\npxe: {{uefi_loader: {cluster_loader}}}\n"
                 if cluster_loader else "\n", EXAMPLE.read_text())
     for node, loader in node_loaders.items():
-        old = {"worker_1": WORKER_1, "worker_2": WORKER_2}[node]
-        text = edit(old, old[:-1] + f", pxe: {{uefi_loader: {loader}}}}}", text)
+        text = with_node_setting(text, node.replace("_", "-"), f"pxe: {{uefi_loader: {loader}}}")
     path = tmp_path / "cluster.yaml"
     path.write_text(text)
     return path
+
+
+def with_node_setting(text: str, name: str, setting: str) -> str:
+    """`setting` added to the flow mapping of node `name` (one line in the example)."""
+    lines = text.splitlines(keepends=True)
+    (i,) = [i for i, line in enumerate(lines) if line.lstrip().startswith(f"- {{name: {name},")]
+    lines[i] = lines[i].rstrip().removesuffix("}") + f", {setting}}}\n"
+    return "".join(lines)
 
 
 def fake_loaders(root: Path, *names: str) -> Path:
@@ -88,7 +92,7 @@ def test_a_misspelt_key_is_named_with_a_suggestion(tmp_path):
 
 
 def test_a_loader_on_an_arm64_node_is_reported_unused(tmp_path):
-    text = config(tmp_path, worker_2="ipxe").read_text().replace("sda, arch: amd64, pxe", "sda, arch: arm64, pxe")
+    text = config(tmp_path, worker_2="ipxe").read_text().replace("arch: amd64, pxe", "arch: arm64, pxe")
     cluster, problems = problems_for(text)
     assert cluster is not None
     (unused,) = [p for p in problems if p.path == "nodes[4].pxe.uefi_loader"]
