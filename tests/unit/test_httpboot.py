@@ -111,3 +111,59 @@ def test_without_a_table_nothing_is_answered(tmp_path):
     responder.connection_made(sent := Sent())
     responder.datagram_received(discover(), ("0.0.0.0", 68))
     assert sent.packets == []
+
+
+def with_giaddr(packet: bytes) -> bytes:
+    return packet[:24] + bytes([10, 0, 0, 1]) + packet[28:]
+
+
+def padded(packet: bytes, size: int) -> bytes:
+    """The same DISCOVER grown to `size` bytes with pad options before its end option."""
+    return packet[:-1] + bytes(size - len(packet)) + b"\xff"
+
+
+@pytest.mark.parametrize("packet", [
+    discover(vendor=b"HTTPClient:Arch:00019:UNDI:003001", arch=None),  # arm64 saying so only in option 60
+    discover(vendor=b"HTTPClient", arch=None),  # says no architecture at all
+    discover()[:-1].replace(b"\x5d\x02\x00\x10", b"\x5d\x01\x00") + b"\xff",  # option 93 cut to one byte
+    with_giaddr(discover()),  # relayed: its client is on another network
+    padded(discover(), 1473),  # larger than one Ethernet frame holds
+])
+def test_only_x86_64_http_clients_on_this_network_are_answered(packet):
+    got = parse_discover(packet)
+    assert got is None or not wants_http_boot(got)
+
+
+def test_the_architecture_may_come_from_the_vendor_class_alone():
+    assert wants_http_boot(parse_discover(discover(arch=None)))  # HTTPClient:Arch:00016:…
+    assert wants_http_boot(parse_discover(padded(discover(), 1472)))
+
+
+def responder_on(tmp_path, events: list) -> tuple[HttpBootResponder, Sent]:
+    table = tmp_path / "uefi-loaders.json"
+    table.write_text(json.dumps({"default": "snponly.efi", "nodes": {}}))
+    responder = HttpBootResponder(SERVER, f"http://{SERVER}:8080", table, events.append)
+    responder.connection_made(sent := Sent())
+    return responder, sent
+
+
+def test_a_discover_from_an_address_is_not_answered(tmp_path):
+    """A client without a lease sends from 0.0.0.0; from an address, it was routed here or crafted to
+    turn one unicast packet into a broadcast on the provisioning LAN."""
+    responder, sent = responder_on(tmp_path, events := [])
+    responder.datagram_received(discover(), ("192.0.2.7", 68))
+    responder.datagram_received(discover(), ("10.99.0.50", 67))
+    assert sent.packets == [] and events == []
+    responder.datagram_received(discover(), ("0.0.0.0", 68))
+    assert len(sent.packets) == 1
+
+
+def test_answers_are_dropped_not_queued_while_the_send_buffer_is_full(tmp_path):
+    responder, sent = responder_on(tmp_path, events := [])
+    responder.pause_writing()  # what the transport calls once its buffer passes the high-water mark
+    for _ in range(3):
+        responder.datagram_received(discover(), ("0.0.0.0", 68))
+    assert sent.packets == [] and events == []
+    responder.resume_writing()
+    responder.datagram_received(discover(), ("0.0.0.0", 68))
+    assert len(sent.packets) == 1 and len(events) == 1

@@ -37,6 +37,10 @@ SIOCGIFADDR = 0x8915
 # RFC 4578 / IANA processor architecture types of HTTP Boot clients this answers: x86-64 UEFI over
 # HTTP (16) only, the one the tftp/ builds are for.
 X64_HTTP = 16
+# A DISCOVER from firmware fits one Ethernet frame (IP and UDP headers off 1500); a bigger datagram
+# came in fragments, which no boot client sends, and would only cost a parse byte by byte.
+MAX_MESSAGE = 1500 - 20 - 8
+NO_ADDRESS = "0.0.0.0"  # a client's DISCOVER comes from no address (RFC 2131 4.1): not routed, not relayed
 
 
 @dataclass(frozen=True)
@@ -66,20 +70,34 @@ def dhcp_options(data: bytes) -> dict[int, bytes] | None:
 
 
 def parse_discover(data: bytes) -> Discover | None:
-    """A DHCPDISCOVER from an Ethernet client, or None for anything else (malformed included)."""
-    if len(data) < 240 or data[0] != 1 or data[1] != 1 or data[2] != 6 or data[236:240] != MAGIC:
+    """A DHCPDISCOVER from an Ethernet client on this network (giaddr 0: a relayed one's client is
+    elsewhere, where a broadcast here never reaches), or None for anything else (malformed included)."""
+    if (not 240 <= len(data) <= MAX_MESSAGE or data[0] != 1 or data[1] != 1 or data[2] != 6
+            or data[24:28] != bytes(4) or data[236:240] != MAGIC):
         return None
     options = dhcp_options(data)
     if options is None or options.get(53) != bytes([DISCOVER]):
         return None
-    arch = options.get(93)
+    vendor_class = options.get(60, b"")
     return Discover(xid=data[4:8], flags=data[10:12], chaddr=data[28:44], mac=data[28:34].hex(":"),
-                    vendor_class=options.get(60, b""), arch=int.from_bytes(arch[:2], "big") if len(arch or b"") >= 2
-                    else None)
+                    vendor_class=vendor_class, arch=client_arch(options.get(93), vendor_class))
+
+
+def client_arch(option_93: bytes | None, vendor_class: bytes) -> int | None:
+    """The client's architecture: option 93's (first) type, else the `Arch:NNNNN` field of its vendor
+    class (`HTTPClient:Arch:00016:UNDI:003001`); None when neither says one clearly."""
+    if option_93 is not None:
+        return int.from_bytes(option_93[:2], "big") if len(option_93) >= 2 and len(option_93) % 2 == 0 else None
+    fields = vendor_class.split(b":")
+    if len(fields) >= 3 and fields[1] == b"Arch" and len(fields[2]) == 5 and fields[2].isdigit():
+        return int(fields[2])
+    return None
 
 
 def wants_http_boot(discover: Discover) -> bool:
-    return discover.vendor_class.startswith(HTTP_CLIENT) and discover.arch in (X64_HTTP, None)
+    """An x86-64 HTTP Boot client: the tftp/ builds would not run on any other, whose own boot server
+    (if the site has one) must not be raced by ours."""
+    return discover.vendor_class.startswith(HTTP_CLIENT) and discover.arch == X64_HTTP
 
 
 def proxy_offer(discover: Discover, server: str, url: str) -> bytes:
@@ -126,6 +144,8 @@ class HttpBootResponder(asyncio.DatagramProtocol):
     def __init__(self, server: str, base_url: str, table: Path, record: Callable[[Event], None]):
         self.server, self.base_url, self.table, self.record = server, base_url, table, record
         self.transport: asyncio.DatagramTransport | None = None
+        self.paused = False  # the socket's send buffer is full: answers are dropped (the client asks again),
+        # not queued without bound in the transport while DISCOVERs keep coming
 
     @classmethod
     async def start(cls, server: str, base_url: str, table: Path, record: Callable[[Event], None]):
@@ -152,7 +172,15 @@ class HttpBootResponder(asyncio.DatagramProtocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
 
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+
     def datagram_received(self, data: bytes, addr) -> None:
+        if self.paused or addr[0] != NO_ADDRESS:
+            return
         discover = parse_discover(data)
         if discover is None or not wants_http_boot(discover):
             return
