@@ -149,6 +149,40 @@ def test_uefi_http_boot_gets_a_proxy_offer_with_the_loader_url(appliance, tmp_pa
     assert (FALLBACK_MAC, f"{base}/ipxe.efi") in recorded
 
 
+FLOOD = """
+from scapy.all import BOOTP, DHCP, IP, UDP, Ether, Raw, fragment, sendp
+iface = IFACE
+options = [("message-type", "discover"), ("vendor_class_id", b"HTTPClient:Arch:00016:UNDI:003000"),
+           (93, (16).to_bytes(2, "big")), "end"]
+def discover(mac, tail=b""):
+    return (Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
+            / UDP(sport=68, dport=67) / BOOTP(chaddr=bytes.fromhex(mac.replace(":", "")), xid=7, flags=0x8000)
+            / DHCP(options=options) / Raw(tail))
+made_up = [f"52:54:01:00:{i // 256:02x}:{i % 256:02x}" for i in range(300)]
+whole = bytes(discover("52:54:02:00:00:02")[BOOTP])
+broken = [Ether(dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67)
+          / Raw(whole[:n]) for n in (0, 1, 239, 241, 250)]
+big = discover("52:54:02:00:00:03", bytes(1400))  # past one frame: sent, and taken, in fragments
+broken += [Ether(src="52:54:02:00:00:03", dst="ff:ff:ff:ff:ff:ff") / f for f in fragment(big[IP], 1000)]
+sendp(broken + [discover(mac) for mac in made_up * 2], iface=iface, inter=0.002, verbose=False)
+"""
+
+
+def test_made_up_macs_asking_for_http_boot_are_a_capped_discovery(appliance):
+    """HTTP Boot answers go through the boot routes' record path: DISCOVERs from 300 made-up MACs, twice
+    each, are at most one `discovered` line per MAC and 256 MACs, never a `dhcp` line per packet; cut
+    packets in between change nothing, and serve goes on answering."""
+    net, out, proc = appliance
+    result = net.python(net.client, FLOOD.replace("IFACE", repr(net.client_if)))
+    assert result.returncode == 0, result.stderr
+    # The flood went in before this DISCOVER on the same socket: its answer means all were read.
+    assert probe(net, "52:54:00:00:00:21", 16)["file"] == f"http://{SERVER_IP}:8080/uefi/snponly.efi"
+    strangers = [e for e in events(out) if e.get("mac", "").startswith(("52:54:01:", "52:54:02:"))]
+    assert strangers and all(e["kind"] == "discovered" for e in strangers), strangers[:3]
+    assert len(strangers) == len({e["mac"] for e in strangers}) <= 256
+    assert proc.poll() is None
+
+
 def test_tftp_serves_ipxe_to_the_client(appliance, tmp_path):
     net, out, _ = appliance
     # The client is worker-2: a machine that is no node is at most a discovery, not a tftp event.
