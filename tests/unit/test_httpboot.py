@@ -167,3 +167,16 @@ def test_answers_are_dropped_not_queued_while_the_send_buffer_is_full(tmp_path):
     responder.resume_writing()
     responder.datagram_received(discover(), ("0.0.0.0", 68))
     assert len(sent.packets) == 1 and len(events) == 1
+
+
+def test_the_table_is_parsed_again_only_when_it_changed(tmp_path, monkeypatch):
+    from app.serve.supervise import httpboot
+    parsed = []
+    monkeypatch.setattr(httpboot, "read_table", lambda path: parsed.append(path) or json.loads(path.read_text()))
+    responder, sent = responder_on(tmp_path, [])
+    for _ in range(3):
+        responder.datagram_received(discover(), ("0.0.0.0", 68))
+    assert len(parsed) == 1 and len(sent.packets) == 3
+    (tmp_path / "uefi-loaders.json").write_text(json.dumps({"default": "ipxe.efi", "nodes": {MAC: "ipxe.efi"}}))
+    responder.datagram_received(discover(), ("0.0.0.0", 68))
+    assert len(parsed) == 2 and sent.packets[-1][0][108:236].rstrip(b"\0").endswith(b"/uefi/ipxe.efi")

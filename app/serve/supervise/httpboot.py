@@ -117,12 +117,42 @@ def proxy_offer(discover: Discover, server: str, url: str) -> bytes:
 def loader_for(table: Path, mac: str) -> str | None:
     """The iPXE build generate chose for this MAC (the cluster's default for a stranger); None when the
     table is missing or unreadable (a foreign Matchbox data dir, say)."""
+    return loader_in(read_table(table), mac)
+
+
+def read_table(table: Path) -> object:
     try:
-        data = json.loads(table.read_text())
+        return json.loads(table.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def loader_in(data: object, mac: str) -> str | None:
+    try:
         name = data.get("nodes", {}).get(mac) or data["default"]
-    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+    except (KeyError, AttributeError, TypeError):
         return None
     return name if name in UEFI_BUILDS else None
+
+
+class LoaderTable:
+    """uefi-loaders.json, parsed again only when the file changed: a flood of DISCOVERs must not cost
+    a read and a parse of a table as large as the cluster each."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._seen: tuple | None = None
+        self._data: object = None
+
+    def loader_for(self, mac: str) -> str | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if seen != self._seen:
+            self._seen, self._data = seen, read_table(self.path)
+        return loader_in(self._data, mac)
 
 
 def interface_of(address: str) -> str | None:
@@ -142,7 +172,8 @@ class HttpBootResponder(asyncio.DatagramProtocol):
     """Answers UEFI HTTP Boot DISCOVERs on one interface; `record` gets one dhcp event per answer."""
 
     def __init__(self, server: str, base_url: str, table: Path, record: Callable[[Event], None]):
-        self.server, self.base_url, self.table, self.record = server, base_url, table, record
+        self.server, self.base_url, self.record = server, base_url, record
+        self.table = LoaderTable(table)
         self.transport: asyncio.DatagramTransport | None = None
         self.paused = False  # the socket's send buffer is full: answers are dropped (the client asks again),
         # not queued without bound in the transport while DISCOVERs keep coming
@@ -184,7 +215,7 @@ class HttpBootResponder(asyncio.DatagramProtocol):
         discover = parse_discover(data)
         if discover is None or not wants_http_boot(discover):
             return
-        loader = loader_for(self.table, discover.mac)
+        loader = self.table.loader_for(discover.mac)
         if loader is None:
             return
         url = f"{self.base_url}/uefi/{loader}"
