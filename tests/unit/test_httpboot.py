@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.serve.supervise.httpboot import HttpBootResponder, loader_for, parse_discover, proxy_offer, wants_http_boot
+from app.serve.supervise.httpboot import HttpBootResponder, LoaderTable, parse_discover, proxy_offer, wants_http_boot
 
 MAC = "52:54:00:aa:bb:03"
 SERVER = "10.99.0.2"
@@ -74,13 +74,13 @@ def test_a_url_that_does_not_fit_the_file_field_is_refused():
 def test_the_loader_is_the_nodes_own_or_the_default(tmp_path):
     table = tmp_path / "uefi-loaders.json"
     table.write_text(json.dumps({"default": "snponly.efi", "nodes": {MAC: "ipxe.efi"}}))
-    assert loader_for(table, MAC) == "ipxe.efi"
-    assert loader_for(table, "52:54:00:aa:bb:99") == "snponly.efi"
+    assert LoaderTable(table).loader_for(MAC) == "ipxe.efi"
+    assert LoaderTable(table).loader_for("52:54:00:aa:bb:99") == "snponly.efi"
     table.write_text(json.dumps({"default": "../credentials/ca.key"}))
-    assert loader_for(table, MAC) is None  # only the known builds, never a path
-    assert loader_for(tmp_path / "absent.json", MAC) is None
+    assert LoaderTable(table).loader_for(MAC) is None  # only the known builds, never a path
+    assert LoaderTable(tmp_path / "absent.json").loader_for(MAC) is None
     table.write_text("[]")
-    assert loader_for(table, MAC) is None
+    assert LoaderTable(table).loader_for(MAC) is None
 
 
 class Sent:

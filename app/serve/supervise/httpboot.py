@@ -114,12 +114,6 @@ def proxy_offer(discover: Discover, server: str, url: str) -> bytes:
     return header + MAGIC + options
 
 
-def loader_for(table: Path, mac: str) -> str | None:
-    """The iPXE build generate chose for this MAC (the cluster's default for a stranger); None when the
-    table is missing or unreadable (a foreign Matchbox data dir, say)."""
-    return loader_in(read_table(table), mac)
-
-
 def read_table(table: Path) -> object:
     try:
         return json.loads(table.read_text())
@@ -136,8 +130,9 @@ def loader_in(data: object, mac: str) -> str | None:
 
 
 class LoaderTable:
-    """uefi-loaders.json, parsed again only when the file changed: a flood of DISCOVERs must not cost
-    a read and a parse of a table as large as the cluster each."""
+    """uefi-loaders.json: the iPXE build generate chose per MAC (the cluster's default for a stranger);
+    None when the table is missing or unreadable (a foreign Matchbox data dir, say). Parsed again only
+    when the file changed: a flood of DISCOVERs must not cost a read and a parse of it each."""
 
     def __init__(self, path: Path):
         self.path = path
