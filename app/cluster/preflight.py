@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.cluster.model import Cluster
-from app.cluster.releases import ASSET_DIR as FLATCAR_ASSET_DIR
-from app.cluster.releases import DISK_IMAGE, PXE_FILES, flatcar_asset_problems
 from app.cluster.sysexts import ASSET_DIR, cluster_sysexts, missing_files
+from app.layout import FLATCAR_ASSET_DIR, FLATCAR_FILES
 
 FETCH_HINT = ("fetch and verify them with `bootstrap-node assets fetch {assets}` (`--from DIR` without internet), "
               "or run the image, which has them under /assets")
@@ -18,9 +17,7 @@ def flatcar_files(cluster: Cluster) -> list[str]:
     """Flatcar's files, relative to the assets directory, for each architecture the nodes have."""
     version = cluster.cluster.flatcar_version
     arches = sorted({node.arch for node in cluster.nodes})
-    # The PXE kernel and initrd, then flatcar-install's image and the signature it refuses to go without.
-    names = (*PXE_FILES, DISK_IMAGE, f"{DISK_IMAGE}.sig")
-    return [f"{FLATCAR_ASSET_DIR[arch]}/{version}/{name}" for arch in arches for name in names]
+    return [f"{FLATCAR_ASSET_DIR[arch]}/{version}/{name}" for arch in arches for name in FLATCAR_FILES]
 
 
 def required_assets(cluster: Cluster) -> list[str]:
@@ -29,10 +26,9 @@ def required_assets(cluster: Cluster) -> list[str]:
 
 
 def missing_assets(cluster: Cluster, assets: Path) -> list[str]:
-    """One line per missing file: Flatcar's (as `validate --assets` names them), then the sysexts'."""
-    arches = {node.arch for node in cluster.nodes}
-    return (flatcar_asset_problems(cluster.cluster.flatcar_version, arches, assets)
-            + [message for _, message in missing_files(cluster, assets)])
+    """One line per missing file: Flatcar's, then the sysexts' (each with how to bake it)."""
+    lines = [f"{assets / rel} is missing" for rel in flatcar_files(cluster) if not (assets / rel).is_file()]
+    return lines + [message for _, message in missing_files(cluster, assets)]
 
 
 def fetch_hint(assets: Path) -> str:

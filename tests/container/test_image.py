@@ -74,8 +74,8 @@ def context_inputs() -> None:
 
 def context_images() -> list[str]:
     """An OCI layout with every image the app says the image must bake (kubeadm's for v1.36.3, kube-vip,
-    the stand-in flannel manifest's, the built-in add-ons'), all one tiny podman-built image under each name, whichever engine
-    then builds the appliance. Returns the refs."""
+    the stand-in flannel manifest's, the built-in add-ons'), all one tiny podman-built image under each
+    name, whichever engine then builds the appliance. Returns the refs."""
     from app.render.images import KUBE_VIP_IMAGE, kubeadm_images, manifest_images
     if shutil.which("skopeo") is None or shutil.which("podman") is None:
         pytest.skip("needs podman and skopeo to make the image layout the build takes (IMAGES=context)")
