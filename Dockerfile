@@ -2,7 +2,7 @@
 #   docker build -t bootstrap-node .                                   (downloads and verifies assets)
 #   docker build --build-arg ASSETS=context --build-arg ASSETS_DIR=assets \
 #                --build-arg IMAGES=context --build-arg IMAGES_DIR=images -t bootstrap-node .   (air-gapped)
-# See README "The container image" for every build argument.
+# See docs/install-and-assets.md for every build argument.
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
 # --- assets: Flatcar PXE kernel/initrd + disk image and its .sig, the sysexts (Kubernetes', SYSEXTS), add-ons; all verified ---
@@ -27,7 +27,7 @@ SHELL ["/bin/sh", "-eu", "-c"]
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
  && rm -rf /var/lib/apt/lists/*
-COPY scripts/assets/ /usr/local/lib/bootstrap-node/
+COPY app/asset_scripts/ /usr/local/lib/bootstrap-node/
 COPY app/cluster/flatcar-releases.txt /usr/local/lib/bootstrap-node/
 COPY ${ASSETS_DIR}/ /context-assets/
 RUN FLATCAR_VERSION="$FLATCAR_VERSION" FLATCAR_CHANNEL="$FLATCAR_CHANNEL" K8S_VERSION="$K8S_VERSION" \

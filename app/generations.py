@@ -8,8 +8,8 @@ previous tree or the whole new one, never a mix.
 
 A new tree is staged in a fresh <n> (files that did not change are hard links to the current tree's),
 its files are flushed to disk (one syncfs of the file system; an fsync per file where there is no
-syncfs) and every directory is fsynced, then `current` is switched. Anything else under .generations/ is
-what a crashed run left behind, removed by the next run. `app.atomic_file.atomic_write` is the
+syncfs) and every directory is fsynced, then `current` is switched. Anything else under .generations/
+is what a crashed run left behind, removed by the next run. `app.atomic_file.atomic_write` is the
 single-file version, for the files other commands own (serve.json, kubeconfig).
 """
 
@@ -34,6 +34,9 @@ CURRENT, PREVIOUS = "current", "previous"
 MANIFEST = ".generated"  # in each generation: the files generate wrote there (the rest are the user's)
 PRIVATE_DIRS = ("credentials", "credentials/etcd", "matchbox/ignition")  # 0700: they hold keys
 DIR_MODE, PRIVATE_MODE = 0o755, 0o700  # dnsmasq runs as nobody: it must traverse down to tftp/
+# A new output directory: nobody else may list it or write in it, whatever the umask; dnsmasq (user
+# nobody) may still pass through it to tftp/, which 0700 would forbid.
+OUTPUT_MODE = 0o711
 SWAPPED = ".{}.swapped"  # a pre-generations entry, moved aside while its link takes its place
 NEW_LINK = "{}.new"  # a link about to replace CURRENT or PREVIOUS
 NO_LINKS = {errno.EPERM, errno.EMLINK, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS}  # copy instead
@@ -65,6 +68,10 @@ def write_tree(output: Path, files: Files) -> WriteSummary:
     if unknown:
         raise ValueError(f"generate does not own {unknown}")
     gens = output / GENERATIONS
+    if not output.exists():
+        with _writing(output):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            _make_dir(output, OUTPUT_MODE)
     with _writing(gens):
         gens.mkdir(parents=True, exist_ok=True)
         if gens.stat().st_mode & 0o777 != DIR_MODE:
@@ -137,7 +144,7 @@ def _stage(gens: Path, links: dict[str, Path], writes: Files, manifest: list[str
         _make_dir(new, DIR_MODE)
         made: set[str] = set()
         # One flush of the file system for the whole tree (syncfs) rather than an fsync per file:
-        # a journal commit per file made a 1,000-node tree wait on thousands of commits.
+        # an fsync per file is a journal commit per file, which a large tree waits on one by one.
         batch = hasattr(_LIBC, "syncfs")
         for rel in sorted(set(links) | set(writes)):
             _make_parents(new, rel, made)

@@ -23,6 +23,13 @@ RUN = "run"  # runtime files of a serve (derived configs, tool kubeconfigs)
 # templates' scripts send it as a Bearer token).
 CREDENTIAL_PATH = "/etc/bootstrap-node/credential"
 
+# The assets directory (`/assets` in the image, `--assets`): Flatcar's files per node architecture,
+# under <dir>/<flatcar_version>/.
+FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
+# What a node fetches from there: the PXE kernel and initrd, then flatcar-install's image and signature.
+FLATCAR_FILES = ("flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.gz",
+                 "flatcar_production_image.bin.bz2", "flatcar_production_image.bin.bz2.sig")
+
 API_PORT = 6443
 DEFAULT_HTTP_PORT = 8080
 DHCP_PORT, TFTP_PORT, PROXY_DHCP_PORT = 67, 69, 4011

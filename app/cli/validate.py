@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from app.cluster import Problem, SourceError, check, load_source, render
 from app.cluster.model import Cluster
 from app.cluster.problems import Found
 from app.cluster.releases import flatcar_asset_problems
+from app.cluster.schema import cluster_schema, reference_table
 from app.cluster.sysexts import asset_checks
 from app.exitcodes import ExitCode
 
@@ -102,13 +104,21 @@ def summary(cluster: Cluster) -> str:
             f"on Flatcar {cluster.cluster.flatcar_version}")
 
 
+class SchemaFormat(str, Enum):
+    json = "json"
+    markdown = "markdown"
+
+
 @command()
-def schema(paths: Paths) -> None:
+def schema(
+    paths: Paths,
+    fmt: Annotated[SchemaFormat, typer.Option("--format", help="json (the JSON Schema, for editors) or markdown "
+                                                               "(the reference table).")] = SchemaFormat.json,
+) -> None:
     """Print the JSON Schema of cluster.yaml (for editors: yaml-language-server, VS Code)."""
-    typer.echo(json.dumps(cluster_schema(), indent=2))
-
-
-def cluster_schema() -> dict:
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Cluster.model_json_schema()}
+    if fmt == SchemaFormat.json:
+        typer.echo(json.dumps(cluster_schema(), indent=2))
+    else:
+        typer.echo(reference_table(), nl=False)
 
 

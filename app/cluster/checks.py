@@ -177,7 +177,7 @@ def _unknown_keys(model: type[BaseModel], data, loc: Loc, found: Found) -> None:
 
 
 def iter_field_paths(model: type[BaseModel] = Cluster, prefix: str = "") -> Iterator[str]:
-    """Every documented field path (`nodes[].mac`), for the README reference and its test."""
+    """Every documented field path (`nodes[].mac`), for the reference in docs/configuration.md and its test."""
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
         yield path

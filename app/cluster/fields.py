@@ -96,6 +96,9 @@ def parse_mac(value: Any) -> str:
         raise ValueError(f"{shown(text)} mixes separators ({' and '.join(sorted(separators))}); write a MAC "
                          "with one style throughout, like 52:54:00:12:34:56")
     digits = re.sub(r"[:\-.]", "", text)
+    if not separators and re.fullmatch(r"[0-9a-fA-F]{12}", text):
+        spelled = ":".join(text[i:i + 2] for i in range(0, 12, 2)).lower()
+        raise ValueError(f"{shown(text)} is not a MAC address as written; did you mean \"{spelled}\"?")
     shapes = (r"([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}", r"([0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}")
     if not any(re.fullmatch(s, text) for s in shapes) or len(digits) != 12:
         raise ValueError(f"{shown(text)} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)")
@@ -156,6 +159,10 @@ def parse_ipv4_network(value: Any) -> ipaddress.IPv4Network:
 def parse_ssh_key(value: Any) -> str:
     """A public key line: known type, base64 body whose embedded type matches, optional comment."""
     text = _text(value, "an SSH public key")
+    if text.startswith("-----BEGIN") or "PRIVATE KEY" in text:
+        # Never echo it: whatever was pasted here is a secret that must not reach a terminal or log.
+        raise ValueError("this is a private key: put the public half here (the .pub file, or what "
+                         "`ssh-keygen -y -f KEY` prints), and remove the private key from cluster.yaml")
     parts = text.split(None, 2)
     if len(parts) < 2:
         raise ValueError("is not an SSH public key: expected '<type> <base64> [comment]'")
@@ -250,7 +257,7 @@ def _string_type(parser, schema: dict):
     return [BeforeValidator(parser), WithJsonSchema({"type": "string", **schema})]
 
 
-DnsLabel = Annotated[str, *_string_type(parse_dns_label, {"pattern": DNS_LABEL.pattern, "maxLength": 63})]
+DnsLabel = Annotated[str, *_string_type(parse_dns_label, {"pattern": f"^{DNS_LABEL.pattern}$", "maxLength": 63})]
 DnsName = Annotated[str, *_string_type(parse_dns_name, {"format": "hostname"})]
 K8sVersion = Annotated[str, *_string_type(parse_k8s_version, {"pattern": r"^v\d+\.\d+\.\d+$"})]
 FlatcarVersion = Annotated[str, *_string_type(parse_flatcar_version, {"pattern": r"^\d+\.\d+\.\d+$"})]
@@ -262,7 +269,7 @@ SshKey = Annotated[str, *_string_type(parse_ssh_key, {"pattern": r"^(ssh|ecdsa|s
 Token = Annotated[str, *_string_type(parse_token, {"pattern": "^" + TOKEN.pattern + "$"})]
 Disk = Annotated[str, *_string_type(parse_disk, {"pattern": "^/dev/"})]
 IfName = Annotated[str, *_string_type(parse_ifname, {"maxLength": 15})]
-GitUrl = Annotated[str, *_string_type(parse_git_url, {"pattern": GIT_URL.pattern})]
+GitUrl = Annotated[str, *_string_type(parse_git_url, {"pattern": f"^(?:{GIT_URL.pattern})$"})]
 SysextName = Annotated[str, *_string_type(parse_sysext_name, {"pattern": f"^{SYSEXT_NAME.pattern}$"})]
 SysextVersion = Annotated[str, *_string_type(parse_sysext_version, {"pattern": f"^{SYSEXT_VERSION.pattern}$"})]
 DnsServers = Annotated[list[IPv4], BeforeValidator(parse_dns_servers),

@@ -1,4 +1,4 @@
-"""The cluster.yaml model: typed, immutable, with the descriptions editors and the README show."""
+"""The cluster.yaml model: typed, immutable, with the descriptions editors and docs/configuration.md show."""
 
 from __future__ import annotations
 
@@ -195,10 +195,10 @@ class Cluster(_Model):
     gitops: GitOps | None = Field(None, description="Hand the cluster to Argo CD and this repository.")
     sysexts: list[Sysext] = Field(
         default_factory=list, description="More system extensions for every node, or for some roles or nodes; "
-                                          "each must be in the assets under `sysext/` (see README).")
+                                          "each must be in the assets under `sysext/` (see docs/sysexts.md).")
     sysupdate: bool = Field(
         False, description="Nodes take patch updates of their sysexts from the appliance's `/assets/sysext/` "
-                           "while it serves (systemd-sysupdate; see README).")
+                           "while it serves (systemd-sysupdate; see docs/sysexts.md).")
     reboots: Literal["kured", "none"] = Field(
         "kured", description="Who reboots nodes for OS and sysext updates: `kured` (built-in add-on; one node at a "
                              "time, drained first) or `none` (updates wait for a reboot you make).")

@@ -20,7 +20,7 @@ from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR
 from app.cluster.sysexts import SysextUse, node_sysexts
 from app.ignition import butane
 from app.ignition import rules as ignition
-from app.layout import CHRONY_CONF, CREDENTIAL_PATH, DNSMASQ_CONF, RUN
+from app.layout import CHRONY_CONF, CREDENTIAL_PATH, DNSMASQ_CONF, FLATCAR_ASSET_DIR, RUN
 from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
 from app.render.templates import TemplateError, Templates
 

@@ -20,11 +20,11 @@ def test_hadolint_passes():
 
 
 def test_signing_key_in_the_repo_is_flatcars():
-    """The build verifies Flatcar images with scripts/assets/flatcar-image-signing-key.asc; it must be
+    """The build verifies Flatcar images with app/asset_scripts/flatcar-image-signing-key.asc; it must be
     the key Flatcar publishes (shared/keys holds the verified copy)."""
     from tests.support.paths import shared_path
     official = shared_path("keys", "Flatcar_Image_Signing_Key.asc").read_bytes()
-    assert (REPO / "scripts" / "assets" / "flatcar-image-signing-key.asc").read_bytes() == official
+    assert (REPO / "app" / "asset_scripts" / "flatcar-image-signing-key.asc").read_bytes() == official
 
 
 def test_asset_script_rejects_a_checksum_mismatch(tmp_path):
@@ -45,7 +45,7 @@ def test_asset_script_rejects_a_checksum_mismatch(tmp_path):
         (ctx / d / "SHA256SUMS").write_text(lines)
     env = {**os.environ, "FLATCAR_VERSION": "1.2.3", "FLATCAR_CHANNEL": "stable", "K8S_VERSION": "v1.36.3",
            "ARCH": "amd64", "FLANNEL_VERSION": "", "FLANNEL_SHA256": ""}
-    script = str(REPO / "scripts" / "assets" / "fetch-and-verify")
+    script = str(REPO / "app" / "asset_scripts" / "fetch-and-verify")
     ok = subprocess.run([script, "context", str(ctx), str(tmp_path / "a")], env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     (ctx / "sysext" / "kubernetes-v1.36.3-x86-64.raw").write_bytes(b"tampered")
@@ -74,7 +74,7 @@ def _fetch_and_verify(ctx, dest, sysexts: str):
         pytest.skip("needs gpg")
     env = {**os.environ, "FLATCAR_VERSION": "1.2.3", "FLATCAR_CHANNEL": "stable", "K8S_VERSION": "v1.36.3",
            "ARCH": "amd64", "FLANNEL_VERSION": "", "FLANNEL_SHA256": "", "SYSEXTS": sysexts}
-    return subprocess.run([str(REPO / "scripts" / "assets" / "fetch-and-verify"), "context", str(ctx), str(dest)],
+    return subprocess.run([str(REPO / "app" / "asset_scripts" / "fetch-and-verify"), "context", str(ctx), str(dest)],
                           env=env, capture_output=True, text=True)
 
 

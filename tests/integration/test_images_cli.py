@@ -74,6 +74,17 @@ def test_json_report(builtin, tmp_path):
     assert data["images"][0]["needed_by"] == "kubeadm"
 
 
+def test_github_annotations(builtin, tmp_path):
+    gone = "ghcr.io/flannel-io/flannel:v0.26.4"
+    layout = make_layout(tmp_path / "layout", [r for r in needed() if r != gone])
+    result = run("images", "--images", str(layout), "--format", "github")
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("::error ")]
+    assert errors == [f"::error file={EXAMPLE},line=1,col=1::image {gone} (cni/flannel.yaml) is not in {layout}; "
+                      f"add one with: skopeo copy docker://REF oci:{layout}:REF"]
+    assert all(line.startswith(("::error ", "::warning ")) for line in result.output.splitlines())
+
+
 def test_a_multi_arch_index_counts_and_a_wrong_registry_does_not(builtin, tmp_path):
     root = tmp_path / "layout"
     named = {ref: image(root, [ref.encode()]) for ref in needed()[1:]}

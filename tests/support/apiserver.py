@@ -1,5 +1,11 @@
 """A kube-apiserver stand-in that speaks the real protocol over real TLS.
 
+A real control plane (tests/k8s/, built from source) judges what we send to Kubernetes: configs,
+RBAC, server-side apply, tokens, kubeadm-certs. This stand-in stays for what a real server cannot be
+made to do on demand: an API that answers late or not at all, bursts of 503 on apply, Nodes that
+become Ready on a schedule, Deployments that become Available and an Application that syncs with no
+kubelet or Argo CD running. It is not evidence that a real server accepts a request.
+
 Its serving certificate is signed by the generated cluster CA (or any CA a test picks), and it
 requires client certificates signed by that CA, as a kubeadm API server does. It answers what
 `wait` uses: /readyz, /version, /api/v1/nodes (Ready conditions that change over time), API

@@ -1,10 +1,13 @@
-"""In-memory stand-ins (Matchbox's storage/testfakes idea): the boot policy is tested against these."""
+"""In-memory stand-ins (Matchbox's storage/testfakes idea): the boot policy and the boot service are
+tested against these. `MemoryStore` implements `app.serve.boot.store.Store`
+(tests/unit/test_serve_boot_service.py checks it against the protocol)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.serve.boot.store import Group
+from app.serve.boot.store import Group, known_macs
 
 
 @dataclass
@@ -13,6 +16,7 @@ class MemoryStore:
 
     groups: list[Group] = field(default_factory=list)
     profiles: dict[str, dict] = field(default_factory=dict)
+    files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (kind, name) -> bytes
 
     def select(self, labels: dict[str, str]) -> Group | None:
         ordered = sorted(self.groups, key=lambda g: g.sort_key, reverse=True)
@@ -20,6 +24,20 @@ class MemoryStore:
 
     def profile(self, profile_id: str) -> dict | None:
         return self.profiles.get(profile_id)
+
+    def known_nodes(self) -> dict[str, str]:
+        return known_macs(self.groups)
+
+    def text(self, kind: str, name: str) -> tuple[str, bytes] | None:
+        data = self.files.get((kind, name))
+        return (name, data) if data is not None else None
+
+    def served_ignition(self, name: str, render: Callable[[bytes], bytes]) -> bytes | None:
+        data = self.files.get(("ignition", name))
+        try:
+            return render(data) if data is not None else None
+        except ValueError:
+            return None
 
 
 def node_store(nodes: dict[str, str]) -> MemoryStore:

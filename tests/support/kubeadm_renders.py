@@ -54,6 +54,7 @@ def cluster_file(directory: Path, variant: Variant, k8s_version: str) -> Path:
     if variant.cilium is not None:
         data["cilium"] = variant.cilium
     data["nodes"] = [n for n in data["nodes"] if n["name"] in variant.nodes]
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"cluster-{variant.name}-{k8s_version}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -11,7 +11,7 @@ from app.cluster import check
 from app.ignition.butane import ButaneError, translate
 from app.yaml_source import DEFAULT_LIMITS, Limits, Pos, SourceError, load_source, parse_source
 from tests.support.paths import EXAMPLE
-from tests.support.yaml_bombs import BOMBS, alias_bomb
+from tests.support.yaml_bombs import BOMBS, DEEP, alias_bomb, at, names_the_problem
 
 
 def refused(text: str, limits: Limits = DEFAULT_LIMITS) -> SourceError:
@@ -24,8 +24,8 @@ def refused(text: str, limits: Limits = DEFAULT_LIMITS) -> SourceError:
 def test_each_bomb_is_refused_naming_the_limit_and_place(name):
     text, _, fragment, pos = BOMBS[name]
     error = refused(text)
-    assert fragment in error.message
-    assert error.pos == (Pos(*pos) if pos else None)
+    assert names_the_problem(fragment, error.message), error.message
+    assert at(pos, *(error.pos or (None, None)), error.message), error.pos
 
 
 def test_alias_bomb_is_refused_while_reading_anchors_not_by_expanding():
@@ -67,7 +67,7 @@ def test_not_utf8_is_a_clear_error(tmp_path):
 
 
 def test_butane_translation_has_the_same_limits():
-    with pytest.raises(ButaneError, match="exceeds the limit of 64 levels"):
+    with pytest.raises(ButaneError, match=DEEP):
         translate("variant: flatcar\nversion: 1.0.0\nx: " + "[" * 100_000)
     with pytest.raises(ButaneError, match="exceeds the limit of 100000 nodes"):
         translate("variant: flatcar\nversion: 1.0.0\n" + alias_bomb())

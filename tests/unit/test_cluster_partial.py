@@ -9,9 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from app.cli.validate import cluster_schema
 from app.cluster import check
 from app.cluster.model import Cluster
+from app.cluster.schema import cluster_schema
 from app.yaml_source import parse_source
 from tests.support.paths import EXAMPLE
 from tests.unit.test_cluster_checks import edit, line_of, problems_for

@@ -203,6 +203,23 @@ def test_credentials_modes(out):
     assert (out / "matchbox" / "ignition" / "cp-1.ign").stat().st_mode & 0o777 == 0o600
 
 
+def test_output_is_private_whatever_the_umask(tmp_path):
+    """Issue #33, item 8: under umask 000 the output directory came out 0777. Now it is 0711 (dnsmasq,
+    running as nobody, passes through it to tftp/) and nothing in the tree is writable by others."""
+    import os
+    old = os.umask(0)
+    try:
+        result = run_generate(tmp_path / "new" / "output")
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "new" / "output"
+    assert out.stat().st_mode & 0o777 == 0o711
+    writable = [str(p) for p in out.rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o022]
+    assert writable == []
+    assert (out / "credentials").stat().st_mode & 0o777 == 0o700
+
+
 def test_admin_kubeconfig_trusts_the_ca_and_points_at_the_api_name(out):
     kc = yaml.safe_load((out / "credentials" / "admin.kubeconfig").read_text())
     cluster = kc["clusters"][0]["cluster"]

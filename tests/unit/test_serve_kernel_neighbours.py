@@ -1,5 +1,5 @@
 """The neighbour-table lookup that binds boot requests to machines (app/serve/neighbours.py): the text
-table's parser, and the rtnetlink questions and answers (tests/root/test_neighbour_lookup.py asks a
+table's parser, and the rtnetlink questions and answers (tests/root/test_serve_kernel_neighbours.py asks a
 real table of 1,000 entries)."""
 
 import socket
