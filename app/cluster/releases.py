@@ -19,6 +19,7 @@ import yaml
 from app.cluster.fields import K8S_VERSION
 from app.cluster.problems import Found
 from app.cluster.rules import Nodes, Parsed
+from app.layout import FLATCAR_ASSET_DIR
 
 FLATCAR_RELEASES = Path(__file__).with_name("flatcar-releases.txt")
 # The table belongs to render (it pins the images); validate reads the very same file.
@@ -27,7 +28,6 @@ BOARD = {"amd64": "amd64-usr", "arm64": "arm64-usr"}
 # What flatcar-install fetches from its -b base; it refuses an image without its signature.
 DISK_IMAGE = "flatcar_production_image.bin.bz2"
 PXE_FILES = ("flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.gz")
-ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def flatcar_asset_problems(version: str, arches: set[str], assets: Path) -> list
     release = flatcar_releases().get(version)
     problems = []
     for arch in sorted(arches):
-        where = assets / ASSET_DIR[arch] / version
+        where = assets / FLATCAR_ASSET_DIR[arch] / version
         source = flatcar_url(release.channel, version, arch) if release else "its channel's release server"
         for name in (*PXE_FILES, DISK_IMAGE, f"{DISK_IMAGE}.sig"):
             if not (where / name).is_file():

@@ -15,7 +15,6 @@ import yaml
 
 from app import pki
 from app.cluster import Cluster, Node
-from app.cluster.releases import ASSET_DIR as FLATCAR_ASSET_DIR
 from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR
 from app.cluster.sysexts import SysextUse, node_sysexts
 from app.ignition import butane

@@ -26,7 +26,7 @@ from app.yaml_source import parse_source
 from tests.support.paths import EXAMPLE, REPO
 
 BASE = EXAMPLE.read_text()
-SCRIPT = REPO / "scripts" / "assets" / "fetch-and-verify"
+SCRIPT = REPO / "app" / "asset_scripts" / "fetch-and-verify"
 
 
 def problems(text: str):
