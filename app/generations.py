@@ -15,7 +15,6 @@ single-file version, for the files other commands own (serve.json, kubeconfig).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -25,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app import linux_calls
 from app.atomic_file import same_file
 
 MANAGED = ("chrony.conf", "credentials", "dnsmasq.conf", "matchbox", "tftp")  # top-level entries generate owns
@@ -41,13 +41,11 @@ SWAPPED = ".{}.swapped"  # a pre-generations entry, moved aside while its link t
 NEW_LINK = "{}.new"  # a link about to replace CURRENT or PREVIOUS
 NO_LINKS = {errno.EPERM, errno.EMLINK, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS}  # copy instead
 NO_EXCHANGE = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP}
-RENAME_EXCHANGE, AT_FDCWD = 2, -100  # <linux/fs.h>, <fcntl.h>
 HINTS = {errno.ENOSPC: "free some space and run generate again",
          errno.EDQUOT: "raise the quota or free some space, and run generate again",
          errno.EROFS: "the output directory is on a read-only file system"}
 
 Files = dict[str, tuple[bytes, int]]
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class OutputError(Exception):
@@ -143,9 +141,7 @@ def _stage(gens: Path, links: dict[str, Path], writes: Files, manifest: list[str
     try:
         _make_dir(new, DIR_MODE)
         made: set[str] = set()
-        # One flush of the file system for the whole tree (syncfs) rather than an fsync per file:
-        # an fsync per file is a journal commit per file, which a large tree waits on one by one.
-        batch = hasattr(_LIBC, "syncfs")
+        batch = linux_calls.syncfs_available()  # one flush for the tree, not a journal commit per file
         for rel in sorted(set(links) | set(writes)):
             _make_parents(new, rel, made)
             if rel in writes:
@@ -154,7 +150,8 @@ def _stage(gens: Path, links: dict[str, Path], writes: Files, manifest: list[str
                 _link_or_copy(links[rel], new / rel, sync=not batch)
         _write_new(new / MANIFEST, "".join(f"{rel}\n" for rel in manifest).encode(), 0o644, sync=not batch)
         if batch:
-            _syncfs(new)
+            with _writing(new):
+                linux_calls.syncfs(new)
         for dirpath, _, _ in os.walk(new, topdown=False):  # the entries must be durable before the switch
             _synced_dir(Path(dirpath))
         _synced_dir(gens)
@@ -291,7 +288,7 @@ def _swap_for_link(output: Path, entry: str) -> None:
             os.replace(aside, path)  # a file: rename() replaces it atomically
             return
         try:
-            _exchange(aside, path)  # a directory cannot be renamed over: swap the two names instead
+            linux_calls.exchange(aside, path)  # a directory cannot be renamed over: swap the two names instead
         except OSError as exc:
             if exc.errno not in NO_EXCHANGE:
                 raise
@@ -300,28 +297,6 @@ def _swap_for_link(output: Path, entry: str) -> None:
             os.rename(path, aside)
             os.symlink(f"{GENERATIONS}/{CURRENT}/{entry}", path)
         _remove(aside)
-
-
-def _syncfs(where: Path) -> None:
-    """Every write on `where`'s file system reaches the disk; a write-back error is reported here
-    (Linux 5.8 and later), as an fsync per file would have reported it."""
-    with _writing(where):
-        fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            if _LIBC.syncfs(fd) != 0:
-                code = ctypes.get_errno()
-                raise OSError(code, os.strerror(code), str(where))
-        finally:
-            os.close(fd)
-
-
-def _exchange(a: Path, b: Path) -> None:
-    renameat2 = getattr(_LIBC, "renameat2", None)
-    if renameat2 is None:
-        raise OSError(errno.ENOSYS, "renameat2 is not available", str(b))
-    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), str(b))
 
 
 # -- housekeeping ---------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ WORKER_OVERRIDE = """{% extends "ignition/_common.yaml.tmpl" %}
 
 
 def _example(*edits: tuple[str, str], extra: str = "") -> str:
-    text = EXAMPLE.read_text()
+    text = EXAMPLE.read_text().replace(", arch: amd64}", "}")  # arch given once, by the edits below
     for old, new in edits:
         assert old in text, old
         text = text.replace(old, new)
@@ -61,7 +61,7 @@ VARIANTS = {
     "lab": lambda: LAB.read_text(),
     "sysexts-sysupdate": lambda: _example(extra=SYSEXTS),
     "arm64-cilium-gitops": lambda: _example(
-        ("ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64", "ip: 10.0.0.22, install_disk: /dev/sda, arch: arm64"),
+        ("name: worker-2,", "name: worker-2, arch: arm64,"),
         ("cni: flannel", "cni: cilium\ncilium: {wireguard: true, kube_proxy_replacement: true}"),
         extra="gitops: {repo: https://git.example.com/infra.git, revision: main, path: clusters/lab}\n"),
     "single-controller": lambda: "\n".join(

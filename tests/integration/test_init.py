@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.apiserver import StandInAPIServer, serving_cert
 from tests.support.assets import standin_assets
-from tests.support.paths import EXAMPLE, REPO
+from tests.support.paths import EXAMPLE, REPO, flatcar_version_of
 from tests.support.processes import free_port, wait_for
 
 NAMES = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"]
@@ -86,7 +86,7 @@ def test_init_ctrl_c_stops_everything(output, tmp_path):
 def test_init_refuses_missing_assets_before_anything_starts(tmp_path):
     """No serve, no power-on, no output: each missing file named, and how to fetch them."""
     assets = standin_assets(tmp_path / "assets", EXAMPLE)
-    (assets / "flatcar" / "4081.3.6" / "flatcar_production_image.bin.bz2.sig").unlink()
+    (assets / "flatcar" / flatcar_version_of() / "flatcar_production_image.bin.bz2.sig").unlink()
     (assets / "sysext" / "kubernetes-v1.36.3-x86-64.raw").unlink()
     out = tmp_path / "output"
     done = subprocess.run([sys.executable, "-m", "app", "--config", str(EXAMPLE), "--output", str(out), "init",
@@ -94,7 +94,7 @@ def test_init_refuses_missing_assets_before_anything_starts(tmp_path):
                           cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
     assert done.returncode == 1
     assert "2 file(s) they fetch are not in" in done.stderr and "nothing was started or powered on" in done.stderr
-    assert f"{assets}/flatcar/4081.3.6/flatcar_production_image.bin.bz2.sig is missing" in done.stderr
+    assert f"{assets}/flatcar/{flatcar_version_of()}/flatcar_production_image.bin.bz2.sig is missing" in done.stderr
     assert "kubernetes-v1.36.3-x86-64.raw is not in" in done.stderr
     assert f"bootstrap-node assets fetch {assets}" in done.stderr
     assert not out.exists()

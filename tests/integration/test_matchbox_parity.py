@@ -1,7 +1,7 @@
 """Matchbox compatibility, measured: the same requests asked of real Matchbox (built from source by
 scripts/matchbox-binary) and of `serve --matchbox-data --strict-matchbox` on the same data dir,
 answers compared (status, Content-Type, body; Ignition as JSON). The data dir holds the contract
-cases of test_http_matchbox.py and test_matchbox_templates.py, Butane templates of both Flatcar
+cases of test_serve_boot_matchbox_api.py and test_matchbox_templates.py, Butane templates of both Flatcar
 spec versions with the contents whose encoding Matchbox chooses, raw Ignition of every spec it
 upgrades, and the appliance's own generated tree (a real cluster's groups, profiles and configs)."""
 
@@ -17,9 +17,9 @@ from app import pki
 from app.cluster import load_cluster
 from app.render.templates import Templates
 from app.render.tree import Appliance, render_tree
-from tests.integration.test_http_matchbox import BOOT, BUTANE_TEMPLATE
 from tests.integration.test_matchbox_templates import BUTANE as BUTANE_WITH_RANGE
 from tests.integration.test_matchbox_templates import GENERIC
+from tests.integration.test_serve_boot_matchbox_api import BOOT, BUTANE_TEMPLATE
 from tests.support.matchbox_pair import ask, side_by_side
 from tests.support.paths import EXAMPLE
 from tests.support.real_programs import matchbox_binary

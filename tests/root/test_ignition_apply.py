@@ -44,7 +44,9 @@ mount -t tmpfs tmpfs /run
 # Ignition writes core's SSH keys as core: the root it writes to must be reachable by that user,
 # which pytest's private temporary directory is not. /sysroot is where Flatcar mounts it.
 mkdir /run/sysroot && mount --bind "$ROOT" /run/sysroot
-"$PY" -m app --output "$WORK/serve-out" serve --matchbox-data "$WORK/data" --listen 10.99.0.2:8080 \
+# --matchbox-data-with-secrets: the lab tree holds keys; this namespace's loopback is the only client.
+"$PY" -m app --output "$WORK/serve-out" serve --matchbox-data "$WORK/data" --matchbox-data-with-secrets \
+  --listen 10.99.0.2:8080 \
   --dhcp none --tftp none --assets "$WORK/assets" --bind address >"$WORK/serve.log" 2>&1 &
 serve=$!
 trap 'kill $serve; wait $serve || true' EXIT

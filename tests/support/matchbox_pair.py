@@ -96,8 +96,10 @@ def side_by_side(matchbox: Path, data: Path, scratch: Path):
         procs.append(_start([str(matchbox), "-address", f"127.0.0.1:{mb_port}", "-data-path", str(copy),
                              "-assets-path", str(assets), "-log-level", "error"],
                             mb_port, scratch / "matchbox.log", "matchbox"))
+        # --matchbox-data-with-secrets: the data dir may hold the appliance's own tree, keys included,
+        # served to loopback only (as Matchbox serves it, to anyone who asks).
         procs.append(_start([sys.executable, "-m", "app", "--output", str(out), "serve", "--matchbox-data",
-                             str(data), "--strict-matchbox", "--listen", f"127.0.0.1:{our_port}",
+                             str(data), "--matchbox-data-with-secrets", "--strict-matchbox", "--listen", f"127.0.0.1:{our_port}",
                              "--dhcp", "none", "--tftp", "none", "--tftp-port", str(tftp_port),
                              "--assets", str(assets), "--bind", "address"],
                             our_port, scratch / "ours.log", "serve --matchbox-data"))
