@@ -246,10 +246,15 @@ def _ensure_links(output: Path, files: Files) -> None:
     made = False
     present = {rel.split("/")[0] for rel in files}
     for entry in MANAGED:
-        wanted, there = entry not in OPTIONAL or entry in present, os.path.lexists(output / entry)
-        if wanted != there and (wanted or (output / entry).is_symlink()):
+        if entry in OPTIONAL and entry not in present:
+            if (output / entry).is_symlink():
+                with _writing(output / entry):
+                    (output / entry).unlink()
+                made = True
+            continue
+        if not os.path.lexists(output / entry):
             with _writing(output / entry):
-                os.symlink(f"{GENERATIONS}/{CURRENT}/{entry}", output / entry) if wanted else (output / entry).unlink()
+                os.symlink(f"{GENERATIONS}/{CURRENT}/{entry}", output / entry)
             made = True
     if made:
         _synced_dir(output)
