@@ -1,10 +1,11 @@
 """Day 2 against real kubeadm: the bootstrap token Secret and the kubeadm-certs Secret that
 app/wait/kubeadm_secrets.py mints through the API are what `kubeadm join phase control-plane-prepare
-download-certs` needs: with our certificate key, the minted token and our CA pin it writes the very
+download-certs` needs: with the key of that upload, the minted token and our CA pin it writes the very
 CA and service-account keys we hold; a wrong pin or an expired token fails as kubeadm says."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 from pathlib import Path
@@ -50,9 +51,13 @@ def download_certs(control_plane, root: Path, config: str) -> subprocess.Complet
 def test_download_certs_takes_what_our_day2_code_minted(control_plane, api, secrets, tmp_path):
     now = dt.datetime.now(dt.UTC)
     token, _ = kubeadm_secrets.mint_token(api, now, dt.timedelta(hours=1), "bootstrap-node: test join of cp-2")
-    kubeadm_secrets.upload_certs(api, secrets, now, dt.timedelta(hours=1))
+    _, key = kubeadm_secrets.upload_certs(api, secrets, now, dt.timedelta(hours=1))
+    # Each upload has a key of its own: the first install's key no longer opens kubeadm-certs.
+    stale = download_certs(control_plane, tmp_path / "stale", join_config(tmp_path / "s", secrets, token.token))
+    assert stale.returncode != 0 and "message authentication failed" in stale.stderr, stale.stderr[-2000:]
     root = tmp_path / "cp-2"
-    run = download_certs(control_plane, root, join_config(tmp_path, secrets, token.token))
+    fresh = dataclasses.replace(secrets, certificate_key=key)  # what generate renders into cp-2's config
+    run = download_certs(control_plane, root, join_config(tmp_path, fresh, token.token))
     assert run.returncode == 0, run.stderr[-4000:]
     pki_dir = root / "etc" / "kubernetes" / "pki"
     for name, field in kubeadm_secrets.CERT_FILES.items():
