@@ -207,3 +207,27 @@ async def test_empty_selector_value_matches_missing_key(tmp_path):
             assert r.status == 200
         async with http.get("/ipxe?os=x&uuid=y") as r:
             assert r.status == 404
+
+
+class AskedTable(dict):
+    """A neighbour table that remembers who asked it."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked: list[str] = []
+
+    def get(self, address, default=None):
+        self.asked.append(address)
+        return super().get(address, default)
+
+
+async def test_only_the_routes_the_policy_binds_ask_the_neighbour_table(data_dir, tmp_path):
+    table = AskedTable()
+    async with running_appliance(data_dir, tmp_path, neighbours=table) as (http, _):
+        for path in ("/grub?mac=52:da:00:89:d8:10", "/metadata?mac=52:da:00:89:d8:10", "/boot.ipxe"):
+            async with http.get(path) as r:
+                await r.read()
+        assert table.asked == []
+        async with http.get("/ipxe?mac=52:da:00:89:d8:10") as r:
+            await r.read()
+        assert table.asked == ["127.0.0.1"]
