@@ -23,6 +23,7 @@ from app.status import page as status_page
 from app.status import view as status_view
 
 log = logging.getLogger("bootstrap_node.http")
+BOOT = web.AppKey("boot", BootService)
 
 
 def errors(metrics: Metrics):
@@ -83,6 +84,7 @@ def build_app(settings: AppSettings, services: Services) -> web.Application:
     app = web.Application(middlewares=[errors(services.metrics)],
                           client_max_size=settings.limits.max_callback_bytes)
     boot = BootService(settings.boot, services)
+    app[BOOT] = boot
     status = StatusHandlers(services, settings.assets, settings.boot.strict_matchbox)
     routes = [("/", status.root), *BootHandlers(boot, settings.assets, settings.limits.max_callback_bytes).routes(),
               ("/status", status.status), ("/metrics", status.prometheus)]
