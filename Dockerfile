@@ -2,30 +2,33 @@
 #   docker build -t bootstrap-node .                                   (downloads and verifies assets)
 #   docker build --build-arg ASSETS=context --build-arg ASSETS_DIR=assets \
 #                --build-arg IMAGES=context --build-arg IMAGES_DIR=images -t bootstrap-node .   (air-gapped)
-# See README "The container image" for every build argument.
+# See docs/install-and-assets.md for every build argument.
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
-# --- assets: Flatcar PXE kernel/initrd + disk image, the sysexts (Kubernetes', SYSEXTS), add-ons; all verified ---
+# --- assets: Flatcar PXE kernel/initrd + disk image and its .sig, the sysexts (Kubernetes', SYSEXTS), add-ons; all verified ---
 FROM ${BASE_IMAGE} AS assets
 ARG ASSETS=download
 ARG ASSETS_DIR=scripts/assets/none
-ARG FLATCAR_VERSION=4081.3.6
+ARG FLATCAR_VERSION=4593.2.5
 ARG FLATCAR_CHANNEL=stable
-ARG K8S_VERSION=v1.31.4
+ARG K8S_VERSION=v1.36.3
 ARG ARCH=amd64
 ARG FLANNEL_VERSION=v0.26.4
 ARG FLANNEL_SHA256=
 ARG CILIUM_CLI_VERSION=v0.16.24
 ARG CILIUM_CLI_SHA256=
-ARG ARGOCD_VERSION=v2.13.3
-ARG ARGOCD_SHA256=
+# Argo CD's manifests/install.yaml at tag v3.5.1 (argoproj/argo-cd commit 109ca7ca7113, 2026-08-12),
+# the file raw.githubusercontent.com serves for that tag; its images are quay.io/argoproj/argocd:v3.5.1.
+ARG ARGOCD_VERSION=v3.5.1
+ARG ARGOCD_SHA256=795a3a972224da6a7f9d32c3e946445f062b60fb46028476715affeb688236e3
 # More system extensions from the sysext bakery, by release: "containerd-2.0.4 nvidia-runtime-v1.17.5".
 ARG SYSEXTS=
 SHELL ["/bin/sh", "-eu", "-c"]
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
  && rm -rf /var/lib/apt/lists/*
-COPY scripts/assets/ /usr/local/lib/bootstrap-node/
+COPY app/asset_scripts/ /usr/local/lib/bootstrap-node/
+COPY app/cluster/flatcar-releases.txt /usr/local/lib/bootstrap-node/
 COPY ${ASSETS_DIR}/ /context-assets/
 RUN FLATCAR_VERSION="$FLATCAR_VERSION" FLATCAR_CHANNEL="$FLATCAR_CHANNEL" K8S_VERSION="$K8S_VERSION" \
     ARCH="$ARCH" FLANNEL_VERSION="$FLANNEL_VERSION" FLANNEL_SHA256="$FLANNEL_SHA256" \
@@ -54,7 +57,7 @@ RUN python3 -m venv /opt/bootstrap-node \
 FROM build AS images
 ARG IMAGES=download
 ARG IMAGES_DIR=scripts/assets/none
-ARG K8S_VERSION=v1.31.4
+ARG K8S_VERSION=v1.36.3
 ARG ARCH=amd64
 SHELL ["/bin/sh", "-eu", "-c"]
 RUN if [ "$IMAGES" = download ]; then \
@@ -64,20 +67,21 @@ RUN if [ "$IMAGES" = download ]; then \
 COPY scripts/assets/fetch-images /usr/local/lib/bootstrap-node/
 COPY --from=assets /assets/cni/ /manifests/cni/
 COPY --from=assets /assets/gitops/ /manifests/gitops/
+COPY app/templates/addons/ /manifests/addons/
 COPY ${IMAGES_DIR}/ /context-images/
 RUN K8S_VERSION="$K8S_VERSION" ARCH="$ARCH" \
     /usr/local/lib/bootstrap-node/fetch-images "$IMAGES" /context-images /images /manifests
 
 # --- runtime: python3, dnsmasq, iPXE binaries, the app, templates, assets and images; nothing else ---
 FROM ${BASE_IMAGE}
-ARG FLATCAR_VERSION=4081.3.6
+ARG FLATCAR_VERSION=4593.2.5
 ARG FLATCAR_CHANNEL=stable
-ARG K8S_VERSION=v1.31.4
+ARG K8S_VERSION=v1.36.3
 ARG ARCH=amd64
 ARG VERSION=0.1.0
 ARG SYSEXTS=
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 dnsmasq-base ipxe iproute2 ipmitool \
+ && apt-get install -y --no-install-recommends python3 dnsmasq-base ipxe iproute2 ipmitool chrony \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 COPY --from=build /opt/bootstrap-node /opt/bootstrap-node
 COPY --from=assets /assets /assets

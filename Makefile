@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-LAB_PACKAGES := qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base busybox-static cpio iproute2
+LAB_PACKAGES := qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base busybox-static cpio iproute2 gcc libblkid-dev passwd
 # LAB_POWER=redfish|ipmi: the machines are libvirt domains behind a BMC emulator (scripts/lab/lab_bmc.py).
 LAB_POWER ?=
 BMC_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc python3-dev ipmitool
@@ -13,7 +13,7 @@ endif
 # The `lab` extra (libvirt-python) builds only where libvirt-dev is installed.
 EXTRAS ?= test$(shell pkg-config --exists libvirt 2>/dev/null && echo ,lab)
 
-.PHONY: test venv schema clean lab lab-deps bench bench-storm screenshot
+.PHONY: test test-latest venv schema clean lab lab-deps bench bench-storm screenshot
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ venv: $(VENV)/.installed
 ## Run the whole test suite (tests needing root, QEMU or podman skip with a reason without them).
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The suite against the newest versions pyproject.toml allows instead of the lock: what a user who
+## installs with plain pip gets. Its own venv, so the pinned one stays as it is.
+LATEST_VENV ?= .venv-latest
+test-latest:
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]'
+	$(LATEST_VENV)/bin/python -m pip list --format freeze > $(LATEST_VENV)/versions.txt
+	$(LATEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 ## The whole chain on a virtual rack (root): generate, serve, PXE-boot 3 QEMU machines + 1 stranger,
 ## live status until every node installed, tear down. See scripts/lab/__main__.py.
@@ -46,7 +56,10 @@ bench: venv
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || { [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk; } \
 		|| { echo "make bench needs nginx and wrk (Debian: nginx-light wrk)"; exit 1; }
-	$(PY) bench/run.py
+	@# Real Matchbox beside ours: BENCH_MATCHBOX, else the one scripts/matchbox-binary builds (cached).
+	@mb="$${BENCH_MATCHBOX:-}"; if [ -z "$$mb" ] && command -v go >/dev/null; then \
+		. scripts/lib/real-versions; mb="$$(scripts/matchbox-binary "$$MATCHBOX_VERSION" | tail -n1)/matchbox" || mb=""; fi; \
+	BENCH_MATCHBOX="$$mb" $(PY) bench/run.py
 
 ## The boot storm (root): 50, 200 and 1,000 simulated machines through dnsmasq and serve in network
 ## namespaces (bench/storm.py; BENCH_STORM=50,200 for fewer), and the per-request neighbour lookup
@@ -72,9 +85,11 @@ screenshot: venv
 	@rm -f docs/status-page.raw.png
 	@ls -l docs/status-page.png
 
-## Regenerate cluster.schema.json from the model.
+## Regenerate cluster.schema.json from the model, and the reference table in docs/configuration.md from it.
 schema: venv
 	$(VENV)/bin/bootstrap-node schema > cluster.schema.json
+	$(PY) -c 'import pathlib; from app.cluster.schema import splice_reference as s; \
+		p = pathlib.Path("docs/configuration.md"); p.write_text(s(p.read_text()))'
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) .pytest_cache

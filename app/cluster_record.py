@@ -38,6 +38,9 @@ PRIVATE = 0o600
 class JoinToken:
     token: str  # "<id>.<secret>", as kubeadm's JoinConfiguration wants it
     expires: dt.datetime  # aware, UTC
+    # A controller's: the key of the kubeadm-certs upload made for its join (a fresh one per upload,
+    # as kubeadm does, so a key seen once decrypts no later upload).
+    certificate_key: str | None = None
 
     def lasts(self, now: dt.datetime, at_least: dt.timedelta) -> bool:
         return self.expires - now >= at_least
@@ -87,15 +90,21 @@ def load_join_tokens(output: Path, ca_pin: str) -> dict[str, JoinToken]:
     tokens = {}
     for name, entry in (data.get("nodes") or {}).items():
         try:
-            tokens[name] = JoinToken(str(entry["token"]), dt.datetime.fromisoformat(entry["expires"]))
+            key = entry.get("certificate_key")
+            tokens[name] = JoinToken(str(entry["token"]), dt.datetime.fromisoformat(entry["expires"]),
+                                     str(key) if key else None)
         except (KeyError, TypeError, ValueError):
             continue  # a damaged entry: that node gets a fresh token when it next needs one
     return tokens
 
 
+def _entry(token: JoinToken) -> dict:
+    entry = {"token": token.token, "expires": token.expires.isoformat(timespec="seconds")}
+    return entry | ({"certificate_key": token.certificate_key} if token.certificate_key else {})
+
+
 def save_join_tokens(output: Path, ca_pin: str, minted: dict[str, JoinToken]) -> None:
     """Add or replace these nodes' tokens, keeping the others'."""
     tokens = {**load_join_tokens(output, ca_pin), **minted}
-    data = {"ca": ca_pin, "nodes": {name: {"token": t.token, "expires": t.expires.isoformat(timespec="seconds")}
-                                    for name, t in sorted(tokens.items())}}
+    data = {"ca": ca_pin, "nodes": {name: _entry(t) for name, t in sorted(tokens.items())}}
     atomic_write(output / JOIN_TOKENS, (json.dumps(data, indent=2) + "\n").encode(), PRIVATE)

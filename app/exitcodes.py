@@ -1,4 +1,4 @@
-"""Every exit code a command returns, in one place (the README's table lists the same)."""
+"""Every exit code a command returns, in one place (docs/commands.md's table lists the same)."""
 
 from __future__ import annotations
 

@@ -54,7 +54,8 @@ def generate(cluster: Cluster, output: Path, templates: Path | None, *, assets: 
     joins = prepare_joins(cluster, output, secrets, api_endpoints(cluster, api_servers), now) if exists else JoinPlan()
     hashes = _sysext_hashes(cluster, assets, warnings)
     appliance = Appliance(output_dir=output, ipxe_binaries=ipxe, sysext_hashes=hashes,
-                          ignition_schemas=ignition_schemas, cluster_exists=exists, join_tokens=joins.tokens)
+                          ignition_schemas=ignition_schemas, cluster_exists=exists, join_tokens=joins.tokens,
+                          certificate_keys=joins.certificate_keys)
     files = render_tree(cluster, secrets, Templates(templates), appliance)  # raises before any write
     summary = write_tree(output, files)  # the whole tree switches at once, or not at all
     if new_cluster:

@@ -15,7 +15,6 @@ single-file version, for the files other commands own (serve.json, kubeconfig).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -25,25 +24,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app import linux_calls
 from app.atomic_file import same_file
 
-MANAGED = ("credentials", "dnsmasq.conf", "matchbox", "tftp")  # top-level entries generate owns
+MANAGED = ("chrony.conf", "credentials", "dnsmasq.conf", "matchbox", "tftp")  # top-level entries generate owns
+OPTIONAL = frozenset({"chrony.conf"})  # linked only while the tree holds it: never a dangling link
 GENERATIONS = ".generations"
 CURRENT, PREVIOUS = "current", "previous"
 MANIFEST = ".generated"  # in each generation: the files generate wrote there (the rest are the user's)
 PRIVATE_DIRS = ("credentials", "credentials/etcd", "matchbox/ignition")  # 0700: they hold keys
 DIR_MODE, PRIVATE_MODE = 0o755, 0o700  # dnsmasq runs as nobody: it must traverse down to tftp/
+# A new output directory: nobody else may list it or write in it, whatever the umask; dnsmasq (user
+# nobody) may still pass through it to tftp/, which 0700 would forbid.
+OUTPUT_MODE = 0o711
 SWAPPED = ".{}.swapped"  # a pre-generations entry, moved aside while its link takes its place
 NEW_LINK = "{}.new"  # a link about to replace CURRENT or PREVIOUS
 NO_LINKS = {errno.EPERM, errno.EMLINK, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS}  # copy instead
 NO_EXCHANGE = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP}
-RENAME_EXCHANGE, AT_FDCWD = 2, -100  # <linux/fs.h>, <fcntl.h>
 HINTS = {errno.ENOSPC: "free some space and run generate again",
          errno.EDQUOT: "raise the quota or free some space, and run generate again",
          errno.EROFS: "the output directory is on a read-only file system"}
 
 Files = dict[str, tuple[bytes, int]]
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class OutputError(Exception):
@@ -64,6 +66,10 @@ def write_tree(output: Path, files: Files) -> WriteSummary:
     if unknown:
         raise ValueError(f"generate does not own {unknown}")
     gens = output / GENERATIONS
+    if not output.exists():
+        with _writing(output):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            _make_dir(output, OUTPUT_MODE)
     with _writing(gens):
         gens.mkdir(parents=True, exist_ok=True)
         if gens.stat().st_mode & 0o777 != DIR_MODE:
@@ -77,10 +83,10 @@ def write_tree(output: Path, files: Files) -> WriteSummary:
         if current is None or plan.written or plan.removed:
             links = {rel: current / rel for rel in plan.unchanged + plan.foreign} if current else {}
             new = _stage(gens, links, {rel: files[rel] for rel in plan.written}, sorted(files))
-            _ensure_links(output)
+            _ensure_links(output, files)
             warnings += _switch(gens, new, current)
         else:
-            _ensure_links(output)
+            _ensure_links(output, files)
         warnings += _remove_unreferenced(gens)
     return WriteSummary(plan.written, plan.unchanged, plan.removed, warnings)
 
@@ -135,9 +141,7 @@ def _stage(gens: Path, links: dict[str, Path], writes: Files, manifest: list[str
     try:
         _make_dir(new, DIR_MODE)
         made: set[str] = set()
-        # One flush of the file system for the whole tree (syncfs) rather than an fsync per file:
-        # an fsync per file is a journal commit per file, which a large tree waits on one by one.
-        batch = hasattr(_LIBC, "syncfs")
+        batch = linux_calls.syncfs_available()  # one flush for the tree, not a journal commit per file
         for rel in sorted(set(links) | set(writes)):
             _make_parents(new, rel, made)
             if rel in writes:
@@ -146,7 +150,8 @@ def _stage(gens: Path, links: dict[str, Path], writes: Files, manifest: list[str
                 _link_or_copy(links[rel], new / rel, sync=not batch)
         _write_new(new / MANIFEST, "".join(f"{rel}\n" for rel in manifest).encode(), 0o644, sync=not batch)
         if batch:
-            _syncfs(new)
+            with _writing(new):
+                linux_calls.syncfs(new)
         for dirpath, _, _ in os.walk(new, topdown=False):  # the entries must be durable before the switch
             _synced_dir(Path(dirpath))
         _synced_dir(gens)
@@ -235,10 +240,18 @@ def _generation(gens: Path, name: str) -> Path | None:
     return target if target.is_dir() and target.parent == gens else None
 
 
-def _ensure_links(output: Path) -> None:
-    """The stable top-level links; made once (before the first switch, so the whole tree appears at once)."""
+def _ensure_links(output: Path, files: Files) -> None:
+    """The stable top-level links; made once (before the first switch, so the whole tree appears at once).
+    An optional entry's link exists while the tree has that entry."""
     made = False
+    present = {rel.split("/")[0] for rel in files}
     for entry in MANAGED:
+        if entry in OPTIONAL and entry not in present:
+            if (output / entry).is_symlink():
+                with _writing(output / entry):
+                    (output / entry).unlink()
+                made = True
+            continue
         if not os.path.lexists(output / entry):
             with _writing(output / entry):
                 os.symlink(f"{GENERATIONS}/{CURRENT}/{entry}", output / entry)
@@ -280,7 +293,7 @@ def _swap_for_link(output: Path, entry: str) -> None:
             os.replace(aside, path)  # a file: rename() replaces it atomically
             return
         try:
-            _exchange(aside, path)  # a directory cannot be renamed over: swap the two names instead
+            linux_calls.exchange(aside, path)  # a directory cannot be renamed over: swap the two names instead
         except OSError as exc:
             if exc.errno not in NO_EXCHANGE:
                 raise
@@ -289,28 +302,6 @@ def _swap_for_link(output: Path, entry: str) -> None:
             os.rename(path, aside)
             os.symlink(f"{GENERATIONS}/{CURRENT}/{entry}", path)
         _remove(aside)
-
-
-def _syncfs(where: Path) -> None:
-    """Every write on `where`'s file system reaches the disk; a write-back error is reported here
-    (Linux 5.8 and later), as an fsync per file would have reported it."""
-    with _writing(where):
-        fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            if _LIBC.syncfs(fd) != 0:
-                code = ctypes.get_errno()
-                raise OSError(code, os.strerror(code), str(where))
-        finally:
-            os.close(fd)
-
-
-def _exchange(a: Path, b: Path) -> None:
-    renameat2 = getattr(_LIBC, "renameat2", None)
-    if renameat2 is None:
-        raise OSError(errno.ENOSYS, "renameat2 is not available", str(b))
-    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), str(b))
 
 
 # -- housekeeping ---------------------------------------------------------------------------------

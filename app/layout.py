@@ -13,6 +13,7 @@ ADMIN_KUBECONFIG = f"{CREDENTIALS}/admin.kubeconfig"
 MATCHBOX = "matchbox"  # a Matchbox data dir: profiles/ groups/ ignition/
 TFTP = "tftp"  # iPXE binaries dnsmasq serves
 DNSMASQ_CONF = "dnsmasq.conf"
+CHRONY_CONF = "chrony.conf"  # written only with bootstrap.time_server: serve then runs chronyd
 EVENTS = "events.jsonl"  # the append-only progress log
 SERVE_STATE = "serve.json"  # who is serving this directory (teardown reads it)
 KUBECONFIG = "kubeconfig"  # the user's, written by wait once the cluster is healthy
@@ -21,6 +22,13 @@ RUN = "run"  # runtime files of a serve (derived configs, tool kubeconfigs)
 # On the node: where a served config puts its one-install credential (serve adds the file; the
 # templates' scripts send it as a Bearer token).
 CREDENTIAL_PATH = "/etc/bootstrap-node/credential"
+
+# The assets directory (`/assets` in the image, `--assets`): Flatcar's files per node architecture,
+# under <dir>/<flatcar_version>/.
+FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
+# What a node fetches from there: the PXE kernel and initrd, then flatcar-install's image and signature.
+FLATCAR_FILES = ("flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.gz",
+                 "flatcar_production_image.bin.bz2", "flatcar_production_image.bin.bz2.sig")
 
 API_PORT = 6443
 DEFAULT_HTTP_PORT = 8080

@@ -27,6 +27,10 @@ ADMIN_USER = "bootstrap-node-admin"
 # so access is revoked by deleting that binding. system:masters cannot be revoked without a new CA.
 CLUSTER_ADMINS = "kubeadm:cluster-admins"
 USER_NAME = "bootstrap-node-user"
+# Certificates are valid from a day before the appliance's clock: a node whose clock runs behind (no
+# NTP yet, a flat RTC battery, a timezone set as UTC) would otherwise see them as not yet valid, and
+# every TLS handshake with the API would fail until its clock caught up.
+BACKDATE = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,11 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key, now: dt.datetime, years: int, ca: bool):
-    """What every certificate here shares: serial, validity (5 minutes of clock-skew slack), basic
+    """What every certificate here shares: serial, validity (from BACKDATE before now), basic
     constraints and key usage."""
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=365 * years))
+            .not_valid_before(now - BACKDATE).not_valid_after(now + dt.timedelta(days=365 * years))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=ca,
                                          content_commitment=False, data_encipherment=False, key_agreement=False,
@@ -130,6 +134,11 @@ def new_token() -> str:
     return f"{pick(6)}.{pick(16)}"
 
 
+def new_certificate_key() -> str:
+    """kubeadm's certificate key: 32 random bytes, hex (AES-256-GCM over the kubeadm-certs Secret)."""
+    return random.token_hex(32)
+
+
 def create_secrets(now: dt.datetime) -> Secrets:
     """A fresh CA set, service-account pair, admin client certificate and tokens."""
     ca_crt, ca_key, ca_obj = _ca("kubernetes", now)
@@ -141,7 +150,7 @@ def create_secrets(now: dt.datetime) -> Secrets:
     # system:masters, as kubeadm's super-admin.conf: the 1.29+ admin group is bound too late for us.
     admin_crt, admin_key = _client_cert(ca_crt, ca_obj, ADMIN_USER, "system:masters", now)
     return Secrets(ca_crt, ca_key, _pem_key(sa), sa_pub, fp_crt, fp_key, etcd_crt, etcd_key,
-                   admin_crt, admin_key, new_token(), random.token_hex(32))
+                   admin_crt, admin_key, new_token(), new_certificate_key())
 
 
 def ca_pin(ca_pem: bytes) -> str:

@@ -330,6 +330,33 @@ def load_source(path: Path, limits: Limits = DEFAULT_LIMITS) -> Source:
     return parse_source(text, path, limits)
 
 
+def indentation_hint(text: str, index: int) -> str:
+    """Most syntax errors in a hand-edited file are indentation: the parser's words name the symptom,
+    so say what the line at `index` (0-based) looks like next to the line above it."""
+    lines = text.splitlines()
+    if index >= len(lines):
+        return ""
+    line = lines[index]
+    lead = line[:len(line) - len(line.lstrip())]
+    if "\t" in lead:
+        return f" (hint: line {index + 1} is indented with a tab; YAML indents with spaces only)"
+    content = [i for i in range(index - 1, -1, -1) if lines[i].strip() and not lines[i].lstrip().startswith("#")]
+    if not content:
+        return ""
+    here = len(lead)
+    columns = []  # where a line here may start: the key column above, then each enclosing block's
+    for i in content:
+        start = len(lines[i]) - len(lines[i].lstrip())
+        if not columns or start < min(columns):
+            columns.append(start + 2 if lines[i].lstrip().startswith("- ") else start)  # an item's key: after "- "
+            columns.append(start)
+    previous, above, key = lines[content[0]].rstrip(), content[0] + 1, columns[0]
+    if here in columns or (previous.endswith(":") and here > key):
+        return ""
+    return (f" (hint: check the indentation: line {index + 1} starts in column {here + 1}, the key on line "
+            f"{above} in column {key + 1}; keys of one mapping line up in one column)")
+
+
 def _check_size(size: int, limits: Limits) -> None:
     if size > limits.max_bytes:
         raise SourceError(f"the file exceeds the limit of {limits.max_bytes} bytes")
@@ -350,7 +377,8 @@ def parse_source(text: str, path: Path, limits: Limits = DEFAULT_LIMITS) -> Sour
         mark = exc.problem_mark or exc.context_mark
         pos = _pos(mark) if mark else None
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise SourceError(f"YAML syntax error: {problem}", pos, str(exc.problem or problem)) from None
+        hint = indentation_hint(text, mark.line) if mark else ""
+        raise SourceError(f"YAML syntax error: {problem}{hint}", pos, str(exc.problem or problem)) from None
     except yaml.YAMLError as exc:
         raise SourceError(f"YAML syntax error: {exc}") from None
     finally:

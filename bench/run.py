@@ -204,7 +204,8 @@ def bench_generate(work: Path) -> list[dict]:
         cfg = dict(base, network={"cidr": "10.0.0.0/16", "gateway": "10.0.0.1", "dns": ["10.0.0.1"]})
         cfg["nodes"] = [{"name": f"n{i}", "role": "controller" if i < 3 else "worker",
                          "mac": "52:54:%02x:%02x:%02x:%02x" % (0x20, (i >> 16) & 255, (i >> 8) & 255, i & 255),
-                         "ip": f"10.0.{(i + 20) // 250}.{(i + 20) % 250 + 1}"} for i in range(n)]
+                         "ip": f"10.0.{(i + 20) // 250}.{(i + 20) % 250 + 1}",
+                         "install_disk": f"/dev/disk/by-id/wwn-0x5000c500{i:08x}"} for i in range(n)]
         path = work / f"cluster-{n}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         out = work / f"generate-{n}"

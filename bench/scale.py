@@ -29,7 +29,8 @@ def cluster(n: int, cidr: str = "10.0.0.0/16", bootstrap_ip: str | None = None, 
         config["bootstrap"] = dict(base["bootstrap"], ip=bootstrap_ip)
         config["control_plane_vip"] = str(net[10])
     config["nodes"] = [{"name": f"n{i}", "role": "controller" if i < 3 else "worker", "mac": node_mac(i, tag),
-                        "ip": str(net[first_host + i])} for i in range(n)]
+                        "ip": str(net[first_host + i]), "install_disk": f"/dev/disk/by-id/wwn-0x5000c500{i:08x}"}
+                       for i in range(n)]
     return config
 
 

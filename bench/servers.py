@@ -1,6 +1,7 @@
 """The servers under test, each a child process in its own session: ours, nginx, http.server, a
 Matchbox-like reference of ours that re-reads every group per request, and real Matchbox where a
-binary is given (BENCH_MATCHBOX=/path/to/matchbox: built by the user, never by this repository)."""
+binary is given (BENCH_MATCHBOX=/path/to/matchbox; `make bench` sets it to the build of
+scripts/matchbox-binary, cached outside the repository, when it is unset)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ command shares; importing the command modules registers them.
 
 from __future__ import annotations
 
-from app.cli import generate, images, init, nodes, power, serve, teardown, validate, wait  # noqa: F401
+from app.cli import assets, generate, images, init, nodes, power, serve, show, teardown, validate, wait  # noqa: F401
 from app.cli.common import app
 
 

@@ -28,7 +28,7 @@ from app.yaml_source import Pos
 
 app = typer.Typer(
     help="Turn a rack of powered-off bare-metal machines into a Kubernetes cluster on Flatcar.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,23 @@ class Format(str, Enum):
     github = "github"
 
 
-DEFAULT_PATHS = Paths(Path("/config/cluster.yaml"), Path("/output"), Path("/templates"))
+CONTAINER_PATHS = Paths(Path("/config/cluster.yaml"), Path("/output"), Path("/templates"))
+# Outside a container (no /config, /output or /templates volume) the working directory stands in.
+LOCAL_PATHS = Paths(Path("cluster.yaml"), Path("output"), Path("templates"))
 ENV = {"config": "BOOTSTRAP_CONFIG", "output": "BOOTSTRAP_OUTPUT", "templates": "BOOTSTRAP_TEMPLATES"}
-HELP = {"config": "cluster.yaml to read.", "output": "Output directory.",
-        "templates": "Template overrides; missing files fall back to built-ins."}
+HELP = {"config": "cluster.yaml to read (default: /config/cluster.yaml where /config exists, else ./cluster.yaml)",
+        "output": "Output directory (default: /output where it exists, else ./output)",
+        "templates": "Template overrides; missing files fall back to built-ins (default: /templates where it "
+                     "exists, else ./templates)"}
+
+
+def default_paths() -> Paths:
+    """The container's volumes where they are mounted, else the working directory's files."""
+    def pick(container: Path, local: Path, volume: Path) -> Path:
+        return container if volume.is_dir() else local
+    return Paths(pick(CONTAINER_PATHS.config, LOCAL_PATHS.config, CONTAINER_PATHS.config.parent),
+                 pick(CONTAINER_PATHS.output, LOCAL_PATHS.output, CONTAINER_PATHS.output),
+                 pick(CONTAINER_PATHS.templates, LOCAL_PATHS.templates, CONTAINER_PATHS.templates))
 
 
 def _version(value: bool) -> None:
@@ -59,14 +72,17 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    config: Annotated[Path, typer.Option(envvar=ENV["config"], help=HELP["config"])] = DEFAULT_PATHS.config,
-    output: Annotated[Path, typer.Option(envvar=ENV["output"], help=HELP["output"])] = DEFAULT_PATHS.output,
-    templates: Annotated[Path, typer.Option(envvar=ENV["templates"], help=HELP["templates"])]
-        = DEFAULT_PATHS.templates,
+    config: Annotated[Path | None, typer.Option(envvar=ENV["config"], help=HELP["config"],
+                                                show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option(envvar=ENV["output"], help=HELP["output"],
+                                                show_default=False)] = None,
+    templates: Annotated[Path | None, typer.Option(envvar=ENV["templates"], help=HELP["templates"],
+                                                   show_default=False)] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    ctx.obj = Paths(config, output, templates)
+    defaults = default_paths()
+    ctx.obj = Paths(config or defaults.config, output or defaults.output, templates or defaults.templates)
 
 
 def _global_parameters() -> list[inspect.Parameter]:
@@ -89,7 +105,8 @@ def command(name: str | None = None):
         def run(ctx: typer.Context, **kwargs):
             given = {key: kwargs.pop(key) for key in ENV if kwargs.get(key) is not None}
             kwargs = {key: value for key, value in kwargs.items() if key not in ENV}
-            return fn(replace(ctx.obj or DEFAULT_PATHS, **given), **kwargs)
+            _warned.clear()  # one run of a command: each warning once
+            return fn(replace(ctx.obj or default_paths(), **given), **kwargs)
 
         context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
         parameters = [context, *own, *_global_parameters()]
@@ -107,11 +124,15 @@ def fail(message: str, code: int = ExitCode.INVALID) -> typer.Exit:
 
 
 def unreadable(path: Path, exc: SourceError, fmt: Format = Format.text) -> str:
+    message = exc.message
+    if not path.exists():
+        message += (f" (pass --config FILE or set {ENV['config']}; without them the commands read "
+                    f"{CONTAINER_PATHS.config} in a container, else ./{LOCAL_PATHS.config})")
     if fmt is Format.text:
         where = f"{path}:{exc.pos.line}:{exc.pos.column}" if exc.pos else str(path)
-        return f"{where}: {exc.message}"
+        return f"{where}: {message}"
     pos = exc.pos or Pos(1, 1)
-    return render([Problem(str(path), pos.line, pos.column, "", exc.message)], fmt.value)
+    return render([Problem(str(path), pos.line, pos.column, "", message)], fmt.value)
 
 
 def load_or_exit(path: Path) -> Cluster:
@@ -123,8 +144,14 @@ def load_or_exit(path: Path) -> Cluster:
     except InvalidConfig as exc:
         raise fail(render(exc.problems, "text"), ExitCode.INVALID) from None
     for w in warnings:
-        typer.echo(w.text(), err=True)
+        if w.text() not in _warned:
+            _warned.add(w.text())
+            typer.echo(w.text(), err=True)
     return cluster
+
+
+# Several steps of one command (init: generate, serve, wait) read cluster.yaml; a warning is news once.
+_warned: set[str] = set()
 
 
 def known_nodes(config: Path) -> dict[str, str]:

@@ -37,7 +37,7 @@ def generate(
     images: ImagesOpt = DEFAULT_IMAGES,
     new_cluster: Annotated[bool, typer.Option(
         help="Start the cluster over: forget that it exists, so the first controller's config runs `kubeadm "
-             "init` again. Only for a cluster that is gone (see README, Day 2).")] = False,
+             "init` again. Only for a cluster that is gone (see docs/day-2.md).")] = False,
     server: Server = None,
 ) -> None:
     """Render the output tree: Matchbox data, Ignition per node, PKI, dnsmasq.conf, TFTP files.

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from app.cli.common import DEFAULT_IMAGES, Format, ImagesOpt, Paths, command, fail, load_or_exit
+from app.cluster import Problem, render
 from app.cluster.model import Cluster
 from app.exitcodes import ExitCode
 
@@ -119,7 +120,7 @@ def layout_warning(cluster: Cluster, templates: Path, layout: Path) -> str | Non
 def images(
     paths: Paths,
     images: ImagesOpt = DEFAULT_IMAGES,
-    fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
+    fmt: Annotated[Format, typer.Option("--format", help="text, json, or github annotations.")] = Format.text,
 ) -> None:
     """List the container images cluster.yaml needs and whether the image layout (--images) has them.
 
@@ -136,9 +137,19 @@ def images(
         raise fail(f"images: cannot read a manifest: {exc}") from None
     if fmt is Format.json:
         typer.echo(json.dumps({**asdict(report), "missing": len(report.missing)}, indent=2))
+    elif fmt is Format.github:
+        typer.echo(render(github_problems(report, str(paths.config)), "github"))
     else:
         _print_text(report)
     raise typer.Exit(ExitCode.INVALID if report.missing else ExitCode.OK)
+
+
+def github_problems(report: Report, config: str) -> list[Problem]:
+    """A missing image fails the check (an error on cluster.yaml, which asks for it); notes warn."""
+    hint = ADD_HINT.format(layout=report.layout)
+    missing = [Problem(config, 1, 1, "", f"image {e.ref} ({e.needed_by}) is not in {report.layout}; {hint}")
+               for e in report.missing]
+    return missing + [Problem(config, 1, 1, "", note, "warning") for note in report.notes]
 
 
 def _print_text(report: Report) -> None:

@@ -44,6 +44,10 @@ def status(
     """Each node's phase, download and last error, and the alerts, from the event log."""
     from app.status.view import build
 
+    if not watch:
+        _require_event_log(paths)
+    elif not (paths.output / EVENTS).exists():
+        typer.echo(f"{_no_event_log(paths)}; watching for it", err=True)
     log = EventLog(paths.output, known_nodes(paths.config))
     if format is StatusFormat.json:
         if watch:
@@ -57,6 +61,17 @@ def status(
 
     from app.cli.progress import status_renderable
     Console(highlight=False).print(status_renderable(build(log, assets), _title(paths)))
+
+
+def _no_event_log(paths: Paths) -> str:
+    return (f"no event log at {paths.output / EVENTS}: `bootstrap-node serve` has never run with this output "
+            f"directory (pass the --output it uses)")
+
+
+def _require_event_log(paths: Paths) -> None:
+    """Status read from a log that is not there is no status at all: say so rather than show nothing."""
+    if not (paths.output / EVENTS).exists():
+        raise fail(_no_event_log(paths))
 
 
 def _title(paths: Paths) -> str:
@@ -88,6 +103,7 @@ def discover(
     """MACs that PXE-booted but are in no group (by default as a ready-to-paste `nodes:` snippet)."""
     from app.status.discovery import nodes_snippet, unknown_machines
 
+    _require_event_log(paths)
     known = known_nodes(paths.config)
     if format is DiscoverFormat.snippet:
         typer.echo(nodes_snippet(unknown_machines(paths.output / EVENTS, known)), nl=False)

@@ -2,8 +2,9 @@
 `make lab`'s log gets each change once, not the whole table on every refresh).
 
 `wait`/`init` (rows from the health gate) and `status --watch` (the status view-model) share the
-display. Every string from the network becomes a `rich.text.Text`, never markup: a callback
-message like `[/]` is shown as typed instead of crashing the renderer.
+display. Every string from the network becomes a `rich.text.Text`, never markup (a callback message
+like `[/]` is shown as typed instead of crashing the renderer), and goes through `terminal_safe`
+first: an ESC sequence or a `\r\n` in a message is spelled out, never obeyed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Callable
 import typer
 
 from app.events import PHASES
-from app.status.text import download_text, duration, last_error, summary_text
+from app.logs import terminal_safe
+from app.status.text import download_text, duration, last_error, senders_text, summary_text
 from app.status.view import StatusView
 
 HEADERS = ["node", "role", "phase (events)", "API", "last error"]
@@ -50,7 +52,7 @@ class Display:
         for key, line in lines.items():
             if self.last.get(key) != line:
                 self.last[key] = line
-                self.echo(line)
+                self.echo(terminal_safe(line))
 
 
 def text_table(title: str, headers: list[str], rows: list[list[str]]):
@@ -58,9 +60,9 @@ def text_table(title: str, headers: list[str], rows: list[list[str]]):
     from rich.table import Column, Table
     from rich.text import Text
     columns = [Column(h, no_wrap=i < len(headers) - 1) for i, h in enumerate(headers)]
-    table = Table(*columns, title=Text(title))
+    table = Table(*columns, title=Text(terminal_safe(title)))
     for row in rows:
-        table.add_row(*(Text(cell) for cell in row))  # text from the network is never markup
+        table.add_row(*(Text(terminal_safe(cell)) for cell in row))  # text from the network is never markup
     return table
 
 
@@ -89,8 +91,8 @@ def status_renderable(view: StatusView, title: str):
     if not any(row[DOWNLOAD_COLUMN] for row in rows):  # no column of blanks
         headers = headers[:DOWNLOAD_COLUMN] + headers[DOWNLOAD_COLUMN + 1:]
         rows = [row[:DOWNLOAD_COLUMN] + row[DOWNLOAD_COLUMN + 1:] for row in rows]
-    return Group(text_table(title, headers, rows), Text(summary_text(view)),
-                 *(Text(line) for line in alert_lines(view).values()))
+    return Group(text_table(title, headers, rows), Text(terminal_safe(summary_text(view))),
+                 *(Text(terminal_safe(line)) for line in alert_lines(view).values()))
 
 
 def status_lines(view: StatusView) -> dict[str, str]:
@@ -104,8 +106,8 @@ def status_lines(view: StatusView) -> dict[str, str]:
 def alert_lines(view: StatusView) -> dict[str, str]:
     lines = {}
     for group in view.alerts:
-        sender = f" (last from {group.last_sender})" if group.last_sender else ""
-        lines[f"alert {group.reason}"] = f"alert: {group.reason}: {group.count}×{sender}"
+        senders = senders_text(group)
+        lines[f"alert {group.reason}"] = f"alert: {group.reason}: {group.count}×" + (f" ({senders})" if senders else "")
     if view.dnsmasq_restarts:
         lines["dnsmasq"] = f"alert: dnsmasq restarted {view.dnsmasq_restarts}× (last at {view.last_dnsmasq_restart})"
     if view.write_failures:

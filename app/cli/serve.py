@@ -39,12 +39,15 @@ def serve(
     tftp_port: Annotated[int, typer.Option(help="Port of the built-in TFTP server.")] = ServeSettings.tftp_port,
     assets: AssetsOpt = DEFAULT_ASSETS,
     matchbox_data: Annotated[Path | None, typer.Option(help="Serve this Matchbox data dir instead.")] = None,
+    matchbox_data_with_secrets: Annotated[bool, typer.Option(
+        help="Serve a --matchbox-data tree even though it holds private keys or join tokens: Matchbox mode has "
+             "no install windows, so anyone on the LAN can fetch them.")] = False,
     images: ImagesOpt = DEFAULT_IMAGES,
     install_window: InstallWindowOpt = BootSettings.window_seconds,
     bind: BindOpt = BootSettings.bind,
     idle_timeout: Annotated[float, typer.Option(
-        help="Seconds a connection may wait for a complete request (idle keep-alive or slow headers).")
-    ] = Limits.idle_seconds,
+        help="Seconds a connection may wait for a complete request (idle keep-alive or slow headers); a "
+             "request's body must arrive whole within as long again.")] = Limits.idle_seconds,
     max_connections: Annotated[int, typer.Option(
         help="Open connections at most (then the oldest idle one is closed).")] = Limits.max_connections,
     max_per_client: Annotated[int, typer.Option(
@@ -57,8 +60,8 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every HTTP request (client, request, status, bytes, "
                                                   "seconds).")] = ServeSettings.access_log,
     workers: Annotated[int, typer.Option(min=1, max=64, help=(
-        "HTTP worker processes on the port, sharing the install-window state (see the README's Performance "
-        "section for what one worker answers)."))] = ServeSettings.workers,
+        "HTTP worker processes on the port, sharing the install-window state (bench/README.md says what one "
+        "worker answers)."))] = ServeSettings.workers,
 ) -> None:
     """Serve the generated tree: proxy DHCP + TFTP (dnsmasq) and the Matchbox-compatible HTTP API.
 
@@ -77,6 +80,13 @@ def serve(
                               access_log=access_log, workers=workers, log_format=log_format)
     if not settings.app.data_dir.is_dir():
         raise fail(f"{settings.app.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
+    if matchbox_data is not None and not matchbox_data_with_secrets:
+        from app.cli.foreign_data import secret_in
+        found = secret_in(settings.app.data_dir)
+        if found:
+            raise fail(f"refusing --matchbox-data {matchbox_data}: {found}. It would be served to anyone who asks, "
+                       "with no install windows. Serve the appliance's own tree without --matchbox-data, or pass "
+                       "--matchbox-data-with-secrets if that is really meant.")
     try:
         asyncio.run(serve_forever(settings))
     except (ServeError, DnsmasqFailed) as exc:

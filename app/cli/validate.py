@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,8 @@ from app.cli.common import DEFAULT_ASSETS, DEFAULT_IMAGES, Format, ImagesOpt, Pa
 from app.cluster import Problem, SourceError, check, load_source, render
 from app.cluster.model import Cluster
 from app.cluster.problems import Found
+from app.cluster.releases import flatcar_asset_problems
+from app.cluster.schema import cluster_schema, reference_table
 from app.cluster.sysexts import asset_checks
 from app.exitcodes import ExitCode
 
@@ -76,7 +79,8 @@ def images_problem(cluster: Cluster, paths: Paths, layout, source) -> list[Probl
 
 
 def assets_problems(cluster: Cluster, assets: Path | None, source, file: str) -> list[Problem]:
-    """The sysexts (Kubernetes' and `sysexts:`) must be in the assets the nodes fetch from. Without
+    """The sysexts (Kubernetes' and `sysexts:`) and the Flatcar release (PXE files, disk image and its
+    signature) must be in the assets the nodes fetch from. Without
     --assets and without /assets (a workstation) there is nothing to check against: said only when
     cluster.yaml asks for more than the baked Kubernetes one."""
     found = Found(source, file)
@@ -88,6 +92,9 @@ def assets_problems(cluster: Cluster, assets: Path | None, source, file: str) ->
             found.warn(("sysexts",), f"not checked: no assets directory {DEFAULT_ASSETS} here (pass --assets DIR)")
         return found.items
     asset_checks(cluster, directory, found)
+    arches = {node.arch for node in cluster.nodes}
+    for message in flatcar_asset_problems(cluster.cluster.flatcar_version, arches, directory):
+        found.add(("cluster", "flatcar_version"), message)
     return found.items
 
 
@@ -97,13 +104,21 @@ def summary(cluster: Cluster) -> str:
             f"on Flatcar {cluster.cluster.flatcar_version}")
 
 
+class SchemaFormat(str, Enum):
+    json = "json"
+    markdown = "markdown"
+
+
 @command()
-def schema(paths: Paths) -> None:
+def schema(
+    paths: Paths,
+    fmt: Annotated[SchemaFormat, typer.Option("--format", help="json (the JSON Schema, for editors) or markdown "
+                                                               "(the reference table).")] = SchemaFormat.json,
+) -> None:
     """Print the JSON Schema of cluster.yaml (for editors: yaml-language-server, VS Code)."""
-    typer.echo(json.dumps(cluster_schema(), indent=2))
-
-
-def cluster_schema() -> dict:
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Cluster.model_json_schema()}
+    if fmt == SchemaFormat.json:
+        typer.echo(json.dumps(cluster_schema(), indent=2))
+    else:
+        typer.echo(reference_table(), nl=False)
 
 

@@ -20,12 +20,15 @@ from app.cluster.fields import DNS_NEEDED, shown, yaml_type
 from app.cluster.model import Cluster
 from app.cluster.power_rules import power_checks
 from app.cluster.problems import Found, Problem
+from app.cluster.releases import release_checks
 from app.cluster.rules import Parsed, cross_checks
 from app.cluster.sysexts import sysext_checks
 from app.yaml_source import Loc, Source
 
 # Why a required field matters, added to "required ... is missing" (keyed by path without indexes).
-MISSING_HINTS = {"nodes": "list the machines to install", "network.dns": DNS_NEEDED}
+MISSING_HINTS = {"nodes": "list the machines to install", "network.dns": DNS_NEEDED,
+                 "nodes.install_disk": "name the disk Flatcar wipes and installs to, by its /dev/disk/by-id/... "
+                                       "or /dev/disk/by-path/... name"}
 _FAILED = object()  # a field that did not pass its own checks
 # Kubernetes supports clusters of up to 5,000 nodes ("Considerations for large clusters"). More is
 # a mistake, and refusing it up front keeps validate's time bounded whatever the file holds.
@@ -47,6 +50,7 @@ def check(source: Source, file: str) -> tuple[Cluster | None, list[Problem]]:
     cross_checks(top, nodes, found)
     power_checks(top, nodes, found)
     sysext_checks(top, nodes, found)
+    release_checks(top, nodes, found)
     problems = sorted(found.items, key=lambda p: (p.line, p.column, p.path))
     if any(p.severity == "error" for p in problems):
         return None, problems
@@ -173,7 +177,7 @@ def _unknown_keys(model: type[BaseModel], data, loc: Loc, found: Found) -> None:
 
 
 def iter_field_paths(model: type[BaseModel] = Cluster, prefix: str = "") -> Iterator[str]:
-    """Every documented field path (`nodes[].mac`), for the README reference and its test."""
+    """Every documented field path (`nodes[].mac`), for the reference in docs/configuration.md and its test."""
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
         yield path

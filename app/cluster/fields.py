@@ -78,7 +78,7 @@ def parse_dns_name(value: Any) -> str:
 
 
 def parse_k8s_version(value: Any) -> str:
-    text = _text(value, "a version like v1.31.4")
+    text = _text(value, "a version like v1.36.3")
     m = K8S_VERSION.fullmatch(text)
     if not m:
         hint = f"; did you mean 'v{text}'?" if K8S_VERSION.fullmatch("v" + text) else ""
@@ -96,6 +96,9 @@ def parse_mac(value: Any) -> str:
         raise ValueError(f"{shown(text)} mixes separators ({' and '.join(sorted(separators))}); write a MAC "
                          "with one style throughout, like 52:54:00:12:34:56")
     digits = re.sub(r"[:\-.]", "", text)
+    if not separators and re.fullmatch(r"[0-9a-fA-F]{12}", text):
+        spelled = ":".join(text[i:i + 2] for i in range(0, 12, 2)).lower()
+        raise ValueError(f"{shown(text)} is not a MAC address as written; did you mean \"{spelled}\"?")
     shapes = (r"([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}", r"([0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}")
     if not any(re.fullmatch(s, text) for s in shapes) or len(digits) != 12:
         raise ValueError(f"{shown(text)} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)")
@@ -127,6 +130,18 @@ def parse_dns_servers(value: Any) -> Any:
     return value
 
 
+def parse_time_server(value: Any) -> str:
+    """An NTP server as systemd-networkd's NTP= takes it: an IPv4 address or a DNS name."""
+    text = _text(value, "an NTP server (address or DNS name)").rstrip(".")
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9.]+", text) or len(text) > 253 or not all(DNS_LABEL.fullmatch(p) for p in text.split(".")):
+        raise ValueError(f"{shown(text)} is neither an IPv4 address nor a DNS name")
+    return text
+
+
 def parse_ipv4_network(value: Any) -> ipaddress.IPv4Network:
     text = _text(value, "a CIDR like 10.0.0.0/24")
     if "/" not in text:
@@ -144,6 +159,10 @@ def parse_ipv4_network(value: Any) -> ipaddress.IPv4Network:
 def parse_ssh_key(value: Any) -> str:
     """A public key line: known type, base64 body whose embedded type matches, optional comment."""
     text = _text(value, "an SSH public key")
+    if text.startswith("-----BEGIN") or "PRIVATE KEY" in text:
+        # Never echo it: whatever was pasted here is a secret that must not reach a terminal or log.
+        raise ValueError("this is a private key: put the public half here (the .pub file, or what "
+                         "`ssh-keygen -y -f KEY` prints), and remove the private key from cluster.yaml")
     parts = text.split(None, 2)
     if len(parts) < 2:
         raise ValueError("is not an SSH public key: expected '<type> <base64> [comment]'")
@@ -187,6 +206,11 @@ def parse_token(value: Any) -> str:
         raise ValueError("is not a kubeadm bootstrap token: expected 6 and 16 characters of "
                          "[a-z0-9] joined by a dot, like abcdef.0123456789abcdef")
     return text
+
+
+# Names the kernel hands out in probe order: which disk is sda (or nvme0n1) can change with a USB stick,
+# BMC virtual media or a controller that probes first.
+KERNEL_DISK_NAME = re.compile(r"/dev/(sd[a-z]+|vd[a-z]+|hd[a-z]+|xvd[a-z]+|nvme\d+n\d+|mmcblk\d+)")
 
 
 def parse_disk(value: Any) -> str:
@@ -233,7 +257,7 @@ def _string_type(parser, schema: dict):
     return [BeforeValidator(parser), WithJsonSchema({"type": "string", **schema})]
 
 
-DnsLabel = Annotated[str, *_string_type(parse_dns_label, {"pattern": DNS_LABEL.pattern, "maxLength": 63})]
+DnsLabel = Annotated[str, *_string_type(parse_dns_label, {"pattern": f"^{DNS_LABEL.pattern}$", "maxLength": 63})]
 DnsName = Annotated[str, *_string_type(parse_dns_name, {"format": "hostname"})]
 K8sVersion = Annotated[str, *_string_type(parse_k8s_version, {"pattern": r"^v\d+\.\d+\.\d+$"})]
 FlatcarVersion = Annotated[str, *_string_type(parse_flatcar_version, {"pattern": r"^\d+\.\d+\.\d+$"})]
@@ -245,10 +269,11 @@ SshKey = Annotated[str, *_string_type(parse_ssh_key, {"pattern": r"^(ssh|ecdsa|s
 Token = Annotated[str, *_string_type(parse_token, {"pattern": "^" + TOKEN.pattern + "$"})]
 Disk = Annotated[str, *_string_type(parse_disk, {"pattern": "^/dev/"})]
 IfName = Annotated[str, *_string_type(parse_ifname, {"maxLength": 15})]
-GitUrl = Annotated[str, *_string_type(parse_git_url, {"pattern": GIT_URL.pattern})]
+GitUrl = Annotated[str, *_string_type(parse_git_url, {"pattern": f"^(?:{GIT_URL.pattern})$"})]
 SysextName = Annotated[str, *_string_type(parse_sysext_name, {"pattern": f"^{SYSEXT_NAME.pattern}$"})]
 SysextVersion = Annotated[str, *_string_type(parse_sysext_version, {"pattern": f"^{SYSEXT_VERSION.pattern}$"})]
 DnsServers = Annotated[list[IPv4], BeforeValidator(parse_dns_servers),
                       WithJsonSchema({"type": "array", "items": {"type": "string", "format": "ipv4"}, "minItems": 1})]
+TimeServer = Annotated[str, *_string_type(parse_time_server, {"anyOf": [{"format": "ipv4"}, {"format": "hostname"}]})]
 Port = Annotated[int, BeforeValidator(parse_port),
                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535})]

@@ -1,4 +1,4 @@
-"""The cluster.yaml model: typed, immutable, with the descriptions editors and the README show."""
+"""The cluster.yaml model: typed, immutable, with the descriptions editors and docs/configuration.md show."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from app.cluster.fields import (
     SshKey,
     SysextName,
     SysextVersion,
+    TimeServer,
     Token,
 )
 
@@ -35,9 +36,11 @@ class _Model(BaseModel):
 class ClusterSpec(_Model):
     name: DnsLabel = Field(description="Cluster name, a DNS-1123 label (e.g. `lab`).")
     k8s_version: K8sVersion = Field(description="Kubernetes release `vX.Y.Z`, v1.31 or newer (kubeadm v1beta4).")
-    flatcar_version: FlatcarVersion = Field(description="Flatcar Container Linux release `X.Y.Z` to install.")
+    flatcar_version: FlatcarVersion = Field(
+        description="Flatcar Container Linux release `X.Y.Z` to install; one of app/cluster/flatcar-releases.txt.")
     flatcar_channel: Literal["stable", "beta", "alpha", "lts"] = Field(
-        "stable", description="Flatcar release channel of that version.")
+        "stable", description="The channel that release belongs to (LTS releases are `lts`); the image build "
+                              "downloads from that channel's server.")
     pod_subnet: IPv4Net = Field(ipaddress.IPv4Network("10.244.0.0/16"), description="Pod network CIDR.")
     service_subnet: IPv4Net = Field(ipaddress.IPv4Network("10.96.0.0/12"), description="Service network CIDR.")
     ssh_authorized_key: SshKey = Field(description="SSH public key installed for user `core` on every node.")
@@ -56,12 +59,20 @@ class Bootstrap(_Model):
     ip: IPv4 = Field(description="The appliance's address on the provisioning network.")
     interface: IfName | None = Field(None, description="Interface dnsmasq answers on; default: the one holding `ip`.")
     http_port: Port = Field(8080, description="Port of the boot HTTP server (iPXE scripts, Ignition, assets).")
+    time_server: bool = Field(
+        False, description="`serve` also answers NTP (chronyd, port 123) on the provisioning network from this "
+                            "appliance's clock, and every node syncs with it first: for a site whose nodes reach "
+                            "no time server.")
 
 
 class Network(_Model):
     cidr: IPv4Net = Field(description="The provisioning network, where nodes and the appliance live.")
     gateway: IPv4 = Field(description="Default gateway given to every node.")
     dns: DnsServers = Field(description="DNS servers given to every node; at least one (Flatcar has no fallback).")
+    ntp: list[TimeServer] = Field(
+        default_factory=list, description="NTP servers (addresses or DNS names) every node syncs its clock with "
+                                          "(`NTP=`); empty: Flatcar's default, the public pool, which an "
+                                          "air-gapped site cannot reach.")
 
 
 PowerWay = Literal["manual", "wol", "redfish", "ipmi"]
@@ -132,7 +143,12 @@ class Node(_Model):
     role: Literal["controller", "worker"] = Field(description="`controller` (control plane) or `worker`.")
     mac: Mac = Field(description="MAC of the NIC that PXE-boots; `aa:bb:..`, `aa-bb-..` or `aabb.ccdd.eeff`.")
     ip: IPv4 = Field(description="Static address, inside `network.cidr`, unique.")
-    install_disk: Disk = Field("/dev/sda", description="Disk Flatcar is installed to (wiped).")
+    install_disk: Disk = Field(
+        description="Disk Flatcar is installed to (wiped): `/dev/disk/by-id/…` or `/dev/disk/by-path/…`; a kernel "
+                    "name (`/dev/sda`, `/dev/nvme0n1`) only with `allow_kernel_disk_name`.")
+    allow_kernel_disk_name: bool = Field(
+        False, description="Accept a kernel name like `/dev/sda` as `install_disk`: such names follow probe "
+                           "order, so BMC virtual media, a USB stick or a second controller can take it.")
     arch: Literal["amd64", "arm64"] = Field("amd64", description="CPU architecture.")
     power: PowerWay | None = Field(None, description="How to power this node; default: the top-level `power`.")
     bmc: Bmc | None = Field(None, description="Its BMC; needed with `power: redfish` or `ipmi`.")
@@ -179,10 +195,13 @@ class Cluster(_Model):
     gitops: GitOps | None = Field(None, description="Hand the cluster to Argo CD and this repository.")
     sysexts: list[Sysext] = Field(
         default_factory=list, description="More system extensions for every node, or for some roles or nodes; "
-                                          "each must be in the assets under `sysext/` (see README).")
+                                          "each must be in the assets under `sysext/` (see docs/sysexts.md).")
     sysupdate: bool = Field(
         False, description="Nodes take patch updates of their sysexts from the appliance's `/assets/sysext/` "
-                           "while it serves (systemd-sysupdate; see README).")
+                           "while it serves (systemd-sysupdate; see docs/sysexts.md).")
+    reboots: Literal["kured", "none"] = Field(
+        "kured", description="Who reboots nodes for OS and sysext updates: `kured` (built-in add-on; one node at a "
+                             "time, drained first) or `none` (updates wait for a reboot you make).")
     power: PowerWay = Field(
         "manual", description="How nodes are powered on: `manual` (`init` asks you), `wol` (Wake-on-LAN), "
                               "`redfish` or `ipmi` (through each node's `bmc`); a node's own `power` wins.")

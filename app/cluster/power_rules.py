@@ -33,6 +33,10 @@ def _bmc(way: str, bmc: Parsed, loc: Loc, found: Found) -> None:
     address = str(bmc.get("address") or "")
     if way == "ipmi" and "://" in address:
         found.add(loc + ("address",), f"IPMI takes host[:port], not a URL ({address})")
+    elif address.lower().startswith("http://"):
+        found.warn(loc + ("address",), f"{address} is plain HTTP: the BMC's password crosses the network "
+                                       "readable by anyone on the path; use https:// (bmc.verify_tls: false "
+                                       "for a self-signed certificate)")
     sources = [key for key in ("password_file", "password_env") if bmc.get(key)]
     if len(sources) != 1:
         found.add(loc, "give exactly one of password_file and password_env")

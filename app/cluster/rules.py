@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from app.cluster.fields import KERNEL_DISK_NAME
 from app.cluster.problems import Found
 from app.yaml_source import Loc
 
@@ -27,6 +28,7 @@ def cross_checks(top: Parsed, nodes: Nodes, found: Found) -> None:
     _addresses(top, boot, net, nodes, found)
     _subnets(spec, net, found)
     _arm64(nodes, found)
+    _disk_names(nodes, found)
     if top.get("cilium") is not None and top.get("cni", "cilium") != "cilium":
         found.add(("cilium",), f"cilium options need `cni: cilium` (cni is {top['cni']})", key=True)
 
@@ -75,6 +77,16 @@ def _arm64(nodes: Nodes, found: Found) -> None:
     arm64 = [i for i, node in nodes if node.get("arch") == "arm64"]
     if arm64:
         found.warn(("nodes", arm64[0], "arch"), ARM64_IPXE)
+
+
+def _disk_names(nodes: Nodes, found: Found) -> None:
+    for i, node in nodes:
+        disk = node.get("install_disk")
+        if disk and KERNEL_DISK_NAME.fullmatch(disk) and node.get("allow_kernel_disk_name") is False:
+            found.add(("nodes", i, "install_disk"), f"{disk} is a kernel name, given in probe order: BMC virtual "
+                      "media, a USB stick or another controller can make it a different disk, which flatcar-install "
+                      "wipes. Use the disk's /dev/disk/by-id/... (or by-path) name, or set allow_kernel_disk_name: "
+                      "true on this node")
 
 
 def _usable_in(ip, network: ipaddress.IPv4Network) -> str | None:

@@ -44,7 +44,7 @@ class SysextUse:
     @property
     def update_pattern(self) -> str | None:
         """sysupdate's MatchPattern for patch updates: the version up to its last dot stays, as the
-        bakery's `kubernetes-v1.31.@v-%a.raw`; a version without a dot has no patch level to follow."""
+        bakery's `kubernetes-v1.36.@v-%a.raw`; a version without a dot has no patch level to follow."""
         head, dot, _ = self.version.rpartition(".")
         return f"{self.name}-{head}.@v-%a.raw" if dot else None
 

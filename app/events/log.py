@@ -14,11 +14,12 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.events.alerts import Alerts
 from app.events.follower import Follower
 from app.events.model import (
     ALERT,
@@ -33,7 +34,7 @@ from app.events.model import (
 )
 from app.layout import EVENTS, RUN
 
-RECENT_ALERTS = 50
+MAX_DISCOVERED = 256  # distinct unknown MACs kept for `discover` and the status page; more are not kept
 MAX_ADDRESSES = 65536  # address -> MAC pairs remembered from PXE boots (download attribution)
 MAX_BYTES = 64 * 1024 * 1024  # events.jsonl is compacted past this; events.jsonl.1 keeps the one before
 WORKERS_LOCK = "events.lock"  # under run/: taken by every writer when serve runs several workers
@@ -48,16 +49,21 @@ class EventLog:
     """
 
     def __init__(self, output: Path, known: Callable[[], dict[str, str]] | dict[str, str] | None = None,
-                 max_bytes: int = MAX_BYTES):
+                 max_bytes: int = MAX_BYTES, only_known: bool = False):
         self.path = output / EVENTS
         self.max_bytes = max_bytes
+        # Node states only for the known nodes (serve): an event naming any other MAC, in the file or
+        # recorded, changes no state. Anyone on the LAN can make up MACs; nodes are what cluster.yaml says.
+        self.only_known = only_known
         self._size = 0  # bytes in the file we append to
         fixed = dict(known or {}) if not callable(known) else None
         self._known: Callable[[], dict[str, str]] = known if callable(known) else (lambda: fixed)
         self.nodes: dict[str, NodeState] = {}
         self.discovered: dict[str, str] = {}  # mac -> first seen
-        self.alerts: Counter = Counter()  # reason -> count
-        self.recent_alerts: deque[Event] = deque(maxlen=RECENT_ALERTS)
+        self.alert_book = Alerts()
+        # The book's containers under their older names (the status view and `wait` read them).
+        self.alerts, self.recent_alerts = self.alert_book.counts, self.alert_book.recent
+        self.alert_senders = self.alert_book.senders
         self.address_macs: OrderedDict[str, str] = OrderedDict()  # the address each node PXE-booted from
         self.write_failures = 0
         self._lock = threading.RLock()
@@ -75,6 +81,13 @@ class EventLog:
         """Decide from the states and record the decision's events as one step: two requests for the
         same node never both see its window unused. One process: a thread lock (asyncio handlers
         run one at a time anyway). Several workers share one log: see SharedEventLog."""
+        with self._lock:
+            yield self
+
+    @contextmanager
+    def reading(self) -> Iterator[EventLog]:
+        """Hold the states still while another thread reads them (the status page is built off the
+        event loop); unlike `transaction`, it never takes the workers' file lock."""
         with self._lock:
             yield self
 
@@ -120,7 +133,7 @@ class EventLog:
         with self._lock:
             self.nodes.clear()
             self.discovered.clear()
-            self.alerts.clear()
+            self.alert_book.clear()
 
     def open(self) -> None:
         self._open_for_append()
@@ -184,11 +197,12 @@ class EventLog:
         as it is now (one line per node, per discovered MAC, and the alert counts). Called with the
         lock held; a failure (a full disk) leaves the log as it was and is counted."""
         lines = [Event(COMPACTED, source="serve").line()]
-        lines += [s.snapshot_event().line() for s in self.nodes.values()]
+        known = self.known
+        lines += [s.snapshot_event().line() for s in self.nodes.values() if s.mac in known or not self.only_known]
         lines += [Event(EventKind.DISCOVERED, mac=mac, source="serve", ts=ts).line()
                   for mac, ts in self.discovered.items()]
         if self.alerts:
-            lines.append(Event(ALERT_SUMMARY, source="serve", detail={"counts": dict(self.alerts)}).line())
+            lines.append(Event(ALERT_SUMMARY, source="serve", detail=self.alert_book.summary()).line())
         data = "".join(lines).encode()
         fresh = self.path.with_name(self.path.name + ".new")
         try:
@@ -207,18 +221,32 @@ class EventLog:
         self._open_for_append()
         self.follower.at_end_of(self._fd)  # our snapshot is applied already
         self._own_lines.clear()
+        if self._size * 4 > self.max_bytes * 3:
+            # A state this close to the cap would be compacted again within a few lines, or on every
+            # line once it passes it (the red team's flood did that): room for as much again.
+            self.max_bytes = self._size * 2
+
+    def count_alert(self, event: Event) -> None:
+        """An alert that is not written (throttled): counted, its sender remembered, in memory only;
+        the counts reach the file with the next compaction's summary."""
+        if event.mac and not event.node:
+            event.node = self.known.get(event.mac, "")
+        with self._lock:
+            self.alert_book.add(event)
 
     def _apply(self, event: Event) -> None:
         if event.kind == ALERT_SUMMARY:
-            self.alerts.update({str(k): int(v) for k, v in event.detail.get("counts", {}).items()})
+            self.alert_book.restore(event.detail)
         if event.kind == ALERT:
-            self.alerts[str(event.detail.get("reason", "alert"))] += 1
-            self.recent_alerts.append(event)
-        if event.kind == EventKind.DISCOVERED and event.mac:
+            self.alert_book.add(event)
+        if event.kind == EventKind.DISCOVERED and event.mac and (
+                event.mac in self.discovered or len(self.discovered) < MAX_DISCOVERED):
             self.discovered.setdefault(event.mac, event.ts)
         if event.kind == Phase.IPXE and event.mac and event.detail.get("ip"):
             self._remember_address(str(event.detail["ip"]), event.mac)
         if not event.mac or not changes_state(event.kind):
+            return
+        if self.only_known and event.mac not in self.known:
             return
         state = self.nodes.get(event.mac) or NodeState(mac=event.mac, name=self.known.get(event.mac, ""))
         self.nodes[event.mac] = state
@@ -268,13 +296,13 @@ class SharedEventLog(EventLog):
     The lock is held for a decision and its rendering, never across an await.
     """
 
-    def __init__(self, output: Path, known=None, max_bytes: int = MAX_BYTES):
+    def __init__(self, output: Path, known=None, max_bytes: int = MAX_BYTES, only_known: bool = False):
         # The log itself is replaced on compaction; the lock file never is.
         self._lock_path = output / RUN / WORKERS_LOCK
         self._lock_fd: int | None = None
         self._depth = 0  # transactions nest (record inside a decision): only the outer one locks
         self._unsaved = False  # an event of the current transaction did not reach the file
-        super().__init__(output, known, max_bytes)
+        super().__init__(output, known, max_bytes, only_known)
 
     def open(self) -> None:
         self._lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -354,40 +382,3 @@ _EXTERNAL_MARKS = tuple(f'"source":"{source}"'.encode() for source in sorted(EXT
 
 def _may_be_external(block: bytes) -> bool:
     return any(mark in block for mark in _EXTERNAL_MARKS)
-
-
-def append_event(output: Path, event: Event) -> None:
-    """One event from another process (wait, reinstall): an O_APPEND write of one line, which
-    interleaves safely with a running serve's own lines. Where serve runs several workers, under
-    their lock (run/events.lock), so that no compaction can pass it by."""
-    lock = _workers_lock(output)
-    try:
-        fd = os.open(output / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, event.line().encode())
-        finally:
-            os.close(fd)
-    finally:
-        if lock is not None:
-            os.close(lock)  # closing the descriptor releases the flock
-
-
-def _workers_lock(output: Path) -> int | None:
-    try:
-        fd = os.open(output / RUN / WORKERS_LOCK, os.O_RDWR)
-    except OSError:
-        return None  # one serve process, or none: nothing to take turns with
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
-
-def read_events(path: Path):
-    """Every well-formed event in the file, streamed; a torn last line (a crash mid-write) is skipped."""
-    try:
-        with path.open(encoding="utf-8", errors="replace") as f:
-            for line in f:
-                event = Event.from_json(line)
-                if event is not None:
-                    yield event
-    except FileNotFoundError:
-        return

@@ -50,6 +50,9 @@ class EventKind(str, Enum):
     DNSMASQ_EXITED = "dnsmasq-exited"
     DNSMASQ_RESTARTED = "dnsmasq-restarted"
     DNSMASQ = "dnsmasq"  # any other line dnsmasq logged about TFTP
+    CHRONYD_STARTED = "chronyd-started"  # the time server (bootstrap.time_server)
+    CHRONYD_EXITED = "chronyd-exited"
+    CHRONYD_RESTARTED = "chronyd-restarted"
     TFTP_ERROR = "tftp-error"
     API_READY = "api-ready"  # `wait` saw the Kubernetes API answer
     ADDONS = "addons"  # `wait`'s progress installing the add-ons
@@ -153,13 +156,16 @@ class NodeState:
     history: list[tuple[str, str]] = field(default_factory=list)  # (ts, phase)
     window: Window | None = None
     callback_credential: str = ""  # sha256 of the final config's credential (post-install callbacks)
+    # When the final config (and that credential) went out, epoch seconds. The credential is spent
+    # by the node's `joined` report or, failing that, when as long as an install window has passed.
+    callback_since: float = 0.0
 
     def snapshot_event(self) -> Event:
         """This state as one event: replaying it restores the state (compaction)."""
         window = self.window
         detail = {"phase": self.phase, "error": self.error, "installed": self.installed,
                   "first_seen": self.first_seen, "history": [list(h) for h in self.history],
-                  "callback_credential": self.callback_credential,
+                  "callback_credential": self.callback_credential, "callback_since": self.callback_since,
                   "window": None if window is None else {
                       "opened": window.opened, "address": window.address, "link_mac": window.link_mac,
                       "install_credential": window.install_credential, "install_served": window.install_served,
@@ -172,6 +178,7 @@ class NodeState:
         self.first_seen = str(detail.get("first_seen", "")) or self.first_seen
         self.history = [(str(ts), str(phase)) for ts, phase in detail.get("history", [])]
         self.callback_credential = str(detail.get("callback_credential", ""))
+        self.callback_since = float(detail.get("callback_since") or 0.0)
         window = detail.get("window")
         self.window = Window(**window) if isinstance(window, dict) else None
 
@@ -191,6 +198,8 @@ class NodeState:
             self.phase, self.error, self.installed, self.history, self.window = "", "", False, [], None
             return
         self._apply_window(event)
+        if event.kind == Phase.JOINED and event.source == "node":
+            self.callback_credential = ""  # its last use: a sniffed copy is worth nothing from here on
         if event.kind == EventKind.FAILED:
             self.error = event.message or "failed"
         elif event.kind == EventKind.BOOT_ASSET:
@@ -221,6 +230,7 @@ class NodeState:
         elif event.kind == FINAL_CONFIG_SERVED:
             self.window.final_served = True
             self.callback_credential = str(detail.get("credential", ""))
+            self.callback_since = epoch(event.ts)
         elif event.kind == CONTESTED:
             self.window.contested = True
         elif event.kind == Phase.INSTALLED and event.source == "node":

@@ -1,4 +1,4 @@
-"""Go's text/template, the part Matchbox data dirs use, with Go's semantics (see README).
+"""Go's text/template, the part Matchbox data dirs use, with Go's semantics (see docs/commands.md, serve).
 
     render(text, data, name="") -> str      raises TemplateError (parse and execution errors alike)
 

@@ -5,7 +5,9 @@ is how they fail, which we word ourselves. urllib gives Basic auth (a header; su
 BMCs offer no SessionService, so a session-login client fails there), a TLS verify toggle (an
 SSLContext), timeouts, and no new dependency; sushy would add its own stack for the same five calls.
 Redirects: a system addressed by name answers 307 to its UUID path. urllib follows that for GET
-only, so we read the system once and then address it by the `@odata.id` it reports.
+only, so we read the system once and then address it by the `@odata.id` it reports. The password
+follows a redirect only to the same scheme, host and port: a BMC (or whoever answers in its place)
+that redirects elsewhere gets no credentials sent there.
 Polling is the caller's (`app.power.wait_for`): Reset returns before the state changes.
 """
 
@@ -15,6 +17,7 @@ import base64
 import json
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.client import HTTPException
 
@@ -50,7 +53,7 @@ class Redfish(Way):
         context = ssl.create_default_context()
         if not bmc.verify_tls:
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _SameOriginAuth)
 
     # -- the interface -----------------------------------------------------------------------------
     def on(self) -> None:
@@ -173,6 +176,21 @@ class Redfish(Way):
         if isinstance(reason, TimeoutError):
             return self.fail(f"BMC {self.base} did not answer within {self.timeout:.0f}s")
         return self.fail(f"cannot reach BMC {self.base}: {getattr(reason, 'strerror', None) or reason}")
+
+
+class _SameOriginAuth(urllib.request.HTTPRedirectHandler):
+    """urllib copies every header to the redirected request; Authorization goes only where it came from."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 def _redfish_message(exc: urllib.error.HTTPError) -> str:

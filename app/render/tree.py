@@ -19,14 +19,14 @@ from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR
 from app.cluster.sysexts import SysextUse, node_sysexts
 from app.ignition import butane
 from app.ignition import rules as ignition
-from app.layout import CREDENTIAL_PATH
+from app.layout import CHRONY_CONF, CREDENTIAL_PATH, DNSMASQ_CONF, FLATCAR_ASSET_DIR, RUN
 from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
 from app.render.templates import TemplateError, Templates
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
-FLATCAR_ASSET_DIR = {"amd64": "flatcar", "arm64": "flatcar-arm64"}
 REFUSE_INIT_EXIT = 3  # kubeadm.sh's exit status when a cluster already answers (systemd does not retry it)
 SERIAL_CONSOLE = {"amd64": "ttyS0", "arm64": "ttyAMA0"}  # arm64 boards' PL011 UART is ttyAMA0
+MAX_CLOCK_SKEW = 60  # seconds between a node's clock and the appliance's before the install reports it
 TOKEN_TTL = "2h0m0s"  # the bootstrap token's lifetime, as kubeadm's kubeadm-certs Secret
 SECRET = 0o600
 PUBLIC = 0o644
@@ -50,6 +50,8 @@ class Appliance:
     # like the others instead of running `kubeadm init` a second time.
     cluster_exists: bool = False
     join_tokens: dict[str, str] = field(default_factory=dict)  # node name -> token minted for its join
+    # controller -> the certificate key of the kubeadm-certs upload made for its later join
+    certificate_keys: dict[str, str] = field(default_factory=dict)
 
 
 def render_tree(cluster: Cluster, secrets: pki.Secrets, templates: Templates, appliance: Appliance) -> Files:
@@ -61,7 +63,9 @@ def render_tree(cluster: Cluster, secrets: pki.Secrets, templates: Templates, ap
     files["credentials/admin.kubeconfig"] = (pki.admin_kubeconfig(secrets, server, cluster.cluster.name), SECRET)
     for node in cluster.nodes:
         files.update(_node_files(cluster, node, base, templates, appliance))
-    files["dnsmasq.conf"] = (_render(templates, "dnsmasq.conf.tmpl", base).encode(), PUBLIC)
+    files[DNSMASQ_CONF] = (_render(templates, "dnsmasq.conf.tmpl", base).encode(), PUBLIC)
+    if cluster.bootstrap.time_server:
+        files[CHRONY_CONF] = (_render(templates, "chrony.conf.tmpl", base).encode(), PUBLIC)
     for name, data in sorted(appliance.ipxe_binaries.items()):
         files[f"tftp/{name}"] = (data, PUBLIC)
     return files
@@ -85,11 +89,15 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "CONTROL_PLANE_ENDPOINT": f"{cluster.control_plane_address}:6443", "API_SANS": sans,
         "CA_CERT_HASH": pki.ca_pin(secrets.ca_crt), "NO_TAINTS": not cluster.workers,
         "SKIP_KUBE_PROXY": cluster.cni == "cilium" and bool(cluster.cilium and cluster.cilium.kube_proxy_replacement),
-        "GATEWAY": str(net.gateway), "DNS": [str(d) for d in net.dns], "NODE_PREFIX": net.cidr.prefixlen,
+        "GATEWAY": str(net.gateway), "DNS": [str(d) for d in net.dns],
+        "NTP": [str(boot.ip)] * boot.time_server + [s for s in net.ntp if s != str(boot.ip)],
+        "NETWORK_CIDR": str(net.cidr), "RUN_DIR": str(appliance.output_dir / RUN),
+        "NODE_PREFIX": net.cidr.prefixlen,
         "NETWORK_ADDRESS": str(net.cidr.network_address), "NETMASK": str(net.cidr.netmask),
         "TFTP_ROOT": str(appliance.output_dir / "tftp"), "NIC": NIC, "KUBE_VIP_IMAGE": KUBE_VIP_IMAGE,
         "secrets": secrets, "CERTIFICATE_KEY": secrets.certificate_key, "TOKEN_TTL": TOKEN_TTL,
-        "CREDENTIAL_PATH": CREDENTIAL_PATH, "REFUSE_INIT_EXIT": REFUSE_INIT_EXIT,
+        "CREDENTIAL_PATH": CREDENTIAL_PATH, "REFUSE_INIT_EXIT": REFUSE_INIT_EXIT, "MAX_CLOCK_SKEW": MAX_CLOCK_SKEW,
+        "REBOOTS": cluster.reboots,
         # containerd: pull through the appliance's /v2/ first, upstream after; kubeadm's pause image.
         "REGISTRY_MIRRORS": registry_mirrors(), "SANDBOX_IMAGE": sandbox_image(spec.k8s_version),
     }
@@ -106,6 +114,7 @@ def node_variables(cluster: Cluster, node: Node, base: dict, appliance: Applianc
         # The node that runs `kubeadm init`: the first controller, until the cluster exists.
         "IS_BOOTSTRAP": initialises, "KUBEADM_ACTION": "init" if initialises else "join",
         "KUBEADM_TOKEN": appliance.join_tokens.get(node.name, base["KUBEADM_TOKEN"]),
+        "CERTIFICATE_KEY": appliance.certificate_keys.get(node.name, base["CERTIFICATE_KEY"]),
         "SERIAL_CONSOLE": SERIAL_CONSOLE[node.arch],
         "EXISTING_API_URLS": _elsewhere(cluster, node),
         "FLATCAR_BASE_URL": f"{base['BOOTSTRAP_URL']}/assets/{asset_dir}",

@@ -7,13 +7,17 @@ services. The runner, the tests, the lab's status page and the benchmarks all bu
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from app.events import EventLog
 from app.serve.boot.handlers import BootHandlers, response
+from app.serve.boot.labels import LabelError
 from app.serve.boot.service import BootService, Reply, not_found
 from app.serve.boot.services import Services
 from app.serve.guard.metrics import Metrics
@@ -21,6 +25,7 @@ from app.serve.registry import handlers as registry
 from app.serve.settings import AppSettings
 from app.status import page as status_page
 from app.status import view as status_view
+from app.status.view import StatusView
 
 log = logging.getLogger("bootstrap_node.http")
 BOOT = web.AppKey("boot", BootService)
@@ -37,6 +42,8 @@ def errors(metrics: Metrics):
             answer = await handler(request)
         except web.HTTPNotFound:
             answer = response(not_found())
+        except LabelError as exc:
+            answer = response(Reply(400, f"bad request: {exc}\n"))
         except web.HTTPException as exc:  # redirects and the like: aiohttp wants them raised
             metrics.request(name, exc.status)
             raise
@@ -60,15 +67,29 @@ class StatusHandlers:
         self.events: EventLog = services.events
         self.metrics = services.metrics
         self.assets, self.strict_matchbox = assets, strict_matchbox
+        self._builds = asyncio.Lock()
 
     async def root(self, request: web.Request) -> web.Response:
         if self.strict_matchbox:
             return response(Reply(200, "matchbox\n"))
-        view = status_view.build(self.events, self.assets, self.services.clock())
-        return web.Response(text=status_page.html(view), content_type="text/html", charset="utf-8")
+        page = await self._off_the_loop(status_page.html)
+        return web.Response(text=page, content_type="text/html", charset="utf-8")
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response(status_view.build(self.events, self.assets, self.services.clock()).as_json())
+        body = await self._off_the_loop(lambda view: json.dumps(view.as_json()))
+        return web.Response(text=body, content_type="application/json", charset="utf-8")
+
+    async def _off_the_loop(self, render: Callable[[StatusView], str]) -> str:
+        """Build and render the status view in a thread, one build at a time: a crowd of /status
+        requests waits its turn without holding up the boot answers on the loop. The event log's
+        states are held still only while the view is built (they are bounded: the known nodes and at
+        most MAX_DISCOVERED strangers), not while it is rendered."""
+        def build() -> str:
+            with self.events.reading():
+                view = status_view.build(self.events, self.assets, self.services.clock())
+            return render(view)
+        async with self._builds:
+            return await asyncio.to_thread(build)
 
     async def prometheus(self, request: web.Request) -> web.Response:
         counted = self.metrics
@@ -86,7 +107,8 @@ def build_app(settings: AppSettings, services: Services) -> web.Application:
     boot = BootService(settings.boot, services)
     app[BOOT] = boot
     status = StatusHandlers(services, settings.assets, settings.boot.strict_matchbox)
-    routes = [("/", status.root), *BootHandlers(boot, settings.assets, settings.limits.max_callback_bytes).routes(),
+    routes = [("/", status.root), *BootHandlers(boot, settings.assets, settings.limits.max_callback_bytes,
+                                                  settings.limits.idle_seconds).routes(),
               ("/status", status.status), ("/metrics", status.prometheus)]
     for path, handler in routes:
         app.router.add_route("*", path, handler)  # Matchbox accepts every method

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html as _html
 
 from app.events import PHASES, epoch
-from app.status.text import clock, download_text, duration, last_error, summary_text, total
+from app.status.text import clock, download_text, duration, last_error, senders_text, summary_text, total
 from app.status.view import AlertGroup, NodeView, StatusView
 
 REFRESH_SECONDS = 5
@@ -149,9 +149,8 @@ def _alerts(view: StatusView) -> str:
 
 def _alert(group: AlertGroup) -> str:
     last = ", ".join(part for part in (
-        f"last from {esc(group.last_sender)}" if group.last_sender else "",
-        f"on {esc(group.last_route)}" if group.last_route else "",
-        f"for {esc(group.last_node)}" if group.last_node else "",
-        f"at {esc(clock(group.last_seen))}" if group.last_seen else "") if part)
+        esc(senders_text(group)),
+        f"last on {esc(group.last_route)}" if group.last_route else "",
+        f"for {esc(group.last_node)}" if group.last_node else "") if part)
     return (f'<li><span class="count">{group.count}×</span> {esc(group.reason)}'
             + (f' <span class="muted">({last})</span>' if last else "") + "</li>")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.events import epoch
 from app.status.facts import Download
-from app.status.view import NodeView, StatusView
+from app.status.view import AlertGroup, NodeView, StatusView
 
 
 def duration(seconds: float) -> str:
@@ -54,6 +54,17 @@ def total(node: NodeView) -> float:
         return 0.0
     last = node.segments[-1]
     return epoch(last.start) + last.seconds - epoch(node.segments[0].start)
+
+
+def senders_text(group: AlertGroup) -> str:
+    """Who sent an alert group's first and last: "first from 10.0.0.66 (52:54:…) at 09:04:05, last from …"."""
+    def one(which: str, address: str, mac: str, ts: str) -> str:
+        if not address:
+            return ""
+        return f"{which} from {address}" + (f" ({mac})" if mac else "") + (f" at {clock(ts)}" if ts else "")
+    first = one("first", group.first_sender, group.first_mac, group.first_seen)
+    last = one("last", group.last_sender, group.last_mac, group.last_seen)
+    return ", ".join(part for part in (first, last) if part)
 
 
 def last_error(node: NodeView) -> str:

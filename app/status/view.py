@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from app.events import PHASES, Event, EventLog, NodeState, Phase, epoch
+from app.events import PHASES, EventLog, NodeState, Phase, epoch
 from app.status.facts import Download, Facts, asset_size, facts_for
 
 
@@ -46,10 +46,14 @@ class NodeView:
 class AlertGroup:
     reason: str
     count: int
-    last_sender: str  # the address of the last logged one
+    last_sender: str  # the address of the last one
     last_route: str
     last_node: str
     last_seen: str
+    last_mac: str = ""  # the last sender's MAC in the neighbour table ("" when it had none)
+    first_sender: str = ""  # the first one's address: under a flood of repeats, likely the attacker
+    first_mac: str = ""
+    first_seen: str = ""
 
 
 @dataclass
@@ -154,18 +158,15 @@ def segments(history: list[tuple[str, str]], now: float) -> list[Segment]:
 
 
 def alert_groups(log: EventLog) -> list[AlertGroup]:
-    """Alerts by reason, most frequent first, each with its last logged sender."""
-    last: dict[str, Event] = {}
-    for event in list(log.recent_alerts):
-        last[str(event.detail.get("reason", "alert"))] = event
+    """Alerts by reason, most frequent first, each with its first and last sender."""
     groups = []
     for reason, count in log.alerts.most_common():
-        event = last.get(reason)
-        detail = event.detail if event else {}
-        groups.append(AlertGroup(reason=reason, count=count, last_sender=str(detail.get("remote", "")),
-                                 last_route=str(detail.get("route", "")),
-                                 last_node=(event.node or event.mac) if event else "",
-                                 last_seen=event.ts if event else ""))
+        first, last = log.alert_senders.get(reason, ({}, {}))
+        groups.append(AlertGroup(reason=reason, count=count, last_sender=str(last.get("remote", "")),
+                                 last_route=str(last.get("route", "")), last_node=str(last.get("node", "")),
+                                 last_seen=str(last.get("ts", "")), last_mac=str(last.get("link_mac", "")),
+                                 first_sender=str(first.get("remote", "")), first_mac=str(first.get("link_mac", "")),
+                                 first_seen=str(first.get("ts", ""))))
     return groups
 
 

@@ -18,6 +18,7 @@ from app.cluster import Cluster
 from app.wait import kube
 
 ARGOCD_NAMESPACE = "argocd"
+KURED = "kured.yaml"  # the built-in add-on that coordinates reboots (cluster.yaml `reboots: kured`)
 FLANNEL_CONFIG = "kube-flannel-cfg"
 
 
@@ -42,6 +43,8 @@ def make_plan(cluster: Cluster, override: Path | None, builtin: Path, wait_gitop
     for directory in (builtin, override):
         if directory is not None and (directory / "addons").is_dir():
             user.update({p.name: p for p in (directory / "addons").glob("*.yaml")})
+    if cluster.reboots == "none":
+        user.pop(KURED, None)
     return Plan(cluster, find_template("cni/flannel.yaml", override, builtin) if cluster.cni == "flannel" else None,
                 [user[n] for n in sorted(user)], find_template("gitops/argo-cd.yaml", override, builtin), wait_gitops)
 

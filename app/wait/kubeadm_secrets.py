@@ -108,9 +108,10 @@ def encrypt(data: bytes, certificate_key: str) -> bytes:
     return nonce + AESGCM(bytes.fromhex(certificate_key)).encrypt(nonce, data, None)
 
 
-def certs_secret(secrets: pki.Secrets, owner: dict) -> dict:
-    """kubeadm-certs, owned by the token Secret `owner` (the garbage collector deletes it with it)."""
-    data = {name.replace("/", "-"): _b64(encrypt(getattr(secrets, field), secrets.certificate_key))
+def certs_secret(secrets: pki.Secrets, owner: dict, certificate_key: str) -> dict:
+    """kubeadm-certs encrypted with `certificate_key`, owned by the token Secret `owner` (the garbage
+    collector deletes it with it)."""
+    data = {name.replace("/", "-"): _b64(encrypt(getattr(secrets, field), certificate_key))
             for name, field in CERT_FILES.items()}
     meta = owner["metadata"]
     reference = {"apiVersion": "v1", "kind": "Secret", "name": meta["name"], "uid": meta["uid"],
@@ -120,17 +121,20 @@ def certs_secret(secrets: pki.Secrets, owner: dict) -> dict:
             "data": data}
 
 
-def upload_certs(api, secrets: pki.Secrets, now: dt.datetime, ttl: dt.timedelta) -> JoinToken:
+def upload_certs(api, secrets: pki.Secrets, now: dt.datetime, ttl: dt.timedelta) -> tuple[JoinToken, str]:
     """Re-create kubeadm-certs for a control-plane join (as `kubeadm init phase upload-certs`), alive
-    for `ttl`; returns the lifetime token that owns it."""
+    for `ttl`, encrypted with a new certificate key (as kubeadm makes one per upload: the key of the
+    first install, or of any earlier upload, decrypts none of the later ones). Returns the lifetime
+    token that owns it and the key, which only the joining controllers' configs carry."""
     lifetime, owner = mint_token(api, now, ttl, f"bootstrap-node: lifetime of the {CERTS_SECRET} Secret", joins=False)
-    body = certs_secret(secrets, owner)
+    key = pki.new_certificate_key()
+    body = certs_secret(secrets, owner, key)
     try:
         kube.create(api, SECRETS, body)
     except kube.Conflict:
         kube.replace(api, f"{SECRETS}/{CERTS_SECRET}", body)
     _allow_bootstrappers_to_read_certs(api)
-    return lifetime
+    return lifetime, key
 
 
 def _allow_bootstrappers_to_read_certs(api) -> None:

@@ -10,7 +10,7 @@ files stay byte-identical when the cluster grows.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import pki
@@ -30,6 +30,7 @@ TOKEN_TTL_AT_INIT = "2 h after kubeadm init"
 @dataclass
 class JoinPlan:
     tokens: dict[str, str] = field(default_factory=dict)  # node name -> token its config carries
+    certificate_keys: dict[str, str] = field(default_factory=dict)  # controller -> key of its upload
     minted: list[str] = field(default_factory=list)  # nodes that got a new token just now
     certs_uploaded: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -45,7 +46,12 @@ def about_to_install(state: NodeState | None) -> bool:
 
 
 def needs_token(node: Node, state: NodeState | None, stored: JoinToken | None, now: dt.datetime) -> bool:
-    return about_to_install(state) and (stored is None or not stored.lasts(now, ttl(node) / 2))
+    """A controller also needs one when no kubeadm-certs upload was recorded for it (an upload that
+    failed after its token was made)."""
+    if not about_to_install(state):
+        return False
+    return (stored is None or not stored.lasts(now, ttl(node) / 2)
+            or (node.role == "controller" and stored.certificate_key is None))
 
 
 def prepare_joins(cluster: Cluster, output: Path, secrets: pki.Secrets, servers: list[str], now: dt.datetime
@@ -53,7 +59,8 @@ def prepare_joins(cluster: Cluster, output: Path, secrets: pki.Secrets, servers:
     """For a cluster that exists: the token each node's config carries, minting where needed."""
     pin = pki.ca_pin(secrets.ca_crt)
     stored = load_join_tokens(output, pin)
-    plan = JoinPlan(tokens={name: t.token for name, t in stored.items()})
+    plan = JoinPlan(tokens={name: t.token for name, t in stored.items()},
+                    certificate_keys={name: t.certificate_key for name, t in stored.items() if t.certificate_key})
     log = EventLog(output, {n.mac: n.name for n in cluster.nodes})
     states = {n.name: log.state(n.mac) for n in cluster.nodes}
     wanted = [n for n in cluster.nodes if needs_token(n, states[n.name], stored.get(n.name), now)]
@@ -88,9 +95,13 @@ def _mint(api, plan: JoinPlan, nodes: list[Node], secrets: pki.Secrets, output: 
             minted[node.name] = token
             plan.minted.append(node.name)
             plan.tokens[node.name] = token.token
-        if any(n.role == "controller" for n in nodes):
-            kubeadm_secrets.upload_certs(api, secrets, now, CONTROLLER_TTL)
+        controllers = [n.name for n in nodes if n.role == "controller"]
+        if controllers:
+            _, key = kubeadm_secrets.upload_certs(api, secrets, now, CONTROLLER_TTL)
             plan.certs_uploaded = True
+            for name in controllers:
+                minted[name] = replace(minted[name], certificate_key=key)
+                plan.certificate_keys[name] = key
     finally:
         if minted:  # what exists in the cluster is recorded, even when a later call failed
             save_join_tokens(output, pin, minted)

@@ -25,6 +25,22 @@ import threading
 import time
 from pathlib import Path
 
+
+def _with_the_dependencies() -> None:
+    """`python3 scripts/lab …` from a Python without the app's dependencies (typer, aiohttp, …) runs
+    again with the checkout's .venv (`make venv`), which has them: the lab calls the app."""
+    try:
+        import typer  # noqa: F401
+        return
+    except ImportError:
+        pass
+    venv = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
+    if venv.exists() and Path(sys.executable) != venv:
+        os.execv(venv, [str(venv), *sys.argv])
+    sys.exit(f"scripts/lab needs the app's dependencies, which {sys.executable} lacks: run `make venv` first")
+
+
+_with_the_dependencies()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab import MACHINES, REPO, Lab, LabError  # noqa: E402
 from lab_bmc import BmcError  # noqa: E402

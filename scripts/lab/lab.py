@@ -32,7 +32,9 @@ REPO = HERE.parent.parent
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 NEEDS = {"ip": "iproute2", "dnsmasq": "dnsmasq-base", "qemu-system-x86_64": "qemu-system-x86",
-         "busybox": "busybox-static", "cpio": "cpio"}
+         "busybox": "busybox-static", "cpio": "cpio",
+         # the stand-in's real Ignition: built from source (scripts/ignition-binaries), and usermod
+         "go": "golang-go", "usermod": "passwd"}
 
 
 class LabError(Exception):

@@ -1,10 +1,12 @@
 #!/bin/sh
-# Stand-in for Flatcar's first PXE boot. It does what Flatcar's initramfs + Ignition would do with
-# the appliance's answers, and prints what it received between markers on the serial console:
-#   1. fetch ignition.config.url from the kernel command line (the install config);
-#   2. run that config's install unit script (/opt/bootstrap-node/install.sh) as written, with
-#      shims for flatcar-install (prints its arguments and the final config), curl (busybox wget)
-#      and systemctl reboot (power off: QEMU runs with -no-reboot).
+# Stand-in for Flatcar's first PXE boot: the real Ignition does what Flatcar's initramfs has it do
+# with the appliance's answers, and what it wrote is printed between markers on the serial console:
+#   1. `ignition -platform metal` fetches ignition.config.url from the kernel command line (the
+#      install config) and runs its files stage on the live system, as Flatcar's PXE image does;
+#   2. the install unit's script it wrote (/opt/bootstrap-node/install.sh) runs as written, with
+#      shims for flatcar-install (which applies the final config with the real Ignition to the
+#      "installed" root and prints it), curl (busybox wget) and systemctl reboot (power off: QEMU
+#      runs with -no-reboot).
 export PATH=/usr/bin:/bin:/sbin:/usr/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
@@ -19,23 +21,16 @@ for dev in /sys/class/net/*; do
 done
 url=$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^ignition.config.url=//p')
 say "ignition.config.url=$url"
-if ! wget -q -O /tmp/install.ign "$url"; then
-  say "FAILED to fetch the Ignition config"; poweroff -f
-fi
-echo "=== BEGIN INSTALL IGNITION ==="; cat /tmp/install.ign; echo; echo "=== END INSTALL IGNITION ==="
-# Decode /opt/bootstrap-node/install.sh from the config's data URL (percent, base64 or gzip+base64).
-entry=$(sed -n 's|.*"path":"/opt/bootstrap-node/install.sh","contents":{"compression":"\([a-z]*\)","source":"data:\([^"]*\)".*|\1 \2|p' /tmp/install.ign)
-compression=${entry%% *}; data=${entry#* }
-case "$data" in
-  ";base64,"*) echo "${data#;base64,}" | base64 -d > /tmp/install.raw ;;
-  ","*) printf '%b' "$(echo "${data#,}" | sed 's/%\([0-9A-Fa-f][0-9A-Fa-f]\)/\\x\1/g')" > /tmp/install.raw ;;
-  *) say "no install script in the config"; poweroff -f ;;
-esac
-if [ "$compression" = gzip ]; then gunzip -c /tmp/install.raw > /tmp/install.sh; else mv /tmp/install.raw /tmp/install.sh; fi
-# Ignition would also write the one-install credential the appliance added to this config.
-credential=$(sed -n 's|.*"path":"/etc/bootstrap-node/credential","contents":{"source":"data:,\([A-Za-z0-9_-]*\)".*|\1|p' /tmp/install.ign)
-mkdir -p /etc/bootstrap-node && printf '%s' "$credential" > /etc/bootstrap-node/credential
-mkdir -p /opt/bootstrap-node && mv /tmp/install.sh /opt/bootstrap-node/install.sh && chmod +x /opt/bootstrap-node/install.sh
+mount -t tmpfs tmpfs /run
+chown 500:500 /home/core
+for stage in fetch files; do
+  if ! ignition -platform metal -stage $stage -root / -log-to-stdout > /tmp/ignition-$stage.log 2>&1; then
+    say "FAILED: ignition $stage stage"; cat /tmp/ignition-$stage.log; poweroff -f
+  fi
+done
+# What Ignition fetched (its cached copy: the config as Ignition parsed it) and what it wrote.
+echo "=== BEGIN INSTALL IGNITION ==="; cat /run/ignition.json; echo; echo "=== END INSTALL IGNITION ==="
+echo "=== BEGIN INSTALL ROOT ==="; manifest / /etc /opt /home; echo "=== END INSTALL ROOT ==="
 say "running /opt/bootstrap-node/install.sh"
 /opt/bootstrap-node/install.sh
 say "install.sh exited with $?"

@@ -1,5 +1,6 @@
-"""The real Dockerfile, built and run with the engine this machine has (docker, else podman),
-through python-on-whales: validate, generate into a mounted directory, serve with --net=host.
+"""The real Dockerfile, built and run with both engines users have: Docker (a dockerd of the tests'
+own, tests/support/engines.py) and podman, through python-on-whales: validate, generate into a
+mounted directory, the templates mount, serve with --net=host.
 
 The build is air-gapped like a user's can be: base image from debootstrap when no registry is
 reachable, stand-in assets with SHA256SUMS (ASSETS=context), and a wheelhouse (WHEELHOUSE)."""
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from tests.support.engines import Engine, debootstrap_tarball, import_rootfs, podman, private_dockerd
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import free_port, wait_for
 
@@ -26,35 +27,27 @@ CONTEXT_ASSETS = REPO / "build" / "container-assets"
 CONTEXT_IMAGES = REPO / "build" / "container-images"
 PAYLOAD = "localhost/bootstrap-node-payload:test"
 WHEELS = REPO / "build" / "wheels"
-STANDINS = ["flatcar/4081.3.6/flatcar_production_pxe.vmlinuz", "flatcar/4081.3.6/flatcar_production_pxe_image.cpio.gz",
-            "flatcar/4081.3.6/flatcar_production_image.bin.bz2", "sysext/kubernetes-v1.31.4-x86-64.raw",
+STANDINS = ["flatcar/4593.2.5/flatcar_production_pxe.vmlinuz", "flatcar/4593.2.5/flatcar_production_pxe_image.cpio.gz",
+            "flatcar/4593.2.5/flatcar_production_image.bin.bz2", "flatcar/4593.2.5/flatcar_production_image.bin.bz2.sig",
+            "sysext/kubernetes-v1.36.3-x86-64.raw",
             "sysext/containerd-2.0.4-x86-64.raw", "cni/flannel.yaml"]
 SYSEXTS = "containerd-2.0.4"  # baked from the context, like a bakery download
-NOT_SERVED = "kubernetes-v1.31.5-x86-64.raw"  # in the context's SHA256SUMS (as in the bakery's), not baked
+NOT_SERVED = "kubernetes-v1.36.4-x86-64.raw"  # in the context's SHA256SUMS (as in the bakery's), not baked
 
 
-def engine():
-    from python_on_whales import DockerClient
-    for call in (["docker"], ["podman"]):
-        if shutil.which(call[0]) and subprocess.run([*call, "info"], capture_output=True).returncode == 0:
-            return DockerClient(client_call=call), call[0]
-    pytest.skip("needs a container engine: docker with a running daemon, or podman (CI installs podman)")
+@pytest.fixture(scope="module", params=["docker", "podman"])
+def engine(request):
+    if request.param == "podman":
+        yield podman()
+        return
+    with private_dockerd() as docker:
+        yield docker
 
 
-def base_image(client, name: str) -> str:
+def base_image(client, engine: Engine) -> str:
     """A bookworm root file system from debootstrap when there is no registry to pull from."""
-    if client.image.exists(BASE):
-        return BASE
-    if os.geteuid() != 0 or shutil.which("debootstrap") is None:
-        pytest.skip("needs the base image: root with debootstrap to make one (no registry here)")
-    root = REPO / "build" / "debootstrap"
-    shutil.rmtree(root, ignore_errors=True)
-    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root), "http://deb.debian.org/debian"],
-                   check=True, capture_output=True)
-    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run([name, "import", "-", BASE], stdin=tar.stdout, check=True, capture_output=True)
-    tar.wait()
-    shutil.rmtree(root, ignore_errors=True)
+    if not client.image.exists(BASE):
+        import_rootfs(engine, debootstrap_tarball(), BASE)
     return BASE
 
 
@@ -79,13 +72,14 @@ def context_inputs() -> None:
         stale.unlink()  # the image builds the app from this checkout's source
 
 
-def context_images(name: str) -> list[str]:
-    """An OCI layout with every image the app says the image must bake (kubeadm's for v1.31.4, kube-vip,
-    the stand-in flannel manifest's), all one tiny podman-built image under each name. Returns the refs."""
+def context_images() -> list[str]:
+    """An OCI layout with every image the app says the image must bake (kubeadm's for v1.36.3, kube-vip,
+    the stand-in flannel manifest's), all one tiny podman-built image under each name, whichever engine
+    then builds the appliance. Returns the refs."""
     from app.render.images import KUBE_VIP_IMAGE, kubeadm_images, manifest_images
-    if shutil.which("skopeo") is None or name != "podman":
+    if shutil.which("skopeo") is None or shutil.which("podman") is None:
         pytest.skip("needs podman and skopeo to make the image layout the build takes (IMAGES=context)")
-    refs = [*kubeadm_images("v1.31.4"), KUBE_VIP_IMAGE,
+    refs = [*kubeadm_images("v1.36.3"), KUBE_VIP_IMAGE,
             *manifest_images(REPO / "tests" / "fixtures" / "kube-flannel.yml")]
     shutil.rmtree(CONTEXT_IMAGES, ignore_errors=True)
     payload = REPO / "build" / "payload"
@@ -101,19 +95,21 @@ def context_images(name: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def image():
-    client, name = engine()
-    base = base_image(client, name)
+def image(engine):
+    from python_on_whales import DockerClient
+    client = DockerClient(client_call=engine.call)
+    base = base_image(client, engine)
     context_inputs()
-    context_images(name)
+    context_images()
     started = time.monotonic()
     client.legacy_build(REPO, file=REPO / "Dockerfile", tags=[TAG], network="host", build_args={
         "BASE_IMAGE": base, "ASSETS": "context", "ASSETS_DIR": "build/container-assets",
         "WHEELHOUSE": "build/wheels", "IMAGES": "context", "IMAGES_DIR": "build/container-images",
         "SYSEXTS": SYSEXTS})
     built = client.image.inspect(TAG)
-    report = REPO / "build" / "container-report.txt"
-    report.write_text(f"engine {name}; build {time.monotonic() - started:.0f}s; size {built.size / 1e6:.0f} MB\n")
+    report = REPO / "build" / f"container-report-{engine.name}.txt"
+    report.write_text(f"engine {engine.name}; build {time.monotonic() - started:.0f}s; "
+                      f"size {built.size / 1e6:.0f} MB\n")
     return client, built
 
 
@@ -129,8 +125,8 @@ def run(client, *args, volumes=(), **kw):
 def test_labels_entrypoint_and_nothing_extra(image):
     client, built = image
     labels = built.config.labels
-    assert labels["io.bootstrap-node.flatcar.version"] == "4081.3.6"
-    assert labels["io.bootstrap-node.kubernetes.version"] == "v1.31.4"
+    assert labels["io.bootstrap-node.flatcar.version"] == "4593.2.5"
+    assert labels["io.bootstrap-node.kubernetes.version"] == "v1.36.3"
     assert built.config.entrypoint == ["bootstrap-node"]
     code, out = run(client, "-c", "ls /opt/bootstrap-node/bin; command -v gcc cc pip || true; ls /var/lib/apt/lists",
                     entrypoint="sh")
@@ -139,10 +135,10 @@ def test_labels_entrypoint_and_nothing_extra(image):
 
 def test_assets_are_baked_where_generate_expects_them(image):
     client, _ = image
-    code, out = run(client, "-c", "cat /assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz; "
+    code, out = run(client, "-c", "cat /assets/flatcar/4593.2.5/flatcar_production_pxe.vmlinuz; "
                     "ls /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi; "
                     "grep -c kube-flannel-cfg /usr/share/bootstrap-node/templates/cni/flannel.yaml", entrypoint="sh")
-    assert code == 0 and "stand-in flatcar/4081.3.6/flatcar_production_pxe.vmlinuz" in out
+    assert code == 0 and "stand-in flatcar/4593.2.5/flatcar_production_pxe.vmlinuz" in out
     assert out.strip().splitlines()[-1] == "1"  # the CNI manifest, where wait looks for it
 
 
@@ -165,8 +161,23 @@ def test_generate_into_a_mounted_output(image, tmp_path):
     assert (out / "matchbox" / "ignition" / "cp-1.ign").exists() and (out / "tftp" / "undionly.kpxe.0").exists()
     assert (out / "credentials" / "ca.key").stat().st_mode & 0o777 == 0o600
     # The sysext baked in the image is hashed into the nodes' configs.
-    assert "sha512-" + hashlib.sha512(b"stand-in sysext/kubernetes-v1.31.4-x86-64.raw\n").hexdigest() in \
+    assert "sha512-" + hashlib.sha512(b"stand-in sysext/kubernetes-v1.36.3-x86-64.raw\n").hexdigest() in \
         (out / "matchbox" / "ignition" / "worker-1.ign").read_text()
+
+
+def test_a_templates_mount_overrides_file_by_file(image, tmp_path):
+    client, _ = image
+    mine = tmp_path / "templates"
+    mine.mkdir()
+    builtin = (REPO / "app" / "templates" / "dnsmasq.conf.tmpl").read_text()
+    (mine / "dnsmasq.conf.tmpl").write_text("# this site's dnsmasq.conf\n" + builtin)
+    out = tmp_path / "output"
+    out.mkdir()
+    code, log = run(client, "generate", volumes=[(EXAMPLE, "/config/cluster.yaml", "ro"), (out, "/output"),
+                                                 (mine, "/templates", "ro")])
+    assert code == 0, log
+    assert (out / "dnsmasq.conf").read_text().startswith("# this site's dnsmasq.conf\n")
+    assert (out / "matchbox" / "ignition" / "cp-1.ign").exists()  # the other templates: the built-ins
 
 
 def test_sysexts_are_baked_placed_and_their_sums_list_only_what_is_served(image, tmp_path):
@@ -175,7 +186,7 @@ def test_sysexts_are_baked_placed_and_their_sums_list_only_what_is_served(image,
     code, sums = run(client, "-c", "cat /assets/sysext/SHA256SUMS", entrypoint="sh")
     assert code == 0 and NOT_SERVED not in sums
     assert sorted(line.split()[1] for line in sums.splitlines()) == [
-        "containerd-2.0.4-x86-64.raw", "kubernetes-v1.31.4-x86-64.raw"]
+        "containerd-2.0.4-x86-64.raw", "kubernetes-v1.36.3-x86-64.raw"]
     config = tmp_path / "cluster.yaml"
     config.write_text(EXAMPLE.read_text() + "sysexts:\n  - {name: containerd, version: 2.0.4, roles: [worker]}\n"
                       "sysupdate: true\n")
@@ -209,7 +220,7 @@ def test_images_are_baked_and_complete(image, tmp_path):
     assert report["layout"] == "/images" and report["missing"] == 0
     assert {e["ref"] for e in report["images"]} == set(context_images_refs())
     code, lock = run(client, "-c", "cat /images/images.lock", entrypoint="sh")
-    assert code == 0 and f"registry.k8s.io/pause:3.10 {baked_digest('registry.k8s.io/pause:3.10')}" in lock
+    assert code == 0 and f"registry.k8s.io/pause:3.10.2 {baked_digest('registry.k8s.io/pause:3.10.2')}" in lock
 
 
 def context_images_refs() -> list[str]:
@@ -231,14 +242,14 @@ def test_serve_with_host_network(image, tmp_path):
                  60, "serve in the container")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/boot.ipxe") as r:
             assert r.read().startswith(b"#!ipxe\nchain ipxe?")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz") as r:
-            assert r.read() == b"stand-in flatcar/4081.3.6/flatcar_production_pxe.vmlinuz\n"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/assets/flatcar/4593.2.5/flatcar_production_pxe.vmlinuz") as r:
+            assert r.read() == b"stand-in flatcar/4593.2.5/flatcar_production_pxe.vmlinuz\n"
         # The baked layout is the nodes' registry: skopeo pulls through it (the direct form).
         pause = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
-                                f"docker://127.0.0.1:{port}/registry.k8s.io/pause:3.10"],
+                                f"docker://127.0.0.1:{port}/registry.k8s.io/pause:3.10.2"],
                                capture_output=True, text=True, timeout=60)
         assert pause.returncode == 0, pause.stderr
-        assert json.loads(pause.stdout)["Digest"] == baked_digest("registry.k8s.io/pause:3.10")
+        assert json.loads(pause.stdout)["Digest"] == baked_digest("registry.k8s.io/pause:3.10.2")
         unknown = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
                                   f"docker://127.0.0.1:{port}/registry.k8s.io/nope:1"],
                                  capture_output=True, text=True, timeout=60)

@@ -1,6 +1,7 @@
 """End to end: real firmware (SeaBIOS, OVMF) PXE-boots through real dnsmasq and our server in
-network namespaces, runs the stand-in Flatcar, executes the install script it was given, and
-reports back. Three nodes at once (BIOS and UEFI) plus a machine that is not in cluster.yaml."""
+network namespaces, runs the stand-in Flatcar, whose real Ignition applies the install config (and,
+for the "installed" root, the final one), executes the install script it was given, and reports
+back. Three nodes at once (BIOS and UEFI) plus a machine that is not in cluster.yaml."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ignition_fs
 from tests.support.paths import REPO, SHARED
 from tests.unit.test_generate import files_of
 
@@ -136,6 +138,32 @@ def test_the_final_configs_sysexts_are_served_with_their_hashes(rack, name):
     assert sorted(fetches) == sorted(f"fetch: {c['source']} sha512 ok" for c in remote.values())
     sysexts = {path.split("/")[3] for path in remote if path.startswith("/opt/extensions/")}
     assert sysexts == ({"kubernetes", "containerd"} if NODES[name][0] == "worker" else {"kubernetes"})
+
+
+@pytest.mark.parametrize("name", list(NODES))
+def test_real_ignition_wrote_what_both_configs_say(rack, name):
+    """The stand-in ran the real Ignition for both stages: the install config on the live system
+    (`-platform metal`, ignition.config.url) and the final one on the installed root. What it wrote,
+    as the stand-in listed it, is what each config says: files with contents, modes and owners,
+    links (the sysexts' in /etc/extensions), units, drop-ins and masks, enablement, core's SSH keys."""
+    the_lab, _ = rack
+    serial = the_lab.serial(machine(name)).replace("\r", "")
+    images = the_lab.assets / "sysext"
+
+    def remote(url: str) -> bytes:
+        return (images / url.rsplit("/", 1)[1]).read_bytes()
+
+    for config_block, root_block in (("INSTALL IGNITION", "INSTALL ROOT"), ("FINAL IGNITION", "FINAL ROOT")):
+        config = json.loads(between(serial, config_block))
+        want = ignition_fs.expected(config, remote)
+        seen = ignition_fs.parse_manifest(between(serial, root_block))
+        assert len(want) >= 4 and {path: seen.get(path) for path in want} == want, root_block
+    final = json.loads(between(serial, "FINAL IGNITION"))
+    assert ignition_fs.preset_units(between(serial, "FINAL PRESET")) == ignition_fs.enabled(final)
+    links = {p: e[4] for p, e in ignition_fs.parse_manifest(between(serial, "FINAL ROOT")).items()
+             if p.startswith("/etc/extensions/") and e[4] != "/dev/null"}
+    assert {p.rsplit("/", 1)[1] for p in links} == (
+        {"kubernetes.raw", "containerd.raw"} if NODES[name][0] == "worker" else {"kubernetes.raw"})
 
 
 def test_the_stranger_is_told_why_and_discovered(rack):

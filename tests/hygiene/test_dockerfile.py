@@ -20,11 +20,11 @@ def test_hadolint_passes():
 
 
 def test_signing_key_in_the_repo_is_flatcars():
-    """The build verifies Flatcar images with scripts/assets/flatcar-image-signing-key.asc; it must be
+    """The build verifies Flatcar images with app/asset_scripts/flatcar-image-signing-key.asc; it must be
     the key Flatcar publishes (shared/keys holds the verified copy)."""
     from tests.support.paths import shared_path
     official = shared_path("keys", "Flatcar_Image_Signing_Key.asc").read_bytes()
-    assert (REPO / "scripts" / "assets" / "flatcar-image-signing-key.asc").read_bytes() == official
+    assert (REPO / "app" / "asset_scripts" / "flatcar-image-signing-key.asc").read_bytes() == official
 
 
 def test_asset_script_rejects_a_checksum_mismatch(tmp_path):
@@ -35,19 +35,20 @@ def test_asset_script_rejects_a_checksum_mismatch(tmp_path):
         pytest.skip("needs gpg")
     ctx = tmp_path / "ctx"
     files = {"flatcar/1.2.3/flatcar_production_pxe.vmlinuz": b"k", "flatcar/1.2.3/flatcar_production_pxe_image.cpio.gz": b"i",
-             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d", "sysext/kubernetes-v1.31.4-x86-64.raw": b"s"}
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d",
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2.sig": b"sig", "sysext/kubernetes-v1.36.3-x86-64.raw": b"s"}
     for rel, data in files.items():
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         (ctx / rel).write_bytes(data)
     for d in ("flatcar/1.2.3", "sysext"):
         lines = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted((ctx / d).iterdir()))
         (ctx / d / "SHA256SUMS").write_text(lines)
-    env = {**os.environ, "FLATCAR_VERSION": "1.2.3", "FLATCAR_CHANNEL": "stable", "K8S_VERSION": "v1.31.4",
+    env = {**os.environ, "FLATCAR_VERSION": "1.2.3", "FLATCAR_CHANNEL": "stable", "K8S_VERSION": "v1.36.3",
            "ARCH": "amd64", "FLANNEL_VERSION": "", "FLANNEL_SHA256": ""}
-    script = str(REPO / "scripts" / "assets" / "fetch-and-verify")
+    script = str(REPO / "app" / "asset_scripts" / "fetch-and-verify")
     ok = subprocess.run([script, "context", str(ctx), str(tmp_path / "a")], env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    (ctx / "sysext" / "kubernetes-v1.31.4-x86-64.raw").write_bytes(b"tampered")
+    (ctx / "sysext" / "kubernetes-v1.36.3-x86-64.raw").write_bytes(b"tampered")
     bad = subprocess.run([script, "context", str(ctx), str(tmp_path / "b")], env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "checksum mismatch" in bad.stderr
 
@@ -57,7 +58,8 @@ def _context_with_sysexts(ctx, sysexts: dict[str, bytes], extra_sums: list[str])
     (with lines for more files than the context has, as a copy of the bakery's SHA256SUMS would)."""
     import hashlib
     files = {"flatcar/1.2.3/flatcar_production_pxe.vmlinuz": b"k", "flatcar/1.2.3/flatcar_production_pxe_image.cpio.gz": b"i",
-             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d", **{f"sysext/{n}": d for n, d in sysexts.items()}}
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2": b"d",
+             "flatcar/1.2.3/flatcar_production_image.bin.bz2.sig": b"sig", **{f"sysext/{n}": d for n, d in sysexts.items()}}
     for rel, data in files.items():
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         (ctx / rel).write_bytes(data)
@@ -70,9 +72,9 @@ def _fetch_and_verify(ctx, dest, sysexts: str):
     import os
     if shutil.which("gpg") is None:
         pytest.skip("needs gpg")
-    env = {**os.environ, "FLATCAR_VERSION": "1.2.3", "FLATCAR_CHANNEL": "stable", "K8S_VERSION": "v1.31.4",
+    env = {**os.environ, "FLATCAR_VERSION": "1.2.3", "FLATCAR_CHANNEL": "stable", "K8S_VERSION": "v1.36.3",
            "ARCH": "amd64", "FLANNEL_VERSION": "", "FLANNEL_SHA256": "", "SYSEXTS": sysexts}
-    return subprocess.run([str(REPO / "scripts" / "assets" / "fetch-and-verify"), "context", str(ctx), str(dest)],
+    return subprocess.run([str(REPO / "app" / "asset_scripts" / "fetch-and-verify"), "context", str(ctx), str(dest)],
                           env=env, capture_output=True, text=True)
 
 
@@ -80,8 +82,8 @@ def test_asset_script_bakes_sysexts_and_serves_sums_of_only_what_it_serves(tmp_p
     """SYSEXTS from the context are verified and baked; the served SHA256SUMS names exactly the images
     baked (sysupdate on a node picks the newest line: one for a file not served would be a 404)."""
     ctx = tmp_path / "ctx"
-    images = {"kubernetes-v1.31.4-x86-64.raw": b"k8s", "containerd-2.0.4-x86-64.raw": b"ctr", "mine-1.0-x86-64.raw": b"own"}
-    _context_with_sysexts(ctx, images, extra_sums=["kubernetes-v1.31.5-x86-64.raw", "containerd-2.0.5-x86-64.raw"])
+    images = {"kubernetes-v1.36.3-x86-64.raw": b"k8s", "containerd-2.0.4-x86-64.raw": b"ctr", "mine-1.0-x86-64.raw": b"own"}
+    _context_with_sysexts(ctx, images, extra_sums=["kubernetes-v1.36.4-x86-64.raw", "containerd-2.0.5-x86-64.raw"])
     ok = _fetch_and_verify(ctx, tmp_path / "a", "containerd-2.0.4")
     assert ok.returncode == 0, ok.stderr
     served = (tmp_path / "a" / "sysext" / "SHA256SUMS").read_text().splitlines()
@@ -93,7 +95,18 @@ def test_asset_script_bakes_sysexts_and_serves_sums_of_only_what_it_serves(tmp_p
 
 def test_asset_script_names_a_sysext_the_context_lacks(tmp_path):
     ctx = tmp_path / "ctx"
-    _context_with_sysexts(ctx, {"kubernetes-v1.31.4-x86-64.raw": b"k8s"}, extra_sums=[])
+    _context_with_sysexts(ctx, {"kubernetes-v1.36.3-x86-64.raw": b"k8s"}, extra_sums=[])
     result = _fetch_and_verify(ctx, tmp_path / "a", "nvidia-runtime-v1.17.5")
     assert result.returncode != 0
     assert "missing" in result.stderr and "nvidia-runtime-v1.17.5-x86-64.raw" in result.stderr
+
+
+def test_asset_script_requires_the_disk_image_signature(tmp_path):
+    """flatcar-install refuses an image without its .sig: a context without one fails the build."""
+    ctx = tmp_path / "ctx"
+    _context_with_sysexts(ctx, {"kubernetes-v1.36.3-x86-64.raw": b"k8s"}, extra_sums=[])
+    assert _fetch_and_verify(ctx, tmp_path / "a", "").returncode == 0
+    (ctx / "flatcar" / "1.2.3" / "flatcar_production_image.bin.bz2.sig").unlink()
+    result = _fetch_and_verify(ctx, tmp_path / "b", "")
+    assert result.returncode != 0
+    assert f"missing {tmp_path}/b/flatcar/1.2.3/flatcar_production_image.bin.bz2.sig" in result.stderr

@@ -32,7 +32,7 @@ from tests.support.paths import REPO
 
 LAYERS = {
     0: {"app", "app.layout", "app.exitcodes", "app.process", "app.logs", "app.yaml_source", "app.recheck",
-        "app.confine", "app.atomic_file"},
+        "app.confine", "app.atomic_file", "app.linux_calls"},
     1: {"app.generations", "app.events", "app.pki", "app.ignition", "app.gotemplate", "app.oci"},
     2: {"app.cluster", "app.credentials", "app.cluster_record", "app.status"},
     3: {"app.render", "app.serve", "app.wait", "app.power"},

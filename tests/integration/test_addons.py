@@ -68,7 +68,7 @@ def test_missing_cilium_cli_exits_5(output, tmp_path, monkeypatch):
 
 
 def test_cni_none_applies_only_the_users_addons(output, tmp_path):
-    cfg = config(tmp_path, "", cni="none")
+    cfg = config(tmp_path, "reboots: none\n", cni="none")
     with api(output, tmp_path, {n: 0.0 for n in NAMES}) as server:
         result = run_wait(output, server, make_templates(tmp_path / "t", {"10-mine.yaml": ADDON}), config=cfg)
     assert result.exit_code == 0
@@ -81,7 +81,7 @@ def test_rerunning_applies_nothing_new(output, tmp_path):
     with api(output, tmp_path, {n: 0.0 for n in NAMES}) as server:
         assert run_wait(output, server, templates).exit_code == 0
         created, objects = server.created, json.dumps(server.objects, sort_keys=True)
-        assert created == 6
+        assert created == 6 + len(KURED_OBJECTS)
         assert run_wait(output, server, templates).exit_code == 0
         assert server.created == created and json.dumps(server.objects, sort_keys=True) == objects
 
@@ -92,8 +92,29 @@ def test_user_addons_in_lexical_order_after_the_cni(output, tmp_path):
                                                  "30-c.yaml": cm.format(n="c")})
     with api(output, tmp_path, {n: 0.0 for n in NAMES}) as server:
         assert run_wait(output, server, templates).exit_code == 0
-    names = [a["path"].rsplit("/", 1)[1] for a in server.applied]
+    names = [a["path"].rsplit("/", 1)[1] for a in server.applied if not a["path"].endswith("/kured")]
     assert names[-3:] == ["a", "b", "c"] and names[:1] == ["kube-flannel"]
+
+
+KURED_OBJECTS = ["/api/v1/namespaces/kube-system/serviceaccounts/kured",
+                 "/apis/rbac.authorization.k8s.io/v1/clusterroles/kured",
+                 "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kured",
+                 "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles/kured",
+                 "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings/kured",
+                 "/apis/apps/v1/namespaces/kube-system/daemonsets/kured"]
+
+
+def test_kured_is_a_built_in_addon_unless_reboots_is_none(output, tmp_path):
+    with api(output, tmp_path, {n: 0.0 for n in NAMES}) as server:
+        assert run_wait(output, server, make_templates(tmp_path / "t")).exit_code == 0
+        assert [a["path"] for a in server.applied if a["path"].endswith("/kured")] == KURED_OBJECTS
+        daemonset = server.objects[KURED_OBJECTS[-1]]
+    args = daemonset["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--concurrency=1" in args and "--reboot-sentinel=/sentinel/reboot-required" in args
+    off = config(tmp_path, "reboots: none\n")
+    with api(output, tmp_path, {n: 0.0 for n in NAMES}) as server:
+        assert run_wait(output, server, make_templates(tmp_path / "t2"), config=off).exit_code == 0
+        assert not [a for a in server.applied if "kured" in a["path"]]
 
 
 def gitops_templates(tmp_path: Path) -> Path:

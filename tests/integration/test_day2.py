@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from typer.testing import CliRunner
 
@@ -41,7 +42,8 @@ def config_with(tmp_path: Path, names: list[str], extra: list[dict] = ()) -> Pat
     return path
 
 
-WORKER_3 = {"name": "worker-3", "role": "worker", "mac": "52:54:00:00:00:23", "ip": "10.0.0.23"}
+WORKER_3 = {"name": "worker-3", "role": "worker", "mac": "52:54:00:00:00:23", "ip": "10.0.0.23",
+            "install_disk": "/dev/disk/by-id/wwn-0x5000c500a0b1c223"}
 
 
 def generate(output: Path, config: Path, *extra: str):
@@ -164,13 +166,23 @@ def test_reinstalled_first_controller_joins_with_a_fresh_token_and_kubeadm_certs
     assert join["usage-bootstrap-authentication"] == join["usage-bootstrap-signing"] == "true"
     expires = dt.datetime.fromisoformat(join["expiration"].replace("Z", "+00:00"))
     assert dt.timedelta(hours=1) < expires - dt.datetime.now(dt.UTC) <= dt.timedelta(hours=2)
-    # kubeadm-certs: every CA file, decryptable with the certificate key (nonce first), owned by a
-    # token that authenticates nothing.
-    key = bytes.fromhex((creds / "certificate-key").read_text().strip())
+    # kubeadm-certs: every CA file, decryptable with a certificate key of this upload's own (nonce
+    # first; the first install's key decrypts none), owned by a token that authenticates nothing.
+    first_key = (creds / "certificate-key").read_text().strip()
+    new_key = config[0]["controlPlane"]["certificateKey"]
+    assert len(new_key) == 64 and new_key != first_key
+    key = bytes.fromhex(new_key)
     data = secret_data(certs)
     assert set(data) == set(CA_FILES)
     for name, file in CA_FILES.items():
         assert AESGCM(key).decrypt(data[name][:12], data[name][12:], None) == (creds / file).read_bytes(), name
+    with pytest.raises(InvalidTag):
+        AESGCM(bytes.fromhex(first_key)).decrypt(data["ca.key"][:12], data["ca.key"][12:], None)
+    # Only the joining controller's config carries the new key.
+    assert [p for p, d in final(output, "cp-1").items() if new_key.encode() in d] == ["/etc/kubernetes/kubeadm.yaml"]
+    for node in EXAMPLE_NODES:
+        if node["name"] != "cp-1":
+            assert not [path for path, data in final(output, node["name"]).items() if new_key.encode() in data]
     (owner,) = certs["metadata"]["ownerReferences"]
     lifetime = tokens[owner["name"]]
     assert owner["kind"] == "Secret" and owner["controller"] is True
@@ -184,6 +196,7 @@ def test_reinstalled_first_controller_joins_with_a_fresh_token_and_kubeadm_certs
     assert set(tokens) == {f"bootstrap-token-{token_id}", owner["name"]}
     stored = json.loads((output / JOIN_TOKENS).read_text())
     assert set(stored["nodes"]) == {"cp-1"} and stored["nodes"]["cp-1"]["token"] == token
+    assert stored["nodes"]["cp-1"]["certificate_key"] == new_key
     assert (output / JOIN_TOKENS).stat().st_mode & 0o777 == 0o600
 
 

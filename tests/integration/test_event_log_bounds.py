@@ -89,3 +89,40 @@ async def test_a_full_disk_costs_a_counter_not_an_answer(tmp_path):
             del ctx.events._append
     assert ctx.events.nodes[MACS[0]].installed  # the state still moved
     assert "bootstrap_node_event_log_write_failures_total 0" not in metrics
+
+
+def test_made_up_macs_never_become_states_not_even_from_an_old_snapshot(tmp_path):
+    """Issue #33, item 4: 470k made-up nodes made every compaction's snapshot larger than the cap, and
+    a restart replayed them. Serve's log keeps states only for known nodes, whatever the file says."""
+    known = {mac: f"n{i}" for i, mac in enumerate(MACS[:3])}
+    flooded = [Event("node-state", mac=f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}", detail={"phase": "ipxe"})
+               for i in range(2000)]
+    (tmp_path / "events.jsonl").write_text("".join(e.line() for e in flooded))  # an older serve's compaction
+    log = EventLog(tmp_path, known, max_bytes=4_000, only_known=True)
+    log.open()
+    log.record(Event("ipxe", mac=MACS[0], detail={"ip": "10.0.0.5"}))
+    for i in range(500):
+        log.record(Event("dhcp", mac=f"02:00:00:01:{i >> 8:02x}:{i & 255:02x}"))
+        log.record(Event("discovered", mac=f"02:00:00:02:{i >> 8:02x}:{i & 255:02x}"))
+    log.close()
+    assert set(log.nodes) == {MACS[0]}
+    assert len(log.discovered) == 256
+    assert set(EventLog(tmp_path, known, only_known=True).nodes) == {MACS[0]}
+    snapshot = [Event.from_json(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert snapshot[0].kind == "log-compacted"
+    assert [e.mac for e in snapshot if e.kind == "node-state"] == [MACS[0]]  # compacted: no made-up node kept
+
+
+def test_a_state_larger_than_the_cap_is_not_compacted_on_every_line(tmp_path):
+    known = {f"52:54:00:02:{i >> 8:02x}:{i & 255:02x}": f"n{i}" for i in range(300)}
+    log = EventLog(tmp_path, known, max_bytes=8_000)
+    log.open()
+    inodes = set()
+    for mac in known:
+        log.record(Event("ipxe", mac=mac, detail={"window": "open", "ip": "10.0.0.5"}))
+    for _ in range(300):
+        log.record(Event("alert", mac=next(iter(known)), detail={"reason": "r"}))
+        inodes.add(os.stat(tmp_path / "events.jsonl").st_ino)
+    log.close()
+    assert len(inodes) <= 3, len(inodes)  # each compaction is a new file; was one per line
+    assert len(EventLog(tmp_path, known).nodes) == 300

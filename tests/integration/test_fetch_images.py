@@ -26,7 +26,7 @@ def manifests(tmp_path) -> Path:
 
 
 def needed() -> list[str]:
-    return [*kubeadm_images("v1.31.4"), KUBE_VIP_IMAGE, *manifest_images(FLANNEL)]
+    return [*kubeadm_images("v1.36.3"), KUBE_VIP_IMAGE, *manifest_images(FLANNEL)]
 
 
 def layout(root: Path, refs: list[str]) -> dict[str, str]:
@@ -36,7 +36,7 @@ def layout(root: Path, refs: list[str]) -> dict[str, str]:
 
 
 def fetch(context: Path, dest: Path, manifests: Path, mode: str = "context") -> subprocess.CompletedProcess:
-    env = {**os.environ, "K8S_VERSION": "v1.31.4", "ARCH": "amd64", "PYTHON": sys.executable}
+    env = {**os.environ, "K8S_VERSION": "v1.36.3", "ARCH": "amd64", "PYTHON": sys.executable}
     return subprocess.run([str(SCRIPT), mode, str(context), str(dest), str(manifests)], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 

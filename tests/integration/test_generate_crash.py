@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 import app.generate
 import app.generations
+import app.linux_calls
 from app import pki
 from app.cli import app as cli
 from app.cluster import load_cluster
@@ -48,7 +49,7 @@ class KillSwitch:
         self.calls, self.kill_at = 0, kill_at
         for name in MUTATING:
             monkeypatch.setattr(os, name, self._wrap(name, getattr(os, name)))
-        monkeypatch.setattr(app.generations, "_exchange", self._wrap("exchange", app.generations._exchange))
+        monkeypatch.setattr(app.linux_calls, "exchange", self._wrap("exchange", app.linux_calls.exchange))
 
     def _wrap(self, name: str, original):
         def counted(*args, **kwargs):
@@ -218,7 +219,7 @@ def test_migration_keeps_what_readers_see_and_files_generate_did_not_write(tmp_p
     result = generate(cluster, old, None, assets=Path("/nonexistent"), ipxe_dir=ipxe)
     assert visible_tree(old) == tree  # the same files, without the temporary one
     assert result.summary.written == [] and result.summary.removed == []
-    assert all((old / entry).is_symlink() for entry in app.generations.MANAGED)
+    assert all((old / entry).is_symlink() for entry in app.generations.MANAGED if entry not in app.generations.OPTIONAL)
     assert leftovers(old, frozenset({"events.jsonl"})) == []
     assert (old / "events.jsonl").read_bytes() == b"{}\n"
 
@@ -267,8 +268,8 @@ def test_a_write_back_error_at_the_one_flush_leaves_the_old_tree(tmp_path, monke
     tree = visible_tree(old)
     fsyncs = []
     monkeypatch.setattr(os, "fsync", lambda fd, original=os.fsync: fsyncs.append(fd) or original(fd))
-    monkeypatch.setattr(app.generations, "_LIBC", _LibcWithFailingSyncfs())
-    monkeypatch.setattr(app.generations.ctypes, "get_errno", lambda: errno.EIO)
+    monkeypatch.setattr(app.linux_calls, "LIBC", _LibcWithFailingSyncfs())
+    monkeypatch.setattr(app.linux_calls.ctypes, "get_errno", lambda: errno.EIO)
     cluster, _ = load_cluster(after)
     with pytest.raises(app.generations.OutputError, match="Input/output error; output left unchanged"):
         generate(cluster, old, None, assets=Path("/nonexistent"), ipxe_dir=ipxe)
@@ -281,7 +282,7 @@ def test_without_syncfs_every_staged_file_is_fsynced(tmp_path, monkeypatch, inpu
     synced = []
     monkeypatch.setattr(os, "fsync", lambda fd, original=os.fsync: synced.append(os.readlink(f"/proc/self/fd/{fd}"))
                         or original(fd))
-    monkeypatch.setattr(app.generations, "_LIBC", object())
+    monkeypatch.setattr(app.linux_calls, "LIBC", object())
     old_output(tmp_path, before, ipxe)
     files = [p for p in synced if "/.generations/1/" in p and not os.path.isdir(p)]
     assert any(p.endswith("/credentials/ca.key") for p in files) and len(files) > 10

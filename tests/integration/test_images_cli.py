@@ -30,8 +30,11 @@ def builtin(tmp_path, monkeypatch) -> Path:
     return root
 
 
+KURED = REPO / "app" / "templates" / "addons" / "kured.yaml"  # the built-in add-on (reboots: kured)
+
+
 def needed() -> list[str]:
-    return [*kubeadm_images("v1.31.4"), KUBE_VIP_IMAGE, *manifest_images(FLANNEL)]
+    return [*kubeadm_images("v1.36.3"), KUBE_VIP_IMAGE, *manifest_images(FLANNEL), *manifest_images(KURED)]
 
 
 def make_layout(root: Path, refs: list[str]) -> Path:
@@ -71,11 +74,22 @@ def test_json_report(builtin, tmp_path):
     assert data["images"][0]["needed_by"] == "kubeadm"
 
 
+def test_github_annotations(builtin, tmp_path):
+    gone = "ghcr.io/flannel-io/flannel:v0.26.4"
+    layout = make_layout(tmp_path / "layout", [r for r in needed() if r != gone])
+    result = run("images", "--images", str(layout), "--format", "github")
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("::error ")]
+    assert errors == [f"::error file={EXAMPLE},line=1,col=1::image {gone} (cni/flannel.yaml) is not in {layout}; "
+                      f"add one with: skopeo copy docker://REF oci:{layout}:REF"]
+    assert all(line.startswith(("::error ", "::warning ")) for line in result.output.splitlines())
+
+
 def test_a_multi_arch_index_counts_and_a_wrong_registry_does_not(builtin, tmp_path):
     root = tmp_path / "layout"
     named = {ref: image(root, [ref.encode()]) for ref in needed()[1:]}
     named[needed()[0]] = multi_arch(root, {"amd64": [b"a"], "arm64": [b"b"]})
-    named["docker.io/library/kube-apiserver:v1.31.4"] = image(root, [b"wrong registry"])
+    named["docker.io/library/kube-apiserver:v1.36.3"] = image(root, [b"wrong registry"])
     write_index(root, named)
     assert run("images", "--images", str(root)).exit_code == 0
     del named[needed()[0]]
@@ -92,10 +106,11 @@ def test_no_layout_everything_missing(builtin, tmp_path):
 
 def test_unsupported_version_is_a_clear_message(builtin, tmp_path):
     config = tmp_path / "cluster.yaml"
-    config.write_text(EXAMPLE.read_text().replace("k8s_version: v1.31.4", "k8s_version: v1.31.99"))
+    config.write_text(EXAMPLE.read_text().replace("k8s_version: v1.36.3", "k8s_version: v1.36.99"))
     result = run("images", "--images", str(tmp_path), config=config)
     assert result.exit_code == 1
-    assert "no verified kubeadm image list for Kubernetes v1.31.99" in result.output
+    # cluster.yaml itself is refused now (validate's rule), at the field, naming the listed version.
+    assert "cluster.k8s_version: v1.36.99 has no kubeadm image list" in result.output
     assert "Traceback" not in result.output
 
 

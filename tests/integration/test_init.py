@@ -13,7 +13,8 @@ import urllib.request
 import pytest
 
 from tests.support.apiserver import StandInAPIServer, serving_cert
-from tests.support.paths import EXAMPLE, REPO
+from tests.support.assets import standin_assets
+from tests.support.paths import EXAMPLE, REPO, flatcar_version_of
 from tests.support.processes import free_port, wait_for
 
 NAMES = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"]
@@ -35,7 +36,8 @@ def start_init(output, api_url: str, port: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--config", str(EXAMPLE), "--output", str(output), "--templates",
          str(templates), "init", "--yes", "--listen", f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none",
-         "--assets", "/nonexistent", "--ipxe-dir", "/nonexistent", "--server", api_url, "--poll", "0.2",
+         "--assets", str(standin_assets(output.parent / "assets", EXAMPLE)), "--ipxe-dir", "/nonexistent",
+         "--server", api_url, "--poll", "0.2",
          "--api-timeout", "30", "--nodes-timeout", "30",
          "--bind", "address"],  # loopback has no neighbour table
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
@@ -79,3 +81,20 @@ def test_init_ctrl_c_stops_everything(output, tmp_path):
     assert code == 130, proc.stderr.read()
     assert not (output / "serve.json").exists() and port_closed(port)
     assert not (output / "kubeconfig").exists()
+
+
+def test_init_refuses_missing_assets_before_anything_starts(tmp_path):
+    """No serve, no power-on, no output: each missing file named, and how to fetch them."""
+    assets = standin_assets(tmp_path / "assets", EXAMPLE)
+    (assets / "flatcar" / flatcar_version_of() / "flatcar_production_image.bin.bz2.sig").unlink()
+    (assets / "sysext" / "kubernetes-v1.36.3-x86-64.raw").unlink()
+    out = tmp_path / "output"
+    done = subprocess.run([sys.executable, "-m", "app", "--config", str(EXAMPLE), "--output", str(out), "init",
+                           "--yes", "--assets", str(assets), "--dhcp", "none", "--tftp", "none"],
+                          cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert done.returncode == 1
+    assert "2 file(s) they fetch are not in" in done.stderr and "nothing was started or powered on" in done.stderr
+    assert f"{assets}/flatcar/{flatcar_version_of()}/flatcar_production_image.bin.bz2.sig is missing" in done.stderr
+    assert "kubernetes-v1.36.3-x86-64.raw is not in" in done.stderr
+    assert f"bootstrap-node assets fetch {assets}" in done.stderr
+    assert not out.exists()

@@ -246,6 +246,7 @@ def test_init_powers_on_through_bmcs_names_a_refusal_and_points_installed_nodes_
 
     from tests.integration.test_init import NAMES
     from tests.support.apiserver import StandInAPIServer, serving_cert
+    from tests.support.assets import standin_assets
     from tests.support.gate import make_templates
     from tests.support.paths import REPO
     from tests.support.processes import wait_for as wait_until
@@ -268,7 +269,8 @@ def test_init_powers_on_through_bmcs_names_a_refusal_and_points_installed_nodes_
         proc = subprocess.Popen(
             [sys.executable, "-m", "app", "--config", str(config), "--output", str(output), "--templates",
              str(make_templates(tmp_path / "templates")), "init", "--yes", "--listen", f"127.0.0.1:{free_port()}",
-             "--dhcp", "none", "--tftp", "none", "--assets", "/nonexistent", "--ipxe-dir", "/nonexistent",
+             "--dhcp", "none", "--tftp", "none", "--assets", str(standin_assets(tmp_path / "assets", config)),
+             "--ipxe-dir", "/nonexistent",
              "--server", api.url, "--poll", "0.2", "--api-timeout", "30", "--nodes-timeout", "60"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
         lines = []

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from contextlib import asynccontextmanager
 
-import aiohttp
 import pytest
 
 from app.events import CALLBACK_PHASES
 from tests.support.secrets import cluster_secrets, leaked
-from tests.support.serve import bearer, credential_in, running
+from tests.support.serve import bearer, client_from, credential_in, running
 
 NODES = {"cp-1": "52:54:00:00:00:11", "cp-2": "52:54:00:00:00:12", "worker-1": "52:54:00:00:00:21"}
 ADDRESS = {"cp-1": "127.0.0.11", "cp-2": "127.0.0.12", "worker-1": "127.0.0.21"}
@@ -44,13 +42,6 @@ def attack_paths(mac: str) -> list[str]:
                       f"mac={spelled}&os=installed&uuid=x&hostname=cp-1"):
             paths += [f"/ignition?{query}", f"/generic?{query}", f"/metadata?{query}", f"/ipxe?{query}"]
     return paths + ["/status", "/", "/metrics", "/boot.ipxe", "/assets/", "/ignition", "/ignition?os=installed"]
-
-
-@asynccontextmanager
-async def client_from(http: aiohttp.ClientSession, address: str):
-    connector = aiohttp.TCPConnector(local_addr=(address, 0))
-    async with aiohttp.ClientSession(base_url=http._base_url, connector=connector) as session:
-        yield session
 
 
 async def try_everything(session, macs, credentials=("", "x" * 43)) -> list[tuple[str, int, bytes]]:
@@ -203,8 +194,10 @@ async def test_the_neighbour_table_binds_a_boot_to_the_machine(tree):
         assert ctx.events.nodes.get(mac) is None or ctx.events.nodes[mac].window is None
         async with node.get(f"/ipxe?mac={mac}") as r:
             assert r.status == 200
-        neighbours[ATTACKER] = mac  # the same machine, now with another address
-        async with attacker.get(f"/ignition?mac={mac}") as r:
+        # The same machine, now with another address (one no other MAC held: that would be a claim,
+        # tests/integration/test_red_team.py).
+        neighbours["127.0.0.99"] = mac
+        async with client_from(node, "127.0.0.99") as moved, moved.get(f"/ignition?mac={mac}") as r:
             assert r.status == 200
 
 

@@ -23,6 +23,11 @@ GRUB = ('default=0\nfallback=1\ntimeout=1\nmenuentry "CoreOS (EFI)" {\necho "Loa
         'initrd  "/image/initrd_a" "/image/initrd_b"\n}\n')
 BOOT_IPXE = ("#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}"
              "&serial=${serial}&arch=${buildarch:uristring}\n")
+# An empty config as Matchbox serves it: Go's encoding/json of Ignition's v3_4 types keeps every
+# struct-typed field (test_matchbox_parity.py checks this against real Matchbox).
+EMPTY_CONFIG = {"ignition": {"config": {"replace": {"verification": {}}}, "proxy": {}, "security": {"tls": {}},
+                             "timeouts": {}, "version": "3.4.0"},
+                "kernelArguments": {}, "passwd": {}, "storage": {}, "systemd": {}}
 BUTANE_TEMPLATE = """variant: flatcar
 version: 1.1.0
 storage:
@@ -127,7 +132,7 @@ async def test_raw_ignition_served_and_upgraded(data_dir, tmp_path):          # 
             assert not body.endswith(b"\n") and b"data:,a\\u0026b" in body
             assert json.loads(body)["ignition"]["version"] == "3.4.0"
         async with http.get("/ignition?uuid=old") as r:
-            assert r.status == 200 and json.loads(await r.read()) == {"ignition": {"version": "3.4.0"}}
+            assert r.status == 200 and json.loads(await r.read()) == EMPTY_CONFIG
 
 
 async def test_butane_template_with_selector_metadata_and_request(data_dir, tmp_path):  # 13
@@ -169,7 +174,7 @@ async def test_metadata_env(data_dir, tmp_path):                                
 async def test_more_selector_pairs_win(data_dir, tmp_path):
     async with running(data_dir, tmp_path, strict=True) as (http, _):
         async with http.get("/ignition?mac=52:da:00:89:d8:10&os=installed&uuid=tmpl") as r:
-            assert r.status == 200 and json.loads(await r.read()) == {"ignition": {"version": "3.4.0"}}
+            assert r.status == 200 and json.loads(await r.read()) == EMPTY_CONFIG
         async with http.get("/ipxe?mac=52-da-00-89-d8-10") as r:
             assert r.status == 200 and await r.text() == IPXE  # mac group (p1), not mac+os
 
@@ -207,6 +212,19 @@ async def test_empty_selector_value_matches_missing_key(tmp_path):
             assert r.status == 200
         async with http.get("/ipxe?os=x&uuid=y") as r:
             assert r.status == 404
+
+
+@pytest.mark.parametrize("config", [
+    {"ignition": {"version": "3.4.0"}, "storage": {"files": [{"path": "relative"}]}},     # invalid
+    {"ignition": {"version": "3.2.0"}, "storage": {"files": [{"path": "/a", "mode": "x"}]}},  # wrong type
+    {"ignition": {"version": "3.4.0"}, "storage": {"files": "x"}},
+])
+async def test_raw_config_ignition_would_reject_is_404(data_dir, tmp_path, config):
+    """Matchbox serves an empty config for these (Ignition rejects it); ours says 404 and logs why."""
+    (data_dir / "ignition/raw.ign").write_text(json.dumps(config))
+    async with running(data_dir, tmp_path, strict=True) as (http, _):
+        async with http.get("/ignition?uuid=a1b2c3d4") as r:
+            assert r.status == 404 and await r.text() == "404 page not found\n"
 
 
 class AskedTable(dict):

@@ -254,11 +254,12 @@ def ignition_hosts_dir(server, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("generated")
     config = work / "cluster.yaml"
     config.write_text(f"""
-cluster: {{name: lo, k8s_version: v1.31.4, flatcar_version: 4081.3.6,
+cluster: {{name: lo, k8s_version: v1.36.3, flatcar_version: 4593.2.5,
           ssh_authorized_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILCm5HyiNUklxeNjQCKDT3uL5tp2/TNtCN+HJuY6Idr/ a@b"}}
 bootstrap: {{ip: 127.0.0.1, http_port: {server.port}}}
 network: {{cidr: 127.0.0.0/8, gateway: 127.0.0.254, dns: [127.0.0.53]}}
-nodes: [{{name: cp-1, role: controller, mac: "52:54:00:00:00:11", ip: 127.0.0.11}}]
+nodes: [{{name: cp-1, role: controller, mac: "52:54:00:00:00:11", ip: 127.0.0.11,
+         install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c211}}]
 """)
     result = CliRunner().invoke(app, ["--config", str(config), "--output", str(work / "out"), "--templates",
                                       "/nonexistent", "generate", "--assets", str(work / "none"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import tftpy
 
-from tests.support.paths import EXAMPLE
+from tests.support.paths import EXAMPLE, flatcar_version_of
 from tests.support.processes import cli, free_port, start_serve, wait_for
 from tests.support.serve import bearer, credential_in
 
@@ -27,8 +27,8 @@ def generated(tmp_path_factory) -> Path:
     result = cli("--config", str(EXAMPLE), "--output", str(out), "--templates", "/nonexistent", "generate",
                  "--ipxe-dir", str(ipxe), "--assets", str(root / "assets"))
     assert result.returncode == 0, result.stderr
-    (root / "assets" / "flatcar" / "4081.3.6").mkdir(parents=True)
-    (root / "assets" / "flatcar" / "4081.3.6" / "flatcar_production_pxe.vmlinuz").write_bytes(b"k" * 4096)
+    (root / "assets" / "flatcar" / flatcar_version_of()).mkdir(parents=True)
+    (root / "assets" / "flatcar" / flatcar_version_of() / "flatcar_production_pxe.vmlinuz").write_bytes(b"k" * 4096)
     return out
 
 
@@ -42,7 +42,7 @@ def test_serve_answers_http_and_tftp_then_stops_on_sigterm(generated, tmp_path):
         assert state["pid"] == proc.pid and state["url"] == url
         with urllib.request.urlopen(f"{url}/boot.ipxe") as r:
             assert r.read().startswith(b"#!ipxe\nchain ipxe?")
-        with urllib.request.urlopen(f"{url}/assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz") as r:
+        with urllib.request.urlopen(f"{url}/assets/flatcar/{flatcar_version_of()}/flatcar_production_pxe.vmlinuz") as r:
             assert r.read() == b"k" * 4096
         client = tftpy.TftpClient("127.0.0.1", tftp_port)
         client.download("undionly.kpxe.0", str(tmp_path / "got"), timeout=5)

@@ -53,7 +53,8 @@ async def test_status_json_is_what_get_status_answers(tmp_path):
     assert result.exit_code == 0, result.output
     from_cli = json.loads(result.output)
     (tmp_path / "data").mkdir()
-    async with running(tmp_path / "data", tmp_path / "out") as (http, _):
+    # The same log read the same way (serve itself keeps states only for its tree's nodes).
+    async with running(tmp_path / "data", tmp_path / "out", only_known=False) as (http, _):
         async with http.get("/status") as r:
             from_http = await r.json()
     for data in (from_cli, from_http):
@@ -105,3 +106,25 @@ def test_asset_size_stays_under_the_root(tmp_path):
     assert asset_size(root, "/assets/../outside") is None
     assert asset_size(root, "/assets/missing") is None
     assert asset_size(None, "/assets/image.bin.bz2") is None
+
+
+def test_without_an_event_log_status_and_discover_say_so_and_fail(tmp_path):
+    for args in (["status"], ["status", "--format", "json"], ["discover"], ["discover", "--format", "json"]):
+        result = cli(tmp_path / "output", *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert f"no event log at {tmp_path / 'output' / 'events.jsonl'}" in result.output
+        assert "--output" in result.output
+
+
+def test_an_empty_log_is_a_log(tmp_path):
+    write_log(tmp_path, [Event("serve-started", source="serve")])
+    assert cli(tmp_path, "status").exit_code == 0
+    assert cli(tmp_path, "discover").exit_code == 0
+
+
+def test_watch_waits_for_a_log_that_is_not_there_yet(tmp_path, monkeypatch):
+    def sleep(_seconds):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("app.cli.nodes.time.sleep", sleep)
+    result = cli(tmp_path, "status", "--watch")
+    assert result.exit_code == 0 and "no event log" in result.output and "watching for it" in result.output

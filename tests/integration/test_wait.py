@@ -43,8 +43,11 @@ def test_happy_path_writes_the_kubeconfig_after_every_node_is_ready(output, tmp_
                "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/flannel",
                "/api/v1/namespaces/kube-flannel/configmaps/kube-flannel-cfg",
                "/apis/apps/v1/namespaces/kube-flannel/daemonsets/kube-flannel-ds"]
-    # The CNI first, then the user's add-ons in file order (10-extra.yaml re-applies two of them).
-    assert [a["path"] for a in server.applied] == flannel + [flannel[0], flannel[-1]]
+    # The CNI first, then the add-ons in file order (10-extra.yaml re-applies two of flannel's objects;
+    # kured.yaml, built in, has six).
+    applied = [a["path"] for a in server.applied]
+    assert applied[:8] == flannel + [flannel[0], flannel[-1]] and len(applied) == 14
+    assert all(path.endswith("/kured") for path in applied[8:])
     net = json.loads(server.objects[flannel[4]]["data"]["net-conf.json"])
     assert net == {"Network": "10.244.0.0/16", "EnableNFTables": False, "Backend": {"Type": "vxlan"}}
     assert {a["fieldManager"] for a in server.applied} == {"bootstrap-node"}
@@ -59,7 +62,7 @@ def test_api_late_and_transient_errors_are_retried(output, tmp_path, templates):
         result = run_wait(output, server, templates)
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started >= 2.0
-    assert len(server.applied) == 8 and "Traceback" not in result.output
+    assert len(server.applied) == 8 + 6 and "Traceback" not in result.output  # with kured's six objects
 
 
 def test_a_node_never_ready_exits_4_naming_it_with_its_last_phase(output, tmp_path):

@@ -31,6 +31,8 @@ def test_the_wheel_carries_the_templates(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "app/templates/ignition/install.yaml.tmpl" in names
     assert "app/templates/kubeadm/init.yaml.tmpl" in names
+    # `assets fetch` runs these from the installed package, as the image build does from the checkout.
+    assert {"app/asset_scripts/fetch-and-verify", "app/asset_scripts/flatcar-image-signing-key.asc"} <= set(names)
 
 
 def test_an_installed_wheel_generates_without_the_checkout(wheel, tmp_path):

@@ -1,5 +1,11 @@
 """A kube-apiserver stand-in that speaks the real protocol over real TLS.
 
+A real control plane (tests/k8s/, built from source) judges what we send to Kubernetes: configs,
+RBAC, server-side apply, tokens, kubeadm-certs. This stand-in stays for what a real server cannot be
+made to do on demand: an API that answers late or not at all, bursts of 503 on apply, Nodes that
+become Ready on a schedule, Deployments that become Available and an Application that syncs with no
+kubelet or Argo CD running. It is not evidence that a real server accepts a request.
+
 Its serving certificate is signed by the generated cluster CA (or any CA a test picks), and it
 requires client certificates signed by that CA, as a kubeadm API server does. It answers what
 `wait` uses: /readyz, /version, /api/v1/nodes (Ready conditions that change over time), API
@@ -32,7 +38,8 @@ DISCOVERY = {
            ("nodes/status", False, "Node")],
     "apps/v1": [("daemonsets", True, "DaemonSet"), ("deployments", True, "Deployment")],
     "rbac.authorization.k8s.io/v1": [("clusterroles", False, "ClusterRole"),
-                                     ("clusterrolebindings", False, "ClusterRoleBinding")],
+                                     ("clusterrolebindings", False, "ClusterRoleBinding"),
+                                     ("roles", True, "Role"), ("rolebindings", True, "RoleBinding")],
     "apiextensions.k8s.io/v1": [("customresourcedefinitions", False, "CustomResourceDefinition")],
 }
 CRD_SERVED = {"applications.argoproj.io": ("argoproj.io/v1alpha1", [("applications", True, "Application")])}
@@ -162,7 +169,7 @@ class StandInAPIServer:
         return time.monotonic() - self.started
 
     async def _version(self, request):
-        return web.json_response({"major": "1", "minor": "31", "gitVersion": "v1.31.4"})
+        return web.json_response({"major": "1", "minor": "36", "gitVersion": "v1.36.3"})
 
     async def _readyz(self, request):
         if self._elapsed() < self.api_after:

@@ -18,3 +18,10 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the project's shared data beside the repository; absent in a user's clone)")
     return path
+
+
+def flatcar_version_of(config: Path = EXAMPLE) -> str:
+    """The Flatcar release a cluster.yaml installs (tests build asset trees for it)."""
+    import yaml
+
+    return str(yaml.safe_load(config.read_text())["cluster"]["flatcar_version"])

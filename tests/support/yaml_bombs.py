@@ -21,12 +21,31 @@ def block_nesting(levels: int) -> str:
     return "".join(" " * i + "a:\n" for i in range(levels)) + " " * levels + "a: 1\n"
 
 
+# Deep flow nesting: our loader refuses it at level 65, unless the parser's own limit comes first
+# (PyYAML 6.0.4 and later stop at 1,000 flow levels while scanning ahead); either message is clean and
+# names line 1.
+DEEP = "exceeds the limit of 64 levels|exceeded maximum nesting depth"
+
+
+def names_the_problem(fragment: str, message: str) -> bool:
+    """`fragment` is one message part, or several alternatives joined by '|'."""
+    return any(part in message for part in fragment.split("|"))
+
+
+def at(expected: tuple[int, int] | None, line: int | None, column: int | None, message: str) -> bool:
+    """The expected place; where the parser's own nesting limit spoke first, the line it names."""
+    if expected is None:
+        return line is None
+    parser_first = "exceeded maximum nesting depth" in message
+    return line == expected[0] and (parser_first or column == expected[1])
+
+
 BOMBS: dict[str, tuple[str, int, str, tuple[int, int] | None]] = {
     # the first alias that pushes the expanded size past the limit: the first *e, on line 6
     "alias bomb": (alias_bomb(), 2, "exceeds the limit of 100000 nodes", (6, 8)),
-    "100,000 nested [": ("[" * 100_000 + "]" * 100_000 + "\n", 2, "exceeds the limit of 64 levels", (1, 65)),
-    "100,000 [ unclosed": ("[" * 100_000, 2, "exceeds the limit of 64 levels", (1, 65)),
-    "5,000 nested [": ("[" * 5_000 + "]" * 5_000 + "\n", 2, "exceeds the limit of 64 levels", (1, 65)),
+    "100,000 nested [": ("[" * 100_000 + "]" * 100_000 + "\n", 2, DEEP, (1, 65)),
+    "100,000 [ unclosed": ("[" * 100_000, 2, DEEP, (1, 65)),
+    "5,000 nested [": ("[" * 5_000 + "]" * 5_000 + "\n", 2, DEEP, (1, 65)),
     "3,000-level flow map": ("{a: " * 3_000 + "1" + "}" * 3_000 + "\n", 2, "exceeds the limit of 64 levels",
                              (1, 254)),
     "1,000-level block map": (block_nesting(1_000), 2, "exceeds the limit of 64 levels", (64, 64)),

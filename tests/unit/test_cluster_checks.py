@@ -77,13 +77,13 @@ CASES = [
      "cluster.service_subnet", "service_subnet", "overlaps network.cidr"),
     ("pod subnet invalid", "pod_subnet: 10.244.0.0/16", "pod_subnet: 10.244.0.0",
      "cluster.pod_subnet", "pod_subnet", "needs a prefix length"),
-    ("k8s version without v", "k8s_version: v1.31.4", "k8s_version: 1.31.4", "cluster.k8s_version",
-     "k8s_version", "did you mean 'v1.31.4'"),
-    ("k8s version too old", "k8s_version: v1.31.4", "k8s_version: v1.30.9", "cluster.k8s_version",
+    ("k8s version without v", "k8s_version: v1.36.3", "k8s_version: 1.36.3", "cluster.k8s_version",
+     "k8s_version", "did you mean 'v1.36.3'"),
+    ("k8s version too old", "k8s_version: v1.36.3", "k8s_version: v1.30.9", "cluster.k8s_version",
      "k8s_version", "needs v1.31 or newer"),
-    ("flatcar version not X.Y.Z", "flatcar_version: 4081.3.6", "flatcar_version: 4081.3",
+    ("flatcar version not X.Y.Z", "flatcar_version: 4593.2.5", "flatcar_version: 4081.3",
      "cluster.flatcar_version", "flatcar_version", "not a number 4081.3"),
-    ("flatcar version garbage", "flatcar_version: 4081.3.6", "flatcar_version: latest",
+    ("flatcar version garbage", "flatcar_version: 4593.2.5", "flatcar_version: latest",
      "cluster.flatcar_version", "flatcar_version", "not a Flatcar release"),
     ("channel unknown", "flatcar_channel: stable", "flatcar_channel: stabel", "cluster.flatcar_channel",
      "stabel", "did you mean 'stable'"),
@@ -97,13 +97,13 @@ CASES = [
      "cluster.ssh_authorized_keys[0]", "not-a-key", "is not an SSH public key"),
     ("token malformed", "# kubeadm_token: abcdef.0123456789abcdef", "kubeadm_token: ABCDEF.0123456789abcdef",
      "cluster.kubeadm_token", "ABCDEF", "is not a kubeadm bootstrap token"),
-    ("install disk not under /dev", "install_disk: /dev/nvme0n1", "install_disk: nvme0n1",
+    ("install disk not under /dev", "install_disk: /dev/disk/by-id/nvme-eui.0025385b71b2c321", "install_disk: nvme0n1",
      "nodes[3].install_disk", "nvme0n1", "absolute device path under /dev/"),
-    ("install disk not simplified", "install_disk: /dev/nvme0n1", "install_disk: /dev/../etc/passwd",
+    ("install disk not simplified", "install_disk: /dev/disk/by-id/nvme-eui.0025385b71b2c321", "install_disk: /dev/../etc/passwd",
      "nodes[3].install_disk", "/dev/../etc", "absolute device path"),
     ("port out of range", "http_port: 8080", "http_port: 70000", "bootstrap.http_port", "70000",
      "outside the port range"),
-    ("arch unknown", "ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64", "ip: 10.0.0.22, install_disk: /dev/sda, arch: x86",
+    ("arch unknown", "ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: amd64", "ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: x86",
      "nodes[4].arch", "arch: x86", "is not one of: amd64, arm64"),
     ("role missing", "{name: worker-2, role: worker,", "{name: worker-2,", "nodes[4].role", "name: worker-2",
      "required field is missing"),
@@ -148,7 +148,7 @@ def test_five_different_mistakes_are_all_reported_in_one_run():
     text = BASE
     for old, new in [("name: lab ", "name: LAB "), ("http_port: 8080", "http_port: 0"),
                      ('"52:54:00:00:00:13"', '"52:54:00:00:00:12"'), ("ip: 10.0.0.21,", "ip: 10.1.0.21,"),
-                     ("k8s_version: v1.31.4", "k8s_version: v1.29.0")]:
+                     ("k8s_version: v1.36.3", "k8s_version: v1.29.0")]:
         text = edit(old, new, text)
     _, problems = problems_for(text)
     got = {(p.path, p.line) for p in problems}
@@ -229,7 +229,7 @@ def test_missing_sections_are_named():
 
 
 def test_arm64_nodes_are_told_they_need_an_arm64_ipxe_build():
-    text = edit('ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64}', 'ip: 10.0.0.22, install_disk: /dev/sda, arch: arm64}')
+    text = edit('ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: amd64}', 'ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: arm64}')
     cluster, problems = problems_for(text)
     assert cluster is not None  # valid: the binary lives outside cluster.yaml; generate checks it
     (arm,) = [p for p in problems if "arm64" in p.message]

@@ -11,7 +11,7 @@ from app.cluster import check
 from app.ignition.butane import ButaneError, translate
 from app.yaml_source import DEFAULT_LIMITS, Limits, Pos, SourceError, load_source, parse_source
 from tests.support.paths import EXAMPLE
-from tests.support.yaml_bombs import BOMBS, alias_bomb
+from tests.support.yaml_bombs import BOMBS, DEEP, alias_bomb, at, names_the_problem
 
 
 def refused(text: str, limits: Limits = DEFAULT_LIMITS) -> SourceError:
@@ -24,8 +24,8 @@ def refused(text: str, limits: Limits = DEFAULT_LIMITS) -> SourceError:
 def test_each_bomb_is_refused_naming_the_limit_and_place(name):
     text, _, fragment, pos = BOMBS[name]
     error = refused(text)
-    assert fragment in error.message
-    assert error.pos == (Pos(*pos) if pos else None)
+    assert names_the_problem(fragment, error.message), error.message
+    assert at(pos, *(error.pos or (None, None)), error.message), error.pos
 
 
 def test_alias_bomb_is_refused_while_reading_anchors_not_by_expanding():
@@ -67,7 +67,7 @@ def test_not_utf8_is_a_clear_error(tmp_path):
 
 
 def test_butane_translation_has_the_same_limits():
-    with pytest.raises(ButaneError, match="exceeds the limit of 64 levels"):
+    with pytest.raises(ButaneError, match=DEEP):
         translate("variant: flatcar\nversion: 1.0.0\nx: " + "[" * 100_000)
     with pytest.raises(ButaneError, match="exceeds the limit of 100000 nodes"):
         translate("variant: flatcar\nversion: 1.0.0\n" + alias_bomb())
@@ -75,14 +75,15 @@ def test_butane_translation_has_the_same_limits():
 
 def test_merge_keys_for_repeated_node_settings_are_accepted():
     text = EXAMPLE.read_text().replace(
-        "  - {name: worker-1, role: worker, mac: \"52:54:00:00:00:21\", ip: 10.0.0.21, install_disk: /dev/nvme0n1, arch: amd64}",
+        "  - {name: worker-1, role: worker, mac: \"52:54:00:00:00:21\", ip: 10.0.0.21, install_disk: /dev/disk/by-id/nvme-eui.0025385b71b2c321, arch: amd64}",
         "  - &worker {name: worker-1, role: worker, mac: \"52:54:00:00:00:21\", ip: 10.0.0.21, "
-        "install_disk: /dev/nvme0n1, arch: amd64}").replace(
-        "  - {name: worker-2, role: worker, mac: \"52:54:00:00:00:22\", ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64}",
+        "install_disk: /dev/disk/by-id/nvme-eui.0025385b71b2c399, arch: amd64}").replace(
+        "  - {name: worker-2, role: worker, mac: \"52:54:00:00:00:22\", ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: amd64}",
         "  - {<<: *worker, name: worker-2, mac: \"52:54:00:00:00:22\", ip: 10.0.0.22}")
     cluster, problems = check(parse_source(text, Path("c.yaml")), "c.yaml")
     assert problems == [] and cluster is not None
-    assert cluster.nodes[4].install_disk == "/dev/nvme0n1" and cluster.nodes[4].name == "worker-2"
+    assert cluster.nodes[4].install_disk == "/dev/disk/by-id/nvme-eui.0025385b71b2c399"
+    assert cluster.nodes[4].name == "worker-2"
 
 
 def test_merged_value_is_overridden_without_a_duplicate_report_and_errors_point_at_the_anchor():

@@ -9,9 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from app.cli.validate import cluster_schema
 from app.cluster import check
 from app.cluster.model import Cluster
+from app.cluster.schema import cluster_schema
 from app.yaml_source import parse_source
 from tests.support.paths import EXAMPLE
 from tests.unit.test_cluster_checks import edit, line_of, problems_for
@@ -28,8 +28,8 @@ def column_of(text: str, needle: str, value: str) -> int:
 # (description, edits, expected problems as (path, line needle, value at the column, message fragment))
 CASES = [
     ("bad k8s_version elsewhere; pod subnet overlaps service subnet",
-     [("k8s_version: v1.31.4", "k8s_version: 1.31"), ("pod_subnet: 10.244.0.0/16", "pod_subnet: 10.96.0.0/16")],
-     [("cluster.k8s_version", "k8s_version", "1.31", "must be a version like v1.31.4"),
+     [("k8s_version: v1.36.3", "k8s_version: 1.36"), ("pod_subnet: 10.244.0.0/16", "pod_subnet: 10.96.0.0/16")],
+     [("cluster.k8s_version", "k8s_version", "1.36", "must be a version like v1.36.3"),
       ("cluster.pod_subnet", "pod_subnet", "10.96.0.0/16", "overlaps cluster.service_subnet 10.96.0.0/12")]),
     ("bad http_port; bootstrap.ip outside the network",
      [("http_port: 8080", "http_port: eighty"), ("  ip: 10.0.0.2 ", "  ip: 192.168.0.2 ")],
@@ -49,7 +49,7 @@ CASES = [
       ("nodes[4].ip", "worker-2", "10.0.0.21", "10.0.0.21 is already used by nodes[3] (worker-1)")]),
     ("a controller with a bad disk still needs the VIP",
      [("control_plane_vip: 10.0.0.10", ""),
-      ("name: cp-2, role: controller, mac: \"52:54:00:00:00:12\", ip: 10.0.0.12, install_disk: /dev/sda",
+      ("name: cp-2, role: controller, mac: \"52:54:00:00:00:12\", ip: 10.0.0.12, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c212",
        "name: cp-2, role: controller, mac: \"52:54:00:00:00:12\", ip: 10.0.0.12, install_disk: sda")],
      [("nodes[1].install_disk", "cp-2", "sda,", "absolute device path under /dev/"),
       ("control_plane_vip", "cluster:", "cluster", "required with 3 controllers")]),

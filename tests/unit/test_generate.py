@@ -162,12 +162,12 @@ def test_kube_vip_carries_the_vip_and_super_admin_only_on_the_bootstrap_node(out
 def test_install_stage_points_at_the_appliance(out):
     script = files_of(ignition(out, "worker-1-install"))["/opt/bootstrap-node/install.sh"].decode()
     line = next(l for l in script.splitlines() if l.strip().startswith("flatcar-install"))
-    assert line.split()[:-1] == ["flatcar-install", "-d", "/dev/nvme0n1", "-b", "http://10.0.0.2:8080/assets/flatcar",
-                            "-V", "4081.3.6", "-i", "/tmp/final.ign"]
+    assert line.split()[:-1] == ["flatcar-install", "-d", "/dev/disk/by-id/nvme-eui.0025385b71b2c321", "-b", "http://10.0.0.2:8080/assets/flatcar",
+                            "-V", "4593.2.5", "-i", "/tmp/final.ign"]
     assert "http://10.0.0.2:8080/ignition?mac=52:54:00:00:00:21&os=installed" in script
     assert '"phase\\":\\"$1\\"' in script and "report installed" in script
     profile = json.loads((out / "matchbox" / "profiles" / "worker-1-install.json").read_text())
-    assert profile["boot"]["kernel"] == "/assets/flatcar/4081.3.6/flatcar_production_pxe.vmlinuz"
+    assert profile["boot"]["kernel"] == "/assets/flatcar/4593.2.5/flatcar_production_pxe.vmlinuz"
     assert "initrd=flatcar_production_pxe_image.cpio.gz" in profile["boot"]["args"]
     assert "ignition.config.url=http://10.0.0.2:8080/ignition?mac=${mac:hexhyp}" in profile["boot"]["args"]
 
@@ -201,6 +201,23 @@ def test_credentials_modes(out):
     for name in ["ca.key", "sa.key", "etcd/ca.key", "bootstrap-token", "certificate-key", "admin.kubeconfig"]:
         assert (out / "credentials" / name).stat().st_mode & 0o777 == 0o600, name
     assert (out / "matchbox" / "ignition" / "cp-1.ign").stat().st_mode & 0o777 == 0o600
+
+
+def test_output_is_private_whatever_the_umask(tmp_path):
+    """Issue #33, item 8: under umask 000 the output directory came out 0777. Now it is 0711 (dnsmasq,
+    running as nobody, passes through it to tftp/) and nothing in the tree is writable by others."""
+    import os
+    old = os.umask(0)
+    try:
+        result = run_generate(tmp_path / "new" / "output")
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "new" / "output"
+    assert out.stat().st_mode & 0o777 == 0o711
+    writable = [str(p) for p in out.rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o022]
+    assert writable == []
+    assert (out / "credentials").stat().st_mode & 0o777 == 0o700
 
 
 def test_admin_kubeconfig_trusts_the_ca_and_points_at_the_api_name(out):
@@ -332,14 +349,14 @@ def test_ipxe_binaries_are_copied_with_the_bios_dot_zero_name(tmp_path):
 def test_sysext_hash_is_added_when_the_asset_exists(tmp_path):
     assets = tmp_path / "no-assets" / "sysext"
     assets.mkdir(parents=True)
-    (assets / "kubernetes-v1.31.4-x86-64.raw").write_bytes(b"sysext image")
+    (assets / "kubernetes-v1.36.3-x86-64.raw").write_bytes(b"sysext image")
     result = run_generate(tmp_path / "o")
     assert result.exit_code == 0
     import hashlib
     config = ignition(tmp_path / "o", "worker-1")
     entry = next(f for f in config["storage"]["files"] if f["path"].endswith(".raw"))
     assert entry["contents"]["verification"]["hash"] == "sha512-" + hashlib.sha512(b"sysext image").hexdigest()
-    assert entry["contents"]["source"] == "http://10.0.0.2:8080/assets/sysext/kubernetes-v1.31.4-x86-64.raw"
+    assert entry["contents"]["source"] == "http://10.0.0.2:8080/assets/sysext/kubernetes-v1.36.3-x86-64.raw"
 
 
 def test_controller_only_cluster_untaints_every_controller(tmp_path):
@@ -370,7 +387,7 @@ def test_containerd_pulls_through_the_appliance_then_upstream(out, name):
     config = tomllib.loads(files["/etc/containerd/config.toml"].decode())
     cri = config["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
-    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10"  # kubeadm's, for v1.31.4
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10.2"  # kubeadm's, for v1.36.3
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
     hosts = {path.split("/")[4]: tomllib.loads(data.decode()) for path, data in files.items()
              if path.startswith("/etc/containerd/certs.d/")}

@@ -29,12 +29,12 @@ def test_full_reference_follows_dockers_rules(written, full):
 
 
 def test_kubeadm_list_for_a_recorded_version():
-    refs = images.kubeadm_images("v1.31.4")
-    assert refs == ["registry.k8s.io/kube-apiserver:v1.31.4", "registry.k8s.io/kube-controller-manager:v1.31.4",
-                    "registry.k8s.io/kube-scheduler:v1.31.4", "registry.k8s.io/kube-proxy:v1.31.4",
-                    "registry.k8s.io/coredns/coredns:v1.11.3", "registry.k8s.io/pause:3.10",
-                    "registry.k8s.io/etcd:3.5.15-0"]
-    assert images.sandbox_image("v1.31.4") == "registry.k8s.io/pause:3.10"
+    refs = images.kubeadm_images("v1.36.3")
+    assert refs == ["registry.k8s.io/kube-apiserver:v1.36.3", "registry.k8s.io/kube-controller-manager:v1.36.3",
+                    "registry.k8s.io/kube-scheduler:v1.36.3", "registry.k8s.io/kube-proxy:v1.36.3",
+                    "registry.k8s.io/coredns/coredns:v1.14.2", "registry.k8s.io/pause:3.10.2",
+                    "registry.k8s.io/etcd:3.6.8-0"]
+    assert images.sandbox_image("v1.36.3") == "registry.k8s.io/pause:3.10.2"
 
 
 def test_every_recorded_version_says_where_it_came_from():
@@ -42,11 +42,12 @@ def test_every_recorded_version_says_where_it_came_from():
     assert data, "no version recorded"
     for version, entry in data.items():
         assert set(entry) == {"pause", "coredns", "etcd", "source"}, version
-        assert "constants.go" in entry["source"], version
+        assert f"kubeadm config images list --kubernetes-version {version}` of kubeadm {version}" in entry["source"], \
+            version
 
 
 def test_unknown_version_is_a_clear_error():
-    with pytest.raises(images.UnsupportedVersion, match=r"Kubernetes v1\.99\.0 \(known: v1\.31\.4\)"):
+    with pytest.raises(images.UnsupportedVersion, match=r"Kubernetes v1\.99\.0 \(known: v1\.35\.4, v1\.36\.3, v1\.37\.2\)"):
         images.kubeadm_images("v1.99.0")
     assert images.sandbox_image("v1.99.0") == ""
 
@@ -78,7 +79,7 @@ def test_cluster_images_kubeadm_kube_vip_then_manifests_each_once():
     cluster, _ = load_cluster(EXAMPLE)
     found = images.cluster_images(cluster, {"cni/flannel.yaml": FLANNEL, "gitops/argo-cd.yaml": None})
     refs = [i.ref for i in found]
-    assert refs[:7] == images.kubeadm_images("v1.31.4")
+    assert refs[:7] == images.kubeadm_images("v1.36.3")
     assert found[7] == images.Image(images.KUBE_VIP_IMAGE, "kube-vip")
     assert images.Image("ghcr.io/flannel-io/flannel:v0.26.4", "cni/flannel.yaml") in found
     assert len(refs) == len(set(refs))
@@ -98,9 +99,9 @@ def test_every_mirrored_registry_has_an_https_upstream():
 
 
 def test_build_entry_point_prints_the_baked_set(capsys):
-    assert images.main(["v1.31.4", str(FLANNEL)]) == 0
+    assert images.main(["v1.36.3", str(FLANNEL)]) == 0
     printed = capsys.readouterr().out.split()
-    assert printed == [*images.kubeadm_images("v1.31.4"), images.KUBE_VIP_IMAGE, *images.manifest_images(FLANNEL)]
+    assert printed == [*images.kubeadm_images("v1.36.3"), images.KUBE_VIP_IMAGE, *images.manifest_images(FLANNEL)]
     assert images.main(["v0.0.1"]) == 1
     assert "no verified kubeadm image list" in capsys.readouterr().err
 

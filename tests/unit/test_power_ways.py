@@ -14,7 +14,7 @@ from app.power.ipmi import Ipmi, host_port
 from app.power.redfish import base_url
 from tests.unit.test_cluster_checks import edit, line_of, problems_for
 
-CP1 = '  - {name: cp-1, role: controller, mac: "52:54:00:00:00:11", ip: 10.0.0.11, install_disk: /dev/sda, arch: amd64}'
+CP1 = '  - {name: cp-1, role: controller, mac: "52:54:00:00:00:11", ip: 10.0.0.11, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c211, arch: amd64}'
 
 
 def with_bmc(bmc: str, way: str = "redfish") -> str:
@@ -239,3 +239,15 @@ def test_ipmi_boot_override_read_from_bootparam_5(monkeypatch, scope, device, ex
 def test_ipmi_failures_are_explained(stderr, said):
     way = Ipmi("cp-1", Bmc(address="10.0.0.50", username="admin", password_env="P"), password="x")
     assert said in way._explain(stderr, ("chassis", "power", "cycle"))
+
+
+def test_a_plain_http_bmc_is_a_warning_at_its_address(monkeypatch):
+    """Issue #33, item 8: Basic auth over http:// hands the BMC password to any sniffer."""
+    monkeypatch.setenv("BN_TEST_BMC_PASS", "x")
+    text = with_bmc("{address: 'http://10.0.0.50:8000', username: a, password_env: BN_TEST_BMC_PASS}")
+    cluster, problems = problems_for(text)
+    [warning] = [p for p in problems if "plain HTTP" in p.message]
+    assert cluster is not None and warning.severity == "warning"
+    assert warning.path == "nodes[0].bmc.address" and warning.line == line_of(text, "http://10.0.0.50")
+    https = with_bmc("{address: 'https://10.0.0.50', username: a, password_env: BN_TEST_BMC_PASS}")
+    assert not [p for p in problems_for(https)[1] if "plain HTTP" in p.message]

@@ -8,10 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from app.cli import app
 from app.cluster import check
+from app.cluster.releases import DISK_IMAGE, PXE_FILES
 from app.yaml_source import parse_source
 from tests.conftest import EXAMPLE
 from tests.unit.test_generate import NODES, files_of, ignition, run_generate
@@ -22,7 +24,7 @@ sysexts:
   - {name: containerd, version: 2.0.4, roles: [worker]}
   - {name: mytools, version: "1.0", nodes: [worker-2]}
 """
-IMAGES = {"kubernetes-v1.31.4-x86-64.raw": b"k8s image", "containerd-2.0.4-x86-64.raw": b"containerd image",
+IMAGES = {"kubernetes-v1.36.3-x86-64.raw": b"k8s image", "containerd-2.0.4-x86-64.raw": b"containerd image",
           "mytools-1.0-x86-64.raw": b"a user's own image"}
 
 
@@ -40,6 +42,10 @@ def assets(tmp_path: Path, images: dict[str, bytes] = IMAGES, sums: list[str] | 
         (sysext / name).write_bytes(data)
     names = list(images) if sums is None else sums
     (sysext / "SHA256SUMS").write_text("".join(f"{'0' * 64}  {n}\n" for n in names))
+    flatcar = sysext.parent / "flatcar" / yaml.safe_load(EXAMPLE.read_text())["cluster"]["flatcar_version"]
+    flatcar.mkdir(parents=True)
+    for name in (*PXE_FILES, DISK_IMAGE, f"{DISK_IMAGE}.sig"):
+        (flatcar / name).write_bytes(b"stand-in")
     return sysext.parent
 
 
@@ -100,17 +106,17 @@ def test_sysupdate_true_wires_every_extension_with_its_component(tmp_path):
     transfer = files_of(worker2)["/etc/sysupdate.kubernetes.d/kubernetes.conf"].decode()
     # Patch updates only, from what the appliance serves, into the bakery's layout.
     assert "Path=http://10.0.0.2:8080/assets/sysext/\n" in transfer
-    assert "MatchPattern=kubernetes-v1.31.@v-%a.raw\n" in transfer
+    assert "MatchPattern=kubernetes-v1.36.@v-%a.raw\n" in transfer
     assert "CurrentSymlink=/etc/extensions/kubernetes.raw\n" in transfer
     assert "MatchPattern=containerd-2.0.@v-%a.raw\n" in files_of(worker2)["/etc/sysupdate.containerd.d/containerd.conf"].decode()
     assert "served" not in result.output  # the SHA256SUMS lists only files that are there
 
 
 def test_sysupdate_warns_when_the_served_sums_list_a_file_that_is_not_served(tmp_path):
-    assets(tmp_path, sums=[*IMAGES, "kubernetes-v1.31.5-x86-64.raw"])
+    assets(tmp_path, sums=[*IMAGES, "kubernetes-v1.36.4-x86-64.raw"])
     result = run_generate(tmp_path / "o", config=config(tmp_path, EXTRAS + "sysupdate: true\n"))
     assert result.exit_code == 0
-    assert "lists kubernetes-v1.31.5-x86-64.raw, which is not served" in result.output
+    assert "lists kubernetes-v1.36.4-x86-64.raw, which is not served" in result.output
 
 
 # --- placement and hashes ------------------------------------------------------------------------------
@@ -120,8 +126,8 @@ def test_extra_sysexts_go_to_their_roles_and_nodes_with_their_hashes(tmp_path):
     result = run_generate(tmp_path / "o", config=config(tmp_path, EXTRAS))
     assert result.exit_code == 0, result.output
     base = "http://10.0.0.2:8080/assets/sysext/"
-    k8s = ("/opt/extensions/kubernetes/kubernetes-v1.31.4-x86-64.raw",
-           (base + "kubernetes-v1.31.4-x86-64.raw", sha512(b"k8s image")))
+    k8s = ("/opt/extensions/kubernetes/kubernetes-v1.36.3-x86-64.raw",
+           (base + "kubernetes-v1.36.3-x86-64.raw", sha512(b"k8s image")))
     containerd = ("/opt/extensions/containerd/containerd-2.0.4-x86-64.raw",
                   (base + "containerd-2.0.4-x86-64.raw", sha512(b"containerd image")))
     mytools = ("/opt/extensions/mytools/mytools-1.0-x86-64.raw", (base + "mytools-1.0-x86-64.raw",
@@ -141,7 +147,7 @@ def test_extra_sysexts_go_to_their_roles_and_nodes_with_their_hashes(tmp_path):
 
 
 def test_a_missing_extension_is_fetched_without_a_hash_and_generate_says_so(tmp_path):
-    assets(tmp_path, images={"kubernetes-v1.31.4-x86-64.raw": b"k8s image"})
+    assets(tmp_path, images={"kubernetes-v1.36.3-x86-64.raw": b"k8s image"})
     result = run_generate(tmp_path / "o", config=config(tmp_path, EXTRAS))
     assert result.exit_code == 0
     assert "containerd-2.0.4-x86-64.raw not found" in result.output
@@ -149,8 +155,8 @@ def test_a_missing_extension_is_fetched_without_a_hash_and_generate_says_so(tmp_
 
 
 def test_arm64_nodes_get_the_arm64_file(tmp_path):
-    text = EXAMPLE.read_text().replace("ip: 10.0.0.22, install_disk: /dev/sda, arch: amd64",
-                                       "ip: 10.0.0.22, install_disk: /dev/sda, arch: arm64")
+    text = EXAMPLE.read_text().replace("ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: amd64",
+                                       "ip: 10.0.0.22, install_disk: /dev/disk/by-id/wwn-0x5000c500a0b1c222, arch: arm64")
     path = tmp_path / "cluster.yaml"
     path.write_text(text + "sysexts:\n  - {name: containerd, version: 2.0.4}\n")
     ipxe = tmp_path / "ipxe"  # arm64 nodes need an arm64 iPXE build beside Debian's x86 ones
@@ -170,7 +176,7 @@ def problems(extra: str) -> list[tuple[str, str, str]]:
 
 
 @pytest.mark.parametrize("entries, path, fragment", [
-    ("- {name: kubernetes, version: v1.31.5}", "sysexts[0].name", "Kubernetes comes from cluster.k8s_version"),
+    ("- {name: kubernetes, version: v1.36.4}", "sysexts[0].name", "Kubernetes comes from cluster.k8s_version"),
     ("- {name: containerd, version: 2.0.4, nodes: [worker-9]}", "sysexts[0].nodes[0]", "no node is named worker-9"),
     ("- {name: containerd, version: 2.0.4}\n  - {name: containerd, version: 2.0.4, roles: [worker]}",
      "sysexts[1]", "containerd 2.0.4 is already sysexts[0] on worker-1, worker-2"),
@@ -207,7 +213,7 @@ def validate(*args: str):
 
 
 def test_validate_names_the_missing_file_and_how_to_bake_it(tmp_path):
-    directory = assets(tmp_path, images={"kubernetes-v1.31.4-x86-64.raw": b"k8s"})
+    directory = assets(tmp_path, images={"kubernetes-v1.36.3-x86-64.raw": b"k8s"})
     result = validate("--config", str(config(tmp_path, EXTRAS)), "--assets", str(directory))
     assert result.exit_code == 1
     assert (f"sysexts[0]: containerd-2.0.4-x86-64.raw is not in {directory / 'sysext'}: nodes would fail to "
@@ -221,10 +227,10 @@ def test_validate_passes_when_every_file_is_there(tmp_path):
 
 
 def test_validate_with_sysupdate_refuses_sums_of_files_not_served(tmp_path):
-    directory = assets(tmp_path, sums=[*IMAGES, "kubernetes-v1.31.5-x86-64.raw"])
+    directory = assets(tmp_path, sums=[*IMAGES, "kubernetes-v1.36.4-x86-64.raw"])
     result = validate("--config", str(config(tmp_path, "sysupdate: true\n")), "--assets", str(directory))
     assert result.exit_code == 1
-    assert "sysupdate: " in result.output and "lists kubernetes-v1.31.5-x86-64.raw, which is not served" in result.output
+    assert "sysupdate: " in result.output and "lists kubernetes-v1.36.4-x86-64.raw, which is not served" in result.output
 
 
 def test_validate_with_an_assets_dir_that_does_not_exist(tmp_path):

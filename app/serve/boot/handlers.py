@@ -9,6 +9,7 @@ its `Reply` becomes a response. Every string from the network is treated as text
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,9 +20,11 @@ from app.events import CALLBACK_PHASES
 from app.serve.boot import policy, render
 from app.serve.boot.labels import normalize_mac, parse_labels
 from app.serve.boot.service import BootService, Download, Reply
+from app.serve.guard.limits import BodyTooSlow, read_body
 from app.serve.transfer.assets import serve_asset
 from app.serve.transfer.sender import ClientGone
 
+log = logging.getLogger("bootstrap_node.http")
 Neighbour = Callable[[str, str | None], str | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -34,17 +37,18 @@ def response(reply: Reply) -> web.Response:
                         headers=reply.headers or None)
 
 
-def sender_mac(neighbour: Neighbour, request: web.Request) -> str | None:
-    """The neighbour table's MAC for the request's sender, asked with our end of the connection (so
-    that policy routing picks the route the replies take) and, for an IPv6 link-local sender, the
-    interface it came in on (every link has fe80::/64)."""
+def sender_mac(link_of: Callable[[str, str | None], tuple[str | None, str | None]],
+               request: web.Request) -> tuple[str | None, str | None]:
+    """The neighbour table's MAC for the request's sender (and another it had lately: `Services.link_of`),
+    asked with our end of the connection (so that policy routing picks the route the replies take)
+    and, for an IPv6 link-local sender, the interface it came in on (every link has fe80::/64)."""
     transport = request.transport
     peer = transport.get_extra_info("peername") if transport else None
     ours = transport.get_extra_info("sockname") if transport else None
     address = request.remote or ""
     if isinstance(peer, tuple) and len(peer) == 4 and peer[3]:
         address = f"{peer[0]}%{peer[3]}"
-    return neighbour(address, ours[0] if isinstance(ours, tuple) else None)
+    return link_of(address, ours[0] if isinstance(ours, tuple) else None)
 
 
 def bearer(request: web.Request) -> str | None:
@@ -53,10 +57,11 @@ def bearer(request: web.Request) -> str | None:
 
 
 class BootHandlers:
-    def __init__(self, service: BootService, assets: Path | None, max_callback_bytes: int):
+    def __init__(self, service: BootService, assets: Path | None, max_callback_bytes: int, body_seconds: float):
         self.service = service
         self.assets = assets
         self.max_callback_bytes = max_callback_bytes
+        self.body_seconds = body_seconds  # a request body must arrive whole within this (Limits.idle_seconds)
         self.services = service.services  # read per request: tests swap the clock and the neighbour table
 
     def routes(self) -> list[tuple[str, Handler]]:
@@ -71,9 +76,9 @@ class BootHandlers:
         boot path should not pay for reading it."""
         address = request.remote or ""
         asks = bound and address and self.service.settings.own_tree
-        link = sender_mac(self.services.neighbour, request) if asks else None
+        link, earlier = sender_mac(self.services.link_of, request) if asks else (None, None)
         return policy.Request(route, labels, address, link_mac=link, credential=bearer(request),
-                              now=self.services.clock())
+                              now=self.services.clock(), earlier_link_mac=earlier)
 
     async def boot_ipxe(self, request: web.Request) -> web.Response:
         return response(Reply(200, render.BOOT_IPXE))
@@ -125,19 +130,36 @@ class BootHandlers:
         if (request.content_length or 0) > self.max_callback_bytes:
             return response(Reply(413, "event too large\n"))
         try:
-            data = json.loads(await request.read())
+            data = json.loads(await read_body(request, self.body_seconds))
+        except BodyTooSlow:
+            return response(Reply(408, "the body did not arrive in time\n"))
         except (ValueError, RecursionError):
             return response(Reply(400, "body must be JSON\n"))
-        if not isinstance(data, dict):
-            return response(Reply(400, "body must be a JSON object\n"))
-        mac = normalize_mac(str(data.get("mac", "")))
-        phase = data.get("phase")
-        if mac is None:
-            return response(Reply(400, "mac: not a MAC address\n"))
-        if phase not in CALLBACK_PHASES:
-            return response(Reply(400, f"phase: must be one of {', '.join(sorted(CALLBACK_PHASES))}\n"))
+        fields = callback_fields(data)
+        if isinstance(fields, str):
+            if self.service.throttle.allow(("malformed-callback",), time.monotonic()):
+                log.warning("refused a malformed callback from %s (400): %s; more are counted, not logged",
+                            request.remote, fields.strip())
+            return response(Reply(400, fields))
+        mac, phase, message = fields
         if mac not in self.service.events.known:
             return response(Reply(404, f"no node has MAC {mac}\n"))
         req = self._request(request, "events", {})
-        return response(self.service.callback(req, mac, phase, str(data.get("message", ""))[:2000]))
+        return response(self.service.callback(req, mac, phase, message[:2000]))
+
+
+def callback_fields(data: object) -> tuple[str, str, str] | str:
+    """(mac, phase, message) of a callback body, each checked for its type before any use; or why not.
+    A list where a string belongs (`"phase": []`) was a 500 with a traceback per request."""
+    if not isinstance(data, dict):
+        return "body must be a JSON object\n"
+    mac, phase, message = data.get("mac"), data.get("phase"), data.get("message")
+    message = "" if message is None else message
+    if not isinstance(mac, str) or normalize_mac(mac) is None:
+        return "mac: not a MAC address\n"
+    if not isinstance(phase, str) or phase not in CALLBACK_PHASES:
+        return f"phase: must be one of {', '.join(sorted(CALLBACK_PHASES))}\n"
+    if not isinstance(message, str):
+        return "message: must be a string\n"
+    return normalize_mac(mac) or "", phase, message
 

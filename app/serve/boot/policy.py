@@ -46,6 +46,7 @@ NO_MAC_SELECTOR = "the group selects no single MAC, so its config cannot be boun
 SPOOFED_PXE = "PXE boot asked for this node from a machine with another MAC"
 NOT_ON_LINK = "asked from an address with no entry in the neighbour table (not on the provisioning L2)"
 CALLBACK_REFUSED = "callback with a missing or wrong credential"
+LINK_CLAIMED = "the MAC behind this address changed during an install (a forged ARP/NDP claim?)"
 WINDOW_IN_USE = "PXE boot for a node whose install config already went out or whose window was contested"
 
 
@@ -57,6 +58,7 @@ class Request:
     link_mac: str | None = None  # the client's MAC from the neighbour table, when it is on our L2
     credential: str | None = None  # bearer credential presented
     now: float = 0.0  # epoch seconds
+    earlier_link_mac: str | None = None  # another MAC the table had behind this address lately (claims.py)
 
 
 class Answer(str, Enum):
@@ -125,6 +127,18 @@ def refuse(req: Request, mac: str, reason: str, status: int = 403, **seen: str) 
     return Decision(Answer.REFUSED, status, reason=reason, events=[alert])
 
 
+def _claimed(req: Request, mac: str, window, settings: Settings) -> Decision | None:
+    """A request about a node from an address whose MAC changed lately, to or from the node's (an
+    ARP/NDP claim moves the table's entry; kernel/claims.py): refused, and the node's open window
+    contested, so neither machine gets a config until `reinstall`."""
+    if not req.earlier_link_mac or mac not in (req.link_mac, req.earlier_link_mac):
+        return None
+    decision = refuse(req, mac, LINK_CLAIMED, earlier_link_mac=req.earlier_link_mac)
+    if window is not None and window.is_open(req.now, settings.window_seconds) and not window.contested:
+        decision.events.append(Event(CONTESTED, mac=mac, source="http", detail={"remote": req.address}))
+    return decision
+
+
 def _same_machine(req: Request, mac: str, booted_address: str, settings: Settings) -> bool:
     """The L2 binding when the neighbour table knows the sender; the address that booted only when
     the site is routed (`bind: address`)."""
@@ -159,8 +173,13 @@ def decide_ipxe(req: Request, store: Selector, state: NodeState | None, known: d
     group, profile = matched
     detail = {"profile": profile["id"], "ip": req.address}
     if not settings.own_tree or mac not in known:
-        return Decision(Answer.SCRIPT, group=group, profile=profile,
-                        events=[Event(Phase.IPXE, mac=mac, source="http", detail=detail)])
+        # A machine that is no node (a Matchbox default group matched it) is a discovery, never a node.
+        seen = [Event(Phase.IPXE if mac in known else EventKind.DISCOVERED, mac=mac, source="http",
+                      detail=detail)] if mac else []
+        return Decision(Answer.SCRIPT, group=group, profile=profile, events=seen)
+    claimed = _claimed(req, mac, state.window if state else None, settings)
+    if claimed is not None:
+        return claimed
     if req.link_mac and req.link_mac != mac:
         return refuse(req, mac, SPOOFED_PXE)
     if not req.link_mac and settings.bind == Bind.link:
@@ -221,6 +240,9 @@ def decide_config(req: Request, store: Selector, state_of: Callable[[str], NodeS
         return refuse(req, mac, NO_WINDOW)
     if window.contested:
         return refuse(req, mac, CONTESTED_WINDOW)
+    claimed = _claimed(req, mac, window, settings)
+    if claimed is not None:
+        return claimed
     credential = new_credential()
     stage = _final_config if is_final_stage(group) else _install_config
     refusal = stage(req, mac, window, settings)
@@ -262,7 +284,9 @@ def decide_callback(req: Request, mac: str, phase: str, message: str, state: Nod
 def callback_allowed(phase: str, credential: str | None, state: NodeState | None, settings: Settings,
                      now: float) -> bool:
     """A progress report changes state only with the credential of this install (install phases)
-    or of the final config it received (later phases); `failed` may carry either."""
+    or of the final config it received (later phases); `failed` may carry either. The final
+    config's credential is spent once the node reported `joined`, or an install window after it
+    went out (plain HTTP can be sniffed: a copy must not report for the node for ever)."""
     if not settings.own_tree:
         return True
     if not credential or state is None:
@@ -271,7 +295,8 @@ def callback_allowed(phase: str, credential: str | None, state: NodeState | None
     window = state.window
     install_ok = (window is not None and window.is_open(now, settings.window_seconds)
                   and bool(window.install_credential) and presented == window.install_credential)
-    final_ok = bool(state.callback_credential) and presented == state.callback_credential
+    final_ok = (bool(state.callback_credential) and presented == state.callback_credential
+                and now - state.callback_since < settings.window_seconds)
     if phase in INSTALL_CALLBACKS:
         return install_ok
     if phase in FINAL_CALLBACKS:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from app import gotemplate
 from app.ignition import butane
 from app.ignition import rules as ignition
+from app.ignition.matchbox_shape import as_matchbox_serves
 from app.layout import CREDENTIAL_PATH
 from app.serve.boot.policy import Answer, Decision
 
@@ -118,8 +119,9 @@ def go_template(text: str, variables: dict) -> str:
         raise RenderFailed(str(exc)) from None
 
 
-def ignition_bytes(file_name: str, raw: bytes, variables: dict) -> bytes:
-    """Serve an ignition/ file the way Matchbox does: compact 3.4.0 JSON without a newline."""
+def ignition_bytes(file_name: str, raw: bytes, variables: dict, *, matchbox_shape: bool = False) -> bytes:
+    """Serve an ignition/ file the way Matchbox does: compact 3.4.0 JSON without a newline.
+    `matchbox_shape` (foreign data dirs): also Matchbox's Go-struct shape and 3.4.0 for Butane."""
     if file_name.endswith((".ign", ".ignition")):
         try:
             config = json.loads(raw)
@@ -129,13 +131,21 @@ def ignition_bytes(file_name: str, raw: bytes, variables: dict) -> bytes:
         if not UPGRADABLE.fullmatch(str(version)):
             raise RenderFailed(f"{file_name}: Ignition version {version!r} is not 3.0.0-3.4.0")
         config["ignition"]["version"] = SERVED_IGNITION
-        return ignition.dumps(config).rstrip(b"\n")
+        # Matchbox serves an empty config (which Ignition rejects) for one that fails validation; a
+        # value of the wrong JSON type fails Go's unmarshalling there, and the checks here.
+        try:
+            errors = [report.text() for report in ignition.check(config) if report.level == "error"]
+        except (AttributeError, TypeError, ValueError) as exc:
+            errors = [f"a value of the wrong type ({exc})"]
+        if errors:
+            raise RenderFailed(f"{file_name}: invalid Ignition: {'; '.join(errors)}")
+        return ignition.dumps(as_matchbox_serves(config) if matchbox_shape else config).rstrip(b"\n")
     try:
         text = go_template(raw.decode(), variables)
         config = butane.translate(text, strict=False, name=file_name).config
     except (UnicodeDecodeError, butane.ButaneError) as exc:
         raise RenderFailed(f"{file_name}: {exc}") from None
-    return ignition.dumps(config).rstrip(b"\n")
+    return ignition.dumps(as_matchbox_serves(config) if matchbox_shape else config).rstrip(b"\n")
 
 
 def with_credential(served: bytes, credential: str) -> bytes:

@@ -16,7 +16,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from app.events import ALERT, Event, EventKind
+from app.events import ALERT, MAX_DISCOVERED, Event, EventKind
+from app.events.model import changes_state
 from app.serve.boot import policy, render
 from app.serve.boot.labels import is_unicast
 from app.serve.boot.services import Services
@@ -25,7 +26,6 @@ from app.serve.settings import BootSettings
 
 log = logging.getLogger("bootstrap_node.http")
 ALERT_PERIOD = 60.0  # at most one logged alert per reason, sender and node per minute; all are counted
-MAX_DISCOVERED = 256  # distinct unknown MACs kept for `discover` and the status page
 DISCOVERY_FULL = f"more than {MAX_DISCOVERED} unknown machines PXE-booted; the rest are not listed"
 BOOT_ASSETS = ("vmlinuz", "cpio.gz", ".efi", ".kpxe", "image.bin.bz2", ".raw")
 NOT_FOUND = "404 page not found\n"
@@ -70,6 +70,7 @@ class BootService:
         self.services = services
         self.store, self.events, self.metrics = services.store, services.events, services.metrics
         self.throttle = Throttle(ALERT_PERIOD)
+        services.links.period = settings.window_seconds  # a claim matters while a window can be open
 
     # -- the one record path -----------------------------------------------------------------------
     def record(self, events: list[Event]) -> None:
@@ -78,8 +79,14 @@ class BootService:
             if event.kind == ALERT:
                 self.metrics.alert(str(event.detail.get("reason", "")))
                 if not self.throttle.allow((event.detail.get("reason"), event.detail.get("remote"), event.mac), now):
+                    self.events.count_alert(event)  # the operator's view counts every one
                     continue
-            elif event.kind == EventKind.DISCOVERED and not self._keep_discovery(event, now):
+            elif event.mac and changes_state(event.kind) and event.mac not in self.events.known:
+                # A machine that is no node (a DHCP or TFTP exchange, a default group's PXE boot): a
+                # discovery at most, never a node. Made-up MACs cost a counter, not state.
+                ip = event.detail.get("ip", "")
+                event = Event(EventKind.DISCOVERED, mac=event.mac, source=event.source, detail={"ip": ip} if ip else {})
+            if event.kind == EventKind.DISCOVERED and not self._keep_discovery(event, now):
                 continue
             self.events.record(event)
 
@@ -137,9 +144,11 @@ class BootService:
 
     def _render_config(self, req: policy.Request, decision: policy.Decision, raw_query: str) -> bytes | None:
         name = decision.profile[f"{req.route}_id"]
+        shape = not self.settings.own_tree  # a foreign data dir: answer as real Matchbox shapes Ignition
         if req.route == "ignition" and name.endswith((".ign", ".ignition")):
             # Raw configs do not depend on the request: render once per version of the file.
-            body = self.store.served_ignition(name, lambda data: render.ignition_bytes(name, data, {}))
+            body = self.store.served_ignition(
+                name, lambda data: render.ignition_bytes(name, data, {}, matchbox_shape=shape))
         else:
             found = self.store.text(req.route, name)
             if found is None:
@@ -147,7 +156,8 @@ class BootService:
             variables = render.template_variables(decision.group.metadata, decision.group.selector, req.labels,
                                                   raw_query)
             try:
-                body = (render.ignition_bytes(found[0], found[1], variables) if req.route == "ignition"
+                body = (render.ignition_bytes(found[0], found[1], variables, matchbox_shape=shape)
+                        if req.route == "ignition"
                         else render.go_template(found[1].decode(), variables).encode())
             except UnicodeDecodeError as exc:
                 raise render.RenderFailed(str(exc)) from None

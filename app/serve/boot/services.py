@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from app.events import EventLog
 from app.serve.boot.store import Store
 from app.serve.guard.metrics import Metrics
+from app.serve.kernel.claims import LinkHistory
 from app.serve.kernel.neighbours import link_mac
 
 CREDENTIAL_BYTES = 32
@@ -31,3 +32,17 @@ class Services:
     clock: Callable[[], float] = time.time
     # With several workers: the other workers' published counters, added to ours on /metrics.
     peer_metrics: Callable[[], list[dict]] | None = None
+    links: LinkHistory = field(default_factory=lambda: LinkHistory(3600.0))  # period: the install window
+
+    def link_of(self, address: str, ours: str | None) -> tuple[str | None, str | None]:
+        """The sender's MAC in the neighbour table, and another MAC it had lately (a claim's mark)."""
+        mac = self.neighbour(address, ours)
+        return mac, self.links.see(address, mac, time.monotonic())
+
+    def accepted(self, transport) -> None:
+        """A new connection: note its sender's MAC now, before any claim made while it is open."""
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        ours = transport.get_extra_info("sockname") if transport is not None else None
+        if isinstance(peer, tuple) and peer:
+            address = f"{peer[0]}%{peer[3]}" if len(peer) == 4 and peer[3] else str(peer[0])
+            self.link_of(address, ours[0] if isinstance(ours, tuple) else None)

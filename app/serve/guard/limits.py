@@ -3,6 +3,8 @@ are closed, and connections are capped per address and in total.
 
 - aiohttp starts its keep-alive timer when a connection opens and closes it if no complete request
   arrived in time, so `Limits.idle_seconds` bounds both an idle keep-alive and a slowloris's headers.
+- A request body (only callbacks read one) must arrive whole within as long again (`read_body`): a
+  byte every few seconds is not a body. While a handler waits on one, its connection counts as idle.
 - One address may hold at most `Limits.per_address` connections: more are closed at once. Over the total cap,
   the oldest *idle* connection is closed to make room (a node's request always gets in; a flood of
   idle sockets only evicts itself). Both are counted in /metrics.
@@ -11,6 +13,7 @@ are closed, and connections are capped per address and in total.
 
 from __future__ import annotations
 
+import asyncio
 import resource
 
 from aiohttp import web
@@ -38,9 +41,11 @@ def connection_cap(requested: int, nofile: int) -> int:
     return max(16, min(requested, nofile - RESERVED_FDS))
 
 
-def cap_connections(server: web.Server, cap: int, on_refused, per_address: int = Limits.per_address) -> None:
+def cap_connections(server: web.Server, cap: int, on_refused, per_address: int = Limits.per_address,
+                    on_accepted=lambda transport: None) -> None:
     """Enforce the per-address and total caps as each connection is accepted, by wrapping the
-    server's accept and loss hooks (aiohttp has no public hook for either)."""
+    server's accept and loss hooks (aiohttp has no public hook for either); `on_accepted` sees each
+    connection let in."""
     accept, lose = server.connection_made, server.connection_lost
     by_address: dict[str, int] = {}
     peer_of: dict[int, str] = {}  # id(handler) -> its address, remembered until the connection is lost
@@ -56,6 +61,10 @@ def cap_connections(server: web.Server, cap: int, on_refused, per_address: int =
             on_refused()
             victim = next((h for h in server.connections if _idle(h) and h is not handler), None)
             (victim.transport if victim is not None and victim.transport else transport).close()
+            if victim is not None:
+                on_accepted(transport)
+        else:
+            on_accepted(transport)
 
     def lost(handler, exc) -> None:
         lose(handler, exc)
@@ -76,6 +85,32 @@ def _peer(transport) -> str:
 
 def _idle(handler) -> bool:
     """Waiting for a request (aiohttp parks an idle handler on its private `_waiter`, checked against
-    aiohttp 3.14.5); never a download in flight."""
+    aiohttp 3.14.5) or for a request's body; never a download in flight."""
+    if handler in _waiting_on_body:
+        return True
     waiter = getattr(handler, "_waiter", None)
     return waiter is not None and not waiter.done()
+
+
+_waiting_on_body: set = set()  # the protocols of requests whose handler is reading their body
+
+
+class BodyTooSlow(Exception):
+    """The body did not arrive in time (or its connection was evicted meanwhile); the connection is closed."""
+
+
+async def read_body(request: web.Request, seconds: float) -> bytes:
+    """The request's body, whole within `seconds` of asking for it; else BodyTooSlow, with the
+    connection closed (a slow body holds a connection and a handler: the red team exhausted every
+    connection with bodies trickled a byte every 5 s)."""
+    protocol = request.protocol
+    _waiting_on_body.add(protocol)
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except (TimeoutError, ConnectionError):  # too slow, or evicted for a newcomer while it waited
+        if request.transport is not None:
+            request.transport.close()
+        raise BodyTooSlow from None
+    finally:
+        _waiting_on_body.discard(protocol)

@@ -1,22 +1,14 @@
 """dnsmasq as a supervised child: proxy DHCP + TFTP, its log turned into node events.
 
-dnsmasq runs in the foreground and logs to stderr; each line is parsed. If it dies it is
-restarted with backoff, and after `max_quick_deaths` deaths in a row within `quick_seconds` of
-starting, serve gives up with dnsmasq's own last words. dnsmasq runs under `guardian.py`, which dies
-with us even when we are killed with SIGKILL and takes dnsmasq with it (dnsmasq's own parent-death
-signal would not survive its drop to user nobody): no orphan dnsmasq on any exit path.
+dnsmasq runs in the foreground and logs to stderr; each line is parsed. Restarts, giving up and the
+guardian (dnsmasq's own parent-death signal would not survive its drop to user nobody) are
+child.Child's: no orphan dnsmasq on any exit path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import re
-import shutil
-import sys
-import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,17 +17,15 @@ from app.events import Event, EventKind, Phase
 from app.layout import DNSMASQ_CONF, RUN
 from app.serve.errors import ServeError
 from app.serve.kernel.neighbours import link_mac
+from app.serve.supervise.child import Child, ChildFailed
 
 log = logging.getLogger("bootstrap_node.dnsmasq")
 MAC = r"([0-9a-f]{2}(?::[0-9a-f]{2}){5})"
 IP = r"(\d+\.\d+\.\d+\.\d+)"
-GUARDIAN_STARTED = re.compile(r"guardian: dnsmasq pid (\d+)$")  # guardian.py's first line
 TFTP_ONLY_CONF = "dnsmasq-tftp.conf"  # run/: the generated config without DHCP, for --dhcp none
 
 
-class DnsmasqFailed(Exception):
-    """dnsmasq cannot run; the message says why and what to do."""
-
+DnsmasqFailed = ChildFailed  # the name callers know
 
 class LogParser:
     """dnsmasq `log-dhcp` lines → events. Lines of one exchange share a transaction id; TFTP lines
@@ -92,77 +82,28 @@ def diagnose(lines: list[str]) -> str:
     return "see dnsmasq's messages above"
 
 
-class Supervisor:
-    def __init__(self, conf: Path, on_event: Callable[[Event], None], *, binary: str = "dnsmasq",
-                 max_quick_deaths: int = 5, quick_seconds: float = 10.0, on_restart: Callable[[], None] = lambda: None,
-                 on_started: Callable[[int], None] = lambda pid: None):
-        self.conf, self.on_event, self.binary = conf, on_event, binary
-        self.max_quick_deaths, self.quick_seconds, self.on_restart = max_quick_deaths, quick_seconds, on_restart
-        self.on_started = on_started  # serve records the child in serve.json, to stop it if serve is killed
-        self.process: asyncio.subprocess.Process | None = None
+class Supervisor(Child):
+    """dnsmasq in the foreground, logging to stderr (see child.Child for restarts and the guardian)."""
+
+    name = "dnsmasq"
+    started, exited = EventKind.DNSMASQ_STARTED, EventKind.DNSMASQ_EXITED
+    install_hint = "install dnsmasq (Debian: dnsmasq-base), or run with --dhcp none --tftp builtin"
+
+    def __init__(self, conf: Path, on_event: Callable[[Event], None], *, binary: str = "dnsmasq", **kwargs):
+        super().__init__(on_event, binary=binary, **kwargs)
+        self.conf = conf
         self.parser = LogParser()
-        self.recent: deque[str] = deque(maxlen=20)
-        self._stopping = False
 
-    def command(self) -> list[str]:
-        dnsmasq = [shutil.which(self.binary) or self.binary, "--keep-in-foreground", "--log-facility=-",
-                   f"--conf-file={self.conf}", "--pid-file="]  # no pid file: we hold the pid ourselves
-        return [sys.executable, "-m", "app.serve.supervise.guardian", "--", *dnsmasq]
+    def program(self, binary: str) -> list[str]:
+        return [binary, "--keep-in-foreground", "--log-facility=-", f"--conf-file={self.conf}",
+                "--pid-file="]  # no pid file: we hold the pid ourselves
 
-    async def run(self) -> None:
-        """Run until stop(); raise DnsmasqFailed when dnsmasq keeps dying."""
-        if shutil.which(self.binary) is None:
-            raise DnsmasqFailed(f"{self.binary} not found: install dnsmasq (Debian: dnsmasq-base), "
-                                "or run with --dhcp none --tftp builtin")
-        quick_deaths, backoff = 0, 0.5
-        while not self._stopping:
-            began = time.monotonic()
-            self.process = await asyncio.create_subprocess_exec(
-                *self.command(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, env={**os.environ, "BOOTSTRAP_GUARDIAN_PARENT": str(os.getpid())})
-            self.on_started(self.process.pid)  # the guardian: stopping it stops dnsmasq
-            await self._read_log(self.process)
-            code = await self.process.wait()
-            if self._stopping:
-                return
-            lived = time.monotonic() - began
-            self.on_event(Event(EventKind.DNSMASQ_EXITED, source="serve",
-                                message=f"exit code {code} after {lived:.1f}s", detail={"code": code}))
-            quick_deaths = quick_deaths + 1 if lived < self.quick_seconds else 1
-            fatal = diagnose(list(self.recent))
-            if quick_deaths >= self.max_quick_deaths or (lived < 2 and fatal != diagnose([])):
-                raise DnsmasqFailed(f"dnsmasq exited with code {code} {quick_deaths} time(s) in a row: {fatal}\n"
-                                    + "\n".join(f"  dnsmasq: {line}" for line in self.recent))
-            backoff = min(backoff * 2, 10.0) if lived < self.quick_seconds else 0.5
-            log.warning("dnsmasq exited with code %s; restarting in %.1fs", code, backoff)
-            await asyncio.sleep(backoff)
-            self.on_restart()
+    def on_line(self, text: str) -> Event | None:
+        return self.parser.feed(text)
 
-    async def _read_log(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        while line := await process.stdout.readline():
-            text = line.decode(errors="replace").rstrip()
-            if m := GUARDIAN_STARTED.match(text):
-                self.on_event(Event(EventKind.DNSMASQ_STARTED, source="serve",
-                                    detail={"pid": int(m[1]), "guardian": process.pid}))
-                continue
-            self.recent.append(text)
-            log.debug("%s", text)
-            event = self.parser.feed(text)
-            if event is not None:
-                self.on_event(event)
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        self._stopping = True
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    def diagnose(self, lines: list[str]) -> str | None:
+        said = diagnose(lines)
+        return None if said == diagnose([]) else said
 
 
 def conf_for(output: Path, dhcp: str) -> Path:

@@ -47,7 +47,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGALRM, lambda signum, frame: child.kill())
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop)
-    print(f"guardian: dnsmasq pid {child.pid}", file=sys.stderr, flush=True)
+    # One write of the whole line: the child shares the pipe, and two writes (print's text, then its
+    # newline) let the child's first line land between them.
+    os.write(2, f"guardian: {os.path.basename(argv[argv.index('--') + 1])} pid {child.pid}\n".encode())
     code = child.wait()
     return 128 + stopped_by[0] if stopped_by else code
 

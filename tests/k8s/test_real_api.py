@@ -1,0 +1,190 @@
+"""`wait`, the user's kubeconfig, add-ons and the kube-vip manifest against a real kube-apiserver
+(with real etcd, controller-manager and kubeadm's own RBAC), made from our generated files."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from app import pki
+from app.cli import app
+from app.cluster import load_cluster
+from app.cluster.model import GitOps
+from app.wait import kube
+from app.wait.addons import ARGOCD_NAMESPACE, root_application
+from tests.support.gate import NAMES, client_groups, make_templates
+from tests.support.paths import EXAMPLE
+from tests.support.processes import wait_for
+from tests.unit.test_generate import files_of
+
+ADDON = """apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: team-a}
+data: {colour: blue}
+"""
+LATER_ADDON = """apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: team-a}
+data: {colour: green}
+"""
+
+
+def output_copy(generated: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "output"
+    shutil.copytree(generated, out, symlinks=True)
+    return out
+
+
+def api_for(control_plane, kubeconfig: Path):
+    return kube.api_client(kubeconfig, control_plane.server)
+
+
+def review(control_plane, kubeconfig: Path, verb: str, resource: str, namespace: str = "", group: str = "") -> bool:
+    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "namespace": namespace,
+                                            "group": group}}}
+    answer = kube.create(api_for(control_plane, kubeconfig), "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                         body)
+    return answer["status"]["allowed"]
+
+
+def who(control_plane, kubeconfig: Path) -> dict:
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    answer = kube.create(api_for(control_plane, kubeconfig), "/apis/authentication.k8s.io/v1/selfsubjectreviews", body)
+    return answer["status"]["userInfo"]
+
+
+def test_wait_applies_addons_and_writes_a_working_user_kubeconfig(control_plane, generated_k8s, tmp_path):
+    output = output_copy(generated_k8s, tmp_path)
+    templates = make_templates(tmp_path / "templates", {"10-team.yaml": ADDON, "20-later.yaml": LATER_ADDON})
+    for name in NAMES:
+        if name != "cp-1":
+            control_plane.create_node(name)
+    for name in NAMES:  # as kubelets would report, just before the gate looks
+        control_plane.set_ready(name, True)
+    result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(output), "--templates", str(templates),
+                                      "wait", "--server", control_plane.server, "--poll", "0.5",
+                                      "--api-timeout", "60", "--nodes-timeout", "120"])
+    assert result.exit_code == 0, result.output
+    assert "all 5 nodes Ready" in result.output
+    # flannel, server-side applied by the real API server, with cluster.yaml's pod subnet
+    cm = json.loads(control_plane.kubectl("get", "-n", "kube-flannel", "configmap", "kube-flannel-cfg",
+                                          "--show-managed-fields", "-o", "json").stdout)
+    assert json.loads(cm["data"]["net-conf.json"])["Network"] == "10.244.0.0/16"
+    assert {(f["manager"], f["operation"]) for f in cm["metadata"]["managedFields"]} == {("bootstrap-node", "Apply")}
+    control_plane.kubectl("get", "-n", "kube-flannel", "daemonset", "kube-flannel-ds")
+    # user add-ons in lexical order: the later file's value wins
+    settings = json.loads(control_plane.kubectl("get", "-n", "team-a", "configmap", "settings", "-o", "json").stdout)
+    assert settings["data"] == {"colour": "green"}
+    # the user's kubeconfig: authenticates through real kubeadm's RBAC, revocable group, not system:masters
+    kubeconfig = output / "kubeconfig"
+    assert client_groups(kubeconfig) == [pki.CLUSTER_ADMINS]
+    user = who(control_plane, kubeconfig)
+    assert user["username"] == pki.USER_NAME
+    assert pki.CLUSTER_ADMINS in user["groups"] and "system:masters" not in user["groups"]
+    for verb, resource, namespace, group in (("create", "deployments", "default", "apps"), ("delete", "nodes", "", ""),
+                                             ("get", "secrets", "kube-system", ""), ("*", "*", "", "*")):
+        assert review(control_plane, kubeconfig, verb, resource, namespace, group), (verb, resource)
+
+
+def test_user_kubeconfig_is_revoked_with_kubeadms_binding(control_plane, generated_k8s, tmp_path):
+    """The group is bound by kubeadm's ClusterRoleBinding: deleting it takes the access away (which a
+    system:masters certificate would survive)."""
+    secrets = pki.from_files(lambda name: (generated_k8s / "credentials" / name).read_bytes())
+    kubeconfig = tmp_path / "user.kubeconfig"
+    kubeconfig.write_bytes(pki.user_kubeconfig(secrets, control_plane.server, "lab", dt.datetime.now(dt.UTC)))
+    assert review(control_plane, kubeconfig, "list", "pods", "kube-system")
+    saved = control_plane.kubectl("get", "clusterrolebinding", "kubeadm:cluster-admins", "-o", "yaml").stdout
+    masters = control_plane.etc / "super-admin.conf"  # admin.conf is in that group too
+    control_plane.kubectl("delete", "clusterrolebinding", "kubeadm:cluster-admins", kubeconfig=masters)
+    try:
+        assert not review(control_plane, kubeconfig, "list", "pods", "kube-system")
+    finally:
+        body = yaml.safe_load(saved)
+        body["metadata"] = {"name": body["metadata"]["name"]}
+        control_plane.kubectl("create", "-f", "-", stdin=yaml.safe_dump(body), kubeconfig=masters)
+
+
+def test_kube_vip_manifest_is_a_valid_pod(control_plane, generated_k8s):
+    ignition = json.loads((generated_k8s / "matchbox" / "ignition" / "cp-2.ign").read_text())
+    manifest = files_of(ignition)["/opt/bootstrap-node/kubernetes/manifests/kube-vip.yaml"].decode()
+    run = control_plane.kubectl("create", "--dry-run=server", "-n", "kube-system", "-o", "json", "-f", "-",
+                                stdin=manifest)
+    pod = json.loads(run.stdout)
+    assert pod["kind"] == "Pod" and pod["spec"]["hostNetwork"] is True
+
+
+def test_kube_vip_dry_run_rejects_a_broken_pod(control_plane, generated_k8s):
+    """The dry run can fail: a container without an image is refused by the real API server."""
+    ignition = json.loads((generated_k8s / "matchbox" / "ignition" / "cp-2.ign").read_text())
+    pod = yaml.safe_load(files_of(ignition)["/opt/bootstrap-node/kubernetes/manifests/kube-vip.yaml"])
+    del pod["spec"]["containers"][0]["image"]
+    run = control_plane.kubectl("create", "--dry-run=server", "-n", "kube-system", "-f", "-",
+                                stdin=yaml.safe_dump(pod), check=False)
+    assert run.returncode != 0 and "image" in run.stderr
+
+
+def test_cluster_info_is_signed_for_our_token(control_plane, generated_k8s):
+    """kubeadm's bootstrap-token phase with our token, signed by the real controller-manager."""
+    token = (generated_k8s / "credentials" / "bootstrap-token").read_text().strip()
+    token_id = token.split(".")[0]
+
+    def signed():
+        info = json.loads(control_plane.kubectl("get", "-n", "kube-public", "configmap", "cluster-info",
+                                                "-o", "json").stdout)
+        return f"jws-kubeconfig-{token_id}" in info.get("data", {})
+    wait_for(signed, timeout=60, what="the bootstrap signer to sign cluster-info")
+    info = json.loads(control_plane.kubectl("get", "-n", "kube-public", "configmap", "cluster-info",
+                                            "-o", "json").stdout)
+    ca = yaml.safe_load(info["data"]["kubeconfig"])["clusters"][0]["cluster"]["certificate-authority-data"]
+    assert base64.b64decode(ca) == (generated_k8s / "credentials" / "ca.crt").read_bytes()
+
+
+APPLICATION_CRD = {
+    # Argo CD's Application CRD in shape (group, names, scope, version); its real schema is large
+    # and not fetched here, so this one keeps every field instead of describing them.
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "applications.argoproj.io"},
+    "spec": {"group": "argoproj.io", "scope": "Namespaced",
+             "names": {"kind": "Application", "listKind": "ApplicationList", "plural": "applications",
+                       "singular": "application", "shortNames": ["app", "apps"]},
+             "versions": [{"name": "v1alpha1", "served": True, "storage": True, "subresources": {},
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def test_gitops_crd_is_established_and_the_root_application_applies(control_plane, generated_k8s):
+    """The Applier's discovery of a kind whose CRD was applied a moment ago (not served yet: retried),
+    then the root Application exactly as `wait` builds it."""
+    cluster, _ = load_cluster(EXAMPLE)
+    cluster = cluster.model_copy(update={"gitops": GitOps(repo="https://git.example.com/infra.git", path="clusters/lab")})
+    api = kube.api_client(generated_k8s / "credentials" / "admin.kubeconfig", control_plane.server)
+    applier = kube.Applier(api)
+    applier.apply(kube.Manifest("argo-cd.yaml", 0, APPLICATION_CRD))
+    applier.apply(kube.Manifest("gitops", 0, {"apiVersion": "v1", "kind": "Namespace",
+                                              "metadata": {"name": ARGOCD_NAMESPACE}}))
+    root = root_application(cluster)
+    wait_for(lambda: _applied(applier, root), timeout=60, what="argoproj.io/v1alpha1 to be served")
+    crd = kube.get(api, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/applications.argoproj.io")
+    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]}["Established"] == "True"
+    app_object = kube.get(api, f"/apis/argoproj.io/v1alpha1/namespaces/{ARGOCD_NAMESPACE}/applications/root")
+    assert app_object["spec"] == root["spec"]
+
+
+def _applied(applier: kube.Applier, body: dict) -> bool:
+    try:
+        applier.apply(kube.Manifest("gitops", 0, body))
+        return True
+    except kube.Transient:
+        applier.resources.clear()  # discover again next time
+        return False

@@ -1,0 +1,103 @@
+"""The install stage's script, run as rendered (bash, with stand-ins for curl, lsblk, flatcar-install and
+systemctl that only record or answer as told): what it reports about the node's clock, and the disks it
+refuses to wipe."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from app.layout import CREDENTIAL_PATH
+from tests.unit.test_generate import files_of, ignition, out  # noqa: F401 - `out` is the generated tree
+
+CURL = r"""#!/bin/bash
+# Stand-in curl: POSTs are appended to $RECORD; a GET writes the final config and, with -D, headers
+# whose Date is $APPLIANCE_DATE.
+out=/dev/stdout headers= data= method=GET
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) out=$2; shift ;; -D) headers=$2; shift ;; -d) data=$2; shift ;; -X) method=$2; shift ;;
+    -H|-m|--retry|--retry-delay) shift ;;
+  esac
+  shift
+done
+if [ "$method" = POST ]; then echo "$data" >> "$RECORD"; exit 0; fi
+echo '{"ignition":{"version":"3.4.0"}}' > "$out"
+[ -z "$headers" ] || printf 'HTTP/1.1 200 OK\r\nDate: %s\r\n\r\n' "$APPLIANCE_DATE" > "$headers"
+"""
+LSBLK = r"""#!/bin/bash
+# Stand-in lsblk: the disk list, or $DISK_RM $DISK_TRAN for the one disk there is ($DISK_PATH).
+case "$*" in
+  "-dno NAME,SIZE,TRAN,RM,MODEL") printf 'sda 1.8T sata 0 "SAMSUNG"\nsdb 1G usb 1 Virtual_CDROM\n' ;;
+  "-dno RM,TRAN $DISK_PATH") echo " $DISK_RM $DISK_TRAN" ;;
+  *) echo "lsblk: $*: not a block device" >&2; exit 32 ;;
+esac
+"""
+DISK = "/dev/disk/by-id/nvme-eui.0025385b71b2c321"  # worker-1's install_disk in the example
+
+
+def run_install(out: Path, tmp_path: Path, appliance_offset: float = 0,  # noqa: F811
+                disk: tuple[str, str, str] = (DISK, "0", "nvme"), ok: bool = True) -> list[dict]:
+    if shutil.which("bash") is None:
+        pytest.skip("needs bash")
+    script = files_of(ignition(out, "worker-1-install"))["/opt/bootstrap-node/install.sh"].decode()
+    work = tmp_path / "work"
+    (work / "bin").mkdir(parents=True)
+    credential = work / "credential"
+    credential.write_text("secret")
+    script = script.replace(CREDENTIAL_PATH, str(credential)).replace("/tmp/final", f"{work}/final")
+    (work / "install.sh").write_text(script)
+    (work / "bin" / "curl").write_text(CURL)
+    (work / "bin" / "lsblk").write_text(LSBLK)
+    for name in ("flatcar-install", "systemctl"):
+        (work / "bin" / name).write_text("#!/bin/sh\nexit 0\n")
+    for path in (work / "bin").iterdir():
+        path.chmod(0o755)
+    record = work / "events"
+    env = {**os.environ, "PATH": f"{work / 'bin'}:/usr/bin:/bin", "RECORD": str(record),
+           "APPLIANCE_DATE": email.utils.formatdate(time.time() + appliance_offset, usegmt=True),
+           "DISK_PATH": disk[0], "DISK_RM": disk[1], "DISK_TRAN": disk[2]}
+    run = subprocess.run(["bash", str(work / "install.sh")], env=env, capture_output=True, text=True)
+    assert (run.returncode == 0) is ok, run.stderr
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def test_a_clock_two_hours_behind_the_appliance_is_reported(out, tmp_path):  # noqa: F811
+    events = run_install(out, tmp_path, appliance_offset=2 * 3600)
+    clock = [e for e in events if "clock" in e["message"]]
+    assert [e["phase"] for e in clock] == ["installing", "installed"]
+    skew = int(re.search(r"clock is (-?\d+)s off the appliance's", clock[0]["message"])[1])
+    assert -7260 < skew < -7140 and "set network.ntp" in clock[0]["message"]
+    assert clock[1]["message"].startswith("Flatcar ") and "clock is" in clock[1]["message"]
+
+
+def test_a_clock_within_a_minute_is_not_mentioned(out, tmp_path):  # noqa: F811
+    events = run_install(out, tmp_path, appliance_offset=0)
+    assert [e["phase"] for e in events] == ["installing", "installing", "installed"]
+    assert not [e for e in events if "clock" in e["message"]]
+
+
+def test_a_removable_disk_is_refused_before_flatcar_install(out, tmp_path):  # noqa: F811
+    events = run_install(out, tmp_path, disk=(DISK, "1", "sata"), ok=False)
+    assert [e["phase"] for e in events] == ["installing", "failed"]
+    assert events[-1]["message"].startswith(f"refusing to install to {DISK}: it is removable or on USB")
+    assert "sdb 1G usb 1 Virtual_CDROM" in events[-1]["message"]  # the disks it has
+
+
+def test_a_usb_disk_is_refused(out, tmp_path):  # noqa: F811
+    events = run_install(out, tmp_path, disk=(DISK, "0", "usb"), ok=False)
+    assert events[-1]["phase"] == "failed" and "removable or on USB" in events[-1]["message"]
+
+
+def test_a_disk_the_machine_lacks_is_named_with_the_ones_it_has(out, tmp_path):  # noqa: F811
+    events = run_install(out, tmp_path, disk=("/dev/disk/by-id/other", "0", "sata"), ok=False)
+    assert events[-1]["phase"] == "failed"
+    assert events[-1]["message"].startswith(f"{DISK} is not a disk on this machine; it has: sda 1.8T sata 0 SAMSUNG;")
