@@ -13,6 +13,7 @@ from app.cluster.sysexts import ASSET_DIR, cluster_sysexts, served_sums_problems
 from app.cluster_record import cluster_exists, forget_cluster
 from app.credentials import load_secrets
 from app.generations import WriteSummary, write_tree
+from app.render.pxe import uefi_loader_files
 from app.render.templates import Templates
 from app.render.tree import Appliance, RenderError, render_tree
 from app.wait.gate import api_endpoints
@@ -20,9 +21,9 @@ from app.wait.tokens import JoinPlan, prepare_joins
 
 # tftp/ name -> file name in the iPXE directory, per node architecture. dnsmasq asks BIOS clients for
 # `<name>.0`. Debian's `ipxe` package has the x86 ones; arm64 needs an iPXE build of its own
-# (`make bin-arm64-efi/snp.efi`), named snp-arm64.efi in --ipxe-dir.
-IPXE_FILES = {"amd64": {"undionly.kpxe": "undionly.kpxe", "undionly.kpxe.0": "undionly.kpxe",
-                        "ipxe.efi": "ipxe.efi"},
+# (`make bin-arm64-efi/snp.efi`), named snp-arm64.efi in --ipxe-dir. The x86-64 UEFI loaders
+# (snponly.efi, ipxe.efi) are added for the `pxe.uefi_loader` choices cluster.yaml makes.
+IPXE_FILES = {"amd64": {"undionly.kpxe": "undionly.kpxe", "undionly.kpxe.0": "undionly.kpxe"},
               "arm64": {"snp-arm64.efi": "snp-arm64.efi"}}
 NO_ARM64_IPXE = ("{dir} has no snp-arm64.efi, so the arm64 nodes ({nodes}) cannot PXE-boot: Debian's ipxe "
                  "package ships x86 binaries only. Build iPXE for arm64 (`make bin-arm64-efi/snp.efi` in "
@@ -68,14 +69,17 @@ def _ipxe_binaries(cluster: Cluster, ipxe_dir: Path, warnings: list[str]) -> dic
     UEFI HTTP boot or one firmware kind only); a missing arm64 one is an error: no arm64 node could boot."""
     found = {}
     arches = {n.arch for n in cluster.nodes}
+    wanted = {arch: dict(IPXE_FILES[arch]) for arch in arches}
+    if "amd64" in wanted:
+        wanted["amd64"].update({name: name for name in sorted(uefi_loader_files(cluster))})
     for arch in sorted(arches):
-        for name, source in IPXE_FILES[arch].items():
+        for name, source in wanted[arch].items():
             if (ipxe_dir / source).is_file():
                 found[name] = (ipxe_dir / source).read_bytes()
     if "arm64" in arches and "snp-arm64.efi" not in found:
         arm64 = [n.name for n in cluster.nodes if n.arch == "arm64"]
         raise RenderError(NO_ARM64_IPXE.format(dir=ipxe_dir, nodes=", ".join(arm64)))
-    missing = sorted({source for name, source in IPXE_FILES["amd64"].items() if name not in found}) \
+    missing = sorted({source for name, source in wanted["amd64"].items() if name not in found}) \
         if "amd64" in arches else []
     if missing:
         warnings.append(f"no {', '.join(missing)} in {ipxe_dir}: those firmwares cannot chain to iPXE over "

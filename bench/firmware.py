@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
+from app.serve.supervise.httpboot import dhcp_options
+
 DHCP_TIMEOUTS = (4.0, 8.0, 16.0)
 TFTP_TIMEOUT, TFTP_MAX_TIMEOUT, TFTP_TRIES = 1.0, 8.0, 8
 HTTP_TIMEOUT, HTTP_TRIES = 120.0, 3
@@ -93,14 +95,9 @@ def parse_reply(data: bytes, xid: int) -> tuple[str, dict[int, bytes]] | None:
     """(boot file, options) of a BOOTREPLY for this transaction, else None."""
     if len(data) < 240 or data[0] != 2 or struct.unpack("!I", data[4:8])[0] != xid or data[236:240] != COOKIE:
         return None
-    options, i = {}, 240
-    while i < len(data) and data[i] != 255:
-        if data[i] == 0:
-            i += 1
-            continue
-        code, length = data[i], data[i + 1]
-        options[code] = data[i + 2:i + 2 + length]
-        i += 2 + length
+    options = dhcp_options(data)
+    if options is None:
+        return None
     return data[108:236].rstrip(b"\0").decode(errors="replace"), options
 
 

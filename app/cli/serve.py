@@ -25,7 +25,7 @@ from app.cli.common import (
     listen_address,
 )
 from app.exitcodes import ExitCode
-from app.layout import MATCHBOX
+from app.layout import MATCHBOX, TFTP
 from app.logs import LogFormat
 from app.serve.settings import AppSettings, BootSettings, Dhcp, Limits, ServeSettings, Tftp
 
@@ -104,6 +104,7 @@ def serve_settings(paths: Paths, listen: str | None, dhcp: Dhcp, tftp: Tftp, ass
     # <output>/matchbox stays a path through the `current` link: a later generate switches what it serves.
     site = AppSettings(data_dir=matchbox_data.resolve() if matchbox_data else out / MATCHBOX,
                        assets=assets.resolve() if assets.is_dir() else None,
+                       loaders=None if matchbox_data else out / TFTP,
                        images=images.resolve() if (images / "index.json").is_file() else None,
                        boot=dataclasses.replace(boot or BootSettings(), own_tree=matchbox_data is None),
                        limits=limits or Limits())

@@ -65,6 +65,23 @@ class Bootstrap(_Model):
                             "no time server.")
 
 
+UefiLoader = Literal["snponly", "ipxe"]
+UEFI_LOADER_HELP = ("`snponly` (snponly.efi, ~170 KB: drives the NIC through the firmware's own network driver) "
+                    "or `ipxe` (ipxe.efi, ~1 MB, with its own NIC drivers, for firmware whose SNP driver is broken)")
+
+
+class Pxe(_Model):
+    uefi_loader: UefiLoader = Field(
+        "snponly", description="The iPXE build x86-64 UEFI machines chainload over TFTP: " + UEFI_LOADER_HELP
+                               + "; a node's own `pxe.uefi_loader` wins. See docs/pxe.md.")
+
+
+class NodePxe(_Model):
+    uefi_loader: UefiLoader | None = Field(
+        None, description="This node's iPXE build when its UEFI firmware PXE-boots: " + UEFI_LOADER_HELP
+                          + "; default: the top-level `pxe.uefi_loader`.")
+
+
 class Network(_Model):
     cidr: IPv4Net = Field(description="The provisioning network, where nodes and the appliance live.")
     gateway: IPv4 = Field(description="Default gateway given to every node.")
@@ -152,6 +169,7 @@ class Node(_Model):
     arch: Literal["amd64", "arm64"] = Field("amd64", description="CPU architecture.")
     power: PowerWay | None = Field(None, description="How to power this node; default: the top-level `power`.")
     bmc: Bmc | None = Field(None, description="Its BMC; needed with `power: redfish` or `ipmi`.")
+    pxe: NodePxe | None = Field(None, description="How this node network-boots; default: the top-level `pxe`.")
 
 
 class Cilium(_Model):
@@ -205,6 +223,7 @@ class Cluster(_Model):
     power: PowerWay = Field(
         "manual", description="How nodes are powered on: `manual` (`init` asks you), `wol` (Wake-on-LAN), "
                               "`redfish` or `ipmi` (through each node's `bmc`); a node's own `power` wins.")
+    pxe: Pxe | None = Field(None, description="How machines network-boot (the UEFI iPXE build); see docs/pxe.md.")
 
     @property
     def controllers(self) -> list[Node]:
@@ -234,3 +253,12 @@ class Cluster(_Model):
     def power_of(self, node: Node) -> str:
         """The way `node` is powered: its own `power`, else the cluster's."""
         return node.power or self.power
+
+    @property
+    def default_uefi_loader(self) -> UefiLoader:
+        """What UEFI machines chainload unless their node says otherwise (strangers too)."""
+        return (self.pxe or Pxe()).uefi_loader
+
+    def uefi_loader_of(self, node: Node) -> UefiLoader:
+        """The iPXE build `node` chainloads when its x86-64 UEFI firmware PXE-boots."""
+        return (node.pxe and node.pxe.uefi_loader) or self.default_uefi_loader

@@ -29,6 +29,7 @@ def cross_checks(top: Parsed, nodes: Nodes, found: Found) -> None:
     _subnets(spec, net, found)
     _arm64(nodes, found)
     _disk_names(nodes, found)
+    _uefi_loader(nodes, found)
     if top.get("cilium") is not None and top.get("cni", "cilium") != "cilium":
         found.add(("cilium",), f"cilium options need `cni: cilium` (cni is {top['cni']})", key=True)
 
@@ -87,6 +88,13 @@ def _disk_names(nodes: Nodes, found: Found) -> None:
                       "media, a USB stick or another controller can make it a different disk, which flatcar-install "
                       "wipes. Use the disk's /dev/disk/by-id/... (or by-path) name, or set allow_kernel_disk_name: "
                       "true on this node")
+
+
+def _uefi_loader(nodes: Nodes, found: Found) -> None:
+    for i, node in nodes:
+        if node.get("arch") == "arm64" and (node.get("pxe") or {}).get("uefi_loader"):
+            found.warn(("nodes", i, "pxe", "uefi_loader"), "unused: arm64 nodes chainload snp-arm64.efi; "
+                       "pxe.uefi_loader picks the x86-64 UEFI build")
 
 
 def _usable_in(ip, network: ipaddress.IPv4Network) -> str | None:

@@ -19,8 +19,9 @@ from app.cluster.sysexts import ASSET_DIR as SYSEXT_DIR
 from app.cluster.sysexts import SysextUse, node_sysexts
 from app.ignition import butane
 from app.ignition import rules as ignition
-from app.layout import CHRONY_CONF, CREDENTIAL_PATH, DNSMASQ_CONF, FLATCAR_ASSET_DIR, RUN
+from app.layout import CHRONY_CONF, CREDENTIAL_PATH, DNSMASQ_CONF, FLATCAR_ASSET_DIR, RUN, UEFI_LOADERS
 from app.render.images import KUBE_VIP_IMAGE, registry_mirrors, sandbox_image
+from app.render.pxe import pxe_variables, uefi_loaders_file
 from app.render.templates import TemplateError, Templates
 
 NIC = "lan0"  # the provisioning NIC's name on installed nodes (set by a .link file, by MAC)
@@ -66,6 +67,7 @@ def render_tree(cluster: Cluster, secrets: pki.Secrets, templates: Templates, ap
     files[DNSMASQ_CONF] = (_render(templates, "dnsmasq.conf.tmpl", base).encode(), PUBLIC)
     if cluster.bootstrap.time_server:
         files[CHRONY_CONF] = (_render(templates, "chrony.conf.tmpl", base).encode(), PUBLIC)
+    files[f"matchbox/{UEFI_LOADERS}"] = (uefi_loaders_file(cluster), PUBLIC)
     for name, data in sorted(appliance.ipxe_binaries.items()):
         files[f"tftp/{name}"] = (data, PUBLIC)
     return files
@@ -100,6 +102,7 @@ def cluster_variables(cluster: Cluster, secrets: pki.Secrets, appliance: Applian
         "REBOOTS": cluster.reboots,
         # containerd: pull through the appliance's /v2/ first, upstream after; kubeadm's pause image.
         "REGISTRY_MIRRORS": registry_mirrors(), "SANDBOX_IMAGE": sandbox_image(spec.k8s_version),
+        **pxe_variables(cluster),  # dnsmasq.conf: which iPXE build UEFI machines chainload
     }
 
 

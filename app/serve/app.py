@@ -107,8 +107,9 @@ def build_app(settings: AppSettings, services: Services) -> web.Application:
     boot = BootService(settings.boot, services)
     app[BOOT] = boot
     status = StatusHandlers(services, settings.assets, settings.boot.strict_matchbox)
-    routes = [("/", status.root), *BootHandlers(boot, settings.assets, settings.limits.max_callback_bytes,
-                                                  settings.limits.idle_seconds).routes(),
+    handlers = BootHandlers(boot, settings.assets, settings.limits.max_callback_bytes, settings.limits.idle_seconds,
+                            settings.loaders)
+    routes = [("/", status.root), *handlers.routes(),
               ("/status", status.status), ("/metrics", status.prometheus)]
     for path, handler in routes:
         app.router.add_route("*", path, handler)  # Matchbox accepts every method

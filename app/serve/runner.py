@@ -16,7 +16,7 @@ import socket
 from aiohttp import web
 
 from app.events import Event, EventKind, EventLog, SharedEventLog
-from app.layout import CHRONY_CONF, TFTP
+from app.layout import CHRONY_CONF, TFTP, UEFI_LOADERS
 from app.serve.app import BOOT, build_app
 from app.serve.boot.service import BootService
 from app.serve.boot.services import Services
@@ -28,6 +28,7 @@ from app.serve.supervise import claim, workers
 from app.serve.supervise.child import ChildFailed
 from app.serve.supervise.chrony import Chrony
 from app.serve.supervise.dnsmasq import Supervisor, conf_for
+from app.serve.supervise.httpboot import HttpBootResponder
 from app.serve.supervise.tftp import BuiltinTftp
 
 log = logging.getLogger("bootstrap_node.serve")
@@ -53,6 +54,7 @@ class Server:
         self.boot: BootService | None = None
         self.chrony: Chrony | None = None
         self.tftp: BuiltinTftp | None = None
+        self.httpboot: HttpBootResponder | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.failure: Exception | None = None
@@ -96,10 +98,16 @@ class Server:
         self._tasks.append(asyncio.create_task(self._follow_events()))
         if self.opts.leader:
             self._start_leader_parts()
+            if self.opts.dhcp == Dhcp.proxy and self.opts.app.boot.own_tree:
+                self.httpboot = await HttpBootResponder.start(self.opts.host, self.url,
+                                                              self.opts.app.data_dir / UEFI_LOADERS,
+                                                              self._boot_exchange_event)
         log.info("serving %s (data %s, assets %s%s)", self.url, self.opts.app.data_dir, self.opts.app.assets,
                  f", worker {self.opts.worker + 1} of {self.opts.workers}" if shared_port else "")
 
-    def _dnsmasq_event(self, event: Event) -> None:
+    def _boot_exchange_event(self, event: Event) -> None:
+        """DHCP and TFTP exchanges (dnsmasq's and the HTTP Boot responder's) take the boot routes' one
+        record path: a machine that is no node is at most a capped, throttled discovery."""
         self.boot.record([event])
 
     def _start_leader_parts(self) -> None:
@@ -108,9 +116,7 @@ class Server:
         self.events.record(Event(EventKind.SERVE_STARTED, source="serve", detail={"url": self.url, "pid": os.getpid()}))
         if self.opts.dhcp == Dhcp.proxy or self.opts.tftp == Tftp.dnsmasq:
             conf = conf_for(self.opts.output, self.opts.dhcp)
-            # DHCP and TFTP exchanges take the boot routes' one record path (_dnsmasq_event): a machine
-            # that is no node (3,000 spoofed DISCOVERs made 2,830 nodes) is at most a capped discovery.
-            self.supervisor = Supervisor(conf, self._dnsmasq_event, binary=self.opts.dnsmasq_binary,
+            self.supervisor = Supervisor(conf, self._boot_exchange_event, binary=self.opts.dnsmasq_binary,
                                          on_restart=self._count_restart, on_started=self._write_state)
             self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
         if (self.opts.output / CHRONY_CONF).is_file():  # generate wrote it: bootstrap.time_server
@@ -181,6 +187,8 @@ class Server:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.tftp is not None:
             self.tftp.stop()
+        if self.httpboot is not None:
+            self.httpboot.stop()
         if self.runner is not None:
             await self.runner.cleanup()  # stops accepting, waits up to shutdown_timeout for requests
         if self._owns_output:

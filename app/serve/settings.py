@@ -61,6 +61,7 @@ class AppSettings:
     images: Path | None = None  # an OCI image layout served at /v2/
     boot: BootSettings = field(default_factory=BootSettings)
     limits: Limits = field(default_factory=Limits)
+    loaders: Path | None = None  # tftp/: its iPXE EFI builds also served at /uefi/ for UEFI HTTP Boot
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ import lab_bmc as bmc  # noqa: E402
 REPO = HERE.parent.parent
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# OVMF's own switches (OvmfPkg/RUNTIME_CONFIG.md): without its PXE client and IPv6, the NIC's only
+# boot option left is "UEFI HTTPv4", as on a machine set to HTTP boot in its firmware menu.
+HTTP_BOOT_ONLY = ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+                  "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=n"]
 NEEDS = {"ip": "iproute2", "dnsmasq": "dnsmasq-base", "qemu-system-x86_64": "qemu-system-x86",
          "busybox": "busybox-static", "cpio": "cpio",
          # the stand-in's real Ignition: built from source (scripts/ignition-binaries), and usermod
@@ -45,12 +49,12 @@ class LabError(Exception):
 class Machine:
     name: str
     mac: str
-    firmware: str  # "bios" | "uefi"
+    firmware: str  # "bios" | "uefi" (OVMF's PXE client) | "uefi-http" (OVMF's HTTP Boot client only)
 
 
 # The lab's machines: three nodes of scripts/lab/cluster.yaml and one stranger.
 MACHINES = [Machine("cp-1", "52:54:00:aa:bb:01", "bios"), Machine("worker-1", "52:54:00:aa:bb:02", "uefi"),
-            Machine("worker-2", "52:54:00:aa:bb:03", "bios"), Machine("stranger", "52:54:00:aa:bb:99", "uefi")]
+            Machine("worker-2", "52:54:00:aa:bb:03", "uefi-http"), Machine("stranger", "52:54:00:aa:bb:99", "uefi")]
 
 
 @dataclass
@@ -148,7 +152,9 @@ class Lab:
         self._spawn("libvirtd", self.lan, ["libvirtd"], self.dir / "libvirtd.log")
         bmc.wait_for_libvirt(lambda: _alive(self.state.pids["libvirtd"]))
         for m in self.nodes:
-            bmc.define(m.name, bmc.domain_xml(m.name, m.mac, m.firmware, self.dir, self.memory_mb, self.accel),
+            # The domains get no OVMF fw_cfg switches: the HTTP Boot machine boots with BIOS behind a BMC.
+            firmware = "bios" if m.firmware == "uefi-http" else m.firmware
+            bmc.define(m.name, bmc.domain_xml(m.name, m.mac, firmware, self.dir, self.memory_mb, self.accel),
                        self.dir)
             self.state.domains.append(m.name)
             self.state.save()
@@ -272,12 +278,14 @@ class Lab:
                 with disk.open("wb") as f:
                     f.truncate(disk_gb << 30)
             args += ["-drive", f"file={disk},format=raw,if=virtio"]
-        if machine.firmware == "uefi":
+        if machine.firmware.startswith("uefi"):
             vars_copy = self.dir / f"{machine.name}.OVMF_VARS.fd"
             shutil.copyfile(OVMF_VARS, vars_copy)
             # romfile= (empty): OVMF's own PXE client runs, as vendor firmware does, not QEMU's iPXE ROM.
             args += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                      "-drive", f"if=pflash,format=raw,file={vars_copy}", "-device", nic + ",romfile="]
+            if machine.firmware == "uefi-http":
+                args += HTTP_BOOT_ONLY
         else:
             args += ["-device", nic]
         return self._spawn(machine.name, self.lan, args, self.dir / f"{machine.name}.qemu.log")

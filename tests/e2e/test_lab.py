@@ -1,7 +1,7 @@
 """End to end: real firmware (SeaBIOS, OVMF) PXE-boots through real dnsmasq and our server in
 network namespaces, runs the stand-in Flatcar, whose real Ignition applies the install config (and,
 for the "installed" root, the final one), executes the install script it was given, and reports
-back. Three nodes at once (BIOS and UEFI) plus a machine that is not in cluster.yaml."""
+back. Three nodes at once (BIOS, UEFI PXE, UEFI HTTP Boot) plus a machine that is not in cluster.yaml."""
 
 from __future__ import annotations
 
@@ -25,11 +25,13 @@ sys.path.insert(0, str(REPO / "scripts" / "lab"))
 import lab as lab_module  # noqa: E402
 
 NODES = {"cp-1": ("controller", "/dev/vda"), "worker-1": ("worker", "/dev/vda"), "worker-2": ("worker", "/dev/vda")}
-# UEFI machines run OVMF's own PXE client (romfile= empty): proxy DHCP sends ipxe.efi over TFTP.
+# UEFI machines run OVMF's own PXE client (romfile= empty): proxy DHCP sends snponly.efi over TFTP.
+# The UEFI HTTP Boot machine runs OVMF's HTTP Boot client only: serve's proxy offer names
+# /uefi/snponly.efi, fetched over HTTP, no TFTP at all.
 # BIOS machines boot through QEMU's NIC option ROM, which *is* iPXE (Debian's ipxe-qemu): it announces
 # itself as iPXE, so the proxy sends it straight to boot.ipxe, and undionly.kpxe is never fetched.
 # The undionly.kpxe path is proven with a raw PXE client in tests/root/test_serve_supervise_dnsmasq.py.
-BOOT_FILE = {"bios": None, "uefi": "ipxe.efi"}
+BOOT_FILE = {"bios": None, "uefi": "snponly.efi", "uefi-http": "http://10.99.0.2:8080/uefi/snponly.efi"}
 TIMEOUT = 600
 
 
@@ -85,10 +87,15 @@ def test_each_node_walks_the_whole_chain(rack, name):
     m = machine(name)
     events = node_events(the_lab, m.mac)
     kinds = [e["kind"] for e in events]
-    # The firmware got the boot file for its kind, from our proxy DHCP and TFTP.
-    if BOOT_FILE[m.firmware]:
+    # The firmware got the boot file for its kind, from our proxy DHCP and TFTP (or HTTP).
+    if m.firmware == "uefi":
         assert any(e.get("detail", {}).get("bootfile") == BOOT_FILE[m.firmware] for e in events), kinds
         assert any(e["kind"] == "tftp" and e["detail"]["file"].endswith(BOOT_FILE[m.firmware]) for e in events)
+    elif m.firmware == "uefi-http":
+        assert any(e.get("source") == "httpboot" and e["detail"]["bootfile"] == BOOT_FILE[m.firmware]
+                   for e in events), kinds
+        assert not any(e["kind"] == "tftp" for e in events), kinds
+        assert '"GET /uefi/snponly.efi HTTP/1.1" 200 ' in (the_lab.dir / "serve.log").read_text()  # the HTTP fetch
     else:
         assert not any(e["kind"] == "tftp" for e in events), kinds
     # iPXE came back over DHCP with user-class iPXE and was sent to HTTP.

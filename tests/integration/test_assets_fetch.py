@@ -40,7 +40,19 @@ def signing_key(tmp_path_factory):
     key_id = next(line.split(":")[4] for line in listing.stdout.splitlines() if line.startswith("pub:"))
     public = home / "public.asc"
     public.write_bytes(subprocess.run([*gpg, "--armor", "--export", key_id], check=True, capture_output=True).stdout)
-    return gpg, public, key_id
+    yield gpg, public, key_id
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
+
+
+def gpg_agents() -> int:
+    return len([p for p in Path("/proc").iterdir() if p.name.isdigit() and _comm(p) == "gpg-agent"])
+
+
+def _comm(proc: Path) -> str:
+    try:
+        return (proc / "comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def sums(directory: Path, names: list[str]) -> None:
@@ -105,6 +117,15 @@ def test_without_the_images_signature_init_would_still_miss_it(tmp_path, release
     done = fetch(tmp_path / "assets", release_servers, signing_key)
     assert done.returncode == 1  # the verify step refuses it, naming the file flatcar-install would ask for
     assert "missing" in done.stderr and "flatcar_production_image.bin.bz2.sig" in done.stderr
+
+
+def test_verifying_leaves_no_gpg_agent_behind(tmp_path, release_servers, signing_key):
+    """Each run's throwaway GNUPGHOME starts an agent; one left per run exhausted the machine's
+    inotify instances (kubelet and containerd then could not start)."""
+    before = gpg_agents()
+    for _ in range(3):
+        assert fetch(tmp_path / "assets", release_servers, signing_key).returncode == 0
+    assert gpg_agents() <= before
 
 
 def test_from_a_directory_that_is_not_there(tmp_path):

@@ -35,7 +35,7 @@ def test_show_prints_files_and_units_readably(output):
     assert "=== solo-1: install config" in result.output and "=== solo-1: final config" in result.output
     assert "--- file /etc/hostname (0644, 6 bytes)\nsolo-1\n" in result.output
     assert "Address=192.168.1.20/24" in result.output  # a percent-encoded file, decoded
-    assert "flatcar-install -d /dev/nvme0n1" in result.output  # a gzip one
+    assert "flatcar-install -d /dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T100001" in result.output  # a gzip one
     assert "--- unit bootstrap-node-kubeadm.service (enabled)" in result.output
     assert "--- file /opt/extensions/kubernetes/kubernetes-v1.36.3-x86-64.raw (0644): fetched by the node from " \
            "http://192.168.1.2:8080/assets/sysext/" in result.output

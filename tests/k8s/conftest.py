@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.cluster import load_cluster
+from tests.root.netns import require_root_tools
 from tests.support import k8s_builds
 from tests.support.control_plane import ControlPlane, NetNS, addresses, node_files
 from tests.support.paths import EXAMPLE
@@ -37,8 +38,7 @@ def control_plane(k8s_bin, generated_k8s, tmp_path_factory):
     """cp-1's rendered kubeadm config and CA set, through real kubeadm, as running processes in a
     network namespace holding cp-1's address and the VIP. Package-scoped: it stops when this tier
     is done, not at the end of the whole suite."""
-    if os.geteuid() != 0:
-        pytest.skip("the real control plane runs in a network namespace of its own: needs root")
+    require_root_tools()  # it runs in a network namespace of its own
     cluster, _ = load_cluster(EXAMPLE)
     ignition = json.loads((generated_k8s / "matchbox" / "ignition" / "cp-1.ign").read_text())
     config, placed = node_files(ignition, files_of)

@@ -31,9 +31,10 @@ def api(control_plane, generated_k8s):
     return kube.api_client(generated_k8s / "credentials" / "admin.kubeconfig", control_plane.server)
 
 
-def join_config(tmp_path: Path, secrets: pki.Secrets, token: str, node: str = "cp-2") -> str:
+def join_config(tmp_path: Path, secrets: pki.Secrets, token: str, certificate_key: str | None = None,
+                node: str = "cp-2") -> str:
     """The JoinConfiguration our renderer gives `node` on day 2; only discovery's patience is shorter."""
-    text = kubeadm_configs(tmp_path / "render", DAY2, k8s_builds.DEFAULT, secrets, token)[node]
+    text = kubeadm_configs(tmp_path / "render", DAY2, k8s_builds.DEFAULT, secrets, token, certificate_key)[node]
     doc = yaml.safe_load(text)
     doc.setdefault("timeouts", {})["discovery"] = DISCOVERY_TIMEOUT
     return yaml.safe_dump(doc, sort_keys=False)
@@ -50,9 +51,9 @@ def download_certs(control_plane, root: Path, config: str) -> subprocess.Complet
 def test_download_certs_takes_what_our_day2_code_minted(control_plane, api, secrets, tmp_path):
     now = dt.datetime.now(dt.UTC)
     token, _ = kubeadm_secrets.mint_token(api, now, dt.timedelta(hours=1), "bootstrap-node: test join of cp-2")
-    kubeadm_secrets.upload_certs(api, secrets, now, dt.timedelta(hours=1))
+    _, key = kubeadm_secrets.upload_certs(api, secrets, now, dt.timedelta(hours=1))
     root = tmp_path / "cp-2"
-    run = download_certs(control_plane, root, join_config(tmp_path, secrets, token.token))
+    run = download_certs(control_plane, root, join_config(tmp_path, secrets, token.token, key))
     assert run.returncode == 0, run.stderr[-4000:]
     pki_dir = root / "etc" / "kubernetes" / "pki"
     for name, field in kubeadm_secrets.CERT_FILES.items():
@@ -79,4 +80,17 @@ def test_an_expired_token_is_refused(control_plane, api, secrets, tmp_path):
     token_id = expired.split(".")[0]
     assert f'could not find a JWS signature in the cluster-info ConfigMap for token ID "{token_id}"' in run.stderr, \
         run.stderr[-2000:]
+    assert not (tmp_path / "root" / "etc" / "kubernetes" / "pki" / "ca.key").exists()
+
+
+def test_an_earlier_certificate_key_opens_no_later_upload(control_plane, api, secrets, tmp_path):
+    """Each upload has a key of its own: the first install's key no longer decrypts kubeadm-certs."""
+    now = dt.datetime.now(dt.UTC)
+    token, _ = kubeadm_secrets.mint_token(api, now, dt.timedelta(hours=1), "bootstrap-node: old key")
+    _, key = kubeadm_secrets.upload_certs(api, secrets, now, dt.timedelta(hours=1))
+    assert key != secrets.certificate_key
+    run = download_certs(control_plane, tmp_path / "root",
+                         join_config(tmp_path, secrets, token.token, secrets.certificate_key))
+    assert run.returncode != 0
+    assert "error decoding secret data with provided key" in run.stderr, run.stderr[-2000:]
     assert not (tmp_path / "root" / "etc" / "kubernetes" / "pki" / "ca.key").exists()

@@ -105,14 +105,18 @@ def test_user_kubeconfig_is_revoked_with_kubeadms_binding(control_plane, generat
     kubeconfig.write_bytes(pki.user_kubeconfig(secrets, control_plane.server, "lab", dt.datetime.now(dt.UTC)))
     assert review(control_plane, kubeconfig, "list", "pods", "kube-system")
     saved = control_plane.kubectl("get", "clusterrolebinding", "kubeadm:cluster-admins", "-o", "yaml").stdout
-    masters = control_plane.etc / "super-admin.conf"  # admin.conf is in that group too
+    masters = control_plane.super_admin_conf  # admin.conf is in that group too
     control_plane.kubectl("delete", "clusterrolebinding", "kubeadm:cluster-admins", kubeconfig=masters)
     try:
-        assert not review(control_plane, kubeconfig, "list", "pods", "kube-system")
+        # the authorizer sees the deletion through its watch: a moment later, not at once
+        wait_for(lambda: not review(control_plane, kubeconfig, "list", "pods", "kube-system"), timeout=30,
+                 what="the user to lose access with kubeadm's binding")
     finally:
         body = yaml.safe_load(saved)
         body["metadata"] = {"name": body["metadata"]["name"]}
         control_plane.kubectl("create", "-f", "-", stdin=yaml.safe_dump(body), kubeconfig=masters)
+        wait_for(lambda: review(control_plane, kubeconfig, "list", "pods", "kube-system"), timeout=30,
+                 what="the binding to be back for the tests after this one")
 
 
 def test_kube_vip_manifest_is_a_valid_pod(control_plane, generated_k8s):

@@ -4,11 +4,19 @@ gives it, and can take another machine's MAC and address (what a spoofer on the 
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from tests.root.netns import sh
+from tests.support.paths import EXAMPLE, REPO
+from tests.support.processes import wait_for
 
 
 class Lan:
@@ -73,3 +81,38 @@ class Lan:
     def __exit__(self, *exc) -> None:
         for ns in [*self.machines.values(), self.server]:
             sh("ip", "netns", "del", ns, check=False)
+
+
+def events(out: Path) -> list[dict]:
+    path = out / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@contextmanager
+def serving(tag: str, subnet: str, listen: str, prepare: Callable[[Lan], None] = lambda lan: None
+            ) -> Iterator[tuple[Lan, Path, Path]]:
+    """The example cluster moved to `subnet`.0/24 and generated afresh, its Lan (the appliance at
+    `subnet`.2 on br0), and `serve` there as a process (default link binding, no DHCP, no TFTP),
+    listening on `listen`; `prepare` runs on the Lan before serve starts. Yields (lan, output, config)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"bn-{tag}-", dir="/tmp"))
+    config = tmp / "cluster.yaml"
+    config.write_text(EXAMPLE.read_text().replace("10.0.0.", f"{subnet}.").replace("interface: eth0", "interface: br0")
+                      .replace("api_server_name: api.lab.example.com", ""))
+    out = tmp / "output"
+    gen = subprocess.run([sys.executable, "-m", "app", "--config", str(config), "--output", str(out),
+                          "--templates", "/nonexistent", "generate"], cwd=REPO, capture_output=True, text=True)
+    assert gen.returncode == 0, gen.stderr
+    with Lan(tag, f"{subnet}.2") as lan:
+        prepare(lan)
+        proc = subprocess.Popen(["ip", "netns", "exec", lan.server, sys.executable, "-m", "app", "--config",
+                                 str(config), "--output", str(out), "serve", "--dhcp", "none", "--tftp", "none",
+                                 "--listen", listen, "--assets", str(tmp)],
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: any(e["kind"] == "serve-started" for e in events(out)) or proc.poll() is not None,
+                     what="serve to start")
+            assert proc.poll() is None, proc.stderr.read().decode()
+            yield lan, out, config
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)

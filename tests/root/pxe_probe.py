@@ -1,5 +1,6 @@
 """A PXE client in a few lines of scapy: DHCPDISCOVER to the proxy, then the boot-server request on
-UDP 4011 with the menu item the offer named. Prints JSON: what the proxy offered and the boot file.
+UDP 4011 with the menu item the offer named (arch 16: a UEFI HTTP Boot DISCOVER instead). Prints JSON:
+what the proxy offered and the boot file.
 Run inside the client namespace: python -m tests.root.pxe_probe IFACE MAC ARCH CLIENT_IP [ipxe]."""
 
 from __future__ import annotations
@@ -40,7 +41,26 @@ def option(packet, name):
     return next((o[1] for o in packet[DHCP].options if isinstance(o, tuple) and o[0] == name), None)
 
 
+def http_boot(iface: str, mac: str) -> dict:
+    """What OVMF's HTTP Boot client does first: DISCOVER with vendor class HTTPClient, arch 16; the
+    answer it needs is a proxy offer naming the URL (no second exchange on 4011)."""
+    conf.checkIPaddr = False
+    chaddr = bytes.fromhex(mac.replace(":", ""))
+    options = [("message-type", "discover"), ("vendor_class_id", b"HTTPClient:Arch:00016:UNDI:003000"),
+               (93, (16).to_bytes(2, "big")), "end"]
+    discover = (Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255") /
+                UDP(sport=68, dport=67) / BOOTP(chaddr=chaddr, xid=random.getrandbits(32), flags=0x8000) /
+                DHCP(options=options))
+    offer = srp1(discover, iface=iface, timeout=10, verbose=False)
+    if offer is None:
+        return {"error": "no offer"}
+    return {"server": offer[IP].src, "yiaddr": offer[BOOTP].yiaddr, "file": offer[BOOTP].file.rstrip(b"\0").decode(),
+            "vendor_class": (option(offer, "vendor_class_id") or b"").decode()}
+
+
 def main(iface: str, mac: str, arch: int, client_ip: str, ipxe: bool) -> dict:
+    if arch == 16:
+        return http_boot(iface, mac)
     conf.checkIPaddr = False
     xid = random.getrandbits(32)
     chaddr = bytes.fromhex(mac.replace(":", ""))

@@ -12,18 +12,15 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.root.lan import Lan
+from tests.root.lan import Lan, serving
 from tests.root.netns import require_root_tools, sh
 from tests.root.test_serve_supervise_dnsmasq import CLIENT_IP, SERVER_IP, appliance, events, tmp_path  # noqa: F401
-from tests.support.paths import EXAMPLE, REPO
+from tests.support.paths import REPO
 from tests.support.processes import wait_for
 
 KNOWN = {"52:54:00:00:00:11", "52:54:00:00:00:12", "52:54:00:00:00:13", "52:54:00:00:00:21", "52:54:00:00:00:22"}
@@ -110,38 +107,21 @@ print(answer.split(b"\\r\\n", 1)[0].decode(), flush=True)
 def lan(request):
     require_root_tools()
     pytest.importorskip("scapy", reason="needs scapy for the forged ARP (test extra)")
-    tmp = Path(tempfile.mkdtemp(prefix="bn-claim-", dir="/tmp"))
-    config = tmp / "cluster.yaml"
-    config.write_text(EXAMPLE.read_text().replace("10.0.0.", "10.234.0.").replace("interface: eth0", "interface: br0")
-                      .replace("api_server_name: api.lab.example.com", ""))
-    out = tmp / "output"
-    gen = subprocess.run([sys.executable, "-m", "app", "--config", str(config), "--output", str(out),
-                          "--templates", "/nonexistent", "generate"], cwd=REPO, capture_output=True, text=True)
-    assert gen.returncode == 0, gen.stderr
     v6 = request.param == "ndp"
-    with Lan("ct", LAN_SERVER) as net:
+    server = V6["server"] if v6 else LAN_SERVER
+
+    def prepare(net: Lan) -> None:
         if v6:
             sh("ip", "-n", net.server, "addr", "add", f"{V6['server']}/64", "dev", "br0", "nodad")
-        server = V6["server"] if v6 else LAN_SERVER
-        proc = subprocess.Popen(["ip", "netns", "exec", net.server, sys.executable, "-m", "app", "--config",
-                                 str(config), "--output", str(out), "serve", "--dhcp", "none", "--tftp", "none",
-                                 "--listen", f"{server}:{PORT}", "--assets", str(tmp)],
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            wait_for(lambda: any(e["kind"] == "serve-started" for e in events(out)) or proc.poll() is not None,
-                     what="serve to start")
-            assert proc.poll() is None, proc.stderr.read().decode()
-            net.add("victim", CP1, VICTIM_IP)
-            net.add("attacker", ATTACKER_MAC, ATTACKER_IP)
-            if v6:
-                for name in ("victim", "attacker"):
-                    sh("ip", "-n", net.machines[name], "addr", "add", f"{V6[name]}/64", "dev", "eth0", "nodad")
-                yield net, out, f"http://[{server}]:{PORT}", server, V6["attacker"]
-            else:
-                yield net, out, f"http://{server}:{PORT}", server, ATTACKER_IP
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+    with serving("ct", "10.234.0", f"{server}:{PORT}", prepare) as (net, out, _):
+        net.add("victim", CP1, VICTIM_IP)
+        net.add("attacker", ATTACKER_MAC, ATTACKER_IP)
+        if not v6:
+            yield net, out, f"http://{server}:{PORT}", server, ATTACKER_IP
+            return
+        for name in ("victim", "attacker"):
+            sh("ip", "-n", net.machines[name], "addr", "add", f"{V6[name]}/64", "dev", "eth0", "nodad")
+        yield net, out, f"http://[{server}]:{PORT}", server, V6["attacker"]
 
 
 def neighbour(net: Lan, address: str) -> str:

@@ -15,13 +15,17 @@ import pytest
 from tests.root.netns import Pair, require_root_tools, sh
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import wait_for
+from tests.unit.test_pxe_loader import with_node_setting
 
 SERVER_IP, CLIENT_IP = "10.231.0.2", "10.231.0.50"
 IPXE_DIR = Path("/usr/lib/ipxe")
 
 
+FALLBACK_MAC = "52:54:00:00:00:22"  # worker-2: `pxe: {uefi_loader: ipxe}`, for firmware whose SNP is broken
+
+
 def cluster_yaml(tmp: Path) -> Path:
-    text = EXAMPLE.read_text()
+    text = with_node_setting(EXAMPLE.read_text(), "worker-2", "pxe: {uefi_loader: ipxe}")
     text = (text.replace("10.0.0.", "10.231.0.").replace("interface: eth0", "interface: srv0")
             .replace("api_server_name: api.lab.example.com", ""))
     path = tmp / "cluster.yaml"
@@ -93,7 +97,7 @@ def test_proxy_dhcp_offers_the_right_boot_file_per_firmware(appliance):
     bios = probe(net, "52:54:00:00:00:11", 0)
     assert bios["server"] == SERVER_IP and bios["file"] == "undionly.kpxe", bios
     uefi = probe(net, "52:54:00:00:00:12", 7)
-    assert uefi["file"] == "ipxe.efi", uefi
+    assert uefi["file"] == "snponly.efi", uefi
     chained = probe(net, "52:54:00:00:00:13", 0, ipxe=True)
     assert chained["file"] == f"http://{SERVER_IP}:8080/boot.ipxe", chained
     dhcp = [e for e in events(out) if e["kind"] == "dhcp"]
@@ -101,15 +105,62 @@ def test_proxy_dhcp_offers_the_right_boot_file_per_firmware(appliance):
     assert {e["node"] for e in dhcp if e.get("node")} >= {"cp-1", "cp-2", "cp-3"}
 
 
+def test_uefi_machines_get_snponly_and_a_fallback_node_ipxe(appliance, tmp_path):
+    """The cluster's default (snponly.efi) for nodes and strangers alike, ipxe.efi for the one node that
+    chose it (told apart by its MAC), whichever UEFI arch number its firmware sends; both over TFTP."""
+    net, out, _ = appliance
+    for arch in (7, 9):
+        assert probe(net, "52:54:00:00:00:21", arch)["file"] == "snponly.efi"
+        assert probe(net, "52:54:00:00:00:99", arch)["file"] == "snponly.efi"  # in no group
+        assert probe(net, FALLBACK_MAC, arch)["file"] == "ipxe.efi"
+    assert probe(net, FALLBACK_MAC, 7, ipxe=True)["file"] == f"http://{SERVER_IP}:8080/boot.ipxe"
+    assert probe(net, FALLBACK_MAC, 0)["file"] == "undionly.kpxe"  # the choice is for UEFI only
+    for name in ("snponly.efi", "ipxe.efi"):
+        target = tmp_path / name
+        code = f"import tftpy; tftpy.TftpClient({SERVER_IP!r}, 69).download({name!r}, {str(target)!r}, timeout=5)"
+        result = net.python(net.client, code)
+        assert result.returncode == 0, result.stderr
+        assert target.read_bytes() == (IPXE_DIR / name).read_bytes()
+    offered = {(e["mac"], e["detail"]["bootfile"]) for e in events(out)
+               if e["kind"] == "dhcp" and "bootfile" in e.get("detail", {})}
+    assert (FALLBACK_MAC, "ipxe.efi") in offered and ("52:54:00:00:00:21", "snponly.efi") in offered
+
+
+def test_uefi_http_boot_gets_a_proxy_offer_with_the_loader_url(appliance, tmp_path):
+    """dnsmasq's proxy stays silent for vendor class HTTPClient; serve answers on the same port: no
+    address, option 60 HTTPClient, the URL of the node's own build, which HTTP then serves."""
+    net, out, _ = appliance
+    answers = {mac: probe(net, mac, 16) for mac in ("52:54:00:00:00:21", FALLBACK_MAC, "52:54:00:00:00:99")}
+    base = f"http://{SERVER_IP}:8080/uefi"
+    assert {mac: a["file"] for mac, a in answers.items()} == {
+        "52:54:00:00:00:21": f"{base}/snponly.efi", FALLBACK_MAC: f"{base}/ipxe.efi",
+        "52:54:00:00:00:99": f"{base}/snponly.efi"}
+    assert all(a["server"] == SERVER_IP and a["yiaddr"] == "0.0.0.0" and a["vendor_class"] == "HTTPClient"
+               for a in answers.values()), answers
+    assert probe(net, "52:54:00:00:00:21", 7)["file"] == "snponly.efi"  # dnsmasq still answers PXE beside it
+    for name in ("snponly.efi", "ipxe.efi"):
+        code = (f"import urllib.request,sys; sys.stdout.buffer.write(urllib.request.urlopen({base + '/' + name!r})"
+                ".read())")
+        fetched = subprocess.run(["ip", "netns", "exec", net.client, sys.executable, "-c", code],
+                                 capture_output=True, timeout=60)
+        assert fetched.returncode == 0 and fetched.stdout == (IPXE_DIR / name).read_bytes(), fetched.stderr
+    recorded = {(e["mac"], e["detail"]["bootfile"]) for e in events(out)
+                if e["kind"] == "dhcp" and e.get("source") == "httpboot"}
+    assert (FALLBACK_MAC, f"{base}/ipxe.efi") in recorded
+
+
 def test_tftp_serves_ipxe_to_the_client(appliance, tmp_path):
     net, out, _ = appliance
+    # The client is worker-2: a machine that is no node is at most a discovery, not a tftp event.
+    sh("ip", "-n", net.client, "link", "set", net.client_if, "address", "52:54:00:00:00:22")
     target = tmp_path / "undionly.kpxe"
     code = (f"import tftpy; tftpy.TftpClient({SERVER_IP!r}, 69).download('undionly.kpxe', {str(target)!r}, "
             "timeout=5)")
     result = net.python(net.client, code)
     assert result.returncode == 0, result.stderr
     assert target.read_bytes() == (IPXE_DIR / "undionly.kpxe").read_bytes()
-    wait_for(lambda: any(e["kind"] == "tftp" for e in events(out)), what="a tftp event")
+    wait_for(lambda: any(e["kind"] == "tftp" and e["mac"] == "52:54:00:00:00:22" for e in events(out)),
+             what="worker-2's tftp event")
 
 
 def test_killed_dnsmasq_is_restarted_and_sigterm_leaves_no_child(appliance):

@@ -5,18 +5,15 @@ address. Neither gets a config; both are alerts naming both machines; `reinstall
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.root.lan import Lan
+from tests.root.lan import events, serving
 from tests.root.netns import require_root_tools
-from tests.support.paths import EXAMPLE, REPO
+from tests.support.paths import REPO
 from tests.support.processes import wait_for
 from tests.support.secrets import cluster_secrets, leaked
 from tests.support.serve import credential_in
@@ -27,11 +24,6 @@ CP1, CP2 = "52:54:00:00:00:11", "52:54:00:00:00:12"
 VICTIM_IP, ATTACKER_IP, ATTACKER_MAC = "10.233.0.11", "10.233.0.66", "52:54:00:66:66:66"
 
 
-def events(out: Path) -> list[dict]:
-    path = out / "events.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def alerts(out: Path, mac: str) -> list[dict]:
     return [e for e in events(out) if e["kind"] == "alert" and e.get("mac") == mac]
 
@@ -39,29 +31,10 @@ def alerts(out: Path, mac: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def appliance():
     require_root_tools()
-    tmp = Path(tempfile.mkdtemp(prefix="bn-replay-", dir="/tmp"))
-    config = tmp / "cluster.yaml"
-    config.write_text(EXAMPLE.read_text().replace("10.0.0.", "10.233.0.").replace("interface: eth0", "interface: br0")
-                      .replace("api_server_name: api.lab.example.com", ""))
-    out = tmp / "output"
-    gen = subprocess.run([sys.executable, "-m", "app", "--config", str(config), "--output", str(out),
-                          "--templates", "/nonexistent", "generate"], cwd=REPO, capture_output=True, text=True)
-    assert gen.returncode == 0, gen.stderr
-    with Lan("rp", SERVER_IP) as lan:
-        proc = subprocess.Popen(["ip", "netns", "exec", lan.server, sys.executable, "-m", "app", "--config",
-                                 str(config), "--output", str(out), "serve", "--dhcp", "none", "--tftp", "none",
-                                 "--listen", f"{SERVER_IP}:{PORT}", "--assets", str(tmp)],
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            wait_for(lambda: any(e["kind"] == "serve-started" for e in events(out)) or proc.poll() is not None,
-                     what="serve to start")
-            assert proc.poll() is None, proc.stderr.read().decode()
-            lan.add("victim", CP1, VICTIM_IP)
-            lan.add("attacker", ATTACKER_MAC, ATTACKER_IP)
-            yield lan, out, config
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+    with serving("rp", "10.233.0", f"{SERVER_IP}:{PORT}") as (lan, out, config):
+        lan.add("victim", CP1, VICTIM_IP)
+        lan.add("attacker", ATTACKER_MAC, ATTACKER_IP)
+        yield lan, out, config
 
 
 def reinstall(config: Path, out: Path, node: str) -> None:

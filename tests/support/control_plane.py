@@ -7,9 +7,9 @@ static pods' commands run here as processes: etcd, kube-apiserver, kube-controll
 kube-scheduler, as kubeadm wrote them. kubeadm then runs `upload-config all`, `upload-certs`,
 `mark-control-plane`, `bootstrap-token` and `addon coredns` against the live API server.
 
-Everything runs in a network namespace of the test's own holding the node's address and the
-control-plane VIP on a dummy interface, so the rendered configuration is used unchanged (its
-addresses and well-known ports exist there, and no packet can leave for the real 10.0.0.0/24).
+Everything runs in a network namespace of the test's own whose only interface, loopback, also holds
+the node's address and the control-plane VIP, so the rendered configuration is used unchanged (its
+addresses and well-known ports exist there, and no packet can leave it for the real network).
 The test enters that namespace for its own API calls (`inside()`: this thread only, and what it
 starts). The one thing changed is where files live: paths under /etc/kubernetes and /var/lib/etcd
 in the static pods' commands point into the root.
@@ -123,6 +123,12 @@ class ControlPlane:
     def admin_conf(self) -> Path:
         return self.etc / "admin.conf"
 
+    @property
+    def super_admin_conf(self) -> Path:
+        """system:masters: for what stands in for kubelets, which must not wait for RBAC to settle
+        (admin.conf's group is bound during upload-config, and the authorizer learns it a moment later)."""
+        return self.etc / "super-admin.conf"
+
     def inside(self):
         return self.netns.inside()
 
@@ -232,6 +238,21 @@ class ControlPlane:
         self.init_phase("mark-control-plane")
         self.init_phase("bootstrap-token")
         self.init_phase("addon", "coredns")
+        self.wait_for_service_accounts()
+
+    def wait_for_service_accounts(self) -> None:
+        """The controller manager makes each namespace's `default` ServiceAccount a moment after
+        start; until then the API server refuses every Pod there (even a dry run)."""
+        deadline = time.monotonic() + READY_DEADLINE
+        missing = ["kube-system", "default"]
+        while missing and time.monotonic() < deadline:
+            missing = [ns for ns in missing
+                       if self.kubectl("get", "-n", ns, "serviceaccount", "default", check=False).returncode != 0]
+            if missing:
+                time.sleep(0.5)
+        if missing:
+            raise ControlPlaneError(f"no default ServiceAccount in {', '.join(missing)} within {READY_DEADLINE:.0f} s:\n"
+                                    f"{self.log_tail('kube-controller-manager')}")
 
     def kubectl(self, *args: str, kubeconfig: Path | None = None, stdin: str | None = None,
                 check: bool = True) -> subprocess.CompletedProcess:
@@ -246,7 +267,7 @@ class ControlPlane:
         """A Node object as a kubelet would register it (no kubelet runs here); Ready when asked."""
         node = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}}}
-        self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(node))
+        self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(node), kubeconfig=self.super_admin_conf)
         if ready:
             self.set_ready(name, True)
 
@@ -256,7 +277,8 @@ class ControlPlane:
                                              "reason": "KubeletReady" if ready else "KubeletNotReady",
                                              "message": message, "lastHeartbeatTime": now,
                                              "lastTransitionTime": now}]}}
-        self.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", yaml.safe_dump(status))
+        self.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", yaml.safe_dump(status),
+                     kubeconfig=self.super_admin_conf)
 
 
 def addresses(cluster) -> list[str]:

@@ -35,6 +35,7 @@ def fake_ipxe(root: Path) -> Path:
     root.mkdir(parents=True)
     (root / "undionly.kpxe").write_bytes(b"bios loader")
     (root / "ipxe.efi").write_bytes(b"uefi loader")
+    (root / "snponly.efi").write_bytes(b"uefi snp loader")
     return root
 
 

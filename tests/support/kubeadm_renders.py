@@ -61,20 +61,25 @@ def cluster_file(directory: Path, variant: Variant, k8s_version: str) -> Path:
 
 
 def rendered_files(directory: Path, variant: Variant, k8s_version: str, secrets: pki.Secrets | None = None,
-                   token: str = DAY2_TOKEN) -> dict[str, tuple[bytes, int]]:
+                   token: str = DAY2_TOKEN, certificate_key: str | None = None) -> dict[str, tuple[bytes, int]]:
+    """Day 2: every node joins with `token`; controllers with `certificate_key`, the key of a fresh
+    kubeadm-certs upload (a new one when not given, as the appliance makes one per upload)."""
     cluster, problems = load_cluster(cluster_file(directory, variant, k8s_version))
     errors = [p for p in problems if p.severity == "error"]
     assert not errors, errors
     secrets = secrets or pki.create_secrets(dt.datetime.now(dt.UTC))
     tokens = {n.name: token for n in cluster.nodes} if variant.day2 else {}
-    appliance = Appliance(output_dir=directory / "output", cluster_exists=variant.day2, join_tokens=tokens)
+    key = certificate_key or pki.new_certificate_key()
+    keys = {n.name: key for n in cluster.controllers} if variant.day2 else {}
+    appliance = Appliance(output_dir=directory / "output", cluster_exists=variant.day2, join_tokens=tokens,
+                          certificate_keys=keys)
     return render_tree(cluster, secrets, Templates(None), appliance)
 
 
 def kubeadm_configs(directory: Path, variant: Variant, k8s_version: str, secrets: pki.Secrets | None = None,
-                    token: str = DAY2_TOKEN) -> dict[str, str]:
-    """node name -> the kubeadm configuration its installed system gets (day 2: joining with `token`)."""
-    files = rendered_files(directory, variant, k8s_version, secrets, token)
+                    token: str = DAY2_TOKEN, certificate_key: str | None = None) -> dict[str, str]:
+    """node name -> the kubeadm configuration its installed system gets."""
+    files = rendered_files(directory, variant, k8s_version, secrets, token, certificate_key)
     out = {}
     for name in variant.nodes:
         config = json.loads(files[f"matchbox/ignition/{name}.ign"][0])

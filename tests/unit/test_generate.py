@@ -183,7 +183,7 @@ def test_dnsmasq_conf_is_proxy_dhcp_for_every_firmware(out):
     conf = (out / "dnsmasq.conf").read_text()
     assert "dhcp-range=10.0.0.0,proxy,255.255.255.0" in conf and "interface=eth0" in conf
     assert f"tftp-root={out.resolve() / 'tftp'}" in conf
-    for arch, file in [("x86PC", "undionly.kpxe"), ("X86-64_EFI", "ipxe.efi"), ("ARM64_EFI", "snp-arm64.efi")]:
+    for arch, file in [("x86PC", "undionly.kpxe"), ("X86-64_EFI", "snponly.efi"), ("ARM64_EFI", "snp-arm64.efi")]:
         assert re.search(rf"^pxe-service=tag:!ipxe,{arch},.*,{re.escape(file)}$", conf, re.M)
         assert f"pxe-service=tag:ipxe,{arch},\"iPXE\",http://10.0.0.2:8080/boot.ipxe" in conf
     assert "dhcp-userclass=set:ipxe,iPXE" in conf
@@ -337,11 +337,11 @@ def test_ipxe_binaries_are_copied_with_the_bios_dot_zero_name(tmp_path):
     ipxe = tmp_path / "ipxe"
     ipxe.mkdir()
     (ipxe / "undionly.kpxe").write_bytes(b"bios")
-    (ipxe / "ipxe.efi").write_bytes(b"uefi")
+    (ipxe / "snponly.efi").write_bytes(b"uefi")
     result = run_generate(tmp_path / "o", "--ipxe-dir", str(ipxe))
     assert result.exit_code == 0
     tftp = tmp_path / "o" / "tftp"
-    assert (tftp / "undionly.kpxe.0").read_bytes() == b"bios" and (tftp / "ipxe.efi").read_bytes() == b"uefi"
+    assert (tftp / "undionly.kpxe.0").read_bytes() == b"bios" and (tftp / "snponly.efi").read_bytes() == b"uefi"
     assert "cannot chain to iPXE" not in result.output  # every x86 binary is there; no arm64 node needs one
     assert not (tftp / "snp-arm64.efi").exists()
 

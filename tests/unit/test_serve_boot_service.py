@@ -67,9 +67,10 @@ def test_alerts_are_counted_always_and_logged_once_a_period(tmp_path):
     boot = service(tmp_path)
     for _ in range(3):
         assert boot.ipxe(request("ipxe", link=OTHER)).status == 403  # another machine's MAC
-    assert boot.metrics.alerts[policy.SPOOFED_PXE] == 3 and boot.events.alerts[policy.SPOOFED_PXE] == 3
-    logged = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert [e["detail"]["reason"] for e in logged if e["kind"] == "alert"] == [policy.SPOOFED_PXE]
+    assert boot.metrics.alerts[policy.SPOOFED_PXE] == 3
+    assert boot.events.alerts[policy.SPOOFED_PXE] == 3  # the operator's view counts every one (issue #33)...
+    logged = (tmp_path / "events.jsonl").read_text().count(f'"reason":"{policy.SPOOFED_PXE}"')
+    assert logged == 1  # ...while the log gets one line a period
 
 
 def test_unknown_machines_are_kept_once_each_and_only_so_many(tmp_path):

@@ -1,7 +1,7 @@
 """dnsmasq log lines (as dnsmasq 2.90 prints them with log-dhcp) → events."""
 
 from app.serve.kernel.neighbours import arp_lookup
-from app.serve.supervise.dnsmasq import LogParser, diagnose, tftp_only_conf
+from app.serve.supervise.dnsmasq import MAX_REMEMBERED, LogParser, diagnose, tftp_only_conf
 
 LINES = """dnsmasq[4206]: started, version 2.90 DNS disabled
 dnsmasq-dhcp[4206]: 1615106997 PXE(srv0) 52:54:00:00:00:11 proxy
@@ -22,6 +22,16 @@ def test_parser_follows_one_machine_through_dhcp_and_tftp():
                      ("tftp-error", "")]
     assert events[4].detail == {"bootfile": "undionly.kpxe"}
     assert events[3].detail["ip"] == "10.231.0.50"
+
+
+def test_a_flood_of_spoofed_exchanges_leaves_the_parser_bounded():
+    """Issue #33: each spoofed DISCOVER brings a new transaction id, MAC and address."""
+    parser = LogParser(neighbour=lambda ip: None)
+    for i in range(3 * MAX_REMEMBERED):
+        mac = f"02:00:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+        parser.feed(f"dnsmasq-dhcp[1]: {i} PXE(srv0) 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255} {mac} x")
+    assert len(parser.xid_mac) == len(parser.ip_mac) == MAX_REMEMBERED
+    assert parser.feed(f"dnsmasq-dhcp[1]: {3 * MAX_REMEMBERED - 1} bootfile name: f").mac.endswith(":2f:ff")
 
 
 def test_arp_lookup_reads_the_neighbour_table(tmp_path):

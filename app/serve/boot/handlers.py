@@ -17,9 +17,10 @@ from pathlib import Path
 from aiohttp import web
 
 from app.events import CALLBACK_PHASES
+from app.layout import UEFI_BUILDS
 from app.serve.boot import policy, render
 from app.serve.boot.labels import normalize_mac, parse_labels
-from app.serve.boot.service import BootService, Download, Reply
+from app.serve.boot.service import BootService, Download, Reply, not_found
 from app.serve.guard.limits import BodyTooSlow, read_body
 from app.serve.transfer.assets import serve_asset
 from app.serve.transfer.sender import ClientGone
@@ -57,9 +58,11 @@ def bearer(request: web.Request) -> str | None:
 
 
 class BootHandlers:
-    def __init__(self, service: BootService, assets: Path | None, max_callback_bytes: int, body_seconds: float):
+    def __init__(self, service: BootService, assets: Path | None, max_callback_bytes: int, body_seconds: float,
+                 loaders: Path | None = None):
         self.service = service
         self.assets = assets
+        self.loaders = loaders
         self.max_callback_bytes = max_callback_bytes
         self.body_seconds = body_seconds  # a request body must arrive whole within this (Limits.idle_seconds)
         self.services = service.services  # read per request: tests swap the clock and the neighbour table
@@ -68,7 +71,7 @@ class BootHandlers:
         return [("/boot.ipxe", self.boot_ipxe), ("/boot.ipxe.0", self.boot_ipxe), ("/ipxe", self.ipxe),
                 ("/grub", self.grub), ("/ignition", self.ignition), ("/generic", self.generic),
                 ("/metadata", self.metadata), ("/assets", self.assets_redirect), ("/assets/{tail:.*}", self.download),
-                ("/events", self.post_event)]
+                ("/events", self.post_event), ("/uefi/{name}", self.uefi_loader)]
 
     def _request(self, request: web.Request, route: str, labels: dict[str, str], bound: bool = True) -> policy.Request:
         """`bound`: the policy ties this route to a machine. The neighbour table binds requests to
@@ -104,6 +107,15 @@ class BootHandlers:
     async def metadata(self, request: web.Request) -> web.Response:
         raw = request.rel_url.raw_query_string
         return response(self.service.metadata(self._request(request, "metadata", parse_labels(raw), bound=False), raw))
+
+    async def uefi_loader(self, request: web.Request) -> web.StreamResponse:
+        """The iPXE EFI build a UEFI HTTP Boot client was offered (supervise/httpboot.py): the same file
+        TFTP serves, by name, and nothing else from tftp/."""
+        name = request.match_info["name"]
+        path = self.loaders / name if self.loaders is not None and name in UEFI_BUILDS else None
+        if path is None or not path.is_file():
+            return response(not_found())
+        return web.FileResponse(path, headers={"Content-Type": "application/efi"})
 
     async def assets_redirect(self, request: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently(location="/assets/")

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 
 from app.events import ALERT, MAX_DISCOVERED, Event, EventKind
-from app.events.model import changes_state
 from app.serve.boot import policy, render
 from app.serve.boot.labels import is_unicast
 from app.serve.boot.services import Services
@@ -81,9 +80,10 @@ class BootService:
                 if not self.throttle.allow((event.detail.get("reason"), event.detail.get("remote"), event.mac), now):
                     self.events.count_alert(event)  # the operator's view counts every one
                     continue
-            elif event.mac and changes_state(event.kind) and event.mac not in self.events.known:
-                # A machine that is no node (a DHCP or TFTP exchange, a default group's PXE boot): a
-                # discovery at most, never a node. Made-up MACs cost a counter, not state.
+            elif event.mac and event.mac not in self.events.known:
+                # A machine that is no node (a DHCP or TFTP exchange, a default group's PXE boot or
+                # metadata): a discovery at most, never a node, never a line per request. Made-up MACs
+                # cost a counter, not state.
                 ip = event.detail.get("ip", "")
                 event = Event(EventKind.DISCOVERED, mac=event.mac, source=event.source, detail={"ip": ip} if ip else {})
             if event.kind == EventKind.DISCOVERED and not self._keep_discovery(event, now):

@@ -26,6 +26,9 @@ TFTP_ONLY_CONF = "dnsmasq-tftp.conf"  # run/: the generated config without DHCP,
 
 
 DnsmasqFailed = ChildFailed  # the name callers know
+# Exchanges and addresses the parser remembers, newest kept: every spoofed DISCOVER brings a new
+# transaction id and MAC, and the parser must not grow with them.
+MAX_REMEMBERED = 4096
 
 class LogParser:
     """dnsmasq `log-dhcp` lines → events. Lines of one exchange share a transaction id; TFTP lines
@@ -55,15 +58,22 @@ class LogParser:
     def _dhcp(self, xid: str, rest: str) -> Event | None:
         if m := re.match(r"(?:PXE|DHCP\w*)\((\S+)\)\s+(?:" + IP + r"\s+)?" + MAC + r"\s*(.*)$", rest):
             iface, ip, mac, what = m[1], m[2], m[3], m[4]
-            self.xid_mac[xid] = mac
+            _remember(self.xid_mac, xid, mac)
             if ip:
-                self.ip_mac[ip] = mac
+                _remember(self.ip_mac, ip, mac)
             return Event(Phase.DHCP, mac=mac, source="dnsmasq", message=rest,
                          detail={"interface": iface, **({"ip": ip} if ip else {}), "answer": what})
         if m := re.match(r"bootfile name: (\S+)", rest):
             return Event(Phase.DHCP, mac=self.xid_mac.get(xid, ""), source="dnsmasq",
                          message=f"boot file {m[1]}", detail={"bootfile": m[1]})
         return None
+
+
+def _remember(found: dict[str, str], key: str, mac: str) -> None:
+    found.pop(key, None)
+    found[key] = mac  # dicts keep insertion order: the first key is the oldest
+    if len(found) > MAX_REMEMBERED:
+        del found[next(iter(found))]
 
 
 def diagnose(lines: list[str]) -> str:
