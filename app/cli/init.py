@@ -28,6 +28,7 @@ from app.cli.wait import ApiTimeout, NodesTimeout, Poll, Server, WaitGitops, fin
 from app.cluster.preflight import fetch_hint, missing_assets
 from app.layout import EVENTS
 from app.serve.settings import BootSettings, ServeSettings
+from app.wait import API_TIMEOUT, NODES_TIMEOUT, POLL
 
 
 @command()
@@ -40,9 +41,9 @@ def init(
     bind: BindOpt = BootSettings.bind,
     assets: AssetsOpt = DEFAULT_ASSETS,
     ipxe_dir: IpxeDirOpt = DEFAULT_IPXE_DIR,
-    api_timeout: ApiTimeout = 1800.0,
-    nodes_timeout: NodesTimeout = 900.0,
-    poll: Poll = 5.0,
+    api_timeout: ApiTimeout = API_TIMEOUT,
+    nodes_timeout: NodesTimeout = NODES_TIMEOUT,
+    poll: Poll = POLL,
     server: Server = None,
     wait_gitops: WaitGitops = False,
 ) -> None:

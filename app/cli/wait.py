@@ -11,6 +11,7 @@ import typer
 from app.cli.common import Paths, command, load_or_exit
 from app.cli.progress import Progress
 from app.exitcodes import ExitCode
+from app.wait import API_TIMEOUT, NODES_TIMEOUT, POLL
 
 ApiTimeout = Annotated[float, typer.Option(help="Seconds for the API server to answer /readyz.")]
 NodesTimeout = Annotated[float, typer.Option(help="Seconds, once the API answers, for every node to be Ready.")]
@@ -42,9 +43,9 @@ def finish(outcome) -> None:
 @command("wait")
 def wait_command(
     paths: Paths,
-    api_timeout: ApiTimeout = 1800.0,
-    nodes_timeout: NodesTimeout = 900.0,
-    poll: Poll = 5.0,
+    api_timeout: ApiTimeout = API_TIMEOUT,
+    nodes_timeout: NodesTimeout = NODES_TIMEOUT,
+    poll: Poll = POLL,
     server: Server = None,
     wait_gitops: WaitGitops = False,
 ) -> None:

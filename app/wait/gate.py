@@ -18,7 +18,7 @@ from app.cluster_record import record_cluster
 from app.events import Event, EventKind, EventLog, Phase, append_event
 from app.exitcodes import ExitCode
 from app.layout import ADMIN_KUBECONFIG, CREDENTIALS, KUBECONFIG, api_url
-from app.wait import kube
+from app.wait import API_TIMEOUT, NODES_TIMEOUT, POLL, kube
 from app.wait.addons import Installer, Plan
 
 EXIT_OK, EXIT_API, EXIT_NODES, EXIT_ADDONS, EXIT_INTERRUPTED = (ExitCode.OK, ExitCode.API, ExitCode.NODES,
@@ -29,9 +29,9 @@ NO_NETWORK = re.compile(r"network (plugin )?(is )?not ready|NetworkReady=false|c
 
 @dataclass
 class WaitOptions:
-    api_timeout: float = 1800.0  # from start: PXE, install, reboot and kubeadm init all come first
-    nodes_timeout: float = 900.0  # after the API answers
-    poll: float = 5.0
+    api_timeout: float = API_TIMEOUT
+    nodes_timeout: float = NODES_TIMEOUT
+    poll: float = POLL
     servers: list[str] = field(default_factory=list)  # override the endpoints to try
     plan: Plan | None = None  # CNI, add-ons, GitOps
 

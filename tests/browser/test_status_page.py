@@ -87,10 +87,11 @@ def test_summary_line(page):
     assert page.find_element("id", "summary").text == "installed 5/13 · API up since 09:23:25 · Ready 1/13 · 1 failed"
 
 
-def test_alerts_panel_groups_by_reason_with_counts_and_last_sender(page):
+def test_alerts_panel_groups_by_reason_with_counts_and_first_and_last_sender(page):
     alerts = page.find_element("id", "alerts").text
-    assert "2× callback with a missing or wrong credential (last from 10.99.0.78" in alerts
-    assert f"1× asked from a machine other than the one that PXE-booted (last from {lab_page.HOSTILE_SENDER}" in alerts
+    assert ("2× callback with a missing or wrong credential (first from 10.99.0.77 at 09:16:40, "
+            "last from 10.99.0.78 at 09:20:00") in alerts
+    assert f"1× asked from a machine other than the one that PXE-booted (first from {lab_page.HOSTILE_SENDER}" in alerts
     assert "1× dnsmasq restarted" in alerts
     assert f"{lab_page.WRITE_FAILURES}× an event could not be written to events.jsonl" in alerts
     assert f"{lab_page.STRANGER} from 10.99.0.150" in alerts

@@ -74,13 +74,15 @@ def context_inputs() -> None:
 
 def context_images() -> list[str]:
     """An OCI layout with every image the app says the image must bake (kubeadm's for v1.36.3, kube-vip,
-    the stand-in flannel manifest's), all one tiny podman-built image under each name, whichever engine
-    then builds the appliance. Returns the refs."""
+    the stand-in flannel manifest's, the built-in add-ons'), all one tiny podman-built image under each
+    name, whichever engine then builds the appliance. Returns the refs."""
     from app.render.images import KUBE_VIP_IMAGE, kubeadm_images, manifest_images
     if shutil.which("skopeo") is None or shutil.which("podman") is None:
         pytest.skip("needs podman and skopeo to make the image layout the build takes (IMAGES=context)")
+    addons = sorted((REPO / "app" / "templates" / "addons").glob("*.yaml"))  # kured's, baked like the CNI's
     refs = [*kubeadm_images("v1.36.3"), KUBE_VIP_IMAGE,
-            *manifest_images(REPO / "tests" / "fixtures" / "kube-flannel.yml")]
+            *manifest_images(REPO / "tests" / "fixtures" / "kube-flannel.yml"),
+            *(ref for manifest in addons for ref in manifest_images(manifest))]
     shutil.rmtree(CONTEXT_IMAGES, ignore_errors=True)
     payload = REPO / "build" / "payload"
     payload.mkdir(parents=True, exist_ok=True)

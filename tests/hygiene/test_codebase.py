@@ -27,12 +27,19 @@ def test_no_module_is_over_the_limit_without_a_stated_reason():
     assert all(long.get(path, 0) > MAX_LINES for path in LONGER), "LONGER names a module that is short now"
 
 
+def spelled(node: ast.expr) -> bool:
+    """A string literal, or a conditional one of whose branches is."""
+    if isinstance(node, ast.IfExp):
+        return spelled(node.body) or spelled(node.orelse)
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
 def literal_event_kinds(tree: ast.AST) -> list[int]:
     """Lines that build an Event from a string literal or compare a `.kind` with one."""
     lines = []
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Event"
-                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                and node.args and spelled(node.args[0])):
             lines.append(node.lineno)
         if isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) and node.left.attr == "kind":
             if any(isinstance(c, ast.Constant) and isinstance(c.value, str) for c in node.comparators):
@@ -47,6 +54,7 @@ def test_event_kinds_are_named_never_spelled():
 
 def test_the_literal_finder_finds_both_spellings():
     assert literal_event_kinds(ast.parse('Event("kernel", mac=m)\nif e.kind == "http": pass\n')) == [1, 2]
+    assert literal_event_kinds(ast.parse('Event(EventKind.HTTP if x else "dnsmasq")\n')) == [1]
     assert literal_event_kinds(ast.parse('Event(EventKind.HTTP)\nif e.kind == Phase.IPXE: pass\n')) == []
 
 

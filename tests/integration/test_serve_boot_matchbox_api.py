@@ -225,3 +225,30 @@ async def test_raw_config_ignition_would_reject_is_404(data_dir, tmp_path, confi
     async with running(data_dir, tmp_path, strict=True) as (http, _):
         async with http.get("/ignition?uuid=a1b2c3d4") as r:
             assert r.status == 404 and await r.text() == "404 page not found\n"
+
+
+class AskedTable(dict):
+    """A neighbour table that remembers who asked it."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked: list[str] = []
+
+    def get(self, address, default=None):
+        self.asked.append(address)
+        return super().get(address, default)
+
+
+async def test_only_the_routes_the_policy_binds_ask_the_neighbour_table(data_dir, tmp_path):
+    table = AskedTable()
+    async with running_appliance(data_dir, tmp_path, neighbours=table) as (http, _):
+        async with http.get("/boot.ipxe") as r:  # the connection is looked at once, when accepted
+            await r.read()
+        accepted = len(table.asked)
+        for path in ("/grub?mac=52:da:00:89:d8:10", "/metadata?mac=52:da:00:89:d8:10", "/boot.ipxe"):
+            async with http.get(path) as r:  # the same kept-alive connection
+                await r.read()
+        assert len(table.asked) == accepted
+        async with http.get("/ipxe?mac=52:da:00:89:d8:10") as r:
+            await r.read()
+        assert table.asked[accepted:] == ["127.0.0.1"]

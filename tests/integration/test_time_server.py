@@ -5,6 +5,7 @@ measures the offset and never sets the clock) gets time from, restarts it when i
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from app.events import Event
 from app.serve.supervise.child import ChildFailed
 from app.serve.supervise.chrony import Chrony
 from tests.support.paths import EXAMPLE
+from tests.support.processes import start_serve, wait_for
 from tests.unit.test_generate import files_of, ignition, run_generate
 
 NETWORK = "/etc/systemd/network/00-lan0.network"
@@ -88,6 +90,25 @@ def chrony_conf(tmp_path) -> tuple[Path, int]:
     conf = tmp_path / "chrony-test.conf"
     conf.write_text(text)
     return conf, port
+
+
+def test_serve_runs_chronyd_from_the_tree_and_stops_it_with_itself(chrony_conf, tmp_path):
+    conf, port = chrony_conf
+    output = tmp_path / "output"
+    (output / "chrony.conf").unlink()  # the generated link: this test's copy listens on a free port
+    (output / "chrony.conf").write_text(conf.read_text())
+    proc, _, _ = start_serve(output)
+    try:
+        wait_for(lambda: ntp_query(port).returncode == 0, timeout=60, what="an NTP answer from serve's chronyd")
+        events = [json.loads(line) for line in (output / "events.jsonl").read_text().splitlines()]
+        chronyd = next(e for e in events if e["kind"] == "chronyd-started")["detail"]["pid"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0, proc.stderr.read().decode()
+    with pytest.raises(ProcessLookupError):
+        os.kill(chronyd, 0)
+    assert ntp_query(port).returncode != 0
 
 
 async def _until(events: list[Event], kind: str, count: int = 1) -> list[Event]:

@@ -1,6 +1,6 @@
 """Day 2 against real kubeadm: the bootstrap token Secret and the kubeadm-certs Secret that
 app/wait/kubeadm_secrets.py mints through the API are what `kubeadm join phase control-plane-prepare
-download-certs` needs: with our certificate key, the minted token and our CA pin it writes the very
+download-certs` needs: with the key of that upload, the minted token and our CA pin it writes the very
 CA and service-account keys we hold; a wrong pin or an expired token fails as kubeadm says."""
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def test_download_certs_takes_what_our_day2_code_minted(control_plane, api, secr
     now = dt.datetime.now(dt.UTC)
     token, _ = kubeadm_secrets.mint_token(api, now, dt.timedelta(hours=1), "bootstrap-node: test join of cp-2")
     _, key = kubeadm_secrets.upload_certs(api, secrets, now, dt.timedelta(hours=1))
+    # Each upload has a key of its own: the first install's key no longer opens kubeadm-certs.
+    stale = download_certs(control_plane, tmp_path / "stale", join_config(tmp_path / "s", secrets, token.token))
+    assert stale.returncode != 0 and "message authentication failed" in stale.stderr, stale.stderr[-2000:]
     root = tmp_path / "cp-2"
     run = download_certs(control_plane, root, join_config(tmp_path, secrets, token.token, key))
     assert run.returncode == 0, run.stderr[-4000:]

@@ -70,6 +70,8 @@ def private_dockerd():
                 proc.kill()
                 proc.wait()
         log.close()
+        for mount in sorted(exec_root.glob("netns/*")):  # dockerd leaves its network namespace mounted
+            subprocess.run(["umount", str(mount)], capture_output=True)
         shutil.rmtree(exec_root, ignore_errors=True)
         sock.unlink(missing_ok=True)
 

@@ -14,6 +14,7 @@ from app.serve.boot.store import Store
 from app.serve.guard.metrics import Metrics
 from app.serve.kernel.claims import LinkHistory
 from app.serve.kernel.neighbours import link_mac
+from app.serve.settings import BootSettings
 
 CREDENTIAL_BYTES = 32
 
@@ -32,7 +33,7 @@ class Services:
     clock: Callable[[], float] = time.time
     # With several workers: the other workers' published counters, added to ours on /metrics.
     peer_metrics: Callable[[], list[dict]] | None = None
-    links: LinkHistory = field(default_factory=lambda: LinkHistory(3600.0))  # period: the install window
+    links: LinkHistory = field(default_factory=lambda: LinkHistory(BootSettings.window_seconds))
 
     def link_of(self, address: str, ours: str | None) -> tuple[str | None, str | None]:
         """The sender's MAC in the neighbour table, and another MAC it had lately (a claim's mark)."""

@@ -51,7 +51,7 @@ class LogParser:
             return Event(Phase.TFTP, mac=mac, source="dnsmasq", message=f"sent {Path(m[1]).name}",
                          detail={"file": m[1], "ip": m[2]})
         if m := re.search(r"dnsmasq-tftp[^:]*: (.*)$", line):
-            return Event(EventKind.TFTP_ERROR if "not found" in m[1] or "error" in m[1] else "dnsmasq",
+            return Event(EventKind.TFTP_ERROR if "not found" in m[1] or "error" in m[1] else EventKind.DNSMASQ,
                          source="dnsmasq", message=m[1])
         return None
 
