@@ -170,8 +170,9 @@ class HttpBootResponder(asyncio.DatagramProtocol):
         self.server, self.base_url, self.record = server, base_url, record
         self.table = LoaderTable(table)
         self.transport: asyncio.DatagramTransport | None = None
-        self.paused = False  # the socket's send buffer is full: answers are dropped (the client asks again),
-        # not queued without bound in the transport while DISCOVERs keep coming
+        # While the socket's send buffer is full, answers are dropped (the firmware asks again) rather
+        # than queued without bound in the transport as DISCOVERs keep coming.
+        self.paused = False
 
     @classmethod
     async def start(cls, server: str, base_url: str, table: Path, record: Callable[[Event], None]):
