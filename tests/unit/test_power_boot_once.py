@@ -1,10 +1,12 @@
 """Boot order through a BMC: `start` asks for a network boot for the next boot only, then powers on.
-The sushy emulator stores Redfish `Once` as `Continuous` (so reading it back cannot tell); this small
-HTTP recorder stands in for a BMC only to see the exact PATCH body the client sends."""
+The emulators cannot tell: sushy stores Redfish `Once` as `Continuous`, and the IPMI server reports
+"once" whatever ipmitool asked. So these stand-ins only record: a small HTTP server for the exact PATCH
+body the Redfish client sends, a recording `ipmitool` for the exact command lines."""
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -12,6 +14,7 @@ import pytest
 
 from app.cluster.model import Bmc
 from app.power import start
+from app.power.ipmi import Ipmi
 from app.power.redfish import Redfish
 
 SYSTEM = "/redfish/v1/Systems/1"
@@ -68,3 +71,23 @@ def test_redfish_start_sets_pxe_for_the_next_boot_only_then_powers_on(bmc):
     assert writes == [
         ("PATCH", SYSTEM, {"Boot": {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}}),
         ("POST", f"{SYSTEM}/Actions/ComputerSystem.Reset", {"ResetType": "On"})]
+
+
+IPMITOOL = """#!/bin/sh
+# Stand-in ipmitool: records its command (after -E), answers power status "off".
+while [ "$1" != -E ]; do shift; done; shift
+echo "$*" >> "$RECORD"
+[ "$*" = "chassis power status" ] && echo "Chassis Power is off"
+exit 0
+"""
+
+
+def test_ipmi_start_sets_pxe_without_persistent_then_powers_on(tmp_path, monkeypatch):
+    (tmp_path / "ipmitool").write_text(IPMITOOL)
+    (tmp_path / "ipmitool").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("RECORD", str(tmp_path / "calls"))
+    way = Ipmi("worker-1", Bmc(address="10.20.1.21", username="ADMIN", password_env="X"), password="secret")
+    assert start(way) == "network boot once, powering on"
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0] == "chassis bootdev pxe" and calls[-1] == "chassis power on"  # status is asked between
