@@ -20,6 +20,7 @@ import pytest
 from app.cluster import load_cluster
 from app.cluster.preflight import missing_assets
 from tests.support.paths import REPO, flatcar_version_of
+from tests.support.processes import wait_for
 
 SINGLE = REPO / "examples" / "single-node.yaml"
 VERSION = flatcar_version_of(SINGLE)
@@ -123,9 +124,13 @@ def test_verifying_leaves_no_gpg_agent_behind(tmp_path, release_servers, signing
     """Each run's throwaway GNUPGHOME starts an agent; one left per run exhausted the machine's
     inotify instances (kubelet and containerd then could not start)."""
     before = gpg_agents()
-    for _ in range(3):
-        assert fetch(tmp_path / "assets", release_servers, signing_key).returncode == 0
-    assert gpg_agents() <= before
+    for n in range(3):
+        assert fetch(tmp_path / f"ok{n}", release_servers, signing_key).returncode == 0
+    (release_servers / FLATCAR / "flatcar_production_pxe.vmlinuz").write_bytes(b"tampered\n")
+    for n in range(3):  # a refusal exits early: the agent must be stopped on that path too
+        assert "bad signature" in fetch(tmp_path / f"bad{n}", release_servers, signing_key).stderr
+    # gpgconf --kill asks the agent to exit and returns; the last one may take a moment to go.
+    wait_for(lambda: gpg_agents() <= before, timeout=15, what="the asset script's gpg-agents to exit")
 
 
 def test_from_a_directory_that_is_not_there(tmp_path):
