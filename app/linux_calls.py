@@ -1,6 +1,6 @@
 """The two Linux calls the output tree needs that Python's os module lacks: syncfs (flush one file
 system) and renameat2 with RENAME_EXCHANGE (swap two names at once). Each raises OSError as os does;
-`None` from `syncfs_available()` tells callers to fall back to an fsync per file."""
+where `syncfs_available()` is false, callers fall back to an fsync per file."""
 
 from __future__ import annotations
 

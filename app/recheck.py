@@ -30,6 +30,3 @@ class Recheck:
     def done(self) -> None:
         """A look was made now."""
         self._last = self._clock()
-
-    def now(self) -> float:
-        return self._clock()
