@@ -27,7 +27,16 @@ from app.cli.common import (
 from app.exitcodes import ExitCode
 from app.layout import MATCHBOX, TFTP
 from app.logs import LogFormat
-from app.serve.settings import AppSettings, BootSettings, Dhcp, Limits, ServeSettings, Tftp
+from app.serve.settings import (
+    AppSettings,
+    BootSettings,
+    Dhcp,
+    LeaseSettings,
+    Limits,
+    ServeSettings,
+    Tftp,
+    default_identity,
+)
 
 
 @command()
@@ -62,6 +71,23 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help=(
         "HTTP worker processes on the port, sharing the install-window state (bench/README.md says what one "
         "worker answers)."))] = ServeSettings.workers,
+    leader_elect: Annotated[bool, typer.Option(
+        help="Run as one of several replicas: serve PXE and the boot API only while holding a Kubernetes Lease "
+             "(docs/high-availability.md); a standby answers 503.")] = False,
+    kubeconfig: Annotated[Path | None, typer.Option(
+        help="Kubeconfig for --leader-elect; without it, the in-cluster config of the pod it runs in.")] = None,
+    lease_namespace: Annotated[str, typer.Option(help="Namespace of the Lease.")] = LeaseSettings.namespace,
+    lease_name: Annotated[str, typer.Option(help="Name of the Lease.")] = LeaseSettings.name,
+    identity: Annotated[str | None, typer.Option(
+        help="This replica's name in the Lease; default HOSTNAME_PID.")] = None,
+    lease_duration: Annotated[int, typer.Option(
+        help="Seconds a standby waits, after it last saw the Lease change, before taking it over.")]
+        = LeaseSettings.lease_duration,
+    renew_deadline: Annotated[float, typer.Option(
+        help="Seconds after its last renewal began when a leader stops serving (below --lease-duration).")]
+        = LeaseSettings.renew_deadline,
+    retry_period: Annotated[float, typer.Option(
+        help="Seconds between a replica's looks at the Lease.")] = LeaseSettings.retry_period,
 ) -> None:
     """Serve the generated tree: proxy DHCP + TFTP (dnsmasq) and the Matchbox-compatible HTTP API.
 
@@ -77,7 +103,11 @@ def serve(
     limits = Limits(idle_seconds=idle_timeout, max_connections=max_connections, per_address=max_per_client)
     settings = serve_settings(paths, listen, dhcp, tftp, assets, boot, limits, matchbox_data=matchbox_data,
                               images=images, tftp_port=tftp_port, shutdown_timeout=shutdown_timeout,
-                              access_log=access_log, workers=workers, log_format=log_format)
+                              access_log=access_log, workers=workers, log_format=log_format,
+                              election=election_settings(leader_elect, kubeconfig, workers, identity=identity,
+                                                         namespace=lease_namespace, name=lease_name,
+                                                         lease_duration=lease_duration, renew_deadline=renew_deadline,
+                                                         retry_period=retry_period))
     if not settings.app.data_dir.is_dir():
         raise fail(f"{settings.app.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
     if matchbox_data is not None and not matchbox_data_with_secrets:
@@ -91,6 +121,26 @@ def serve(
         asyncio.run(serve_forever(settings))
     except (ServeError, DnsmasqFailed) as exc:
         raise fail(f"serve failed: {exc}", ExitCode.INVALID) from None
+
+
+def election_settings(leader_elect: bool, kubeconfig: Path | None, workers: int, identity: str | None,
+                      **lease) -> LeaseSettings | None:
+    """--leader-elect's settings, checked; None without it."""
+    if not leader_elect:
+        if kubeconfig is not None:
+            raise fail("--kubeconfig is for --leader-elect: pass both, or neither")
+        return None
+    if workers > 1:
+        raise fail("--leader-elect runs one HTTP worker (--workers 1): the standby gate is not shared with "
+                   "worker processes yet")
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise fail(f"--kubeconfig {kubeconfig}: no such file")
+    settings = LeaseSettings(identity=identity if identity is not None else default_identity(),
+                             kubeconfig=kubeconfig.resolve() if kubeconfig else None, **lease)
+    problems = settings.problems()
+    if problems:
+        raise fail("--leader-elect: " + "; ".join(problems))
+    return settings
 
 
 def serve_settings(paths: Paths, listen: str | None, dhcp: Dhcp, tftp: Tftp, assets: Path,

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import socket
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
@@ -68,6 +70,11 @@ class AppSettings:
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 JITTER = 1.2  # client-go's JitterFactor: a retry may come this much later than retry_period
+
+
+def default_identity() -> str:
+    """HOSTNAME_PID: unique among the replicas (a pod's hostname is its name), and readable in the Lease."""
+    return f"{socket.gethostname()}_{os.getpid()}"
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ class Candidate:
     settings: LeaseSettings
     role: Role = Role.STANDBY
     seen: Seen | None = None
-    deadline: float = 0.0  # while leading: stop leading at this monotonic time
+    deadline: float = 0.0  # stop leading at this monotonic time (kept after, saying when it had to end)
     transitions: int = 0  # the Lease's count when last read or written
     lost_because: str = ""  # why leadership last ended, for the event saying so
     _pending: Decision | None = None
@@ -174,8 +174,7 @@ class Candidate:
         return self.role is Role.LEADER and now < self.deadline
 
     def _stop(self, why: str) -> None:
-        self.role = Role.STANDBY
-        self.deadline = 0.0
+        self.role = Role.STANDBY  # the deadline stays: when the last leadership had to end, for reports
         self.lost_because = why
 
 
