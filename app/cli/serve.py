@@ -88,6 +88,10 @@ def serve(
         = LeaseSettings.renew_deadline,
     retry_period: Annotated[float, typer.Option(
         help="Seconds between a replica's looks at the Lease.")] = LeaseSettings.retry_period,
+    service_address: Annotated[str | None, typer.Option(
+        help="With --leader-elect: ADDR[/PREFIX] the leader adds to --service-interface and announces with "
+             "gratuitous ARP (normally bootstrap.ip, which the nodes use); removed when it stops leading.")] = None,
+    service_interface: Annotated[str | None, typer.Option(help="Interface for --service-address.")] = None,
 ) -> None:
     """Serve the generated tree: proxy DHCP + TFTP (dnsmasq) and the Matchbox-compatible HTTP API.
 
@@ -107,7 +111,8 @@ def serve(
                               election=election_settings(leader_elect, kubeconfig, workers, identity=identity,
                                                          namespace=lease_namespace, name=lease_name,
                                                          lease_duration=lease_duration, renew_deadline=renew_deadline,
-                                                         retry_period=retry_period))
+                                                         retry_period=retry_period),
+                              **service_settings(leader_elect, service_address, service_interface))
     if not settings.app.data_dir.is_dir():
         raise fail(f"{settings.app.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
     if matchbox_data is not None and not matchbox_data_with_secrets:
@@ -141,6 +146,24 @@ def election_settings(leader_elect: bool, kubeconfig: Path | None, workers: int,
     if problems:
         raise fail("--leader-elect: " + "; ".join(problems))
     return settings
+
+
+def service_settings(leader_elect: bool, address: str | None, interface: str | None) -> dict:
+    """--service-address and --service-interface, checked, as ServeSettings fields."""
+    if address is None and interface is None:
+        return {}
+    if not leader_elect:
+        raise fail("--service-address is held by the leader of --leader-elect: pass --leader-elect too")
+    if address is None or interface is None:
+        raise fail("--service-address and --service-interface go together")
+    from app.serve.cluster.address import parse
+    try:
+        value = parse(address)
+    except ValueError as exc:
+        raise fail(f"--service-address {exc}") from None
+    if not Path(f"/sys/class/net/{interface}").exists():
+        raise fail(f"--service-interface {interface}: no such interface on this host")
+    return {"service_address": str(value), "service_interface": interface}
 
 
 def serve_settings(paths: Paths, listen: str | None, dhcp: Dhcp, tftp: Tftp, assets: Path,

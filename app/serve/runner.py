@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 
 from aiohttp import web
 
@@ -25,6 +26,7 @@ from app.serve.app import BOOT, build_app
 from app.serve.boot.service import BootService
 from app.serve.boot.services import Services
 from app.serve.boot.store import MatchboxStore
+from app.serve.cluster.address import Holder
 from app.serve.cluster.elector import Elector
 from app.serve.cluster.gate import standby_gate
 from app.serve.cluster.lease_api import LeaseApi, connect
@@ -41,6 +43,9 @@ from app.serve.supervise.tftp import BuiltinTftp
 log = logging.getLogger("bootstrap_node.serve")
 # client, request line, status, bytes, seconds spent answering (the appliance's share of a boot)
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
+GUARDIAN = "app.serve.supervise.guardian"  # runs a program that must not outlive serve, even on SIGKILL
+ADDRESS_HOLDER = "app.serve.cluster.address"
+IP_FREEBIND = 15  # linux/in.h: bind to an address this host does not hold (yet)
 
 
 class Server:
@@ -63,6 +68,7 @@ class Server:
         self.tftp: BuiltinTftp | None = None
         self.httpboot: HttpBootResponder | None = None
         self.elector: Elector | None = None  # --leader-elect
+        self.address: Holder | None = None  # --service-address, while leading
         self._leading = False  # the leader parts run
         self._parts: list[asyncio.Task] = []  # the leader parts' supervision tasks
         self._stop = asyncio.Event()
@@ -106,7 +112,12 @@ class Server:
         try:
             if shared_port and self.opts.leader:
                 _check_port_free(self.opts.host, self.opts.port)
-            await web.TCPSite(self.runner, self.opts.host, self.opts.port, backlog=1024, reuse_port=shared_port).start()
+            if self.opts.service_address and self.opts.host == self.opts.service_address.split("/")[0]:
+                # A standby listens on the address it does not hold yet: packets come once it leads.
+                await web.SockSite(self.runner, _freebind_socket(self.opts.host, self.opts.port)).start()
+            else:
+                await web.TCPSite(self.runner, self.opts.host, self.opts.port, backlog=1024,
+                                  reuse_port=shared_port).start()
         except OSError as exc:
             await self.runner.cleanup()
             self.events.close()
@@ -143,7 +154,7 @@ class Server:
                     await self._start_leader_parts()
                 elif not self.elector.leading() and self._leading:
                     await self._stop_leader_parts(self.elector.candidate.lost_because)
-        except ServeError as exc:  # another serve, not of this election, holds the output dir
+        except ServeError as exc:  # another serve (not of this election) holds the output dir; no address
             self.failure = exc
             self._stop.set()
         finally:
@@ -167,6 +178,9 @@ class Server:
         if self.httpboot is not None:
             self.httpboot.stop()
             self.httpboot = None
+        if self.address is not None:  # last: the LAN moves to the next leader once nothing answers here
+            await self.address.stop()
+            self.address = None
         if self.elector is not None and self._owns_output:
             log.warning("stopped serving PXE and the boot API: %s", why)
             self.events.record(Event(EventKind.LEADING_STOPPED, source="serve", message=why,
@@ -178,6 +192,14 @@ class Server:
         """What only one process may do: the state file, dnsmasq, TFTP, the HTTP Boot responder, the
         other workers."""
         self._leading = True
+        if self.opts.service_address:  # first: dnsmasq binds the addresses the interface has when it starts
+            self.address = Holder([sys.executable, "-m", GUARDIAN, "--", sys.executable, "-m", ADDRESS_HOLDER,
+                                   self.opts.service_interface, self.opts.service_address],
+                                  env={**os.environ, "BOOTSTRAP_GUARDIAN_PARENT": str(os.getpid())})
+            try:
+                await self.address.start()
+            except OSError as exc:
+                raise ServeError(str(exc)) from None
         self._write_state()
         self.events.record(Event(EventKind.SERVE_STARTED, source="serve", detail={"url": self.url, "pid": os.getpid()}))
         if self.opts.dhcp == Dhcp.proxy or self.opts.tftp == Tftp.dnsmasq:
@@ -281,6 +303,16 @@ async def serve_forever(opts: ServeSettings) -> None:
             loop.remove_signal_handler(sig)
     if server.failure:
         raise server.failure
+
+
+def _freebind_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
 
 
 def _check_port_free(host: str, port: int) -> None:

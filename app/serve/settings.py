@@ -128,6 +128,8 @@ class ServeSettings:
     log_format: LogFormat = LogFormat.text
     worker: int = 0  # which one this process is; 0 is the leader, which owns everything but HTTP
     election: LeaseSettings | None = None  # --leader-elect: PXE and the boot API only while holding the Lease
+    service_address: str | None = None  # ADDR/PREFIX the leader holds (cluster/address.py), with --leader-elect
+    service_interface: str | None = None  # where it holds it
 
     @property
     def leader(self) -> bool:
