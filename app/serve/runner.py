@@ -145,6 +145,7 @@ class Server:
                 await self.elector.changed()
                 if self.elector.leading() and not self._leading:
                     await asyncio.to_thread(self.events.follow, False)  # the last leader's final lines
+                    self.events.reopen()  # the file the last leader wrote: it may have compacted it
                     if self.opts.leader:
                         claim.claim(self.opts.output)
                         self._owns_output = True

@@ -108,8 +108,9 @@ class Holder:
         except TimeoutError:
             line = b""
         if line.decode().strip() != HELD:
+            process = self.process
             await self.stop()
-            err = (await self.process.stderr.read()).decode(errors="replace").strip()
+            err = (await process.stderr.read()).decode(errors="replace").strip()
             raise OSError(f"the service address holder failed: {err or 'no answer'}")
 
     async def stop(self) -> None:

@@ -14,8 +14,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from app.serve.cluster.lease_api import Conflict, LeaseApi, Unreachable
 from app.serve.cluster.leader import Act, Candidate, Role, released, rfc3339
+from app.serve.cluster.lease_api import Conflict, LeaseApi, Unreachable
 from app.serve.settings import LeaseSettings
 
 log = logging.getLogger("bootstrap_node.leader")
