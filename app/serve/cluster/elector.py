@@ -33,6 +33,8 @@ class Elector:
         self.holder = ""  # who the Lease named when last read (for a standby's answers)
         self._changed = asyncio.Event()
         self._attempt: asyncio.Future | None = None
+        self._attempt_began = 0.0
+        self._abandoned = -1.0  # when the round the fence gave up on began: its late success grants nothing
         self._complained = ""
 
     def leading(self) -> bool:
@@ -47,13 +49,13 @@ class Elector:
         """Campaign, lead, fence, forever (until cancelled)."""
         while True:
             role = self.candidate.role
-            began = self.clock()
             if self._attempt is None:  # one request at a time: a hung one is waited out as a standby
-                self._attempt = asyncio.ensure_future(asyncio.to_thread(self._try, began))
+                self._attempt_began = self.clock()
+                self._attempt = asyncio.ensure_future(asyncio.to_thread(self._try, self._attempt_began))
             try:
                 await asyncio.wait_for(asyncio.shield(self._attempt), self._budget())
-            except TimeoutError:
-                pass  # only a leader has a budget: fenced below, the request finishes in the background
+            except TimeoutError:  # only a leader has a budget: fenced below, the request ends in the background
+                self._abandoned = self._attempt_began
             else:
                 self._attempt = None
             self.candidate.fence(self.clock())
@@ -87,7 +89,9 @@ class Elector:
             else:
                 self.api.replace(decision.write, lease.version)
             self.holder = self.settings.identity
-            candidate.wrote(True, began, self.clock())
+            # A round abandoned at the fence grants nothing even if it got through: the next round
+            # finds the Lease still ours and renews it with a fresh deadline.
+            candidate.wrote(began != self._abandoned, began, self.clock())
             self._complained = ""
         except Conflict:
             candidate.wrote(False, began, self.clock(), conflict=True)
