@@ -26,7 +26,7 @@ from app.serve.app import BOOT, build_app
 from app.serve.boot.service import BootService
 from app.serve.boot.services import Services
 from app.serve.boot.store import MatchboxStore
-from app.serve.cluster.address import Holder
+from app.serve.cluster.address import Holder, own_address
 from app.serve.cluster.elector import Elector
 from app.serve.cluster.gate import standby_gate
 from app.serve.cluster.lease_api import LeaseApi, connect
@@ -113,8 +113,12 @@ class Server:
             if shared_port and self.opts.leader:
                 _check_port_free(self.opts.host, self.opts.port)
             if self.opts.service_address and self.opts.host == self.opts.service_address.split("/")[0]:
-                # A standby listens on the address it does not hold yet: packets come once it leads.
+                # A standby listens on the address it does not hold yet: packets come once it leads. And
+                # on its own address of that interface, so that each replica can be probed (/healthz).
                 await web.SockSite(self.runner, _freebind_socket(self.opts.host, self.opts.port)).start()
+                own = own_address(self.opts.service_interface)
+                if own is not None and own != self.opts.host:
+                    await web.TCPSite(self.runner, own, self.opts.port, backlog=1024).start()
             else:
                 await web.TCPSite(self.runner, self.opts.host, self.opts.port, backlog=1024,
                                   reuse_port=shared_port).start()

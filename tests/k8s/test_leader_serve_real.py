@@ -143,6 +143,12 @@ def test_only_the_leader_answers_pxe_and_the_standby_takes_over(tree, lan):
         assert not dhcp_open(lan, standby) and not holds_service(lan, standby)
         status, body = lan.http("client", f"http://{SERVICE}:8080/healthz")
         assert (status, body) == (200, b"leader\n")
+        # The standby, on its own address: alive, not ready, and nothing of the boot API.
+        own = f"http://{REPLICAS[standby][1]}:8080"
+        assert lan.http("client", f"{own}/healthz") == (200, b"standby\n")
+        assert lan.http("client", f"{own}/readyz")[0] == 503
+        status, body = lan.http("client", f"{own}/ignition?mac=52:54:00:00:00:11")
+        assert status == 503 and b"holds the Lease" in body and b"ignition" not in body.lower(), body
         assert probe(lan, ipxe=True)["file"] == f"http://{SERVICE}:8080/boot.ipxe"
         assert client_mac_for_service(lan) == REPLICAS[leader][0]
         # The standby wrote nothing: one leader, one start, in the shared log.

@@ -12,6 +12,7 @@ dies takes the address with it. So the address is held only while a serve that l
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import signal
 import socket
@@ -24,6 +25,7 @@ HELD = "held"  # the line the holder prints once the address is up and announced
 ANNOUNCEMENTS = 3  # gratuitous ARPs sent, RETRY_SECONDS apart: one may be lost on a busy LAN
 RETRY_SECONDS = 0.5
 ETH_P_ARP = 0x0806
+SIOCGIFADDR = 0x8915  # linux/sockios.h
 
 
 def parse(text: str) -> ipaddress.IPv4Interface:
@@ -57,6 +59,17 @@ def announce(interface: str, address: ipaddress.IPv4Address) -> None:
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as raw:
         raw.bind((interface, ETH_P_ARP))
         raw.send(frame)
+
+
+def own_address(interface: str) -> str | None:
+    """The interface's primary IPv4 address (SIOCGIFADDR), None without one. The service address
+    is added as a secondary one, so this is the replica's own."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            answer = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", interface.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(answer[20:24])
 
 
 def ip(*args: str) -> subprocess.CompletedProcess:
