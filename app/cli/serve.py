@@ -39,6 +39,9 @@ from app.serve.settings import (
 )
 
 
+POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
 @command()
 def serve(
     paths: Paths,
@@ -76,7 +79,8 @@ def serve(
              "(docs/high-availability.md); a standby answers 503.")] = False,
     kubeconfig: Annotated[Path | None, typer.Option(
         help="Kubeconfig for --leader-elect; without it, the in-cluster config of the pod it runs in.")] = None,
-    lease_namespace: Annotated[str, typer.Option(help="Namespace of the Lease.")] = LeaseSettings.namespace,
+    lease_namespace: Annotated[str | None, typer.Option(
+        help="Namespace of the Lease; default the pod's own namespace in a pod, else default.")] = None,
     lease_name: Annotated[str, typer.Option(help="Name of the Lease.")] = LeaseSettings.name,
     identity: Annotated[str | None, typer.Option(
         help="This replica's name in the Lease; default HOSTNAME_PID.")] = None,
@@ -140,12 +144,23 @@ def election_settings(leader_elect: bool, kubeconfig: Path | None, workers: int,
                    "worker processes yet")
     if kubeconfig is not None and not kubeconfig.is_file():
         raise fail(f"--kubeconfig {kubeconfig}: no such file")
+    if lease.get("namespace") is None:
+        lease["namespace"] = pod_namespace() if kubeconfig is None else LeaseSettings.namespace
     settings = LeaseSettings(identity=identity if identity is not None else default_identity(),
                              kubeconfig=kubeconfig.resolve() if kubeconfig else None, **lease)
     problems = settings.problems()
     if problems:
         raise fail("--leader-elect: " + "; ".join(problems))
     return settings
+
+
+def pod_namespace() -> str:
+    """The namespace of the pod this runs in (its ServiceAccount's), or `default` outside a pod: the
+    Lease then lives next to the replicas, where their Role grants them leases."""
+    try:
+        return POD_NAMESPACE.read_text().strip() or LeaseSettings.namespace
+    except OSError:
+        return LeaseSettings.namespace
 
 
 def service_settings(leader_elect: bool, address: str | None, interface: str | None) -> dict:

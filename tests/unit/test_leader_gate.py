@@ -4,6 +4,8 @@ health always; readiness on the leader only. And `serve --leader-elect`'s option
 
 from __future__ import annotations
 
+import os
+
 from aiohttp.test_utils import TestClient, TestServer
 
 from app.events import EventLog
@@ -80,3 +82,12 @@ def test_leader_elect_options_are_checked(tmp_path):
     run = cli(*base, "--leader-elect", "--kubeconfig", str(tmp_path / "missing"))
     assert run.returncode == 1 and "no such file" in run.stderr
     assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
+def test_without_a_kubeconfig_outside_a_pod_serve_says_so(tmp_path):
+    (tmp_path / "out" / "matchbox").mkdir(parents=True)
+    run = cli("--output", str(tmp_path / "out"), "serve", "--listen", "127.0.0.1:1", "--assets", str(tmp_path),
+              "--leader-elect", env={"PATH": os.environ["PATH"]})
+    assert run.returncode == 1, run.stderr
+    assert "cannot load the in-cluster config (not in a pod? pass --kubeconfig)" in run.stderr
+    assert not (tmp_path / "out" / "events.jsonl").exists() and not (tmp_path / "out" / "serve.json").exists()
