@@ -38,7 +38,6 @@ from app.serve.settings import (
     default_identity,
 )
 
-
 POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
