@@ -2,7 +2,8 @@
 electing through a Lease on the real API server: only the leader runs dnsmasq (port 67 open in its
 namespace only) and holds bootstrap.ip; a PXE client and HTTP reach it there. Killed with SIGKILL,
 its dnsmasq and its address go with it, and the standby starts its own and takes the address over;
-the client's ARP entry follows the gratuitous ARP and PXE answers again from the new leader.
+the client's ARP entry follows the gratuitous ARP and PXE answers again from the new leader; a node
+that took its install config from the first leader gets its final config from the second.
 
 The control plane's namespace is joined to the LAN's bridge; each replica reaches cp-1's address
 through it (the API server's certificate names that address).
@@ -28,12 +29,15 @@ from tests.root.lan import Lan, events
 from tests.root.netns import require_root_tools, sh
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import wait_for
+from tests.support.secrets import cluster_secrets, leaked
+from tests.support.serve import credential_in
 
 SUBNET = "10.235.0"
 SERVICE = f"{SUBNET}.2"  # bootstrap.ip of the generated tree: what the nodes are told to use
 CP_ON_LAN = f"{SUBNET}.9"
 REPLICAS = {"r1": ("52:54:00:bb:00:01", f"{SUBNET}.3"), "r2": ("52:54:00:bb:00:02", f"{SUBNET}.4")}
 CLIENT = ("52:54:00:bb:00:50", f"{SUBNET}.50")
+NODE = ("52:54:00:00:00:11", f"{SUBNET}.11")  # cp-1, which installs across the takeover
 IPXE_DIR = Path("/usr/lib/ipxe")
 LEASE, RENEW, RETRY = 4, 3.0, 0.5
 LATENCY = 1.5  # what API round trips and a busy 2-core machine may add to a bound (seconds)
@@ -69,6 +73,7 @@ def lan(control_plane, tmp_path):
             lan.add(name, mac, ip)
             sh("ip", "-n", lan.machines[name], "route", "add", f"{control_plane.advertise_address}/32", "via", CP_ON_LAN)
         lan.add("client", *CLIENT)
+        lan.add("node", *NODE)
         sh("ip", "link", "add", "bnhacp", "type", "veth", "peer", "name", "bnhacp2")
         sh("ip", "link", "set", "bnhacp", "netns", lan.server)
         sh("ip", "-n", lan.server, "link", "set", "bnhacp", "master", "br0", "up")
@@ -151,6 +156,13 @@ def test_only_the_leader_answers_pxe_and_the_standby_takes_over(tree, lan):
         assert status == 503 and b"holds the Lease" in body and b"ignition" not in body.lower(), body
         assert probe(lan, ipxe=True)["file"] == f"http://{SERVICE}:8080/boot.ipxe"
         assert client_mac_for_service(lan) == REPLICAS[leader][0]
+        # cp-1 starts installing from this leader: PXE opens its window, it takes its install config.
+        url = f"http://{SERVICE}:8080"
+        status, script = lan.http("node", f"{url}/ipxe?mac={NODE[0]}")
+        assert status == 200 and b"kernel " in script
+        status, install = lan.http("node", f"{url}/ignition?mac={NODE[0]}")
+        assert status == 200
+        credential = credential_in(install)
         # The standby wrote nothing: one leader, one start, in the shared log.
         kinds = [e["kind"] for e in events(out)]
         assert leading_events(out) == [leader] and kinds.count("serve-started") == 1, kinds
@@ -172,6 +184,10 @@ def test_only_the_leader_answers_pxe_and_the_standby_takes_over(tree, lan):
         assert probe(lan)["file"] == "undionly.kpxe"
         assert probe(lan, ipxe=True)["file"] == f"http://{SERVICE}:8080/boot.ipxe"
         assert lan.http("client", f"http://{SERVICE}:8080/healthz") == (200, b"leader\n")
+        # cp-1, mid-install, goes on with the new leader: its window and credential came through the log.
+        status, final = lan.http("node", f"{url}/ignition?mac={NODE[0]}&os=installed",
+                                 {"Authorization": f"Bearer {credential}"})
+        assert status == 200 and "ca.key" in leaked(final, cluster_secrets(out))
         print(f"serve takeover after SIGKILL: dnsmasq and address on the standby {took:.2f} s after the kill "
               f"(lease {LEASE} s, retry {RETRY} s), load {os.getloadavg()[0]:.1f}")
         # The killed one comes back as a standby; the leader stops cleanly: it releases the Lease after
