@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from app.cluster import load_cluster
-from app.cluster.preflight import missing_assets
+from app.cluster.preflight import fetch_environments, missing_assets
 from tests.support.addon_modules import addon, member, module_zip
 from tests.support.paths import REPO, flatcar_version_of
 from tests.support.processes import wait_for
@@ -243,3 +243,24 @@ def test_another_release_needs_its_own_sum(tmp_path, mirror, signing_key):
     assert not [path for path, _ in log if path.startswith("/proxy/")]
     wrong = fetch(tmp_path / "assets", None, signing_key, {**env, "FLANNEL_SHA256": "0" * 64})
     assert wrong.returncode == 1 and "checksum mismatch" in wrong.stderr
+
+
+def test_the_image_build_takes_a_built_cilium_cli_from_its_context(tmp_path, mirror, signing_key):
+    """Download mode with ASSETS_DIR holding bin/cilium (scripts/cilium-cli-binary's build): the image's
+    /assets/bin/cilium, which the runtime stage puts on PATH, is that binary, and it runs."""
+    from tests.integration.test_cilium_cli import VERSION, cilium  # cilium() skips when it is not built
+    env, _, _ = mirror
+    _, public, key_id = signing_key
+    cluster, _ = load_cluster(SINGLE)
+    context = tmp_path / "context"
+    (context / "bin").mkdir(parents=True)
+    shutil.copy(cilium(), context / "bin" / "cilium")
+    dest = tmp_path / "assets"
+    script = REPO / "app" / "asset_scripts" / "fetch-and-verify"
+    for arch_env in fetch_environments(cluster):
+        done = subprocess.run(["sh", str(script), "download", str(context), str(dest)], capture_output=True, text=True,
+                              env={**os.environ, **env, **arch_env, "FLATCAR_SIGNING_KEY": str(public),
+                                   "FLATCAR_SIGNING_KEY_ID": key_id, "ARGOCD_VERSION": "none"}, timeout=300)
+        assert done.returncode == 0, done.stderr
+    version = subprocess.run([str(dest / "bin" / "cilium"), "version", "--client"], capture_output=True, text=True)
+    assert f"cilium-cli: {VERSION}" in version.stdout
