@@ -145,3 +145,21 @@ def test_the_disk_report_is_bounded_and_valid_json_whatever_the_firmware_says(ou
     assert len(first["model"]) == 64 and first["model"].startswith("ABC[31m<script>")
     assert all(" " <= c <= "~" and c not in '"\\' for d in disks for v in d.values() if isinstance(v, str) for c in v)
     assert disks[1]["name"] == "sdrebootb"
+
+
+def test_the_disk_report_with_this_machines_real_lsblk(out, tmp_path):  # noqa: F811
+    """The report's function with util-linux's own lsblk (no stand-in): valid JSON naming exactly the
+    disks lsblk lists here, with their sizes in bytes."""
+    lsblk = shutil.which("lsblk")
+    if lsblk is None or shutil.which("bash") is None:
+        pytest.skip("needs bash and util-linux's lsblk")
+    real = subprocess.run([lsblk, "-dbno", "NAME,SIZE"], capture_output=True, text=True).stdout.split()
+    if not real:
+        pytest.skip("lsblk sees no block device here")
+    script = files_of(ignition(out, "worker-1-install"))["/opt/bootstrap-node/install.sh"].decode()
+    start = script.index("byid=/dev/disk/by-id")
+    function = script[start:script.index("report installing", start)]
+    run = subprocess.run(["bash", "-c", f"set -eu\n{function}\ndisks_json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    reported = json.loads(run.stdout)
+    assert [(d["name"], d["size"]) for d in reported] == [(n, int(s)) for n, s in zip(real[::2], real[1::2])][:32]
