@@ -162,4 +162,4 @@ def test_the_disk_report_with_this_machines_real_lsblk(out, tmp_path):  # noqa: 
     run = subprocess.run(["bash", "-c", f"set -eu\n{function}\ndisks_json"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     reported = json.loads(run.stdout)
-    assert [(d["name"], d["size"]) for d in reported] == [(n, int(s)) for n, s in zip(real[::2], real[1::2])][:32]
+    assert [(d["name"], d["size"]) for d in reported] == [(n, int(s)) for n, s in zip(real[::2], real[1::2], strict=True)][:32]
