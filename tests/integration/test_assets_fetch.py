@@ -83,13 +83,13 @@ def release_servers(tmp_path, signing_key):
 
 
 def fetch(dest: Path, source: Path | None, key=None, env: dict | None = None,
-          extra: list[str] | None = None) -> subprocess.CompletedProcess:
+          extra: list[str] | None = None, config: Path = SINGLE) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env or {})}
     if key:
         _, public, key_id = key
         env |= {"FLATCAR_SIGNING_KEY": str(public), "FLATCAR_SIGNING_KEY_ID": key_id}
     where = ["--from", str(source)] if source else []
-    return subprocess.run([sys.executable, "-m", "app", "--config", str(SINGLE), "assets", "fetch", str(dest), *where, *(extra or [])],
+    return subprocess.run([sys.executable, "-m", "app", "--config", str(config), "assets", "fetch", str(dest), *where, *(extra or [])],
                           cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -264,3 +264,21 @@ def test_the_image_build_takes_a_built_cilium_cli_from_its_context(tmp_path, mir
         assert done.returncode == 0, done.stderr
     version = subprocess.run([str(dest / "bin" / "cilium"), "version", "--client"], capture_output=True, text=True)
     assert f"cilium-cli: {VERSION}" in version.stdout
+
+
+def test_a_gitops_cluster_gets_argo_cds_manifest_from_its_pinned_tree(tmp_path, mirror, signing_key):
+    """Argo CD's real 58 MB release tree, served by the (local) module proxy: checked against its pin,
+    then only manifests/install.yaml extracted, as `wait` applies it."""
+    env, log, served = mirror
+    argocd = addon("ARGOCD")
+    zip_path, _ = module_zip(argocd)
+    proxy = served.parents[4]  # served is proxy/github.com/flannel-io/flannel/@v/<version>.zip
+    (proxy / argocd.proxy_path).parent.mkdir(parents=True)
+    shutil.copy(zip_path, proxy / argocd.proxy_path)
+    config = tmp_path / "gitops.yaml"
+    config.write_text(SINGLE.read_text() + "\ngitops: {repo: https://git.example.com/infra.git}\n")
+    dest = tmp_path / "assets"
+    done = fetch(dest, None, signing_key, env, config=config)
+    assert done.returncode == 0, done.stderr
+    assert (dest / "gitops" / "argo-cd.yaml").read_bytes() == member(zip_path, argocd, argocd.manifest)
+    assert (f"/proxy/{argocd.proxy_path}", 0) in log
