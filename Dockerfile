@@ -21,7 +21,9 @@ ARG FLANNEL_SHA256=
 ARG ARGOCD_VERSION=
 ARG ARGOCD_SHA256=
 ARG MODULE_PROXY_URL=https://proxy.golang.org
-ARG CILIUM_CLI_VERSION=v0.16.24
+# The cilium CLI's release tarball, only with its sha256 (GitHub assets: not pinnable from here). v0.20.0 is
+# the release cilium v1.20's CHANGELOG moved to. Or build it: scripts/cilium-cli-binary, then ASSETS_DIR/bin/.
+ARG CILIUM_CLI_VERSION=v0.20.0
 ARG CILIUM_CLI_SHA256=
 # More system extensions from the sysext bakery, by release: "containerd-2.0.4 nvidia-runtime-v1.17.5".
 ARG SYSEXTS=
