@@ -69,12 +69,36 @@ def _call(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, q
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise Transient(f"{method} {path}: {_reason(exc)}") from None
     status = response.status
+    if _invalid_patch(status, response.data):
+        raise Fatal(f"{method} {path}: HTTP {status}: {response.data[:300].decode(errors='replace')}")
     if status >= 500 or status == 429:
         raise Transient(f"{method} {path}: HTTP {status}")
     if status >= 400:
         kind = Conflict if status == 409 else Fatal
         raise kind(f"{method} {path}: HTTP {status}: {response.data[:300].decode(errors='replace')}")
     return response.data
+
+
+# A server-side apply whose object does not fit the schema (a field of the wrong type) is answered
+# 500 InternalError by kube-apiserver, not 422: the same object fails every time, so it is not worth
+# retrying until the deadline. The phrase is the API server's own (structured-merge-diff's typed patch).
+INVALID_PATCH = "failed to create typed patch object"
+
+
+def _invalid_patch(status: int, body) -> bool:
+    if status != 500 or not body:
+        return False
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+    return INVALID_PATCH in text[:4096]
+
+
+def _status_message(body) -> str:
+    """The message of a Status body, else the body itself."""
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        return str(json.loads(text).get("message") or text)
+    except (ValueError, AttributeError):
+        return text
 
 
 def _reason(exc: Exception) -> str:
@@ -87,6 +111,8 @@ def _classify_api(exc: ApiException, what: str) -> Exception:
         if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate verify failed" in reason:
             return _classify_tls(exc)
         return Transient(f"{what}: {reason.split(': ', 1)[-1][:200]}")
+    if _invalid_patch(exc.status, exc.body):
+        return Fatal(f"{what}: HTTP {exc.status}: {_status_message(exc.body)[:300]}")
     if exc.status >= 500 or exc.status == 429:
         return Transient(f"{what}: HTTP {exc.status}")
     if exc.status in (401, 403):

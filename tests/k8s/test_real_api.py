@@ -195,12 +195,19 @@ def test_argo_cds_crds_are_established_and_the_root_application_applies(control_
     app_object = kube.get(api, f"/apis/argoproj.io/v1alpha1/namespaces/{ARGOCD_NAMESPACE}/applications/root")
     assert app_object["spec"] == root["spec"]
     # the real schema is enforced (the old stand-in CRD kept every field): an Application without its
-    # destination is refused. (A field of the wrong type is a 500 from server-side apply, not a 422.)
+    # destination is refused.
     broken = {**root, "metadata": {**root["metadata"], "name": "broken"},
               "spec": {k: v for k, v in root["spec"].items() if k != "destination"}}
     with pytest.raises(kube.Fatal) as refused:
         applier.apply(kube.Manifest("gitops", 0, broken))
     assert "HTTP 422" in str(refused.value) and "destination" in str(refused.value)
+    # A field of the wrong type: the real server answers server-side apply with 500 InternalError, not
+    # 422. It is still the object's fault, so it is Fatal at once (not retried until wait's deadline).
+    mistyped = {**root, "metadata": {**root["metadata"], "name": "mistyped"},
+                "spec": {**root["spec"], "project": 7}}
+    with pytest.raises(kube.Fatal) as refused:
+        applier.apply(kube.Manifest("gitops", 0, mistyped))
+    assert "HTTP 500" in str(refused.value) and "project" in str(refused.value)
 
 
 def _established(api, name: str) -> bool:
