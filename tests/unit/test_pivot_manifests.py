@@ -14,7 +14,7 @@ import yaml
 from app import pki
 from app.cluster import load_cluster
 from app.cluster.fields import parse_mac
-from app.cluster.model import Node, NodePxe
+from app.cluster.model import Cluster, Node, NodePxe
 from app.events.model import Phase
 from app.pivot import crds, rbac
 from app.pivot.manifests import PivotInput, PivotInputError, parse_selector, render, to_yaml
@@ -192,3 +192,8 @@ def test_every_node_field_has_a_machine_field():
     """A new cluster.yaml node field must be given a home in the Machine (or this fails)."""
     covered = {"name", "role", "mac", "ip", "install_disk", "allow_kernel_disk_name", "arch", "power", "bmc", "pxe"}
     assert set(Node.model_fields) == covered
+
+
+def test_every_cluster_yaml_section_has_a_property_so_the_server_prunes_none():
+    """An unknown top-level field would be pruned silently by the API server: unpivot would lose it."""
+    assert set(crds.cluster_spec()["properties"]) == set(Cluster.model_fields) - {"nodes"}
