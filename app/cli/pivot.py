@@ -47,7 +47,8 @@ def _refused(exc: Exception) -> typer.Exit:
 @command("pivot")
 def pivot_command(
     paths: Paths,
-    kubeconfig: Kubeconfig,
+    kubeconfig: Annotated[Path | None, typer.Option(help="kubeconfig of the new cluster (its current context), a "
+                                                         "cluster admin's; not needed with --dry-run.")] = None,
     image: Annotated[str, typer.Option(help="The appliance image the nodes can pull.")] = DEFAULT_IMAGE,
     namespace: Namespace = "bootstrap-node",
     node_selector: Annotated[str, typer.Option(help="key=value: the nodes on the provisioning network.")]
@@ -76,6 +77,8 @@ def pivot_command(
     if dry_run:
         typer.echo(to_yaml(objects), nl=False)
         return
+    if kubeconfig is None:
+        raise fail("pass --kubeconfig (the new cluster's, a cluster admin's), or --dry-run to print the manifests")
     sender = _api(kubeconfig, timeout)
     try:
         outcome = sender.apply(objects, dry_run=server_dry_run)

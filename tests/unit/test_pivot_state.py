@@ -36,15 +36,20 @@ NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 TEMPLATES = {"addons/10-team.yaml": b"kind: Namespace\n", "cni/flannel.yaml": b"# mine\n", "logo.bin": b"\xff\x00\xfe"}
 
 
-@pytest.fixture(scope="module")
-def output(tmp_path_factory) -> Path:
-    """An output directory as generate and wait leave it: the credentials, the record, join tokens."""
-    out = tmp_path_factory.mktemp("state") / "output"
+def write_credentials(out: Path) -> Path:
+    """A fresh credentials/ as `generate` writes it (also for tests/unit/test_pivot_cli.py)."""
     for name, (data, mode) in pki.to_files(pki.create_secrets(NOW)).items():
         path = out / "credentials" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         path.chmod(mode)
+    return out
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory) -> Path:
+    """An output directory as generate and wait leave it: the credentials, the record, join tokens."""
+    out = write_credentials(tmp_path_factory.mktemp("state") / "output")
     (out / CLUSTER_RECORD).write_text('{"ca": "sha256:ab", "server": "https://10.0.0.10:6443"}\n')
     (out / JOIN_TOKENS).write_text('{"worker-1": {"token": "abcdef.0123456789abcdef"}}\n')
     return out
