@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.cluster import load_cluster
-from app.cluster_record import CLUSTER_RECORD, JOIN_TOKENS
 from app.pivot import rbac
 from app.pivot.apply import path_of
 from app.pivot.manifests import PivotInput, render
 from app.pivot.state import CREDENTIAL_KEYS, CREDENTIALS_SECRET, TEMPLATES_CONFIGMAP, read_state
 from app.wait import kube
 from tests.support.paths import EXAMPLE
+from tests.unit.test_pivot_state import as_wait_leaves_it, write_templates
 
 NS = "bootstrap-node"
 SA_USER = f"system:serviceaccount:{NS}:{rbac.SERVICE_ACCOUNT}"
@@ -44,18 +44,12 @@ def output(generated_k8s, tmp_path_factory) -> Path:
     """The generated tree as `wait` leaves it: with the cluster record and a join token."""
     out = tmp_path_factory.mktemp("pivot") / "output"
     shutil.copytree(generated_k8s, out, symlinks=True)
-    (out / CLUSTER_RECORD).write_text('{"ca": "sha256:00", "server": "https://10.0.0.10:6443"}\n')
-    (out / JOIN_TOKENS).write_text('{"worker-1": {"token": "abcdef.0123456789abcdef"}}\n')
-    return out
+    return as_wait_leaves_it(out)
 
 
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("templates")
-    for rel, text in TEMPLATES.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
+    return write_templates(tmp_path_factory.mktemp("templates"), {k: v.encode() for k, v in TEMPLATES.items()})
 
 
 def pivot(control_plane, output, templates, *more: str):

@@ -49,18 +49,26 @@ def write_credentials(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def output(tmp_path_factory) -> Path:
     """An output directory as generate and wait leave it: the credentials, the record, join tokens."""
-    out = write_credentials(tmp_path_factory.mktemp("state") / "output")
+    return as_wait_leaves_it(write_credentials(tmp_path_factory.mktemp("state") / "output"))
+
+
+def as_wait_leaves_it(out: Path) -> Path:
+    """`out` with the cluster record and a join token, as `wait` and day-2 `generate` add them."""
     (out / CLUSTER_RECORD).write_text('{"ca": "sha256:ab", "server": "https://10.0.0.10:6443"}\n')
     (out / JOIN_TOKENS).write_text('{"worker-1": {"token": "abcdef.0123456789abcdef"}}\n')
     return out
 
 
-@pytest.fixture(scope="module")
-def templates(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("templates")
-    for rel, data in TEMPLATES.items():
+def write_templates(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
+    return root
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory) -> Path:
+    root = write_templates(tmp_path_factory.mktemp("templates"), TEMPLATES)
     (root / ".hidden").write_text("an editor's swap file")
     return root
 
