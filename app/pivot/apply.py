@@ -141,7 +141,7 @@ class Sender:
     def wait_established(self, name: str) -> None:
         def established() -> None:
             crd = kube.get(self.api, f"{CRD_PATH}/{name}")
-            conditions = crd.get("status", {}).get("conditions", [])
+            conditions = (crd.get("status") or {}).get("conditions") or []  # null until the server looks
             if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
                 raise kube.Transient(f"CustomResourceDefinition {name} is not Established yet")
         self._retry(established, f"CustomResourceDefinition {name}")
