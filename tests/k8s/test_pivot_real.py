@@ -225,7 +225,8 @@ def test_pivot_with_too_little_rights_exits_5_with_the_servers_message(control_p
     result = cli("--config", str(EXAMPLE), "--output", str(output), "--templates", str(templates), "pivot",
                  "--kubeconfig", str(as_service_account), "--namespace", "elsewhere", "--timeout", "30")
     assert result.exit_code == 5, said(result)
-    assert "the API server refused" in result.output and "forbidden" in result.output
+    assert "the API server refused" in result.output and "RBAC: this kubeconfig's user may not" in result.output
+    assert f'User "{SA_USER}" cannot patch resource "namespaces"' in result.output  # the server's own words
     assert "Traceback" not in result.output
 
 
