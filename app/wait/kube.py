@@ -75,6 +75,8 @@ def _call(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, q
     status = response.status
     if status >= 500 or status == 429:
         raise Transient(f"{method} {path}: HTTP {status}")
+    if status == 403:
+        raise Forbidden(f"{method} {path}: HTTP 403: {_message(response.data)}")
     if status >= 400:
         kind = Conflict if status == 409 else Fatal
         raise kind(f"{method} {path}: HTTP {status}: {response.data[:300].decode(errors='replace')}")
@@ -93,9 +95,7 @@ def _classify_api(exc: ApiException, what: str) -> Exception:
         return Transient(f"{what}: {reason.split(': ', 1)[-1][:200]}")
     if exc.status >= 500 or exc.status == 429:
         return Transient(f"{what}: HTTP {exc.status}")
-    if exc.status == 403:
-        return Forbidden(f"{what}: HTTP 403: {_message(exc.body)}")
-    if exc.status == 401:
+    if exc.status in (401, 403):
         return Fatal(f"{what}: HTTP {exc.status}: the API server refused credentials/admin.kubeconfig "
                      "(was the cluster made with another CA? see --rotate-secrets)")
     kind = Conflict if exc.status == 409 else Fatal
@@ -107,7 +107,7 @@ def _message(body) -> str:
     try:
         return str(json.loads(body)["message"])[:500]
     except (TypeError, ValueError, KeyError):
-        return str(body or "")[:300]
+        return (body or b"")[:300].decode(errors="replace")
 
 
 def _classify_tls(exc: Exception) -> Exception:
