@@ -82,8 +82,10 @@ def node_from_machine(machine: dict) -> Node:
 
 
 def settings_from_cluster(cluster: Cluster, namespace: str) -> dict:
-    """The ProvisioningCluster: cluster.yaml without its nodes, named for the cluster."""
-    spec = cluster.model_dump(mode="json", exclude={"nodes"}, exclude_none=True)
+    """The ProvisioningCluster: cluster.yaml without its nodes, named for the cluster, and without
+    `kubeadm_token`: a secret has no place in an object RBAC treats as configuration. The token is
+    not lost: `generate` wrote it to credentials/bootstrap-token, which moves as a Secret."""
+    spec = cluster.model_dump(mode="json", exclude={"nodes": True, "cluster": {"kubeadm_token"}}, exclude_none=True)
     return {"apiVersion": API_VERSION, "kind": PROVISIONING_CLUSTER,
             "metadata": {"name": cluster.cluster.name, "namespace": namespace,
                          "labels": {CLUSTER_LABEL: cluster.cluster.name}},

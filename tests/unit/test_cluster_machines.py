@@ -4,6 +4,7 @@ clear error."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -98,3 +99,14 @@ def test_bad_settings_name_the_cluster_object():
     settings["spec"]["cni"] = "weave"
     with pytest.raises(MachineError, match="ProvisioningCluster lab: cni: "):
         cluster_from_objects(settings, [machine_from_node(cluster.nodes[0], "ns", "lab", 0)])
+
+
+def test_the_bootstrap_token_stays_out_of_the_cluster_object():
+    """cluster.yaml's kubeadm_token is a secret; it travels in the credentials Secret, never here."""
+    cluster, _ = load_cluster(EXAMPLE)
+    token = "abcdef.0123456789abcdef"
+    with_token = cluster.model_copy(update={"cluster": cluster.cluster.model_copy(update={"kubeadm_token": token})})
+    settings = settings_from_cluster(with_token, "ns")
+    assert token not in json.dumps(settings)
+    machines = [machine_from_node(n, "ns", "lab", i) for i, n in enumerate(cluster.nodes)]
+    assert cluster_from_objects(settings, machines) == cluster  # the same cluster.yaml, without the token
