@@ -277,6 +277,26 @@ def test_unpivot_gives_back_what_pivot_took(control_plane, pivoted, output, temp
     assert again.exit_code == 2 and "exists and is not empty" in again.output
 
 
+def test_a_machine_added_with_kubectl_comes_back_in_cluster_yaml(control_plane, pivoted, tmp_path):
+    control_plane.kubectl("apply", "-f", "-", stdin=machine("worker-7", mac="52:54:00:00:00:77",
+                                                            addresses=["10.0.0.77"]))
+    try:
+        result = cli("--output", str(tmp_path / "back"), "unpivot", "--kubeconfig", str(control_plane.admin_conf))
+        assert result.exit_code == 0, said(result)
+    finally:
+        control_plane.kubectl("delete", "machine", "worker-7", "-n", NS)
+    nodes = load_cluster(tmp_path / "back" / "cluster.yaml")[0].nodes
+    assert [n.name for n in nodes] == [n.name for n in load_cluster(EXAMPLE)[0].nodes] + ["worker-7"]
+    assert (nodes[-1].mac, str(nodes[-1].ip), nodes[-1].role) == ("52:54:00:00:00:77", "10.0.0.77", "worker")
+
+
+def test_kubectl_shows_the_cluster_settings(control_plane, pivoted):
+    lines = control_plane.kubectl("get", "provisioningclusters", "-n", NS).stdout.splitlines()
+    assert lines[0].split() == ["NAME", "KUBERNETES", "FLATCAR", "AGE"]
+    cluster, _ = load_cluster(EXAMPLE)
+    assert lines[1].split()[:3] == ["lab", cluster.cluster.k8s_version, cluster.cluster.flatcar_version]
+
+
 def test_an_unreachable_api_exits_3_without_a_traceback(control_plane, output, templates, tmp_path):
     config = yaml.safe_load(control_plane.admin_conf.read_text())
     config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
