@@ -8,7 +8,6 @@ refused an object (RBAC, validation: its own message is printed).
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -21,14 +20,15 @@ from app.exitcodes import ExitCode
 Kubeconfig = Annotated[Path, typer.Option(help="kubeconfig of the new cluster (its current context), with rights to "
                                                "create CRDs and RBAC: a cluster admin's.")]
 Namespace = Annotated[str, typer.Option(help="Namespace for the appliance and its objects.")]
-Timeout = Annotated[float, typer.Option(help="Seconds to keep retrying while the API server does not answer.")]
+Timeout = Annotated[float, typer.Option(help="Seconds to keep retrying a call while the API server does not "
+                                              "answer (or a new CRD is not served yet).")]
 DEFAULT_IMAGE = f"bootstrap-node:{__version__}"
 
 
 def _api(kubeconfig: Path, timeout: float):
     from app.pivot.apply import KubeconfigError, Sender, Unreachable, connect
     try:
-        sender = Sender(connect(kubeconfig), time.monotonic() + timeout)
+        sender = Sender(connect(kubeconfig), timeout)
         sender.ready()
     except KubeconfigError as exc:
         raise fail(str(exc), ExitCode.UNREADABLE) from None

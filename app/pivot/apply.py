@@ -80,19 +80,20 @@ class Outcome:
 
 
 class Sender:
-    """Applies objects in order; transient failures (connection refused, 5xx, a kind not served yet)
-    are retried until `deadline` (monotonic seconds), then they raise Unreachable."""
+    """Applies objects in order; a transient failure (connection refused, 5xx, a kind not served yet)
+    is retried for up to `timeout` seconds per call, then raises Unreachable."""
 
-    def __init__(self, api, deadline: float, *, sleep: Callable[[float], None] = time.sleep, poll: float = 1.0,
+    def __init__(self, api, timeout: float, *, sleep: Callable[[float], None] = time.sleep, poll: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
-        self.api, self.deadline, self.sleep, self.poll, self.clock = api, deadline, sleep, poll, clock
+        self.api, self.timeout, self.sleep, self.poll, self.clock = api, timeout, sleep, poll, clock
 
     def _retry(self, action, what: str):
+        deadline = self.clock() + self.timeout
         while True:
             try:
                 return action()
             except kube.Transient as exc:
-                if self.clock() > self.deadline:
+                if self.clock() > deadline:
                     raise Unreachable(f"{what}: {exc}") from None
                 self.sleep(self.poll)
 
