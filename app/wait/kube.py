@@ -31,6 +31,10 @@ class Conflict(Fatal):
     """HTTP 409: the object to create exists already."""
 
 
+class Forbidden(Fatal):
+    """HTTP 403: these credentials are known, and RBAC (or admission) refused the call; the server's message."""
+
+
 @dataclass(frozen=True)
 class Manifest:
     """One object of an add-on file, with where it came from (for messages)."""
@@ -73,6 +77,8 @@ def _call(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, q
         raise Fatal(f"{method} {path}: HTTP {status}: {response.data[:300].decode(errors='replace')}")
     if status >= 500 or status == 429:
         raise Transient(f"{method} {path}: HTTP {status}")
+    if status == 403:
+        raise Forbidden(f"{method} {path}: HTTP 403: {_message(response.data)}")
     if status >= 400:
         kind = Conflict if status == 409 else Fatal
         raise kind(f"{method} {path}: HTTP {status}: {response.data[:300].decode(errors='replace')}")
@@ -120,6 +126,14 @@ def _classify_api(exc: ApiException, what: str) -> Exception:
                      "(was the cluster made with another CA? see --rotate-secrets)")
     kind = Conflict if exc.status == 409 else Fatal
     return kind(f"{what}: HTTP {exc.status}: {(exc.body or '')[:300]}")
+
+
+def _message(body) -> str:
+    """A Status object's message, else the body's start."""
+    try:
+        return str(json.loads(body)["message"])[:500]
+    except (TypeError, ValueError, KeyError):
+        return (body or b"")[:300].decode(errors="replace")
 
 
 def _classify_tls(exc: Exception) -> Exception:
@@ -218,11 +232,13 @@ def replace(api: k8s.ApiClient, path: str, body: dict) -> dict:
     return json.loads(_call(api, "PUT", path, body=body, headers=JSON))
 
 
-def apply_at(api: k8s.ApiClient, path: str, body: dict) -> None:
-    """Server-side apply of one object whose resource path is known (no discovery needed)."""
-    _call(api, "PATCH", path, body=json.dumps(body),
-          headers={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-          query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+def apply_at(api: k8s.ApiClient, path: str, body: dict, *, dry_run: bool = False) -> dict:
+    """Server-side apply of one object whose resource path is known (no discovery needed); the
+    server's copy. `dry_run`: the server checks everything (admission too) and stores nothing."""
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + ([("dryRun", "All")] if dry_run else [])
+    return json.loads(_call(api, "PATCH", path, body=json.dumps(body),
+                            headers={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+                            query=query))
 
 
 def exists(api: k8s.ApiClient, path: str) -> bool:
