@@ -74,7 +74,7 @@ def _call(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, q
         raise Transient(f"{method} {path}: {_reason(exc)}") from None
     status = response.status
     if _invalid_patch(status, response.data):
-        raise Fatal(f"{method} {path}: HTTP {status}: {response.data[:300].decode(errors='replace')}")
+        raise Fatal(f"{method} {path}: HTTP {status}: {_message(response.data)}")
     if status >= 500 or status == 429:
         raise Transient(f"{method} {path}: HTTP {status}")
     if status == 403:
@@ -98,15 +98,6 @@ def _invalid_patch(status: int, body) -> bool:
     return INVALID_PATCH in text[:4096]
 
 
-def _status_message(body) -> str:
-    """The message of a Status body, else the body itself."""
-    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
-    try:
-        return str(json.loads(text).get("message") or text)
-    except (ValueError, AttributeError):
-        return text
-
-
 def _reason(exc: Exception) -> str:
     return str(getattr(exc, "reason", None) or exc).split(": ", 1)[-1][:200]
 
@@ -118,7 +109,7 @@ def _classify_api(exc: ApiException, what: str) -> Exception:
             return _classify_tls(exc)
         return Transient(f"{what}: {reason.split(': ', 1)[-1][:200]}")
     if _invalid_patch(exc.status, exc.body):
-        return Fatal(f"{what}: HTTP {exc.status}: {_status_message(exc.body)[:300]}")
+        return Fatal(f"{what}: HTTP {exc.status}: {_message(exc.body)}")
     if exc.status >= 500 or exc.status == 429:
         return Transient(f"{what}: HTTP {exc.status}")
     if exc.status in (401, 403):
@@ -133,7 +124,8 @@ def _message(body) -> str:
     try:
         return str(json.loads(body)["message"])[:500]
     except (TypeError, ValueError, KeyError):
-        return (body or b"")[:300].decode(errors="replace")
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+        return text[:300]
 
 
 def _classify_tls(exc: Exception) -> Exception:
