@@ -7,7 +7,7 @@ own package, and nothing in app/ imports in a circle.
     2  cluster/, credentials, cluster_record, status/
     3  render/, serve/, wait/, power/   (none of them imports another: serve never imports render,
                                          wait never imports serve)
-    4  generate, init
+    4  generate, init, pivot/
     5  cli/
     6  __main__
 
@@ -36,7 +36,7 @@ LAYERS = {
     1: {"app.generations", "app.events", "app.pki", "app.ignition", "app.gotemplate", "app.oci"},
     2: {"app.cluster", "app.credentials", "app.cluster_record", "app.status"},
     3: {"app.render", "app.serve", "app.wait", "app.power"},
-    4: {"app.generate", "app.init"},
+    4: {"app.generate", "app.init", "app.pivot"},
     5: {"app.cli"},
     6: {"app.__main__"},
 }
