@@ -46,6 +46,8 @@ class EventKind(str, Enum):
     LOG_COMPACTED = "log-compacted"  # the first line of a compacted log: what follows is the whole state
     SERVE_STARTED = "serve-started"
     SERVE_STOPPED = "serve-stopped"
+    LEADING = "leading"  # serve --leader-elect took the Lease: it answers PXE and the boot API from now on
+    LEADING_STOPPED = "leading-stopped"  # it lost or released the Lease and stopped its PXE children
     WORKER_RESTARTED = "worker-restarted"
     DNSMASQ_STARTED = "dnsmasq-started"
     DNSMASQ_READY = "dnsmasq-ready"

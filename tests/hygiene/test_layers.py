@@ -14,7 +14,7 @@ own package, and nothing in app/ imports in a circle.
 Inside serve/ the sub-packages are layered too:
 
     0  settings, errors
-    1  kernel/, guard/, transfer/
+    1  kernel/, guard/, transfer/, cluster/
     2  boot/, registry/, supervise/
     3  app
     4  runner
@@ -42,7 +42,7 @@ LAYERS = {
 }
 SERVE_LAYERS = {
     0: {"settings", "errors"},
-    1: {"kernel", "guard", "transfer"},
+    1: {"kernel", "guard", "transfer", "cluster"},
     2: {"boot", "registry", "supervise"},
     3: {"app"},
     4: {"runner"},
