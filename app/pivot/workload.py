@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from app.layout import PROXY_DHCP_PORT, TFTP_PORT
 from app.pivot.rbac import LEASE, SERVICE_ACCOUNT
+from app.serve.cluster.gate import HEALTH
 
 DEPLOYMENT = "bootstrap-node"
 REPLICAS = 2
@@ -56,9 +57,12 @@ def _container(w: Workload) -> dict:
                  "--leader-elect", "--lease-namespace", w.namespace, "--lease-name", LEASE,
                  "--identity", "$(POD_NAME)"],
         "env": env, "ports": ports, "resources": RESOURCES,
-        "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
-        "livenessProbe": {"tcpSocket": {"port": "http"}, "initialDelaySeconds": 15, "periodSeconds": 20,
-                          "failureThreshold": 3},
+        # /healthz answers on every replica, leader or standby; /readyz only on the leader, so it is not the
+        # readiness probe: a Ready standby is what lets a rolling update (no surge) move on to the next pod.
+        "readinessProbe": {"httpGet": {"path": HEALTH, "port": "http"}, "periodSeconds": 10,
+                           "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": HEALTH, "port": "http"}, "initialDelaySeconds": 15,
+                          "periodSeconds": 20, "failureThreshold": 3},
         "securityContext": {"privileged": False, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]}},
         "volumeMounts": [{"name": "output", "mountPath": "/output"}, {"name": "tmp", "mountPath": "/tmp"}],

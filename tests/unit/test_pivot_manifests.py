@@ -19,6 +19,7 @@ from app.events.model import Phase
 from app.pivot import crds, rbac
 from app.pivot.manifests import PivotInput, PivotInputError, parse_selector, render, to_yaml
 from app.pivot.state import State
+from app.serve.cluster import gate
 from tests.support.paths import EXAMPLE
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -111,7 +112,10 @@ def test_the_deployment(objects):
         "drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]}
     assert {(p["containerPort"], p["protocol"]) for p in container["ports"]} == {
         (8080, "TCP"), (67, "UDP"), (4011, "UDP"), (69, "UDP")}
-    assert container["readinessProbe"]["httpGet"]["port"] == container["livenessProbe"]["tcpSocket"]["port"] == "http"
+    # both probes ask /healthz, which a standby answers 200 too: /readyz (leader only) would keep the
+    # standby unready and stall a rolling update
+    for probe in (container["readinessProbe"], container["livenessProbe"]):
+        assert probe["httpGet"] == {"path": gate.HEALTH, "port": "http"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     assert container["image"] == "registry.example/bootstrap-node:1"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0  # host ports: never two on a node
