@@ -44,6 +44,7 @@ class Child:
         self.process: asyncio.subprocess.Process | None = None
         self.recent: deque[str] = deque(maxlen=20)
         self._stopping = False
+        self._unusable: str | None = None
 
     def program(self, binary: str) -> list[str]:
         """The program's command line, `binary` being its resolved path."""
@@ -55,6 +56,11 @@ class Child:
 
     def diagnose(self, lines: list[str]) -> str | None:
         """What to do about a known fatal message in these lines; None when none is known."""
+        return None
+
+    def unusable(self, text: str) -> str | None:
+        """What to do when this line says the program runs on but cannot do its job (it is then stopped
+        and not restarted: the same start would fail the same way); None for an ordinary line."""
         return None
 
     def command(self) -> list[str]:
@@ -76,6 +82,9 @@ class Child:
             code = await self.process.wait()
             if self._stopping:
                 return
+            if self._unusable is not None:
+                raise ChildFailed(f"{self.name} exited: serve stopped it: {self._unusable}\n"
+                                  + "\n".join(f"  {self.name}: {line}" for line in self.recent))
             lived = time.monotonic() - began
             self.on_event(Event(self.exited, source="serve", message=f"exit code {code} after {lived:.1f}s",
                                 detail={"code": code}))
@@ -103,6 +112,9 @@ class Child:
             event = self.on_line(text)
             if event is not None:
                 self.on_event(event)
+            if self._unusable is None and (reason := self.unusable(text)) is not None:
+                self._unusable = reason
+                process.terminate()  # the guardian stops the program; the loop then reads its last lines
 
     async def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True

@@ -28,6 +28,14 @@ class Chrony(Child):
     def program(self, binary: str) -> list[str]:
         return [binary, "-d", "-x", "-f", str(self.conf)]
 
+    def unusable(self, text: str) -> str | None:
+        # chronyd does not exit when it cannot bind its NTP port: it runs on and serves no one.
+        if "Could not open NTP socket" in text:
+            return ("it could not open its NTP socket: port 123 is taken by another NTP server on this host, "
+                    "or bootstrap.ip is not an address of this host (stop that server, or set "
+                    "bootstrap.time_server: false and point network.ntp at it)")
+        return None
+
     def diagnose(self, lines: list[str]) -> str | None:
         text = "\n".join(lines)
         if "Address already in use" in text:
