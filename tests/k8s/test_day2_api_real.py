@@ -63,6 +63,14 @@ def generate_on(control_plane, output: Path, config: Path) -> tuple[object, dict
 
 
 @pytest.fixture
+def output(output: Path) -> Path:
+    """The control plane's tree, copied and generated once more in place: its dnsmasq.conf names this
+    path, so a later generate changes only what the test is about."""
+    generate(output, EXAMPLE)
+    return output
+
+
+@pytest.fixture
 def running(control_plane, output, tmp_path) -> Path:
     """cp-1, worker-1 and worker-2 of the control plane's own tree, recorded as an existing cluster
     and installed; their Nodes Ready: the cluster.yaml."""

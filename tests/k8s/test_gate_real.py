@@ -25,15 +25,8 @@ from tests.support.gate import NAMES, client_groups, make_templates, run_wait, u
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import wait_for
 
-TEAM = """apiVersion: v1
-kind: Namespace
-metadata: {name: team-a}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: settings, namespace: team-a}
-data: {colour: blue}
-"""
+TEAM = ("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n---\n"
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: deployer, namespace: team-b}\n")
 FLANNEL = ["/api/v1/namespaces/kube-flannel", "/api/v1/namespaces/kube-flannel/serviceaccounts/flannel",
            "/apis/rbac.authorization.k8s.io/v1/clusterroles/flannel",
            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/flannel",
@@ -45,7 +38,7 @@ KURED = ["/api/v1/namespaces/kube-system/serviceaccounts/kured",
          "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles/kured",
          "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings/kured",
          "/apis/apps/v1/namespaces/kube-system/daemonsets/kured"]
-TEAM_OBJECTS = ["/api/v1/namespaces/team-a", "/api/v1/namespaces/team-a/configmaps/settings"]
+TEAM_OBJECTS = ["/api/v1/namespaces/team-b", "/api/v1/namespaces/team-b/serviceaccounts/deployer"]
 
 
 def config(tmp_path: Path, extra: str = "", cni: str = "flannel") -> Path:
