@@ -1,0 +1,102 @@
+"""Real nodes: kubelet with Debian's containerd, runc and CNI plugins (tests/support/kubelet_node.py).
+worker-1, in a network namespace of its own, joins the real control plane with its rendered join
+configuration (TLS bootstrap with the token and CA pin it carries); cp-1 gets its kubelet through
+`kubeadm init phase kubelet-start`; both go Ready; then `wait`'s gate runs against them.
+
+Skips, with the reason, where this host cannot run a kubelet (a package missing, no cgroups, the
+inotify instances used up); under BOOTSTRAP_NODE_REQUIRE_BUILT=1 (CI, which installs the packages) a
+missing package fails instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+
+from tests.support.control_plane import NetNS
+from tests.support.day2 import config_with, generate
+from tests.support.gate import run_wait
+from tests.support.kubelet_node import KUBELET_LEFTOVERS, KubeletNode, host_problem, wire
+from tests.support.processes import wait_for
+from tests.unit.test_generate import files_of
+
+READY_DEADLINE = 240.0  # TLS bootstrap, then the first status with the runtime's network ready
+WORKER = ("worker-1", "10.0.0.21", "10.244.1.0/24")
+
+
+def rendered(generated, node: str) -> dict[str, bytes]:
+    return files_of(json.loads((generated / "matchbox" / "ignition" / f"{node}.ign").read_text()))
+
+
+@pytest.fixture(scope="module")
+def nodes(control_plane, generated_k8s, tmp_path_factory):
+    problem = host_problem()
+    if problem:
+        if os.environ.get("BOOTSTRAP_NODE_REQUIRE_BUILT") == "1" and "Debian package" in problem:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    leftovers = [p for p in KUBELET_LEFTOVERS if not p.exists()]
+    name, address, subnet = WORKER
+    netns = NetNS(f"bn-k8s-{os.getpid()}-w1", []).create()
+    cp = KubeletNode("cp-1", control_plane.root, control_plane.bin, control_plane.netns, "10.244.0.0/24")
+    worker = KubeletNode(name, tmp_path_factory.mktemp(name), control_plane.bin, netns, subnet)
+    try:
+        wire(control_plane.netns, netns, address, 1)
+        cp.start_runtime(rendered(generated_k8s, "cp-1")["/etc/containerd/config.toml"].decode())
+        control_plane.init_phase("kubelet-start")  # writes its configuration; cannot start it (no systemd)
+        cp.start_kubelet(bootstrap=False)
+        files = rendered(generated_k8s, name)
+        worker.start_runtime(files["/etc/containerd/config.toml"].decode())
+        join = worker.join(files["/etc/kubernetes/kubeadm.yaml"].decode())
+        yield {"cp-1": cp, name: worker, "join": join}
+    finally:
+        worker.stop()
+        cp.stop()
+        netns.delete()
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def node(control_plane, name: str) -> dict:
+    run = control_plane.kubectl("get", "node", name, "-o", "json", check=False)
+    return json.loads(run.stdout) if run.returncode == 0 else {}
+
+
+def ready(control_plane, name: str) -> bool:
+    conditions = node(control_plane, name).get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_a_worker_joins_with_its_rendered_config_through_tls_bootstrap(control_plane, generated_k8s, nodes):
+    join = nodes["join"]
+    assert join.wait(timeout=READY_DEADLINE) == 0, nodes["worker-1"].log_tail("kubeadm-join")
+    assert "This node has joined the cluster" in nodes["worker-1"].log("kubeadm-join").read_text()
+    token = yaml.safe_load(rendered(generated_k8s, "worker-1")["/etc/kubernetes/kubeadm.yaml"])
+    token_id = token["discovery"]["bootstrapToken"]["token"].split(".")[0]
+    csrs = json.loads(control_plane.kubectl("get", "csr", "-o", "json").stdout)["items"]
+    mine = [c for c in csrs if c["spec"]["username"] == f"system:bootstrap:{token_id}"]
+    assert mine and all(any(k["type"] == "Approved" for k in c["status"].get("conditions", [])) for c in mine)
+    wait_for(lambda: ready(control_plane, "worker-1"), timeout=READY_DEADLINE, what="worker-1 to be Ready")
+    status = node(control_plane, "worker-1")["status"]
+    assert {"type": "InternalIP", "address": "10.0.0.21"} in status["addresses"]
+    assert status["nodeInfo"]["kubeletVersion"] == "v1.36.3"
+    assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+
+
+def test_the_gate_waits_for_real_nodes(control_plane, generated_k8s, nodes, tmp_path):
+    """`wait` for a cluster of cp-1 and worker-1, both kubelets of their own: Ready as they report it."""
+    output = tmp_path / "output"
+    shutil.copytree(generated_k8s, output, symlinks=True)
+    two = config_with(tmp_path, ["cp-1", "worker-1"])
+    generate(output, two)
+    for name in ("cp-1", "worker-1"):
+        wait_for(lambda name=name: ready(control_plane, name), timeout=READY_DEADLINE, what=f"{name} to be Ready")
+        assert node(control_plane, name)["status"]["nodeInfo"]["kubeletVersion"] == "v1.36.3"
+    result = run_wait(output, control_plane.server, None, "--nodes-timeout", "120", config=two)
+    assert result.exit_code == 0, result.output
+    assert "all 2 nodes Ready" in result.output
+    events = [json.loads(line) for line in (output / "events.jsonl").read_text().splitlines()]
+    assert sorted(e["node"] for e in events if e["kind"] == "ready") == ["cp-1", "worker-1"]
