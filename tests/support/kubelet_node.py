@@ -159,7 +159,7 @@ class KubeletNode:
         self._start("containerd", ["containerd", "--config", str(config)])
         self._poll(self.socket.exists, "containerd's socket", "containerd", 60)
 
-    def join(self, join_config: str) -> subprocess.Popen:
+    def join(self, join_config: str) -> None:
         """`kubeadm join` with the rendered configuration, in the node's root; the kubelet starts
         once kubeadm has written its configuration (kubeadm waits for it to bootstrap)."""
         (self.root / "kubeadm.yaml").write_text(join_config)
@@ -178,7 +178,12 @@ class KubeletNode:
         if kubeadm.poll() is not None:
             raise AssertionError(f"kubeadm join exited with {kubeadm.returncode}:\n{self.log_tail('kubeadm-join')}")
         self.start_kubelet(bootstrap=True)
-        return kubeadm
+
+    def wait_joined(self) -> int:
+        """kubeadm join's exit code; fails at once, with its log, when containerd or the kubelet die."""
+        join = self.processes["kubeadm-join"]
+        self._poll(lambda: join.poll() is not None, "end of kubeadm join", "kubeadm-join", JOIN_DEADLINE)
+        return join.returncode
 
     def start_kubelet(self, bootstrap: bool) -> None:
         """The kubelet with the configuration and flags kubeadm wrote, its paths under the root."""
