@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -19,7 +20,7 @@ import yaml
 from tests.support.control_plane import NetNS
 from tests.support.day2 import config_with, generate
 from tests.support.gate import run_wait
-from tests.support.kubelet_node import KUBELET_LEFTOVERS, KubeletNode, host_problem, wire
+from tests.support.kubelet_node import KUBELET_LEFTOVERS, KubeletNode, host_problem, mounts_under, wire
 from tests.support.processes import wait_for
 from tests.unit.test_generate import files_of
 
@@ -56,6 +57,7 @@ def nodes(control_plane, generated_k8s, tmp_path_factory):
         worker.stop()
         cp.stop()
         netns.delete()
+        assert not mounts_under(worker.root) and not mounts_under(cp.root / "var"), "a kubelet's mounts outlived it"
         for path in leftovers:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -83,6 +85,20 @@ def test_a_worker_joins_with_its_rendered_config_through_tls_bootstrap(control_p
     assert {"type": "InternalIP", "address": "10.0.0.21"} in status.get("addresses", []), status.get("addresses")
     assert status["nodeInfo"]["kubeletVersion"] == "v1.36.3"
     assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+
+
+def test_stopping_a_node_leaves_no_mount_behind(nodes, control_plane, tmp_path_factory):
+    """The kubelet mounts its root directory onto itself and the volumes of pods scheduled there;
+    teardown must take them away, or every later run finds them (and cannot delete its temp dirs)."""
+    spare = KubeletNode("spare", tmp_path_factory.mktemp("spare"), control_plane.bin, control_plane.netns, "")
+    (spare.root / "var" / "lib").mkdir(parents=True)
+    (spare.root / "var" / "lib" / "kubelet").mkdir()
+    subprocess.run(["mount", "--bind", str(spare.root / "var/lib/kubelet"), str(spare.root / "var/lib/kubelet")],
+                   check=True)
+    assert mounts_under(spare.root) == [str(spare.root / "var/lib/kubelet")]
+    spare.stop()
+    assert mounts_under(spare.root) == []
+    assert mounts_under(nodes["worker-1"].root), "a running kubelet mounts under its root"
 
 
 def test_the_gate_waits_for_real_nodes(control_plane, generated_k8s, nodes, tmp_path):

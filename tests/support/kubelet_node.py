@@ -80,6 +80,13 @@ def inotify_instances() -> int:
     return count
 
 
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or below `root` in this mount namespace."""
+    prefix = str(root).rstrip("/")
+    points = [line.split()[4].replace("\\040", " ") for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
 def containerd_config(rendered: str, root: Path) -> str:
     """The node's rendered containerd configuration with its state under `root`, the CNI plugins
     where Debian puts them, and cgroupfs (no systemd here)."""
@@ -223,6 +230,14 @@ class KubeletNode:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        """Its processes, then what the kubelet mounted under the root (its root directory, bound
+        onto itself, and the volumes of the pods scheduled there), deepest first."""
+        self._stop_processes()
+        for mount in sorted(mounts_under(self.root), key=len, reverse=True):
+            if subprocess.run(["umount", mount], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", mount], capture_output=True)  # busy: detach it
+
+    def _stop_processes(self) -> None:
         for name in ("kubeadm-join", "kubelet", "containerd"):
             proc = self.processes.get(name)
             if proc is None or proc.poll() is not None:
