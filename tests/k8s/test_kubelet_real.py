@@ -17,8 +17,9 @@ import subprocess
 import pytest
 import yaml
 
+from app.events import Event, append_event
 from tests.support.control_plane import NetNS
-from tests.support.day2 import config_with, generate
+from tests.support.day2 import EXAMPLE_NODES, WORKER_3, config_with, exists, generate
 from tests.support.gate import run_wait
 from tests.support.kubelet_node import KUBELET_LEFTOVERS, KubeletNode, host_problem, mounts_under, wire
 from tests.support.processes import wait_for
@@ -26,6 +27,7 @@ from tests.unit.test_generate import files_of
 
 READY_DEADLINE = 240.0  # TLS bootstrap, then the first status with the runtime's network ready
 WORKER = ("worker-1", "10.0.0.21", "10.244.1.0/24")
+NODE_MACS = {n["name"]: n["mac"] for n in EXAMPLE_NODES}
 
 
 def rendered(generated, node: str) -> dict[str, bytes]:
@@ -57,9 +59,9 @@ def nodes(control_plane, generated_k8s, tmp_path_factory):
         worker.stop()
         cp.stop()
         netns.delete()
-        assert not mounts_under(worker.root) and not mounts_under(cp.root / "var"), "a kubelet's mounts outlived it"
         for path in leftovers:
             shutil.rmtree(path, ignore_errors=True)
+        assert not mounts_under(worker.root) and not mounts_under(cp.root / "var"), "a kubelet's mounts outlived it"
 
 
 def node(control_plane, name: str) -> dict:
@@ -85,6 +87,38 @@ def test_a_worker_joins_with_its_rendered_config_through_tls_bootstrap(control_p
     assert {"type": "InternalIP", "address": "10.0.0.21"} in status.get("addresses", []), status.get("addresses")
     assert status["nodeInfo"]["kubeletVersion"] == "v1.36.3"
     assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+
+
+def test_a_node_added_on_day_2_joins_with_the_token_generate_minted(control_plane, generated_k8s, nodes, tmp_path,
+                                                                   tmp_path_factory):
+    """worker-3 added to the running cluster: `generate --server` mints its token Secret through the
+    API, and real kubeadm and kubelet join with the config that carries it (the Secret's groups are
+    what lets the controller-manager approve the kubelet's certificate request)."""
+    output = tmp_path / "output"
+    shutil.copytree(generated_k8s, output, symlinks=True)
+    three = config_with(tmp_path, ["cp-1", "worker-1"], [WORKER_3])
+    generate(output, three)
+    exists(output)
+    for name in ("cp-1", "worker-1"):
+        append_event(output, Event("installed", mac=NODE_MACS[name], node=name, source="node"))
+    result = generate(output, three, "--server", control_plane.server)
+    assert "fresh join tokens for worker-3" in result.output
+    config = rendered(output, "worker-3")
+    token_id = yaml.safe_load(config["/etc/kubernetes/kubeadm.yaml"])["discovery"]["bootstrapToken"]["token"][:6]
+    netns = NetNS(f"bn-k8s-{os.getpid()}-w3", []).create()
+    # A short root: the kubelet puts unix sockets under it (at most 108 bytes of path)
+    worker = KubeletNode("worker-3", tmp_path_factory.mktemp("worker-3"), control_plane.bin, netns, "10.244.3.0/24")
+    try:
+        wire(control_plane.netns, netns, WORKER_3["ip"], 3)
+        worker.start_runtime(config["/etc/containerd/config.toml"].decode())
+        worker.join(config["/etc/kubernetes/kubeadm.yaml"].decode())
+        assert worker.wait_joined() == 0, worker.log_tail("kubeadm-join")
+        wait_for(lambda: ready(control_plane, "worker-3"), timeout=READY_DEADLINE, what="worker-3 to be Ready")
+    finally:
+        worker.stop()
+        netns.delete()
+    csrs = json.loads(control_plane.kubectl("get", "csr", "-o", "json").stdout)["items"]
+    assert [c["spec"]["username"] for c in csrs if c["spec"]["username"] == f"system:bootstrap:{token_id}"]
 
 
 def test_stopping_a_node_leaves_no_mount_behind(nodes, control_plane, tmp_path_factory):

@@ -87,7 +87,7 @@ def mounts_under(root: Path) -> list[str]:
     return [p for p in points if p == prefix or p.startswith(prefix + "/")]
 
 
-def containerd_config(rendered: str, root: Path) -> str:
+def containerd_config(rendered: str, root: Path, sockets: Path) -> str:
     """The node's rendered containerd configuration with its state under `root`, the CNI plugins
     where Debian puts them, and cgroupfs (no systemd here)."""
     text = rendered.replace("SystemdCgroup = true", "SystemdCgroup = false")
@@ -95,8 +95,8 @@ def containerd_config(rendered: str, root: Path) -> str:
         raise ValueError("the rendered containerd configuration no longer sets SystemdCgroup")
     head, _, rest = text.partition("\n")  # `version = 2` stays first; top-level keys precede tables
     return (f'{head}\nroot = "{root}/var/lib/containerd"\nstate = "{root}/run/containerd"\n{rest}\n'
-            f'[grpc]\n  address = "{root}/run/containerd/containerd.sock"\n'
-            f'[ttrpc]\n  address = "{root}/run/containerd/containerd.sock.ttrpc"\n'
+            f'[grpc]\n  address = "{sockets}/containerd.sock"\n'
+            f'[ttrpc]\n  address = "{sockets}/containerd.sock.ttrpc"\n'
             f'[plugins."io.containerd.grpc.v1.cri".cni]\n  bin_dir = "{CNI_BIN}"\n'
             f'  conf_dir = "{root}/etc/cni/net.d"\n')
 
@@ -139,8 +139,14 @@ class KubeletNode:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
+    def sockets(self) -> Path:
+        """containerd's sockets: a unix socket's path must stay under 104 bytes, which a test's
+        temporary directory can exceed."""
+        return Path("/run") / f"bnk-{os.getpid()}-{self.name}"
+
+    @property
     def socket(self) -> Path:
-        return self.root / "run" / "containerd" / "containerd.sock"
+        return self.sockets / "containerd.sock"
 
     def log(self, name: str) -> Path:
         return self.root / "logs" / f"{name}.log"
@@ -161,8 +167,9 @@ class KubeletNode:
         for sub in ("etc/cni/net.d", "run/containerd", "var/lib/containerd"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "etc" / "cni" / "net.d" / "10-bridge.conflist").write_text(cni_config(self.pod_subnet))
+        self.sockets.mkdir(mode=0o700, exist_ok=True)
         config = self.root / "containerd.toml"
-        config.write_text(containerd_config(rendered_containerd, self.root))
+        config.write_text(containerd_config(rendered_containerd, self.root, self.sockets))
         self._start("containerd", ["containerd", "--config", str(config)])
         self._poll(self.socket.exists, "containerd's socket", "containerd", 60)
 
@@ -233,6 +240,7 @@ class KubeletNode:
         """Its processes, then what the kubelet mounted under the root (its root directory, bound
         onto itself, and the volumes of the pods scheduled there), deepest first."""
         self._stop_processes()
+        shutil.rmtree(self.sockets, ignore_errors=True)
         for mount in sorted(mounts_under(self.root), key=len, reverse=True):
             if subprocess.run(["umount", mount], capture_output=True).returncode != 0:
                 subprocess.run(["umount", "-l", mount], capture_output=True)  # busy: detach it
