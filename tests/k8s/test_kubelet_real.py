@@ -46,6 +46,9 @@ def nodes(control_plane, generated_k8s, tmp_path_factory):
     netns = NetNS(f"bn-k8s-{os.getpid()}-w1", []).create()
     cp = KubeletNode("cp-1", control_plane.root, control_plane.bin, control_plane.netns, "10.244.0.0/24")
     worker = KubeletNode(name, tmp_path_factory.mktemp(name), control_plane.bin, netns, subnet)
+    # Other tests leave Node objects standing in for kubelets; kubeadm join refuses to take over a
+    # Ready one of its name (as it should), so this node starts unregistered.
+    control_plane.register({name: None})
     try:
         wire(control_plane.netns, netns, address, 1)
         cp.start_runtime(rendered(generated_k8s, "cp-1")["/etc/containerd/config.toml"].decode())
@@ -108,6 +111,7 @@ def test_a_node_added_on_day_2_joins_with_the_token_generate_minted(control_plan
     netns = NetNS(f"bn-k8s-{os.getpid()}-w3", []).create()
     # A short root: the kubelet puts unix sockets under it (at most 108 bytes of path)
     worker = KubeletNode("worker-3", tmp_path_factory.mktemp("worker-3"), control_plane.bin, netns, "10.244.3.0/24")
+    control_plane.register({"worker-3": None})
     try:
         wire(control_plane.netns, netns, WORKER_3["ip"], 3)
         worker.start_runtime(config["/etc/containerd/config.toml"].decode())
