@@ -104,6 +104,7 @@ def test_a_node_added_on_day_2_joins_with_the_token_generate_minted(control_plan
     exists(output)
     for name in ("cp-1", "worker-1"):
         append_event(output, Event("installed", mac=NODE_MACS[name], node=name, source="node"))
+    control_plane.register({"worker-3": None})  # new to the cluster (another test may have left one)
     result = generate(output, three, "--server", control_plane.server)
     assert "fresh join tokens for worker-3" in result.output
     config = rendered(output, "worker-3")
@@ -111,7 +112,6 @@ def test_a_node_added_on_day_2_joins_with_the_token_generate_minted(control_plan
     netns = NetNS(f"bn-k8s-{os.getpid()}-w3", []).create()
     # A short root: the kubelet puts unix sockets under it (at most 108 bytes of path)
     worker = KubeletNode("worker-3", tmp_path_factory.mktemp("worker-3"), control_plane.bin, netns, "10.244.3.0/24")
-    control_plane.register({"worker-3": None})
     try:
         wire(control_plane.netns, netns, WORKER_3["ip"], 3)
         worker.start_runtime(config["/etc/containerd/config.toml"].decode())
