@@ -224,18 +224,7 @@ class ControlPlane:
         return path.read_bytes()[-size:].decode(errors="replace") if path.exists() else "(no log)"
 
     def stop(self) -> None:
-        for name in reversed(COMPONENTS):
-            proc = self.processes.get(name)
-            if proc is None or proc.poll() is not None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_groups(self.processes, reversed(COMPONENTS))
 
     # -- the rest of `kubeadm init`, against the live API server ------------------------------
 
@@ -306,6 +295,23 @@ class ControlPlane:
                                              "lastTransitionTime": now}]}}
         self.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", yaml.safe_dump(status),
                      kubeconfig=self.super_admin_conf)
+
+
+def stop_groups(processes: dict[str, subprocess.Popen], order) -> None:
+    """SIGTERM each named process's group (each was started in a session of its own), in `order`;
+    SIGKILL what is still there 20 s later."""
+    for name in order:
+        proc = processes.get(name)
+        if proc is None or proc.poll() is not None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 def addresses(cluster) -> list[str]:

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.control_plane import NetNS
+from tests.support.control_plane import NetNS, stop_groups
 
 CNI_BIN = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
@@ -239,22 +238,8 @@ class KubeletNode:
     def stop(self) -> None:
         """Its processes, then what the kubelet mounted under the root (its root directory, bound
         onto itself, and the volumes of the pods scheduled there), deepest first."""
-        self._stop_processes()
+        stop_groups(self.processes, ("kubeadm-join", "kubelet", "containerd"))
         shutil.rmtree(self.sockets, ignore_errors=True)
         for mount in sorted(mounts_under(self.root), key=len, reverse=True):
             if subprocess.run(["umount", mount], capture_output=True).returncode != 0:
                 subprocess.run(["umount", "-l", mount], capture_output=True)  # busy: detach it
-
-    def _stop_processes(self) -> None:
-        for name in ("kubeadm-join", "kubelet", "containerd"):
-            proc = self.processes.get(name)
-            if proc is None or proc.poll() is not None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
