@@ -1,7 +1,8 @@
 """Real nodes: kubelet with Debian's containerd, runc and CNI plugins (tests/support/kubelet_node.py).
 worker-1, in a network namespace of its own, joins the real control plane with its rendered join
 configuration (TLS bootstrap with the token and CA pin it carries); cp-1 gets its kubelet through
-`kubeadm init phase kubelet-start`; both go Ready; then `wait`'s gate runs against them.
+`kubeadm init phase kubelet-start`; both go Ready; then `wait`'s gate and `init --yes` run against
+them; and worker-3, added on day 2, joins with the token `generate --server` minted.
 
 Skips, with the reason, where this host cannot run a kubelet (a package missing, no cgroups, the
 inotify instances used up); under BOOTSTRAP_NODE_REQUIRE_BUILT=1 (CI, which installs the packages) a
@@ -18,11 +19,12 @@ import pytest
 import yaml
 
 from app.events import Event, append_event
+from tests.k8s.test_init_real import port_closed, start_init
 from tests.support.control_plane import NetNS
 from tests.support.day2 import EXAMPLE_NODES, WORKER_3, config_with, exists, generate
 from tests.support.gate import run_wait
 from tests.support.kubelet_node import KUBELET_LEFTOVERS, KubeletNode, host_problem, mounts_under, wire
-from tests.support.processes import wait_for
+from tests.support.processes import free_port, wait_for
 from tests.unit.test_generate import files_of
 
 READY_DEADLINE = 240.0  # TLS bootstrap, then the first status with the runtime's network ready
@@ -90,6 +92,26 @@ def test_a_worker_joins_with_its_rendered_config_through_tls_bootstrap(control_p
     assert {"type": "InternalIP", "address": "10.0.0.21"} in status.get("addresses", []), status.get("addresses")
     assert status["nodeInfo"]["kubeletVersion"] == "v1.36.3"
     assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+
+
+def test_inits_whole_gate_passes_on_real_nodes(control_plane, generated_k8s, nodes, tmp_path):
+    """`init --yes` for cp-1 and worker-1: serve, the gate on the real API, Ready as the kubelets
+    report it, the kubeconfig, and nothing left running."""
+    output = tmp_path / "output"
+    shutil.copytree(generated_k8s, output, symlinks=True)
+    two = config_with(tmp_path, ["cp-1", "worker-1"])
+    for name in ("cp-1", "worker-1"):
+        wait_for(lambda name=name: ready(control_plane, name), timeout=READY_DEADLINE, what=f"{name} to be Ready")
+    port = free_port()
+    proc = start_init(output, two, control_plane.server, port, "--nodes-timeout", "120")
+    try:
+        code = proc.wait(timeout=180)
+    finally:
+        proc.kill()
+    stdout, stderr = proc.communicate()
+    assert code == 0, stderr
+    assert "all 2 nodes Ready" in stdout and (output / "kubeconfig").stat().st_mode & 0o777 == 0o600
+    assert not (output / "serve.json").exists() and port_closed(port)
 
 
 def test_a_node_added_on_day_2_joins_with_the_token_generate_minted(control_plane, generated_k8s, nodes, tmp_path,
