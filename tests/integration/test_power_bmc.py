@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -137,22 +138,30 @@ def test_an_unreachable_bmc_says_so():
 
 
 # -- through cluster.yaml and the command line -------------------------------------------------------
-@pytest.fixture
-def config(emulators, tmp_path):
-    """The example cluster with cli-1 and cli-2 as cp-1 and worker-1 (Redfish), the others manual."""
-    rack, _ = emulators
-    secret = tmp_path / "bmc.pass"
-    secret.write_text(PASSWORD + "\n")
-    secret.chmod(0o600)
+def bmc_config(url: str, directory: Path, wrong_password_for: str | None = None) -> Path:
+    """The example cluster with cli-1 and cli-2 as cp-1 and worker-1 (Redfish at `url`), the others
+    manual; `wrong_password_for` (a system) gets a password file the BMC refuses. (tests/k8s/
+    test_init_real.py runs `init` with it against a real API server.)"""
+    secret, wrong = directory / "bmc.pass", directory / "wrong.pass"
+    for path, text in ((secret, PASSWORD), (wrong, "not-the-password")):
+        path.write_text(text + "\n")
+        path.chmod(0o600)
     # Without api_server_name: --online would also ask DNS for it, which this test is not about.
     text = "\n".join(x for x in EXAMPLE.read_text().splitlines() if "api_server_name:" not in x) + "\n"
     for node, system in (("cp-1", "cli-1"), ("worker-1", "cli-2")):
         line = next(x for x in text.splitlines() if x.startswith(f"  - {{name: {node},"))
-        text = text.replace(line, line[:-1] + f", power: redfish,\n     bmc: {{address: '{rack.url}', username: {USER},"
-                                                f" password_file: {secret}, system: {system}}}}}")
-    path = tmp_path / "cluster.yaml"
+        password = wrong if system == wrong_password_for else secret
+        text = text.replace(line, line[:-1] + f", power: redfish,\n     bmc: {{address: '{url}', username: {USER},"
+                                                f" password_file: {password}, system: {system}}}}}")
+    path = directory / "cluster.yaml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def config(emulators, tmp_path):
+    rack, _ = emulators
+    return bmc_config(rack.url, tmp_path)
 
 
 def test_validate_online_logs_in_and_reports_what_it_found(config, emulators):
@@ -236,62 +245,3 @@ def test_after_install_of_a_manual_node_touches_nothing(config):
     cluster, _ = load_cluster(config)
     assert after_install(cluster, cluster.nodes[1]) is None
     assert os.environ.get("UNUSED") is None  # the ways above were given their password directly
-
-
-def test_init_powers_on_through_bmcs_names_a_refusal_and_points_installed_nodes_at_disk(config, emulators, tmp_path):
-    """`init --yes`: cp-1 through its BMC, worker-1's BMC refuses the password (said, init goes on), the
-    others are asked for; cp-1 reports installed while init waits and gets its disk override."""
-    import subprocess
-    import sys
-
-    from tests.integration.test_init import NAMES
-    from tests.support.apiserver import StandInAPIServer, serving_cert
-    from tests.support.assets import standin_assets
-    from tests.support.gate import make_templates
-    from tests.support.paths import REPO
-    from tests.support.processes import wait_for as wait_until
-
-    rack, _ = emulators
-    wrong = tmp_path / "wrong.pass"
-    wrong.write_text("not-the-password\n")
-    wrong.chmod(0o600)
-    text = config.read_text().replace(f"password_file: {tmp_path / 'bmc.pass'}, system: cli-2",
-                                      f"password_file: {wrong}, system: cli-2")
-    config.write_text(text)
-    output = tmp_path / "output"
-    gen = subprocess.run([sys.executable, "-m", "app", "--config", str(config), "--output", str(output),
-                          "--templates", "/nonexistent", "generate", "--assets", "/nonexistent"],
-                         cwd=REPO, capture_output=True, text=True)
-    assert gen.returncode == 0, gen.stderr
-    creds = output / "credentials"
-    crt, key = serving_cert(creds / "ca.crt", creds / "ca.key", tmp_path)
-    with StandInAPIServer(creds / "ca.crt", crt, key, {n: None for n in NAMES}) as api:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--config", str(config), "--output", str(output), "--templates",
-             str(make_templates(tmp_path / "templates")), "init", "--yes", "--listen", f"127.0.0.1:{free_port()}",
-             "--dhcp", "none", "--tftp", "none", "--assets", str(standin_assets(tmp_path / "assets", config)),
-             "--ipxe-dir", "/nonexistent",
-             "--server", api.url, "--poll", "0.2", "--api-timeout", "30", "--nodes-timeout", "60"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
-        lines = []
-        try:
-            wait_until(lambda: (output / "serve.json").exists() or proc.poll() is not None, what="serve to start")
-            append_event(output, Event("installed", mac="52:54:00:00:00:11", node="cp-1", source="node"))
-            for line in proc.stdout:  # nodes stay NotReady, so init runs until it has said this
-                lines.append(line.rstrip())
-                if line.startswith("cp-1 installed"):
-                    break
-            api.nodes.update({n: 0.0 for n in NAMES})  # now let the cluster become healthy
-            code = proc.wait(timeout=60)
-        finally:
-            proc.kill()
-        lines += proc.stdout.read().splitlines()
-    out = "\n".join(lines)
-    assert code == 0, out
-    assert "cp-1 (redfish): network boot once, powering on" in out
-    assert f"power on failed: worker-1: BMC {rack.url} refused user '{USER}' (401)" in out
-    assert "Power on your nodes now (cp-2, cp-3, worker-2)" in out
-    assert "cp-1 installed; next boots from its disk: boot override now hdd (continuous)" in out
-    assert "not-the-password" not in out and PASSWORD not in out
-    assert PASSWORD not in "".join(p.read_text(errors="replace") for p in output.rglob("*") if p.is_file())
-    assert redfish(rack.url, system="cli-1").status().boot == "hdd (continuous)"

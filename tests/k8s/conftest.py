@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,14 @@ def generated_k8s(tmp_path_factory) -> Path:
     result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(out), "--templates", "/nonexistent",
                                       "generate", "--assets", "/nonexistent", "--ipxe-dir", "/nonexistent"])
     assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def output(generated_k8s, tmp_path) -> Path:
+    """A copy of the tree the control plane was made from (same credentials), one per test."""
+    out = tmp_path / "output"
+    shutil.copytree(generated_k8s, out, symlinks=True)
     return out
 
 

@@ -1,17 +1,18 @@
-"""A kube-apiserver stand-in that speaks the real protocol over real TLS.
+"""A kube-apiserver stand-in that speaks the real protocol over real TLS, for what a real server
+cannot be made to do on demand.
 
-A real control plane (tests/k8s/, built from source) judges what we send to Kubernetes: configs,
-RBAC, server-side apply, tokens, kubeadm-certs. This stand-in stays for what a real server cannot be
-made to do on demand: an API that answers late or not at all, bursts of 503 on apply, Nodes that
-become Ready on a schedule, Deployments that become Available and an Application that syncs with no
-kubelet or Argo CD running. It is not evidence that a real server accepts a request.
+A real control plane (tests/k8s/, built from source) judges everything we send to Kubernetes and
+every happy path: configs, RBAC, server-side apply, the gate reaching Ready, tokens, kubeadm-certs.
+This stand-in is kept ONLY for faults and states a real server does not show when asked: /readyz
+failing for a while before it answers, bursts of 503 on apply, a serving certificate from another CA
+(the real one is made from ours, and only one control plane runs at a time), and Deployments that
+become Available and an Argo CD Application that syncs (or never does) with no kubelet or Argo CD
+controller running. It is not evidence that a real server accepts a request.
 
 Its serving certificate is signed by the generated cluster CA (or any CA a test picks), and it
 requires client certificates signed by that CA, as a kubeadm API server does. It answers what
-`wait` uses: /readyz, /version, /api/v1/nodes (Ready conditions that change over time), API
-discovery, server-side apply (PATCH application/apply-patch+yaml with fieldManager), and create
-(POST to a collection: 409 when the name exists) and replace (PUT) of objects such as Secrets, each
-recorded with its server-assigned uid.
+`wait` uses: /readyz, /version, /api/v1/nodes (every listed node Ready), API discovery, server-side
+apply (PATCH application/apply-patch+yaml with fieldManager) and GET of what was applied.
 """
 
 from __future__ import annotations
@@ -70,16 +71,14 @@ class StandInAPIServer:
     client_ca: Path  # client certificates must be signed by this CA
     cert: Path
     key: Path
-    nodes: dict[str, float | None]  # name -> seconds after start when Ready; None = never
+    nodes: list[str]  # registered and Ready
     api_after: float = 0.0  # /readyz says 503 until then
     flaky_applies: int = 0  # answer the first N applies with 503
     deployments_after: float = 0.5  # a Deployment is Available this long after it is applied
     synced_after: float | None = 0.5  # the root Application syncs this long after it is applied
-    created: int = 0
     applied_at: dict[str, float] = field(default_factory=dict)
     applied: list[dict] = field(default_factory=list)
     objects: dict[str, dict] = field(default_factory=dict)
-    writes: list[tuple[str, str]] = field(default_factory=list)  # (method, object path) of creates/replaces
     port: int = 0
     started: float = 0.0
 
@@ -130,40 +129,7 @@ class StandInAPIServer:
         app.router.add_get("/apis/apps/v1/namespaces/{ns}/deployments", self._deployments)
         app.router.add_get("/{path:.*}", self._get)
         app.router.add_patch("/{path:.*}", self._apply)
-        app.router.add_post("/{path:.*}", self._create)
-        app.router.add_put("/{path:.*}", self._replace)
         return app
-
-    def secrets(self, namespace: str = "kube-system") -> dict[str, dict]:
-        """name -> Secret, as stored."""
-        prefix = f"/api/v1/namespaces/{namespace}/secrets/"
-        return {path[len(prefix):]: body for path, body in self.objects.items() if path.startswith(prefix)}
-
-    def _stored(self, path: str, body: dict) -> dict:
-        meta = {**body.get("metadata", {}), "uid": f"uid-{len(self.writes) + 1}",
-                "creationTimestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        self.objects[path] = {**body, "metadata": meta}
-        self.applied_at[path] = time.monotonic()
-        return self.objects[path]
-
-    async def _create(self, request):
-        if request.content_type != "application/json":
-            return web.json_response({"kind": "Status", "code": 415}, status=415)
-        body = json.loads(await request.read())
-        name = body.get("metadata", {}).get("name")
-        if not name:
-            return web.json_response({"kind": "Status", "code": 422, "message": "metadata.name required"}, status=422)
-        path = f"{request.path.rstrip('/')}/{name}"
-        if path in self.objects:
-            return web.json_response({"kind": "Status", "code": 409, "reason": "AlreadyExists"}, status=409)
-        self.writes.append(("POST", path))
-        return web.json_response(self._stored(path, body), status=201)
-
-    async def _replace(self, request):
-        if request.path not in self.objects:
-            return web.json_response({"kind": "Status", "code": 404, "reason": "NotFound"}, status=404)
-        self.writes.append(("PUT", request.path))
-        return web.json_response(self._stored(request.path, json.loads(await request.read())))
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -177,17 +143,9 @@ class StandInAPIServer:
         return web.Response(text="ok")
 
     async def _nodes(self, request):
-        items = []
-        for name, after in self.nodes.items():
-            if after is not None and after < 0:
-                continue  # never registered
-            ready = after is not None and self._elapsed() >= after
-            condition = {"type": "Ready", "status": "True" if ready else "False",
-                         "reason": "KubeletReady" if ready else "KubeletNotReady",
-                         "message": "kubelet is posting ready status" if ready else
-                         "container runtime network not ready: NetworkReady=false"}
-            items.append({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-                          "status": {"conditions": [condition]}})
+        ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}
+        items = [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": {"conditions": [ready]}}
+                 for name in self.nodes]
         return web.json_response({"apiVersion": "v1", "kind": "NodeList", "items": items})
 
     def _served(self) -> dict:
@@ -239,7 +197,6 @@ class StandInAPIServer:
         new = request.path not in self.objects
         if new or self.objects[request.path] != body:
             self.applied_at[request.path] = time.monotonic()
-        self.created += new
         self.objects[request.path] = body
         self.applied.append({"path": request.path, "fieldManager": request.query["fieldManager"],
                              "force": request.query.get("force"), "kind": body.get("kind")})

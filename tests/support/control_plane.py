@@ -12,7 +12,8 @@ the node's address and the control-plane VIP, so the rendered configuration is u
 addresses and well-known ports exist there, and no packet can leave it for the real network).
 The test enters that namespace for its own API calls (`inside()`: this thread only, and what it
 starts). The one thing changed is where files live: paths under /etc/kubernetes and /var/lib/etcd
-in the static pods' commands point into the root.
+in the static pods' commands point into the root. One thing is added: kube-apiserver writes an
+audit log of the appliance's own requests (tests/support/audit.py), which decides nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from tests.support.audit import Audit
 
 READY_DEADLINE = 180.0  # cold start of etcd + kube-apiserver on a loaded 2-core machine
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -102,6 +105,11 @@ class ControlPlane:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
+    def audit(self) -> Audit:
+        """The appliance's requests to this API server, as the server logged them."""
+        return Audit(self.root / "logs" / "audit.jsonl")
+
+    @property
     def _init(self) -> dict:
         return next(d for d in yaml.safe_load_all(self.config) if d and d["kind"] == "InitConfiguration")
 
@@ -166,7 +174,8 @@ class ControlPlane:
         return self
 
     def command(self, name: str) -> list[str]:
-        """The static pod's command as kubeadm wrote it, with its files in the root."""
+        """The static pod's command as kubeadm wrote it, with its files in the root (and, for
+        kube-apiserver, the audit log's flags)."""
         manifest = yaml.safe_load((self.etc / "manifests" / f"{name}.yaml").read_text())
         command = list(manifest["spec"]["containers"][0]["command"])
         out = [str(self.bin / command[0])]
@@ -174,6 +183,8 @@ class ControlPlane:
             for path in ROOT_PATHS:
                 arg = arg.replace(path, f"{self.root}{path}")
             out.append(arg)
+        if name == "kube-apiserver":
+            out += self.audit.flags(self.root / "audit-policy.yaml")
         return out
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -213,18 +224,7 @@ class ControlPlane:
         return path.read_bytes()[-size:].decode(errors="replace") if path.exists() else "(no log)"
 
     def stop(self) -> None:
-        for name in reversed(COMPONENTS):
-            proc = self.processes.get(name)
-            if proc is None or proc.poll() is not None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_groups(self.processes, reversed(COMPONENTS))
 
     # -- the rest of `kubeadm init`, against the live API server ------------------------------
 
@@ -264,12 +264,28 @@ class ControlPlane:
         return run
 
     def create_node(self, name: str, *, ready: bool = False) -> None:
-        """A Node object as a kubelet would register it (no kubelet runs here); Ready when asked."""
+        """A Node object as a kubelet would register it (no kubelet runs here); Ready when asked.
+        One that exists already is kept (the tier's tests share this control plane)."""
         node = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}}}
-        self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(node), kubeconfig=self.super_admin_conf)
+        run = self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(node), kubeconfig=self.super_admin_conf,
+                           check=False)
+        if run.returncode != 0 and "AlreadyExists" not in run.stderr:
+            raise ControlPlaneError(f"kubectl create node {name} failed ({run.returncode}):\n{run.stderr[-3000:]}")
         if ready:
             self.set_ready(name, True)
+
+    def register(self, states: dict[str, bool | None]) -> None:
+        """Nodes as kubelets would have left them: True Ready, False registered and NotReady for want
+        of a pod network, None not registered (its Node deleted if there was one)."""
+        for name, ready in states.items():
+            if ready is None:
+                self.kubectl("delete", "node", name, "--ignore-not-found", "--wait=false",
+                             kubeconfig=self.super_admin_conf)
+                continue
+            self.create_node(name)
+            self.set_ready(name, ready, "kubelet is posting ready status" if ready else
+                           "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady")
 
     def set_ready(self, name: str, ready: bool, message: str = "kubelet is posting ready status") -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -279,6 +295,23 @@ class ControlPlane:
                                              "lastTransitionTime": now}]}}
         self.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", yaml.safe_dump(status),
                      kubeconfig=self.super_admin_conf)
+
+
+def stop_groups(processes: dict[str, subprocess.Popen], order) -> None:
+    """SIGTERM each named process's group (each was started in a session of its own), in `order`;
+    SIGKILL what is still there 20 s later."""
+    for name in order:
+        proc = processes.get(name)
+        if proc is None or proc.poll() is not None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 def addresses(cluster) -> list[str]:

@@ -1,5 +1,5 @@
-"""The health gate against the TLS API-server stand-in: templates with add-ons, a stand-in for a
-generated tree, running `wait`, and reading the kubeconfig it writes."""
+"""Running `wait`'s health gate (against a real API server's URL, or the stand-in for faults),
+templates with add-ons, and reading the kubeconfig it writes."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def make_templates(root: Path, addons: dict[str, str] | None = None) -> Path:
     return root
 
 
-def api(output: Path, tmp_path: Path, nodes: dict, ca: str = "ca", **kw) -> StandInAPIServer:
+def api(output: Path, tmp_path: Path, nodes: list[str], ca: str = "ca", **kw) -> StandInAPIServer:
+    """The stand-in (for faults only: tests/support/apiserver.py) with `nodes` Ready."""
     creds = output / "credentials"
     if ca == "ca":
         crt, key = serving_cert(creds / "ca.crt", creds / "ca.key", tmp_path)
@@ -53,11 +54,13 @@ def api(output: Path, tmp_path: Path, nodes: dict, ca: str = "ca", **kw) -> Stan
     return StandInAPIServer(client_ca=creds / "ca.crt", cert=crt, key=key, nodes=nodes, **kw)
 
 
-def run_wait(output: Path, server: StandInAPIServer, templates: Path | None = None, *extra: str,
+def run_wait(output: Path, server: StandInAPIServer | str, templates: Path | None = None, *extra: str,
              config: Path = EXAMPLE):
+    """`wait` against the stand-in or a real API server's URL."""
     templates = templates or make_templates(output.parent / "default-templates")
+    url = server if isinstance(server, str) else server.url
     args = ["--config", str(config), "--output", str(output), "--templates", str(templates),
-            "wait", "--server", server.url, "--poll", "0.2", "--api-timeout", "20", "--nodes-timeout", "20", *extra]
+            "wait", "--server", url, "--poll", "0.2", "--api-timeout", "20", "--nodes-timeout", "20", *extra]
     return CliRunner().invoke(app, args)
 
 

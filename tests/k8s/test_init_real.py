@@ -1,0 +1,129 @@
+"""`init --yes` against the real control plane: generate's tree (the one the control plane was made
+from), the real serve (no dnsmasq: --dhcp none --tftp none) inside the control plane's network
+namespace, the health gate reaching Ready once the test registers the nodes as kubelets would, the
+user's kubeconfig, and nothing left running; and with BMCs (sushy-tools' Redfish emulator, started in
+that namespace too), nodes powered on and an installed one pointed at its disk while the gate waits."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from app.events import Event, append_event
+from tests.integration.test_power_bmc import SYSTEMS, bmc_config, redfish
+from tests.support.assets import standin_assets
+from tests.support.bmc import PASSWORD, USER, Emulator, sushy_emulator
+from tests.support.gate import NAMES, make_templates
+from tests.support.paths import EXAMPLE, REPO
+from tests.support.processes import free_port, wait_for
+
+
+def start_init(output: Path, config: Path, server: str, port: int, *extra: str, stdout=subprocess.PIPE) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "--config", str(config), "--output", str(output), "--templates",
+         str(make_templates(output.parent / "templates")), "init", "--yes", "--listen", f"127.0.0.1:{port}",
+         "--dhcp", "none", "--tftp", "none", "--assets", str(standin_assets(output.parent / "assets", config)),
+         "--ipxe-dir", "/nonexistent", "--server", server, "--poll", "0.2", "--api-timeout", "60",
+         "--bind", "address", *extra],  # loopback has no neighbour table
+        cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+
+
+def port_closed(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def gate_reached_api(output: Path, proc: subprocess.Popen) -> bool:
+    events = output / "events.jsonl"
+    return proc.poll() is not None or (events.exists() and "api-ready" in events.read_text())
+
+
+def test_init_yes_serves_waits_writes_kubeconfig_and_leaves_nothing(control_plane, output):
+    control_plane.register({n: None for n in NAMES if n != "cp-1"} | {"cp-1": False})
+    port = free_port()
+    proc = start_init(output, EXAMPLE, control_plane.server, port, "--nodes-timeout", "120")
+    try:
+        wait_for(lambda: (output / "serve.json").exists() or proc.poll() is not None, what="serve to start")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ipxe?mac=52:54:00:00:00:21") as r:
+            assert b"flatcar_production_pxe.vmlinuz" in r.read()  # serving while waiting
+        wait_for(lambda: gate_reached_api(output, proc), timeout=60, what="the gate to reach the API")
+        control_plane.register({n: True for n in NAMES})  # the kubelets join and report Ready
+        code = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    stdout, stderr = proc.communicate()
+    assert code == 0, stderr
+    assert "Power on your nodes now" in stdout and "all 5 nodes Ready" in stdout
+    kubeconfig = output / "kubeconfig"
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+    assert not (output / "serve.json").exists() and port_closed(port)
+    kinds = [json.loads(line)["kind"] for line in (output / "events.jsonl").read_text().splitlines()]
+    assert kinds.index("serve-started") < kinds.index("api-ready") < kinds.index("serve-stopped")
+    assert kinds.index("api-ready") < kinds.index("ready")
+
+
+def test_init_ctrl_c_stops_everything(control_plane, output):
+    control_plane.register({"worker-2": None})  # never joins
+    port = free_port()
+    proc = start_init(output, EXAMPLE, control_plane.server, port)
+    try:
+        wait_for(lambda: gate_reached_api(output, proc), timeout=60, what="the gate to reach the API")
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert code == 130, proc.stderr.read()
+    assert not (output / "serve.json").exists() and port_closed(port)
+    assert not (output / "kubeconfig").exists()
+
+
+@pytest.fixture
+def rack(control_plane, tmp_path):
+    """sushy-tools' emulator in the control plane's network namespace, where init runs."""
+    binary = sushy_emulator()
+    if binary is None:
+        pytest.skip("needs sushy-emulator (pip: sushy-tools, a test dependency)")
+    with control_plane.inside():
+        emulator = Emulator(tmp_path / "redfish", list(SYSTEMS.values()), binary)
+    yield emulator
+    emulator.stop()
+
+
+def test_init_powers_on_through_bmcs_names_a_refusal_and_points_installed_nodes_at_disk(
+        control_plane, rack, output, tmp_path):
+    """cp-1 through its BMC, worker-1's BMC refuses the password (said, init goes on), the others
+    are asked for; cp-1 reports installed while init waits and gets its disk override; the real API
+    then sees every node Ready."""
+    config = bmc_config(rack.url, tmp_path, wrong_password_for="cli-2")
+    control_plane.register({n: False for n in NAMES})  # registered, not Ready yet
+    proc = start_init(output, config, control_plane.server, free_port(), "--nodes-timeout", "120")
+    lines = []
+    try:
+        wait_for(lambda: (output / "serve.json").exists() or proc.poll() is not None, what="serve to start")
+        append_event(output, Event("installed", mac="52:54:00:00:00:11", node="cp-1", source="node"))
+        for line in proc.stdout:  # nodes stay NotReady, so init runs until it has said this
+            lines.append(line.rstrip())
+            if line.startswith("cp-1 installed"):
+                break
+        control_plane.register({n: True for n in NAMES})  # now the cluster becomes healthy
+        code = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    lines += proc.stdout.read().splitlines()
+    out = "\n".join(lines)
+    assert code == 0, out + proc.stderr.read()
+    assert "cp-1 (redfish): network boot once, powering on" in out
+    assert f"power on failed: worker-1: BMC {rack.url} refused user '{USER}' (401)" in out
+    assert "Power on your nodes now (cp-2, cp-3, worker-2)" in out
+    assert "cp-1 installed; next boots from its disk: boot override now hdd (continuous)" in out
+    assert "all 5 nodes Ready" in out
+    assert "not-the-password" not in out and PASSWORD not in out
+    assert PASSWORD not in "".join(p.read_text(errors="replace") for p in output.rglob("*") if p.is_file())
+    assert redfish(rack.url, system="cli-1").status().boot == "hdd (continuous)"
