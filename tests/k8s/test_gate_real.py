@@ -208,7 +208,10 @@ CILIUM_DS = "/apis/apps/v1/namespaces/kube-system/daemonsets/cilium"
 
 
 @pytest.fixture
-def cilium_on_path(tmp_path, monkeypatch) -> Path:
+def cilium_on_path(control_plane, tmp_path, monkeypatch) -> Path:
+    # The control plane is shared by the tier, and test_cilium_real installs Cilium for real: these
+    # tests start from a cluster without it (its DaemonSet is what `wait` looks for).
+    control_plane.kubectl("delete", "-n", "kube-system", "daemonset", "cilium", "--ignore-not-found")
     record = fake_cilium(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     return record
