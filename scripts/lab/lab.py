@@ -189,6 +189,9 @@ class Lab:
         image = self.assets / "flatcar" / version / "flatcar_production_image.bin.bz2"
         if not image.exists():  # flatcar-install's download target; the stand-in only checks it is there
             image.write_bytes(b"stand-in disk image")
+        signature = image.with_name(image.name + ".sig")
+        if not signature.exists():  # serve's preflight wants it beside the image, as flatcar-install does
+            signature.write_bytes(b"stand-in signature")
         self._standin_sysexts()
 
     def _standin_sysexts(self) -> None:
