@@ -84,20 +84,23 @@ def context_images() -> list[str]:
     return refs
 
 
-def build_image(engine: Engine, tag: str = TAG, assets_dir: Path = CONTEXT_ASSETS):
-    """Build the Dockerfile with `engine` from the context inputs; returns (client, inspected image).
-    A build that fails raises python_on_whales' DockerException (its output in stdout/stderr)."""
+def build_args(base: str, assets_dir: Path = CONTEXT_ASSETS) -> dict[str, str]:
+    """The air-gapped build's arguments: everything from the context, nothing downloaded."""
+    return {"BASE_IMAGE": base, "ASSETS": "context", "ASSETS_DIR": str(assets_dir.relative_to(REPO)),
+            "WHEELHOUSE": "build/wheels", "IMAGES": "context", "IMAGES_DIR": "build/container-images",
+            "SYSEXTS": SYSEXTS}
+
+
+def build_image(engine: Engine):
+    """Build the Dockerfile with `engine` from the context inputs; returns (client, inspected image)."""
     from python_on_whales import DockerClient
     client = DockerClient(client_call=engine.call)
     base = base_image(client, engine)
     context_inputs()
     context_images()
     started = time.monotonic()
-    client.legacy_build(REPO, file=REPO / "Dockerfile", tags=[tag], network="host", build_args={
-        "BASE_IMAGE": base, "ASSETS": "context", "ASSETS_DIR": str(assets_dir.relative_to(REPO)),
-        "WHEELHOUSE": "build/wheels", "IMAGES": "context", "IMAGES_DIR": "build/container-images",
-        "SYSEXTS": SYSEXTS})
-    built = client.image.inspect(tag)
+    client.legacy_build(REPO, file=REPO / "Dockerfile", tags=[TAG], network="host", build_args=build_args(base))
+    built = client.image.inspect(TAG)
     report = REPO / "build" / f"container-report-{engine.name}.txt"
     report.write_text(f"engine {engine.name}; build {time.monotonic() - started:.0f}s; "
                       f"size {built.size / 1e6:.0f} MB\n")
