@@ -23,11 +23,27 @@ FLATCAR = ("flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("preflight") / "output"
+    """A tree serve would serve with its built-in TFTP server: without the preflight, it would start."""
+    root = tmp_path_factory.mktemp("preflight")
+    (root / "ipxe").mkdir()
+    (root / "ipxe" / "undionly.kpxe").write_bytes(b"BIOS iPXE stand-in")
+    out = root / "output"
     done = cli("--config", str(EXAMPLE), "--output", str(out), "--templates", "/nonexistent", "generate",
-               "--assets", "/nonexistent", "--ipxe-dir", "/nonexistent")
+               "--assets", "/nonexistent", "--ipxe-dir", str(root / "ipxe"))
     assert done.returncode == 0, done.stderr
     return out
+
+
+def refused(argv: list[str], out: Path) -> subprocess.CompletedProcess:
+    """Run serve; it must exit on its own. One that starts serving instead is stopped and fails the test."""
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: proc.poll() is not None or (out / "serve.json").exists(), 60, "serve to refuse or start")
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        pytest.fail("serve started although files the nodes fetch are missing")
+    stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 def serve_argv(out: Path, assets: Path, http: int, tftp: int | None, *extra: str) -> list[str]:
@@ -54,8 +70,7 @@ def test_serve_names_each_missing_file_and_binds_nothing(generated, tmp_path):
         (assets / "flatcar" / version / name).unlink()
     (assets / "sysext" / "kubernetes-v1.36.3-x86-64.raw").unlink()
     http, tftp = free_port(), free_port(socket.SOCK_DGRAM)
-    done = subprocess.run(serve_argv(generated, assets, http, tftp), cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    done = refused(serve_argv(generated, assets, http, tftp), generated)
     assert done.returncode == 1, done.stderr
     assert "serve: the nodes could not install: 5 file(s) they fetch are not in" in done.stderr
     for name in FLATCAR:
@@ -70,8 +85,7 @@ def test_serve_names_each_missing_file_and_binds_nothing(generated, tmp_path):
 
 def test_an_empty_or_absent_assets_directory_is_refused_too(generated, tmp_path):
     for assets in (tmp_path / "absent", tmp_path):
-        done = subprocess.run(serve_argv(generated, assets, free_port(), free_port(socket.SOCK_DGRAM)), cwd=REPO,
-                              capture_output=True, text=True, timeout=60)
+        done = refused(serve_argv(generated, assets, free_port(), free_port(socket.SOCK_DGRAM)), generated)
         assert done.returncode == 1 and "file(s) they fetch are not in" in done.stderr, done.stderr
         assert f"{assets}/flatcar/{flatcar_version_of()}/flatcar_production_pxe.vmlinuz is missing" in done.stderr
 
