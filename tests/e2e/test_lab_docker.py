@@ -149,7 +149,9 @@ def test_kured_is_among_the_add_ons_init_applies(init):
 def test_teardown_in_the_container_ends_init(init):
     the_lab, docker, container = init
     done = docker.run("exec", container, "bootstrap-node", "teardown")
-    assert done.returncode == 0 and "stopped" in done.stdout, done.stdout + done.stderr
+    # init is the container's PID 1: once it exits the kernel kills the rest of the container, often
+    # teardown itself while it waits (137, SIGKILL) before it can say so; init's own exit is the proof.
+    assert done.returncode in (0, 137), done.stdout + done.stderr
     wait_for(lambda: not running(docker, container), 60, "init to exit")
     code = docker.run("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip()
     assert code == "130", logs(docker, container)
