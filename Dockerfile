@@ -13,19 +13,23 @@ ARG FLATCAR_VERSION=4593.2.5
 ARG FLATCAR_CHANNEL=stable
 ARG K8S_VERSION=v1.36.3
 ARG ARCH=amd64
-ARG FLANNEL_VERSION=v0.26.4
+# flannel's and Argo CD's manifests come from their release trees on the Go module proxy, checked against
+# the zip sha256 pinned in app/asset_scripts/addon-pins (which says how anyone can check a pin). Empty
+# means the pinned release; another release needs its zip's sha256 too. ARGOCD_VERSION=none skips Argo CD.
+ARG FLANNEL_VERSION=
 ARG FLANNEL_SHA256=
-ARG CILIUM_CLI_VERSION=v0.16.24
+ARG ARGOCD_VERSION=
+ARG ARGOCD_SHA256=
+ARG MODULE_PROXY_URL=https://proxy.golang.org
+# The cilium CLI's release tarball, only with its sha256 (GitHub assets: not pinnable from here). v0.20.0 is
+# the release cilium v1.20's CHANGELOG moved to. Or build it: scripts/cilium-cli-binary, then ASSETS_DIR/bin/.
+ARG CILIUM_CLI_VERSION=v0.20.0
 ARG CILIUM_CLI_SHA256=
-# Argo CD's manifests/install.yaml at tag v3.5.1 (argoproj/argo-cd commit 109ca7ca7113, 2026-08-12),
-# the file raw.githubusercontent.com serves for that tag; its images are quay.io/argoproj/argocd:v3.5.1.
-ARG ARGOCD_VERSION=v3.5.1
-ARG ARGOCD_SHA256=795a3a972224da6a7f9d32c3e946445f062b60fb46028476715affeb688236e3
 # More system extensions from the sysext bakery, by release: "containerd-2.0.4 nvidia-runtime-v1.17.5".
 ARG SYSEXTS=
 SHELL ["/bin/sh", "-eu", "-c"]
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
+ && apt-get install -y --no-install-recommends ca-certificates curl gnupg unzip \
  && rm -rf /var/lib/apt/lists/*
 COPY app/asset_scripts/ /usr/local/lib/bootstrap-node/
 COPY app/cluster/flatcar-releases.txt /usr/local/lib/bootstrap-node/
@@ -34,6 +38,7 @@ RUN FLATCAR_VERSION="$FLATCAR_VERSION" FLATCAR_CHANNEL="$FLATCAR_CHANNEL" K8S_VE
     ARCH="$ARCH" FLANNEL_VERSION="$FLANNEL_VERSION" FLANNEL_SHA256="$FLANNEL_SHA256" \
     CILIUM_CLI_VERSION="$CILIUM_CLI_VERSION" CILIUM_CLI_SHA256="$CILIUM_CLI_SHA256" \
     ARGOCD_VERSION="$ARGOCD_VERSION" ARGOCD_SHA256="$ARGOCD_SHA256" SYSEXTS="$SYSEXTS" \
+    MODULE_PROXY_URL="$MODULE_PROXY_URL" MODULE_CACHE=/tmp/modules \
     /usr/local/lib/bootstrap-node/fetch-and-verify "$ASSETS" /context-assets /assets
 
 # --- build: the app in a virtualenv (from PyPI, or from a wheelhouse for air-gapped builds) ---

@@ -9,7 +9,7 @@ class ExitCode(IntEnum):
     OK = 0
     INVALID = 1  # cluster.yaml has errors; a preflight refused; generate or serve failed
     UNREADABLE = 2  # cluster.yaml cannot be read as YAML; an I/O error
-    API = 3  # wait: the API server never answered
+    API = 3  # wait, pivot: the API server never answered
     NODES = 4  # wait: nodes not Ready in time
-    ADDONS = 5  # wait: an add-on failed
+    ADDONS = 5  # wait: an add-on failed; pivot: the API server refused an object
     INTERRUPTED = 130  # Ctrl-C or SIGTERM

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 CA_YEARS = 10
 ADMIN_YEARS = 1
 ADMIN_USER = "bootstrap-node-admin"
+ADMIN_GROUP = "system:masters"  # as kubeadm's super-admin.conf: the 1.29+ admin group is bound too late for us
 # The user's kubeconfig group: kubeadm (1.29+) binds it to cluster-admin with a ClusterRoleBinding,
 # so access is revoked by deleting that binding. system:masters cannot be revoked without a new CA.
 CLUSTER_ADMINS = "kubeadm:cluster-admins"
@@ -147,10 +148,16 @@ def create_secrets(now: dt.datetime) -> Secrets:
     sa = _rsa()
     sa_pub = sa.public_key().public_bytes(serialization.Encoding.PEM,
                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    # system:masters, as kubeadm's super-admin.conf: the 1.29+ admin group is bound too late for us.
-    admin_crt, admin_key = _client_cert(ca_crt, ca_obj, ADMIN_USER, "system:masters", now)
+    admin_crt, admin_key = _client_cert(ca_crt, ca_obj, ADMIN_USER, ADMIN_GROUP, now)
     return Secrets(ca_crt, ca_key, _pem_key(sa), sa_pub, fp_crt, fp_key, etcd_crt, etcd_key,
                    admin_crt, admin_key, new_token(), new_certificate_key())
+
+
+def admin_client(ca_crt: bytes, ca_key: bytes, now: dt.datetime) -> tuple[bytes, bytes]:
+    """A new admin client certificate and key from the CA, as `create_secrets` makes them (`unpivot`:
+    the cluster never holds one)."""
+    key = serialization.load_pem_private_key(ca_key, password=None)
+    return _client_cert(ca_crt, key, ADMIN_USER, ADMIN_GROUP, now)
 
 
 def ca_pin(ca_pem: bytes) -> str:

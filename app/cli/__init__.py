@@ -5,7 +5,20 @@ command shares; importing the command modules registers them.
 
 from __future__ import annotations
 
-from app.cli import assets, generate, images, init, nodes, power, serve, show, teardown, validate, wait  # noqa: F401
+from app.cli import (  # noqa: F401
+    assets,
+    generate,
+    images,
+    init,
+    nodes,
+    pivot,
+    power,
+    serve,
+    show,
+    teardown,
+    validate,
+    wait,
+)
 from app.cli.common import app
 
 

@@ -1,5 +1,6 @@
-"""`assets fetch`: the files the nodes install from (Flatcar's, the sysexts, the CNI manifest), fetched
-and verified into a directory with the same script the image build runs, then checked as `init` would."""
+"""`assets fetch`: the files the nodes install from (Flatcar's, the sysexts, the CNI manifest, Argo CD's
+when gitops is set), fetched and verified into a directory with the same script the image build runs,
+then checked as `init` would."""
 
 from __future__ import annotations
 
@@ -26,15 +27,16 @@ def fetch(
     source: Annotated[Path | None, typer.Option(
         "--from", help="Take the files from this directory (laid out like DEST, each with a .sig or a SHA256SUMS "
                        "line) instead of the official servers: for sites without internet.")] = None,
-    flannel_version: Annotated[str, typer.Option(help="flannel's release (cni: flannel).")] = "v0.26.4",
+    flannel_version: Annotated[str, typer.Option(
+        help="flannel's release (cni: flannel); default: the one pinned in app/asset_scripts/addon-pins.")] = "",
     flannel_sha256: Annotated[str, typer.Option(
-        envvar="FLANNEL_SHA256", help="sha256 of that release's kube-flannel.yml: downloads are pinned.")] = "",
+        envvar="FLANNEL_SHA256", help="sha256 of that release's module zip (only for a release not pinned).")] = "",
 ) -> None:
     """Fetch and verify the assets cluster.yaml needs into DEST (resumable; progress on a terminal).
 
     Flatcar's files are checked against Flatcar's signing key, the sysexts against the sysext bakery's
-    SHA256SUMS, the CNI manifest against its pinned hash; any mismatch fails. Exit 0 when DEST then
-    holds everything `init` checks for.
+    SHA256SUMS, flannel's and Argo CD's release trees (from the Go module proxy) against their pinned
+    sha256; any mismatch fails. Exit 0 when DEST then holds everything `init` checks for.
     """
     paths = ctx.obj or default_paths()
     cluster = load_or_exit(paths.config)
@@ -42,7 +44,9 @@ def fetch(
         raise fail(f"--from {source}: no such directory")
     dest.mkdir(parents=True, exist_ok=True)
     for env in fetch_environments(cluster):
-        env |= {"FLANNEL_VERSION": flannel_version, "FLANNEL_SHA256": flannel_sha256}
+        # Argo CD's tree is 58 MB: fetched only for a cluster that hands off to it.
+        env |= {"FLANNEL_VERSION": flannel_version, "FLANNEL_SHA256": flannel_sha256,
+                "ARGOCD_VERSION": os.environ.get("ARGOCD_VERSION", "") if cluster.gitops else "none"}
         mode, context = ("context", str(source)) if source else ("download", str(dest))
         done = subprocess.run(["sh", str(SCRIPT), mode, context, str(dest)], env={**os.environ, **env})
         if done.returncode != 0:

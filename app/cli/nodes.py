@@ -100,13 +100,17 @@ def discover(
                                                                      "yaml or json: the machines as data.")]
         = DiscoverFormat.snippet,
 ) -> None:
-    """MACs that PXE-booted but are in no group (by default as a ready-to-paste `nodes:` snippet)."""
-    from app.status.discovery import nodes_snippet, unknown_machines
+    """MACs that PXE-booted but are in no group (by default as a ready-to-paste `nodes:` snippet, with the
+    disks the nodes reported as comments)."""
+    from app.logs import terminal_safe
+    from app.status.discovery import disks_comment, nodes_snippet, unknown_machines
 
     _require_event_log(paths)
     known = known_nodes(paths.config)
     if format is DiscoverFormat.snippet:
         typer.echo(nodes_snippet(unknown_machines(paths.output / EVENTS, known)), nl=False)
+        disks = disks_comment(EventLog(paths.output, known).snapshot())
+        typer.echo("".join(terminal_safe(line) + "\n" for line in disks.splitlines()), nl=False)
         return
     from app.status.view import build
 

@@ -16,7 +16,7 @@ import typer
 
 from app.events import PHASES
 from app.logs import terminal_safe
-from app.status.text import download_text, duration, last_error, senders_text, summary_text
+from app.status.text import disks_text, download_text, duration, last_error, senders_text, summary_text
 from app.status.view import StatusView
 
 HEADERS = ["node", "role", "phase (events)", "API", "last error"]
@@ -92,7 +92,8 @@ def status_renderable(view: StatusView, title: str):
         headers = headers[:DOWNLOAD_COLUMN] + headers[DOWNLOAD_COLUMN + 1:]
         rows = [row[:DOWNLOAD_COLUMN] + row[DOWNLOAD_COLUMN + 1:] for row in rows]
     return Group(text_table(title, headers, rows), Text(terminal_safe(summary_text(view))),
-                 *(Text(terminal_safe(line)) for line in alert_lines(view).values()))
+                 *(Text(terminal_safe(line)) for line in alert_lines(view).values()),
+                 *(Text(terminal_safe(line)) for line in disk_lines(view).values()))
 
 
 def status_lines(view: StatusView) -> dict[str, str]:
@@ -100,7 +101,14 @@ def status_lines(view: StatusView) -> dict[str, str]:
     lines = {f"node {n.mac}": f"{n.name} ({n.mac}): {n.phase}" + (f", step {n.step}/{len(PHASES)}" if n.step else "")
              + (f"; {last_error(n)}" if n.error else "") for n in view.nodes}
     lines["summary"] = summary_text(view)
-    return lines | alert_lines(view)
+    return lines | alert_lines(view) | disk_lines(view)
+
+
+def disk_lines(view: StatusView) -> dict[str, str]:
+    """The disks of each node whose install failed, as it reported them (`status --format json` has
+    every node's)."""
+    return {f"disks {n.mac} {i}": line for n in view.nodes if n.failed and n.disks
+            for i, line in enumerate(disks_text(n))}
 
 
 def alert_lines(view: StatusView) -> dict[str, str]:

@@ -28,7 +28,18 @@ from app.cli.common import (
 from app.exitcodes import ExitCode
 from app.layout import MATCHBOX, TFTP
 from app.logs import LogFormat
-from app.serve.settings import AppSettings, BootSettings, Dhcp, Limits, ServeSettings, Tftp
+from app.serve.settings import (
+    AppSettings,
+    BootSettings,
+    Dhcp,
+    LeaseSettings,
+    Limits,
+    ServeSettings,
+    Tftp,
+    default_identity,
+)
+
+POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @command()
@@ -66,16 +77,34 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help=(
         "HTTP worker processes on the port, sharing the install-window state (bench/README.md says what one "
         "worker answers)."))] = ServeSettings.workers,
+    leader_elect: Annotated[bool, typer.Option(
+        help="Run as one of several replicas: serve PXE and the boot API only while holding a Kubernetes Lease "
+             "(docs/high-availability.md); a standby answers 503.")] = False,
+    kubeconfig: Annotated[Path | None, typer.Option(
+        help="Kubeconfig for --leader-elect; without it, the in-cluster config of the pod it runs in.")] = None,
+    lease_namespace: Annotated[str | None, typer.Option(
+        help="Namespace of the Lease; default the pod's own namespace in a pod, else default.")] = None,
+    lease_name: Annotated[str, typer.Option(help="Name of the Lease.")] = LeaseSettings.name,
+    identity: Annotated[str | None, typer.Option(
+        help="This replica's name in the Lease; default HOSTNAME_PID.")] = None,
+    lease_duration: Annotated[int, typer.Option(
+        help="Seconds a standby waits, after it last saw the Lease change, before taking it over.")]
+        = LeaseSettings.lease_duration,
+    renew_deadline: Annotated[float, typer.Option(
+        help="Seconds after its last renewal began when a leader stops serving (below --lease-duration).")]
+        = LeaseSettings.renew_deadline,
+    retry_period: Annotated[float, typer.Option(
+        help="Seconds between a replica's looks at the Lease.")] = LeaseSettings.retry_period,
+    service_address: Annotated[str | None, typer.Option(
+        help="With --leader-elect: ADDR[/PREFIX] the leader adds to --service-interface and announces with "
+             "gratuitous ARP (normally bootstrap.ip, which the nodes use); removed when it stops leading.")] = None,
+    service_interface: Annotated[str | None, typer.Option(help="Interface for --service-address.")] = None,
 ) -> None:
     """Serve the generated tree: proxy DHCP + TFTP (dnsmasq) and the Matchbox-compatible HTTP API.
 
     Runs in the foreground until SIGINT/SIGTERM or `teardown`; exits 0 after a clean stop. Refuses to
     start (exit 1, nothing bound) when a file the nodes fetch is missing from --assets, as `init` does.
     """
-    if matchbox_data is None and not skip_preflight:  # a foreign Matchbox tree has no cluster.yaml to check
-        from app.cluster.preflight import refusal
-        if message := refusal(load_or_exit(paths.config), assets, "serve"):
-            raise fail(message)
     from app import logs
     from app.serve.errors import ServeError
     from app.serve.runner import serve_forever
@@ -86,7 +115,12 @@ def serve(
     limits = Limits(idle_seconds=idle_timeout, max_connections=max_connections, per_address=max_per_client)
     settings = serve_settings(paths, listen, dhcp, tftp, assets, boot, limits, matchbox_data=matchbox_data,
                               images=images, tftp_port=tftp_port, shutdown_timeout=shutdown_timeout,
-                              access_log=access_log, workers=workers, log_format=log_format)
+                              access_log=access_log, workers=workers, log_format=log_format,
+                              election=election_settings(leader_elect, kubeconfig, workers, identity=identity,
+                                                         namespace=lease_namespace, name=lease_name,
+                                                         lease_duration=lease_duration, renew_deadline=renew_deadline,
+                                                         retry_period=retry_period),
+                              **service_settings(leader_elect, service_address, service_interface))
     if not settings.app.data_dir.is_dir():
         raise fail(f"{settings.app.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
     if matchbox_data is not None and not matchbox_data_with_secrets:
@@ -96,10 +130,64 @@ def serve(
             raise fail(f"refusing --matchbox-data {matchbox_data}: {found}. It would be served to anyone who asks, "
                        "with no install windows. Serve the appliance's own tree without --matchbox-data, or pass "
                        "--matchbox-data-with-secrets if that is really meant.")
+    # Last of the checks, first of anything bound or started: a node booting now would fetch a 404.
+    if matchbox_data is None and not skip_preflight:  # a foreign Matchbox tree has no cluster.yaml to check
+        from app.cluster.preflight import refusal
+        if message := refusal(load_or_exit(paths.config), assets, "serve"):
+            raise fail(message)
     try:
         asyncio.run(serve_forever(settings))
     except (ServeError, DnsmasqFailed) as exc:
         raise fail(f"serve failed: {exc}", ExitCode.INVALID) from None
+
+
+def election_settings(leader_elect: bool, kubeconfig: Path | None, workers: int, identity: str | None,
+                      **lease) -> LeaseSettings | None:
+    """--leader-elect's settings, checked; None without it."""
+    if not leader_elect:
+        if kubeconfig is not None:
+            raise fail("--kubeconfig is for --leader-elect: pass both, or neither")
+        return None
+    if workers > 1:
+        raise fail("--leader-elect runs one HTTP worker (--workers 1): the standby gate is not shared with "
+                   "worker processes yet")
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise fail(f"--kubeconfig {kubeconfig}: no such file")
+    if lease.get("namespace") is None:
+        lease["namespace"] = pod_namespace() if kubeconfig is None else LeaseSettings.namespace
+    settings = LeaseSettings(identity=identity if identity is not None else default_identity(),
+                             kubeconfig=kubeconfig.resolve() if kubeconfig else None, **lease)
+    problems = settings.problems()
+    if problems:
+        raise fail("--leader-elect: " + "; ".join(problems))
+    return settings
+
+
+def pod_namespace() -> str:
+    """The namespace of the pod this runs in (its ServiceAccount's), or `default` outside a pod: the
+    Lease then lives next to the replicas, where their Role grants them leases."""
+    try:
+        return POD_NAMESPACE.read_text().strip() or LeaseSettings.namespace
+    except OSError:
+        return LeaseSettings.namespace
+
+
+def service_settings(leader_elect: bool, address: str | None, interface: str | None) -> dict:
+    """--service-address and --service-interface, checked, as ServeSettings fields."""
+    if address is None and interface is None:
+        return {}
+    if not leader_elect:
+        raise fail("--service-address is held by the leader of --leader-elect: pass --leader-elect too")
+    if address is None or interface is None:
+        raise fail("--service-address and --service-interface go together")
+    from app.serve.cluster.address import parse
+    try:
+        value = parse(address)
+    except ValueError as exc:
+        raise fail(f"--service-address {exc}") from None
+    if not Path(f"/sys/class/net/{interface}").exists():
+        raise fail(f"--service-interface {interface}: no such interface on this host")
+    return {"service_address": str(value), "service_interface": interface}
 
 
 def serve_settings(paths: Paths, listen: str | None, dhcp: Dhcp, tftp: Tftp, assets: Path,

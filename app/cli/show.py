@@ -50,3 +50,22 @@ def show(
         if label == "install":
             typer.echo(f"(serve adds one file when it answers: the node's one-install credential, {CREDENTIAL_PATH})")
         typer.echo(describe(config))
+    _reported_disks(paths, name)
+
+
+def _reported_disks(paths: Paths, name: str) -> None:
+    """The disks the machine reported at its last install (from the event log, when serve has run)."""
+    from app.events import EventLog
+    from app.layout import EVENTS
+    from app.logs import terminal_safe
+    from app.status.text import disk_entry
+
+    if not (paths.output / EVENTS).exists():
+        return
+    states = [s for s in EventLog(paths.output, known_nodes(paths.config)).snapshot() if s.name == name]
+    disks = states[0].disks if states else []
+    typer.echo(f"=== {name}: disks it reported")
+    if not disks:
+        typer.echo("(none yet: its install script reports them when it starts)")
+    for disk in disks:
+        typer.echo(terminal_safe(disk_entry(disk)))

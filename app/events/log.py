@@ -142,6 +142,12 @@ class EventLog:
         if followed:  # replayed at start: a line written since is still to be read
             self.follower.offset = max(followed, self.follower.offset)
 
+    def reopen(self) -> None:
+        """Append to the file now at the path: a standby that takes over as leader (another process
+        may have compacted the log since this one opened it). Reading on is `follow`'s."""
+        with self._lock:
+            self._open_for_append()
+
     def _open_for_append(self) -> None:
         """(Re)open events.jsonl for appending; the old descriptor is closed only once the new one
         is open, so a failure never leaves `_fd` naming a closed (and reusable) number."""

@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 
+from app.events.disks import Disk, disks_of
+
 
 class Phase(str, Enum):
     """The path a node walks, in order. A node never moves backwards except through `reinstall`."""
@@ -44,6 +46,8 @@ class EventKind(str, Enum):
     LOG_COMPACTED = "log-compacted"  # the first line of a compacted log: what follows is the whole state
     SERVE_STARTED = "serve-started"
     SERVE_STOPPED = "serve-stopped"
+    LEADING = "leading"  # serve --leader-elect took the Lease: it answers PXE and the boot API from now on
+    LEADING_STOPPED = "leading-stopped"  # it lost or released the Lease and stopped its PXE children
     WORKER_RESTARTED = "worker-restarted"
     DNSMASQ_STARTED = "dnsmasq-started"
     DNSMASQ_READY = "dnsmasq-ready"
@@ -159,6 +163,7 @@ class NodeState:
     # When the final config (and that credential) went out, epoch seconds. The credential is spent
     # by the node's `joined` report or, failing that, when as long as an install window has passed.
     callback_since: float = 0.0
+    disks: list[Disk] = field(default_factory=list)  # as the machine last reported them (install script)
 
     def snapshot_event(self) -> Event:
         """This state as one event: replaying it restores the state (compaction)."""
@@ -166,6 +171,7 @@ class NodeState:
         detail = {"phase": self.phase, "error": self.error, "installed": self.installed,
                   "first_seen": self.first_seen, "history": [list(h) for h in self.history],
                   "callback_credential": self.callback_credential, "callback_since": self.callback_since,
+                  "disks": [d.as_dict() for d in self.disks],
                   "window": None if window is None else {
                       "opened": window.opened, "address": window.address, "link_mac": window.link_mac,
                       "install_credential": window.install_credential, "install_served": window.install_served,
@@ -179,6 +185,7 @@ class NodeState:
         self.history = [(str(ts), str(phase)) for ts, phase in detail.get("history", [])]
         self.callback_credential = str(detail.get("callback_credential", ""))
         self.callback_since = float(detail.get("callback_since") or 0.0)
+        self.disks = disks_of(detail) or []
         window = detail.get("window")
         self.window = Window(**window) if isinstance(window, dict) else None
 
@@ -198,6 +205,8 @@ class NodeState:
             self.phase, self.error, self.installed, self.history, self.window = "", "", False, [], None
             return
         self._apply_window(event)
+        if event.source == "node" and (disks := disks_of(event.detail)) is not None:
+            self.disks = disks  # kept through a reinstall: they are the machine's, not the install's
         if event.kind == Phase.JOINED and event.source == "node":
             self.callback_credential = ""  # its last use: a sniffed copy is worth nothing from here on
         if event.kind == EventKind.FAILED:

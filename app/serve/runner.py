@@ -2,6 +2,10 @@
 
 SIGINT/SIGTERM (or `teardown`, through the state file) stops accepting, lets in-flight
 downloads finish for a bounded time, stops dnsmasq, flushes the event log and exits 0.
+
+With `--leader-elect` the parts only one process may run (the leader parts: serve.json, dnsmasq,
+chronyd, TFTP, the HTTP Boot responder) run only while this replica holds the Lease; the HTTP server
+runs throughout behind a gate that answers 503 on a standby (docs/high-availability.md).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 
 from aiohttp import web
 
@@ -21,6 +26,10 @@ from app.serve.app import BOOT, build_app
 from app.serve.boot.service import BootService
 from app.serve.boot.services import Services
 from app.serve.boot.store import MatchboxStore
+from app.serve.cluster.address import Holder, own_address
+from app.serve.cluster.elector import Elector
+from app.serve.cluster.gate import standby_gate
+from app.serve.cluster.lease_api import LeaseApi, connect
 from app.serve.errors import ServeError
 from app.serve.guard import limits, quiet
 from app.serve.settings import Dhcp, ServeSettings, Tftp
@@ -34,6 +43,9 @@ from app.serve.supervise.tftp import BuiltinTftp
 log = logging.getLogger("bootstrap_node.serve")
 # client, request line, status, bytes, seconds spent answering (the appliance's share of a boot)
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
+GUARDIAN = "app.serve.supervise.guardian"  # runs a program that must not outlive serve, even on SIGKILL
+ADDRESS_HOLDER = "app.serve.cluster.address"
+IP_FREEBIND = 15  # linux/in.h: bind to an address this host does not hold (yet)
 
 
 class Server:
@@ -55,6 +67,10 @@ class Server:
         self.chrony: Chrony | None = None
         self.tftp: BuiltinTftp | None = None
         self.httpboot: HttpBootResponder | None = None
+        self.elector: Elector | None = None  # --leader-elect
+        self.address: Holder | None = None  # --service-address, while leading
+        self._leading = False  # the leader parts run
+        self._parts: list[asyncio.Task] = []  # the leader parts' supervision tasks
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.failure: Exception | None = None
@@ -64,7 +80,11 @@ class Server:
         return f"http://{self.opts.host}:{self.opts.port}"
 
     async def start(self) -> None:
-        if self.opts.leader:
+        if self.opts.election is not None:  # before anything is served: a bad kubeconfig fails here
+            self.elector = Elector(self.opts.election, LeaseApi(connect(self.opts.election.kubeconfig),
+                                                                self.opts.election.namespace, self.opts.election.name,
+                                                                timeout=self.opts.election.renew_deadline))
+        elif self.opts.leader:
             claim.claim(self.opts.output)
             self._owns_output = True
             workers.clear(self.opts.output)
@@ -74,6 +94,9 @@ class Server:
         caps = self.opts.app.limits
         cap = limits.connection_cap(caps.max_connections, limits.raise_nofile())
         app = build_app(self.opts.app, self.services)
+        if self.elector is not None:
+            app.middlewares.insert(0, standby_gate(self.elector.leading, lambda: self.elector.holder,
+                                                   self.opts.election.lease_duration))
         self.runner = web.AppRunner(app, shutdown_timeout=self.opts.shutdown_timeout,
                                     access_log=logging.getLogger("bootstrap_node.access") if self.opts.access_log
                                     else None,
@@ -89,19 +112,26 @@ class Server:
         try:
             if shared_port and self.opts.leader:
                 _check_port_free(self.opts.host, self.opts.port)
-            await web.TCPSite(self.runner, self.opts.host, self.opts.port, backlog=1024, reuse_port=shared_port).start()
+            if self.opts.service_address and self.opts.host == self.opts.service_address.split("/")[0]:
+                # A standby listens on the address it does not hold yet: packets come once it leads. And
+                # on its own address of that interface, so that each replica can be probed (/healthz).
+                await web.SockSite(self.runner, _freebind_socket(self.opts.host, self.opts.port)).start()
+                own = own_address(self.opts.service_interface)
+                if own is not None and own != self.opts.host:
+                    await web.TCPSite(self.runner, own, self.opts.port, backlog=1024).start()
+            else:
+                await web.TCPSite(self.runner, self.opts.host, self.opts.port, backlog=1024,
+                                  reuse_port=shared_port).start()
         except OSError as exc:
             await self.runner.cleanup()
             self.events.close()
             raise ServeError(f"cannot listen on {self.opts.host}:{self.opts.port}: {exc.strerror} "
                              "(is another server using it? is the address on this host?)") from None
         self._tasks.append(asyncio.create_task(self._follow_events()))
-        if self.opts.leader:
-            self._start_leader_parts()
-            if self.opts.dhcp == Dhcp.proxy and self.opts.app.boot.own_tree:
-                self.httpboot = await HttpBootResponder.start(self.opts.host, self.url,
-                                                              self.opts.app.data_dir / UEFI_LOADERS,
-                                                              self._boot_exchange_event)
+        if self.elector is not None:
+            self._tasks.append(asyncio.create_task(self._follow_leadership()))
+        elif self.opts.leader:
+            await self._start_leader_parts()
         log.info("serving %s (data %s, assets %s%s)", self.url, self.opts.app.data_dir, self.opts.app.assets,
                  f", worker {self.opts.worker + 1} of {self.opts.workers}" if shared_port else "")
 
@@ -110,24 +140,91 @@ class Server:
         record path: a machine that is no node is at most a capped, throttled discovery."""
         self.boot.record([event])
 
-    def _start_leader_parts(self) -> None:
-        """What only one process may do: the state file, dnsmasq, TFTP, the other workers."""
+    async def _follow_leadership(self) -> None:
+        """Run the election and keep the leader parts in step with it: started when this replica
+        takes the Lease, stopped as soon as it loses it (the one place leadership is acted on)."""
+        election = asyncio.create_task(self.elector.run())
+        try:
+            while True:
+                await self.elector.changed()
+                if self.elector.leading() and not self._leading:
+                    await asyncio.to_thread(self.events.follow, False)  # the last leader's final lines
+                    self.events.reopen()  # the file the last leader wrote: it may have compacted it
+                    if self.opts.leader:
+                        claim.claim(self.opts.output)
+                        self._owns_output = True
+                    self.events.record(Event(EventKind.LEADING, source="serve", detail={
+                        "identity": self.opts.election.identity,
+                        "transitions": self.elector.candidate.transitions}))
+                    await self._start_leader_parts()
+                elif not self.elector.leading() and self._leading:
+                    await self._stop_leader_parts(self.elector.candidate.lost_because)
+        except ServeError as exc:  # another serve (not of this election) holds the output dir; no address
+            self.failure = exc
+            self._stop.set()
+        finally:
+            election.cancel()
+            await asyncio.gather(election, return_exceptions=True)
+
+    async def _stop_leader_parts(self, why: str) -> None:
+        """Stop what only the leader runs (dnsmasq first: it answers PXE), and say so."""
+        self._leading = False
+        for child in (self.supervisor, self.chrony):
+            if child is not None:
+                await child.stop()
+        for task in self._parts:
+            task.cancel()
+        await asyncio.gather(*self._parts, return_exceptions=True)
+        self._parts.clear()
+        self.supervisor = self.chrony = None
+        if self.tftp is not None:
+            self.tftp.stop()
+            self.tftp = None
+        if self.httpboot is not None:
+            self.httpboot.stop()
+            self.httpboot = None
+        if self.address is not None:  # last: the LAN moves to the next leader once nothing answers here
+            await self.address.stop()
+            self.address = None
+        if self.elector is not None and self._owns_output:
+            log.warning("stopped serving PXE and the boot API: %s", why)
+            self.events.record(Event(EventKind.LEADING_STOPPED, source="serve", message=why,
+                                     detail={"identity": self.opts.election.identity}))
+            claim.release(self.opts.output)
+            self._owns_output = False
+
+    async def _start_leader_parts(self) -> None:
+        """What only one process may do: the state file, dnsmasq, TFTP, the HTTP Boot responder, the
+        other workers."""
+        self._leading = True
+        if self.opts.service_address:  # first: dnsmasq binds the addresses the interface has when it starts
+            self.address = Holder([sys.executable, "-m", GUARDIAN, "--", sys.executable, "-m", ADDRESS_HOLDER,
+                                   self.opts.service_interface, self.opts.service_address],
+                                  env={**os.environ, "BOOTSTRAP_GUARDIAN_PARENT": str(os.getpid())})
+            try:
+                await self.address.start()
+            except OSError as exc:
+                raise ServeError(str(exc)) from None
         self._write_state()
         self.events.record(Event(EventKind.SERVE_STARTED, source="serve", detail={"url": self.url, "pid": os.getpid()}))
         if self.opts.dhcp == Dhcp.proxy or self.opts.tftp == Tftp.dnsmasq:
             conf = conf_for(self.opts.output, self.opts.dhcp)
             self.supervisor = Supervisor(conf, self._boot_exchange_event, binary=self.opts.dnsmasq_binary,
                                          on_restart=self._count_restart, on_started=self._write_state)
-            self._tasks.append(asyncio.create_task(self._watch(self.supervisor.run())))
+            self._parts.append(asyncio.create_task(self._watch(self.supervisor.run())))
         if (self.opts.output / CHRONY_CONF).is_file():  # generate wrote it: bootstrap.time_server
             self.chrony = Chrony(self.opts.output / CHRONY_CONF, self.events.record, on_restart=self._chrony_restarted)
-            self._tasks.append(asyncio.create_task(self._watch(self.chrony.run())))
+            self._parts.append(asyncio.create_task(self._watch(self.chrony.run())))
         if self.opts.tftp == Tftp.builtin:
             self.tftp = BuiltinTftp(self.opts.output / TFTP, self.opts.host, self.opts.tftp_port)
             self.tftp.start()
         if self.opts.workers > 1:
             self.pool = workers.Pool(self.opts.to_json(), self.opts.workers)
             self.pool.start()
+        if self.opts.dhcp == Dhcp.proxy and self.opts.app.boot.own_tree:
+            self.httpboot = await HttpBootResponder.start(self.opts.host, self.url,
+                                                          self.opts.app.data_dir / UEFI_LOADERS,
+                                                          self._boot_exchange_event)
 
     async def _follow_events(self) -> None:
         """Take `reinstall` and `wait` events written by other processes (and, with several workers,
@@ -138,7 +235,8 @@ class Server:
             try:
                 if self.pool is not None and not self._stop.is_set():
                     self.pool.restart_exited(self._worker_exited)
-                await asyncio.to_thread(self.events.follow)
+                # A replica follows every line: the previous leader's last ones may land after it took over.
+                await asyncio.to_thread(self.events.follow, self.elector is None)
                 if self.opts.workers > 1:
                     await asyncio.to_thread(workers.publish, self.opts.output, self.opts.worker,
                                             self.services.metrics.counters())
@@ -179,16 +277,12 @@ class Server:
     async def shutdown(self) -> None:
         if self.pool is not None:
             await asyncio.to_thread(self.pool.stop, self.opts.shutdown_timeout + 5)
-        for child in (self.supervisor, self.chrony):
-            if child is not None:
-                await child.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.tftp is not None:
-            self.tftp.stop()
-        if self.httpboot is not None:
-            self.httpboot.stop()
+        await self._stop_leader_parts("serve is stopping")
+        if self.elector is not None:  # after dnsmasq stopped: the next leader starts its own at once
+            await self.elector.release()
         if self.runner is not None:
             await self.runner.cleanup()  # stops accepting, waits up to shutdown_timeout for requests
         if self._owns_output:
@@ -214,6 +308,16 @@ async def serve_forever(opts: ServeSettings) -> None:
             loop.remove_signal_handler(sig)
     if server.failure:
         raise server.failure
+
+
+def _freebind_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
 
 
 def _check_port_free(host: str, port: int) -> None:

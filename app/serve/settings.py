@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
+import socket
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
@@ -64,6 +67,51 @@ class AppSettings:
     loaders: Path | None = None  # tftp/: its iPXE EFI builds also served at /uefi/ for UEFI HTTP Boot
 
 
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+JITTER = 1.2  # client-go's JitterFactor: a retry may come this much later than retry_period
+
+
+def default_identity() -> str:
+    """HOSTNAME_PID: unique among the replicas (a pod's hostname is its name), and readable in the Lease."""
+    return f"{socket.gethostname()}_{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    """Leader election through a coordination.k8s.io/v1 Lease (serve/cluster/). The defaults are
+    client-go's (15 s / 10 s / 2 s). The holder stops leading `renew_deadline` after its last successful
+    renewal began; another replica takes over `lease_duration` after it last saw the Lease change: the
+    difference is the margin that keeps two leaders from ever serving at once."""
+
+    identity: str  # this replica's name in the Lease (serve: hostname_pid)
+    namespace: str = "default"
+    name: str = "bootstrap-node"
+    lease_duration: int = 15  # whole seconds: the Lease stores leaseDurationSeconds as an integer
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    kubeconfig: Path | None = None  # None: the in-cluster config (a pod's ServiceAccount)
+
+    def problems(self) -> list[str]:
+        """Everything wrong with these settings, as messages naming the option; [] when usable."""
+        found = []
+        if not self.identity or len(self.identity) > 128 or not self.identity.isprintable():
+            found.append(f"identity {self.identity!r}: must be 1 to 128 printable characters")
+        if not DNS_LABEL.fullmatch(self.namespace):
+            found.append(f"lease namespace {self.namespace!r}: not a DNS label (lower case, digits, '-')")
+        if not DNS_SUBDOMAIN.fullmatch(self.name):
+            found.append(f"lease name {self.name!r}: not a DNS subdomain (lower case, digits, '-', '.')")
+        if self.lease_duration < 1:
+            found.append(f"lease duration {self.lease_duration}: must be at least 1 second")
+        if not 0 < self.renew_deadline < self.lease_duration:
+            found.append(f"renew deadline {self.renew_deadline}: must be above 0 and below the lease duration "
+                         f"({self.lease_duration}), or two replicas could lead at once")
+        if not 0 < self.retry_period * JITTER < self.renew_deadline:
+            found.append(f"retry period {self.retry_period}: must be above 0 and {JITTER} times it below the "
+                         f"renew deadline ({self.renew_deadline}), or a leader gives up before its second try")
+        return found
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     output: Path
@@ -79,6 +127,9 @@ class ServeSettings:
     workers: int = 1  # HTTP worker processes on the port (supervise/workers.py)
     log_format: LogFormat = LogFormat.text
     worker: int = 0  # which one this process is; 0 is the leader, which owns everything but HTTP
+    election: LeaseSettings | None = None  # --leader-elect: PXE and the boot API only while holding the Lease
+    service_address: str | None = None  # ADDR/PREFIX the leader holds (cluster/address.py), with --leader-elect
+    service_interface: str | None = None  # where it holds it
 
     @property
     def leader(self) -> bool:

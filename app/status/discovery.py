@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.events import EventKind, read_events
+from app.events import EventKind, NodeState, read_events
+from app.status.text import disk_entry
 
 
 def unknown_machines(events: Path, known: dict[str, str]) -> dict[str, str]:
@@ -24,4 +25,15 @@ def nodes_snippet(machines: dict[str, str]) -> str:
     for i, (mac, ip) in enumerate(machines.items(), 1):
         lines.append(f'  - {{name: node-{i}, role: worker, mac: "{mac}", ip: CHANGE_ME}}'
                      + (f"  # seen from {ip}" if ip else ""))
+    return "\n".join(lines) + "\n"
+
+
+def disks_comment(states: list[NodeState]) -> str:
+    """The disks each node reported, as comments under the snippet: what install_disk can name."""
+    reported = [s for s in states if s.disks]
+    if not reported:
+        return ""
+    lines = ["# disks the nodes reported (set install_disk to a /dev/disk/by-id/ path: it survives a reordering):"]
+    for state in reported:
+        lines += [f"#   {state.name or state.mac}: {disk_entry(d)}" for d in state.disks]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html as _html
 
 from app.events import PHASES, epoch
+from app.events.disks import disk_line
 from app.status.text import clock, download_text, duration, last_error, senders_text, summary_text, total
 from app.status.view import AlertGroup, NodeView, StatusView
 
@@ -80,11 +81,23 @@ def _node(node: NodeView, span: tuple[float, float]) -> str:
         parts.append(_download(node))
     if node.failed:
         parts.append(f'<div class="error" role="alert">{esc(last_error(node))}</div>')
+    if node.disks:
+        parts.append(_disks(node))
     parts.append("</div>")
     return (f'<article class="node" data-mac="{esc(node.mac)}"><div class="who">'
             f'<div class="name">{esc(node.name)}</div><code>{esc(node.mac)}</code><br>'
             f'<span class="phase {badge}">{esc(node.phase)}</span> <span class="muted">{esc(step)}</span></div>'
             + "".join(parts) + "</article>\n")
+
+
+def _disks(node: NodeView) -> str:
+    """The disks the machine reported, open when its install failed (a refused install_disk is the
+    usual reason: the list shows what to set instead)."""
+    items = "".join(f"<li><code>{esc(d.path)}</code> {esc(disk_line(d))}"
+                    + (f' <span class="muted">(not for install_disk: {esc(d.unsuitable)})</span>' if d.unsuitable
+                       else "") + "</li>" for d in node.disks)
+    return (f'<details class="disks"{" open" if node.failed else ""}><summary>{len(node.disks)} disks reported'
+            f'</summary><ul>{items}</ul></details>')
 
 
 def _timeline(node: NodeView, span: tuple[float, float]) -> str:

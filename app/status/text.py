@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.events import epoch
+from app.events.disks import Disk, disk_line
 from app.status.facts import Download
 from app.status.view import AlertGroup, NodeView, StatusView
 
@@ -69,3 +70,15 @@ def senders_text(group: AlertGroup) -> str:
 
 def last_error(node: NodeView) -> str:
     return f"failed during {node.phase}: {node.error}" if node.error else ""
+
+
+def disk_entry(disk: Disk) -> str:
+    """/dev/disk/by-id/…: 1.0 TB, nvme, Samsung SSD 980 — and why the install would refuse it, if it would."""
+    why = f" (not for install_disk: {disk.unsuitable})" if disk.unsuitable else ""
+    return f"{disk.path}  {disk_line(disk)}{why}"
+
+
+def disks_text(node: NodeView) -> list[str]:
+    """What `status` prints under the table for a node whose install failed (the usual cause is a
+    refused install_disk: these are what to set instead), line by line."""
+    return [f"{node.name} reported {len(node.disks)} disks:", *(f"  {disk_entry(d)}" for d in node.disks)]

@@ -6,10 +6,11 @@ what is not node state comes from `facts.py`.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from app.events import PHASES, EventLog, NodeState, Phase, epoch
+from app.events.disks import Disk
 from app.status.facts import Download, Facts, asset_size, facts_for
 
 
@@ -32,6 +33,7 @@ class NodeView:
     first_seen: str
     segments: list[Segment]
     download: Download | None
+    disks: list[Disk] = field(default_factory=list)  # as the machine reported them
 
     @property
     def ready(self) -> bool:
@@ -104,7 +106,8 @@ def _node_json(node: NodeView) -> dict:
     return {"name": node.name, "mac": node.mac, "phase": node.phase, "step": f"{node.step}/{len(PHASES)}",
             "error": node.error, "installed": node.installed, "updated": node.updated,
             "first_seen": node.first_seen, "history": [{"ts": s.start, "phase": s.phase} for s in node.segments],
-            "timeline": [asdict(s) for s in node.segments], "download": download}
+            "timeline": [asdict(s) for s in node.segments], "download": download,
+            "disks": [d.as_dict() for d in node.disks]}
 
 
 def build(log: EventLog, assets: Path | None = None, now: float | None = None,
@@ -136,7 +139,7 @@ def _node(state: NodeState, facts: Facts, assets: Path | None, now: float) -> No
                     step=PHASES.index(state.phase) + 1 if state.phase in PHASES else 0,
                     installed=state.installed, error=state.error, updated=state.updated,
                     first_seen=state.first_seen, segments=segments(state.history, _end(state, now)),
-                    download=download)
+                    download=download, disks=list(state.disks))
 
 
 def _end(state: NodeState, now: float) -> float:

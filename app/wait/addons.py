@@ -135,8 +135,9 @@ class Installer:
             result = subprocess.run(command, env={**os.environ, "KUBECONFIG": str(kubeconfig)},
                                     capture_output=True, text=True, timeout=600)
         except FileNotFoundError:
-            raise kube.Fatal("cni: cilium, but the cilium CLI is not on PATH (the image bakes it when built "
-                             "with CILIUM_CLI_SHA256)") from None
+            raise kube.Fatal("cni: cilium, but the cilium CLI is not on PATH (build it with "
+                             "scripts/cilium-cli-binary; the image bakes it from ASSETS_DIR/bin/cilium, "
+                             "see docs/install-and-assets.md)") from None
         except subprocess.TimeoutExpired:
             raise kube.Fatal("cilium install did not finish within 600s") from None
         if result.returncode != 0:
@@ -147,7 +148,8 @@ class Installer:
     def _gitops(self) -> None:
         if self.plan.argocd_manifest is None:
             raise kube.Fatal("gitops is set, but there is no gitops/argo-cd.yaml in the templates (the image "
-                             "bakes it when built with ARGOCD_SHA256)")
+                             "bakes it unless built with ARGOCD_VERSION=none; `assets fetch` puts it in "
+                             "DIR/gitops/ for a cluster with gitops)")
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ARGOCD_NAMESPACE}}
         self._apply([kube.Manifest("gitops", 0, namespace)])
         self._apply(kube.load_manifests([self.plan.argocd_manifest]), ARGOCD_NAMESPACE)

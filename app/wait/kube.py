@@ -31,6 +31,10 @@ class Conflict(Fatal):
     """HTTP 409: the object to create exists already."""
 
 
+class Forbidden(Fatal):
+    """HTTP 403: these credentials are known, and RBAC (or admission) refused the call; the server's message."""
+
+
 @dataclass(frozen=True)
 class Manifest:
     """One object of an add-on file, with where it came from (for messages)."""
@@ -69,12 +73,29 @@ def _call(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, q
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise Transient(f"{method} {path}: {_reason(exc)}") from None
     status = response.status
+    if _invalid_patch(status, response.data):
+        raise Fatal(f"{method} {path}: HTTP {status}: {_message(response.data)}")
     if status >= 500 or status == 429:
         raise Transient(f"{method} {path}: HTTP {status}")
+    if status == 403:
+        raise Forbidden(f"{method} {path}: HTTP 403: {_message(response.data)}")
     if status >= 400:
         kind = Conflict if status == 409 else Fatal
         raise kind(f"{method} {path}: HTTP {status}: {response.data[:300].decode(errors='replace')}")
     return response.data
+
+
+# A server-side apply whose object does not fit the schema (a field of the wrong type) is answered
+# 500 InternalError by kube-apiserver, not 422: the same object fails every time, so it is not worth
+# retrying until the deadline. The phrase is the API server's own (structured-merge-diff's typed patch).
+INVALID_PATCH = "failed to create typed patch object"
+
+
+def _invalid_patch(status: int, body) -> bool:
+    if status != 500 or not body:
+        return False
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+    return INVALID_PATCH in text[:4096]
 
 
 def _reason(exc: Exception) -> str:
@@ -87,6 +108,8 @@ def _classify_api(exc: ApiException, what: str) -> Exception:
         if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate verify failed" in reason:
             return _classify_tls(exc)
         return Transient(f"{what}: {reason.split(': ', 1)[-1][:200]}")
+    if _invalid_patch(exc.status, exc.body):
+        return Fatal(f"{what}: HTTP {exc.status}: {_message(exc.body)}")
     if exc.status >= 500 or exc.status == 429:
         return Transient(f"{what}: HTTP {exc.status}")
     if exc.status in (401, 403):
@@ -94,6 +117,15 @@ def _classify_api(exc: ApiException, what: str) -> Exception:
                      "(was the cluster made with another CA? see --rotate-secrets)")
     kind = Conflict if exc.status == 409 else Fatal
     return kind(f"{what}: HTTP {exc.status}: {(exc.body or '')[:300]}")
+
+
+def _message(body) -> str:
+    """A Status object's message, else the body's start."""
+    try:
+        return str(json.loads(body)["message"])[:500]
+    except (TypeError, ValueError, KeyError):
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+        return text[:300]
 
 
 def _classify_tls(exc: Exception) -> Exception:
@@ -192,11 +224,13 @@ def replace(api: k8s.ApiClient, path: str, body: dict) -> dict:
     return json.loads(_call(api, "PUT", path, body=body, headers=JSON))
 
 
-def apply_at(api: k8s.ApiClient, path: str, body: dict) -> None:
-    """Server-side apply of one object whose resource path is known (no discovery needed)."""
-    _call(api, "PATCH", path, body=json.dumps(body),
-          headers={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-          query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+def apply_at(api: k8s.ApiClient, path: str, body: dict, *, dry_run: bool = False) -> dict:
+    """Server-side apply of one object whose resource path is known (no discovery needed); the
+    server's copy. `dry_run`: the server checks everything (admission too) and stores nothing."""
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + ([("dryRun", "All")] if dry_run else [])
+    return json.loads(_call(api, "PATCH", path, body=json.dumps(body),
+                            headers={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+                            query=query))
 
 
 def exists(api: k8s.ApiClient, path: str) -> bool:

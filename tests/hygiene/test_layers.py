@@ -7,14 +7,14 @@ own package, and nothing in app/ imports in a circle.
     2  cluster/, credentials, cluster_record, status/
     3  render/, serve/, wait/, power/   (none of them imports another: serve never imports render,
                                          wait never imports serve)
-    4  generate, init
+    4  generate, init, pivot/
     5  cli/
     6  __main__
 
 Inside serve/ the sub-packages are layered too:
 
     0  settings, errors
-    1  kernel/, guard/, transfer/
+    1  kernel/, guard/, transfer/, cluster/
     2  boot/, registry/, supervise/
     3  app
     4  runner
@@ -36,13 +36,13 @@ LAYERS = {
     1: {"app.generations", "app.events", "app.pki", "app.ignition", "app.gotemplate", "app.oci"},
     2: {"app.cluster", "app.credentials", "app.cluster_record", "app.status"},
     3: {"app.render", "app.serve", "app.wait", "app.power"},
-    4: {"app.generate", "app.init"},
+    4: {"app.generate", "app.init", "app.pivot"},
     5: {"app.cli"},
     6: {"app.__main__"},
 }
 SERVE_LAYERS = {
     0: {"settings", "errors"},
-    1: {"kernel", "guard", "transfer"},
+    1: {"kernel", "guard", "transfer", "cluster"},
     2: {"boot", "registry", "supervise"},
     3: {"app"},
     4: {"runner"},

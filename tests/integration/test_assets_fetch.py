@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from app.cluster import load_cluster
-from app.cluster.preflight import missing_assets
+from app.cluster.preflight import fetch_environments, missing_assets
+from tests.support.addon_modules import addon, member, module_zip
 from tests.support.paths import REPO, flatcar_version_of
 from tests.support.processes import wait_for
 
@@ -80,13 +82,14 @@ def release_servers(tmp_path, signing_key):
     return root
 
 
-def fetch(dest: Path, source: Path | None, key=None, env: dict | None = None) -> subprocess.CompletedProcess:
+def fetch(dest: Path, source: Path | None, key=None, env: dict | None = None,
+          extra: list[str] | None = None, config: Path = SINGLE) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env or {})}
     if key:
         _, public, key_id = key
         env |= {"FLATCAR_SIGNING_KEY": str(public), "FLATCAR_SIGNING_KEY_ID": key_id}
     where = ["--from", str(source)] if source else []
-    return subprocess.run([sys.executable, "-m", "app", "--config", str(SINGLE), "assets", "fetch", str(dest), *where],
+    return subprocess.run([sys.executable, "-m", "app", "--config", str(config), "assets", "fetch", str(dest), *where, *(extra or [])],
                           cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -166,29 +169,37 @@ class RangeServer(SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(scope="module")
+def flannel_zip():
+    """flannel's real release tree, as the Go module proxy serves it (and as pinned)."""
+    a = addon("FLANNEL")
+    return a, module_zip(a)[0]
+
+
 @pytest.fixture
-def mirror(tmp_path, release_servers):
-    """The official servers' layout (Flatcar's, the sysext bakery's, flannel's releases) on loopback."""
+def mirror(tmp_path, release_servers, flannel_zip):
+    """The official servers' layout (Flatcar's, the sysext bakery's, the Go module proxy) on loopback."""
     root = tmp_path / "www"
     shutil.copytree(release_servers / FLATCAR, root / "flatcar" / "amd64-usr" / VERSION)
     (root / "ext" / "kubernetes-v1.36.3").mkdir(parents=True)
     shutil.copy(release_servers / "sysext" / "kubernetes-v1.36.3-x86-64.raw", root / "ext")
     shutil.copy(release_servers / "sysext" / "SHA256SUMS", root / "ext" / "kubernetes-v1.36.3" / "SHA256SUMS")
-    (root / "flannel" / "v0.26.4").mkdir(parents=True)
-    shutil.copy(release_servers / "cni" / "flannel.yaml", root / "flannel" / "v0.26.4" / "kube-flannel.yml")
+    flannel, zip_path = flannel_zip
+    (root / "proxy" / flannel.proxy_path).parent.mkdir(parents=True)
+    shutil.copy(zip_path, root / "proxy" / flannel.proxy_path)
     handler = type("Handler", (RangeServer,), {"log": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    env = {"FLATCAR_BASE_URL": f"{url}/flatcar", "SYSEXT_BASE_URL": f"{url}/ext", "FLANNEL_BASE_URL": f"{url}/flannel",
-           "FLANNEL_SHA256": hashlib.sha256((root / "flannel" / "v0.26.4" / "kube-flannel.yml").read_bytes()).hexdigest()}
-    yield env, handler.log
+    env = {"FLATCAR_BASE_URL": f"{url}/flatcar", "SYSEXT_BASE_URL": f"{url}/ext", "MODULE_PROXY_URL": f"{url}/proxy"}
+    yield env, handler.log, root / "proxy" / flannel.proxy_path
     server.shutdown()
     server.server_close()
 
 
-def test_downloads_resume_and_are_not_fetched_twice(tmp_path, mirror, signing_key, release_servers):
-    env, log = mirror
+def test_downloads_resume_and_are_not_fetched_twice(tmp_path, mirror, signing_key, release_servers, flannel_zip):
+    """No FLANNEL_SHA256 given: the pinned release is fetched from the (local) module proxy and checked."""
+    env, log, _ = mirror
     dest = tmp_path / "assets"
     image = "flatcar_production_image.bin.bz2"
     whole = (release_servers / FLATCAR / image).read_bytes()
@@ -198,14 +209,76 @@ def test_downloads_resume_and_are_not_fetched_twice(tmp_path, mirror, signing_ke
     assert done.returncode == 0, done.stdout + done.stderr
     assert (dest / FLATCAR / image).read_bytes() == whole and not (dest / FLATCAR / f"{image}.part").exists()
     assert (f"/flatcar/amd64-usr/{VERSION}/{image}", 5) in log  # asked only for the rest
-    assert (dest / "cni" / "flannel.yaml").read_bytes() == (release_servers / "cni" / "flannel.yaml").read_bytes()
+    flannel, zip_path = flannel_zip
+    assert (dest / "cni" / "flannel.yaml").read_bytes() == member(zip_path, flannel, flannel.manifest)
+    assert not (dest / "gitops" / "argo-cd.yaml").exists()  # no gitops in this cluster: Argo CD's 58 MB stay away
     log.clear()
     again = fetch(dest, None, signing_key, env)
     assert again.returncode == 0, again.stderr
     assert not [path for path, _ in log if path.startswith("/flatcar/") or path.endswith(".raw")]
 
 
-def test_a_download_that_fails_its_pin_is_refused(tmp_path, mirror, signing_key):
-    env, _ = mirror
-    done = fetch(tmp_path / "assets", None, signing_key, {**env, "FLANNEL_SHA256": "0" * 64})
-    assert done.returncode == 1 and "checksum mismatch" in done.stderr and "kube-flannel.yml" in done.stderr
+def test_a_tampered_module_zip_is_refused(tmp_path, mirror, signing_key, flannel_zip):
+    """A mirror serving flannel's tree with another image in the manifest: refused, nothing extracted,
+    and the bad download removed (the next run fetches it again)."""
+    env, _, served = mirror
+    flannel, zip_path = flannel_zip
+    with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(served, "w") as out:
+        for name in src.namelist():
+            data = src.read(name)
+            out.writestr(name, data.replace(b"ghcr.io/flannel-io/flannel:", b"evil.example/flannel:")
+                         if name == flannel.prefix + flannel.manifest else data)
+    dest = tmp_path / "assets"
+    done = fetch(dest, None, signing_key, env)
+    assert done.returncode == 1 and "checksum mismatch" in done.stderr and flannel.proxy_path in done.stderr
+    assert not (dest / "cni" / "flannel.yaml").exists()
+    assert not list((dest / ".modules").iterdir())
+
+
+def test_another_release_needs_its_own_sum(tmp_path, mirror, signing_key):
+    env, log, _ = mirror
+    done = fetch(tmp_path / "assets", None, signing_key, {**env, "FLANNEL_SHA256": ""},
+                 ["--flannel-version", "v0.28.4"])
+    assert done.returncode == 1 and "not the pinned" in done.stderr and "v0.28.4" in done.stderr
+    assert log == []  # refused before any download: Flatcar's included
+    wrong = fetch(tmp_path / "assets", None, signing_key, {**env, "FLANNEL_SHA256": "0" * 64})
+    assert wrong.returncode == 1 and "checksum mismatch" in wrong.stderr
+
+
+def test_the_image_build_takes_a_built_cilium_cli_from_its_context(tmp_path, mirror, signing_key):
+    """Download mode with ASSETS_DIR holding bin/cilium (scripts/cilium-cli-binary's build): the image's
+    /assets/bin/cilium, which the runtime stage puts on PATH, is that binary, and it runs."""
+    from tests.integration.test_cilium_cli import VERSION, cilium  # cilium() skips when it is not built
+    env, _, _ = mirror
+    _, public, key_id = signing_key
+    cluster, _ = load_cluster(SINGLE)
+    context = tmp_path / "context"
+    (context / "bin").mkdir(parents=True)
+    shutil.copy(cilium(), context / "bin" / "cilium")
+    dest = tmp_path / "assets"
+    script = REPO / "app" / "asset_scripts" / "fetch-and-verify"
+    for arch_env in fetch_environments(cluster):
+        done = subprocess.run(["sh", str(script), "download", str(context), str(dest)], capture_output=True, text=True,
+                              env={**os.environ, **env, **arch_env, "FLATCAR_SIGNING_KEY": str(public),
+                                   "FLATCAR_SIGNING_KEY_ID": key_id, "ARGOCD_VERSION": "none"}, timeout=300)
+        assert done.returncode == 0, done.stderr
+    version = subprocess.run([str(dest / "bin" / "cilium"), "version", "--client"], capture_output=True, text=True)
+    assert f"cilium-cli: {VERSION}" in version.stdout
+
+
+def test_a_gitops_cluster_gets_argo_cds_manifest_from_its_pinned_tree(tmp_path, mirror, signing_key):
+    """Argo CD's real 58 MB release tree, served by the (local) module proxy: checked against its pin,
+    then only manifests/install.yaml extracted, as `wait` applies it."""
+    env, log, served = mirror
+    argocd = addon("ARGOCD")
+    zip_path, _ = module_zip(argocd)
+    proxy = served.parents[4]  # served is proxy/github.com/flannel-io/flannel/@v/<version>.zip
+    (proxy / argocd.proxy_path).parent.mkdir(parents=True)
+    shutil.copy(zip_path, proxy / argocd.proxy_path)
+    config = tmp_path / "gitops.yaml"
+    config.write_text(SINGLE.read_text() + "\ngitops: {repo: https://git.example.com/infra.git}\n")
+    dest = tmp_path / "assets"
+    done = fetch(dest, None, signing_key, env, config=config)
+    assert done.returncode == 0, done.stderr
+    assert (dest / "gitops" / "argo-cd.yaml").read_bytes() == member(zip_path, argocd, argocd.manifest)
+    assert (f"/proxy/{argocd.proxy_path}", 0) in log

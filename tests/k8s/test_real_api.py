@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -18,6 +19,7 @@ from app.cluster import load_cluster
 from app.cluster.model import GitOps
 from app.wait import kube
 from app.wait.addons import ARGOCD_NAMESPACE, root_application
+from tests.support.addon_modules import Addon, addon, member, module_zip
 from tests.support.gate import NAMES, client_groups, make_templates
 from tests.support.paths import EXAMPLE
 from tests.support.processes import wait_for
@@ -64,9 +66,18 @@ def who(control_plane, kubeconfig: Path) -> dict:
     return answer["status"]["userInfo"]
 
 
-def test_wait_applies_addons_and_writes_a_working_user_kubeconfig(control_plane, generated_k8s, tmp_path):
+@pytest.fixture(scope="module")
+def release_trees() -> dict[str, tuple[Addon, Path]]:
+    """flannel's and Argo CD's real release trees, as pinned (what the image build extracts from)."""
+    return {key: (a, module_zip(a)[0]) for key in ("FLANNEL", "ARGOCD") for a in [addon(key)]}
+
+
+def test_wait_applies_addons_and_writes_a_working_user_kubeconfig(control_plane, generated_k8s, tmp_path,
+                                                                  release_trees):
     output = output_copy(generated_k8s, tmp_path)
     templates = make_templates(tmp_path / "templates", {"10-team.yaml": ADDON, "20-later.yaml": LATER_ADDON})
+    flannel, zip_path = release_trees["FLANNEL"]  # the real manifest, in place of the tests' stand-in
+    (templates / "cni" / "flannel.yaml").write_bytes(member(zip_path, flannel, flannel.manifest))
     for name in NAMES:
         if name != "cp-1":
             control_plane.create_node(name)
@@ -82,7 +93,9 @@ def test_wait_applies_addons_and_writes_a_working_user_kubeconfig(control_plane,
                                           "--show-managed-fields", "-o", "json").stdout)
     assert json.loads(cm["data"]["net-conf.json"])["Network"] == "10.244.0.0/16"
     assert {(f["manager"], f["operation"]) for f in cm["metadata"]["managedFields"]} == {("bootstrap-node", "Apply")}
-    control_plane.kubectl("get", "-n", "kube-flannel", "daemonset", "kube-flannel-ds")
+    ds = json.loads(control_plane.kubectl("get", "-n", "kube-flannel", "daemonset", "kube-flannel-ds",
+                                          "-o", "json").stdout)
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/flannel-io/flannel:{flannel.version}"
     # user add-ons in lexical order: the later file's value wins
     settings = json.loads(control_plane.kubectl("get", "-n", "team-a", "configmap", "settings", "-o", "json").stdout)
     assert settings["data"] == {"colour": "green"}
@@ -154,35 +167,52 @@ def test_cluster_info_is_signed_for_our_token(control_plane, generated_k8s):
     assert base64.b64decode(ca) == (generated_k8s / "credentials" / "ca.crt").read_bytes()
 
 
-APPLICATION_CRD = {
-    # Argo CD's Application CRD in shape (group, names, scope, version); its real schema is large
-    # and not fetched here, so this one keeps every field instead of describing them.
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "applications.argoproj.io"},
-    "spec": {"group": "argoproj.io", "scope": "Namespaced",
-             "names": {"kind": "Application", "listKind": "ApplicationList", "plural": "applications",
-                       "singular": "application", "shortNames": ["app", "apps"]},
-             "versions": [{"name": "v1alpha1", "served": True, "storage": True, "subresources": {},
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
-
-
-def test_gitops_crd_is_established_and_the_root_application_applies(control_plane, generated_k8s):
-    """The Applier's discovery of a kind whose CRD was applied a moment ago (not served yet: retried),
-    then the root Application exactly as `wait` builds it."""
+def test_argo_cds_crds_are_established_and_the_root_application_applies(control_plane, generated_k8s,
+                                                                         release_trees, tmp_path):
+    """Argo CD's real CRDs, from the install manifest `wait` applies (server-side: they are too large
+    for a client-side apply's annotation), Established; then the root Application exactly as `wait`
+    builds it, accepted by the real Application schema. The Applier discovers a kind whose CRD was
+    applied a moment ago (not served yet: retried)."""
     cluster, _ = load_cluster(EXAMPLE)
     cluster = cluster.model_copy(update={"gitops": GitOps(repo="https://git.example.com/infra.git", path="clusters/lab")})
     api = kube.api_client(generated_k8s / "credentials" / "admin.kubeconfig", control_plane.server)
     applier = kube.Applier(api)
-    applier.apply(kube.Manifest("argo-cd.yaml", 0, APPLICATION_CRD))
+    argocd, zip_path = release_trees["ARGOCD"]
+    install = tmp_path / "argo-cd.yaml"
+    install.write_bytes(member(zip_path, argocd, argocd.manifest))
+    crds = [m for m in kube.load_manifests([install]) if m.body["kind"] == "CustomResourceDefinition"]
+    assert {m.body["metadata"]["name"] for m in crds} == {"applications.argoproj.io", "applicationsets.argoproj.io",
+                                      "appprojects.argoproj.io"}
+    for crd in crds:
+        applier.apply(crd)
     applier.apply(kube.Manifest("gitops", 0, {"apiVersion": "v1", "kind": "Namespace",
                                               "metadata": {"name": ARGOCD_NAMESPACE}}))
     root = root_application(cluster)
     wait_for(lambda: _applied(applier, root), timeout=60, what="argoproj.io/v1alpha1 to be served")
-    crd = kube.get(api, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/applications.argoproj.io")
-    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]}["Established"] == "True"
+    for crd in crds:  # each on its own: the large ones take the API server a moment longer
+        name = crd.body["metadata"]["name"]
+        wait_for(lambda name=name: _established(api, name), timeout=60, what=f"{name} to be Established")
     app_object = kube.get(api, f"/apis/argoproj.io/v1alpha1/namespaces/{ARGOCD_NAMESPACE}/applications/root")
     assert app_object["spec"] == root["spec"]
+    # the real schema is enforced (the old stand-in CRD kept every field): an Application without its
+    # destination is refused.
+    broken = {**root, "metadata": {**root["metadata"], "name": "broken"},
+              "spec": {k: v for k, v in root["spec"].items() if k != "destination"}}
+    with pytest.raises(kube.Fatal) as refused:
+        applier.apply(kube.Manifest("gitops", 0, broken))
+    assert "HTTP 422" in str(refused.value) and "destination" in str(refused.value)
+    # A field of the wrong type: the real server answers server-side apply with 500 InternalError, not
+    # 422. It is still the object's fault, so it is Fatal at once (not retried until wait's deadline).
+    mistyped = {**root, "metadata": {**root["metadata"], "name": "mistyped"},
+                "spec": {**root["spec"], "project": 7}}
+    with pytest.raises(kube.Fatal) as refused:
+        applier.apply(kube.Manifest("gitops", 0, mistyped))
+    assert "HTTP 500" in str(refused.value) and "project" in str(refused.value)
+
+
+def _established(api, name: str) -> bool:
+    served = kube.get(api, f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+    return {c["type"]: c["status"] for c in served.get("status", {}).get("conditions") or []}.get("Established") == "True"
 
 
 def _applied(applier: kube.Applier, body: dict) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from app.events import CALLBACK_PHASES
+from app.events.disks import disks_detail, parse_disks
 from app.layout import UEFI_BUILDS
 from app.serve.boot import policy, render
 from app.serve.boot.labels import normalize_mac, parse_labels
@@ -153,16 +154,17 @@ class BootHandlers:
                 log.warning("refused a malformed callback from %s (400): %s; more are counted, not logged",
                             request.remote, fields.strip())
             return response(Reply(400, fields))
-        mac, phase, message = fields
+        mac, phase, message, detail = fields
         if mac not in self.service.events.known:
             return response(Reply(404, f"no node has MAC {mac}\n"))
         req = self._request(request, "events", {})
-        return response(self.service.callback(req, mac, phase, message[:2000]))
+        return response(self.service.callback(req, mac, phase, message[:2000], detail))
 
 
-def callback_fields(data: object) -> tuple[str, str, str] | str:
-    """(mac, phase, message) of a callback body, each checked for its type before any use; or why not.
-    A list where a string belongs (`"phase": []`) was a 500 with a traceback per request."""
+def callback_fields(data: object) -> tuple[str, str, str, dict] | str:
+    """(mac, phase, message, detail) of a callback body, each checked for its type before any use; or
+    why not. A list where a string belongs (`"phase": []`) was a 500 with a traceback per request.
+    detail carries the machine's disks when it reported them (app/events/disks.py bounds them)."""
     if not isinstance(data, dict):
         return "body must be a JSON object\n"
     mac, phase, message = data.get("mac"), data.get("phase"), data.get("message")
@@ -173,5 +175,11 @@ def callback_fields(data: object) -> tuple[str, str, str] | str:
         return f"phase: must be one of {', '.join(sorted(CALLBACK_PHASES))}\n"
     if not isinstance(message, str):
         return "message: must be a string\n"
-    return normalize_mac(mac) or "", phase, message
+    detail = {}
+    if "disks" in data:
+        disks = parse_disks(data["disks"])
+        if isinstance(disks, str):
+            return disks
+        detail = disks_detail(*disks)
+    return normalize_mac(mac) or "", phase, message, detail
 

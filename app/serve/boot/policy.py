@@ -274,11 +274,13 @@ def _final_config(req: Request, mac: str, window, settings: Settings) -> str | N
 
 # -- POST /events ------------------------------------------------------------------------------------
 def decide_callback(req: Request, mac: str, phase: str, message: str, state: NodeState | None,
-                    settings: Settings) -> Decision:
-    """A node's progress report: its event, or a refusal (401 without a credential, 403 with a wrong one)."""
+                    settings: Settings, detail: dict | None = None) -> Decision:
+    """A node's progress report: its event (with `detail`, already checked: the disks it reported), or a
+    refusal (401 without a credential, 403 with a wrong one)."""
     if not callback_allowed(phase, req.credential, state, settings, req.now):
         return refuse(req, mac, CALLBACK_REFUSED, status=401 if req.credential is None else 403)
-    return Decision(Answer.ACCEPTED, events=[Event(phase, mac=mac, source="node", message=message)])
+    return Decision(Answer.ACCEPTED, events=[Event(phase, mac=mac, source="node", message=message,
+                                                   detail=dict(detail or {}))])
 
 
 def callback_allowed(phase: str, credential: str | None, state: NodeState | None, settings: Settings,

@@ -175,9 +175,10 @@ class BootService:
         return Reply(200, render.metadata_env(variables).encode(), headers={"Content-Type": "plain/text"})
 
     # -- POST /events --------------------------------------------------------------------------------
-    def callback(self, req: policy.Request, mac: str, phase: str, message: str) -> Reply:
+    def callback(self, req: policy.Request, mac: str, phase: str, message: str, detail: dict | None = None) -> Reply:
         with self.events.transaction():
-            decision = policy.decide_callback(req, mac, phase, message, self.events.state(mac), self.settings)
+            decision = policy.decide_callback(req, mac, phase, message, self.events.state(mac), self.settings,
+                                              detail or {})
             self.record(decision.events)
             if decision.answer is policy.Answer.REFUSED:
                 self.metrics.bad_callbacks += 1

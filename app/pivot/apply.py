@@ -1,0 +1,148 @@
+"""Sending the rendered objects: server-side apply (field manager `bootstrap-node`), so a second
+`pivot` changes nothing, and `dryRun=All` for `--dry-run=server`. The resource path of every kind
+pivot renders is known here (no discovery), so our own kinds can be addressed the moment their CRDs
+are Established.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from app.pivot.manifests import is_custom
+from app.wait import kube
+
+# (apiVersion, kind) -> (plural, namespaced)
+RESOURCES = {
+    ("v1", "Namespace"): ("namespaces", False),
+    ("v1", "ServiceAccount"): ("serviceaccounts", True),
+    ("v1", "Secret"): ("secrets", True),
+    ("v1", "ConfigMap"): ("configmaps", True),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): ("clusterroles", False),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("clusterrolebindings", False),
+    ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
+    ("apps/v1", "Deployment"): ("deployments", True),
+    ("bootstrap-node.io/v1alpha1", "Machine"): ("machines", True),
+    ("bootstrap-node.io/v1alpha1", "ProvisioningCluster"): ("provisioningclusters", True),
+}
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+class Unreachable(Exception):
+    """The API server did not answer within the deadline."""
+
+
+class KubeconfigError(Exception):
+    """The kubeconfig cannot be read or names no server."""
+
+
+def connect(kubeconfig: Path):
+    """A client for the kubeconfig's current context (its server, its credentials)."""
+    try:
+        data = yaml.safe_load(kubeconfig.read_text())
+        current = data.get("current-context")
+        context = next(c["context"] for c in data["contexts"] if c["name"] == current)
+        server = next(c["cluster"]["server"] for c in data["clusters"] if c["name"] == context["cluster"])
+    except OSError as exc:
+        raise KubeconfigError(f"{kubeconfig}: {exc.strerror}") from None
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError, StopIteration):
+        raise KubeconfigError(f"{kubeconfig}: not a kubeconfig with a current context and its cluster's "
+                              "server") from None
+    try:
+        return kube.api_client(kubeconfig, server)
+    except Exception as exc:  # the client's own loader: bad base64, unreadable cert files, …
+        raise KubeconfigError(f"{kubeconfig}: {exc}") from None
+
+
+def path_of(obj: dict) -> str:
+    plural, namespaced = RESOURCES[(obj["apiVersion"], obj["kind"])]
+    base = "/api/v1" if obj["apiVersion"] == "v1" else f"/apis/{obj['apiVersion']}"
+    meta = obj["metadata"]
+    scope = f"/namespaces/{meta['namespace']}" if namespaced else ""
+    return f"{base}{scope}/{plural}/{meta['name']}"
+
+
+def describe(obj: dict) -> str:
+    meta = obj["metadata"]
+    return f"{obj['kind']} {meta['namespace'] + '/' if meta.get('namespace') else ''}{meta['name']}"
+
+
+@dataclass
+class Outcome:
+    applied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # server dry-run: what depends on objects not there yet
+
+
+class Sender:
+    """Applies objects in order; a transient failure (connection refused, 5xx, a kind not served yet)
+    is retried for up to `timeout` seconds per call, then raises Unreachable."""
+
+    def __init__(self, api, timeout: float, *, sleep: Callable[[float], None] = time.sleep, poll: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.api, self.timeout, self.sleep, self.poll, self.clock = api, timeout, sleep, poll, clock
+
+    def _retry(self, action, what: str):
+        deadline = self.clock() + self.timeout
+        while True:
+            try:
+                return action()
+            except kube.Transient as exc:
+                if self.clock() > deadline:
+                    raise Unreachable(f"{what}: {exc}") from None
+                self.sleep(self.poll)
+
+    def _exists(self, path: str) -> bool:
+        return self._retry(lambda: kube.exists(self.api, path), f"GET {path}")
+
+    def ready(self) -> None:
+        self._retry(lambda: kube.readyz(self.api), "GET /readyz")
+
+    def apply(self, objects: list[dict], *, dry_run: bool = False) -> Outcome:
+        outcome = Outcome()
+        missing_namespaces: set[str] = set()
+        crds_missing = False
+        for obj in objects:
+            name = describe(obj)
+            if dry_run:
+                namespace = obj["metadata"].get("namespace")
+                if namespace and (namespace in missing_namespaces
+                                  or not self._exists(f"/api/v1/namespaces/{namespace}")):
+                    missing_namespaces.add(namespace)
+                    outcome.skipped.append(f"{name}: namespace {namespace} does not exist yet")
+                    continue
+                if is_custom(obj) and (crds_missing or not self._served(obj)):
+                    crds_missing = True
+                    outcome.skipped.append(f"{name}: its CRD is not installed yet")
+                    continue
+            self._retry(lambda o=obj: self._apply_one(o, dry_run), name)
+            outcome.applied.append(name)
+            if obj["kind"] == "CustomResourceDefinition" and not dry_run:
+                self.wait_established(obj["metadata"]["name"])
+        return outcome
+
+    def _served(self, obj: dict) -> bool:
+        plural, _ = RESOURCES[(obj["apiVersion"], obj["kind"])]
+        group = obj["apiVersion"].split("/", 1)[0]
+        return self._exists(f"{CRD_PATH}/{plural}.{group}")
+
+    def _apply_one(self, obj: dict, dry_run: bool) -> dict:
+        try:
+            return kube.apply_at(self.api, path_of(obj), obj, dry_run=dry_run)
+        except kube.Fatal as exc:
+            if "HTTP 404" in str(exc) and is_custom(obj):  # Established, not yet routed: a moment more
+                raise kube.Transient(f"{describe(obj)}: not served yet") from None
+            raise
+
+    def wait_established(self, name: str) -> None:
+        def established() -> None:
+            crd = kube.get(self.api, f"{CRD_PATH}/{name}")
+            conditions = (crd.get("status") or {}).get("conditions") or []  # null until the server looks
+            if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                raise kube.Transient(f"CustomResourceDefinition {name} is not Established yet")
+        self._retry(established, f"CustomResourceDefinition {name}")
