@@ -80,12 +80,12 @@ def init(rack):
     container = started.stdout.strip()
     try:
         wait_for(lambda: any(e["kind"] == "dnsmasq-ready" for e in the_lab.events()) or not running(docker, container),
-                 120, "init's serve (dnsmasq ready) in the container")
+                 120, "init's serve (dnsmasq ready) in the container", interval=1)
         assert running(docker, container), logs(docker, container)
         for machine in NODES:
             the_lab.boot(machine)
         wait_for(lambda: all(installed(the_lab, m) for m in NODES) or not running(docker, container),
-                 INSTALL_TIMEOUT, "every node to report installed")
+                 INSTALL_TIMEOUT, "every node to report installed", interval=1)  # each look runs `docker inspect`
         assert running(docker, container), logs(docker, container)
         yield the_lab, docker, container
     finally:
@@ -152,7 +152,7 @@ def test_teardown_in_the_container_ends_init(init):
     # init is the container's PID 1: once it exits the kernel kills the rest of the container, often
     # teardown itself while it waits (137, SIGKILL) before it can say so; init's own exit is the proof.
     assert done.returncode in (0, 137), done.stdout + done.stderr
-    wait_for(lambda: not running(docker, container), 60, "init to exit")
+    wait_for(lambda: not running(docker, container), 60, "init to exit", interval=0.5)
     code = docker.run("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip()
     assert code == "130", logs(docker, container)
     assert "interrupted; stopped serving" in logs(docker, container)

@@ -23,14 +23,14 @@ def cli(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, capture_output=True, text=True, **kw)
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
+    """Poll until `predicate()` is truthy, every `interval` seconds; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
