@@ -7,7 +7,7 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    INVALID = 1  # cluster.yaml has errors; generate or serve failed
+    INVALID = 1  # cluster.yaml has errors; a preflight refused; generate or serve failed
     UNREADABLE = 2  # cluster.yaml cannot be read as YAML; an I/O error
     API = 3  # wait, pivot: the API server never answered
     NODES = 4  # wait: nodes not Ready in time

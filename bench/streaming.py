@@ -53,7 +53,8 @@ def start_server(work: Path, out: Path, workers: int = 1) -> servers.Child:
     port = servers.free_port()
     argv = [sys.executable, "-m", "app", "--output", str(out), "serve", "--dhcp", "none", "--tftp", "none",
             "--listen", f"127.0.0.1:{port}", "--assets", str(work / "assets"), "--bind", "address",
-            "--workers", str(workers)]
+            "--workers", str(workers),
+            "--skip-preflight"]  # the bench's assets are the files it measures, not a cluster's
     return servers.Child("bootstrap-node", argv, port, work / "stream-serve.log")
 
 

@@ -25,7 +25,7 @@ from app.cli.generate import generate_or_exit
 from app.cli.progress import Progress
 from app.cli.serve import serve_settings
 from app.cli.wait import ApiTimeout, NodesTimeout, Poll, Server, WaitGitops, finish, wait_options
-from app.cluster.preflight import fetch_hint, missing_assets
+from app.cluster.preflight import refusal
 from app.layout import EVENTS
 from app.serve.settings import BootSettings, ServeSettings
 from app.wait import API_TIMEOUT, NODES_TIMEOUT, POLL
@@ -57,10 +57,8 @@ def init(
     from app.power.watch import LogTail, watch_installs
 
     cluster = load_or_exit(paths.config)
-    if missing := missing_assets(cluster, assets):
-        raise fail("init: the nodes could not install: " + f"{len(missing)} file(s) they fetch are not in "
-                   f"--assets {assets}; nothing was started or powered on\n" + "\n".join(missing)
-                   + f"\n{fetch_hint(assets)}")
+    if message := refusal(cluster, assets, "init"):
+        raise fail(message)
     rendered = generate_or_exit(cluster, paths, assets=assets, ipxe_dir=ipxe_dir, api_servers=server)
     logs.setup("text")
     tail = LogTail(paths.output / EVENTS)  # from here: an `installed` from before this init is old news

@@ -23,6 +23,7 @@ from app.cli.common import (
     command,
     fail,
     listen_address,
+    load_or_exit,
 )
 from app.exitcodes import ExitCode
 from app.layout import MATCHBOX, TFTP
@@ -49,6 +50,9 @@ def serve(
     tftp: TftpOpt = ServeSettings.tftp,
     tftp_port: Annotated[int, typer.Option(help="Port of the built-in TFTP server.")] = ServeSettings.tftp_port,
     assets: AssetsOpt = DEFAULT_ASSETS,
+    skip_preflight: Annotated[bool, typer.Option(
+        help="Serve even when files the nodes fetch (Flatcar's, the sysexts) are missing from --assets: for "
+             "development only, such nodes PXE-boot into 404s.")] = False,
     matchbox_data: Annotated[Path | None, typer.Option(help="Serve this Matchbox data dir instead.")] = None,
     matchbox_data_with_secrets: Annotated[bool, typer.Option(
         help="Serve a --matchbox-data tree even though it holds private keys or join tokens: Matchbox mode has "
@@ -98,7 +102,8 @@ def serve(
 ) -> None:
     """Serve the generated tree: proxy DHCP + TFTP (dnsmasq) and the Matchbox-compatible HTTP API.
 
-    Runs in the foreground until SIGINT/SIGTERM or `teardown`; exits 0 after a clean stop.
+    Runs in the foreground until SIGINT/SIGTERM or `teardown`; exits 0 after a clean stop. Refuses to
+    start (exit 1, nothing bound) when a file the nodes fetch is missing from --assets, as `init` does.
     """
     from app import logs
     from app.serve.errors import ServeError
@@ -125,6 +130,11 @@ def serve(
             raise fail(f"refusing --matchbox-data {matchbox_data}: {found}. It would be served to anyone who asks, "
                        "with no install windows. Serve the appliance's own tree without --matchbox-data, or pass "
                        "--matchbox-data-with-secrets if that is really meant.")
+    # Last of the checks, first of anything bound or started: a node booting now would fetch a 404.
+    if matchbox_data is None and not skip_preflight:  # a foreign Matchbox tree has no cluster.yaml to check
+        from app.cluster.preflight import refusal
+        if message := refusal(load_or_exit(paths.config), assets, "serve"):
+            raise fail(message)
     try:
         asyncio.run(serve_forever(settings))
     except (ServeError, DnsmasqFailed) as exc:

@@ -1,5 +1,6 @@
 """Preflight: every file the cluster's nodes will fetch from the appliance's assets, and which are
-missing. `init` refuses to start without them: a node powered on now would PXE-boot into a 404."""
+missing. `serve` and `init` refuse to start without them, with one message: a node powered on (or
+PXE-booting) now would boot into a 404, or install nothing."""
 
 from __future__ import annotations
 
@@ -33,6 +34,21 @@ def missing_assets(cluster: Cluster, assets: Path) -> list[str]:
 
 def fetch_hint(assets: Path) -> str:
     return FETCH_HINT.format(assets=assets)
+
+
+# What each command has not done when it refuses, and how to start it anyway where that is allowed.
+NOT_DONE = {"init": "nothing was started or powered on", "serve": "nothing was started"}
+ESCAPE = {"serve": "\nfor development without them: `serve --skip-preflight` (nodes then PXE-boot into 404s)"}
+
+
+def refusal(cluster: Cluster, assets: Path, command: str) -> str | None:
+    """Why `command` (serve or init) must not start: each missing file, then how to fetch them; None
+    when every file the nodes fetch is in `assets`."""
+    if not (missing := missing_assets(cluster, assets)):
+        return None
+    return (f"{command}: the nodes could not install: {len(missing)} file(s) they fetch are not in --assets "
+            f"{assets}; {NOT_DONE[command]}\n" + "\n".join(missing) + f"\n{fetch_hint(assets)}"
+            + ESCAPE.get(command, ""))
 
 
 def fetch_environments(cluster: Cluster) -> list[dict[str, str]]:

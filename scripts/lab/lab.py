@@ -111,7 +111,9 @@ class Lab:
         self.state = State.load(self.dir) or State(prefix, str(self.dir))
 
     # -- up ----------------------------------------------------------------------------------------
-    def up(self) -> None:
+    def up(self, appliance: bool = True) -> None:
+        """The rack; `appliance=False`: everything but generate and serve in <prefix>appl, for an
+        appliance started there another way (tests/e2e/test_lab_docker.py: `docker run … init`)."""
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, taps, ports 67/69)")
         if gone := missing_tools() + (bmc.missing(self.power) if self.power != "qemu" else []):
@@ -123,12 +125,14 @@ class Lab:
         if self.power != "qemu":
             self._bmc_config()
         self._artifacts()
-        self._generate()
+        if appliance:
+            self._generate()
         # A new rack: the machines of an earlier lab run are not installed, whatever its log says.
         (self.output / "events.jsonl").unlink(missing_ok=True)
         self._network()
         self._site_dhcp()
-        self._appliance()
+        if appliance:
+            self._appliance()
         if self.power != "qemu":
             self._bmcs()
 
@@ -189,6 +193,9 @@ class Lab:
         image = self.assets / "flatcar" / version / "flatcar_production_image.bin.bz2"
         if not image.exists():  # flatcar-install's download target; the stand-in only checks it is there
             image.write_bytes(b"stand-in disk image")
+        signature = image.with_name(image.name + ".sig")
+        if not signature.exists():  # serve's preflight wants it beside the image, as flatcar-install does
+            signature.write_bytes(b"stand-in signature")
         self._standin_sysexts()
 
     def _standin_sysexts(self) -> None:

@@ -1,38 +1,35 @@
 """The real Dockerfile, built and run with both engines users have: Docker (a dockerd of the tests'
 own, tests/support/engines.py) and podman, through python-on-whales: validate, generate into a
-mounted directory, the templates mount, serve with --net=host.
+mounted directory, the templates mount, serve with --net=host, and an air-gapped build without the
+disk image's .sig refused.
 
-The build is air-gapped like a user's can be: base image from debootstrap when no registry is
-reachable, stand-in assets with SHA256SUMS (ASSETS=context), and a wheelhouse (WHEELHOUSE)."""
+The build is air-gapped like a user's can be (tests/support/appliance_image.py): base image from
+debootstrap when no registry is reachable, stand-in assets with SHA256SUMS (ASSETS=context), and a
+wheelhouse (WHEELHOUSE). `docker run --net=host … init` in the lab is tests/e2e/test_lab_docker.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
 
-from tests.support.engines import Engine, debootstrap_tarball, import_rootfs, podman, private_dockerd
+from tests.support.appliance_image import (
+    BASE,
+    CONTEXT_ASSETS,
+    NOT_SERVED,
+    SYSEXTS,
+    TAG,
+    baked_digest,
+    build_args,
+    build_image,
+    context_images_refs,
+)
+from tests.support.engines import podman, private_dockerd
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import free_port, wait_for
-
-TAG = "localhost/bootstrap-node:test"
-BASE = "localhost/debian:bookworm-slim"
-CONTEXT_ASSETS = REPO / "build" / "container-assets"
-CONTEXT_IMAGES = REPO / "build" / "container-images"
-PAYLOAD = "localhost/bootstrap-node-payload:test"
-WHEELS = REPO / "build" / "wheels"
-STANDINS = ["flatcar/4593.2.5/flatcar_production_pxe.vmlinuz", "flatcar/4593.2.5/flatcar_production_pxe_image.cpio.gz",
-            "flatcar/4593.2.5/flatcar_production_image.bin.bz2", "flatcar/4593.2.5/flatcar_production_image.bin.bz2.sig",
-            "sysext/kubernetes-v1.36.3-x86-64.raw",
-            "sysext/containerd-2.0.4-x86-64.raw", "cni/flannel.yaml"]
-SYSEXTS = "containerd-2.0.4"  # baked from the context, like a bakery download
-NOT_SERVED = "kubernetes-v1.36.4-x86-64.raw"  # in the context's SHA256SUMS (as in the bakery's), not baked
 
 
 @pytest.fixture(scope="module", params=["docker", "podman"])
@@ -44,75 +41,9 @@ def engine(request):
         yield docker
 
 
-def base_image(client, engine: Engine) -> str:
-    """A bookworm root file system from debootstrap when there is no registry to pull from."""
-    if not client.image.exists(BASE):
-        import_rootfs(engine, debootstrap_tarball(), BASE)
-    return BASE
-
-
-def context_inputs() -> None:
-    shutil.rmtree(CONTEXT_ASSETS, ignore_errors=True)
-    for rel in STANDINS:
-        path = CONTEXT_ASSETS / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes((REPO / "tests" / "fixtures" / "kube-flannel.yml").read_bytes() if rel.startswith("cni/")
-                         else f"stand-in {rel}\n".encode())
-    for directory in {(CONTEXT_ASSETS / rel).parent for rel in STANDINS}:
-        lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted(directory.iterdir())]
-        if directory.name == "sysext":
-            lines.append(f"{'0' * 64}  {NOT_SERVED}\n")
-        (directory / "SHA256SUMS").write_text("".join(lines))
-    if not any(WHEELS.glob("*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(WHEELS), "-c",
-                        str(REPO / "requirements.lock"), str(REPO)], check=True, capture_output=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(WHEELS),
-                        "setuptools>=68"], check=True, capture_output=True)
-    for stale in WHEELS.glob("bootstrap_node-*.whl"):
-        stale.unlink()  # the image builds the app from this checkout's source
-
-
-def context_images() -> list[str]:
-    """An OCI layout with every image the app says the image must bake (kubeadm's for v1.36.3, kube-vip,
-    the stand-in flannel manifest's, the built-in add-ons'), all one tiny podman-built image under each
-    name, whichever engine then builds the appliance. Returns the refs."""
-    from app.render.images import KUBE_VIP_IMAGE, kubeadm_images, manifest_images
-    if shutil.which("skopeo") is None or shutil.which("podman") is None:
-        pytest.skip("needs podman and skopeo to make the image layout the build takes (IMAGES=context)")
-    addons = sorted((REPO / "app" / "templates" / "addons").glob("*.yaml"))  # kured's, baked like the CNI's
-    refs = [*kubeadm_images("v1.36.3"), KUBE_VIP_IMAGE,
-            *manifest_images(REPO / "tests" / "fixtures" / "kube-flannel.yml"),
-            *(ref for manifest in addons for ref in manifest_images(manifest))]
-    shutil.rmtree(CONTEXT_IMAGES, ignore_errors=True)
-    payload = REPO / "build" / "payload"
-    payload.mkdir(parents=True, exist_ok=True)
-    (payload / "Containerfile").write_text("FROM scratch\nCOPY payload.txt /payload.txt\n")
-    (payload / "payload.txt").write_text("stand-in image\n")
-    subprocess.run(["podman", "build", "-q", "--platform", "linux/amd64", "-t", PAYLOAD, str(payload)], check=True,
-                   capture_output=True)
-    for ref in refs:
-        subprocess.run(["skopeo", "copy", "-q", f"containers-storage:{PAYLOAD}", f"oci:{CONTEXT_IMAGES}:{ref}"],
-                       check=True, capture_output=True)
-    return refs
-
-
 @pytest.fixture(scope="module")
 def image(engine):
-    from python_on_whales import DockerClient
-    client = DockerClient(client_call=engine.call)
-    base = base_image(client, engine)
-    context_inputs()
-    context_images()
-    started = time.monotonic()
-    client.legacy_build(REPO, file=REPO / "Dockerfile", tags=[TAG], network="host", build_args={
-        "BASE_IMAGE": base, "ASSETS": "context", "ASSETS_DIR": "build/container-assets",
-        "WHEELHOUSE": "build/wheels", "IMAGES": "context", "IMAGES_DIR": "build/container-images",
-        "SYSEXTS": SYSEXTS})
-    built = client.image.inspect(TAG)
-    report = REPO / "build" / f"container-report-{engine.name}.txt"
-    report.write_text(f"engine {engine.name}; build {time.monotonic() - started:.0f}s; "
-                      f"size {built.size / 1e6:.0f} MB\n")
-    return client, built
+    return build_image(engine)
 
 
 def run(client, *args, volumes=(), **kw):
@@ -208,12 +139,6 @@ def test_sysexts_are_baked_placed_and_their_sums_list_only_what_is_served(image,
     assert not any("containerd-2.0.4" in f["path"] for f in controller["storage"]["files"])
 
 
-def baked_digest(ref: str) -> str:
-    index = json.loads((CONTEXT_IMAGES / "index.json").read_text())
-    return next(m["digest"] for m in index["manifests"]
-                if m["annotations"]["org.opencontainers.image.ref.name"] == ref)
-
-
 def test_images_are_baked_and_complete(image, tmp_path):
     client, _ = image
     code, out = run(client, "images", "--format", "json", volumes=[(EXAMPLE, "/config/cluster.yaml", "ro")])
@@ -223,11 +148,6 @@ def test_images_are_baked_and_complete(image, tmp_path):
     assert {e["ref"] for e in report["images"]} == set(context_images_refs())
     code, lock = run(client, "-c", "cat /images/images.lock", entrypoint="sh")
     assert code == 0 and f"registry.k8s.io/pause:3.10.2 {baked_digest('registry.k8s.io/pause:3.10.2')}" in lock
-
-
-def context_images_refs() -> list[str]:
-    index = json.loads((CONTEXT_IMAGES / "index.json").read_text())
-    return [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
 
 
 def test_serve_with_host_network(image, tmp_path):
@@ -262,3 +182,22 @@ def test_serve_with_host_network(image, tmp_path):
         code = container.state.exit_code
         container.remove()
     assert code == 0
+
+
+def test_an_air_gapped_build_without_the_disk_images_sig_is_refused(image, engine):
+    """ASSETS=context with the disk image but not its .sig: the build stops at the assets stage and says
+    what to copy (flatcar-install on the nodes refuses an image without it)."""
+    signature = CONTEXT_ASSETS / "flatcar" / "4593.2.5" / "flatcar_production_image.bin.bz2.sig"
+    aside = signature.with_name("sig.aside")  # the context's own directory (.dockerignore allows no other)
+    engine.run("image", "rm", "-f", f"{TAG}-nosig")  # an earlier run's, had that build succeeded
+    signature.rename(aside)
+    try:
+        args = [f"--build-arg={key}={value}" for key, value in build_args(BASE).items()]
+        done = engine.run("build", "--network", "host", "-f", str(REPO / "Dockerfile"), "-t", f"{TAG}-nosig", *args,
+                          str(REPO), timeout=1800)
+    finally:
+        aside.rename(signature)
+    assert done.returncode != 0
+    assert "missing /assets/flatcar/4593.2.5/flatcar_production_image.bin.bz2.sig" in done.stdout + done.stderr
+    assert "flatcar-install refuses to install an image without its signature" in done.stdout + done.stderr
+    assert engine.run("image", "inspect", f"{TAG}-nosig").returncode != 0  # no image came of it

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 
+from tests.support.assets import serve_options
 from tests.support.paths import REPO
 from tests.support.processes import free_port, wait_for
 
@@ -24,7 +25,7 @@ def start(out, port: int, idle: float = 2) -> subprocess.Popen:
         resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "--output", str(out), "serve", "--listen", f"127.0.0.1:{port}", "--dhcp", "none",
-         "--tftp", "none", "--assets", "/nonexistent", "--bind", "address", "--idle-timeout", str(idle)],
+         "--tftp", "none", *serve_options(out.parent / "assets"), "--bind", "address", "--idle-timeout", str(idle)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=small_fd_limit)
     wait_for(lambda: (out / "serve.json").exists() or proc.poll() is not None, what="serve to start")
     assert proc.poll() is None, proc.stderr.read()

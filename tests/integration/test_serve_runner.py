@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import tftpy
 
+from tests.support.assets import serve_options
 from tests.support.paths import EXAMPLE, flatcar_version_of
 from tests.support.processes import cli, free_port, start_serve, wait_for
 from tests.support.serve import bearer, credential_in
@@ -73,13 +74,14 @@ def test_serve_refuses_a_taken_port(generated):
         s.listen()
         port = s.getsockname()[1]
         result = cli("--output", str(generated), "serve", "--listen", f"127.0.0.1:{port}", "--dhcp", "none",
-                     "--tftp", "none", timeout=30)
+                     "--tftp", "none", *serve_options(generated.parent / "assets"), timeout=30)
     assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_serve_without_generate_says_so(tmp_path):
-    result = cli("--output", str(tmp_path), "serve", "--listen", "127.0.0.1:1", timeout=30)
+    result = cli("--output", str(tmp_path), "serve", "--listen", "127.0.0.1:1",
+                 *serve_options(tmp_path / "assets"), timeout=30)
     assert result.returncode == 1 and "run `bootstrap-node generate` first" in result.stderr
 
 
@@ -114,7 +116,7 @@ def test_a_second_serve_on_the_same_output_is_refused_and_leaves_the_first_alone
         before = (generated / "serve.json").read_text()
         events_before = (generated / "events.jsonl").read_text().count('"serve-stopped"')
         second = cli("--output", str(generated), "serve", "--listen", f"127.0.0.1:{free_port()}", "--dhcp", "none",
-                     "--tftp", "none", timeout=30)
+                     "--tftp", "none", *serve_options(generated.parent / "assets"), timeout=30)
         assert second.returncode == 1 and f"already served by pid {proc.pid}" in second.stderr
         assert (generated / "serve.json").read_text() == before  # teardown still finds the first
         assert (generated / "events.jsonl").read_text().count('"serve-stopped"') == events_before

@@ -21,6 +21,7 @@ import pytest
 
 from app.events import Event, append_event
 from app.events.log import SharedEventLog
+from tests.support.assets import serve_options
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import cli, free_port, wait_for
 from tests.support.serve import bearer, credential_in
@@ -111,7 +112,7 @@ def start(out: Path, workers: int) -> tuple[subprocess.Popen, str]:
     shutil.rmtree(out / "run" / "workers", ignore_errors=True)  # an earlier test's, counted below otherwise
     proc = subprocess.Popen([sys.executable, "-m", "app", "--output", str(out), "serve", "--listen",
                              f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none", "--bind", "address",
-                             "--workers", str(workers), "--assets", str(out.parent / "assets")],
+                             "--workers", str(workers), *serve_options(out.parent / "assets")],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     published = out / "run" / "workers"
     # Every worker publishes its counters once a second from when it serves.

@@ -82,7 +82,6 @@ def chrony_conf(tmp_path) -> tuple[Path, int]:
         pytest.skip("chronyd needs root to start (it drops to _chrony itself)")
     output = tmp_path / "output"
     assert run_generate(output, config=with_time_server(tmp_path)).exit_code == 0
-    (output / "run").mkdir(exist_ok=True)
     port = free_udp_port()
     text = (output / "chrony.conf").read_text()
     text = re.sub(r"^port 123$", f"port {port}", text, flags=re.M)

@@ -27,6 +27,7 @@ import yaml
 from app.events.model import epoch
 from tests.root.lan import Lan, events
 from tests.root.netns import require_root_tools, sh
+from tests.support.assets import standin_assets
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import wait_for
 from tests.support.secrets import cluster_secrets, leaked
@@ -95,7 +96,7 @@ def start(lan: Lan, name: str, tree, kubeconfig: Path) -> subprocess.Popen:
     tmp, config, out = tree
     return subprocess.Popen(
         ["ip", "netns", "exec", lan.machines[name], sys.executable, "-m", "app", "--config", str(config), "--output",
-         str(out), "serve", "--assets", str(tmp), "--leader-elect", "--kubeconfig", str(kubeconfig), "--identity", name,
+         str(out), "serve", "--assets", str(standin_assets(tmp / "assets", config)), "--leader-elect", "--kubeconfig", str(kubeconfig), "--identity", name,
          "--lease-name", "serve-ha", "--lease-duration", str(LEASE), "--renew-deadline", str(RENEW), "--retry-period",
          str(RETRY), "--service-address", f"{SERVICE}/32", "--service-interface", "eth0"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

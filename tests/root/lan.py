@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.root.netns import sh
+from tests.support.assets import serve_options
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import wait_for
 
@@ -106,7 +107,7 @@ def serving(tag: str, subnet: str, listen: str, prepare: Callable[[Lan], None] =
         prepare(lan)
         proc = subprocess.Popen(["ip", "netns", "exec", lan.server, sys.executable, "-m", "app", "--config",
                                  str(config), "--output", str(out), "serve", "--dhcp", "none", "--tftp", "none",
-                                 "--listen", listen, "--assets", str(tmp)],
+                                 "--listen", listen, *serve_options(tmp / "assets", config)],
                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             wait_for(lambda: any(e["kind"] == "serve-started" for e in events(out)) or proc.poll() is not None,

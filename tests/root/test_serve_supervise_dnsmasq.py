@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.root.netns import Pair, require_root_tools, sh
+from tests.support.assets import serve_options
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import wait_for
 from tests.unit.test_pxe_loader import with_node_setting
@@ -71,7 +72,7 @@ def appliance(tmp_path):
     assert gen.returncode == 0, gen.stderr
     with Pair("px", SERVER_IP, CLIENT_IP) as net:
         proc = subprocess.Popen(["ip", "netns", "exec", net.server, sys.executable, "-m", "app", "--config",
-                                 str(config), "--output", str(out), "serve", "--assets", str(tmp_path)],
+                                 str(config), "--output", str(out), "serve", *serve_options(tmp_path / "assets", config)],
                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             wait_for(lambda: any(e["kind"] == "dnsmasq-ready" for e in events(out)) or proc.poll() is not None,
@@ -228,7 +229,7 @@ def test_taken_dhcp_port_is_a_clear_error(tmp_path):
         try:
             assert blocker.stdout.readline().strip() == b"bound"
             result = sh("ip", "netns", "exec", net.server, sys.executable, "-m", "app", "--config", str(config),
-                        "--output", str(out), "serve", "--assets", str(tmp_path), check=False, cwd=REPO,
+                        "--output", str(out), "serve", *serve_options(tmp_path / "assets", config), check=False, cwd=REPO,
                         timeout=60)
         finally:
             blocker.kill()
@@ -271,7 +272,7 @@ def test_a_starting_serve_stops_a_stale_dnsmasq_of_its_output(appliance, tmp_pat
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: dnsmasq_pids(out), 10, "the stale dnsmasq to run")
     again = subprocess.Popen(["ip", "netns", "exec", net.server, sys.executable, "-m", "app", "--output", str(out),
-                              "serve", "--listen", f"{SERVER_IP}:8080", "--assets", str(tmp_path)],
+                              "serve", "--listen", f"{SERVER_IP}:8080", *serve_options(tmp_path / "assets")],
                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: stale.poll() is not None, 20, "serve to stop the stale dnsmasq")

@@ -41,8 +41,13 @@ def _paths() -> tuple[Path, Path, Path]:
 
 
 @contextmanager
-def private_dockerd():
-    """Yield an Engine for a dockerd started here, stopped (SIGTERM, then waited for) afterwards."""
+def private_dockerd(netns: str | None = None):
+    """Yield an Engine for a dockerd started here, stopped (SIGTERM, then waited for) afterwards.
+
+    `netns`: start it inside that named network namespace (nsenter, network only), so a container it
+    runs with --net=host is on that namespace's network (the lab's appliance). The data root is the
+    same either way: an image built by the host's dockerd (which can reach the package mirrors) is
+    there for the namespaced one."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run a Docker engine (dockerd)")
     if shutil.which("dockerd") is None or shutil.which("docker") is None:
@@ -50,8 +55,9 @@ def private_dockerd():
     data, exec_root, sock = _paths()
     data.mkdir(parents=True, exist_ok=True)
     log = (data / "dockerd.log").open("ab")
+    enter = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
     proc = subprocess.Popen(
-        ["dockerd", "--data-root", str(data / "root"), "--exec-root", str(exec_root), "--host", f"unix://{sock}",
+        [*enter, "dockerd", "--data-root", str(data / "root"), "--exec-root", str(exec_root), "--host", f"unix://{sock}",
          "--pidfile", str(data / "dockerd.pid"), "--iptables=false", "--ip6tables=false", "--bridge=none",
          "--exec-opt", "native.cgroupdriver=cgroupfs"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO
+from tests.support.paths import EXAMPLE, REPO
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -23,23 +23,25 @@ def cli(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, capture_output=True, text=True, **kw)
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
+    """Poll until `predicate()` is truthy, every `interval` seconds; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
-def start_serve(out: Path) -> tuple[subprocess.Popen, str, int]:
+def start_serve(out: Path, config: Path = EXAMPLE) -> tuple[subprocess.Popen, str, int]:
+    """serve `out` (generated from `config`), its assets (<out>/../assets) completed with stand-ins."""
+    from tests.support.assets import serve_options
     http_port, tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "--output", str(out), "serve", "--listen", f"127.0.0.1:{http_port}",
-         "--dhcp", "none", "--tftp", "builtin", "--tftp-port", str(tftp_port), "--assets",
-         str(out.parent / "assets"), "--log-format", "json",
+         "--dhcp", "none", "--tftp", "builtin", "--tftp-port", str(tftp_port),
+         *serve_options(out.parent / "assets", config), "--log-format", "json",
          "--bind", "address"],  # loopback has no neighbour table: bind machines by address
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{http_port}"

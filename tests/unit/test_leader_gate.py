@@ -14,6 +14,7 @@ from app.serve.boot.services import Services
 from app.serve.boot.store import MatchboxStore
 from app.serve.cluster.gate import standby_gate
 from app.serve.settings import AppSettings, Bind, BootSettings
+from tests.support.assets import serve_options
 from tests.support.processes import cli
 from tests.support.serve import write_json
 
@@ -86,8 +87,8 @@ def test_leader_elect_options_are_checked(tmp_path):
 
 def test_without_a_kubeconfig_outside_a_pod_serve_says_so(tmp_path):
     (tmp_path / "out" / "matchbox").mkdir(parents=True)
-    run = cli("--output", str(tmp_path / "out"), "serve", "--listen", "127.0.0.1:1", "--assets", str(tmp_path),
-              "--leader-elect", env={"PATH": os.environ["PATH"]})
+    run = cli("--output", str(tmp_path / "out"), "serve", "--listen", "127.0.0.1:1",
+              *serve_options(tmp_path / "assets"), "--leader-elect", env={"PATH": os.environ["PATH"]})
     assert run.returncode == 1, run.stderr
     assert "cannot load the in-cluster config (not in a pod? pass --kubeconfig)" in run.stderr
     assert not (tmp_path / "out" / "events.jsonl").exists() and not (tmp_path / "out" / "serve.json").exists()

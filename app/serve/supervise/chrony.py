@@ -26,6 +26,11 @@ class Chrony(Child):
         self.conf = conf
 
     def program(self, binary: str) -> list[str]:
+        # The generated pidfile is <output>/run/chronyd.pid, and a fresh output has no run/ yet: chronyd
+        # would refuse to start ("Could not open …/chronyd.pid").
+        for line in self.conf.read_text().splitlines():
+            if line.split(maxsplit=1)[:1] == ["pidfile"]:
+                Path(line.split(maxsplit=1)[1].strip()).parent.mkdir(parents=True, exist_ok=True)
         return [binary, "-d", "-x", "-f", str(self.conf)]
 
     def unusable(self, text: str) -> str | None:
