@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from app import pki
-from app.pivot import rbac
+from app.pivot import guard, rbac
 from app.wait import kube, kubeadm_secrets
 from tests.k8s.test_pivot_real import NS, admin, as_service_account, output, pivoted, templates  # noqa: F401
 
@@ -91,8 +91,10 @@ def test_it_cannot_add_readers_of_kubeadm_certs(control_plane, admin, as_service
     run = as_sa(control_plane, as_service_account, "patch", "rolebinding", "-n", "kube-system", rbac.CERTS_ROLE,
                 "--type=merge", "-p", yaml.safe_dump(patch))
     if run.returncode == 0:
-        control_plane.kubectl("patch", "rolebinding", "-n", "kube-system", rbac.CERTS_ROLE, "--type=json", "-p",
-                              '[{"op": "remove", "path": "/subjects/1"}]')
+        undo = {"subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io",
+                              "name": kubeadm_secrets.NODE_GROUP}]}
+        control_plane.kubectl("patch", "rolebinding", "-n", "kube-system", rbac.CERTS_ROLE, "--type=merge", "-p",
+                              yaml.safe_dump(undo))
     assert run.returncode != 0, "made kubeadm-certs readable by anonymous requests"
     assert "denied" in run.stderr, run.stderr
 
@@ -106,3 +108,15 @@ def test_what_the_appliance_does_still_works_with_its_token(control_plane, as_se
     _, key = kubeadm_secrets.upload_certs(api, secrets, now, dt.timedelta(minutes=10))
     assert token.token and key
     assert kube.get(api, CERTS)["type"] == "Opaque"
+
+
+def test_the_policy_type_checks_without_warnings(admin, pivoted):  # noqa: F811
+    """The server type-checks each expression against the Secret and RBAC schemas; a warning would
+    mean an expression that fails at admission (and, failurePolicy Fail, refuses the appliance too)."""
+    path = f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/{guard.policy_name(NS)}"
+    deadline = time.monotonic() + TOKEN_DEADLINE
+    status = {}
+    while "typeChecking" not in status and time.monotonic() < deadline:
+        status = kube.get(admin, path).get("status") or {}
+        time.sleep(0.2)
+    assert status.get("typeChecking") == {} or not status["typeChecking"].get("expressionWarnings"), status

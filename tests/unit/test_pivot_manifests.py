@@ -55,6 +55,18 @@ def test_the_order_puts_what_others_need_first(objects):
     assert kinds[-5:] == ["Machine"] * 5  # one per node of the example
 
 
+def test_the_admission_policy_comes_before_the_rights_it_narrows_and_names_our_account(objects):
+    kinds = [o["kind"] for o in objects]
+    assert kinds.index("ValidatingAdmissionPolicy") < kinds.index("ValidatingAdmissionPolicyBinding") \
+        < min(i for i, k in enumerate(kinds) if k in ("Role", "RoleBinding", "ServiceAccount"))
+    [policy] = by_kind(objects, "ValidatingAdmissionPolicy")
+    [binding] = by_kind(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    [condition] = policy["spec"]["matchConditions"]
+    assert condition["expression"] == "request.userInfo.username == 'system:serviceaccount:prov:bootstrap-node'"
+
+
 def test_everything_namespaced_is_in_the_chosen_namespace_but_the_kube_system_role(objects):
     places = {(o["kind"], o["metadata"].get("namespace")) for o in objects}
     assert {ns for _, ns in places} == {None, "prov", "kube-system"}
@@ -70,7 +82,7 @@ def test_rbac_grants_no_wildcard_no_escalation_and_no_admin(objects):
     flat = json.dumps(rules)
     assert '"*"' not in flat
     assert not {"escalate", "bind", "impersonate", "deletecollection"} & {v for r in rules for v in r["verbs"]}
-    refs = [b["roleRef"]["name"] for o in objects if o["kind"].endswith("Binding") for b in [o]]
+    refs = [o["roleRef"]["name"] for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
     assert not {"cluster-admin", "admin", "edit"} & set(refs)
     cluster_rules = [r for o in by_kind(objects, "ClusterRole") for r in o["rules"]]
     assert cluster_rules == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
