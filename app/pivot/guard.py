@@ -27,48 +27,47 @@ ADMISSION_API = "admissionregistration.k8s.io/v1"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
-def policy_name(namespace: str) -> str:
+def policy_name(namespace: str, resource: str) -> str:
     """Cluster-scoped, so one per namespace pivot used (each has its own ServiceAccount)."""
-    return f"bootstrap-node.io-day-2-{namespace}"
+    return f"bootstrap-node.io-{namespace}-{resource}"
 
 
-def _validations() -> list[dict]:
-    kind = "request.resource.resource"
-    secret = (f"{kind} != 'secrets' || "
-              f"(object.metadata.name.startsWith('bootstrap-token-') && object.type == '{TOKEN_TYPE}') || "
-              f"(object.metadata.name == '{CERTS_SECRET}' && object.type == 'Opaque')")
-    role = (f"{kind} != 'roles' || (object.metadata.name == '{CERTS_ROLE}' && has(object.rules) && "
-            f"object.rules.all(r, r.apiGroups == [''] && r.resources == ['secrets'] && r.verbs == ['get'] && "
-            f"has(r.resourceNames) && r.resourceNames == ['{CERTS_SECRET}']))")
-    binding = (f"{kind} != 'rolebindings' || (object.metadata.name == '{CERTS_ROLE}' && "
-               f"object.roleRef.kind == 'Role' && object.roleRef.name == '{CERTS_ROLE}' && has(object.subjects) && "
-               f"object.subjects.all(s, s.kind == 'Group' && s.name == '{NODE_GROUP}'))")
-    return [
-        {"expression": secret, "reason": "Forbidden",
-         "message": f"bootstrap-node may create only bootstrap-token Secrets ({TOKEN_TYPE}) and {CERTS_SECRET} "
-                    "(Opaque)"},
-        {"expression": role, "reason": "Forbidden",
-         "message": f"bootstrap-node may write only the Role {CERTS_ROLE}, reading the Secret {CERTS_SECRET}"},
-        {"expression": binding, "reason": "Forbidden",
-         "message": f"bootstrap-node may write only the RoleBinding {CERTS_ROLE}, of that Role to {NODE_GROUP}"},
-    ]
+# resource -> (API group, the one condition its objects must meet, what a refusal says). One policy per
+# resource: the server type-checks each expression against every kind its policy matches.
+CONDITIONS = {
+    "secrets": ("",
+                f"(object.metadata.name.startsWith('bootstrap-token-') && object.type == '{TOKEN_TYPE}') || "
+                f"(object.metadata.name == '{CERTS_SECRET}' && object.type == 'Opaque')",
+                f"bootstrap-node may create only bootstrap-token Secrets ({TOKEN_TYPE}) and {CERTS_SECRET} (Opaque)"),
+    "roles": (RBAC_GROUP,
+              f"object.metadata.name == '{CERTS_ROLE}' && has(object.rules) && object.rules.all(r, "
+              f"r.apiGroups == [''] && r.resources == ['secrets'] && r.verbs == ['get'] && "
+              f"has(r.resourceNames) && r.resourceNames == ['{CERTS_SECRET}'])",
+              f"bootstrap-node may write only the Role {CERTS_ROLE}, reading the Secret {CERTS_SECRET}"),
+    "rolebindings": (RBAC_GROUP,
+                     f"object.metadata.name == '{CERTS_ROLE}' && object.roleRef.kind == 'Role' && "
+                     f"object.roleRef.name == '{CERTS_ROLE}' && has(object.subjects) && "
+                     f"object.subjects.all(s, s.kind == 'Group' && s.name == '{NODE_GROUP}')",
+                     f"bootstrap-node may write only the RoleBinding {CERTS_ROLE}, of that Role to {NODE_GROUP}"),
+}
 
 
 def guard_objects(namespace: str, labels: dict) -> list[dict]:
-    """The policy and its binding (Deny), in apply order."""
-    name = policy_name(namespace)
+    """Each policy and its binding (Deny), in apply order."""
     user = f"system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}"
-    rules = [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"], "operations": ["CREATE", "UPDATE"]},
-             {"apiGroups": [RBAC_GROUP], "apiVersions": ["v1"], "resources": ["roles", "rolebindings"],
-              "operations": ["CREATE", "UPDATE"]}]
-    policy = {"apiVersion": ADMISSION_API, "kind": "ValidatingAdmissionPolicy",
-              "metadata": {"name": name, "labels": labels},
-              "spec": {"failurePolicy": "Fail",
-                       "matchConstraints": {"resourceRules": rules, "matchPolicy": "Equivalent"},
-                       "matchConditions": [{"name": "the-appliance",
-                                            "expression": f"request.userInfo.username == '{user}'"}],
-                       "validations": _validations()}}
-    binding = {"apiVersion": ADMISSION_API, "kind": "ValidatingAdmissionPolicyBinding",
-               "metadata": {"name": name, "labels": labels},
-               "spec": {"policyName": name, "validationActions": ["Deny"]}}
-    return [policy, binding]
+    out = []
+    for resource, (group, condition, message) in CONDITIONS.items():
+        name = policy_name(namespace, resource)
+        rule = {"apiGroups": [group], "apiVersions": ["v1"], "resources": [resource],
+                "operations": ["CREATE", "UPDATE"]}
+        out.append({"apiVersion": ADMISSION_API, "kind": "ValidatingAdmissionPolicy",
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {"failurePolicy": "Fail",
+                             "matchConstraints": {"resourceRules": [rule], "matchPolicy": "Equivalent"},
+                             "matchConditions": [{"name": "the-appliance",
+                                                  "expression": f"request.userInfo.username == '{user}'"}],
+                             "validations": [{"expression": condition, "reason": "Forbidden", "message": message}]}})
+        out.append({"apiVersion": ADMISSION_API, "kind": "ValidatingAdmissionPolicyBinding",
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {"policyName": name, "validationActions": ["Deny"]}})
+    return out

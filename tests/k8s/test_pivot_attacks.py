@@ -113,10 +113,11 @@ def test_what_the_appliance_does_still_works_with_its_token(control_plane, as_se
 def test_the_policy_type_checks_without_warnings(admin, pivoted):  # noqa: F811
     """The server type-checks each expression against the Secret and RBAC schemas; a warning would
     mean an expression that fails at admission (and, failurePolicy Fail, refuses the appliance too)."""
-    path = f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/{guard.policy_name(NS)}"
-    deadline = time.monotonic() + TOKEN_DEADLINE
-    status = {}
-    while "typeChecking" not in status and time.monotonic() < deadline:
-        status = kube.get(admin, path).get("status") or {}
-        time.sleep(0.2)
-    assert status.get("typeChecking") == {} or not status["typeChecking"].get("expressionWarnings"), status
+    for resource in guard.CONDITIONS:
+        path = f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/{guard.policy_name(NS, resource)}"
+        deadline = time.monotonic() + TOKEN_DEADLINE
+        status = {}
+        while "typeChecking" not in status and time.monotonic() < deadline:
+            status = kube.get(admin, path).get("status") or {}
+            time.sleep(0.2)
+        assert "typeChecking" in status and not status["typeChecking"].get("expressionWarnings"), status

@@ -57,14 +57,20 @@ def test_the_order_puts_what_others_need_first(objects):
 
 def test_the_admission_policy_comes_before_the_rights_it_narrows_and_names_our_account(objects):
     kinds = [o["kind"] for o in objects]
-    assert kinds.index("ValidatingAdmissionPolicy") < kinds.index("ValidatingAdmissionPolicyBinding") \
+    assert max(i for i, k in enumerate(kinds) if k.startswith("ValidatingAdmissionPolicy")) \
         < min(i for i, k in enumerate(kinds) if k in ("Role", "RoleBinding", "ServiceAccount"))
-    [policy] = by_kind(objects, "ValidatingAdmissionPolicy")
-    [binding] = by_kind(objects, "ValidatingAdmissionPolicyBinding")
-    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
-    assert policy["spec"]["failurePolicy"] == "Fail"
-    [condition] = policy["spec"]["matchConditions"]
-    assert condition["expression"] == "request.userInfo.username == 'system:serviceaccount:prov:bootstrap-node'"
+    policies = by_kind(objects, "ValidatingAdmissionPolicy")
+    bound = [(b["spec"]["policyName"], b["spec"]["validationActions"])
+             for b in by_kind(objects, "ValidatingAdmissionPolicyBinding")]
+    assert bound == [(p["metadata"]["name"], ["Deny"]) for p in policies]
+    covered = {(r["apiGroups"][0], r["resources"][0]) for p in policies for r in p["spec"]["matchConstraints"]
+               ["resourceRules"]}
+    assert covered == {("", "secrets"), ("rbac.authorization.k8s.io", "roles"),
+                       ("rbac.authorization.k8s.io", "rolebindings")}  # every create the RBAC cannot limit
+    for policy in policies:
+        assert policy["spec"]["failurePolicy"] == "Fail"
+        [condition] = policy["spec"]["matchConditions"]
+        assert condition["expression"] == "request.userInfo.username == 'system:serviceaccount:prov:bootstrap-node'"
 
 
 def test_everything_namespaced_is_in_the_chosen_namespace_but_the_kube_system_role(objects):
