@@ -121,3 +121,12 @@ def test_the_policy_type_checks_without_warnings(admin, pivoted):  # noqa: F811
             status = kube.get(admin, path).get("status") or {}
             time.sleep(0.2)
         assert "typeChecking" in status and not status["typeChecking"].get("expressionWarnings"), status
+
+
+def test_a_machine_cannot_carry_a_shell_word_into_the_install_script(control_plane, pivoted):  # noqa: F811
+    """Whoever may write Machines: its installDisk comes back in cluster.yaml (unpivot) and is pasted
+    into the install script, which runs as root on the machine being installed."""
+    from tests.k8s.test_pivot_real import machine
+    run = control_plane.kubectl("apply", "-f", "-", stdin=machine("worker-8", installDisk="/dev/disk/by-id/x$(reboot)"),
+                                check=False)
+    assert run.returncode != 0 and "spec.installDisk in body should match" in run.stderr, run.stderr
