@@ -127,6 +127,8 @@ def test_the_deployment(objects):
     security = container["securityContext"]
     assert security["privileged"] is False and security["capabilities"] == {
         "drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]}
+    # On the host's network with NET_ADMIN: the runtime's syscall filter at least (kubelets default to none).
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert {(p["containerPort"], p["protocol"]) for p in container["ports"]} == {
         (8080, "TCP"), (67, "UDP"), (4011, "UDP"), (69, "UDP")}
     assert container["readinessProbe"]["httpGet"]["port"] == container["livenessProbe"]["tcpSocket"]["port"] == "http"
