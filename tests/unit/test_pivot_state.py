@@ -130,6 +130,17 @@ def test_a_template_path_that_leaves_the_directory_is_refused(output, templates,
         state_from_objects(secret, record, configmap)
 
 
+@pytest.mark.parametrize("annotation", ['["logo.bin"]', '{"logo.bin": 7}', '{"logo.bin": "a\\u0000b"}',
+                                        '{"logo.bin": ""}', '{"logo.bin": "."}', '{"logo.bin": "x/"}'])
+def test_an_edited_paths_annotation_is_a_clear_error(output, templates, annotation):
+    """Whoever may edit the ConfigMap in the namespace writes this annotation: unpivot says what is wrong
+    with it, never a traceback."""
+    secret, record, configmap = state_objects(read_state(output, templates), "prov", "lab")
+    configmap["metadata"]["annotations"][PATHS_ANNOTATION] = annotation
+    with pytest.raises(StateError, match=PATHS_ANNOTATION):
+        state_from_objects(secret, record, configmap)
+
+
 def test_a_secret_with_missing_or_foreign_keys_is_refused(output):
     secret, record, configmap = state_objects(read_state(output, None), "prov", "lab")
     del secret["data"]["ca.key"]
