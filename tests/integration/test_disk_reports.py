@@ -106,3 +106,17 @@ async def test_a_refused_disk_shows_what_to_set_instead(data_dir, tmp_path):
     assert "=== cp-1: disks it reported" in show.output
     assert "/dev/disk/by-id/usb-AMI_Virtual_CDROM0  usb-AMI_Virtual_CDROM0 (sr0)" in show.output
     assert "\x1b" not in show.output
+
+
+@pytest.mark.parametrize("headers, status", [({}, 401), (bearer("0" * 64), 403)])
+async def test_a_report_without_this_installs_credential_records_no_disks(data_dir, tmp_path, headers, status):
+    """Anyone on the LAN may post to /events naming a node's MAC (the status page lists them): the disks
+    `discover` would then suggest for install_disk must come from the machine being installed only."""
+    planted = {**GOOD, "id": "usb-Attacker_Stick_0", "name": "sdq"}
+    async with running(data_dir, tmp_path) as (http, ctx):
+        await pxe_and_install_config(http, MAC)
+        async with http.post("/events", json={"mac": MAC, "phase": "installing", "disks": [planted]},
+                             headers=headers) as r:
+            assert r.status == status
+        assert ctx.events.nodes[MAC].disks == []
+    assert "Attacker_Stick" not in (tmp_path / "events.jsonl").read_text()
