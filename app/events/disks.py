@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass
 
 MAX_DISKS = 32  # the install script sends at most this many; more is a hostile or broken report
 MAX_FIELD = 64
-# C0 and C1 controls and DEL (what a terminal obeys), and the bidirectional overrides (which reorder what
-# is shown): nothing a disk's name or model needs.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls and DEL (what a terminal obeys), Unicode's line and paragraph separators (YAML ends
+# a line, so `discover`'s comment, at them), and the invisible and bidirectional marks (which hide or
+# reorder what is shown): nothing a disk's name or model needs.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 _FIELDS = ("name", "id", "model", "transport")
 # `name` and `id` become a path (Disk.path) that `discover` suggests for install_disk, a word of the next
 # install script: a kernel name as the install script sends it, and a by-id name in udev's own characters

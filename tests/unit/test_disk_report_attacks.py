@@ -51,3 +51,16 @@ def test_a_stored_absurd_size_does_not_break_discover():
     state = NodeState(mac="52:54:00:00:00:0a", name="w")
     state.disks = parse_disks([{**GOOD, "size": 10 ** 400}])[0]
     assert "nvme0n1" in disks_comment([state])
+
+
+@pytest.mark.parametrize("breaker", ["\u2028", "\u2029", "\x85", "\r"])
+def test_discovers_comment_stays_a_comment_when_pasted_as_yaml(breaker):
+    """YAML ends a comment at any of its line breaks, Unicode's included: a model string carrying one
+    would put its own keys into the cluster.yaml the snippet is pasted into."""
+    import yaml
+
+    from app.events import NodeState
+    state = NodeState(mac="52:54:00:00:00:0a", name="w")
+    state.disks = parse_disks([{**GOOD, "model": f"x{breaker}install_disk: /dev/sda"}])[0]
+    comment = disks_comment([state])
+    assert yaml.safe_load(comment) is None, comment
