@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typing
 
+from app.cluster.fields import DISK_PATTERN
 from app.cluster.machines import (
     GROUP,
     MACHINE,
@@ -16,7 +17,6 @@ from app.cluster.machines import (
     PROVISIONING_CLUSTERS,
     VERSION,
 )
-from app.cluster.fields import DISK_PATTERN
 from app.cluster.model import Cluster, Node, NodePxe
 from app.events.model import Phase
 
