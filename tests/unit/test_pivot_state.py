@@ -214,3 +214,17 @@ def test_a_failed_export_leaves_no_trace(output, templates, tmp_path, monkeypatc
     with pytest.raises(StateError, match="No space left on device"):
         exported(output, templates, tmp_path / "back")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_never_writes_through_a_planted_staging_path(output, templates, tmp_path):
+    """DIR's parent may be shared (/tmp): another user who plants a symlink where the staging directory
+    goes (its name was predictable) must not receive the CA keys, nor have DIR become that link."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    (parent / f".back.unpivot-{os.getpid()}").symlink_to(theirs)
+    target = exported(output, templates, parent / "back")
+    assert list(theirs.iterdir()) == []
+    assert not target.is_symlink() and (target / "credentials" / "ca.key").stat().st_mode & 0o077 == 0
+    assert target.stat().st_mode & 0o777 == 0o711  # as generate makes it: dnsmasq passes through to tftp/
