@@ -213,11 +213,21 @@ def parse_token(value: Any) -> str:
 KERNEL_DISK_NAME = re.compile(r"/dev/(sd[a-z]+|vd[a-z]+|hd[a-z]+|xvd[a-z]+|nvme\d+n\d+|mmcblk\d+)")
 
 
+# The characters udev leaves in /dev names (it replaces the rest of a model or serial with '_' or \xNN),
+# and '/'. install_disk is pasted into the install script as a shell word: nothing else may reach it.
+DISK_CHARS = "A-Za-z0-9/#+.:=@_,-"
+DISK_PATTERN = f"^/dev/[{DISK_CHARS}]+$"  # the JSON schema's and the Machine CRD's spelling of it
+DISK_PATH = re.compile(DISK_PATTERN)
+
+
 def parse_disk(value: Any) -> str:
     text = _text(value, "a device path")
     if not text.startswith("/dev/") or posixpath.normpath(text) != text or text == "/dev/":
         raise ValueError(f"{shown(text)} must be an absolute device path under /dev/, like /dev/sda "
                          "or /dev/disk/by-id/...")
+    if not DISK_PATH.fullmatch(text):
+        raise ValueError(f"{shown(text)}: a device path may hold only letters, digits and / # + . : = @ _ , - "
+                         "(it becomes a word of the install script)")
     return text
 
 
@@ -267,7 +277,7 @@ IPv4 = Annotated[ipaddress.IPv4Address, *_string_type(parse_ipv4, {"format": "ip
 IPv4Net = Annotated[ipaddress.IPv4Network, *_string_type(parse_ipv4_network, {"pattern": r"^[0-9.]+/\d+$"})]
 SshKey = Annotated[str, *_string_type(parse_ssh_key, {"pattern": r"^(ssh|ecdsa|sk)-\S+ \S+"})]
 Token = Annotated[str, *_string_type(parse_token, {"pattern": "^" + TOKEN.pattern + "$"})]
-Disk = Annotated[str, *_string_type(parse_disk, {"pattern": "^/dev/"})]
+Disk = Annotated[str, *_string_type(parse_disk, {"pattern": DISK_PATTERN})]
 IfName = Annotated[str, *_string_type(parse_ifname, {"maxLength": 15})]
 GitUrl = Annotated[str, *_string_type(parse_git_url, {"pattern": f"^(?:{GIT_URL.pattern})$"})]
 SysextName = Annotated[str, *_string_type(parse_sysext_name, {"pattern": f"^{SYSEXT_NAME.pattern}$"})]

@@ -11,10 +11,18 @@ from dataclasses import asdict, dataclass
 
 MAX_DISKS = 32  # the install script sends at most this many; more is a hostile or broken report
 MAX_FIELD = 64
-# C0 and C1 controls and DEL (what a terminal obeys), and the bidirectional overrides (which reorder what
-# is shown): nothing a disk's name or model needs.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls and DEL (what a terminal obeys), Unicode's line and paragraph separators (YAML ends
+# a line, so `discover`'s comment, at them), and the invisible and bidirectional marks (which hide or
+# reorder what is shown): nothing a disk's name or model needs.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 _FIELDS = ("name", "id", "model", "transport")
+# `name` and `id` become a path (Disk.path) that `discover` suggests for install_disk, a word of the next
+# install script: a kernel name as the install script sends it, and a by-id name in udev's own characters
+# (it replaces the rest with '_' or \xNN), neither starting with '.' (no '..', no '/'). Anything else is
+# not what the machine's kernel and udev said: the disk (bad name) or its by-id name (bad id) is dropped.
+_NAME = re.compile("[A-Za-z0-9_-]+")
+_ID = re.compile("[A-Za-z0-9#+:=@_,-][A-Za-z0-9#+.:=@_,-]*")
+MAX_SIZE = 2 ** 63 - 1  # bytes; past it a number only breaks the views that print it (a float overflow)
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,12 @@ def _text(value: object) -> str:
 def _disk(raw: dict) -> Disk | None:
     fields = {k: _text(raw.get(k)) for k in _FIELDS}
     size = raw.get("size")
-    if not fields["name"]:
+    if not _NAME.fullmatch(fields["name"]):
         return None
-    return Disk(**fields, size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 0,
-                removable=raw.get("removable") is True)
+    if not _ID.fullmatch(fields["id"]):
+        fields["id"] = ""
+    sized = isinstance(size, int) and not isinstance(size, bool) and 0 <= size <= MAX_SIZE
+    return Disk(**fields, size=size if sized else 0, removable=raw.get("removable") is True)
 
 
 def parse_disks(raw: object) -> tuple[list[Disk], int] | str:

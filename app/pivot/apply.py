@@ -28,6 +28,9 @@ RESOURCES = {
     ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
     ("apps/v1", "Deployment"): ("deployments", True),
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"): ("validatingadmissionpolicies", False),
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding"):
+        ("validatingadmissionpolicybindings", False),
     ("bootstrap-node.io/v1alpha1", "Machine"): ("machines", True),
     ("bootstrap-node.io/v1alpha1", "ProvisioningCluster"): ("provisioningclusters", True),
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typing
 
+from app.cluster.fields import DISK_PATTERN
 from app.cluster.machines import (
     GROUP,
     MACHINE,
@@ -76,7 +77,7 @@ def machine_spec() -> dict:
             "addresses": {"type": "array", "description": "Its static IPv4 address (one, today).", "minItems": 1,
                           "maxItems": 1, "items": _string("An IPv4 address.", pattern=IPV4_PATTERN)},
             "installDisk": _string("Disk Flatcar is installed to (wiped): /dev/disk/by-id/… or by-path/….",
-                                   pattern="^/dev/"),
+                                   pattern=DISK_PATTERN),
             "allowKernelDiskName": {"type": "boolean", "description": "Accept a kernel name like /dev/sda."},
             "arch": _enum("CPU architecture.", _choices(Node, "arch")),
             "power": _enum("How it is powered; default: the cluster's.", _choices(Node, "power")),

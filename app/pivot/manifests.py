@@ -1,6 +1,7 @@
 """Everything `pivot` puts into the cluster, rendered from typed input by a pure function (same input,
 same objects; no network, no clock), in the order it must be applied: the Namespace and CRDs first
-(the rest lives in one or is one of the other), then RBAC, state, the workload and the custom objects.
+(the rest lives in one or is one of the other), then the admission policy that narrows the RBAC,
+RBAC, state, the workload and the custom objects.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import yaml
 from app.cluster.machines import machine_from_node, settings_from_cluster
 from app.cluster.model import Cluster
 from app.pivot.crds import crds
+from app.pivot.guard import guard_objects
 from app.pivot.rbac import rbac_objects
 from app.pivot.state import State, state_objects
 from app.pivot.workload import Workload, deployment, namespace_object
@@ -65,7 +67,8 @@ def render(spec: PivotInput) -> list[dict]:
     common = labels(cluster)
     workload = Workload(ns, spec.image, dict([spec.node_selector]), cluster.bootstrap.http_port, common)
     machines = [machine_from_node(node, ns, cluster.cluster.name, order) for order, node in enumerate(cluster.nodes)]
-    return [namespace_object(ns, common), *crds(), *rbac_objects(ns, common),
+    # The admission policy before the RBAC it narrows (app/pivot/guard.py).
+    return [namespace_object(ns, common), *crds(), *guard_objects(ns, common), *rbac_objects(ns, common),
             *state_objects(spec.state, ns, cluster.cluster.name), deployment(workload),
             settings_from_cluster(cluster, ns), *machines]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,10 +133,18 @@ def state_from_objects(secret: dict, record: dict, templates: dict) -> State:
         paths = json.loads(annotation)
     except ValueError:
         raise StateError(f"ConfigMap {TEMPLATES_CONFIGMAP}: annotation {PATHS_ANNOTATION} is not JSON") from None
+    # Anyone who may edit ConfigMaps in the namespace writes this annotation: each path becomes a file
+    # unpivot writes, so it must be a plain relative path (no '..', no NUL, nothing normpath would change).
+    if not isinstance(paths, dict) or not all(isinstance(p, str) for p in paths.values()):
+        raise StateError(f"ConfigMap {TEMPLATES_CONFIGMAP}: annotation {PATHS_ANNOTATION} is not an object of "
+                         "key -> path strings")
     files = {paths.get(key, key): value.encode() for key, value in (templates.get("data") or {}).items()}
     binary = templates.get("binaryData") or {}
     files |= {paths.get(key, key): base64.b64decode(value) for key, value in binary.items()}
     for path in files:
         if path.startswith("/") or ".." in Path(path).parts:
             raise StateError(f"ConfigMap {TEMPLATES_CONFIGMAP}: template path {path!r} leaves the templates directory")
+        if "\0" in path or path in ("", ".") or posixpath.normpath(path) != path:
+            raise StateError(f"ConfigMap {TEMPLATES_CONFIGMAP}: template path {path!r} in {PATHS_ANNOTATION} is not "
+                             "a plain relative file path")
     return State(credentials, text.encode() if text is not None else None, files)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -25,7 +26,7 @@ from app.atomic_file import atomic_write
 from app.cluster.machines import MACHINES, PROVISIONING_CLUSTERS, VERSION, cluster_from_objects, node_order
 from app.cluster.model import Cluster
 from app.cluster_record import CLUSTER_RECORD, JOIN_TOKENS
-from app.generations import write_tree
+from app.generations import OUTPUT_MODE, write_tree
 from app.layout import CREDENTIALS
 from app.pivot.state import (
     CREDENTIALS_SECRET,
@@ -89,8 +90,13 @@ def export(cluster: Cluster, state: State, target: Path, now: dt.datetime) -> No
                          "cluster's state into an older tree)")
     if not target.parent.is_dir():
         raise StateError(f"{target.parent}: no such directory")
-    staging = target.parent / f".{target.name}.unpivot-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        # A fresh directory of our own (mkdtemp: exclusive, unpredictable), not a fixed name: DIR's parent
+        # may be shared, and a planted symlink there would receive the CA keys.
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unpivot-", dir=target.parent))
+        os.chmod(staging, OUTPUT_MODE)
+    except OSError as exc:
+        raise StateError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
         tree, beside = credential_files(state, now)
         write_tree(staging, tree)  # the generations layout `generate` continues from

@@ -5,7 +5,8 @@ Why these settings:
 - `hostNetwork`: proxy DHCP (67/udp, 4011/udp) and TFTP (69/udp) answer broadcasts on the provisioning
   L2 segment, which no Service or pod network carries; the HTTP port is the one the boot URLs name.
 - capabilities, not `privileged`: NET_BIND_SERVICE for ports below 1024, NET_RAW and NET_ADMIN for
-  dnsmasq's DHCP sockets and the neighbour table; everything else dropped.
+  dnsmasq's DHCP sockets and the neighbour table; everything else dropped. NET_ADMIN on the host's
+  network can change its routes and firewall, so the runtime's default seccomp filter as well.
 - required anti-affinity: two replicas on one node would fight over the same host ports and
   survive nothing a node failure takes; the rolling update removes a pod before adding one (no surge)
   for the same reason.
@@ -64,6 +65,7 @@ def _container(w: Workload) -> dict:
         "livenessProbe": {"httpGet": {"path": HEALTH, "port": "http"}, "initialDelaySeconds": 15,
                           "periodSeconds": 20, "failureThreshold": 3},
         "securityContext": {"privileged": False, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "seccompProfile": {"type": "RuntimeDefault"},  # a kubelet's default is Unconfined
                             "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]}},
         "volumeMounts": [{"name": "output", "mountPath": "/output"}, {"name": "tmp", "mountPath": "/tmp"}],
     }

@@ -282,3 +282,32 @@ def test_a_gitops_cluster_gets_argo_cds_manifest_from_its_pinned_tree(tmp_path, 
     assert done.returncode == 0, done.stderr
     assert (dest / "gitops" / "argo-cd.yaml").read_bytes() == member(zip_path, argocd, argocd.manifest)
     assert (f"/proxy/{argocd.proxy_path}", 0) in log
+
+
+def test_a_hostile_module_zip_writes_only_the_manifest(tmp_path, mirror, signing_key, flannel_zip):
+    """Another release, pinned by its own sum (so the zip is whatever its author made): members whose
+    names climb out of the tree, and the manifest itself as a symlink to a file on this machine. Only
+    the manifest's own bytes reach DEST/cni/flannel.yaml; nothing is written anywhere else."""
+    env, _, served = mirror
+    flannel, _ = flannel_zip
+    version = "v0.28.99"
+    prefix = f"{flannel.module}@{version}/"
+    hostile = served.parent / f"{version}.zip"
+    outside = tmp_path / "escaped"
+    with zipfile.ZipFile(hostile, "w") as out:
+        climb = prefix + "../" * 30  # past / from wherever it is extracted: then down to `outside`
+        for name in (climb + str(outside).lstrip("/"), f"{prefix}../../cni/flannel.yaml", str(outside)):
+            out.writestr(name, b"escaped\n")
+        link = zipfile.ZipInfo(prefix + flannel.manifest)
+        link.create_system, link.external_attr = 3, (0o120777 << 16)  # a symlink, as unix zip stores one
+        out.writestr(link, b"/etc/passwd")
+    sha = hashlib.sha256(hostile.read_bytes()).hexdigest()
+    dest = tmp_path / "assets"
+    done = fetch(dest, None, signing_key, {**env, "FLANNEL_SHA256": sha}, ["--flannel-version", version])
+    assert not outside.exists() and not (tmp_path / "cni").exists()
+    manifest = dest / "cni" / "flannel.yaml"
+    if done.returncode == 0:
+        assert not manifest.is_symlink() and manifest.read_bytes() == b"/etc/passwd"  # the link's text, not the file
+    else:
+        assert not manifest.exists(), done.stderr
+    assert sorted(p.name for p in (dest / "cni").iterdir()) in ([], ["flannel.yaml"])

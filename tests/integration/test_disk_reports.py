@@ -21,7 +21,7 @@ GOOD = {"name": "nvme0n1", "id": "nvme-Samsung_SSD_980_1TB_S64A", "size": 100020
         "transport": "nvme", "model": "Samsung SSD 980 1TB"}
 CDROM = {"name": "sr0", "id": "usb-AMI_Virtual_CDROM0", "size": 1073741824, "removable": True, "transport": "usb",
          "model": "Virtual CDROM"}
-HOSTILE = {"name": "sdz\x1b]0;pwned\x07", "id": "x" * 1_000, "size": "huge", "removable": "yes",
+HOSTILE = {"name": "sdz\x1b\x07", "id": "x" * 1_000, "size": "huge", "removable": "yes",
            "transport": ["usb"], "model": f"{HTML}\u202e\x9b31m"}
 
 
@@ -48,7 +48,7 @@ async def test_a_hostile_report_is_bounded_and_escaped(data_dir, tmp_path):
         assert len(state.disks) == MAX_DISKS
         assert state.disks[0].path == "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64A"
         odd = state.disks[2]
-        assert odd.name == "sdz]0;pwned" and len(odd.id) == MAX_FIELD and odd.size == 0
+        assert odd.name == "sdz" and len(odd.id) == MAX_FIELD and odd.size == 0
         assert odd.removable is False and odd.transport == "" and odd.model == HTML + "31m"
         async with http.get("/status") as r:
             reported = (await r.json())["nodes"][0]["disks"]
@@ -106,3 +106,17 @@ async def test_a_refused_disk_shows_what_to_set_instead(data_dir, tmp_path):
     assert "=== cp-1: disks it reported" in show.output
     assert "/dev/disk/by-id/usb-AMI_Virtual_CDROM0  usb-AMI_Virtual_CDROM0 (sr0)" in show.output
     assert "\x1b" not in show.output
+
+
+@pytest.mark.parametrize("headers, status", [({}, 401), (bearer("0" * 64), 403)])
+async def test_a_report_without_this_installs_credential_records_no_disks(data_dir, tmp_path, headers, status):
+    """Anyone on the LAN may post to /events naming a node's MAC (the status page lists them): the disks
+    `discover` would then suggest for install_disk must come from the machine being installed only."""
+    planted = {**GOOD, "id": "usb-Attacker_Stick_0", "name": "sdq"}
+    async with running(data_dir, tmp_path) as (http, ctx):
+        await pxe_and_install_config(http, MAC)
+        async with http.post("/events", json={"mac": MAC, "phase": "installing", "disks": [planted]},
+                             headers=headers) as r:
+            assert r.status == status
+        assert ctx.events.nodes[MAC].disks == []
+    assert "Attacker_Stick" not in (tmp_path / "events.jsonl").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,15 @@ def test_a_node_without_install_disk_is_told_to_name_it():
     (problem,) = errors(text)
     assert problem.path == "nodes[4].install_disk" and "required field is missing" in problem.message
     assert "/dev/disk/by-id/" in problem.message
+
+
+# install_disk is pasted unquoted into the install script (`flatcar-install -d {{ NODE_DISK }}`), which
+# runs as root on the installing machine with its final config: a shell word in it runs there. It can
+# come from a Machine (`kubectl apply` by whoever may write Machines, then `unpivot`) or from a disk
+# name a machine reported, copied out of `discover`'s suggestion.
+@pytest.mark.parametrize("name", ["/dev/disk/by-id/x$(reboot)", "/dev/disk/by-id/x;reboot", "/dev/disk/by-id/a b",
+                                  "/dev/disk/by-id/x`id`", "/dev/disk/by-id/x|sh", "/dev/disk/by-id/x'y",
+                                  '/dev/disk/by-id/x"y', "/dev/disk/by-id/x&y", "/dev/disk/by-id/x>y"])
+def test_a_shell_word_in_install_disk_is_refused(name):
+    (problem,) = errors(EXAMPLE.read_text().replace(WORKER_2, f"install_disk: {json.dumps(name)}"))
+    assert problem.path == "nodes[4].install_disk" and "may hold only" in problem.message, problem.message

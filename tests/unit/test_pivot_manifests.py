@@ -56,6 +56,24 @@ def test_the_order_puts_what_others_need_first(objects):
     assert kinds[-5:] == ["Machine"] * 5  # one per node of the example
 
 
+def test_the_admission_policy_comes_before_the_rights_it_narrows_and_names_our_account(objects):
+    kinds = [o["kind"] for o in objects]
+    assert max(i for i, k in enumerate(kinds) if k.startswith("ValidatingAdmissionPolicy")) \
+        < min(i for i, k in enumerate(kinds) if k in ("Role", "RoleBinding", "ServiceAccount"))
+    policies = by_kind(objects, "ValidatingAdmissionPolicy")
+    bound = [(b["spec"]["policyName"], b["spec"]["validationActions"])
+             for b in by_kind(objects, "ValidatingAdmissionPolicyBinding")]
+    assert bound == [(p["metadata"]["name"], ["Deny"]) for p in policies]
+    covered = {(r["apiGroups"][0], r["resources"][0]) for p in policies for r in p["spec"]["matchConstraints"]
+               ["resourceRules"]}
+    assert covered == {("", "secrets"), ("rbac.authorization.k8s.io", "roles"),
+                       ("rbac.authorization.k8s.io", "rolebindings")}  # every create the RBAC cannot limit
+    for policy in policies:
+        assert policy["spec"]["failurePolicy"] == "Fail"
+        [condition] = policy["spec"]["matchConditions"]
+        assert condition["expression"] == "request.userInfo.username == 'system:serviceaccount:prov:bootstrap-node'"
+
+
 def test_everything_namespaced_is_in_the_chosen_namespace_but_the_kube_system_role(objects):
     places = {(o["kind"], o["metadata"].get("namespace")) for o in objects}
     assert {ns for _, ns in places} == {None, "prov", "kube-system"}
@@ -71,7 +89,7 @@ def test_rbac_grants_no_wildcard_no_escalation_and_no_admin(objects):
     flat = json.dumps(rules)
     assert '"*"' not in flat
     assert not {"escalate", "bind", "impersonate", "deletecollection"} & {v for r in rules for v in r["verbs"]}
-    refs = [b["roleRef"]["name"] for o in objects if o["kind"].endswith("Binding") for b in [o]]
+    refs = [o["roleRef"]["name"] for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
     assert not {"cluster-admin", "admin", "edit"} & set(refs)
     cluster_rules = [r for o in by_kind(objects, "ClusterRole") for r in o["rules"]]
     assert cluster_rules == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
@@ -110,6 +128,8 @@ def test_the_deployment(objects):
     security = container["securityContext"]
     assert security["privileged"] is False and security["capabilities"] == {
         "drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]}
+    # On the host's network with NET_ADMIN: the runtime's syscall filter at least (kubelets default to none).
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert {(p["containerPort"], p["protocol"]) for p in container["ports"]} == {
         (8080, "TCP"), (67, "UDP"), (4011, "UDP"), (69, "UDP")}
     # both probes ask /healthz, which a standby answers 200 too: /readyz (leader only) would keep the

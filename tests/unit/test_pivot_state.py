@@ -130,6 +130,17 @@ def test_a_template_path_that_leaves_the_directory_is_refused(output, templates,
         state_from_objects(secret, record, configmap)
 
 
+@pytest.mark.parametrize("annotation", ['["logo.bin"]', '{"logo.bin": 7}', '{"logo.bin": "a\\u0000b"}',
+                                        '{"logo.bin": ""}', '{"logo.bin": "."}', '{"logo.bin": "x/"}'])
+def test_an_edited_paths_annotation_is_a_clear_error(output, templates, annotation):
+    """Whoever may edit the ConfigMap in the namespace writes this annotation: unpivot says what is wrong
+    with it, never a traceback."""
+    secret, record, configmap = state_objects(read_state(output, templates), "prov", "lab")
+    configmap["metadata"]["annotations"][PATHS_ANNOTATION] = annotation
+    with pytest.raises(StateError, match=PATHS_ANNOTATION):
+        state_from_objects(secret, record, configmap)
+
+
 def test_a_secret_with_missing_or_foreign_keys_is_refused(output):
     secret, record, configmap = state_objects(read_state(output, None), "prov", "lab")
     del secret["data"]["ca.key"]
@@ -203,3 +214,17 @@ def test_a_failed_export_leaves_no_trace(output, templates, tmp_path, monkeypatc
     with pytest.raises(StateError, match="No space left on device"):
         exported(output, templates, tmp_path / "back")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_never_writes_through_a_planted_staging_path(output, templates, tmp_path):
+    """DIR's parent may be shared (/tmp): another user who plants a symlink where the staging directory
+    goes (its name was predictable) must not receive the CA keys, nor have DIR become that link."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    (parent / f".back.unpivot-{os.getpid()}").symlink_to(theirs)
+    target = exported(output, templates, parent / "back")
+    assert list(theirs.iterdir()) == []
+    assert not target.is_symlink() and (target / "credentials" / "ca.key").stat().st_mode & 0o077 == 0
+    assert target.stat().st_mode & 0o777 == 0o711  # as generate makes it: dnsmasq passes through to tftp/
