@@ -1,0 +1,119 @@
+"""Cluster mode's pure decisions (app/serve/cluster/machine_watch.py): watch event -> action, which
+status to write, reinstalls, coalescing and backoff; and the glue's refusal of a foreign --output."""
+
+from __future__ import annotations
+
+from app.cli.cluster_mode import MARKER, owned
+from app.serve.cluster.cluster_mode import _note
+from app.serve.cluster.machine_watch import (
+    Act,
+    Backoff,
+    Coalescer,
+    MachineView,
+    apply_event,
+    due_reinstalls,
+    gone,
+    resource_version,
+    status_patches,
+)
+
+MAC = "52:54:00:00:00:29"
+
+
+def obj(name="w-9", generation=1, reinstall=0, observed=None, phase="", error="", version="7") -> dict:
+    status = {k: v for k, v in {"observedReinstall": observed, "phase": phase, "lastError": error}.items() if v}
+    if observed == 0:
+        status["observedReinstall"] = 0
+    return {"metadata": {"name": name, "generation": generation, "resourceVersion": version, "uid": "u-1"},
+            "spec": {"mac": MAC, "reinstall": reinstall}, "status": status}
+
+
+def test_added_renders_a_replay_of_a_known_machine_does_not():
+    known: dict = {}
+    assert apply_event(known, {"type": "ADDED", "object": obj()}) is Act.RENDER
+    assert known["w-9"].mac == MAC
+    assert apply_event(known, {"type": "ADDED", "object": obj()}) is Act.NOTHING
+
+
+def test_a_status_write_does_not_render_a_spec_change_does():
+    known = {"w-9": MachineView.of(obj())}
+    # The leader's own status PATCH comes back as MODIFIED with the same generation: no render loop.
+    assert apply_event(known, {"type": "MODIFIED", "object": obj(phase="installed", observed=0)}) is Act.NOTHING
+    assert known["w-9"].phase == "installed" and known["w-9"].observed == 0
+    assert apply_event(known, {"type": "MODIFIED", "object": obj(generation=2, reinstall=1)}) is Act.RENDER
+
+
+def test_deleted_renders_once():
+    known = {"w-9": MachineView.of(obj())}
+    assert apply_event(known, {"type": "DELETED", "object": obj()}) is Act.RENDER
+    assert known == {}
+    assert apply_event(known, {"type": "DELETED", "object": obj()}) is Act.NOTHING
+
+
+def test_errors_relist_bookmarks_move_the_version_only():
+    known: dict = {}
+    expired = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+    assert apply_event(known, expired) is Act.RELIST and gone(expired)
+    assert not gone({"type": "ADDED", "object": obj()})
+    bookmark = {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "99"}}}
+    assert apply_event(known, bookmark) is Act.NOTHING and resource_version(bookmark) == "99"
+    assert known == {}
+
+
+def test_reinstall_is_due_only_above_what_was_acted_on():
+    known = {"new": MachineView.of(obj("new", reinstall=3)),  # never observed: nothing to act on
+             "same": MachineView.of(obj("same", reinstall=1, observed=1)),
+             "bumped": MachineView.of(obj("bumped", reinstall=2, observed=1))}
+    assert [name for name, _ in due_reinstalls(known)] == ["bumped"]
+
+
+def test_status_patches_carry_only_what_changed_and_are_bounded():
+    known = {"a": MachineView.of(obj("a", observed=0, phase="ipxe")),
+             "b": MachineView.of(obj("b", observed=0, phase="installed")),
+             "c": MachineView.of(obj("c", reinstall=2))}
+    phases = {MAC: ("installed", "")}  # every view shares the MAC here: one log state
+    patches = status_patches(known, phases, limit=10)
+    assert patches == {"a": {"phase": "installed"}, "c": {"phase": "installed", "observedReinstall": 2}}
+    assert list(status_patches(known, phases, limit=1)) == ["a"]
+    failing = status_patches({"b": known["b"]}, {MAC: ("installed", "disk not found")}, limit=10)
+    assert failing == {"b": {"lastError": "disk not found"}}
+    cleared = status_patches({"e": MachineView.of(obj("e", observed=0, phase="installed", error="old"))},
+                             {MAC: ("installed", "")}, limit=10)
+    assert cleared == {"e": {"lastError": None}}  # merge patch null: the error goes
+
+
+def test_an_event_per_phase_change_a_warning_per_error():
+    assert _note({"phase": "install-ignition"}) == ("InstallIgnition", "phase install-ignition", False)
+    assert _note({"lastError": "disk not found", "phase": "installing"}) == ("Failed", "disk not found", True)
+    assert _note({"observedReinstall": 1}) is None
+
+
+def test_coalescer_acts_once_per_interval_on_many_marks():
+    c = Coalescer(0.5)
+    assert c.wait(0.0) is None  # nothing marked
+    c.mark()
+    c.mark()
+    assert c.wait(10.0) == 0.0  # first time: at once
+    c.done(10.0)
+    assert c.wait(10.1) is None
+    c.mark()
+    assert abs(c.wait(10.1) - 0.4) < 1e-9
+    assert c.wait(11.0) == 0.0
+
+
+def test_backoff_doubles_up_to_its_cap_and_resets():
+    b = Backoff(first=0.5, cap=3.0)
+    assert [b.failed() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    b.succeeded()
+    assert b.failed() == 0.5
+
+
+def test_output_must_be_empty_or_cluster_modes_own(tmp_path):
+    assert owned(tmp_path / "absent", "ns") is None
+    assert owned(tmp_path, "ns") is None  # empty
+    (tmp_path / "cluster.yaml").write_text("x")
+    assert "did not make" in owned(tmp_path, "ns")
+    (tmp_path / MARKER).write_text("other")
+    assert "did not make" in owned(tmp_path, "ns")
+    (tmp_path / MARKER).write_text("ns")
+    assert owned(tmp_path, "ns") is None
