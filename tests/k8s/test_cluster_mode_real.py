@@ -71,8 +71,11 @@ def serving(control_plane, generated_k8s, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         with control_plane.inside():
-            wait_for(lambda: proc.poll() is not None or get(url, "/healthz")[0] == 200, timeout=120,
-                     what="serve --from-cluster to answer")
+            try:
+                wait_for(lambda: proc.poll() is not None or get(url, "/")[0] == 200, timeout=120,
+                         what="serve --from-cluster to answer")
+            finally:
+                print(log.read_text()[-5000:])  # shown when something here fails
         assert proc.poll() is None, log.read_text()[-3000:]
         yield url, out, log
     finally:
@@ -159,9 +162,14 @@ def test_a_machine_applied_with_kubectl_is_served_once_and_reports_its_phase(ser
     printed = kubectl(control_plane, "get", "machines").stdout
     assert any(line.split()[:4] == [NEW["name"], "worker", NEW["mac"], "installed"] for line in printed.splitlines()), \
         printed
-    wait_for(lambda: "Installed" in kubectl(control_plane, "get", "events.events.k8s.io", "--field-selector",
-                                            f"regarding.name={NEW['name']}", "-o", "jsonpath={.items[*].reason}").stdout,
-             timeout=30, what="an Event for the phase change")
+    template = "jsonpath={range .items[*]}{.regarding.name}/{.reason}/{.reportingController} {end}"
+    try:
+        wait_for(lambda: f"{NEW['name']}/Installed/bootstrap-node.io/bootstrap-node" in kubectl(
+            control_plane, "get", "events.events.k8s.io", "-o", template).stdout.split(), timeout=30,
+            what="an Event for the phase change")
+    except BaseException:
+        print(serving[2].read_text()[-5000:])
+        raise
 
 
 def test_a_reinstall_bump_lets_the_machine_install_again(serving, control_plane):

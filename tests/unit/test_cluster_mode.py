@@ -3,8 +3,12 @@ status to write, reinstalls, coalescing and backoff; and the glue's refusal of a
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 from app.cli.cluster_mode import MARKER, owned
-from app.serve.cluster.cluster_mode import _note
+from app.serve.cluster.cluster_mode import ClusterMode, Hooks, RebuildFailed, _note
 from app.serve.cluster.machine_watch import (
     Act,
     Backoff,
@@ -117,3 +121,86 @@ def test_output_must_be_empty_or_cluster_modes_own(tmp_path):
     assert "did not make" in owned(tmp_path, "ns")
     (tmp_path / MARKER).write_text("ns")
     assert owned(tmp_path, "ns") is None
+
+
+class StandInApi:
+    """Stands in for MachinesApi (the real list/watch/PATCH/Event calls run against a real API server
+    in tests/k8s/test_cluster_mode_real.py): a scripted list, watch events handed over one watch at
+    a time, and a record of the writes."""
+
+    def __init__(self, items: list[dict]):
+        self.items, self.patches, self.events = items, [], []
+        self.pending: list[list[dict]] = []  # one list of events per watch call
+        self.lists = 0
+        self.ready = threading.Event()
+
+    def list(self):
+        self.lists += 1
+        return self.items, "1"
+
+    def watch(self, version, on_event):
+        self.ready.wait(5)  # at most once per test: the test set it when it queued the events
+        self.ready.clear()
+        for event in self.pending.pop(0) if self.pending else []:
+            if not on_event(event):
+                return
+        time.sleep(0.05)  # the server "ends" the watch; the loop starts the next from the last version
+
+    def patch_status(self, name, status):
+        self.patches.append((name, status))
+
+    def event(self, name, uid, reason, note, warning, instance):
+        self.events.append((name, reason, warning))
+
+
+async def until(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_cluster_mode_renders_on_changes_keeps_going_after_a_bad_render_and_writes_status():
+    api = StandInApi([obj("cp-1", observed=0)])
+    renders, reinstalled, states = [], [], {}
+    fail_next = []
+
+    def rebuild():
+        if fail_next:
+            fail_next.pop()
+            raise RebuildFailed("cluster.yaml: duplicate address")
+        renders.append(1)
+        return "rendered"
+
+    hooks = Hooks(rebuild=rebuild, refresh=lambda: None, leading=lambda: True,
+                  node_state=lambda mac: states.get(mac, ("", "")), reinstall=lambda mac, name: reinstalled.append(name))
+    mode = ClusterMode(api, hooks, render_interval=0.0, status_interval=0.01)
+    task = asyncio.create_task(mode.run())
+    try:
+        await until(lambda: len(renders) == 1, "the first list to render")
+        fail_next.append(1)
+        api.pending.append([{"type": "ADDED", "object": obj("w-9", version="2")}])
+        api.ready.set()
+        await until(lambda: "w-9" in mode.known and not fail_next, "the refused render")
+        assert len(renders) == 1  # refused: nothing switched, and the loop goes on
+        api.pending.append([{"type": "MODIFIED", "object": obj("w-9", generation=2, version="3")},
+                            {"type": "MODIFIED", "object": obj("w-9", generation=2, phase="x", version="4")}])
+        api.ready.set()
+        await until(lambda: len(renders) == 2, "the spec change to render")
+        assert mode.version == "4"
+        states[MAC] = ("installed", "")
+        await until(lambda: ("w-9", "Installed", False) in api.events, "the phase Event")
+        assert ("cp-1", {"phase": "installed"}) in api.patches
+        # spec.reinstall above what was acted on: one reinstall, then observedReinstall follows.
+        mode.known["w-9"] = MachineView.of(obj("w-9", generation=3, reinstall=1, observed=0, phase="installed"))
+        await until(lambda: ("w-9", {"observedReinstall": 1}) in api.patches, "observedReinstall")
+        rounds = mode.rounds
+        await until(lambda: mode.rounds > rounds + 1, "another status round")
+        assert reinstalled == ["w-9"]  # once
+        api.pending.append([{"type": "ERROR", "object": {"code": 410, "reason": "Expired"}}])
+        lists = api.lists
+        api.ready.set()
+        await until(lambda: api.lists > lists, "a fresh list after 410 Gone")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -67,6 +67,7 @@ class ClusterMode:
         self._render_asked = asyncio.Event()
         self._relist = False
         self.renders = 0  # trees switched since start (for tests and the log)
+        self.rounds = 0  # status rounds done as leader
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._render()),
@@ -157,6 +158,7 @@ class ClusterMode:
             if self.hooks.leading() and self.known:
                 try:
                     await self._status_round()
+                    self.rounds += 1
                 except Unreachable as exc:
                     log.warning("cluster mode: status not written: %s", exc)
 

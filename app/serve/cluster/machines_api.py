@@ -59,7 +59,7 @@ class MachinesApi:
         """An events.k8s.io/v1 Event about Machine `name` (kubectl describe machine shows it)."""
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         body = {"apiVersion": "events.k8s.io/v1", "kind": "Event",
-                "metadata": {"generateName": f"{name}.", "namespace": self.namespace},
+                "metadata": {"generateName": f"{name}-", "namespace": self.namespace},
                 "eventTime": now, "reportingController": f"{GROUP}/{EVENT_REPORTER}",
                 "reportingInstance": instance[:128] or EVENT_REPORTER, "action": "Provision",
                 "reason": reason, "note": note[:1024], "type": "Warning" if warning else "Normal",
