@@ -4,6 +4,7 @@ status to write, reinstalls, coalescing and backoff; and the glue's refusal of a
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -204,3 +205,21 @@ async def test_cluster_mode_renders_on_changes_keeps_going_after_a_bad_render_an
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_refresh_makes_the_store_look_at_a_switched_tree_at_once(tmp_path):
+    """Cluster mode switches the tree and tells the store: no waiting out its recheck period."""
+    from app.generations import write_tree
+    from app.serve.boot.store import MatchboxStore
+
+    def group(name: str) -> dict:
+        return {f"matchbox/groups/{name}.json": (json.dumps({"id": name, "profile": "p", "selector": {
+            "mac": MAC if name == "w-9" else "52:54:00:00:00:11"}, "metadata": {"name": name}}).encode(), 0o644)}
+
+    write_tree(tmp_path, group("cp-1"))
+    store = MatchboxStore(tmp_path / "matchbox", recheck=3600, clock=lambda: 0.0)  # never due by itself
+    assert MAC not in store.known_nodes()
+    write_tree(tmp_path, {**group("cp-1"), **group("w-9")})
+    assert MAC not in store.known_nodes()  # within the recheck period: the index it has
+    store.refresh()
+    assert store.known_nodes()[MAC] == "w-9"
