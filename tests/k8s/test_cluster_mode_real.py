@@ -13,8 +13,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +24,7 @@ from typer.testing import CliRunner
 from app.cli import app
 from app.generations import CURRENT, GENERATIONS
 from tests.support.paths import EXAMPLE, REPO
-from tests.support.processes import wait_for
+from tests.support.processes import free_port, stop, wait_for
 from tests.support.secrets import cluster_secrets, leaked
 from tests.support.serve import bearer, credential_in
 
@@ -39,12 +37,6 @@ def machine(name: str = NEW["name"], mac: str = NEW["mac"], ip: str = NEW["ip"],
                            "metadata": {"name": name, "namespace": NS},
                            "spec": {"mac": mac, "role": "worker", "addresses": [ip], "reinstall": reinstall,
                                     "installDisk": "/dev/disk/by-id/wwn-0x5000c500a0b1c229"}})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +71,7 @@ def serving(control_plane, generated_k8s, tmp_path_factory):
         assert proc.poll() is None, log.read_text()[-3000:]
         yield url, out, log
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def request(url: str, path: str, method: str = "GET", body: dict | None = None, headers: dict | None = None,
