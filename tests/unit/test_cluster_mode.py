@@ -223,3 +223,32 @@ def test_refresh_makes_the_store_look_at_a_switched_tree_at_once(tmp_path):
     assert MAC not in store.known_nodes()  # within the recheck period: the index it has
     store.refresh()
     assert store.known_nodes()[MAC] == "w-9"
+
+
+def test_serve_from_cluster_refuses_an_appliances_output_and_changes_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    out = tmp_path / "output"
+    out.mkdir()
+    (out / "cluster.yaml").write_text("kept\n")
+    result = CliRunner().invoke(app, ["--output", str(out), "serve", "--from-cluster", "--cluster-namespace", "ns",
+                                      "--listen", "127.0.0.1:1", "--assets", str(tmp_path)])
+    assert result.exit_code != 0 and "did not make for namespace ns" in result.output, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["cluster.yaml"] and (out / "cluster.yaml").read_text() == "kept\n"
+    result = CliRunner().invoke(app, ["--output", str(tmp_path / "new"), "serve", "--from-cluster", "--matchbox-data",
+                                      str(tmp_path), "--listen", "127.0.0.1:1", "--assets", str(tmp_path)])
+    assert result.exit_code != 0 and "does not take --matchbox-data" in result.output, result.output
+
+
+def test_the_deployment_runs_cluster_mode_in_a_directory_of_its_volume():
+    from app.pivot.workload import OUTPUT_TREE, Workload, deployment
+
+    pod = deployment(Workload("bn", "img", {}, 8080, {}))["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    assert "--from-cluster" in args and args[args.index("--cluster-namespace") + 1] == "bn"
+    assert args[args.index("--output") + 1] == OUTPUT_TREE
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "output")
+    assert OUTPUT_TREE.startswith(mount + "/")  # below the mount point: the tree is switched by rename
