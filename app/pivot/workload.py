@@ -57,8 +57,8 @@ def _container(w: Workload) -> dict:
         # --from-cluster renders /output/tree from the Machines (a subdirectory: the tree is switched by
         # rename, which a mount point refuses).
         "args": ["serve", "--output", OUTPUT_TREE, "--listen", f"0.0.0.0:{w.http_port}", "--from-cluster",
-                 "--cluster-namespace", w.namespace, "--leader-elect", "--lease-namespace", w.namespace, "--lease-name", LEASE,
-                 "--identity", "$(POD_NAME)"],
+                 "--cluster-namespace", w.namespace, "--leader-elect", "--lease-namespace", w.namespace,
+                 "--lease-name", LEASE, "--identity", "$(POD_NAME)"],
         "env": env, "ports": ports, "resources": RESOURCES,
         # /healthz answers on every replica, leader or standby; /readyz only on the leader, so it is not the
         # readiness probe: a Ready standby is what lets a rolling update (no surge) move on to the next pod.
