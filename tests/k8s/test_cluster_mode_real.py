@@ -13,8 +13,10 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +43,8 @@ def machine(name: str = NEW["name"], mac: str = NEW["mac"], ip: str = NEW["ip"],
 
 @pytest.fixture(scope="module")
 def serving(control_plane, generated_k8s, tmp_path_factory):
-    """Pivoted into NS, then `serve --from-cluster` on an empty --output. Yields (url, output, log path)."""
+    """Pivoted into NS, then `serve --from-cluster` on an empty --output. Yields (url, output, log path,
+    the process)."""
     tmp = tmp_path_factory.mktemp("cluster-mode")
     source = tmp / "appliance"
     shutil.copytree(generated_k8s, source, symlinks=True)
@@ -69,7 +72,7 @@ def serving(control_plane, generated_k8s, tmp_path_factory):
             finally:
                 print(log.read_text()[-5000:])  # shown when something here fails
         assert proc.poll() is None, log.read_text()[-3000:]
-        yield url, out, log
+        yield url, out, log, proc
     finally:
         stop(proc)
 
@@ -119,14 +122,14 @@ def machine_field(control_plane, name: str, path: str) -> str:
 
 
 def test_the_tree_is_rendered_from_the_cluster(serving):
-    _, out, _ = serving
+    _, out, _, _ = serving
     groups = {p.name for p in (out / "matchbox" / "groups").iterdir()}
     assert {"cp-1.json", "worker-2.json"} <= groups, groups
     assert (out / "credentials" / "ca.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_a_machine_applied_with_kubectl_is_served_once_and_reports_its_phase(serving, control_plane):
-    url, out, _ = serving
+    url, out, _, _ = serving
     assert not installs(url, NEW["mac"])
     kubectl(control_plane, "apply", "-f", "-", stdin=machine())
     wait_for(lambda: installs(url, NEW["mac"]), timeout=30, what="the new Machine's PXE boot to be answered")
@@ -160,7 +163,7 @@ def test_a_machine_applied_with_kubectl_is_served_once_and_reports_its_phase(ser
 
 
 def test_a_reinstall_bump_lets_the_machine_install_again(serving, control_plane):
-    url, _, _ = serving
+    url, _, _, _ = serving
     wait_for(lambda: machine_field(control_plane, NEW["name"], ".status.observedReinstall") == "0", timeout=30,
              what="the leader to record the reinstall it acted on")
     assert not installs(url, NEW["mac"])  # installed: told to boot from its disk
@@ -171,7 +174,7 @@ def test_a_reinstall_bump_lets_the_machine_install_again(serving, control_plane)
 
 
 def test_a_bad_machine_is_refused_and_the_last_good_tree_is_served(serving, control_plane):
-    url, out, log = serving
+    url, out, log, _ = serving
     before = current(out)
     refused = kubectl(control_plane, "apply", "-f", "-", stdin=machine(mac="zz:54:00:00:00:29"), check=False)
     assert refused.returncode != 0 and "spec.mac" in refused.stderr, refused.stderr
@@ -184,9 +187,18 @@ def test_a_bad_machine_is_refused_and_the_last_good_tree_is_served(serving, cont
 
 
 def test_deleting_a_machine_stops_serving_it(serving, control_plane):
-    url, out, _ = serving
+    url, out, _, _ = serving
     kubectl(control_plane, "delete", "machine", NEW["name"])
     wait_for(lambda: not (out / "matchbox" / "groups" / f"{NEW['name']}.json").exists(), timeout=30,
              what="its group to leave the tree")
     wait_for(lambda: not installs(url, NEW["mac"]), timeout=10, what="its PXE boot to go unanswered")
     assert installs(url, "52:54:00:00:00:22")  # the others are still served
+
+
+def test_serve_stops_cleanly_with_its_watch_open(serving):
+    """Last: SIGTERM ends the open watch (its thread is not left to run out the watch's timeout)."""
+    _, _, log, proc = serving
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    print(f"serve --from-cluster stopped {time.monotonic() - began:.2f} s after SIGTERM, load {os.getloadavg()[0]:.1f}")

@@ -147,6 +147,9 @@ class StandInApi:
                 return
         time.sleep(0.05)  # the server "ends" the watch; the loop starts the next from the last version
 
+    def abort(self):
+        self.ready.set()
+
     def patch_status(self, name, status):
         self.patches.append((name, status))
 

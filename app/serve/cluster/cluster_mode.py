@@ -94,7 +94,11 @@ class ClusterMode:
                     items, self.version = await asyncio.to_thread(self.api.list)
                     self._relist = False
                     self._replace(items)
-                await asyncio.to_thread(self.api.watch, self.version, handed_over)
+                try:
+                    await asyncio.to_thread(self.api.watch, self.version, handed_over)
+                except asyncio.CancelledError:
+                    self.api.abort()
+                    raise
                 backoff.succeeded()
                 complained = ""
             except Gone:

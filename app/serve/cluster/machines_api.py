@@ -24,6 +24,7 @@ class MachinesApi:
     def __init__(self, api: k8s.ApiClient, namespace: str, timeout: float = 10.0):
         self.api, self.namespace, self.timeout = api, namespace, timeout
         self.collection = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{MACHINES}"
+        self._streaming = None  # the open watch's response, for abort()
 
     def list(self) -> tuple[list[dict], str]:
         """(the Machines, the list's resourceVersion to watch from)."""
@@ -36,6 +37,7 @@ class MachinesApi:
         query = [("watch", "true"), ("resourceVersion", version), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", str(WATCH_SECONDS))]
         response = self._open("GET", self.collection, query=query, timeout=(self.timeout, WATCH_SECONDS + 30)).response
+        self._streaming = response
         try:
             buffer = b""
             for chunk in response.stream(4096, decode_content=True):
@@ -47,7 +49,15 @@ class MachinesApi:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unreachable(f"watch {self.collection}: {exc}"[:300]) from None
         finally:
+            self._streaming = None
             response.release_conn()
+
+    def abort(self) -> None:
+        """End the open watch from another thread: serve's stop must not wait out WATCH_SECONDS (the
+        thread it reads in cannot be cancelled, and asyncio waits for it on exit)."""
+        response = self._streaming
+        if response is not None:
+            response.shutdown()
 
     def patch_status(self, name: str, status: dict) -> dict:
         """A JSON merge patch of the status subresource, as field manager bootstrap-node."""
