@@ -30,3 +30,7 @@ class Recheck:
     def done(self) -> None:
         """A look was made now."""
         self._last = self._clock()
+
+    def forget(self) -> None:
+        """The next look is due at once (someone knows the disk just changed)."""
+        self._last = None

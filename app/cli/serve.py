@@ -99,6 +99,12 @@ def serve(
         help="With --leader-elect: ADDR[/PREFIX] the leader adds to --service-interface and announces with "
              "gratuitous ARP (normally bootstrap.ip, which the nodes use); removed when it stops leading.")] = None,
     service_interface: Annotated[str | None, typer.Option(help="Interface for --service-address.")] = None,
+    from_cluster: Annotated[bool, typer.Option(
+        help="Cluster mode: render --output (absent or empty at first) from the Machines, ProvisioningCluster and "
+             "state in --cluster-namespace after `pivot`, and follow the Machines (docs/pivot.md).")] = False,
+    cluster_namespace: Annotated[str | None, typer.Option(
+        help="With --from-cluster: the namespace `pivot` used; default the pod's own in a pod, else "
+             "bootstrap-node.")] = None,
 ) -> None:
     """Serve the generated tree: proxy DHCP + TFTP (dnsmasq) and the Matchbox-compatible HTTP API.
 
@@ -117,10 +123,14 @@ def serve(
                               images=images, tftp_port=tftp_port, shutdown_timeout=shutdown_timeout,
                               access_log=access_log, workers=workers, log_format=log_format,
                               election=election_settings(leader_elect, kubeconfig, workers, identity=identity,
+                                                         from_cluster=from_cluster,
                                                          namespace=lease_namespace, name=lease_name,
                                                          lease_duration=lease_duration, renew_deadline=renew_deadline,
                                                          retry_period=retry_period),
                               **service_settings(leader_elect, service_address, service_interface))
+    beside = None
+    if from_cluster:
+        beside = from_cluster_task(settings, kubeconfig, cluster_namespace, assets, matchbox_data)
     if not settings.app.data_dir.is_dir():
         raise fail(f"{settings.app.data_dir} not found: run `bootstrap-node generate` first (or pass --matchbox-data)")
     if matchbox_data is not None and not matchbox_data_with_secrets:
@@ -136,17 +146,17 @@ def serve(
         if message := refusal(load_or_exit(paths.config), assets, "serve"):
             raise fail(message)
     try:
-        asyncio.run(serve_forever(settings))
+        asyncio.run(serve_forever(settings, beside))
     except (ServeError, DnsmasqFailed) as exc:
         raise fail(f"serve failed: {exc}", ExitCode.INVALID) from None
 
 
 def election_settings(leader_elect: bool, kubeconfig: Path | None, workers: int, identity: str | None,
-                      **lease) -> LeaseSettings | None:
+                      from_cluster: bool = False, **lease) -> LeaseSettings | None:
     """--leader-elect's settings, checked; None without it."""
     if not leader_elect:
-        if kubeconfig is not None:
-            raise fail("--kubeconfig is for --leader-elect: pass both, or neither")
+        if kubeconfig is not None and not from_cluster:
+            raise fail("--kubeconfig is for --leader-elect and --from-cluster: pass one of them, or no --kubeconfig")
         return None
     if workers > 1:
         raise fail("--leader-elect runs one HTTP worker (--workers 1): the standby gate is not shared with "
@@ -161,6 +171,38 @@ def election_settings(leader_elect: bool, kubeconfig: Path | None, workers: int,
     if problems:
         raise fail("--leader-elect: " + "; ".join(problems))
     return settings
+
+
+def from_cluster_task(settings: ServeSettings, kubeconfig: Path | None, namespace: str | None, assets: Path,
+                      matchbox_data: Path | None):
+    """--from-cluster: the first render (before anything is served: a cluster that makes no tree
+    fails here), and the watch to run beside serve."""
+    from app.cli.cluster_mode import hooks, owned, rebuilder
+    from app.cli.common import DEFAULT_IPXE_DIR
+    from app.serve.cluster.cluster_mode import ClusterMode, RebuildFailed
+    from app.serve.cluster.lease_api import connect
+    from app.serve.cluster.machines_api import MachinesApi
+    from app.serve.errors import ServeError
+
+    if matchbox_data is not None:
+        raise fail("--from-cluster renders its own tree: it does not take --matchbox-data")
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise fail(f"--kubeconfig {kubeconfig}: no such file")
+    namespace = namespace or (pod_namespace() if kubeconfig is None and POD_NAMESPACE.is_file() else "bootstrap-node")
+    problem = owned(settings.output, namespace)
+    if problem:
+        raise fail(problem)
+    try:
+        api = connect(kubeconfig)
+    except ServeError as exc:
+        raise fail(str(exc)) from None
+    rebuild = rebuilder(api, namespace, settings.output, assets, DEFAULT_IPXE_DIR)
+    try:
+        typer.echo(f"from namespace {namespace}: {rebuild()}", err=True)
+    except RebuildFailed as exc:
+        raise fail(f"--from-cluster: {exc}", ExitCode.INVALID) from None
+    identity = settings.election.identity if settings.election is not None else "serve"
+    return lambda server: ClusterMode(MachinesApi(api, namespace), hooks(server, rebuild, identity)).run()
 
 
 def pod_namespace() -> str:

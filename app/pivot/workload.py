@@ -23,6 +23,7 @@ from app.pivot.rbac import LEASE, SERVICE_ACCOUNT
 from app.serve.cluster.gate import HEALTH
 
 DEPLOYMENT = "bootstrap-node"
+OUTPUT_TREE = "/output/tree"
 REPLICAS = 2
 DHCP_PORT = 67  # proxy DHCP listens on the DHCP server port too (dnsmasq's --dhcp-proxy)
 DEFAULT_NODE_SELECTOR = ("bootstrap-node.io/provisioning", "true")
@@ -54,9 +55,11 @@ def _container(w: Workload) -> dict:
              {"name": "tftp", "containerPort": TFTP_PORT, "protocol": "UDP"}]
     return {
         "name": "serve", "image": w.image, "imagePullPolicy": "IfNotPresent",
-        "args": ["serve", "--output", "/output", "--listen", f"0.0.0.0:{w.http_port}",
-                 "--leader-elect", "--lease-namespace", w.namespace, "--lease-name", LEASE,
-                 "--identity", "$(POD_NAME)"],
+        # --from-cluster renders /output/tree from the Machines (a subdirectory: the tree is switched by
+        # rename, which a mount point refuses).
+        "args": ["serve", "--output", OUTPUT_TREE, "--listen", f"0.0.0.0:{w.http_port}", "--from-cluster",
+                 "--cluster-namespace", w.namespace, "--leader-elect", "--lease-namespace", w.namespace,
+                 "--lease-name", LEASE, "--identity", "$(POD_NAME)"],
         "env": env, "ports": ports, "resources": RESOURCES,
         # /healthz answers on every replica, leader or standby; /readyz only on the leader, so it is not the
         # readiness probe: a Ready standby is what lets a rolling update (no surge) move on to the next pod.
@@ -83,7 +86,7 @@ def deployment(w: Workload) -> dict:
             "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                 {"labelSelector": {"matchLabels": selector}, "topologyKey": "kubernetes.io/hostname"}]}},
             "containers": [_container(w)],
-            # The output tree a cluster-mode serve derives (dnsmasq.conf, run/): rebuilt from the API at start.
+            # The tree `serve --from-cluster` renders from the API at start and on every Machine change.
             "volumes": [{"name": "output", "emptyDir": {}}, {"name": "tmp", "emptyDir": {"medium": "Memory",
                                                                                          "sizeLimit": "64Mi"}}],
         },

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -292,14 +293,17 @@ class Server:
         if self._owns_output:  # a serve refused because another runs must not remove that one's state
             claim.release(self.opts.output)
 
-async def serve_forever(opts: ServeSettings) -> None:
-    """Run until SIGINT/SIGTERM; raise ServeError/ChildFailed for what the user must fix."""
+async def serve_forever(opts: ServeSettings, beside: Callable[[Server], Awaitable[None]] | None = None) -> None:
+    """Run until SIGINT/SIGTERM; raise ServeError/ChildFailed for what the user must fix. `beside`:
+    a task that runs as long as serve does (cluster mode's watch); its failure stops serve."""
     server = Server(opts)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.stop)
     try:
         await server.start()
+        if beside is not None:
+            server._tasks.append(asyncio.create_task(_beside(server, beside(server))))
         _settle_heap()
         await server.wait()
     finally:
@@ -308,6 +312,15 @@ async def serve_forever(opts: ServeSettings) -> None:
             loop.remove_signal_handler(sig)
     if server.failure:
         raise server.failure
+
+
+async def _beside(server: Server, coro: Awaitable[None]) -> None:
+    try:
+        await coro
+    except Exception as exc:  # a defect in the task beside: stop serving, say what it was
+        log.exception("stopping: the task beside serve failed")
+        server.failure = ServeError(f"{type(exc).__name__}: {exc}")
+        server.stop()
 
 
 def _freebind_socket(host: str, port: int) -> socket.socket:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import REPO
-from tests.support.processes import wait_for
+from tests.support.processes import stop, wait_for
 
 
 @dataclass(frozen=True)
@@ -68,13 +67,7 @@ def private_dockerd(netns: str | None = None):
             pytest.fail(f"dockerd exited with {proc.returncode}: see {data / 'dockerd.log'}")
         yield engine
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         log.close()
         for mount in sorted(exec_root.glob("netns/*")):  # dockerd leaves its network namespace mounted
             subprocess.run(["umount", str(mount)], capture_output=True)

@@ -131,6 +131,13 @@ class MatchboxStore:
             index.known = known_macs(index.ordered)
         return index.known
 
+    def refresh(self) -> None:
+        """Look at the disk on the next request instead of within `recheck` seconds: whoever just
+        switched the tree (cluster mode's render) says so."""
+        self._groups_looked.forget()
+        for cached in list(self._cache.values()):
+            cached.looked.forget()
+
     def _fresh_index(self) -> _Index:
         if not self._groups_looked.due():
             return self._index

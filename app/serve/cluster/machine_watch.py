@@ -1,0 +1,139 @@
+"""Cluster mode's decisions, with no I/O and no clock of their own (docs/pivot.md, "Cluster mode"):
+what a watch event on a Machine means for the served tree, which Machines' status to write, which
+reinstalls are due, and when the next (coalesced) write may go out.
+
+- A spec change bumps metadata.generation; a status write does not. So the tree is re-rendered on
+  ADDED, DELETED and a MODIFIED whose generation moved, and never because of the leader's own status
+  writes (which would otherwise loop: write status -> MODIFIED -> render -> ...).
+- `spec.reinstall` above `status.observedReinstall` is an operator's `reinstall` of that node; the
+  leader acts on it once and writes observedReinstall, so a restart or a new leader does not act
+  twice. A Machine with no observedReinstall yet starts from its spec (nothing to act on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class MachineView:
+    """What cluster mode keeps of one Machine."""
+
+    mac: str
+    generation: int
+    reinstall: int
+    observed: int | None  # status.observedReinstall, None until the leader first wrote it
+    phase: str = ""  # status.phase as the object holds it
+    error: str = ""  # status.lastError likewise
+
+    @classmethod
+    def of(cls, machine: dict) -> MachineView:
+        spec, status = machine.get("spec") or {}, machine.get("status") or {}
+        observed = status.get("observedReinstall")
+        return cls(mac=str(spec.get("mac", "")), generation=int(machine.get("metadata", {}).get("generation") or 0),
+                   reinstall=int(spec.get("reinstall") or 0), observed=int(observed) if observed is not None else None,
+                   phase=str(status.get("phase") or ""), error=str(status.get("lastError") or ""))
+
+
+class Act(str, Enum):
+    RENDER = "render"  # the set of machines or a spec changed: render the tree again
+    RELIST = "relist"  # the watch cannot go on (410 Gone, an ERROR event): list again, then watch from there
+    NOTHING = "nothing"  # a status change, a bookmark, a replay of what is known
+
+
+def apply_event(known: dict[str, MachineView], event: dict) -> Act:
+    """Fold one watch event into `known` (name -> view) and say what it calls for."""
+    kind, obj = event.get("type"), event.get("object") or {}
+    if kind == "ERROR":
+        return Act.RELIST  # 410 Gone among them: the resourceVersion is too old to watch from
+    if kind == "BOOKMARK":
+        return Act.NOTHING
+    name = obj.get("metadata", {}).get("name")
+    if not name or kind not in ("ADDED", "MODIFIED", "DELETED"):
+        return Act.NOTHING
+    before = known.get(name)
+    if kind == "DELETED":
+        return Act.RENDER if known.pop(name, None) is not None else Act.NOTHING
+    view = MachineView.of(obj)
+    known[name] = view
+    if before is None or before.generation != view.generation:
+        return Act.RENDER
+    return Act.NOTHING
+
+
+def resource_version(event: dict) -> str:
+    return (event.get("object") or {}).get("metadata", {}).get("resourceVersion", "")
+
+
+def gone(event: dict) -> bool:
+    """An ERROR event saying the resourceVersion is too old (HTTP 410 Gone, reason Expired)."""
+    status = event.get("object") or {}
+    return event.get("type") == "ERROR" and (status.get("code") == 410 or status.get("reason") in ("Expired", "Gone"))
+
+
+def due_reinstalls(known: dict[str, MachineView]) -> list[tuple[str, MachineView]]:
+    """Machines whose spec.reinstall went past what the leader last acted on, by name."""
+    return sorted((name, v) for name, v in known.items() if v.observed is not None and v.reinstall > v.observed)
+
+
+def status_patches(known: dict[str, MachineView], phases: dict[str, tuple[str, str]], limit: int
+                   ) -> dict[str, dict]:
+    """name -> status merge patch for the Machines whose phase, lastError or observedReinstall the
+    objects do not yet hold. `phases`: MAC -> (phase, last error) from the event log. At most
+    `limit` per round (the rest go in the next round: the API server is not flooded by a rack)."""
+    patches: dict[str, dict] = {}
+    for name, view in sorted(known.items()):
+        phase, error = phases.get(view.mac, ("", ""))
+        patch: dict = {}
+        if phase and phase != view.phase:
+            patch["phase"] = phase
+        if error != view.error and (error or view.error):
+            patch["lastError"] = error or None  # merge patch: null removes it
+        if view.observed is None or view.observed < view.reinstall:
+            patch["observedReinstall"] = view.reinstall
+        if patch:
+            patches[name] = patch
+            if len(patches) >= limit:
+                break
+    return patches
+
+
+@dataclass
+class Coalescer:
+    """Many marks, one action: `due(now)` says whether to act, at most once per `interval` seconds
+    and only if something was marked since the last action."""
+
+    interval: float
+    _dirty: bool = False
+    _last: float | None = None
+
+    def mark(self) -> None:
+        self._dirty = True
+
+    def wait(self, now: float) -> float | None:
+        """Seconds until the action is due (0: now), or None when nothing is pending."""
+        if not self._dirty:
+            return None
+        if self._last is None:
+            return 0.0
+        return max(0.0, self._last + self.interval - now)
+
+    def done(self, now: float) -> None:
+        self._dirty, self._last = False, now
+
+
+@dataclass
+class Backoff:
+    """Bounded exponential backoff for a watch that keeps failing: `first`, doubling, at most `cap`."""
+
+    first: float = 0.5
+    cap: float = 30.0
+    _next: float = field(default=0.0, init=False)
+
+    def failed(self) -> float:
+        self._next = min(self.cap, self._next * 2 if self._next else self.first)
+        return self._next
+
+    def succeeded(self) -> None:
+        self._next = 0.0
