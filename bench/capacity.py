@@ -232,7 +232,8 @@ def bench(work: Path, log=print) -> list[dict]:
     from bench.run import big_asset
     assets = big_asset(work)
     keys = [("bootstrap-node", w) for w in WORKERS] + [("matchbox", 1)]
-    rows = []
+    rows: list[dict] = []
+    last: dict[tuple, float] = {}  # (server key, downloads) -> its rate at the previous group count
     for groups in GROUPS:
         data, queries = data_dir(work, groups)
         contenders = [Contender(k, start(work, k, data, assets, binary)) for k in keys]
@@ -243,14 +244,16 @@ def bench(work: Path, log=print) -> list[dict]:
                 for rep in range(REPEATS):
                     log(f"{groups} groups, {downloads} downloads, repetition {rep + 1}/{REPEATS}", flush=True)
                     order = contenders[rep % len(contenders):] + contenders[:rep % len(contenders)]
-                    for c in order:  # a repetition starts from the last one's answer: fewer steps to bracket it
-                        c.search = RateSearch(start=max(FLOOR, reps[c.key][-1]["rps"]) if reps[c.key] else START)
+                    for c in order:  # from the last answer (this cell's, else a smaller data dir's): fewer steps
+                        c.search = RateSearch(start=max(FLOOR, reps[c.key][-1]["rps"] if reps[c.key] else
+                                                        last.get((c.key, downloads), START)))
                         c.best = c.alone = c.lowest = None
                     search_interleaved(order, downloads, queries, STEP_SECONDS, log)
                     for c in contenders:
                         reps[c.key].append(outcome(c, downloads))
                 for k in keys:
                     rows.append(row(k, groups, downloads, reps[k], version[k]))
+                    last[(k, downloads)] = rows[-1]["max_rps_p99_under_10ms"] or FLOOR
                     log(json.dumps({x: rows[-1][x] for x in ("server", "workers", "groups", "downloads",
                                                              "max_rps_p99_under_10ms", "cpu_s_per_1000")}))
         finally:

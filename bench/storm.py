@@ -5,7 +5,7 @@ time until all N have their install config, per-step p50/p99, failures, retries,
 serve and of dnsmasq. Not a test: numbers are reported, never asserted.
 
 The cluster has TREE_NODES nodes (generated once); the first N of them boot. Half the machines are
-BIOS (undionly.kpxe over TFTP), half UEFI (ipxe.efi). Kernel and initrd are stand-ins of
+BIOS (undionly.kpxe over TFTP), half UEFI (the cluster's pxe.uefi_loader: snponly.efi by default). Kernel and initrd are stand-ins of
 BENCH_KERNEL_MIB and BENCH_INITRD_MIB (the real images' transfer time is line-rate arithmetic; see
 README "Performance")."""
 
@@ -151,6 +151,14 @@ def tftp_max(out: Path) -> int | None:
     return int(found[1]) if found else None
 
 
+def uefi_bootfile(out: Path) -> dict:
+    """What x86-64 UEFI machines are told to chainload over TFTP (the cluster's pxe.uefi_loader), and its size."""
+    found = re.search(r'(?m)^pxe-service=tag:!ipxe,X86-64_EFI,"[^"]*",(\S+)$', (out / "dnsmasq.conf").read_text())
+    name = found[1] if found else None
+    path = out / "tftp" / name if name else None
+    return {"file": name, "bytes": path.stat().st_size if path and path.is_file() else None}
+
+
 def pct(values: list[float], q: float) -> float | None:
     values = sorted(values)
     return round(values[min(len(values) - 1, int(q * len(values)))], 3) if values else None
@@ -249,6 +257,7 @@ def main() -> int:
                 row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
                 row["dhcp_broadcasts_filtered_at_switch"] = filtered
                 row["tftp_max"] = tftp_max(out)
+                row["uefi_bootfile"] = uefi_bootfile(out)
                 row["arp_table_fulls"] = arp_table_fulls() - fulls0
                 row["neigh_gc_thresh3"] = int(Path(NEIGH.format(3)).read_text())
             finally:
