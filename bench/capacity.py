@@ -224,7 +224,8 @@ def with_ratios(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def bench(work: Path, log=print) -> list[dict]:
+def bench(work: Path, log=print, save=lambda rows: None) -> list[dict]:
+    """Every row; `save` is given the rows so far after each group count (a long run keeps its part)."""
     binary = servers.matchbox_binary()
     if binary is None:
         raise SystemExit("bench/capacity.py needs BENCH_MATCHBOX=/path/to/matchbox "
@@ -259,6 +260,7 @@ def bench(work: Path, log=print) -> list[dict]:
         finally:
             for c in contenders:
                 c.child.stop()
+        save(with_ratios(rows))
     return with_ratios(rows)
 
 
@@ -273,16 +275,21 @@ def main() -> int:
     work = Path(os.environ.get("BENCH_WORK", tempfile.gettempdir())) / "bootstrap-node-bench"
     work.mkdir(parents=True, exist_ok=True)
     load_before, started = os.getloadavg(), time.monotonic()
-    rows = bench(work)
     results = REPO / "bench" / "results.json"
-    data = json.loads(results.read_text()) if results.exists() else {}
-    data["capacity"] = rows
-    data.setdefault("machines", {})["capacity"] = {**machine(load_before),
-                                                   "wall_s": round(time.monotonic() - started, 1)}
-    if QUICK and os.environ.get("BENCH_CAPACITY_WRITE") != "1":
-        print(json.dumps(rows, indent=1))  # a smoke run does not replace the measured rows
-        return 0
-    results.write_text(json.dumps(data, indent=2) + "\n")
+
+    def save(rows: list[dict]) -> None:
+        if QUICK and os.environ.get("BENCH_CAPACITY_WRITE") != "1":
+            return  # a smoke run does not replace the measured rows
+        data = json.loads(results.read_text()) if results.exists() else {}
+        data["capacity"] = rows
+        data.setdefault("machines", {})["capacity"] = {**machine(load_before),
+                                                       "wall_s": round(time.monotonic() - started, 1)}
+        results.write_text(json.dumps(data, indent=2) + "\n")
+
+    rows = bench(work, save=save)
+    print(json.dumps([{k: r.get(k) for k in ("server", "workers", "groups", "downloads", "max_rps_p99_under_10ms",
+                                             "cpu_s_per_1000", "rps_vs_matchbox", "cpu_vs_matchbox")} for r in rows],
+                     indent=1))
     return 0
 
 
