@@ -48,6 +48,10 @@ P99_MS = 10.0
 FLOOR, START, CEILING = 5.0, 200.0, float(os.environ.get("BENCH_CAPACITY_CEILING", "4000"))
 PRECISION = 1.15  # bisection stops when the failing rate is within 15% of the passing one
 MAX_STEPS = 14
+# The bench's own processes (servers, generator, downloads) run this much ahead of the rest of a shared
+# machine (root only; 0 to share it evenly): on two cores busy with other work, p99 < 10 ms is otherwise
+# decided by the neighbours' load, and every server scores zero. All servers get the same.
+NICE = int(os.environ.get("BENCH_NICE", "-10"))
 
 
 @dataclass
@@ -268,10 +272,13 @@ def machine(load_before: tuple[float, float, float]) -> dict:
     from bench.run import this_machine
     return {**this_machine(), "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()], "quick": QUICK, "step_seconds": STEP_SECONDS,
-            "repeats": REPEATS, "p99_limit_ms": P99_MS, "rate_ceiling": CEILING}
+            "repeats": REPEATS, "p99_limit_ms": P99_MS, "rate_ceiling": CEILING,
+            "nice": os.nice(0)}
 
 
 def main() -> int:
+    if NICE and os.geteuid() == 0:
+        os.nice(NICE)  # inherited by every child: servers, the generator, the download threads
     work = Path(os.environ.get("BENCH_WORK", tempfile.gettempdir())) / "bootstrap-node-bench"
     work.mkdir(parents=True, exist_ok=True)
     load_before, started = os.getloadavg(), time.monotonic()
