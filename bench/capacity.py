@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -44,7 +45,12 @@ DOWNLOADS = _ints("BENCH_CAPACITY_DOWNLOADS", "0,64", "0,8")
 WORKERS = _ints("BENCH_CAPACITY_WORKERS", "1,2", "1")
 STEP_SECONDS = float(os.environ.get("BENCH_CAPACITY_STEP", "1.5" if QUICK else "3"))
 REPEATS = int(os.environ.get("BENCH_CAPACITY_REPEATS", "1" if QUICK else "2"))
-P99_MS = 10.0
+# The latency bound of the search. 10 ms is the target; on a loaded VM whose own wake-ups are late by
+# 8-15 ms at p99, no server holds it at any rate, and a looser bound (BENCH_CAPACITY_P99_MS=50) still
+# ranks the servers: the rows then say which bound was searched and, from the same steps, the highest
+# rate tried that held 10 ms.
+TARGET_MS = 10.0
+P99_MS = float(os.environ.get("BENCH_CAPACITY_P99_MS", TARGET_MS))
 FLOOR, START, CEILING = 5.0, 200.0, float(os.environ.get("BENCH_CAPACITY_CEILING", "4000"))
 PRECISION = 1.15  # bisection stops when the failing rate is within 15% of the passing one
 MAX_STEPS = 14
@@ -108,12 +114,12 @@ class RateSearch:
         return self.held is not None and self.held >= self.ceiling
 
 
-def held(step: dict) -> bool:
-    """A step holds when every request was answered 2xx, none failed or timed out, p99 < 10 ms."""
+def held(step: dict, bound_ms: float = P99_MS) -> bool:
+    """A step holds when every request was answered 2xx, none failed or timed out, p99 < the bound."""
     statuses = step.get("statuses", {})
     return (step.get("answered") == step.get("sent") and not step.get("errors") and not step.get("timeouts")
             and all(str(s).startswith("2") for s in statuses) and step.get("p99_ms") is not None
-            and step["p99_ms"] < P99_MS)
+            and step["p99_ms"] < bound_ms)
 
 
 def cpu_per_1000(step: dict, idle_cpu_per_s: float) -> float | None:
@@ -134,6 +140,7 @@ class Contender:
     search: RateSearch = field(default_factory=RateSearch)
     best: dict | None = None  # the highest step that held
     lowest: dict | None = None  # the lowest step: its CPU per request where none held
+    held_target: float = 0.0  # the highest rate tried that held TARGET_MS
     alone: dict | None = None  # the downloads without API load
 
 
@@ -172,6 +179,8 @@ def search_interleaved(contenders: list[Contender], downloads: int, queries: Pat
             rate = c.search.next_rate()
             step = streaming.one_run(c.child, downloads, rate, queries, seconds)
             ok = held(step)
+            if held(step, TARGET_MS):
+                c.held_target = max(c.held_target, rate)
             c.search.record(rate, ok)
             if ok and (c.best is None or rate >= c.best["offered_rps"]):
                 c.best = {**step, "offered_rps": rate}
@@ -189,7 +198,8 @@ def outcome(c: Contender, downloads: int) -> dict:
     kept = None
     if downloads and best.get("download_MiBps") and c.alone and c.alone.get("download_MiBps"):
         kept = round(best["download_MiBps"] / c.alone["download_MiBps"], 3)
-    return {"rps": c.search.result, "capped": c.search.capped, "cpu": cpu_per_1000(best, idle) if best else None,
+    return {"rps": c.search.result, "rps_target": c.search.result if P99_MS == TARGET_MS else c.held_target,
+            "capped": c.search.capped, "cpu": cpu_per_1000(best, idle) if best else None,
             "cpu_at_rps": best.get("offered_rps"), "p99": best.get("p99_ms"), "late": best.get("generator_late_p99_ms"), "load1": best.get("load1"),
             "download_MiBps": best.get("download_MiBps"), "alone_MiBps": (c.alone or {}).get("download_MiBps"),
             "kept": kept, "steps": c.search.steps}
@@ -202,7 +212,8 @@ def median(values: list) -> float | None:
 
 def row(key: tuple[str, int], groups: int, downloads: int, reps: list[dict], version: str) -> dict:
     return {"server": key[0], "version": version, "workers": key[1], "groups": groups, "downloads": downloads,
-            "max_rps_p99_under_10ms": median([r["rps"] for r in reps]),
+            "p99_bound_ms": P99_MS, "max_rps_p99_under_bound": median([r["rps"] for r in reps]),
+            "max_rps_p99_under_10ms": median([r["rps_target"] for r in reps]),
             "cpu_s_per_1000": median([r["cpu"] for r in reps]),
             "max_rps_each": [r["rps"] for r in reps], "cpu_s_per_1000_each": [r["cpu"] for r in reps],
             "cpu_measured_at_rps_each": [r["cpu_at_rps"] for r in reps],
@@ -221,7 +232,7 @@ def with_ratios(rows: list[dict]) -> list[dict]:
                     (r["groups"], r["downloads"])), None)
         if r["server"] == "matchbox" or ref is None:
             continue
-        mine, theirs = r["max_rps_p99_under_10ms"], ref["max_rps_p99_under_10ms"]
+        mine, theirs = r["max_rps_p99_under_bound"], ref["max_rps_p99_under_bound"]
         r["rps_vs_matchbox"] = round(mine / theirs, 2) if theirs else (None if not mine else "inf")
         if r["cpu_s_per_1000"] is not None and ref["cpu_s_per_1000"]:
             r["cpu_vs_matchbox"] = round(r["cpu_s_per_1000"] / ref["cpu_s_per_1000"], 2)
@@ -253,12 +264,13 @@ def bench(work: Path, log=print, save=lambda rows: None) -> list[dict]:
                         c.search = RateSearch(start=max(FLOOR, reps[c.key][-1]["rps"] if reps[c.key] else
                                                         last.get((c.key, downloads), START)))
                         c.best = c.alone = c.lowest = None
+                        c.held_target = 0.0
                     search_interleaved(order, downloads, queries, STEP_SECONDS, log)
                     for c in contenders:
                         reps[c.key].append(outcome(c, downloads))
                 for k in keys:
                     rows.append(row(k, groups, downloads, reps[k], version[k]))
-                    last[(k, downloads)] = rows[-1]["max_rps_p99_under_10ms"] or FLOOR
+                    last[(k, downloads)] = rows[-1]["max_rps_p99_under_bound"] or FLOOR
                     log(json.dumps({x: rows[-1][x] for x in ("server", "workers", "groups", "downloads",
                                                              "max_rps_p99_under_10ms", "cpu_s_per_1000")}))
         finally:
@@ -277,6 +289,7 @@ def machine(load_before: tuple[float, float, float]) -> dict:
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     if NICE and os.geteuid() == 0:
         os.nice(NICE)  # inherited by every child: servers, the generator, the download threads
     work = Path(os.environ.get("BENCH_WORK", tempfile.gettempdir())) / "bootstrap-node-bench"
@@ -294,7 +307,7 @@ def main() -> int:
         results.write_text(json.dumps(data, indent=2) + "\n")
 
     rows = bench(work, save=save)
-    print(json.dumps([{k: r.get(k) for k in ("server", "workers", "groups", "downloads", "max_rps_p99_under_10ms",
+    print(json.dumps([{k: r.get(k) for k in ("server", "workers", "groups", "downloads", "max_rps_p99_under_bound",
                                              "cpu_s_per_1000", "rps_vs_matchbox", "cpu_vs_matchbox")} for r in rows],
                      indent=1))
     return 0

@@ -58,6 +58,10 @@ def test_a_step_holds_only_if_all_answered_2xx_under_10_ms(bad):
     assert not capacity.held(step(**bad))
 
 
+def test_a_looser_bound_is_searched_and_the_target_read_from_the_same_steps():
+    assert capacity.held(step(p99_ms=30.0), 50.0) and not capacity.held(step(p99_ms=30.0), capacity.TARGET_MS)
+
+
 def test_cpu_per_request_subtracts_what_the_downloads_alone_cost():
     assert capacity.cpu_per_1000(step(), 0.0) == 3.0
     assert capacity.cpu_per_1000(step(), 0.05) == 2.0  # 0.30 s - 0.05 s/s x 2 s, per 100 answered
@@ -65,7 +69,7 @@ def test_cpu_per_request_subtracts_what_the_downloads_alone_cost():
 
 
 def rep(rps, cpu):
-    return {"rps": rps, "capped": False, "cpu": cpu, "cpu_at_rps": rps, "p99": 5.0, "late": 0.1, "load1": 1.0, "download_MiBps": None,
+    return {"rps": rps, "rps_target": rps // 2, "capped": False, "cpu": cpu, "cpu_at_rps": rps, "p99": 5.0, "late": 0.1, "load1": 1.0, "download_MiBps": None,
             "alone_MiBps": None, "kept": None, "steps": [(rps, True)]}
 
 
@@ -79,6 +83,7 @@ def test_rows_carry_the_fields_checks_read_and_ratios_against_matchbox():
         assert {"server", "workers", "groups", "downloads", "max_rps_p99_under_10ms", "cpu_s_per_1000"} <= set(r)
         assert r["server"] in ("bootstrap-node", "matchbox")
     ours = rows[0]
-    assert ours["max_rps_p99_under_10ms"] == 1000 and ours["max_rps_each"] == [900, 1100, 1000]
+    assert ours["max_rps_p99_under_bound"] == 1000 and ours["max_rps_each"] == [900, 1100, 1000]
+    assert ours["max_rps_p99_under_10ms"] == 500 and ours["p99_bound_ms"] == capacity.P99_MS
     assert ours["rps_vs_matchbox"] == 2.22 and ours["cpu_vs_matchbox"] == 2.0
     assert rows[3]["rps_vs_matchbox"] == "inf" and "cpu_vs_matchbox" not in rows[3]
