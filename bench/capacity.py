@@ -235,7 +235,7 @@ def with_ratios(rows: list[dict]) -> list[dict]:
         mine, theirs = r["max_rps_p99_under_bound"], ref["max_rps_p99_under_bound"]
         r["rps_vs_matchbox"] = round(mine / theirs, 2) if theirs else (None if not mine else "inf")
         if r["cpu_s_per_1000"] is not None and ref["cpu_s_per_1000"]:
-            r["cpu_vs_matchbox"] = round(r["cpu_s_per_1000"] / ref["cpu_s_per_1000"], 2)
+            r["cpu_vs_matchbox"] = round(r["cpu_s_per_1000"] / ref["cpu_s_per_1000"], 3)
     return rows
 
 
@@ -280,6 +280,14 @@ def bench(work: Path, log=print, save=lambda rows: None) -> list[dict]:
     return with_ratios(rows)
 
 
+def merged(old: list[dict], new: list[dict]) -> list[dict]:
+    """A partial run (some group or download counts) replaces only its own rows; ratios are recomputed."""
+    def key(r: dict) -> tuple:
+        return r["groups"], r["downloads"], r["server"] != "bootstrap-node", r["workers"]
+    by_key = {key(r): r for r in old + new}
+    return with_ratios([by_key[k] for k in sorted(by_key)])
+
+
 def machine(load_before: tuple[float, float, float]) -> dict:
     from bench.run import this_machine
     return {**this_machine(), "load_before": [round(x, 2) for x in load_before],
@@ -301,7 +309,7 @@ def main() -> int:
         if QUICK and os.environ.get("BENCH_CAPACITY_WRITE") != "1":
             return  # a smoke run does not replace the measured rows
         data = json.loads(results.read_text()) if results.exists() else {}
-        data["capacity"] = rows
+        data["capacity"] = merged(data.get("capacity", []), rows)
         data.setdefault("machines", {})["capacity"] = {**machine(load_before),
                                                        "wall_s": round(time.monotonic() - started, 1)}
         results.write_text(json.dumps(data, indent=2) + "\n")
