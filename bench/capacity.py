@@ -310,8 +310,10 @@ def main() -> int:
             return  # a smoke run does not replace the measured rows
         data = json.loads(results.read_text()) if results.exists() else {}
         data["capacity"] = merged(data.get("capacity", []), rows)
-        data.setdefault("machines", {})["capacity"] = {**machine(load_before),
-                                                       "wall_s": round(time.monotonic() - started, 1)}
+        this = {**machine(load_before), "groups": GROUPS, "wall_s": round(time.monotonic() - started, 1)}
+        before = data.setdefault("machines", {}).get("capacity") or {}
+        kept = [r for r in before.get("runs", [before] if before else []) if set(r.get("groups", [])) - set(GROUPS)]
+        data["machines"]["capacity"] = {**this, "runs": [*kept, this]}  # each run's machine, load and settings
         results.write_text(json.dumps(data, indent=2) + "\n")
 
     rows = bench(work, save=save)
