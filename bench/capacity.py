@@ -147,14 +147,7 @@ class Contender:
 def data_dir(work: Path, groups: int) -> tuple[Path, Path]:
     """A generated cluster of groups/2 nodes (each node has an install group and an installed one):
     its matchbox/ dir, and the query each node's iPXE sends."""
-    nodes = max(1, groups // 2)
-    out = work / f"capacity-tree-{nodes}"
-    queries = work / f"capacity-queries-{nodes}.txt"
-    config = scale.cluster(nodes, tag=0x31)
-    if not (out / "matchbox" / "groups").is_dir():
-        path = scale.write_cluster(work / f"capacity-cluster-{nodes}.yaml", config)
-        scale.generate(path, out, work / "none", work / "none", REPO / "templates")
-    queries.write_text("".join(f"mac={n['mac'].replace(':', '-')}\n" for n in config["nodes"]))
+    out, queries = scale.generated_tree(work, "capacity", max(1, groups // 2), 0x31)
     return out / "matchbox", queries
 
 

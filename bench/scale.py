@@ -55,6 +55,19 @@ def generate(config: Path, out: Path, assets: Path, ipxe_dir: Path, templates: P
         raise RuntimeError(f"generate failed: {result.stderr[-2000:]}")
 
 
+def generated_tree(work: Path, prefix: str, nodes: int, tag: int) -> tuple[Path, Path]:
+    """`generate`'s tree for a cluster of `nodes` (made once, kept in `work`) and the query string each
+    node's iPXE sends, one a line."""
+    out = work / f"{prefix}-tree-{nodes}"
+    queries = work / f"{prefix}-queries-{nodes}.txt"
+    config = cluster(nodes, tag=tag)
+    if not (out / "matchbox" / "groups").is_dir():
+        path = write_cluster(work / f"{prefix}-cluster-{nodes}.yaml", config)
+        generate(path, out, work / "none", work / "none", REPO / "templates")
+    queries.write_text("".join(f"mac={n['mac'].replace(':', '-')}\n" for n in config["nodes"]))
+    return out, queries
+
+
 def _timed(command: list[str], cwd: Path) -> tuple[float, float]:
     """Wall and CPU seconds (user + system) of one command run from `cwd`'s code."""
     started = time.monotonic()

@@ -38,14 +38,7 @@ IMAGE = "/assets/flatcar/image.bin"
 
 def tree(work: Path) -> tuple[Path, Path]:
     """A generated tree for NODES nodes and the query string each node's iPXE would send."""
-    out = work / f"stream-tree-{NODES}"
-    queries = work / f"stream-queries-{NODES}.txt"
-    config = scale.cluster(NODES, tag=0x30)
-    if not (out / "matchbox" / "groups").is_dir():
-        path = scale.write_cluster(work / f"stream-cluster-{NODES}.yaml", config)
-        scale.generate(path, out, work / "none", work / "none", REPO / "templates")
-    queries.write_text("".join(f"mac={n['mac'].replace(':', '-')}\n" for n in config["nodes"]))
-    return out, queries
+    return scale.generated_tree(work, "stream", NODES, 0x30)
 
 
 def start_server(work: Path, out: Path, workers: int = 1) -> servers.Child:
