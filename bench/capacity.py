@@ -215,7 +215,12 @@ def row(key: tuple[str, int], groups: int, downloads: int, reps: list[dict], ver
             "download_MiBps": median([r["download_MiBps"] for r in reps]) if downloads else None,
             "download_MiBps_alone": median([r["alone_MiBps"] for r in reps]) if downloads else None,
             "download_kept": median([r["kept"] for r in reps]) if downloads else None,
-            "steps_each": [r["steps"] for r in reps]}
+            "steps_each": [steps_text(r["steps"]) for r in reps]}
+
+
+def steps_text(steps: list[tuple[float, bool]]) -> str:
+    """A search's steps in order, each rate with + (held) or - (not): "200+ 400- 283+"."""
+    return " ".join(f"{rate:g}{'+' if ok else '-'}" for rate, ok in steps)
 
 
 def with_ratios(rows: list[dict]) -> list[dict]:

@@ -85,6 +85,7 @@ def test_rows_carry_the_fields_checks_read_and_ratios_against_matchbox():
     ours = rows[0]
     assert ours["max_rps_p99_under_bound"] == 1000 and ours["max_rps_each"] == [900, 1100, 1000]
     assert ours["max_rps_p99_under_10ms"] == 500 and ours["p99_bound_ms"] == capacity.P99_MS
+    assert ours["steps_each"] == ["900+", "1100+", "1000+"]
     assert ours["rps_vs_matchbox"] == 2.22 and ours["cpu_vs_matchbox"] == 2.0
     assert rows[3]["rps_vs_matchbox"] == "inf" and "cpu_vs_matchbox" not in rows[3]
 
