@@ -93,8 +93,10 @@ def test_rows_carry_the_fields_checks_read_and_ratios_against_matchbox():
 def test_a_partial_run_replaces_only_its_own_rows():
     old = [capacity.row(("bootstrap-node", 1), g, 0, [rep(100, 1.0)], "") for g in (10, 100)] + \
         [capacity.row(("matchbox", 1), g, 0, [rep(50, 2.0)], "v") for g in (10, 100)]
+    old.append(capacity.row(("bootstrap-node", 1), 10, 64, [rep(70, 1.0)], ""))
     new = [capacity.row(("bootstrap-node", 1), 10, 0, [rep(300, 1.0)], "")]
     rows = capacity.merged(old, new)
-    assert [(r["groups"], r["server"], r["max_rps_p99_under_bound"]) for r in rows] == [
-        (10, "bootstrap-node", 300), (10, "matchbox", 50), (100, "bootstrap-node", 100), (100, "matchbox", 50)]
+    assert [(r["groups"], r["downloads"], r["server"], r["max_rps_p99_under_bound"]) for r in rows] == [
+        (10, 0, "bootstrap-node", 300), (10, 0, "matchbox", 50), (10, 64, "bootstrap-node", 70),
+        (100, 0, "bootstrap-node", 100), (100, 0, "matchbox", 50)]
     assert rows[0]["rps_vs_matchbox"] == 6.0
