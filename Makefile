@@ -13,7 +13,7 @@ endif
 # The `lab` extra (libvirt-python) builds only where libvirt-dev is installed.
 EXTRAS ?= test$(shell pkg-config --exists libvirt 2>/dev/null && echo ,lab)
 
-.PHONY: test test-latest venv schema clean lab lab-deps bench bench-storm screenshot
+.PHONY: test test-latest venv schema clean lab lab-deps bench bench-capacity bench-storm screenshot
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,14 @@ bench: venv
 	@mb="$${BENCH_MATCHBOX:-}"; if [ -z "$$mb" ] && command -v go >/dev/null; then \
 		. scripts/lib/real-versions; mb="$$(scripts/matchbox-binary "$$MATCHBOX_VERSION" | tail -n1)/matchbox" || mb=""; fi; \
 	BENCH_MATCHBOX="$$mb" $(PY) bench/run.py
+	@$(MAKE) --no-print-directory bench-capacity
+
+## The boot API's capacity beside real Matchbox (bench/capacity.py): serve with 1 and 2 workers and
+## Matchbox on one generated data dir at 10-10,000 groups, searched rate by rate, interleaved.
+## BENCH_QUICK=1: a smoke run that prints and does not replace the rows in bench/results.json.
+bench-capacity: venv
+	@. scripts/lib/real-versions; mb="$${BENCH_MATCHBOX:-$$(scripts/matchbox-binary "$$MATCHBOX_VERSION" | tail -n1)/matchbox}"; \
+	BENCH_MATCHBOX="$$mb" $(PY) bench/capacity.py
 
 ## The boot storm (root): 50, 200 and 1,000 simulated machines through dnsmasq and serve in network
 ## namespaces (bench/storm.py; BENCH_STORM=50,200 for fewer), and the per-request neighbour lookup

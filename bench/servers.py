@@ -65,17 +65,20 @@ class Child:
             self.proc.wait()
 
 
-def ours(work: Path, assets: Path, data_dir: Path) -> Child:
+def ours(work: Path, assets: Path, data_dir: Path, workers: int = 1, with_secrets: bool = False) -> Child:
+    """`serve --matchbox-data`; `with_secrets` for a generated tree, whose configs hold keys."""
     port = free_port()
-    out = work / "ours-output"
+    out = work / f"ours-output-{workers}"
     out.mkdir(exist_ok=True)
     (out / "events.jsonl").unlink(missing_ok=True)
-    return Child("bootstrap-node", [sys.executable, "-m", "app", "--output", str(out), "serve", "--dhcp", "none",
-                                    "--tftp", "none", "--listen", f"127.0.0.1:{port}", "--assets", str(assets),
-                                    "--matchbox-data", str(data_dir),
-                                    # wrk opens all its connections from one address; a rack's machines
-                                    # each have their own (serve's default is 64 per address)
-                                    "--max-per-client", "100000"], port, work / "ours.log")
+    argv = [sys.executable, "-m", "app", "--output", str(out), "serve", "--dhcp", "none", "--tftp", "none",
+            "--listen", f"127.0.0.1:{port}", "--assets", str(assets), "--matchbox-data", str(data_dir),
+            # wrk opens all its connections from one address; a rack's machines each have their own
+            # (serve's default is 64 per address)
+            "--max-per-client", "100000", "--workers", str(workers)]
+    if with_secrets:
+        argv.append("--matchbox-data-with-secrets")
+    return Child("bootstrap-node", argv, port, work / f"ours-{workers}.log")
 
 
 def ours_with_images(work: Path, assets: Path, layout: Path) -> Child:
@@ -134,13 +137,15 @@ def matchbox_binary() -> str | None:
     return binary if binary and os.access(binary, os.X_OK) else None
 
 
-def matchbox(work: Path, data_dir: Path, binary: str) -> Child:
+def matchbox(work: Path, data_dir: Path, binary: str, assets: Path | None = None) -> Child:
     """Matchbox on the same data dir. `-log-level error`: it warns on every /ignition of a config
     spec newer than its Ignition library knows (it serves it as is), and that logging is not
     what is being compared; ours runs without an access log too."""
     version = subprocess.run([binary, "-version"], capture_output=True, text=True, check=False).stdout.strip()
     port = free_port()
-    (work / "matchbox-assets").mkdir(exist_ok=True)
+    if assets is None:
+        assets = work / "matchbox-assets"
+        assets.mkdir(exist_ok=True)
     return Child(f"matchbox {version or '?'}", [binary, "-address", f"127.0.0.1:{port}", "-data-path", str(data_dir),
-                                                 "-assets-path", str(work / "matchbox-assets"), "-log-level", "error"],
+                                                 "-assets-path", str(assets), "-log-level", "error"],
                  port, work / "matchbox.log")

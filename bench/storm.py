@@ -5,7 +5,7 @@ time until all N have their install config, per-step p50/p99, failures, retries,
 serve and of dnsmasq. Not a test: numbers are reported, never asserted.
 
 The cluster has TREE_NODES nodes (generated once); the first N of them boot. Half the machines are
-BIOS (undionly.kpxe over TFTP), half UEFI (ipxe.efi). Kernel and initrd are stand-ins of
+BIOS (undionly.kpxe over TFTP), half UEFI (the cluster's pxe.uefi_loader: snponly.efi by default). Kernel and initrd are stand-ins of
 BENCH_KERNEL_MIB and BENCH_INITRD_MIB (the real images' transfer time is line-rate arithmetic; see
 README "Performance")."""
 
@@ -33,6 +33,9 @@ SIZES = [int(n) for n in os.environ.get("BENCH_STORM", "50,200,1000").split(",")
 TREE_NODES = int(os.environ.get("BENCH_STORM_TREE", "1000"))
 KERNEL_MIB = float(os.environ.get("BENCH_KERNEL_MIB", "1"))
 INITRD_MIB = float(os.environ.get("BENCH_INITRD_MIB", "4"))
+# As bench/capacity.py: BENCH_NICE=-10 runs serve, dnsmasq and the simulator ahead of the rest of a
+# shared machine (0, the default here, shares it evenly; each row records which).
+NICE = int(os.environ.get("BENCH_NICE", "0"))
 DEADLINE = float(os.environ.get("BENCH_STORM_DEADLINE", "110"))  # seconds; unfinished machines count
 POWER_ON_SPREAD = 1.0  # seconds over which the machines power on
 APPLIANCE_IP, CIDR = "10.77.0.2", "10.77.0.0/16"
@@ -151,6 +154,14 @@ def tftp_max(out: Path) -> int | None:
     return int(found[1]) if found else None
 
 
+def uefi_bootfile(out: Path) -> dict:
+    """What x86-64 UEFI machines are told to chainload over TFTP (the cluster's pxe.uefi_loader), and its size."""
+    found = re.search(r'(?m)^pxe-service=tag:!ipxe,X86-64_EFI,"[^"]*",(\S+)$', (out / "dnsmasq.conf").read_text())
+    name = found[1] if found else None
+    path = out / "tftp" / name if name else None
+    return {"file": name, "bytes": path.stat().st_size if path and path.is_file() else None}
+
+
 def pct(values: list[float], q: float) -> float | None:
     values = sorted(values)
     return round(values[min(len(values) - 1, int(q * len(values)))], 3) if values else None
@@ -183,7 +194,7 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
             "serve_cpu_s": round(cpu["serve"], 2), "dnsmasq_cpu_s": round(cpu["dnsmasq"], 2),
             "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2),
             "simulator_cpu_s": round(cpu["simulator"], 2),
-            "load1_after": round(os.getloadavg()[0], 2)}
+            "load1_after": round(os.getloadavg()[0], 2), "nice": os.nice(0)}
 
 
 NEIGH = "/proc/sys/net/ipv4/neigh/default/gc_thresh{}"
@@ -206,6 +217,24 @@ def neighbour_room(entries: int):
             Path(NEIGH.format(i)).write_text(value)
 
 
+RMEM_DEFAULT = Path("/proc/sys/net/core/rmem_default")
+
+
+@contextlib.contextmanager
+def receive_buffers(size: int):
+    """A socket's default receive buffer (212,992 bytes) queues about 90 DHCP datagrams; a rack
+    powering on at once sends its DISCOVERs and 4011 requests faster than dnsmasq's one thread reads
+    them, the rest are dropped (`RcvbufErrors`) and each such machine waits 4 s or more to retry.
+    dnsmasq has no option for its sockets' buffers and the setting is not per network namespace:
+    BENCH_STORM_RMEM=1 raises it machine-wide for the storm and puts it back after."""
+    old = RMEM_DEFAULT.read_text().strip()
+    try:
+        RMEM_DEFAULT.write_text(str(max(int(old), size)))
+        yield
+    finally:
+        RMEM_DEFAULT.write_text(old)
+
+
 def arp_table_fulls() -> int:
     shown = subprocess.run(["ip", "-s", "ntable", "show", "name", "arp_cache"], capture_output=True, text=True,
                            check=False).stdout
@@ -223,6 +252,8 @@ def main() -> int:
         print("the boot storm needs root (network namespaces, ports 67/69/4011)")
         return 1
     import tempfile
+    if NICE:
+        os.nice(NICE)  # inherited by serve and its dnsmasq
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     work = Path(os.environ.get("BENCH_WORK", tempfile.gettempdir())) / "bootstrap-node-bench"
@@ -233,8 +264,10 @@ def main() -> int:
     rows = []
     room = neighbour_room(2 * max(SIZES) + 256) if os.environ.get("BENCH_STORM_NEIGH", "1") == "1" \
         else contextlib.nullcontext()
+    buffers = receive_buffers(4 << 20) if os.environ.get("BENCH_STORM_RMEM", "0") == "1" else contextlib.nullcontext()
     try:
         room.__enter__()
+        buffers.__enter__()
         rack.up()
         filtered = os.environ.get("BENCH_STORM_FILTER", "1") == "1" and rack.filter_broadcasts()
         for n in SIZES:
@@ -249,14 +282,17 @@ def main() -> int:
                 row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
                 row["dhcp_broadcasts_filtered_at_switch"] = filtered
                 row["tftp_max"] = tftp_max(out)
+                row["uefi_bootfile"] = uefi_bootfile(out)
                 row["arp_table_fulls"] = arp_table_fulls() - fulls0
                 row["neigh_gc_thresh3"] = int(Path(NEIGH.format(3)).read_text())
+                row["rmem_default"] = int(RMEM_DEFAULT.read_text())
             finally:
                 appliance.stop()
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
         rack.down()
+        buffers.__exit__(None, None, None)
         room.__exit__(None, None, None)
     results = REPO / "bench" / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}

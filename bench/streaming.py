@@ -38,14 +38,7 @@ IMAGE = "/assets/flatcar/image.bin"
 
 def tree(work: Path) -> tuple[Path, Path]:
     """A generated tree for NODES nodes and the query string each node's iPXE would send."""
-    out = work / f"stream-tree-{NODES}"
-    queries = work / f"stream-queries-{NODES}.txt"
-    config = scale.cluster(NODES, tag=0x30)
-    if not (out / "matchbox" / "groups").is_dir():
-        path = scale.write_cluster(work / f"stream-cluster-{NODES}.yaml", config)
-        scale.generate(path, out, work / "none", work / "none", REPO / "templates")
-    queries.write_text("".join(f"mac={n['mac'].replace(':', '-')}\n" for n in config["nodes"]))
-    return out, queries
+    return scale.generated_tree(work, "stream", NODES, 0x30)
 
 
 def start_server(work: Path, out: Path, workers: int = 1) -> servers.Child:
@@ -58,25 +51,28 @@ def start_server(work: Path, out: Path, workers: int = 1) -> servers.Child:
     return servers.Child("bootstrap-node", argv, port, work / "stream-serve.log")
 
 
-def openloop(url: str, rate: int, queries: Path) -> dict:
-    result = subprocess.run([sys.executable, "-m", "bench.openloop", url, str(rate), str(SECONDS), str(queries)],
-                            cwd=REPO, capture_output=True, text=True, timeout=SECONDS + 60, check=False)
+def openloop(url: str, rate: float, queries: Path, seconds: float = SECONDS) -> dict:
+    result = subprocess.run([sys.executable, "-m", "bench.openloop", url, str(rate), str(seconds), str(queries)],
+                            cwd=REPO, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"openloop failed: {result.stderr[-2000:]}")
     return json.loads(result.stdout)
 
 
-def one_run(server: servers.Child, downloads: int, rate: int, queries: Path) -> dict:
-    """D downloads for the whole window; the API load (if any) in the middle of it."""
+def one_run(server: servers.Child, downloads: int, rate: float, queries: Path, seconds: float = SECONDS) -> dict:
+    """D downloads for the whole window; the API load (if any) in the middle of it. `api_cpu_s` is the
+    server's CPU while the API load ran (`api_s`): bench/capacity.py's CPU per request."""
     box: dict = {}
-    window = SECONDS + 2.0
+    window = seconds + 2.0
     pace = LINK_GBPS * 1e9 / 8 / downloads if LINK_GBPS and downloads else None
     thread = threading.Thread(target=lambda: box.update(r=loadgen.run(server.url, IMAGE, downloads, window, pace)))
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
     if downloads:
         thread.start()
         time.sleep(1.0)  # every download under way before the API load starts
-    api = openloop(server.url, rate, queries) if rate else None
+    api_cpu0, api_t0 = server.cpu_seconds(), time.monotonic()
+    api = openloop(server.url, rate, queries, seconds) if rate else None
+    api_s, api_cpu = time.monotonic() - api_t0, server.cpu_seconds() - api_cpu0
     if downloads:
         thread.join()
     elapsed, cpu = time.monotonic() - t0, server.cpu_seconds() - cpu0
@@ -87,6 +83,7 @@ def one_run(server: servers.Child, downloads: int, rate: int, queries: Path) -> 
            "download_errors": sum(r.errors for r in got), "server_cpu_pct": round(100 * cpu / elapsed, 1)}
     if api:
         row.update({k: v for k, v in api.items() if k != "offered_rps"})
+        row.update({"api_s": round(api_s, 3), "api_cpu_s": round(api_cpu, 3)})
     return row
 
 

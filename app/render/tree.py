@@ -8,6 +8,10 @@ same inputs always give the same bytes, so `generate` can diff, re-run and fail 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,14 +66,52 @@ def render_tree(cluster: Cluster, secrets: pki.Secrets, templates: Templates, ap
         files[f"credentials/{path}"] = (data, mode)
     server = f"https://{cluster.api_host}:6443"
     files["credentials/admin.kubeconfig"] = (pki.admin_kubeconfig(secrets, server, cluster.cluster.name), SECRET)
-    for node in cluster.nodes:
-        files.update(_node_files(cluster, node, base, templates, appliance))
+    files.update(_all_node_files(cluster, base, templates, appliance))
     files[DNSMASQ_CONF] = (_render(templates, "dnsmasq.conf.tmpl", base).encode(), PUBLIC)
     if cluster.bootstrap.time_server:
         files[CHRONY_CONF] = (_render(templates, "chrony.conf.tmpl", base).encode(), PUBLIC)
     files[f"matchbox/{UEFI_LOADERS}"] = (uefi_loaders_file(cluster), PUBLIC)
     for name, data in sorted(appliance.ipxe_binaries.items()):
         files[f"tftp/{name}"] = (data, PUBLIC)
+    return files
+
+
+# Nodes render independently and most of `generate`'s time is theirs (Butane, Ignition's rules):
+# from this many nodes on, they are rendered by one forked process per core, in contiguous runs
+# whose files are merged in node order (the same bytes, the same first error as one process).
+PARALLEL_FROM = 200
+_JOB: tuple | None = None  # (cluster, base, templates, appliance), inherited by the forked workers
+
+
+def _all_node_files(cluster: Cluster, base: dict, templates: Templates, appliance: Appliance) -> Files:
+    nodes, workers = cluster.nodes, min(os.cpu_count() or 1, 8)
+    # Forking is safe only from a process with one thread: another's locks would be copied held.
+    if len(nodes) < PARALLEL_FROM or workers < 2 or threading.active_count() > 1 \
+            or "fork" not in multiprocessing.get_all_start_methods():
+        return _node_run(cluster, base, templates, appliance, range(len(nodes)))
+    global _JOB
+    _JOB = (cluster, base, templates, appliance)
+    step = -(-len(nodes) // (workers * 4))  # a few runs per worker, so one slow run does not idle the rest
+    runs = [range(i, min(i + step, len(nodes))) for i in range(0, len(nodes), step)]
+    files: Files = {}
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            for part in pool.map(_forked_run, runs):  # in order: the first failing node's error is raised
+                files.update(part)
+    finally:
+        _JOB = None
+    return files
+
+
+def _forked_run(indices: range) -> Files:
+    cluster, base, templates, appliance = _JOB
+    return _node_run(cluster, base, templates, appliance, indices)
+
+
+def _node_run(cluster: Cluster, base: dict, templates: Templates, appliance: Appliance, indices: range) -> Files:
+    files: Files = {}
+    for i in indices:
+        files.update(_node_files(cluster, cluster.nodes[i], base, templates, appliance))
     return files
 
 

@@ -395,3 +395,31 @@ def test_containerd_pulls_through_the_appliance_then_upstream(out, name):
     for registry, toml in hosts.items():
         assert toml["server"] == UPSTREAM.get(registry, f"https://{registry}")
         assert toml["host"] == {"http://10.0.0.2:8080": {"capabilities": ["pull", "resolve"]}}
+
+
+def test_nodes_rendered_by_forked_workers_give_the_same_bytes_and_the_first_error(out, tmp_path, monkeypatch):
+    from app.render import tree
+    pools = []
+
+    class Counted(tree.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(args)
+            super().__init__(*args, **kwargs)
+
+    copy = tmp_path / "output"
+    assert run_generate(copy).exit_code == 0  # in one process: the example has fewer than PARALLEL_FROM nodes
+    before = snapshot(copy)
+    monkeypatch.setattr(tree, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(tree, "ProcessPoolExecutor", Counted)
+    monkeypatch.setattr(tree.os, "cpu_count", lambda: 2)
+    result = run_generate(copy)
+    assert result.exit_code == 0, result.output
+    assert pools and snapshot(copy) == before  # not a byte changed, no file rewritten
+    templates = tmp_path / "templates" / "ignition"
+    templates.mkdir(parents=True)
+    (templates / "install.yaml.tmpl").write_text(
+        "variant: flatcar\nversion: 1.1.0\nstorage:\n  files:\n"
+        "    - path: {% if NODE_NAME in ('cp-2', 'worker-2') %}etc/{% else %}/etc/{% endif %}{{ NODE_NAME }}\n")
+    result = run_generate(tmp_path / "o", templates=str(tmp_path / "templates"))
+    assert result.exit_code == 1 and len(pools) == 2
+    assert "rendered for node cp-2 is not valid Butane" in result.output and "worker-2" not in result.output
