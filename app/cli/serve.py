@@ -143,7 +143,10 @@ def serve(
     # Last of the checks, first of anything bound or started: a node booting now would fetch a 404.
     if matchbox_data is None and not skip_preflight:  # a foreign Matchbox tree has no cluster.yaml to check
         from app.cluster.preflight import refusal
-        if message := refusal(load_or_exit(paths.config), assets, "serve"):
+        from app.pivot.unpivot import CLUSTER_YAML
+        # --from-cluster: the cluster.yaml the first render exported from the API, not a file of the user's
+        config = settings.output / CLUSTER_YAML if from_cluster else paths.config
+        if message := refusal(load_or_exit(config), assets, "serve"):
             raise fail(message)
     try:
         asyncio.run(serve_forever(settings, beside))

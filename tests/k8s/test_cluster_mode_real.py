@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.generations import CURRENT, GENERATIONS
+from tests.support.assets import standin_assets
 from tests.support.paths import EXAMPLE, REPO
 from tests.support.processes import free_port, stop, wait_for
 from tests.support.secrets import cluster_secrets, leaked
@@ -62,7 +63,7 @@ def serving(control_plane, generated_k8s, tmp_path_factory):
                 [sys.executable, "-m", "app", "--config", str(tmp / "absent.yaml"), "--output", str(out), "serve",
                  "--from-cluster", "--kubeconfig", str(control_plane.admin_conf), "--cluster-namespace", NS,
                  "--listen", f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none", "--bind", "address",
-                 "--assets", str(tmp)], cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+                 "--assets", str(standin_assets(tmp / "assets"))], cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         with control_plane.inside():
