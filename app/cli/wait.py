@@ -70,18 +70,23 @@ def wait_command(
     finish(outcome)
 
 
+INTERRUPT_GRACE = 5.0  # seconds Ctrl-C waits for the step in flight
+
+
 def _in_thread(fn, stop: threading.Event):
     """Run `fn` in a thread so Ctrl-C reaches us at once; on Ctrl-C, tell it to stop and wait."""
     from app.wait.gate import Outcome
 
     result: list = []
     worker = threading.Thread(target=lambda: result.append(fn()), daemon=True)
-    worker.start()
     try:
+        worker.start()
         while worker.is_alive():
             worker.join(0.2)
     except KeyboardInterrupt:
         stop.set()
-        worker.join(30)
+        # The step in flight may be one API request with its own timeout (up to 20 s): give it a moment
+        # to stop cleanly, then leave it (a daemon thread; every file it writes is written atomically).
+        worker.join(INTERRUPT_GRACE)
         return Outcome(ExitCode.INTERRUPTED, "interrupted")
     return result[0]

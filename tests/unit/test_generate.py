@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from app import pki
 from app.cli import app
-from tests.support.paths import EXAMPLE, shared_path
+from tests.support.paths import EXAMPLE, REPO, shared_path
 
 runner = CliRunner()
 NODES = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"]
@@ -397,29 +398,48 @@ def test_containerd_pulls_through_the_appliance_then_upstream(out, name):
         assert toml["host"] == {"http://10.0.0.2:8080": {"capabilities": ["pull", "resolve"]}}
 
 
-def test_nodes_rendered_by_forked_workers_give_the_same_bytes_and_the_first_error(out, tmp_path, monkeypatch):
-    from app.render import tree
-    pools = []
+# `generate` forks its render workers only in a process with no other thread (a fork copies no thread
+# but every lock): pytest's process may have threads left by other tests, so this runs in a fresh one.
+FORKED_GENERATE = """
+import sys
+from app.render import tree
+pools = []
+class Counted(tree.ProcessPoolExecutor):
+    def __init__(self, *args, **kwargs):
+        pools.append(args)
+        super().__init__(*args, **kwargs)
+tree.PARALLEL_FROM, tree.ProcessPoolExecutor = 2, Counted
+tree.os.cpu_count = lambda: 2
+from app.cli import app
+try:
+    app(sys.argv[1:])
+finally:
+    print(f"pools={len(pools)}", file=sys.stderr)
+"""
 
-    class Counted(tree.ProcessPoolExecutor):
-        def __init__(self, *args, **kwargs):
-            pools.append(args)
-            super().__init__(*args, **kwargs)
 
+def forked_generate(output: Path, templates: str = "/nonexistent") -> tuple[int, str, int]:
+    """generate in a fresh process with forked render workers from 2 nodes on: (exit code, its output,
+    how many worker pools it made)."""
+    run = subprocess.run([sys.executable, "-c", FORKED_GENERATE, "--config", str(EXAMPLE), "--output", str(output),
+                          "--templates", templates, "generate", "--assets", str(output.parent / "no-assets")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    pools = int(re.findall(r"^pools=(\d+)$", run.stderr, flags=re.M)[-1])
+    return run.returncode, run.stdout + run.stderr, pools
+
+
+def test_nodes_rendered_by_forked_workers_give_the_same_bytes_and_the_first_error(out, tmp_path):
     copy = tmp_path / "output"
     assert run_generate(copy).exit_code == 0  # in one process: the example has fewer than PARALLEL_FROM nodes
     before = snapshot(copy)
-    monkeypatch.setattr(tree, "PARALLEL_FROM", 2)
-    monkeypatch.setattr(tree, "ProcessPoolExecutor", Counted)
-    monkeypatch.setattr(tree.os, "cpu_count", lambda: 2)
-    result = run_generate(copy)
-    assert result.exit_code == 0, result.output
-    assert pools and snapshot(copy) == before  # not a byte changed, no file rewritten
+    code, output, pools = forked_generate(copy)
+    assert code == 0, output
+    assert pools == 1 and snapshot(copy) == before  # not a byte changed, no file rewritten
     templates = tmp_path / "templates" / "ignition"
     templates.mkdir(parents=True)
     (templates / "install.yaml.tmpl").write_text(
         "variant: flatcar\nversion: 1.1.0\nstorage:\n  files:\n"
         "    - path: {% if NODE_NAME in ('cp-2', 'worker-2') %}etc/{% else %}/etc/{% endif %}{{ NODE_NAME }}\n")
-    result = run_generate(tmp_path / "o", templates=str(tmp_path / "templates"))
-    assert result.exit_code == 1 and len(pools) == 2
-    assert "rendered for node cp-2 is not valid Butane" in result.output and "worker-2" not in result.output
+    code, output, pools = forked_generate(tmp_path / "o", templates=str(tmp_path / "templates"))
+    assert code == 1 and pools == 1
+    assert "rendered for node cp-2 is not valid Butane" in output and "worker-2" not in output
