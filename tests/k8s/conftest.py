@@ -71,3 +71,4 @@ def _inside_the_cluster_network(request):
         return
     with request.getfixturevalue("control_plane").inside():
         yield
+

@@ -176,7 +176,9 @@ def test_ctrl_c_exits_130_promptly(control_plane, output, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "app", "--config", str(EXAMPLE), "--output", str(output),
                              "--templates", str(make_templates(tmp_path / "t")), "wait", "--server",
                              control_plane.server, "--poll", "0.2"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a harness started in the background ignores SIGINT, and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         events = output / "events.jsonl"
         wait_for(lambda: events.exists() and "api-ready" in events.read_text() or proc.poll() is not None,
