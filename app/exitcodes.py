@@ -12,4 +12,6 @@ class ExitCode(IntEnum):
     API = 3  # wait, pivot: the API server never answered
     NODES = 4  # wait: nodes not Ready in time
     ADDONS = 5  # wait: an add-on failed; pivot: the API server refused an object
+    UNCONFINED = 6  # pivot: its admission policies were not enforced in time, so its Deployment was not applied
+    PIVOT = 7  # init --pivot: the cluster is up and its kubeconfig written, but pivot failed
     INTERRUPTED = 130  # Ctrl-C or SIGTERM

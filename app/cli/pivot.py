@@ -2,12 +2,14 @@
 
 Exit codes: 0 done; 1 an option or cluster.yaml is wrong; 2 the output directory or kubeconfig
 cannot be read (or unpivot's target is not empty); 3 the API server did not answer; 5 the API server
-refused an object (RBAC, validation: its own message is printed).
+refused an object (RBAC, validation: its own message is printed); 6 the admission policies were not
+enforced within --timeout (the Deployment was not applied).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -21,8 +23,12 @@ Kubeconfig = Annotated[Path, typer.Option(help="kubeconfig of the new cluster (i
                                                "create CRDs and RBAC: a cluster admin's.")]
 Namespace = Annotated[str, typer.Option(help="Namespace for the appliance and its objects.")]
 Timeout = Annotated[float, typer.Option(help="Seconds to keep retrying a call while the API server does not "
-                                              "answer (or a new CRD is not served yet).")]
+                                              "answer (or a new CRD is not served yet, or pivot's admission "
+                                              "policies are not enforced yet).")]
+Image = Annotated[str, typer.Option(help="The appliance image the nodes can pull.")]
+NodeSelector = Annotated[str, typer.Option(help="key=value: the nodes on the provisioning network.")]
 DEFAULT_IMAGE = f"bootstrap-node:{__version__}"
+DEFAULT_SELECTOR = "bootstrap-node.io/provisioning=true"
 
 
 def _api(kubeconfig: Path, timeout: float):
@@ -44,15 +50,71 @@ def _refused(exc: Exception) -> typer.Exit:
     return fail(f"the API server refused: {exc}{hint}", ExitCode.ADDONS)
 
 
+@dataclass(frozen=True)
+class PivotOptions:
+    """What `pivot` and `init --pivot` share."""
+
+    image: str = DEFAULT_IMAGE
+    namespace: str = "bootstrap-node"
+    node_selector: str = DEFAULT_SELECTOR
+    timeout: float = 60.0
+
+    def check(self, cluster) -> None:
+        """Refuse a bad option (exit 1) before anything is read or sent."""
+        from app.pivot.manifests import PivotInput, PivotInputError, parse_selector
+        from app.pivot.state import State
+        try:
+            PivotInput(cluster, State({}), self.image, self.namespace, parse_selector(self.node_selector))
+        except PivotInputError as exc:
+            raise fail(str(exc), ExitCode.INVALID) from None
+
+
+def rendered(cluster, paths, options: PivotOptions) -> list[dict]:
+    from app.pivot.manifests import PivotInput, parse_selector, render
+    from app.pivot.state import StateError, read_state
+    options.check(cluster)
+    try:
+        state = read_state(paths.output, paths.templates)
+    except StateError as exc:
+        raise fail(str(exc), ExitCode.UNREADABLE) from None
+    return render(PivotInput(cluster, state, options.image, options.namespace, parse_selector(options.node_selector)))
+
+
+def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server_dry_run: bool = False) -> int:
+    """Apply (or dry-run) the objects, saying what happened; raises pivot's exits. The number of Machines."""
+    from app.pivot.apply import NotInForce, Unreachable
+    from app.wait import kube
+
+    sender = _api(kubeconfig, options.timeout)
+    try:
+        outcome = sender.apply(objects, dry_run=server_dry_run)
+    except Unreachable as exc:
+        raise fail(f"the API server stopped answering: {exc}", ExitCode.API) from None
+    except NotInForce as exc:
+        raise fail(f"the admission policies that confine the ServiceAccount were not enforced within "
+                   f"{options.timeout:.0f} s ({exc}). Its RBAC is applied, but its Deployment is not, so nothing "
+                   "holds its token. Run pivot again; if this repeats, check that the API server enforces "
+                   "ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1).", ExitCode.UNCONFINED) from None
+    except kube.Fatal as exc:
+        raise _refused(exc) from None
+    verb = "accepted (dry run, nothing stored)" if server_dry_run else "applied"
+    for name in outcome.applied:
+        typer.echo(f"{verb}: {name}")
+    for reason in outcome.skipped:
+        typer.echo(f"not checked: {reason}")
+    for policy in outcome.in_force:
+        typer.echo(f"in force before the Deployment: {policy}")
+    return sum(o["kind"] == "Machine" for o in objects)
+
+
 @command("pivot")
 def pivot_command(
     paths: Paths,
     kubeconfig: Annotated[Path | None, typer.Option(help="kubeconfig of the new cluster (its current context), a "
                                                          "cluster admin's; not needed with --dry-run.")] = None,
-    image: Annotated[str, typer.Option(help="The appliance image the nodes can pull.")] = DEFAULT_IMAGE,
+    image: Image = DEFAULT_IMAGE,
     namespace: Namespace = "bootstrap-node",
-    node_selector: Annotated[str, typer.Option(help="key=value: the nodes on the provisioning network.")]
-    = "bootstrap-node.io/provisioning=true",
+    node_selector: NodeSelector = DEFAULT_SELECTOR,
     dry_run: Annotated[bool, typer.Option(help="Print the manifests as YAML (Secrets redacted); send nothing.")]
     = False,
     server_dry_run: Annotated[bool, typer.Option(help="Send everything with dryRun=All: the API server checks "
@@ -61,38 +123,19 @@ def pivot_command(
 ) -> None:
     """Move provisioning into the cluster: CRDs, RBAC, the appliance as a Deployment, and the state
     (PKI, cluster record, templates, nodes as Machines). Idempotent: server-side apply."""
-    from app.pivot.apply import Unreachable
-    from app.pivot.manifests import PivotInput, PivotInputError, parse_selector, render, to_yaml
-    from app.pivot.state import StateError, read_state
-    from app.wait import kube
+    from app.pivot.manifests import to_yaml
 
     cluster = load_or_exit(paths.config)
-    try:
-        state = read_state(paths.output, paths.templates)
-        objects = render(PivotInput(cluster, state, image, namespace, parse_selector(node_selector)))
-    except StateError as exc:
-        raise fail(str(exc), ExitCode.UNREADABLE) from None
-    except PivotInputError as exc:
-        raise fail(str(exc), ExitCode.INVALID) from None
+    options = PivotOptions(image, namespace, node_selector, timeout)
+    objects = rendered(cluster, paths, options)
     if dry_run:
         typer.echo(to_yaml(objects), nl=False)
         return
     if kubeconfig is None:
         raise fail("pass --kubeconfig (the new cluster's, a cluster admin's), or --dry-run to print the manifests")
-    sender = _api(kubeconfig, timeout)
-    try:
-        outcome = sender.apply(objects, dry_run=server_dry_run)
-    except Unreachable as exc:
-        raise fail(f"the API server stopped answering: {exc}", ExitCode.API) from None
-    except kube.Fatal as exc:
-        raise _refused(exc) from None
-    verb = "accepted (dry run, nothing stored)" if server_dry_run else "applied"
-    for name in outcome.applied:
-        typer.echo(f"{verb}: {name}")
-    for reason in outcome.skipped:
-        typer.echo(f"not checked: {reason}")
+    machines = send(objects, kubeconfig, options, server_dry_run=server_dry_run)
     if not server_dry_run:
-        typer.echo(f"pivoted: {len(cluster.nodes)} machines in namespace {namespace}; "
+        typer.echo(f"pivoted: {machines} machines in namespace {namespace}; "
                    "`kubectl get machines -n " + namespace + "` lists them")
 
 

@@ -1,7 +1,8 @@
 """Sending the rendered objects: server-side apply (field manager `bootstrap-node`), so a second
 `pivot` changes nothing, and `dryRun=All` for `--dry-run=server`. The resource path of every kind
 pivot renders is known here (no discovery), so our own kinds can be addressed the moment their CRDs
-are Established.
+are Established. Nothing that runs as the ServiceAccount is applied before its admission policies
+are seen in force (app/pivot/probe.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from app.pivot import probe
+from app.pivot.guard import policy_name
 from app.pivot.manifests import is_custom
 from app.wait import kube
 
@@ -39,6 +42,10 @@ CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 class Unreachable(Exception):
     """The API server did not answer within the deadline."""
+
+
+class NotInForce(Exception):
+    """The admission policies were not seen in force within the deadline; nothing runs as the account."""
 
 
 class KubeconfigError(Exception):
@@ -80,6 +87,7 @@ def describe(obj: dict) -> str:
 class Outcome:
     applied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # server dry-run: what depends on objects not there yet
+    in_force: list[str] = field(default_factory=list)  # each policy, and the denial that showed it enforced
 
 
 class Sender:
@@ -123,6 +131,8 @@ class Sender:
                     crds_missing = True
                     outcome.skipped.append(f"{name}: its CRD is not installed yet")
                     continue
+            if runs_pods(obj) and not dry_run and not outcome.in_force:
+                outcome.in_force = self.wait_in_force(obj["metadata"]["namespace"])
             self._retry(lambda o=obj: self._apply_one(o, dry_run), name)
             outcome.applied.append(name)
             if obj["kind"] == "CustomResourceDefinition" and not dry_run:
@@ -149,3 +159,40 @@ class Sender:
             if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
                 raise kube.Transient(f"CustomResourceDefinition {name} is not Established yet")
         self._retry(established, f"CustomResourceDefinition {name}")
+
+    def wait_in_force(self, namespace: str) -> list[str]:
+        """Ask each probe until its policy denies it; raise NotInForce at the deadline, or the refusal
+        of a probe that asking again will not change (kube.Forbidden, kube.Fatal)."""
+        deadline = self.clock() + self.timeout
+        pending = {p.resource: p for p in probe.probes(namespace)}
+        last: dict[str, str] = {}
+        shown: list[str] = []
+        while True:
+            for resource, check in list(pending.items()):
+                try:
+                    status, body = kube.answer(self.api, "POST", check.collection, check.body,
+                                               check.headers(namespace), probe.DRY_RUN)
+                except kube.Transient as exc:
+                    last[resource] = str(exc)
+                    continue
+                found = probe.verdict(namespace, check, status, body)
+                if found.state is probe.State.REFUSED:
+                    kind = kube.Forbidden if status == 403 else kube.Fatal
+                    raise kind(f"checking {policy_name(namespace, resource)}: {found.reason}")
+                if found.state is probe.State.IN_FORCE:
+                    shown.append(f"ValidatingAdmissionPolicy {policy_name(namespace, resource)} "
+                                 f"({check.body['kind']} probe {found.reason})")
+                    del pending[resource]
+                else:
+                    last[resource] = found.reason
+            if not pending:
+                return shown
+            if self.clock() > deadline:
+                raise NotInForce("; ".join(f"{policy_name(namespace, r)}: {last.get(r, 'no answer')}"
+                                           for r in pending))
+            self.sleep(self.poll)
+
+
+def runs_pods(obj: dict) -> bool:
+    """What makes pods, which hold their ServiceAccount's token."""
+    return obj["kind"] in ("Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")

@@ -60,7 +60,8 @@ def api_client(kubeconfig: Path, server: str) -> k8s.ApiClient:
     return api
 
 
-def _call(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, query=None) -> bytes:
+def _send(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, query=None):
+    """The server's response, whatever its status; a request that got no answer raises."""
     try:
         params = api.param_serialize(method, path, query_params=query or [], header_params=headers or {},
                                      body=body, auth_settings=["BearerToken"])
@@ -72,6 +73,23 @@ def _call(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, q
         raise _classify_tls(exc) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise Transient(f"{method} {path}: {_reason(exc)}") from None
+    return response
+
+
+def answer(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, query=None) -> tuple[int, dict]:
+    """(status, the JSON body) of a request whose refusal is itself the answer sought (a probe); only an
+    answer worth retrying (no answer, 5xx, 429) raises, as Transient."""
+    response = _send(api, method, path, body, headers, query)
+    if response.status >= 500 or response.status == 429:
+        raise Transient(f"{method} {path}: HTTP {response.status}")
+    try:
+        return response.status, json.loads(response.data or b"{}")
+    except ValueError:
+        return response.status, {"message": response.data[:300].decode(errors="replace")}
+
+
+def _call(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, query=None) -> bytes:
+    response = _send(api, method, path, body, headers, query)
     status = response.status
     if _invalid_patch(status, response.data):
         raise Fatal(f"{method} {path}: HTTP {status}: {_message(response.data)}")
