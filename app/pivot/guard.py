@@ -14,8 +14,8 @@ kubeadm-certs as an Opaque Secret, and the kubeadm-certs Role and RoleBinding ex
 makes them (read that one Secret; bound to the node bootstrappers' group).
 
 Applied before the RBAC that grants those rights (see manifests.render). The API server enforces a
-new policy once its informer has it, a moment after the create; the account has no token until its
-Deployment's pods run, well after that.
+new policy only a while after its create, so the Deployment, whose pods are the only holders of the
+account's token, is applied once each policy has been seen to deny (app/pivot/probe.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,12 @@ limited by name, so without pivot's ValidatingAdmissionPolicy the account could:
 - add subjects to `kubeadm:kubeadm-certs`, so anyone may read the encrypted CA keys.
 
 Each test also checks that what the appliance does itself (app/wait/kubeadm_secrets.py) still works
-with that token: the policy allows exactly those objects."""
+with that token: the policy allows exactly those objects.
+
+The API server enforces a new policy only a while after its create; pivot applies the Deployment (the
+only thing that gives a pod the token) once the policies deny its probes. So the attacks here run the
+moment pivot returns, into a namespace of this module's own (new policies), with no wait of their own:
+an attack that gets through means pivot's guarantee does not hold."""
 
 from __future__ import annotations
 
@@ -22,15 +27,42 @@ import pytest
 import yaml
 
 from app import pki
-from app.pivot import guard, rbac
+from app.pivot import guard, probe, rbac
 from app.wait import kube, kubeadm_secrets
-from tests.k8s.test_pivot_real import NS, admin, as_service_account, output, pivoted, templates  # noqa: F401
+from tests.k8s.test_pivot_real import (  # noqa: F401
+    admin,
+    cli,
+    output,
+    pivot,
+    said,
+    service_account_kubeconfig,
+    templates,
+    token_kubeconfig,
+)
+from tests.support.paths import EXAMPLE
 
 CERTS = f"/api/v1/namespaces/kube-system/secrets/{rbac.CERTS_SECRET}"
 # kube-controller-manager's own account (--use-service-account-credentials): it may get and list every
 # Secret, everywhere, to empty a namespace that is being deleted.
 VICTIM = "namespace-controller"
 TOKEN_DEADLINE = 30.0  # the token controller fills a new token Secret within a moment
+
+
+NS = "guarded"  # pivoted into by this module only: its policies are new when the attacks run
+
+
+@pytest.fixture(scope="module")
+def as_service_account(control_plane, output, templates, tmp_path_factory):  # noqa: F811
+    """Pivoted into NS; then, at once, a kubeconfig with the account's own token."""
+    with control_plane.inside():  # module fixtures run before the autouse one that enters it for tests
+        result = pivot(control_plane, output, templates, "--namespace", NS)
+        assert result.exit_code == 0, said(result)
+        return service_account_kubeconfig(control_plane, NS, tmp_path_factory.mktemp("sa") / "kubeconfig")
+
+
+@pytest.fixture(scope="module")
+def pivoted(as_service_account):
+    return as_service_account
 
 
 def as_sa(control_plane, kubeconfig, *args: str, stdin: str | None = None):
@@ -48,24 +80,6 @@ def certs_name_free(control_plane, admin):  # noqa: F811
     if saved is not None:
         meta = {k: v for k, v in saved["metadata"].items() if k in ("name", "namespace", "labels", "annotations")}
         kube.create(admin, "/api/v1/namespaces/kube-system/secrets", {**saved, "metadata": meta})
-
-
-@pytest.fixture(autouse=True)
-def policies_in_force(control_plane, as_service_account):  # noqa: F811
-    """KNOWN OPEN DEFECT (issue #34): the API server enforces a new ValidatingAdmissionPolicy some time
-    after it is created, and `pivot` does not wait for that before it grants the RBAC, so there is a
-    window in which these attacks work. The tests wait for enforcement (a server-side dry run of the
-    first attack, denied) so that they prove what the policies deny; `pivot` must learn to wait too."""
-    probe = yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
-                            "metadata": {"name": "probe", "namespace": "kube-system",
-                                         "annotations": {"kubernetes.io/service-account.name": VICTIM}}})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        run = as_sa(control_plane, as_service_account, "create", "--dry-run=server", "-f", "-", stdin=probe)
-        if run.returncode != 0 and "denied" in run.stderr:
-            return
-        time.sleep(0.5)
-    pytest.fail("pivot's admission policies were not enforced within 60 s")
 
 
 def stolen_token(admin) -> str:  # noqa: F811
@@ -145,6 +159,53 @@ def test_a_machine_cannot_carry_a_shell_word_into_the_install_script(control_pla
     """Whoever may write Machines: its installDisk comes back in cluster.yaml (unpivot) and is pasted
     into the install script, which runs as root on the machine being installed."""
     from tests.k8s.test_pivot_real import machine
-    run = control_plane.kubectl("apply", "-f", "-", stdin=machine("worker-8", installDisk="/dev/disk/by-id/x$(reboot)"),
-                                check=False)
+    bad = yaml.safe_load(machine("worker-8", installDisk="/dev/disk/by-id/x$(reboot)"))
+    bad["metadata"]["namespace"] = NS
+    run = control_plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(bad), check=False)
     assert run.returncode != 0 and "spec.installDisk in body should match" in run.stderr, run.stderr
+
+
+def test_the_deployment_comes_only_after_each_policy_denied_its_probe(
+        control_plane, generated_k8s, output, templates, tmp_path):  # noqa: F811
+    """From the API server's audit log of a pivot into a new namespace (so new policies): every RBAC
+    object, then for each policy a dry-run create as the account denied by that policy, then the
+    Deployment. Without the probes the Deployment would follow the RBAC at once."""
+    namespace = "audited"
+    kubeconfig = tmp_path / "admin.kubeconfig"  # the appliance's own user: the one the audit log keeps
+    kubeconfig.write_bytes(kube.kubeconfig_for(generated_k8s / "credentials" / "admin.kubeconfig",
+                                               control_plane.server))
+    mark = control_plane.audit.mark()
+    result = cli("--config", str(EXAMPLE), "--output", str(output), "--templates", str(templates), "pivot",
+                 "--kubeconfig", str(kubeconfig), "--namespace", namespace, "--timeout", "60")
+    assert result.exit_code == 0, said(result)
+    requests = control_plane.audit.since(mark)
+    deployment = next(i for i, r in enumerate(requests)
+                      if r.applied and r.path.endswith(f"/namespaces/{namespace}/deployments/bootstrap-node"))
+    last_rbac = max(i for i, r in enumerate(requests) if r.applied and "/rbac.authorization.k8s.io/" in r.path)
+    for check in probe.probes(namespace):
+        denials = [i for i, r in enumerate(requests) if r.verb == "create" and r.path == check.collection
+                   and r.query.get("dryRun") == ["All"] and r.impersonated == probe.account(namespace)
+                   and r.code == 403 and probe.denial(namespace, check.resource) in r.causes]
+        assert denials and last_rbac < denials[0] < deployment, (check.resource, denials, last_rbac, deployment)
+    assert f"in force before the Deployment: ValidatingAdmissionPolicy {guard.policy_name(namespace, 'secrets')}" \
+        in result.output
+
+
+def test_the_attacks_fail_the_moment_pivot_returns(control_plane, admin, output, templates, tmp_path):  # noqa: F811
+    """The regression test of the window: pivot into a new namespace, then at once (a TokenRequest, no
+    kubectl) each attack with the account's own token, for real (not a dry run)."""
+    namespace = "moment"
+    result = pivot(control_plane, output, templates, "--namespace", namespace)
+    assert result.exit_code == 0, said(result)
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}}
+    token = kube.create(admin, f"/api/v1/namespaces/{namespace}/serviceaccounts/{rbac.SERVICE_ACCOUNT}/token",
+                        request)["status"]["token"]
+    api = kube.api_client(token_kubeconfig(control_plane, token, tmp_path / "sa.kubeconfig"), control_plane.server)
+    answers = {check.resource: kube.answer(api, "POST", check.collection, check.body) for check in probe.probes(namespace)}
+    for check in probe.probes(namespace):  # anything that got through is removed before the test fails
+        if answers[check.resource][0] < 300:
+            control_plane.kubectl("delete", check.resource, "-n", "kube-system", probe.PROBE_NAME)
+    for resource, (status, body) in answers.items():
+        message = body.get("message", "")
+        assert status == 403 and f"ValidatingAdmissionPolicy '{guard.policy_name(namespace, resource)}'" in message \
+            and "denied request" in message, (resource, status, message)

@@ -189,19 +189,26 @@ def test_it_may_read_no_secret_kubeadm_made_but_kubeadm_certs(admin, pivoted):
     assert readable <= {"kubeadm-certs"}
 
 
-@pytest.fixture(scope="module")
-def as_service_account(control_plane, pivoted, tmp_path_factory) -> Path:
-    """A kubeconfig with the ServiceAccount's own token (TokenRequest, through real kubectl)."""
-    token = control_plane.kubectl("create", "token", rbac.SERVICE_ACCOUNT, "-n", NS, "--duration", "10m").stdout.strip()
+def token_kubeconfig(control_plane, token: str, path: Path) -> Path:
     ca = base64.b64encode((control_plane.etc / "pki" / "ca.crt").read_bytes()).decode()
     config = {"apiVersion": "v1", "kind": "Config", "current-context": "sa",
               "clusters": [{"name": "c", "cluster": {"server": control_plane.server, "certificate-authority-data": ca}}],
               "users": [{"name": "sa", "user": {"token": token}}],
               "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}]}
-    path = tmp_path_factory.mktemp("sa") / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
+
+
+def service_account_kubeconfig(control_plane, namespace: str, path: Path) -> Path:
+    """A kubeconfig with the ServiceAccount's own token (TokenRequest, through real kubectl)."""
+    token = control_plane.kubectl("create", "token", rbac.SERVICE_ACCOUNT, "-n", namespace, "--duration", "10m")
+    return token_kubeconfig(control_plane, token.stdout.strip(), path)
+
+
+@pytest.fixture(scope="module")
+def as_service_account(control_plane, pivoted, tmp_path_factory) -> Path:
+    return service_account_kubeconfig(control_plane, NS, tmp_path_factory.mktemp("sa") / "kubeconfig")
 
 
 def test_with_its_own_token_it_cannot_escalate_or_bind(control_plane, as_service_account):

@@ -40,6 +40,8 @@ class Request:
     path: str  # the request path, without the query
     query: dict[str, list[str]]
     code: int  # the response status
+    impersonated: str = ""  # the user the request was made as (Impersonate-User), if any
+    causes: tuple[str, ...] = ()  # a refusal's causes (an admission policy's denial is one)
 
     @property
     def applied(self) -> bool:
@@ -90,6 +92,10 @@ class Audit:
                 received.append(event["auditID"])
             elif event["stage"] == "ResponseComplete":
                 url = urlsplit(event["requestURI"])
+                status = event.get("responseStatus", {})
+                causes = tuple(c.get("message", "") for c in (status.get("details") or {}).get("causes") or [])
                 completed[event["auditID"]] = Request(event["verb"], url.path, parse_qs(url.query),
-                                                      event.get("responseStatus", {}).get("code", 0))
+                                                      status.get("code", 0),
+                                                      (event.get("impersonatedUser") or {}).get("username", ""),
+                                                      causes)
         return received, completed

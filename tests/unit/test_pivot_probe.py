@@ -42,7 +42,7 @@ OTHER_USER_RBAC = 'secrets is forbidden: User "someone-else" cannot create resou
 ANOTHER_POLICY = "ValidatingAdmissionPolicy 'site-rules' with binding 'site-rules' denied request: no"
 
 
-@pytest.mark.parametrize("check, answer, state", [
+@pytest.mark.parametrize("check, answer, expected", [
     (SECRETS, denied("secrets"), probe.State.IN_FORCE),
     (ROLES, denied("roles"), probe.State.IN_FORCE),
     (BINDINGS, denied("rolebindings"), probe.State.IN_FORCE),
@@ -57,8 +57,8 @@ ANOTHER_POLICY = "ValidatingAdmissionPolicy 'site-rules' with binding 'site-rule
     (SECRETS, (422, {"message": "Secret is invalid"}), probe.State.REFUSED),
     (SECRETS, (409, {"message": "already exists"}), probe.State.REFUSED),
 ])
-def test_the_verdict_on_each_answer(check, answer, state):
-    assert probe.verdict(NS, check, *answer).state is state
+def test_the_verdict_on_each_answer(check, answer, expected):
+    assert probe.verdict(NS, check, *answer).state is expected
 
 
 def test_a_refusal_says_why():
