@@ -29,6 +29,7 @@ Image = Annotated[str, typer.Option(help="The appliance image the nodes can pull
 NodeSelector = Annotated[str, typer.Option(help="key=value: the nodes on the provisioning network.")]
 DEFAULT_IMAGE = f"bootstrap-node:{__version__}"
 DEFAULT_SELECTOR = "bootstrap-node.io/provisioning=true"
+DEFAULT_NAMESPACE = "bootstrap-node"
 
 
 def _api(kubeconfig: Path, timeout: float):
@@ -55,7 +56,7 @@ class PivotOptions:
     """What `pivot` and `init --pivot` share."""
 
     image: str = DEFAULT_IMAGE
-    namespace: str = "bootstrap-node"
+    namespace: str = DEFAULT_NAMESPACE
     node_selector: str = DEFAULT_SELECTOR
     timeout: float = 60.0
 
@@ -75,9 +76,10 @@ def rendered(cluster, paths, options: PivotOptions) -> list[dict]:
     options.check(cluster)
     try:
         state = read_state(paths.output, paths.templates)
+        return render(PivotInput(cluster, state, options.image, options.namespace,
+                                 parse_selector(options.node_selector)))
     except StateError as exc:
         raise fail(str(exc), ExitCode.UNREADABLE) from None
-    return render(PivotInput(cluster, state, options.image, options.namespace, parse_selector(options.node_selector)))
 
 
 def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server_dry_run: bool = False) -> int:
@@ -113,7 +115,7 @@ def pivot_command(
     kubeconfig: Annotated[Path | None, typer.Option(help="kubeconfig of the new cluster (its current context), a "
                                                          "cluster admin's; not needed with --dry-run.")] = None,
     image: Image = DEFAULT_IMAGE,
-    namespace: Namespace = "bootstrap-node",
+    namespace: Namespace = DEFAULT_NAMESPACE,
     node_selector: NodeSelector = DEFAULT_SELECTOR,
     dry_run: Annotated[bool, typer.Option(help="Print the manifests as YAML (Secrets redacted); send nothing.")]
     = False,
@@ -140,7 +142,7 @@ def pivot_command(
 
 
 @command("unpivot")
-def unpivot_command(paths: Paths, kubeconfig: Kubeconfig, namespace: Namespace = "bootstrap-node",
+def unpivot_command(paths: Paths, kubeconfig: Kubeconfig, namespace: Namespace = DEFAULT_NAMESPACE,
                     timeout: Timeout = 60.0) -> None:
     """Export the cluster's provisioning state into a new output directory (--output), with its
     cluster.yaml and templates, for `generate` and `serve` on an appliance."""

@@ -127,3 +127,42 @@ def test_init_powers_on_through_bmcs_names_a_refusal_and_points_installed_nodes_
     assert "not-the-password" not in out and PASSWORD not in out
     assert PASSWORD not in "".join(p.read_text(errors="replace") for p in output.rglob("*") if p.is_file())
     assert redfish(rack.url, system="cli-1").status().boot == "hdd (continuous)"
+
+
+def healthy_init(control_plane, output: Path, *extra: str) -> tuple[int, str, str]:
+    """init with every node already Ready, to its end: (exit code, stdout, stderr)."""
+    control_plane.register({n: True for n in NAMES})
+    proc = start_init(output, EXAMPLE, control_plane.server, free_port(), "--nodes-timeout", "120", *extra)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    return proc.returncode, stdout, stderr
+
+
+def test_init_pivot_moves_provisioning_into_the_cluster_it_made(control_plane, output):
+    code, stdout, stderr = healthy_init(control_plane, output, "--pivot", "--pivot-namespace", "from-init",
+                                        "--pivot-image", "registry.example/bootstrap-node:test")
+    assert code == 0, stdout + stderr
+    assert stdout.index("all 5 nodes Ready") < stdout.index("in force before the Deployment") \
+        < stdout.index("applied: Deployment from-init/bootstrap-node")
+    assert "pivoted: 5 machines in namespace from-init" in stdout
+    image = control_plane.kubectl("get", "deployment", "-n", "from-init", "bootstrap-node",
+                                  "-o", "jsonpath={.spec.template.spec.containers[0].image}").stdout
+    assert image == "registry.example/bootstrap-node:test"
+    assert len(control_plane.kubectl("get", "machines", "-n", "from-init", "-o", "name").stdout.split()) == 5
+
+
+def test_init_pivot_failing_says_the_cluster_is_fine_and_how_to_pivot_again(control_plane, output):
+    """A quota in the namespace refuses pivot's Deployment: the cluster is still healthy, init says so
+    with exit 7 and the pivot command to run, and nothing after the Deployment was applied."""
+    control_plane.kubectl("create", "namespace", "refused")
+    control_plane.kubectl("create", "quota", "no-deployments", "-n", "refused", "--hard=count/deployments.apps=0")
+    code, stdout, stderr = healthy_init(control_plane, output, "--pivot", "--pivot-namespace", "refused")
+    assert code == 7, stdout + stderr
+    assert "all 5 nodes Ready" in stdout and "exceeded quota: no-deployments" in stderr
+    assert "the cluster is up and healthy" in stderr and "Traceback" not in stderr
+    again = stderr.split("Nothing needs to be done again but the pivot: ", 1)[1].split()
+    assert again[again.index("pivot") + 1:again.index("pivot") + 3] == ["--kubeconfig", str(output / "kubeconfig")]
+    assert (output / "kubeconfig").stat().st_mode & 0o777 == 0o600
+    assert control_plane.kubectl("get", "machines", "-n", "refused", "-o", "name").stdout == ""

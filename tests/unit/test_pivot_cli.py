@@ -54,3 +54,15 @@ def test_a_kubeconfig_without_a_server_is_refused(output, tmp_path):
 def test_a_missing_output_dir_is_exit_2(tmp_path):
     result = pivot(tmp_path / "none", "--dry-run")
     assert result.exit_code == 2 and "no such output directory" in result.output
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--pivot-image", "registry.example/x:1"], "need --pivot"),
+    (["--pivot", "--pivot-node-selector", "nokey"], "--node-selector 'nokey': expected key=value"),
+    (["--pivot", "--pivot-namespace", "Not_A_Label"], "--namespace 'Not_A_Label'"),
+])
+def test_init_refuses_a_bad_pivot_option_before_anything(tmp_path, args, says):
+    result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(tmp_path / "out"), "init", "--yes",
+                                      *args])
+    assert result.exit_code == 1 and says in result.output, result.output
+    assert not (tmp_path / "out").exists()  # nothing generated, served or powered
