@@ -38,7 +38,7 @@ def rebuilder(api, namespace: str, output: Path, assets: Path, ipxe_dir: Path) -
     """The `rebuild` callable: read the namespace's objects, render, switch. RebuildFailed, nothing changed."""
     def rebuild() -> str:
         try:
-            cluster, state = read_cluster(api, namespace)
+            cluster, state = read_cluster(api, namespace, bmc_passwords(output))
             text = cluster_yaml(cluster)
             cluster = checked(text, output.parent)
             if not (output / MARKER).is_file():
@@ -57,6 +57,12 @@ def rebuilder(api, namespace: str, output: Path, assets: Path, ipxe_dir: Path) -
         return (f"{len(cluster.nodes)} machines: {len(s.written)} written, {len(s.unchanged)} unchanged, "
                 f"{len(s.removed)} removed")
     return rebuild
+
+
+def bmc_passwords(output: Path) -> Path:
+    """Where the BMC passwords the Machines keep in Secrets are written: beside the tree, never in it
+    (nothing there is served, and the tree is switched by rename)."""
+    return output.parent / f"{output.name}.bmc-passwords"
 
 
 def checked(text: bytes, scratch: Path) -> Cluster:

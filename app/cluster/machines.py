@@ -11,6 +11,7 @@ docs/configuration.md describes it and no second spelling of forty settings has 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -56,8 +57,10 @@ def machine_from_node(node: Node, namespace: str, cluster_name: str, order: int,
             "spec": spec}
 
 
-def node_from_machine(machine: dict) -> Node:
-    """The cluster.yaml node a Machine describes; MachineError when it cannot be one."""
+def node_from_machine(machine: dict, secret_files: Mapping[str, str] | None = None) -> Node:
+    """The cluster.yaml node a Machine describes; MachineError when it cannot be one. A BMC password
+    in a Secret becomes the file `secret_files` names for that Secret (cluster mode writes them:
+    app/pivot/bmc.py); without one, cluster.yaml cannot say where the password is."""
     name = machine.get("metadata", {}).get("name", "?")
     spec = machine.get("spec") or {}
     addresses = spec.get("addresses") or []
@@ -65,8 +68,11 @@ def node_from_machine(machine: dict) -> Node:
         raise MachineError(f"Machine {name}: cluster.yaml holds one address per node, this one has {len(addresses)}")
     bmc = spec.get("bmc")
     if bmc is not None and "passwordSecret" in bmc:
-        raise MachineError(f"Machine {name}: its BMC password is in Secret {bmc['passwordSecret']!r}; cluster.yaml "
-                           "reads passwords from a file or the environment: set bmc.passwordFile or passwordEnv")
+        if bmc["passwordSecret"] not in (secret_files or {}):
+            raise MachineError(f"Machine {name}: its BMC password is in Secret {bmc['passwordSecret']!r}; cluster.yaml "
+                               "reads passwords from a file or the environment: set bmc.passwordFile or passwordEnv")
+        bmc = {**{k: v for k, v in bmc.items() if k != "passwordSecret"},
+               "passwordFile": (secret_files or {})[bmc["passwordSecret"]]}
     values: dict[str, Any] = {"name": name, "role": spec.get("role"), "mac": spec.get("mac"), "ip": addresses[0],
                               "install_disk": spec.get("installDisk"), "arch": spec.get("arch", "amd64"),
                               "allow_kernel_disk_name": spec.get("allowKernelDiskName", False),
@@ -92,9 +98,10 @@ def settings_from_cluster(cluster: Cluster, namespace: str) -> dict:
             "spec": spec}
 
 
-def cluster_from_objects(settings: dict, machines: list[dict]) -> Cluster:
+def cluster_from_objects(settings: dict, machines: list[dict],
+                         secret_files: Mapping[str, str] | None = None) -> Cluster:
     """cluster.yaml back from its objects, the nodes in the order given (`node_order` sorts them)."""
-    nodes = [node_from_machine(m) for m in machines]
+    nodes = [node_from_machine(m, secret_files) for m in machines]
     try:
         return Cluster(**{**(settings.get("spec") or {}), "nodes": nodes})
     except ValidationError as exc:

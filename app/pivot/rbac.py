@@ -9,8 +9,13 @@ cluster-admin, no `escalate`, `bind` or `impersonate`.
   Role or RoleBinding there is bounded by the API server's escalation check: it can grant only what
   it holds itself.
 - its own namespace (Role `bootstrap-node`): its Machines and ProvisioningClusters (read; write
-  status), its Lease (by name; `create` again unnamed), Events, and its state Secret and ConfigMaps
-  by name (so nothing else in the namespace can read the PKI: only this account and cluster admins).
+  status), its Lease (by name; `create` again unnamed), Events, its ConfigMaps by name, and `get` on
+  any Secret there: its state Secret, and the BMC passwords Machines name in `bmc.passwordSecret`,
+  which users add whenever they add a Machine (a list of names fixed at pivot time would refuse the
+  next one). Not `list` or `watch`: it reads a Secret only by a name it was given. The namespace is
+  the appliance's own, and whoever may write in it is as good as cluster-admin anyway
+  (docs/pivot.md, "Who else may write in the namespace"); the PKI stays readable only by this
+  account and cluster admins.
 - cluster-wide (ClusterRole `bootstrap-node:nodes`): nodes get/list/watch (whether a machine joined).
 """
 
@@ -53,7 +58,10 @@ def own_rules() -> list[dict]:
         _rule("coordination.k8s.io", ["leases"], ["get", "update", "patch"], [LEASE]),
         _rule("", ["events"], ["create", "patch"]),
         _rule("events.k8s.io", ["events"], ["create", "patch"]),
-        _rule("", ["secrets"], ["get", "watch"], [CREDENTIALS_SECRET]),
+        # Any Secret here by name, none listed: the ones Machines name in bmc.passwordSecret are the
+        # user's to add at any time (see the module's docstring).
+        _rule("", ["secrets"], ["get"]),
+        _rule("", ["secrets"], ["watch"], [CREDENTIALS_SECRET]),
         _rule("", ["configmaps"], ["get", "watch"], [RECORD_CONFIGMAP, TEMPLATES_CONFIGMAP]),
     ]
 

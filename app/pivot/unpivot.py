@@ -28,6 +28,7 @@ from app.cluster.model import Cluster
 from app.cluster_record import CLUSTER_RECORD, JOIN_TOKENS
 from app.generations import OUTPUT_MODE, write_tree
 from app.layout import CREDENTIALS
+from app.pivot import bmc
 from app.pivot.state import (
     CREDENTIALS_SECRET,
     RECORD_CONFIGMAP,
@@ -43,8 +44,10 @@ TEMPLATES = "templates"
 FOREIGN = {JOIN_TOKENS.split("/", 1)[1]}  # files `wait`/`generate` keep beside the generated tree, not in it
 
 
-def read_cluster(api, namespace: str) -> tuple[Cluster, State]:
-    """The cluster.yaml and state the namespace holds. StateError when something is missing or wrong."""
+def read_cluster(api, namespace: str, bmc_passwords: Path | None = None) -> tuple[Cluster, State]:
+    """The cluster.yaml and state the namespace holds. StateError when something is missing or wrong.
+    With `bmc_passwords` (cluster mode), the BMC passwords the Machines keep in Secrets are written
+    there and named as files (app/pivot/bmc.py); without it such a Machine is a MachineError."""
     group = f"/apis/bootstrap-node.io/{VERSION}/namespaces/{namespace}"
     settings = kube.get(api, f"{group}/{PROVISIONING_CLUSTERS}").get("items", [])
     if len(settings) != 1:
@@ -60,7 +63,8 @@ def read_cluster(api, namespace: str) -> tuple[Cluster, State]:
         if "HTTP 404" in str(exc):
             raise StateError(f"namespace {namespace}: {exc}") from None
         raise
-    return cluster_from_objects(settings[0], node_order(machines)), state_from_objects(*objects)
+    files = bmc.write_passwords(api, namespace, machines, bmc_passwords) if bmc_passwords is not None else None
+    return cluster_from_objects(settings[0], node_order(machines), files), state_from_objects(*objects)
 
 
 def cluster_yaml(cluster: Cluster) -> bytes:

@@ -149,6 +149,7 @@ ALLOWED = [
     ("create", "leases", NS, "coordination.k8s.io", ""),
     ("create", "events", NS, "", ""),
     ("get", "secrets", NS, "", CREDENTIALS_SECRET),
+    ("get", "secrets", NS, "", "bmc-worker-9"),  # a BMC password a Machine names (bmc.passwordSecret)
     ("get", "configmaps", NS, "", TEMPLATES_CONFIGMAP),
     ("watch", "machines", NS, "bootstrap-node.io", ""),
     ("list", "nodes", "", "", ""),
@@ -159,7 +160,11 @@ REFUSED = [
     ("list", "secrets", "kube-system", "", ""),
     ("delete", "secrets", "kube-system", "", "kubeadm-certs"),
     ("get", "secrets", "default", "", ""),
-    ("get", "secrets", NS, "", "another-secret"),
+    ("list", "secrets", NS, "", ""),
+    ("watch", "secrets", NS, "", "bmc-worker-9"),
+    ("update", "secrets", NS, "", "bmc-worker-9"),
+    ("list", "secrets", "", "", ""),  # cluster-wide
+    ("get", "secrets", "kube-system", "", "bmc-worker-9"),
     ("create", "clusterrolebindings", "", "rbac.authorization.k8s.io", ""),
     ("escalate", "roles", "kube-system", "rbac.authorization.k8s.io", ""),
     ("bind", "clusterroles", "", "rbac.authorization.k8s.io", "cluster-admin"),
