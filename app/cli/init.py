@@ -93,23 +93,26 @@ def init(
         typer.echo(f"the cluster exists: {cluster.bootstrap_node.name}'s config now joins it (no second kubeadm init)")
     if pivot and outcome.code == ExitCode.OK:
         typer.echo(outcome.message)
-        _pivot_after(cluster, paths, options)
+        _pivot_after(cluster, paths, options, outcome.server)
         return
     finish(outcome)
 
 
-def _pivot_after(cluster, paths: Paths, options: PivotOptions) -> None:
-    """pivot with the kubeconfig wait wrote; a failure says the cluster is fine and how to pivot again."""
+def _pivot_after(cluster, paths: Paths, options: PivotOptions, server: str) -> None:
+    """pivot with the kubeconfig wait wrote, through the endpoint wait reached (the kubeconfig's own,
+    the API name, may not resolve where init runs); a failure says the cluster is fine and how to
+    pivot again."""
     kubeconfig = paths.output / KUBECONFIG
     try:
-        machines = send(rendered(cluster, paths, options), kubeconfig, options)
+        machines = send(rendered(cluster, paths, options), kubeconfig, options, server=server)
     except typer.Exit as exc:
         if not exc.exit_code:
             raise
         again = shlex.join(["bootstrap-node", "--config", str(paths.config), "--output", str(paths.output),
                             "--templates", str(paths.templates), "pivot",
                             "--kubeconfig", str(kubeconfig), "--image", options.image,
-                            "--namespace", options.namespace, "--node-selector", options.node_selector])
+                            "--namespace", options.namespace, "--node-selector", options.node_selector,
+                            *(["--server", server] if server else [])])
         raise fail(f"the cluster is up and healthy ({kubeconfig} is written), but pivot failed (exit "
                    f"{exc.exit_code}, above). Nothing needs to be done again but the pivot: {again}",
                    ExitCode.PIVOT) from None

@@ -32,10 +32,10 @@ DEFAULT_SELECTOR = "bootstrap-node.io/provisioning=true"
 DEFAULT_NAMESPACE = "bootstrap-node"
 
 
-def _api(kubeconfig: Path, timeout: float):
+def _api(kubeconfig: Path, timeout: float, server: str = ""):
     from app.pivot.apply import KubeconfigError, Sender, Unreachable, connect
     try:
-        sender = Sender(connect(kubeconfig), timeout)
+        sender = Sender(connect(kubeconfig, server), timeout)
         sender.ready()
     except KubeconfigError as exc:
         raise fail(str(exc), ExitCode.UNREADABLE) from None
@@ -82,12 +82,14 @@ def rendered(cluster, paths, options: PivotOptions) -> list[dict]:
         raise fail(str(exc), ExitCode.UNREADABLE) from None
 
 
-def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server_dry_run: bool = False) -> int:
-    """Apply (or dry-run) the objects, saying what happened; raises pivot's exits. The number of Machines."""
+def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server_dry_run: bool = False,
+         server: str = "") -> int:
+    """Apply (or dry-run) the objects, saying what happened; raises pivot's exits. The number of
+    Machines. `server`: an endpoint to use instead of the kubeconfig's."""
     from app.pivot.apply import NotInForce, Unreachable
     from app.wait import kube
 
-    sender = _api(kubeconfig, options.timeout)
+    sender = _api(kubeconfig, options.timeout, server)
     try:
         outcome = sender.apply(objects, dry_run=server_dry_run)
     except Unreachable as exc:
@@ -122,12 +124,16 @@ def pivot_command(
     server_dry_run: Annotated[bool, typer.Option(help="Send everything with dryRun=All: the API server checks "
                                                       "each object (admission too) and stores none.")] = False,
     timeout: Timeout = 60.0,
+    server: Annotated[str, typer.Option(help="https://host:port of the API server, instead of the kubeconfig's "
+                                              "own (when its name does not resolve here).")] = "",
 ) -> None:
     """Move provisioning into the cluster: CRDs, RBAC, the appliance as a Deployment, and the state
     (PKI, cluster record, templates, nodes as Machines). Idempotent: server-side apply."""
     from app.pivot.manifests import to_yaml
 
     cluster = load_or_exit(paths.config)
+    if server and not server.startswith(("https://", "http://")):
+        raise fail(f"--server {server!r}: expected https://host:port")
     options = PivotOptions(image, namespace, node_selector, timeout)
     objects = rendered(cluster, paths, options)
     if dry_run:
@@ -135,7 +141,7 @@ def pivot_command(
         return
     if kubeconfig is None:
         raise fail("pass --kubeconfig (the new cluster's, a cluster admin's), or --dry-run to print the manifests")
-    machines = send(objects, kubeconfig, options, server_dry_run=server_dry_run)
+    machines = send(objects, kubeconfig, options, server_dry_run=server_dry_run, server=server)
     if not server_dry_run:
         typer.echo(f"pivoted: {machines} machines in namespace {namespace}; "
                    "`kubectl get machines -n " + namespace + "` lists them")

@@ -52,13 +52,13 @@ class KubeconfigError(Exception):
     """The kubeconfig cannot be read or names no server."""
 
 
-def connect(kubeconfig: Path):
-    """A client for the kubeconfig's current context (its server, its credentials)."""
+def connect(kubeconfig: Path, server: str = ""):
+    """A client for the kubeconfig's current context (its credentials; its server unless `server`)."""
     try:
         data = yaml.safe_load(kubeconfig.read_text())
         current = data.get("current-context")
         context = next(c["context"] for c in data["contexts"] if c["name"] == current)
-        server = next(c["cluster"]["server"] for c in data["clusters"] if c["name"] == context["cluster"])
+        server = server or next(c["cluster"]["server"] for c in data["clusters"] if c["name"] == context["cluster"])
     except OSError as exc:
         raise KubeconfigError(f"{kubeconfig}: {exc.strerror}") from None
     except (yaml.YAMLError, AttributeError, KeyError, TypeError, StopIteration):

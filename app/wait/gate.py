@@ -41,6 +41,7 @@ class Outcome:
     code: int
     message: str
     cluster_recorded: bool = False  # this run was the first to see the cluster (see app/cluster_record.py)
+    server: str = ""  # the API endpoint that answered (init --pivot goes on through it)
 
 
 class Interrupted(Exception):
@@ -96,7 +97,7 @@ class Gate:
                  f"all {len(self.cluster.nodes)} nodes registered ({', '.join(waiting_for_cni)} NotReady until "
                  "a pod network is installed: cni is none)")
         return Outcome(EXIT_OK, f"{ready}; wrote {self.output / 'kubeconfig'} "
-                                f"(server {server})")
+                                f"(server {server})", server=api.configuration.host)
 
     def _record_cluster(self, server: str) -> bool:
         """The API answered over TLS signed by our CA, with our client certificate: the cluster exists,
