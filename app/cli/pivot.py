@@ -102,12 +102,13 @@ def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server
     except kube.Fatal as exc:
         raise _refused(exc) from None
     verb = "accepted (dry run, nothing stored)" if server_dry_run else "applied"
-    for name in outcome.applied:
+    for index, name in enumerate(outcome.applied):
+        if outcome.in_force and index == outcome.in_force_after:
+            for policy in outcome.in_force:
+                typer.echo(f"in force before the Deployment: {policy}")
         typer.echo(f"{verb}: {name}")
     for reason in outcome.skipped:
         typer.echo(f"not checked: {reason}")
-    for policy in outcome.in_force:
-        typer.echo(f"in force before the Deployment: {policy}")
     return sum(o["kind"] == "Machine" for o in objects)
 
 

@@ -88,6 +88,7 @@ class Outcome:
     applied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # server dry-run: what depends on objects not there yet
     in_force: list[str] = field(default_factory=list)  # each policy, and the denial that showed it enforced
+    in_force_after: int = 0  # how many of `applied` came before the policies were seen in force
 
 
 class Sender:
@@ -133,6 +134,7 @@ class Sender:
                     continue
             if runs_pods(obj) and not dry_run and not outcome.in_force:
                 outcome.in_force = self.wait_in_force(obj["metadata"]["namespace"])
+                outcome.in_force_after = len(outcome.applied)
             self._retry(lambda o=obj: self._apply_one(o, dry_run), name)
             outcome.applied.append(name)
             if obj["kind"] == "CustomResourceDefinition" and not dry_run:

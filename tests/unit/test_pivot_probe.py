@@ -125,6 +125,7 @@ def test_the_deployment_is_applied_only_after_every_probe_is_denied(server, obje
     assert not [c for c in fake.calls[deployment:] if c[0] == "probe"]
     assert [line.split()[1] for line in outcome.in_force] == [policy_name("prov", r)
                                                               for r in ("roles", "rolebindings", "secrets")]
+    assert outcome.applied[outcome.in_force_after] == "Deployment prov/bootstrap-node"
 
 
 def test_the_probes_come_after_every_rbac_object(server, objects):  # noqa: F811
