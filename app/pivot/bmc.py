@@ -69,6 +69,8 @@ def write_passwords(api, namespace: str, machines: list[dict], directory: Path) 
         except kube.Fatal as exc:
             raise MachineError(f"Machine {', '.join(users)}: bmc.passwordSecret {name!r}: {exc}") from None
         passwords[name] = password_of(secret, name, users)
+    if not passwords and not directory.exists():
+        return {}
     try:
         directory.mkdir(mode=0o700, parents=False, exist_ok=True)
         os.chmod(directory, 0o700)

@@ -83,9 +83,12 @@ def answer(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, 
     if response.status >= 500 or response.status == 429:
         raise Transient(f"{method} {path}: HTTP {response.status}")
     try:
-        return response.status, json.loads(response.data or b"{}")
+        body = json.loads(response.data or b"{}")
     except ValueError:
-        return response.status, {"message": response.data[:300].decode(errors="replace")}
+        body = None
+    if not isinstance(body, dict):  # not a Kubernetes object or Status: keep its start as the message
+        body = {"message": (response.data or b"")[:300].decode(errors="replace")}
+    return response.status, body
 
 
 def _call(api: k8s.ApiClient, method: str, path: str, body=None, headers=None, query=None) -> bytes:
