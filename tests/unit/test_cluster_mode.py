@@ -197,7 +197,9 @@ async def test_cluster_mode_renders_on_changes_keeps_going_after_a_bad_render_an
         assert ("cp-1", {"phase": "installed"}) in api.patches
         # spec.reinstall above what was acted on: one reinstall, then observedReinstall follows.
         mode.known["w-9"] = MachineView.of(obj("w-9", generation=3, reinstall=1, observed=0, phase="installed"))
-        await until(lambda: ("w-9", {"observedReinstall": 1}) in api.patches, "observedReinstall")
+        # Its install starts over on every replica: the Machine's window and phase go with it.
+        await until(lambda: ("w-9", {"observedReinstall": 1, "installWindow": None, "phase": None}) in api.patches,
+                    "observedReinstall")
         rounds = mode.rounds
         await until(lambda: mode.rounds > rounds + 1, "another status round")
         assert reinstalled == ["w-9"]  # once

@@ -31,6 +31,7 @@ from app.serve.cluster.machine_watch import (
     MachineView,
     apply_event,
     due_reinstalls,
+    learn as fold_in,
     resource_version,
     status_patches,
 )
@@ -131,6 +132,10 @@ class ClusterMode:
         if act is Act.RENDER:
             self._ask_render()
 
+    def learn(self, machine: dict) -> bool:
+        """A Machine a write or a read returned, taken ahead of its watch event (machine_watch.learn)."""
+        return fold_in(self.known, machine)
+
     def _ask_render(self) -> None:
         self.render.mark()
         self._render_asked.set()
@@ -173,14 +178,15 @@ class ClusterMode:
         states = {v.mac: self.hooks.node_state(v.mac) for v in self.known.values()}
         events = 0
         for name, patch in status_patches(self.known, states, self.status_limit).items():
-            await asyncio.to_thread(self.api.patch_status, name, patch)
+            written = await asyncio.to_thread(self.api.patch_status, name, patch)
             view = self.known.get(name)
             if view is None:
                 continue
-            self.known[name] = dataclasses.replace(
-                view, phase=patch.get("phase", view.phase),
-                error=(patch["lastError"] or "") if "lastError" in patch else view.error,
-                observed=patch.get("observedReinstall", view.observed))
+            if not (isinstance(written, dict) and self.learn(written)):
+                self.known[name] = dataclasses.replace(
+                    view, phase=(patch["phase"] or "") if "phase" in patch else view.phase,
+                    error=(patch["lastError"] or "") if "lastError" in patch else view.error,
+                    observed=patch.get("observedReinstall", view.observed))
             note = _note(patch)
             if note is not None and events < self.event_limit:
                 events += 1
@@ -193,7 +199,7 @@ def _note(patch: dict) -> tuple[str, str, bool] | None:
     """(reason, note, warning) of the Event a status change is worth, or None."""
     if patch.get("lastError"):
         return "Failed", patch["lastError"], True
-    if "phase" in patch:
+    if patch.get("phase"):
         phase = patch["phase"]
         return "".join(part.capitalize() for part in phase.split("-")), f"phase {phase}", False
     return None
