@@ -11,7 +11,7 @@ import pytest
 
 from app.events.model import Event, EventKind, NodeState, Phase, Window
 from app.serve.boot import policy
-from app.serve.cluster.machine_watch import MachineView, apply_event, learn, newer
+from app.serve.cluster.machine_watch import MachineView, apply_event, fold_in, newer
 from app.serve.cluster.windows import after, decode, encode, merged, status_patch
 from app.serve.settings import Bind, BootSettings
 from tests.support.fakes import node_store
@@ -152,7 +152,7 @@ def machine(version: str, generation: int = 1, phase: str = "") -> dict:
 
 def test_a_watch_event_older_than_a_write_answer_is_not_taken():
     known = {"cp-1": MachineView.of(machine("5"))}
-    assert learn(known, machine("7", phase="ipxe"))  # what our own write returned
+    assert fold_in(known, machine("7", phase="ipxe"))  # what our own write returned
     apply_event(known, {"type": "MODIFIED", "object": machine("6")})  # the watch, behind it
     assert known["cp-1"].version == "7" and known["cp-1"].phase == "ipxe"
     apply_event(known, {"type": "MODIFIED", "object": machine("8", phase="kernel")})
@@ -161,7 +161,7 @@ def test_a_watch_event_older_than_a_write_answer_is_not_taken():
 
 def test_learning_never_takes_a_spec_change_from_the_watch():
     known = {"cp-1": MachineView.of(machine("5"))}
-    assert not learn(known, machine("9", generation=2))  # the watch must see it to render it
+    assert not fold_in(known, machine("9", generation=2))  # the watch must see it to render it
     assert known["cp-1"].version == "5"
 
 

@@ -10,23 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import threading
 
-from app.events import EventLog, Phase
+from app.events import Phase
 from app.serve.boot import policy
-from app.serve.boot.service import NOT_WRITTEN, BootService
-from app.serve.boot.services import Services
+from app.serve.boot.service import NOT_WRITTEN
 from app.serve.cluster.lease_api import Unreachable
-from app.serve.cluster.machine_watch import MachineView, learn
 from app.serve.cluster.machines_api import Conflict
-from app.serve.cluster.window_store import MachineWindows
-from app.serve.settings import Bind, BootSettings
-from tests.support.fakes import node_store
+from tests.support.replicas import ADDRESS, MAC, ignition, ipxe, replica, report
 from tests.support.serve import credential_in
-
-MAC, ADDRESS, NOW = "52:54:00:00:00:11", "10.0.0.50", 1_765_000_000.0
-IGNITION = json.dumps({"ignition": {"version": "3.4.0"}}).encode()
 
 
 def merge(target: dict, patch: dict) -> None:
@@ -65,40 +57,6 @@ class MemoryMachines:
     @property
     def window(self) -> dict:
         return self.obj["status"].get("installWindow") or {}
-
-
-def replica(tmp_path, name: str, api: MemoryMachines) -> BootService:
-    """One serve replica: its own event log, its own view of the Machine (as its watch keeps it)."""
-    fake = node_store({"cp-1": MAC})
-    fake.files[("ignition", "cp-1-install.ign")] = IGNITION
-    fake.files[("ignition", "cp-1.ign")] = IGNITION
-    (tmp_path / name).mkdir()
-    events = EventLog(tmp_path / name, fake.known_nodes)
-    events.open()
-    known = {"cp-1": MachineView.of(api.get("cp-1"))}
-    credentials = iter(f"{name}-cred-{i}" for i in range(100))
-    settings = BootSettings(bind=Bind.link)
-    services = Services(fake, events, new_credential=lambda: next(credentials), clock=lambda: NOW)
-    services.windows = MachineWindows(lambda: known, lambda m: learn(known, m), api, settings.window_seconds)
-    boot = BootService(settings, services)
-    boot.known = known  # the test plays its watch
-    return boot
-
-
-def request(route: str, credential: str | None = None, **labels) -> policy.Request:
-    return policy.Request(route, {"mac": MAC, **labels}, ADDRESS, MAC, credential, NOW + 60)
-
-
-async def ipxe(boot: BootService):
-    return await boot.answer(lambda: boot.prepare_ipxe(request("ipxe")))
-
-
-async def ignition(boot: BootService, credential: str | None = None, **labels):
-    return await boot.answer(lambda: boot.prepare_config(request("ignition", credential, **labels), f"mac={MAC}"))
-
-
-async def report(boot: BootService, phase: str, credential: str):
-    return await boot.answer(lambda: boot.prepare_callback(request("events", credential), MAC, phase, ""))
 
 
 async def test_the_window_is_on_the_machine_before_the_config_goes_out(tmp_path):

@@ -176,8 +176,8 @@ class BootService:
         mac = policy.mac_label(req.labels)
         # Its `ipxe` event also ties the address's downloads to the node.
         decision = policy.decide_ipxe(req, self.store, self.state(mac), self.events.known, self.settings)
-        return Pending(mac, decision.events, _text(decision, render.script_text(decision, self.settings.retry_seconds)),
-                       serves=decision.answer is policy.Answer.SCRIPT)
+        reply = _text(decision, render.script_text(decision, self.settings.retry_seconds))
+        return Pending(mac, decision.events, reply, serves=decision.answer is policy.Answer.SCRIPT)
 
     def grub(self, req: policy.Request) -> Reply:
         decision = policy.decide_grub(req, self.store)
@@ -191,7 +191,8 @@ class BootService:
         decision = policy.decide_config(req, self.store, self.state, self.settings, self.services.new_credential)
         mac = next((e.mac for e in decision.events if e.mac), "")
         if not decision.is_config:
-            return Pending(mac, decision.events, _text(decision, render.script_text(decision, self.settings.retry_seconds)))
+            refusal = _text(decision, render.script_text(decision, self.settings.retry_seconds))
+            return Pending(mac, decision.events, refusal)
         try:
             body = self._render_config(req, decision, raw_query)
         except render.RenderFailed as exc:

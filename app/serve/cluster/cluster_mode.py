@@ -31,7 +31,7 @@ from app.serve.cluster.machine_watch import (
     MachineView,
     apply_event,
     due_reinstalls,
-    learn as fold_in,
+    fold_in,
     resource_version,
     status_patches,
 )
@@ -133,7 +133,7 @@ class ClusterMode:
             self._ask_render()
 
     def learn(self, machine: dict) -> bool:
-        """A Machine a write or a read returned, taken ahead of its watch event (machine_watch.learn)."""
+        """A Machine a write or a read returned, taken ahead of its watch event (machine_watch.fold_in)."""
         return fold_in(self.known, machine)
 
     def _ask_render(self) -> None:

@@ -61,7 +61,7 @@ def apply_event(known: dict[str, MachineView], event: dict) -> Act:
         return Act.RENDER if known.pop(name, None) is not None else Act.NOTHING
     view = MachineView.of(obj)
     if before is not None and not newer(view.version, before.version):
-        return Act.NOTHING  # a write's answer already brought this version or a later one (learn)
+        return Act.NOTHING  # a write's answer already brought this version or a later one (fold_in)
     known[name] = view
     if before is None or before.generation != view.generation:
         return Act.RENDER
@@ -76,7 +76,7 @@ def newer(version: str, than: str) -> bool:
     return True
 
 
-def learn(known: dict[str, MachineView], machine: dict) -> bool:
+def fold_in(known: dict[str, MachineView], machine: dict) -> bool:
     """Fold in a Machine a write (or a read) returned, ahead of its watch event; whether it was taken.
     Only a newer version of the same generation: a spec change must still reach the render through
     the watch (apply_event), which would not render a generation it already holds."""
