@@ -9,7 +9,8 @@ Three loops beside serve's own:
   `unpivot` does, then `generate`), which switches the output tree old-or-new. A rebuild that fails
   (a Machine the cluster model refuses) is logged and the last good tree keeps being served.
 - status (leader only): reinstalls the spec asks for go into the event log; each Machine's phase and
-  last error from the event log go to its status subresource, with an Event per phase change.
+  last error from the event log, as far as they changed since this replica began leading, go to its
+  status subresource, with an Event per phase change.
   Coalesced to one round per `status_interval`, at most `status_limit` PATCHes and `event_limit`
   Events a round.
 """
@@ -69,6 +70,7 @@ class ClusterMode:
         self._relist = False
         self.renders = 0  # trees switched since start (for tests and the log)
         self.rounds = 0  # status rounds done as leader
+        self._baseline: dict[str, tuple[str, str]] | None = None  # the log's states when this term began
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._render()),
@@ -164,7 +166,9 @@ class ClusterMode:
     async def _status(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval)
-            if self.hooks.leading() and self.known:
+            if not self.hooks.leading():
+                self._baseline = None
+            elif self.known:
                 try:
                     await self._status_round()
                     self.rounds += 1
@@ -172,10 +176,15 @@ class ClusterMode:
                     log.warning("cluster mode: status not written: %s", exc)
 
     async def _status_round(self) -> None:
+        if self._baseline is None:
+            self._baseline = {v.mac: self.hooks.node_state(v.mac) for v in self.known.values()}
         for name, view in due_reinstalls(self.known):
             log.info("cluster mode: Machine %s asks for reinstall %d: %s installs again", name, view.reinstall, name)
             self.hooks.reinstall(view.mac, name)
-        states = {v.mac: self.hooks.node_state(v.mac) for v in self.known.values()}
+        # Only what this replica's log learnt while leading: what it held before may be older than what
+        # another leader wrote meanwhile (a phase its reinstall cleared).
+        states = {v.mac: state for v in self.known.values()
+                  if (state := self.hooks.node_state(v.mac)) != self._baseline.get(v.mac)}
         events = 0
         for name, patch in status_patches(self.known, states, self.status_limit).items():
             written = await asyncio.to_thread(self.api.patch_status, name, patch)

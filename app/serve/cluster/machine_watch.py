@@ -108,16 +108,17 @@ def status_patches(known: dict[str, MachineView], phases: dict[str, tuple[str, s
                    ) -> dict[str, dict]:
     """name -> status merge patch for the Machines whose phase, lastError or observedReinstall the
     objects do not yet hold, and for a due reinstall the removal of its install window and phase.
-    `phases`: MAC -> (phase, last error) from the event log. At most
+    `phases`: MAC -> (phase, last error) from the event log; a MAC not in it is not written. At most
     `limit` per round (the rest go in the next round: the API server is not flooded by a rack)."""
     patches: dict[str, dict] = {}
     for name, view in sorted(known.items()):
-        phase, error = phases.get(view.mac, ("", ""))
         patch: dict = {}
-        if phase and phase != view.phase:
-            patch["phase"] = phase
-        if error != view.error and (error or view.error):
-            patch["lastError"] = error or None  # merge patch: null removes it
+        if view.mac in phases:
+            phase, error = phases[view.mac]
+            if phase and phase != view.phase:
+                patch["phase"] = phase
+            if error != view.error and (error or view.error):
+                patch["lastError"] = error or None  # merge patch: null removes it
         if view.observed is None or view.observed < view.reinstall:
             patch["observedReinstall"] = view.reinstall
         if view.observed is not None and view.observed < view.reinstall:
