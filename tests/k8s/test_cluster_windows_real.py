@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -27,15 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from app.cli import app
 from app.serve.cluster.lease_api import connect
 from app.serve.cluster.machines_api import Conflict, MachinesApi
-from tests.k8s.test_cluster_mode_real import request, source_of
+from tests.k8s.test_cluster_mode_real import pivot_into, request, source_of
 from tests.support.assets import standin_assets
 from tests.support.control_plane import _setns
-from tests.support.paths import EXAMPLE, REPO
+from tests.support.paths import REPO
 from tests.support.processes import free_port, stop, wait_for
 from tests.support.replicas import MAC as RACE_MAC
 from tests.support.replicas import ignition, ipxe, replica
@@ -58,16 +55,9 @@ def replicas(control_plane, generated_k8s, tmp_path_factory):
     """Pivoted into NS, then two cluster-mode replicas. Yields ({name: url}, {name: process}, {name: tree},
     {name: log})."""
     tmp = tmp_path_factory.mktemp("cluster-windows")
-    source = tmp / "appliance"
-    shutil.copytree(generated_k8s, source, symlinks=True)
     urls, procs, trees, logs = {}, {}, {}, {}
     with control_plane.inside():
-        result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(source), "--templates",
-                                          "/nonexistent", "pivot", "--kubeconfig", str(control_plane.admin_conf),
-                                          "--image", "registry.example/bootstrap-node:test", "--namespace", NS,
-                                          "--timeout", "60"])
-        assert result.exit_code == 0, result.output
-        shutil.rmtree(source)
+        pivot_into(control_plane, generated_k8s, tmp, NS)
         assets = standin_assets(tmp / "assets")
         for name in ("r1", "r2"):
             port = free_port()
