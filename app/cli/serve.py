@@ -190,6 +190,9 @@ def from_cluster_task(settings: ServeSettings, kubeconfig: Path | None, namespac
 
     if matchbox_data is not None:
         raise fail("--from-cluster renders its own tree: it does not take --matchbox-data")
+    if settings.workers > 1:
+        raise fail("--from-cluster runs one HTTP worker (--workers 1): the install windows are written to the "
+                   "Machines from the process that watches them")
     if kubeconfig is not None and not kubeconfig.is_file():
         raise fail(f"--kubeconfig {kubeconfig}: no such file")
     namespace = namespace or (pod_namespace() if kubeconfig is None and POD_NAMESPACE.is_file() else "bootstrap-node")

@@ -275,6 +275,11 @@ def test_serve_from_cluster_refuses_an_appliances_output_and_changes_nothing(tmp
     result = CliRunner().invoke(app, ["--output", str(tmp_path / "new"), "serve", "--from-cluster", "--matchbox-data",
                                       str(tmp_path), "--listen", "127.0.0.1:1", "--assets", str(tmp_path)])
     assert result.exit_code != 0 and "does not take --matchbox-data" in result.output, result.output
+    # Worker processes would answer from windows nobody writes to the Machines: one process.
+    result = CliRunner().invoke(app, ["--output", str(tmp_path / "new"), "serve", "--from-cluster", "--workers", "2",
+                                      "--listen", "127.0.0.1:1", "--assets", str(tmp_path)])
+    assert result.exit_code != 0 and "--from-cluster runs one HTTP worker" in result.output, result.output
+    assert not (tmp_path / "new").exists()
 
 
 def test_the_deployment_runs_cluster_mode_in_a_directory_of_its_volume():
