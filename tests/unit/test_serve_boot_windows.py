@@ -108,3 +108,13 @@ async def test_two_writers_from_the_same_view_serve_once(tmp_path):
     assert api.window["installServed"]
     served = [r for r in replies if r.status == 200]
     assert api.window["installCredentialHash"] == policy.digest(credential_in(served[0].body))
+
+
+async def test_a_second_machine_with_the_same_mac_stops_its_installs_and_changes_nothing(tmp_path):
+    api = MemoryMachines()
+    leader = replica(tmp_path, "a", api)
+    # Accepted by the server's schema, refused by `validate`: which one's window would it be?
+    leader.known["cp-1-again"] = leader.known["cp-1"]
+    reply = await ipxe(leader)
+    assert (reply.status, reply.body) == (503, NOT_WRITTEN)
+    assert api.window == {} and leader.events.state(MAC) is None

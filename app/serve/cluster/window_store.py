@@ -39,10 +39,13 @@ class MachineWindows:
         self.known, self.learn, self.api, self.window_seconds = known, learn, api, window_seconds
 
     def saved(self, mac: str) -> Saved | None:
-        for name, view in self.known().items():
-            if view.mac == mac:
-                return decode(name, view.version, view.status, self.window_seconds)
-        return None
+        """`mac`'s Machine as the view holds it; None when no Machine, or more than one, has that MAC
+        (the server accepts a second one, `validate` refuses it: neither is written to)."""
+        found = [(name, view) for name, view in self.known().items() if view.mac == mac]
+        if len(found) != 1:
+            return None
+        name, view = found[0]
+        return decode(name, view.version, view.status, self.window_seconds)
 
     def state(self, mac: str, local: NodeState | None) -> NodeState | None:
         """The policy's input for `mac`: the event log's state with the Machine's install in it."""
@@ -57,7 +60,7 @@ class MachineWindows:
             return
         saved = self.saved(mac)
         if saved is None or not saved.version:
-            raise WindowNotSaved(f"no Machine with MAC {mac} in this replica's view yet")
+            raise WindowNotSaved(f"not exactly one Machine with MAC {mac} in this replica's view")
         try:
             written = await asyncio.to_thread(self.api.patch_status, saved.name, status_patch(saved.stored, wanted),
                                               saved.version)
