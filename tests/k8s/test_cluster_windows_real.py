@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 
+from app.pivot.crds import crds
 from app.serve.cluster.lease_api import connect
 from app.serve.cluster.machines_api import Conflict, MachinesApi
 from tests.k8s.test_cluster_mode_real import pivot_into, request, source_of
@@ -165,7 +166,13 @@ def test_a_machine_mid_install_finishes_with_the_new_leader(replicas, control_pl
 
 @pytest.fixture
 def race_machine(control_plane):
-    """Machine cp-1 (tests/support/replicas.py's) in a namespace of its own, which no serve watches."""
+    """Machine cp-1 (tests/support/replicas.py's) in a namespace of its own, which no serve watches. The
+    CRDs are applied as `pivot` applies them (server-side, forced, its field manager): this test needs
+    no pivot before it."""
+    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", "bootstrap-node",
+                          "-f", "-", stdin=yaml.safe_dump_all(crds()))
+    control_plane.kubectl("wait", "--for", "condition=established", "--timeout", "60s",
+                          *(f"crd/{crd['metadata']['name']}" for crd in crds()))
     control_plane.kubectl("create", "namespace", RACE_NS, check=False)
     control_plane.kubectl("-n", RACE_NS, "delete", "machine", "cp-1", "--ignore-not-found")
     control_plane.kubectl("-n", RACE_NS, "apply", "-f", "-", stdin=yaml.safe_dump({
