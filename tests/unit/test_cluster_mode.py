@@ -104,7 +104,7 @@ async def test_a_new_term_writes_what_the_log_learnt_in_it_not_what_it_held_befo
     mode = ClusterMode(api, hooks, render_interval=0.0, status_interval=0.01)
     task = asyncio.create_task(mode.run())
     try:
-        await until(lambda: "w-9" in mode.known, "the list")
+        await until(lambda: MAC in mode._baseline, "a round as a standby with the Machine known")
         leading[0] = True
         rounds = mode.rounds
         await until(lambda: mode.rounds > rounds + 2, "status rounds as leader")

@@ -9,8 +9,8 @@ Three loops beside serve's own:
   `unpivot` does, then `generate`), which switches the output tree old-or-new. A rebuild that fails
   (a Machine the cluster model refuses) is logged and the last good tree keeps being served.
 - status (leader only): reinstalls the spec asks for go into the event log; each Machine's phase and
-  last error from the event log, as far as they changed since this replica began leading, go to its
-  status subresource, with an Event per phase change.
+  last error from the event log, as far as they changed since this replica last was a standby, go to
+  its status subresource, with an Event per phase change.
   Coalesced to one round per `status_interval`, at most `status_limit` PATCHes and `event_limit`
   Events a round.
 """
@@ -70,7 +70,8 @@ class ClusterMode:
         self._relist = False
         self.renders = 0  # trees switched since start (for tests and the log)
         self.rounds = 0  # status rounds done as leader
-        self._baseline: dict[str, tuple[str, str]] | None = None  # the log's states when this term began
+        # The log's states when this replica last was a standby: what a term writes must differ from them.
+        self._baseline: dict[str, tuple[str, str]] = {}
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._render()),
@@ -167,7 +168,8 @@ class ClusterMode:
         while True:
             await asyncio.sleep(self.status_interval)
             if not self.hooks.leading():
-                self._baseline = None
+                # A standby's log does not change: what it holds now is what it holds when it takes over.
+                self._baseline = {v.mac: self.hooks.node_state(v.mac) for v in self.known.values()}
             elif self.known:
                 try:
                     await self._status_round()
@@ -176,8 +178,6 @@ class ClusterMode:
                     log.warning("cluster mode: status not written: %s", exc)
 
     async def _status_round(self) -> None:
-        if self._baseline is None:
-            self._baseline = {v.mac: self.hooks.node_state(v.mac) for v in self.known.values()}
         for name, view in due_reinstalls(self.known):
             log.info("cluster mode: Machine %s asks for reinstall %d: %s installs again", name, view.reinstall, name)
             self.hooks.reinstall(view.mac, name)
