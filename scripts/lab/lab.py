@@ -271,7 +271,8 @@ class Lab:
     # -- machines ----------------------------------------------------------------------------------
     def boot(self, machine: Machine, memory_mb: int = 512, accel: str = "tcg", disk_gb: int = 0) -> int:
         """Power a machine on (again); its serial console is appended to <dir>/<name>.serial."""
-        tap = f"tap{MACHINES.index(machine)}"
+        # Named for the MAC, not the machine's place in MACHINES: a test may boot a machine of its own.
+        tap = "tap" + machine.mac.replace(":", "")[-6:]
         if run("ip", "-n", self.lan, "link", "show", tap, check=False).returncode != 0:
             run("ip", "-n", self.lan, "tuntap", "add", tap, "mode", "tap")
             run("ip", "-n", self.lan, "link", "set", tap, "master", "br0", "up")

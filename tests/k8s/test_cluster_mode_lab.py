@@ -1,0 +1,193 @@
+"""Issue #34's proof: `pivot`, then a machine added with `kubectl apply` installs in the QEMU lab
+with no output directory involved.
+
+The lab's cluster (scripts/lab/cluster.yaml, its 10.99.0.0/24 addresses) is generated in a scratch
+directory, pivoted into the tier's real API server and the directory deleted. `serve --from-cluster`
+runs in the lab's appliance namespace as the appliance's ServiceAccount, with nothing but an absent
+--output of its own (tests/support/cluster_lab.py says how the namespaces are joined). A BIOS QEMU
+machine whose MAC no Machine has PXE-boots through real dnsmasq and QEMU's iPXE ROM and is told to
+wait; `kubectl apply` (real kubectl) of its Machine makes the same running machine, at its next
+retry, get the installer; the stand-in Flatcar runs its install config and reports `installed`,
+which the Machine's `.status.phase` and an Event then say through the API.
+
+The API server is only the store here: the Deployment pivot applies has no pod (no kubelet runs, no
+image can be pulled), so serve runs as a process with the ServiceAccount's token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.cluster_lab import ClusterLab
+from tests.support.paths import REPO
+from tests.unit.test_generate import files_of
+
+sys.path.insert(0, str(REPO / "scripts" / "lab"))
+import lab as lab_module  # noqa: E402
+
+NS = "cluster-lab"
+NEW = lab_module.Machine("worker-3", "52:54:00:aa:bb:04", "bios")  # BIOS: QEMU's ROM is iPXE, the shortest way
+NEW_IP = "10.99.0.23"
+PIVOTED = {"cp-1", "worker-1", "worker-2"}
+SERVE_DEADLINE = 180.0  # the first render from the API, then dnsmasq, on a loaded 2-core machine
+INSTALL_DEADLINE = 480.0  # a retry (30 s), then kernel, initrd, Ignition and the install, all under TCG
+WALL: dict[str, float] = {}  # stage -> seconds, printed by the last test
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def machine_yaml() -> str:
+    return yaml.safe_dump({"apiVersion": "bootstrap-node.io/v1alpha1", "kind": "Machine",
+                           "metadata": {"name": NEW.name, "namespace": NS},
+                           "spec": {"mac": NEW.mac, "role": "worker", "addresses": [NEW_IP], "reinstall": 0,
+                                    "installDisk": "/dev/vda", "allowKernelDiskName": True}})
+
+
+def kubectl(cl: ClusterLab, *args: str, stdin: str | None = None, check: bool = True):
+    return cl.plane.kubectl("-n", NS, *args, stdin=stdin, check=check)
+
+
+def between(text: str, marker: str) -> str:
+    m = re.search(rf"=== BEGIN {marker} ===\r?\n(.*?)\r?\n=== END {marker} ===", text, re.S)
+    assert m, f"no {marker} block on the serial console"
+    return m[1]
+
+
+@pytest.fixture(scope="module")
+def cluster_lab(control_plane):
+    if os.geteuid() != 0:
+        pytest.skip("the QEMU lab needs root (network namespaces, taps); CI runs it as root")
+    if gone := lab_module.missing_tools():
+        pytest.skip("the QEMU lab needs: " + ", ".join(gone))
+    directory = Path(tempfile.mkdtemp(prefix="bn-cluster-lab-", dir="/tmp"))
+    directory.chmod(0o755)  # dnsmasq (as nobody) reads the replica's tftp/
+    cl = ClusterLab(lab_module.Lab(directory=directory, prefix=f"bnc{os.getpid() % 10000}"), control_plane, NS)
+    try:
+        began = time.monotonic()
+        cl.up()
+        WALL["lab up"] = time.monotonic() - began
+        yield cl
+    finally:
+        cl.down()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def serving(cluster_lab):
+    """Pivoted, the pivot's output directory gone, one replica serving from the API in the lab's
+    appliance namespace. Yields (the lab, the replica, pivot's output)."""
+    cl = cluster_lab
+    began = time.monotonic()
+    pivoted = cl.pivot()
+    kubeconfig = cl.service_account_kubeconfig()
+    cl.route_to_api(cl.lab.appl)
+    replica = cl.start_replica("a", cl.lab.appl, kubeconfig)
+    try:
+        wait_until(lambda: cl.ready(replica), SERVE_DEADLINE, "serve --from-cluster to start dnsmasq", 0.2)
+    except BaseException:
+        print(replica.log_tail())
+        raise
+    WALL["pivot and serve"] = time.monotonic() - began
+    return cl, replica, pivoted
+
+
+def mac_events(replica, mac: str = NEW.mac) -> list[dict]:
+    return [e for e in replica.events() if e.get("mac") == mac]
+
+
+@pytest.fixture(scope="module")
+def told_to_wait(serving):
+    """The new machine powered on before its Machine exists: PXE-booted, told no node has its MAC."""
+    cl, replica, _ = serving
+    began = time.monotonic()
+    cl.lab.boot(NEW)
+    wait_until(lambda: any(e["kind"] == "discovered" for e in mac_events(replica)), SERVE_DEADLINE,
+               "the unknown machine's PXE boot to be answered")
+    WALL["power-on to told to wait"] = time.monotonic() - began
+    return serving
+
+
+@pytest.fixture(scope="module")
+def installed(told_to_wait):
+    """`kubectl apply` of its Machine; the same machine (still retrying) installs and powers off."""
+    cl, replica, _ = told_to_wait
+    began = time.monotonic()
+    kubectl(cl, "apply", "-f", "-", stdin=machine_yaml())
+    try:
+        wait_until(lambda: not cl.lab.running(NEW), INSTALL_DEADLINE, f"{NEW.name} to install and power off")
+    except BaseException:
+        print(replica.log_tail(), cl.lab.serial(NEW)[-3000:])
+        raise
+    WALL["apply to installed and off"] = time.monotonic() - began
+    return told_to_wait
+
+
+def test_serve_renders_the_pivoted_cluster_from_the_api_alone(serving):
+    cl, replica, pivoted = serving
+    assert f"pivoted: {len(PIVOTED)} machines in namespace {NS}" in pivoted, pivoted
+    assert not cl.pivot_output.exists()  # nothing of the appliance's run is left to read
+    assert (replica.output / ".from-cluster").read_text() == NS
+    groups = {p.stem for p in (replica.output / "matchbox" / "groups").iterdir()}
+    assert PIVOTED <= groups and not any(NEW.name in g for g in groups), groups
+    listed = kubectl(cl, "get", "machines", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    assert set(listed) == PIVOTED
+
+
+def test_before_the_apply_the_machine_gets_no_config(told_to_wait):
+    cl, replica, _ = told_to_wait
+    events = mac_events(replica)
+    assert any(e["kind"] == "dhcp" for e in events), [e["kind"] for e in events]  # real PXE reached serve
+    assert not any(e["kind"] in ("install-ignition", "installing", "installed") for e in events), events
+    assert not any(e["kind"] == "ipxe" and e.get("detail", {}).get("profile") for e in events), events
+    assert cl.lab.running(NEW)  # waiting to ask again, not installed and powered off
+    missing = kubectl(cl, "get", "machine", NEW.name, check=False)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr, missing.stderr
+
+
+def test_the_applied_machine_installs_through_real_pxe(installed):
+    cl, replica, _ = installed
+    events = mac_events(replica)
+    assert any(e["kind"] == "ipxe" and e["detail"].get("profile") == f"{NEW.name}-install" for e in events)
+    downloads = {e["detail"]["file"].rsplit("/", 1)[1] for e in events if e["kind"] == "boot-asset"}
+    assert downloads >= {"flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.gz"}
+    assert sum(e["kind"] == "install-ignition" for e in events) == 1
+    assert [e["kind"] for e in events if e["kind"] in ("installing", "installed")][-1] == "installed"
+    serial = cl.lab.serial(NEW)
+    install = json.loads(between(serial, "INSTALL IGNITION"))
+    assert files_of(install)["/etc/hostname"] == NEW.name.encode()
+    final = files_of(json.loads(between(serial, "FINAL IGNITION")))
+    assert final["/etc/hostname"] == NEW.name.encode()
+    assert "/opt/bootstrap-node/kubernetes/pki/ca.key" not in final  # a worker's config: no CA key
+    assert "args: -d /dev/vda -b http://10.99.0.2:8080/assets/flatcar -V 4081.3.6 -i /tmp/final.ign" in \
+        between(serial, "FLATCAR-INSTALL")
+
+
+def test_its_machine_says_installed_through_the_api(installed):
+    cl, replica, _ = installed
+    began = time.monotonic()
+    wait_until(lambda: kubectl(cl, "get", "machine", NEW.name, "-o", "jsonpath={.status.phase}").stdout == "installed",
+               30, "the Machine's status.phase to say installed")
+    template = "jsonpath={range .items[*]}{.regarding.name}/{.reason}/{.reportingController} {end}"
+    wait_until(lambda: f"{NEW.name}/Installed/bootstrap-node.io/bootstrap-node" in kubectl(
+        cl, "get", "events.events.k8s.io", "-o", template).stdout.split(), 30, "an Installed Event for it")
+    WALL["installed to status.phase"] = time.monotonic() - began
+    printed = kubectl(cl, "get", "machines").stdout
+    assert any(line.split()[:4] == [NEW.name, "worker", NEW.mac, "installed"] for line in printed.splitlines()), printed
+    print("wall time per stage (s):", json.dumps({k: round(v, 1) for k, v in WALL.items()}))
