@@ -4,9 +4,9 @@ with no output directory involved.
 The lab's cluster (scripts/lab/cluster.yaml, its 10.99.0.0/24 addresses) is generated in a scratch
 directory, pivoted into the tier's real API server and the directory deleted. `serve --from-cluster`
 runs in the lab's appliance namespace as the appliance's ServiceAccount, with nothing but an absent
---output of its own (tests/support/cluster_lab.py says how the namespaces are joined). A BIOS QEMU
-machine whose MAC no Machine has PXE-boots through real dnsmasq and QEMU's iPXE ROM and is told to
-wait; `kubectl apply` (real kubectl) of its Machine makes the same running machine, at its next
+--output of its own (tests/support/cluster_lab.py says how the namespaces are joined). A UEFI QEMU
+machine whose MAC no Machine has PXE-boots through real dnsmasq (proxy DHCP, TFTP) and iPXE and is
+told, on its console, to wait; `kubectl apply` (real kubectl) of its Machine makes the same running machine, at its next
 retry, get the installer; the stand-in Flatcar runs its install config and reports `installed`,
 which the Machine's `.status.phase` and an Event then say through the API.
 
@@ -36,7 +36,10 @@ sys.path.insert(0, str(REPO / "scripts" / "lab"))
 import lab as lab_module  # noqa: E402
 
 NS = "cluster-lab"
-NEW = lab_module.Machine("worker-3", "52:54:00:aa:bb:04", "bios")  # BIOS: QEMU's ROM is iPXE, the shortest way
+# UEFI (OVMF's PXE client): its console is the serial port, so what serve told the machine is on it
+# (QEMU's BIOS iPXE ROM writes to the screen only).
+NEW = lab_module.Machine("worker-3", "52:54:00:aa:bb:04", "uefi")
+TOLD_TO_WAIT = f"no node in cluster.yaml has MAC {NEW.mac}"
 NEW_IP = "10.99.0.23"
 PIVOTED = {"cp-1", "worker-1", "worker-2"}
 SERVE_DEADLINE = 180.0  # the first render from the API, then dnsmasq, on a loaded 2-core machine
@@ -118,8 +121,8 @@ def told_to_wait(serving):
     cl, replica, _ = serving
     began = time.monotonic()
     cl.lab.boot(NEW)
-    wait_until(lambda: any(e["kind"] == "discovered" for e in mac_events(replica)), SERVE_DEADLINE,
-               "the unknown machine's PXE boot to be answered")
+    wait_until(lambda: TOLD_TO_WAIT in cl.lab.serial(NEW), SERVE_DEADLINE,
+               "the unknown machine's PXE boot to be answered on its console")
     WALL["power-on to told to wait"] = time.monotonic() - began
     return serving
 
@@ -153,10 +156,11 @@ def test_serve_renders_the_pivoted_cluster_from_the_api_alone(serving):
 def test_before_the_apply_the_machine_gets_no_config(told_to_wait):
     cl, replica, _ = told_to_wait
     events = mac_events(replica)
-    assert any(e["kind"] == "dhcp" for e in events), [e["kind"] for e in events]  # real PXE reached serve
+    assert any(e["kind"] == "discovered" for e in events), events  # serve saw it, and kept it for `discover`
     assert not any(e["kind"] in ("install-ignition", "installing", "installed") for e in events), events
     assert not any(e["kind"] == "ipxe" and e.get("detail", {}).get("profile") for e in events), events
     assert cl.lab.running(NEW)  # waiting to ask again, not installed and powered off
+    assert "ignition.config.url=" not in cl.lab.serial(NEW)  # no kernel of the installer was booted
     missing = kubectl(cl, "get", "machine", NEW.name, check=False)
     assert missing.returncode != 0 and "NotFound" in missing.stderr, missing.stderr
 
@@ -170,6 +174,9 @@ def test_the_applied_machine_installs_through_real_pxe(installed):
     assert sum(e["kind"] == "install-ignition" for e in events) == 1
     assert [e["kind"] for e in events if e["kind"] in ("installing", "installed")][-1] == "installed"
     serial = cl.lab.serial(NEW)
+    # The same power-on: told to wait, then (after the apply, at its retry) booted into the installer.
+    assert serial.index(TOLD_TO_WAIT) < serial.index(f"ignition.config.url=http://10.99.0.2:8080/ignition?mac="
+                                                     f"{NEW.mac.replace(':', '-')}")
     install = json.loads(between(serial, "INSTALL IGNITION"))
     assert files_of(install)["/etc/hostname"] == NEW.name.encode()
     final = files_of(json.loads(between(serial, "FINAL IGNITION")))
