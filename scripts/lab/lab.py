@@ -320,11 +320,7 @@ class Lab:
             self.state.save()
 
     def events(self) -> list[dict]:
-        try:
-            lines = (self.output / "events.jsonl").read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in lines if line.strip()]
+        return events_in(self.output)
 
     # -- down --------------------------------------------------------------------------------------
     def down(self) -> None:
@@ -341,6 +337,15 @@ class Lab:
             self.state.namespaces.remove(ns)
             self.state.save()
         (self.dir / "state.json").unlink(missing_ok=True)
+
+
+def events_in(output: Path) -> list[dict]:
+    """The event log of the serve whose --output is `output` ([] before it has one)."""
+    try:
+        lines = (output / "events.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _standin_sources() -> str:

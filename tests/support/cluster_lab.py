@@ -19,7 +19,6 @@ control plane (tests/support/control_plane.py).
 from __future__ import annotations
 
 import base64
-import json
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,9 @@ import yaml
 from app.pivot import rbac
 from tests.support.control_plane import ControlPlane, stop_groups
 from tests.support.paths import REPO
+
+sys.path.insert(0, str(REPO / "scripts" / "lab"))
+import lab as lab_module  # noqa: E402
 
 API_ON_LAN = "10.99.0.9"  # the control plane's namespace on the lab's bridge (outside the site's DHCP range)
 IMAGE = "registry.example/bootstrap-node:lab"  # named in the Deployment, never pulled (no kubelet runs)
@@ -59,11 +61,7 @@ class Replica:
     process: subprocess.Popen
 
     def events(self) -> list[dict]:
-        try:
-            lines = (self.output / "events.jsonl").read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in lines if line.strip()]
+        return lab_module.events_in(self.output)
 
     def alive(self) -> bool:
         return self.process.poll() is None
