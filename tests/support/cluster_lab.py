@@ -76,6 +76,7 @@ class ClusterLab:
     def __init__(self, lab, plane: ControlPlane, namespace: str):
         self.lab, self.plane, self.namespace = lab, plane, namespace
         self.replicas: dict[str, Replica] = {}
+        self.namespaces: list[str] = []  # made here, beside the lab's own
         self.pivot_output = lab.dir / "pivot-output"  # the appliance's run, deleted after the pivot
         self._joined = False
 
@@ -89,6 +90,8 @@ class ClusterLab:
         stop_groups({name: r.process for name, r in self.replicas.items()}, list(self.replicas))
         if self._joined:
             subprocess.run(["ip", "-n", self.plane.netns.name, "link", "del", "lab0"], capture_output=True)
+        for ns in self.namespaces:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self.lab.down()
 
     def _join(self) -> None:
@@ -102,6 +105,20 @@ class ClusterLab:
 
     def route_to_api(self, netns: str) -> None:
         sh("ip", "-n", netns, "route", "add", f"{self.plane.advertise_address}/32", "via", API_ON_LAN)
+
+    def replica_namespace(self, name: str, address: str) -> str:
+        """A namespace of its own on the lab's bridge (eth0, `address`/24), routed to the API server: where
+        a replica of several runs (each with its own address; the leader adds bootstrap.ip)."""
+        ns = f"{self.lab.prefix}{name}"
+        sh("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", self.lab.lan, "link", "add", f"{name}-br", "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "-n", self.lab.lan, "link", "set", f"{name}-br", "master", "br0", "up")
+        sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        self.route_to_api(ns)
+        return ns
 
     # -- the pivot ---------------------------------------------------------------------------------
     def pivot(self) -> str:
