@@ -37,6 +37,7 @@ import lab as lab_module  # noqa: E402
 API_ON_LAN = "10.99.0.9"  # the control plane's namespace on the lab's bridge (outside the site's DHCP range)
 IMAGE = "registry.example/bootstrap-node:lab"  # named in the Deployment, never pulled (no kubelet runs)
 TOKEN_LIFETIME = "1h"
+HTTP_PORT = 8080  # the lab's bootstrap.http_port
 
 
 class ClusterLabError(Exception):
@@ -164,11 +165,11 @@ class ClusterLab:
         output, log = self.lab.dir / f"replica-{name}", self.lab.dir / f"replica-{name}.log"
         if output.exists():
             raise ClusterLabError(f"{output} exists: each replica starts from an absent --output")
-        # --config names no file: the cluster.yaml serve uses is the one it exports from the API.
+        # --config names no file: the cluster.yaml serve uses is the one it exports from the API. --listen
+        # as the Deployment passes it (without it, serve reads --config for bootstrap.ip and http_port).
         args = [sys.executable, "-m", "app", "--config", str(self.lab.dir / "absent.yaml"), "--output", str(output),
-                "serve", "--from-cluster", "--kubeconfig",
-                str(kubeconfig), "--cluster-namespace", self.namespace, "--assets", str(self.lab.assets),
-                "--access-log", *extra]
+                "serve", "--from-cluster", "--kubeconfig", str(kubeconfig), "--cluster-namespace", self.namespace,
+                "--listen", f"0.0.0.0:{HTTP_PORT}", "--assets", str(self.lab.assets), "--access-log", *extra]
         with log.open("ab") as sink:
             process = subprocess.Popen(["ip", "netns", "exec", netns, *args], cwd=REPO, stdin=subprocess.DEVNULL,
                                        stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
