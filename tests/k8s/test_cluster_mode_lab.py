@@ -43,7 +43,7 @@ TOLD_TO_WAIT = f"no node in cluster.yaml has MAC {NEW.mac}"
 NEW_IP = "10.99.0.23"
 PIVOTED = {"cp-1", "worker-1", "worker-2"}
 SERVE_DEADLINE = 180.0  # the first render from the API, then dnsmasq, on a loaded 2-core machine
-INSTALL_DEADLINE = 480.0  # a retry (30 s), then kernel, initrd, Ignition and the install, all under TCG
+INSTALL_DEADLINE = 300.0  # a retry (30 s), then kernel, initrd, Ignition and the install, all under TCG
 WALL: dict[str, float] = {}  # stage -> seconds, printed by the last test
 
 
