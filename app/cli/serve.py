@@ -185,10 +185,14 @@ def from_cluster_task(settings: ServeSettings, kubeconfig: Path | None, namespac
     from app.serve.cluster.cluster_mode import ClusterMode, RebuildFailed
     from app.serve.cluster.lease_api import connect
     from app.serve.cluster.machines_api import MachinesApi
+    from app.serve.cluster.window_store import MachineWindows
     from app.serve.errors import ServeError
 
     if matchbox_data is not None:
         raise fail("--from-cluster renders its own tree: it does not take --matchbox-data")
+    if settings.workers > 1:
+        raise fail("--from-cluster runs one HTTP worker (--workers 1): the install windows are written to the "
+                   "Machines from the process that watches them")
     if kubeconfig is not None and not kubeconfig.is_file():
         raise fail(f"--kubeconfig {kubeconfig}: no such file")
     namespace = namespace or (pod_namespace() if kubeconfig is None and POD_NAMESPACE.is_file() else "bootstrap-node")
@@ -205,7 +209,15 @@ def from_cluster_task(settings: ServeSettings, kubeconfig: Path | None, namespac
     except RebuildFailed as exc:
         raise fail(f"--from-cluster: {exc}", ExitCode.INVALID) from None
     identity = settings.election.identity if settings.election is not None else "serve"
-    return lambda server: ClusterMode(MachinesApi(api, namespace), hooks(server, rebuild, identity)).run()
+
+    def beside(server):
+        machines = MachinesApi(api, namespace)
+        mode = ClusterMode(machines, hooks(server, rebuild, identity))
+        # The install windows live in the Machines: what a takeover honours (docs/high-availability.md).
+        server.services.windows = MachineWindows(lambda: mode.known, mode.learn, machines,
+                                                 settings.app.boot.window_seconds)
+        return mode.run()
+    return beside
 
 
 def pod_namespace() -> str:

@@ -93,7 +93,8 @@ def machine_spec() -> dict:
 
 
 def machine_status() -> dict:
-    window = {"type": "object", "description": "The open install window: hashes and deadlines, never a secret.",
+    window = {"type": "object", "description": "The install window, written before anything of it is served: "
+                                               "hashes and deadlines, never a secret.",
               "properties": {
                   "opened": _time("When its PXE boot opened it."),
                   "deadline": _time("When it closes unless the install finishes."),
@@ -101,8 +102,11 @@ def machine_status() -> dict:
                   "linkMAC": _string("That address's MAC in the neighbour table."),
                   "installCredentialHash": _string("sha256 of the install config's one-time credential."),
                   "callbackCredentialHash": _string("sha256 of the final config's callback credential."),
+                  "callbackDeadline": _time("When that callback credential stops being accepted."),
                   "installServed": {"type": "boolean"}, "finalServed": {"type": "boolean"},
-                  "contested": {"type": "boolean", "description": "A second machine asked to boot as this one."}}}
+                  "contested": {"type": "boolean", "description": "A second machine asked to boot as this one."},
+                  "installed": {"type": "boolean", "description": "The install reported installed: the machine "
+                                                                  "boots from its disk until a reinstall."}}}
     return {"type": "object", "properties": {
         "phase": _enum("Where the machine is on its way to Ready.", [p.value for p in Phase]),
         "timeline": {"type": "array", "items": {"type": "object", "required": ["phase", "time"], "properties": {

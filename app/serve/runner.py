@@ -300,13 +300,19 @@ async def serve_forever(opts: ServeSettings, beside: Callable[[Server], Awaitabl
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.stop)
+    # Made before anything is served: it may hand serve parts the first request must see (cluster
+    # mode's install windows).
+    task = beside(server) if beside is not None else None
     try:
         await server.start()
-        if beside is not None:
-            server._tasks.append(asyncio.create_task(_beside(server, beside(server))))
+        if task is not None:
+            server._tasks.append(asyncio.create_task(_beside(server, task)))
+            task = None
         _settle_heap()
         await server.wait()
     finally:
+        if task is not None:
+            task.close()  # serve never started: the task beside it never runs
         await server.shutdown()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

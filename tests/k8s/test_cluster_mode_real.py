@@ -47,17 +47,10 @@ def serving(control_plane, generated_k8s, tmp_path_factory):
     """Pivoted into NS, then `serve --from-cluster` on an empty --output. Yields (url, output, log path,
     the process)."""
     tmp = tmp_path_factory.mktemp("cluster-mode")
-    source = tmp / "appliance"
-    shutil.copytree(generated_k8s, source, symlinks=True)
     out, log = tmp / "tree", tmp / "serve.log"
     port = free_port()
     with control_plane.inside():
-        result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(source), "--templates",
-                                          "/nonexistent", "pivot", "--kubeconfig", str(control_plane.admin_conf),
-                                          "--image", "registry.example/bootstrap-node:test", "--namespace", NS,
-                                          "--timeout", "60"])
-        assert result.exit_code == 0, result.output
-        shutil.rmtree(source)  # nothing of the appliance's output is left to read
+        pivot_into(control_plane, generated_k8s, tmp, NS)
         with log.open("wb") as sink:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "app", "--config", str(tmp / "absent.yaml"), "--output", str(out), "serve",
@@ -76,6 +69,19 @@ def serving(control_plane, generated_k8s, tmp_path_factory):
         yield url, out, log, proc
     finally:
         stop(proc)
+
+
+def pivot_into(control_plane, generated: Path, tmp: Path, namespace: str) -> None:
+    """`pivot` the example cluster's tree into `namespace`, then remove the tree: nothing of the
+    appliance's output is left to read. Call it inside the control plane's network."""
+    source = tmp / "appliance"
+    shutil.copytree(generated, source, symlinks=True)
+    result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(source), "--templates",
+                                      "/nonexistent", "pivot", "--kubeconfig", str(control_plane.admin_conf),
+                                      "--image", "registry.example/bootstrap-node:test", "--namespace", namespace,
+                                      "--timeout", "60"])
+    assert result.exit_code == 0, result.output
+    shutil.rmtree(source)
 
 
 def request(url: str, path: str, method: str = "GET", body: dict | None = None, headers: dict | None = None,

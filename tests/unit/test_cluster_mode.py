@@ -87,10 +87,40 @@ def test_status_patches_carry_only_what_changed_and_are_bounded():
     assert cleared == {"e": {"lastError": None}}  # merge patch null: the error goes
 
 
+def test_a_machine_the_log_has_nothing_new_about_gets_no_phase_or_error_written():
+    known = {"e": MachineView.of(obj("e", reinstall=1, observed=0, phase="installed", error="old"))}
+    # Its reinstall is written (with the install and phase it clears), its lastError is left alone.
+    assert status_patches(known, {}, limit=10) == {"e": {"observedReinstall": 1, "installWindow": None,
+                                                         "phase": None}}
+
+
+async def test_a_new_term_writes_what_the_log_learnt_in_it_not_what_it_held_before():
+    """A replica leading again holds an older log than the Machines: its `installed` from before must
+    not come back over a reinstall another leader made meanwhile."""
+    api = StandInApi([obj("w-9", observed=1, reinstall=1)])
+    leading, states = [False], {MAC: ("installed", "")}  # what this replica's log held from its last term
+    hooks = Hooks(rebuild=lambda: "rendered", refresh=lambda: None, leading=lambda: leading[0],
+                  node_state=lambda mac: states[mac], reinstall=lambda mac, name: None)
+    mode = ClusterMode(api, hooks, render_interval=0.0, status_interval=0.01)
+    task = asyncio.create_task(mode.run())
+    try:
+        await until(lambda: "w-9" in mode.known, "the list")
+        leading[0] = True
+        rounds = mode.rounds
+        await until(lambda: mode.rounds > rounds + 2, "status rounds as leader")
+        assert not [p for _, p in api.patches if "phase" in p]
+        states[MAC] = ("install-ignition", "")  # learnt in this term: written
+        await until(lambda: ("w-9", {"phase": "install-ignition"}) in api.patches, "the new phase")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def test_an_event_per_phase_change_a_warning_per_error():
     assert _note({"phase": "install-ignition"}) == ("InstallIgnition", "phase install-ignition", False)
     assert _note({"lastError": "disk not found", "phase": "installing"}) == ("Failed", "disk not found", True)
     assert _note({"observedReinstall": 1}) is None
+    assert _note({"observedReinstall": 2, "installWindow": None, "phase": None}) is None  # a reinstall
 
 
 def test_coalescer_acts_once_per_interval_on_many_marks():
@@ -197,7 +227,9 @@ async def test_cluster_mode_renders_on_changes_keeps_going_after_a_bad_render_an
         assert ("cp-1", {"phase": "installed"}) in api.patches
         # spec.reinstall above what was acted on: one reinstall, then observedReinstall follows.
         mode.known["w-9"] = MachineView.of(obj("w-9", generation=3, reinstall=1, observed=0, phase="installed"))
-        await until(lambda: ("w-9", {"observedReinstall": 1}) in api.patches, "observedReinstall")
+        # Its install starts over on every replica: the Machine's window and phase go with it.
+        await until(lambda: ("w-9", {"observedReinstall": 1, "installWindow": None, "phase": None}) in api.patches,
+                    "observedReinstall")
         rounds = mode.rounds
         await until(lambda: mode.rounds > rounds + 1, "another status round")
         assert reinstalled == ["w-9"]  # once
@@ -243,6 +275,11 @@ def test_serve_from_cluster_refuses_an_appliances_output_and_changes_nothing(tmp
     result = CliRunner().invoke(app, ["--output", str(tmp_path / "new"), "serve", "--from-cluster", "--matchbox-data",
                                       str(tmp_path), "--listen", "127.0.0.1:1", "--assets", str(tmp_path)])
     assert result.exit_code != 0 and "does not take --matchbox-data" in result.output, result.output
+    # Worker processes would answer from windows nobody writes to the Machines: one process.
+    result = CliRunner().invoke(app, ["--output", str(tmp_path / "new"), "serve", "--from-cluster", "--workers", "2",
+                                      "--listen", "127.0.0.1:1", "--assets", str(tmp_path)])
+    assert result.exit_code != 0 and "--from-cluster runs one HTTP worker" in result.output, result.output
+    assert not (tmp_path / "new").exists()
 
 
 def test_the_deployment_runs_cluster_mode_in_a_directory_of_its_volume():

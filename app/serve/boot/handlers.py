@@ -89,21 +89,23 @@ class BootHandlers:
 
     async def ipxe(self, request: web.Request) -> web.Response:
         labels = parse_labels(request.rel_url.raw_query_string)
-        return response(self.service.ipxe(self._request(request, "ipxe", labels)))
+        req = self._request(request, "ipxe", labels)
+        return response(await self.service.answer(lambda: self.service.prepare_ipxe(req)))
 
     async def grub(self, request: web.Request) -> web.Response:
         labels = parse_labels(request.rel_url.raw_query_string)
         return response(self.service.grub(self._request(request, "grub", labels, bound=False)))
 
     async def ignition(self, request: web.Request) -> web.Response:
-        return self._config(request, "ignition")
+        return await self._config(request, "ignition")
 
     async def generic(self, request: web.Request) -> web.Response:
-        return self._config(request, "generic")
+        return await self._config(request, "generic")
 
-    def _config(self, request: web.Request, route: str) -> web.Response:
+    async def _config(self, request: web.Request, route: str) -> web.Response:
         raw = request.rel_url.raw_query_string
-        return response(self.service.config(self._request(request, route, parse_labels(raw)), raw))
+        req = self._request(request, route, parse_labels(raw))
+        return response(await self.service.answer(lambda: self.service.prepare_config(req, raw)))
 
     async def metadata(self, request: web.Request) -> web.Response:
         raw = request.rel_url.raw_query_string
@@ -158,7 +160,8 @@ class BootHandlers:
         if mac not in self.service.events.known:
             return response(Reply(404, f"no node has MAC {mac}\n"))
         req = self._request(request, "events", {})
-        return response(self.service.callback(req, mac, phase, message[:2000], detail))
+        return response(await self.service.answer(
+            lambda: self.service.prepare_callback(req, mac, phase, message[:2000], detail)))
 
 
 def callback_fields(data: object) -> tuple[str, str, str, dict] | str:

@@ -11,15 +11,18 @@ recording happen under the event log's transaction, so with several workers "onc
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.events import ALERT, MAX_DISCOVERED, Event, EventKind
+from app.events import ALERT, MAX_DISCOVERED, Event, EventKind, NodeState
 from app.serve.boot import policy, render
 from app.serve.boot.labels import is_unicast
 from app.serve.boot.services import Services
+from app.serve.cluster.windows import WindowConflict, WindowNotSaved
 from app.serve.guard.throttle import Throttle
 from app.serve.settings import BootSettings
 
@@ -31,6 +34,10 @@ NOT_FOUND = "404 page not found\n"
 # With several workers, a decision the event log could not record is not acted on (`events.log.SharedEventLog`).
 UNSAVED = "the event log could not be written (is the disk full?); try again\n"
 CALLBACK_REFUSED = "callback refused: missing or wrong credential\n"
+# Cluster mode: the install window could not be written to the Machine, so nothing was handed out.
+NOT_WRITTEN = "not answered: the install window could not be written to the cluster; try again\n"
+RETRY = {"Retry-After": "1"}
+WRITE_ATTEMPTS = 3  # a conflict is decided again from the fresh Machine, this often at most
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,18 @@ def _text(decision: policy.Decision, body: str | None) -> Reply:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A decision with its answer ready, its events not yet recorded."""
+
+    mac: str  # the node whose state its events change ("" when none)
+    events: list[Event]
+    reply: Reply
+    serves: bool = False  # it hands something out or changes a node: never before its window is written
+    check_saved: bool = False  # with several workers, answered only once its events reached the log
+    refused_callback: bool = False  # counted on /metrics
+
+
+@dataclass(frozen=True)
 class Download:
     """A finished (or aborted) response under /assets/, as the handler saw it."""
 
@@ -69,6 +88,7 @@ class BootService:
         self.services = services
         self.store, self.events, self.metrics = services.store, services.events, services.metrics
         self.throttle = Throttle(ALERT_PERIOD)
+        self._deciding = asyncio.Lock()
         services.links.period = settings.window_seconds  # a claim matters while a window can be open
 
     # -- the one record path -----------------------------------------------------------------------
@@ -100,13 +120,64 @@ class BootService:
             return False
         return self.throttle.allow((EventKind.DISCOVERED.value, event.mac), now)
 
+    # -- deciding, then recording (cluster mode: writing the window in between) -----------------------
+    def state(self, mac: str) -> NodeState | None:
+        """What the policy decides from: the event log's state, with the install its Machine holds
+        in cluster mode (the Machine is where a takeover finds it)."""
+        local = self.events.state(mac)
+        windows = self.services.windows
+        return local if windows is None else windows.state(mac, local)
+
+    def _now(self, prepare: Callable[[], Pending]) -> Reply:
+        """Decide and record as one step: two requests for the same node never both see it unused."""
+        with self.events.transaction():
+            return self._finish(prepare())
+
+    def _finish(self, pending: Pending) -> Reply:
+        self.record(pending.events)
+        if pending.refused_callback:
+            self.metrics.bad_callbacks += 1
+        if pending.check_saved and not self.events.saved():
+            return Reply(503, UNSAVED)
+        return pending.reply
+
+    async def answer(self, prepare: Callable[[], Pending]) -> Reply:
+        """A boot route's answer. In cluster mode what the decision changes of the node's install is
+        written to its Machine first (write-then-serve): a written window is what a takeover honours,
+        and its resourceVersion precondition is what keeps "once" once between replicas. Nothing that
+        hands something out goes out unwritten; a conflict is decided again from the fresh Machine."""
+        windows = self.services.windows
+        if windows is None:
+            return self._now(prepare)
+        async with self._deciding:  # one decision in flight: the next one sees this one's events
+            for _ in range(WRITE_ATTEMPTS):
+                with self.events.transaction():
+                    pending = prepare()
+                    before = self.state(pending.mac) if pending.mac else None
+                try:
+                    if pending.mac:
+                        await windows.persist(pending.mac, before, pending.events)
+                except WindowConflict:
+                    continue
+                except WindowNotSaved as exc:
+                    if self.throttle.allow(("window-not-saved", pending.mac), time.monotonic()):
+                        log.warning("install window of %s not written: %s", pending.mac, exc)
+                    if pending.serves:
+                        return Reply(503, NOT_WRITTEN, headers=RETRY)
+                with self.events.transaction():
+                    return self._finish(pending)
+        return Reply(503, NOT_WRITTEN, headers=RETRY)
+
     # -- /ipxe, /grub ------------------------------------------------------------------------------
     def ipxe(self, req: policy.Request) -> Reply:
+        return self._now(lambda: self.prepare_ipxe(req))
+
+    def prepare_ipxe(self, req: policy.Request) -> Pending:
         mac = policy.mac_label(req.labels)
-        with self.events.transaction():  # its `ipxe` event also ties the address's downloads to the node
-            decision = policy.decide_ipxe(req, self.store, self.events.state(mac), self.events.known, self.settings)
-            self.record(decision.events)
-        return _text(decision, render.script_text(decision, self.settings.retry_seconds))
+        # Its `ipxe` event also ties the address's downloads to the node.
+        decision = policy.decide_ipxe(req, self.store, self.state(mac), self.events.known, self.settings)
+        reply = _text(decision, render.script_text(decision, self.settings.retry_seconds))
+        return Pending(mac, decision.events, reply, serves=decision.answer is policy.Answer.SCRIPT)
 
     def grub(self, req: policy.Request) -> Reply:
         decision = policy.decide_grub(req, self.store)
@@ -114,33 +185,29 @@ class BootService:
 
     # -- /ignition, /generic, /metadata --------------------------------------------------------------
     def config(self, req: policy.Request, raw_query: str) -> Reply:
-        with self.events.transaction():  # "once" means once: deciding and recording it are one step
-            return self._config(req, raw_query)
+        return self._now(lambda: self.prepare_config(req, raw_query))
 
-    def _config(self, req: policy.Request, raw_query: str) -> Reply:
-        decision = policy.decide_config(req, self.store, self.events.state, self.settings,
-                                        self.services.new_credential)
+    def prepare_config(self, req: policy.Request, raw_query: str) -> Pending:
+        decision = policy.decide_config(req, self.store, self.state, self.settings, self.services.new_credential)
+        mac = next((e.mac for e in decision.events if e.mac), "")
         if not decision.is_config:
-            self.record(decision.events)
-            return _text(decision, render.script_text(decision, self.settings.retry_seconds))
+            refusal = _text(decision, render.script_text(decision, self.settings.retry_seconds))
+            return Pending(mac, decision.events, refusal)
         try:
             body = self._render_config(req, decision, raw_query)
         except render.RenderFailed as exc:
             log.warning("%s for %s: %s", req.route, decision.group.id, exc)
-            return not_found()
+            return Pending("", [], not_found())
         if body is None:
-            return not_found()
+            return Pending("", [], not_found())
         served = [dataclasses.replace(e, detail={**e.detail, "bytes": len(body)}) for e in decision.events]
-        mac = policy.mac_label(req.labels)
-        if not served and req.route == "ignition" and mac:
-            served.append(Event(EventKind.HTTP, mac=mac, source="http",
+        asked = policy.mac_label(req.labels)
+        if not served and req.route == "ignition" and asked:
+            served.append(Event(EventKind.HTTP, mac=asked, source="http",
                                 detail={"route": "/ignition", "group": decision.group.id}))
-        self.record(served)
-        if not self.events.saved():
-            return Reply(503, UNSAVED)
-        if req.route == "ignition":
-            return Reply(200, body, content_type="application/json")
-        return Reply(200, body.decode(errors="replace"))
+        reply = (Reply(200, body, content_type="application/json") if req.route == "ignition"
+                 else Reply(200, body.decode(errors="replace")))
+        return Pending(mac, served, reply, serves=True, check_saved=True)
 
     def _render_config(self, req: policy.Request, decision: policy.Decision, raw_query: str) -> bytes | None:
         name = decision.profile[f"{req.route}_id"]
@@ -176,16 +243,14 @@ class BootService:
 
     # -- POST /events --------------------------------------------------------------------------------
     def callback(self, req: policy.Request, mac: str, phase: str, message: str, detail: dict | None = None) -> Reply:
-        with self.events.transaction():
-            decision = policy.decide_callback(req, mac, phase, message, self.events.state(mac), self.settings,
-                                              detail or {})
-            self.record(decision.events)
-            if decision.answer is policy.Answer.REFUSED:
-                self.metrics.bad_callbacks += 1
-                return Reply(decision.status, CALLBACK_REFUSED)
-            if not self.events.saved():
-                return Reply(503, UNSAVED)
-        return Reply(200, "ok\n")
+        return self._now(lambda: self.prepare_callback(req, mac, phase, message, detail))
+
+    def prepare_callback(self, req: policy.Request, mac: str, phase: str, message: str,
+                         detail: dict | None = None) -> Pending:
+        decision = policy.decide_callback(req, mac, phase, message, self.state(mac), self.settings, detail or {})
+        if decision.answer is policy.Answer.REFUSED:
+            return Pending(mac, decision.events, Reply(decision.status, CALLBACK_REFUSED), refused_callback=True)
+        return Pending(mac, decision.events, Reply(200, "ok\n"), serves=True, check_saved=True)
 
     # -- downloads -----------------------------------------------------------------------------------
     def downloaded(self, download: Download) -> None:

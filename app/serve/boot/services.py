@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.events import EventLog
 from app.serve.boot.store import Store
@@ -15,6 +16,9 @@ from app.serve.guard.metrics import Metrics
 from app.serve.kernel.claims import LinkHistory
 from app.serve.kernel.neighbours import link_mac
 from app.serve.settings import BootSettings
+
+if TYPE_CHECKING:  # cluster mode's only: file mode never loads the Kubernetes client
+    from app.serve.cluster.window_store import MachineWindows
 
 CREDENTIAL_BYTES = 32
 
@@ -34,6 +38,9 @@ class Services:
     # With several workers: the other workers' published counters, added to ours on /metrics.
     peer_metrics: Callable[[], list[dict]] | None = None
     links: LinkHistory = field(default_factory=lambda: LinkHistory(BootSettings.window_seconds))
+    # Cluster mode: the install windows the Machines hold (cluster/window_store.MachineWindows); None
+    # elsewhere, where the event log alone holds them.
+    windows: MachineWindows | None = None
 
     def link_of(self, address: str, ours: str | None) -> tuple[str | None, str | None]:
         """The sender's MAC in the neighbour table, and another MAC it had lately (a claim's mark)."""

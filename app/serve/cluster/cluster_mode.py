@@ -9,7 +9,8 @@ Three loops beside serve's own:
   `unpivot` does, then `generate`), which switches the output tree old-or-new. A rebuild that fails
   (a Machine the cluster model refuses) is logged and the last good tree keeps being served.
 - status (leader only): reinstalls the spec asks for go into the event log; each Machine's phase and
-  last error from the event log go to its status subresource, with an Event per phase change.
+  last error from the event log, as far as they changed since this replica began leading, go to its
+  status subresource, with an Event per phase change.
   Coalesced to one round per `status_interval`, at most `status_limit` PATCHes and `event_limit`
   Events a round.
 """
@@ -31,6 +32,7 @@ from app.serve.cluster.machine_watch import (
     MachineView,
     apply_event,
     due_reinstalls,
+    fold_in,
     resource_version,
     status_patches,
 )
@@ -68,6 +70,7 @@ class ClusterMode:
         self._relist = False
         self.renders = 0  # trees switched since start (for tests and the log)
         self.rounds = 0  # status rounds done as leader
+        self._baseline: dict[str, tuple[str, str]] | None = None  # the log's states when this term began
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._render()),
@@ -131,6 +134,10 @@ class ClusterMode:
         if act is Act.RENDER:
             self._ask_render()
 
+    def learn(self, machine: dict) -> bool:
+        """A Machine a write or a read returned, taken ahead of its watch event (machine_watch.fold_in)."""
+        return fold_in(self.known, machine)
+
     def _ask_render(self) -> None:
         self.render.mark()
         self._render_asked.set()
@@ -159,7 +166,9 @@ class ClusterMode:
     async def _status(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval)
-            if self.hooks.leading() and self.known:
+            if not self.hooks.leading():
+                self._baseline = None
+            elif self.known:
                 try:
                     await self._status_round()
                     self.rounds += 1
@@ -167,20 +176,26 @@ class ClusterMode:
                     log.warning("cluster mode: status not written: %s", exc)
 
     async def _status_round(self) -> None:
+        if self._baseline is None:
+            self._baseline = {v.mac: self.hooks.node_state(v.mac) for v in self.known.values()}
         for name, view in due_reinstalls(self.known):
             log.info("cluster mode: Machine %s asks for reinstall %d: %s installs again", name, view.reinstall, name)
             self.hooks.reinstall(view.mac, name)
-        states = {v.mac: self.hooks.node_state(v.mac) for v in self.known.values()}
+        # Only what this replica's log learnt while leading: what it held before may be older than what
+        # another leader wrote meanwhile (a phase its reinstall cleared).
+        states = {v.mac: state for v in self.known.values()
+                  if (state := self.hooks.node_state(v.mac)) != self._baseline.get(v.mac)}
         events = 0
         for name, patch in status_patches(self.known, states, self.status_limit).items():
-            await asyncio.to_thread(self.api.patch_status, name, patch)
+            written = await asyncio.to_thread(self.api.patch_status, name, patch)
             view = self.known.get(name)
             if view is None:
                 continue
-            self.known[name] = dataclasses.replace(
-                view, phase=patch.get("phase", view.phase),
-                error=(patch["lastError"] or "") if "lastError" in patch else view.error,
-                observed=patch.get("observedReinstall", view.observed))
+            if not (isinstance(written, dict) and self.learn(written)):
+                self.known[name] = dataclasses.replace(
+                    view, phase=(patch["phase"] or "") if "phase" in patch else view.phase,
+                    error=(patch["lastError"] or "") if "lastError" in patch else view.error,
+                    observed=patch.get("observedReinstall", view.observed))
             note = _note(patch)
             if note is not None and events < self.event_limit:
                 events += 1
@@ -193,7 +208,7 @@ def _note(patch: dict) -> tuple[str, str, bool] | None:
     """(reason, note, warning) of the Event a status change is worth, or None."""
     if patch.get("lastError"):
         return "Failed", patch["lastError"], True
-    if "phase" in patch:
+    if patch.get("phase"):
         phase = patch["phase"]
         return "".join(part.capitalize() for part in phase.split("-")), f"phase {phase}", False
     return None

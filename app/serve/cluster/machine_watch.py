@@ -26,6 +26,8 @@ class MachineView:
     observed: int | None  # status.observedReinstall, None until the leader first wrote it
     phase: str = ""  # status.phase as the object holds it
     error: str = ""  # status.lastError likewise
+    version: str = ""  # metadata.resourceVersion: what a status write that must not race names
+    status: dict = field(default_factory=dict, compare=False)  # the whole status (the install window's source)
 
     @classmethod
     def of(cls, machine: dict) -> MachineView:
@@ -33,7 +35,9 @@ class MachineView:
         observed = status.get("observedReinstall")
         return cls(mac=str(spec.get("mac", "")), generation=int(machine.get("metadata", {}).get("generation") or 0),
                    reinstall=int(spec.get("reinstall") or 0), observed=int(observed) if observed is not None else None,
-                   phase=str(status.get("phase") or ""), error=str(status.get("lastError") or ""))
+                   phase=str(status.get("phase") or ""), error=str(status.get("lastError") or ""),
+                   version=str(machine.get("metadata", {}).get("resourceVersion") or ""),
+                   status=status if isinstance(status, dict) else {})
 
 
 class Act(str, Enum):
@@ -56,10 +60,33 @@ def apply_event(known: dict[str, MachineView], event: dict) -> Act:
     if kind == "DELETED":
         return Act.RENDER if known.pop(name, None) is not None else Act.NOTHING
     view = MachineView.of(obj)
+    if before is not None and not newer(view.version, before.version):
+        return Act.NOTHING  # a write's answer already brought this version or a later one (fold_in)
     known[name] = view
     if before is None or before.generation != view.generation:
         return Act.RENDER
     return Act.NOTHING
+
+
+def newer(version: str, than: str) -> bool:
+    """Whether resourceVersion `version` may replace `than`. Versions are opaque to clients; the API
+    server's are etcd revisions, so two numbers are compared and anything else is taken as newer."""
+    if version.isdigit() and than.isdigit():
+        return int(version) >= int(than)
+    return True
+
+
+def fold_in(known: dict[str, MachineView], machine: dict) -> bool:
+    """Fold in a Machine a write (or a read) returned, ahead of its watch event; whether it was taken.
+    Only a newer version of the same generation: a spec change must still reach the render through
+    the watch (apply_event), which would not render a generation it already holds."""
+    name = (machine.get("metadata") or {}).get("name")
+    before = known.get(name) if name else None
+    view = MachineView.of(machine)
+    if before is None or view.generation != before.generation or not newer(view.version, before.version):
+        return False
+    known[name] = view
+    return True
 
 
 def resource_version(event: dict) -> str:
@@ -80,18 +107,23 @@ def due_reinstalls(known: dict[str, MachineView]) -> list[tuple[str, MachineView
 def status_patches(known: dict[str, MachineView], phases: dict[str, tuple[str, str]], limit: int
                    ) -> dict[str, dict]:
     """name -> status merge patch for the Machines whose phase, lastError or observedReinstall the
-    objects do not yet hold. `phases`: MAC -> (phase, last error) from the event log. At most
+    objects do not yet hold, and for a due reinstall the removal of its install window and phase.
+    `phases`: MAC -> (phase, last error) from the event log; a MAC not in it is not written. At most
     `limit` per round (the rest go in the next round: the API server is not flooded by a rack)."""
     patches: dict[str, dict] = {}
     for name, view in sorted(known.items()):
-        phase, error = phases.get(view.mac, ("", ""))
         patch: dict = {}
-        if phase and phase != view.phase:
-            patch["phase"] = phase
-        if error != view.error and (error or view.error):
-            patch["lastError"] = error or None  # merge patch: null removes it
+        if view.mac in phases:
+            phase, error = phases[view.mac]
+            if phase and phase != view.phase:
+                patch["phase"] = phase
+            if error != view.error and (error or view.error):
+                patch["lastError"] = error or None  # merge patch: null removes it
         if view.observed is None or view.observed < view.reinstall:
             patch["observedReinstall"] = view.reinstall
+        if view.observed is not None and view.observed < view.reinstall:
+            # The reinstall starts the machine over for every replica: its install and phase go.
+            patch.update({"installWindow": None, "phase": None})
         if patch:
             patches[name] = patch
             if len(patches) >= limit:

@@ -59,9 +59,15 @@ class MachinesApi:
         if response is not None:
             response.shutdown()
 
-    def patch_status(self, name: str, status: dict) -> dict:
-        """A JSON merge patch of the status subresource, as field manager bootstrap-node."""
-        return json.loads(self._call("PATCH", f"{self.collection}/{name}/status", {"status": status},
+    def get(self, name: str) -> dict:
+        return json.loads(self._call("GET", f"{self.collection}/{name}"))
+
+    def patch_status(self, name: str, status: dict, version: str = "") -> dict:
+        """A JSON merge patch of the status subresource, as field manager bootstrap-node. With
+        `version`, only onto that resourceVersion of the Machine (Conflict otherwise): the server
+        checks it before it applies anything."""
+        body = {"status": status, **({"metadata": {"resourceVersion": version}} if version else {})}
+        return json.loads(self._call("PATCH", f"{self.collection}/{name}/status", body,
                                      content_type="application/merge-patch+json",
                                      query=[("fieldManager", FIELD_MANAGER)]))
 
@@ -105,10 +111,15 @@ class Gone(Unreachable):
     """410: the resourceVersion is too old to watch from: list again."""
 
 
+class Conflict(Unreachable):
+    """409: the object changed since the resourceVersion a write named."""
+
+
 def _failed(status: int, what: str, body) -> Unreachable:
     text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
     try:
         text = json.loads(text).get("message", text)
     except (ValueError, AttributeError):
         pass
-    return (Gone if status == 410 else Unreachable)(f"HTTP {status} on {what}: {text[:300]}")
+    kind = {410: Gone, 409: Conflict}.get(status, Unreachable)
+    return kind(f"HTTP {status} on {what}: {text[:300]}")
