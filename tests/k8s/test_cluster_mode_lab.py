@@ -17,19 +17,15 @@ image can be pulled), so serve runs as a process with the ServiceAccount's token
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.support.cluster_lab import ClusterLab
+from tests.e2e.test_lab import between
+from tests.support.cluster_lab import ClusterLab, cluster_lab, machine_yaml
 from tests.support.paths import REPO
+from tests.support.processes import wait_for
 from tests.unit.test_generate import files_of
 
 sys.path.insert(0, str(REPO / "scripts" / "lab"))
@@ -47,63 +43,30 @@ INSTALL_DEADLINE = 300.0  # a retry (30 s), then kernel, initrd, Ignition and th
 WALL: dict[str, float] = {}  # stage -> seconds, printed by the last test
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def machine_yaml() -> str:
-    return yaml.safe_dump({"apiVersion": "bootstrap-node.io/v1alpha1", "kind": "Machine",
-                           "metadata": {"name": NEW.name, "namespace": NS},
-                           "spec": {"mac": NEW.mac, "role": "worker", "addresses": [NEW_IP], "reinstall": 0,
-                                    "installDisk": "/dev/vda", "allowKernelDiskName": True}})
-
-
 def kubectl(cl: ClusterLab, *args: str, stdin: str | None = None, check: bool = True):
     return cl.plane.kubectl("-n", NS, *args, stdin=stdin, check=check)
 
 
-def between(text: str, marker: str) -> str:
-    m = re.search(rf"=== BEGIN {marker} ===\r?\n(.*?)\r?\n=== END {marker} ===", text, re.S)
-    assert m, f"no {marker} block on the serial console"
-    return m[1]
-
-
 @pytest.fixture(scope="module")
-def cluster_lab(control_plane):
-    if os.geteuid() != 0:
-        pytest.skip("the QEMU lab needs root (network namespaces, taps); CI runs it as root")
-    if gone := lab_module.missing_tools():
-        pytest.skip("the QEMU lab needs: " + ", ".join(gone))
-    directory = Path(tempfile.mkdtemp(prefix="bn-cluster-lab-", dir="/tmp"))
-    directory.chmod(0o755)  # dnsmasq (as nobody) reads the replica's tftp/
-    cl = ClusterLab(lab_module.Lab(directory=directory, prefix=f"bnc{os.getpid() % 10000}"), control_plane, NS)
-    try:
-        began = time.monotonic()
-        cl.up()
+def lab(control_plane):
+    began = time.monotonic()
+    with cluster_lab(control_plane, NS, "bnc") as cl:
         WALL["lab up"] = time.monotonic() - began
         yield cl
-    finally:
-        cl.down()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def serving(cluster_lab):
+def serving(lab):
     """Pivoted, the pivot's output directory gone, one replica serving from the API in the lab's
     appliance namespace. Yields (the lab, the replica, pivot's output)."""
-    cl = cluster_lab
+    cl = lab
     began = time.monotonic()
     pivoted = cl.pivot()
     kubeconfig = cl.service_account_kubeconfig()
     cl.route_to_api(cl.lab.appl)
     replica = cl.start_replica("a", cl.lab.appl, kubeconfig)
     try:
-        wait_until(lambda: cl.ready(replica), SERVE_DEADLINE, "serve --from-cluster to start dnsmasq", 0.2)
+        wait_for(lambda: cl.ready(replica), SERVE_DEADLINE, "serve --from-cluster to start dnsmasq", 0.2)
     except BaseException:
         print(replica.log_tail())
         raise
@@ -121,8 +84,8 @@ def told_to_wait(serving):
     cl, replica, _ = serving
     began = time.monotonic()
     cl.lab.boot(NEW)
-    wait_until(lambda: TOLD_TO_WAIT in cl.lab.serial(NEW), SERVE_DEADLINE,
-               "the unknown machine's PXE boot to be answered on its console")
+    wait_for(lambda: TOLD_TO_WAIT in cl.lab.serial(NEW), SERVE_DEADLINE,
+               "the unknown machine's PXE boot to be answered on its console", 0.5)
     WALL["power-on to told to wait"] = time.monotonic() - began
     return serving
 
@@ -132,9 +95,9 @@ def installed(told_to_wait):
     """`kubectl apply` of its Machine; the same machine (still retrying) installs and powers off."""
     cl, replica, _ = told_to_wait
     began = time.monotonic()
-    kubectl(cl, "apply", "-f", "-", stdin=machine_yaml())
+    kubectl(cl, "apply", "-f", "-", stdin=machine_yaml(NS, NEW.name, NEW.mac, NEW_IP))
     try:
-        wait_until(lambda: not cl.lab.running(NEW), INSTALL_DEADLINE, f"{NEW.name} to install and power off")
+        wait_for(lambda: not cl.lab.running(NEW), INSTALL_DEADLINE, f"{NEW.name} to install and power off", 1.0)
     except BaseException:
         print(replica.log_tail(), cl.lab.serial(NEW)[-3000:])
         raise
@@ -189,11 +152,11 @@ def test_the_applied_machine_installs_through_real_pxe(installed):
 def test_its_machine_says_installed_through_the_api(installed):
     cl, replica, _ = installed
     began = time.monotonic()
-    wait_until(lambda: kubectl(cl, "get", "machine", NEW.name, "-o", "jsonpath={.status.phase}").stdout == "installed",
-               30, "the Machine's status.phase to say installed")
+    wait_for(lambda: kubectl(cl, "get", "machine", NEW.name, "-o", "jsonpath={.status.phase}").stdout == "installed",
+               30, "the Machine's status.phase to say installed", 0.5)
     template = "jsonpath={range .items[*]}{.regarding.name}/{.reason}/{.reportingController} {end}"
-    wait_until(lambda: f"{NEW.name}/Installed/bootstrap-node.io/bootstrap-node" in kubectl(
-        cl, "get", "events.events.k8s.io", "-o", template).stdout.split(), 30, "an Installed Event for it")
+    wait_for(lambda: f"{NEW.name}/Installed/bootstrap-node.io/bootstrap-node" in kubectl(
+        cl, "get", "events.events.k8s.io", "-o", template).stdout.split(), 30, "an Installed Event for it", 0.5)
     WALL["installed to status.phase"] = time.monotonic() - began
     printed = kubectl(cl, "get", "machines").stdout
     assert any(line.split()[:4] == [NEW.name, "worker", NEW.mac, "installed"] for line in printed.splitlines()), printed

@@ -19,12 +19,17 @@ control plane (tests/support/control_plane.py).
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 from app.pivot import rbac
@@ -38,6 +43,7 @@ API_ON_LAN = "10.99.0.9"  # the control plane's namespace on the lab's bridge (o
 IMAGE = "registry.example/bootstrap-node:lab"  # named in the Deployment, never pulled (no kubelet runs)
 TOKEN_LIFETIME = "1h"
 HTTP_PORT = 8080  # the lab's bootstrap.http_port
+INTERFACE = "appl0"  # the lab's bootstrap.interface
 
 
 class ClusterLabError(Exception):
@@ -108,16 +114,18 @@ class ClusterLab:
         sh("ip", "-n", netns, "route", "add", f"{self.plane.advertise_address}/32", "via", API_ON_LAN)
 
     def replica_namespace(self, name: str, address: str) -> str:
-        """A namespace of its own on the lab's bridge (eth0, `address`/24), routed to the API server: where
-        a replica of several runs (each with its own address; the leader adds bootstrap.ip)."""
+        """A namespace of its own on the lab's bridge, routed to the API server: where a replica of several
+        runs. Its interface is the lab's bootstrap.interface (dnsmasq binds that name) with `address`/24;
+        the leader adds bootstrap.ip to it."""
         ns = f"{self.lab.prefix}{name}"
         sh("ip", "netns", "add", ns)
         self.namespaces.append(ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", self.lab.lan, "link", "add", f"{name}-br", "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "-n", self.lab.lan, "link", "add", f"{name}-br", "type", "veth", "peer", "name", INTERFACE,
+           "netns", ns)
         sh("ip", "-n", self.lab.lan, "link", "set", f"{name}-br", "master", "br0", "up")
-        sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
-        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", INTERFACE)
+        sh("ip", "-n", ns, "link", "set", INTERFACE, "up")
         self.route_to_api(ns)
         return ns
 
@@ -182,3 +190,29 @@ class ClusterLab:
             raise ClusterLabError(f"serve {replica.name} exited with {replica.process.returncode}:\n"
                                   f"{replica.log_tail()}")
         return any(e.get("kind") == "dnsmasq-ready" for e in replica.events())
+
+
+@contextlib.contextmanager
+def cluster_lab(plane: ControlPlane, namespace: str, tag: str) -> Iterator[ClusterLab]:
+    """A ClusterLab up in a directory of its own (namespaces `<tag><pid>…`), taken down afterwards;
+    skipped where the lab cannot run."""
+    if os.geteuid() != 0:
+        pytest.skip("the QEMU lab needs root (network namespaces, taps); CI runs it as root")
+    if gone := lab_module.missing_tools():
+        pytest.skip("the QEMU lab needs: " + ", ".join(gone))
+    directory = Path(tempfile.mkdtemp(prefix=f"bn-{tag}-", dir="/tmp"))
+    directory.chmod(0o755)  # dnsmasq (as nobody) reads a replica's tftp/
+    cl = ClusterLab(lab_module.Lab(directory=directory, prefix=f"{tag}{os.getpid() % 10000}"), plane, namespace)
+    try:
+        yield cl.up()
+    finally:
+        cl.down()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def machine_yaml(namespace: str, name: str, mac: str, address: str) -> str:
+    """A worker's Machine as a user writes it for the lab (its disk by kernel name, as the lab's nodes)."""
+    return yaml.safe_dump({"apiVersion": "bootstrap-node.io/v1alpha1", "kind": "Machine",
+                           "metadata": {"name": name, "namespace": namespace},
+                           "spec": {"mac": mac, "role": "worker", "addresses": [address], "reinstall": 0,
+                                    "installDisk": "/dev/vda", "allowKernelDiskName": True}})
