@@ -271,7 +271,8 @@ class Lab:
     # -- machines ----------------------------------------------------------------------------------
     def boot(self, machine: Machine, memory_mb: int = 512, accel: str = "tcg", disk_gb: int = 0) -> int:
         """Power a machine on (again); its serial console is appended to <dir>/<name>.serial."""
-        tap = f"tap{MACHINES.index(machine)}"
+        # Named for the MAC, not the machine's place in MACHINES: a test may boot a machine of its own.
+        tap = "tap" + machine.mac.replace(":", "")[-6:]
         if run("ip", "-n", self.lan, "link", "show", tap, check=False).returncode != 0:
             run("ip", "-n", self.lan, "tuntap", "add", tap, "mode", "tap")
             run("ip", "-n", self.lan, "link", "set", tap, "master", "br0", "up")
@@ -319,11 +320,7 @@ class Lab:
             self.state.save()
 
     def events(self) -> list[dict]:
-        try:
-            lines = (self.output / "events.jsonl").read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in lines if line.strip()]
+        return events_in(self.output)
 
     # -- down --------------------------------------------------------------------------------------
     def down(self) -> None:
@@ -340,6 +337,15 @@ class Lab:
             self.state.namespaces.remove(ns)
             self.state.save()
         (self.dir / "state.json").unlink(missing_ok=True)
+
+
+def events_in(output: Path) -> list[dict]:
+    """The event log of the serve whose --output is `output` ([] before it has one)."""
+    try:
+        lines = (output / "events.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _standin_sources() -> str:
