@@ -21,14 +21,23 @@ from urllib.parse import parse_qs, urlsplit
 
 from app import pki
 
-# Only the appliance's own credential (credentials/admin.kubeconfig): kubeadm's, the tests' kubectl
-# and the control plane's components stay out of the log.
+# Only the appliance's own credentials: its admin certificate (credentials/admin.kubeconfig), and its
+# ServiceAccount in the namespaces the tests pivot into (cluster mode in a pod acts as that account).
+# kubeadm's, the tests' kubectl and the control plane's components stay out of the log.
+SERVICE_ACCOUNT_NAMESPACES = ("bootstrap-node", "in-pod")
+
+
+def service_account_user(namespace: str) -> str:
+    return f"system:serviceaccount:{namespace}:bootstrap-node"
+
+
+USERS = [pki.ADMIN_USER, *map(service_account_user, SERVICE_ACCOUNT_NAMESPACES)]
 POLICY = f"""apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [ResponseStarted]
 rules:
   - level: Metadata
-    users: ["{pki.ADMIN_USER}"]
+    users: {json.dumps(USERS)}
   - level: None
 """
 COMPLETE_DEADLINE = 30.0
@@ -42,6 +51,7 @@ class Request:
     code: int  # the response status
     impersonated: str = ""  # the user the request was made as (Impersonate-User), if any
     causes: tuple[str, ...] = ()  # a refusal's causes (an admission policy's denial is one)
+    user: str = ""  # who asked, as the server authenticated it
 
     @property
     def applied(self) -> bool:
@@ -66,13 +76,14 @@ class Audit:
         """Where the log ends now: pass it to `since` for the requests made after this point."""
         return self.log.stat().st_size if self.log.exists() else 0
 
-    def since(self, mark: int) -> list[Request]:
-        """The appliance's requests logged after `mark`, in the order the server received them."""
+    def since(self, mark: int, users: tuple[str, ...] = (pki.ADMIN_USER,)) -> list[Request]:
+        """The requests of `users` (default: the admin certificate's) logged after `mark`, in the order
+        the server received them."""
         deadline = time.monotonic() + COMPLETE_DEADLINE
         while True:
             received, completed = self._read(mark)
             if set(received) <= set(completed):
-                return [completed[audit_id] for audit_id in received]
+                return [completed[audit_id] for audit_id in received if completed[audit_id].user in users]
             if time.monotonic() > deadline:
                 raise AssertionError(f"{len(set(received) - set(completed))} request(s) never completed in {self.log}")
             time.sleep(0.1)
@@ -97,5 +108,6 @@ class Audit:
                 completed[event["auditID"]] = Request(event["verb"], url.path, parse_qs(url.query),
                                                       status.get("code", 0),
                                                       (event.get("impersonatedUser") or {}).get("username", ""),
-                                                      causes)
+                                                      causes,
+                                                      event.get("user", {}).get("username", ""))
         return received, completed
