@@ -153,7 +153,6 @@ ALLOWED = [
     ("get", "configmaps", NS, "", TEMPLATES_CONFIGMAP),
     ("watch", "configmaps", NS, "", TEMPLATES_CONFIGMAP),  # cluster mode takes template edits while it runs
     ("watch", "provisioningclusters", NS, "bootstrap-node.io", ""),
-    ("create", "secrets", "kube-system", "", ""),  # join tokens minted as the ServiceAccount, in cluster mode
     ("watch", "machines", NS, "bootstrap-node.io", ""),
     ("list", "nodes", "", "", ""),
     ("patch", "roles", "kube-system", "rbac.authorization.k8s.io", "kubeadm:kubeadm-certs"),
