@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,11 +31,10 @@ from app.pivot import rbac
 from app.pivot.state import TEMPLATES_CONFIGMAP
 from app.serve.cluster import in_cluster
 from app.wait import kube
-from tests.k8s.test_cluster_mode_real import get, machine, request, source_of
-from tests.support.assets import standin_assets
+from tests.k8s.test_cluster_mode_real import from_cluster, get, machine, request, source_of
 from tests.support.audit import service_account_user
 from tests.support.paths import EXAMPLE, REPO
-from tests.support.processes import free_port, stop, wait_for
+from tests.support.processes import wait_for
 from tests.support.serve import bearer, credential_in
 
 NS = "in-pod"  # one of tests/support/audit.py's SERVICE_ACCOUNT_NAMESPACES: its requests are logged
@@ -88,8 +86,6 @@ def pod(control_plane, admin, generated_k8s, tmp_path_factory):
     record_cluster(source, pki.ca_pin(ca), control_plane.server, dt.datetime.now(dt.UTC))  # as `wait` leaves it
     (templates / "profiles").mkdir(parents=True)
     (templates / PROFILE).write_text(install_profile("bn.marker=one"))
-    out, log = tmp / "tree", tmp / "serve.log"
-    port = free_port()
     server = urlsplit(control_plane.server)
     with control_plane.inside():
         result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(source), "--templates",
@@ -99,28 +95,13 @@ def pod(control_plane, admin, generated_k8s, tmp_path_factory):
         assert result.exit_code == 0, result.output
         shutil.rmtree(source)
         accounts = service_account_files(control_plane, admin, tmp / "serviceaccount")
-        env = {**{k: v for k, v in os.environ.items() if k != "KUBECONFIG"}, in_cluster.DIR_ENV: str(accounts),
-               "KUBERNETES_SERVICE_HOST": server.hostname, "KUBERNETES_SERVICE_PORT": str(server.port)}
-        mark = control_plane.audit.mark()
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "--config", str(tmp / "absent.yaml"), "--output", str(out), "serve",
-                 "--from-cluster", "--leader-elect", "--identity", IDENTITY, "--listen", f"127.0.0.1:{port}",
-                 "--dhcp", "none", "--tftp", "none", "--bind", "address",
-                 "--assets", str(standin_assets(tmp / "assets"))], cwd=REPO, env=env, stdout=sink,
-                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with control_plane.inside():
-            try:
-                wait_for(lambda: proc.poll() is not None or get(url, "/")[0] == 200, timeout=120,
-                         what="serve in the pod's configuration to lead and answer")
-            finally:
-                print(log.read_text()[-5000:])  # shown when something here fails
-        assert proc.poll() is None, log.read_text()[-3000:]
+    env = {**{k: v for k, v in os.environ.items() if k != "KUBECONFIG"}, in_cluster.DIR_ENV: str(accounts),
+           "KUBERNETES_SERVICE_HOST": server.hostname, "KUBERNETES_SERVICE_PORT": str(server.port)}
+    mark = control_plane.audit.mark()
+    # No --kubeconfig, no --cluster-namespace, no --lease-namespace: the pod's files say it all.
+    with from_cluster(control_plane, tmp, "--leader-elect", "--identity", IDENTITY, env=env) as running:
+        url, out, log, proc = running
         yield Pod(url, out, log, proc, mark)
-    finally:
-        stop(proc)
 
 
 def kubectl(control_plane, *args: str, stdin: str | None = None):

@@ -9,6 +9,7 @@ Requests come from 127.0.0.1 with `--bind address`, as the integration tests mak
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -42,33 +43,42 @@ def machine(name: str = NEW["name"], mac: str = NEW["mac"], ip: str = NEW["ip"],
                                     "installDisk": "/dev/disk/by-id/wwn-0x5000c500a0b1c229"}})
 
 
-@pytest.fixture(scope="module")
-def serving(control_plane, generated_k8s, tmp_path_factory):
-    """Pivoted into NS, then `serve --from-cluster` on an empty --output. Yields (url, output, log path,
-    the process)."""
-    tmp = tmp_path_factory.mktemp("cluster-mode")
+@contextlib.contextmanager
+def from_cluster(control_plane, tmp: Path, *args: str, env: dict | None = None):
+    """`serve --from-cluster ARGS` on an empty --output, as a process in the control plane's network
+    namespace, once it answers; yields (url, output, log path, the process) and stops it afterwards."""
     out, log = tmp / "tree", tmp / "serve.log"
     port = free_port()
-    with control_plane.inside():
-        pivot_into(control_plane, generated_k8s, tmp, NS)
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "--config", str(tmp / "absent.yaml"), "--output", str(out), "serve",
-                 "--from-cluster", "--kubeconfig", str(control_plane.admin_conf), "--cluster-namespace", NS,
-                 "--listen", f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none", "--bind", "address",
-                 "--assets", str(standin_assets(tmp / "assets"))], cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+    with control_plane.inside(), log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "--config", str(tmp / "absent.yaml"), "--output", str(out), "serve",
+             "--from-cluster", *args, "--listen", f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none",
+             "--bind", "address", "--assets", str(standin_assets(tmp / "assets"))], cwd=REPO, env=env, stdout=sink,
+            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         with control_plane.inside():
             try:
                 wait_for(lambda: proc.poll() is not None or get(url, "/")[0] == 200, timeout=120,
-                         what="serve --from-cluster to answer")
+                         what=f"serve --from-cluster {' '.join(args)} to answer")
             finally:
                 print(log.read_text()[-5000:])  # shown when something here fails
         assert proc.poll() is None, log.read_text()[-3000:]
         yield url, out, log, proc
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def serving(control_plane, generated_k8s, tmp_path_factory):
+    """Pivoted into NS, then `serve --from-cluster` on an empty --output. Yields (url, output, log path,
+    the process)."""
+    tmp = tmp_path_factory.mktemp("cluster-mode")
+    with control_plane.inside():
+        pivot_into(control_plane, generated_k8s, tmp, NS)
+    with from_cluster(control_plane, tmp, "--kubeconfig", str(control_plane.admin_conf), "--cluster-namespace",
+                      NS) as running:
+        yield running
 
 
 def pivot_into(control_plane, generated: Path, tmp: Path, namespace: str) -> None:
