@@ -116,16 +116,20 @@ def test_it_leads_through_the_lease_with_the_pods_token(control_plane, pod):
     holder = kubectl(control_plane, "get", "lease", rbac.LEASE, "-o", "jsonpath={.spec.holderIdentity}").stdout
     assert holder == IDENTITY
     assert (pod.out / "matchbox" / "groups" / "cp-2.json").is_file()
-    assert any(r.path.endswith(f"/leases/{rbac.LEASE}") and r.wrote for r in its_requests(control_plane, pod))
+    assert any(r.path.startswith(f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases") and r.wrote
+               for r in its_requests(control_plane, pod))
 
 
 def test_join_tokens_are_minted_as_the_service_account(control_plane, admin, pod):
     requests = its_requests(control_plane, pod)
     created = [r for r in requests if r.verb == "create" and r.path == "/api/v1/namespaces/kube-system/secrets"]
-    assert created and all(r.user == SA_USER and r.code == 201 for r in created), created
-    assert not [r for r in requests if r.user == pki.ADMIN_USER], "serve used an admin certificate"
+    assert created and all(r.user == SA_USER for r in created), created
     minted = json.loads((pod.out / JOIN_TOKENS).read_text())["nodes"]
-    assert "cp-2" in minted and "worker-1" in minted, minted
+    assert {"cp-2", "worker-1"} <= set(minted), minted
+    # A token Secret per node, and kubeadm-certs' lifetime token; kubeadm-certs itself may exist (409).
+    assert len([r for r in created if r.code == 201]) > len(minted), created
+    assert {r.code for r in created} <= {201, 409}, created
+    assert not [r for r in requests if r.user == pki.ADMIN_USER], "serve used an admin certificate"
     token_id = minted["cp-2"]["token"].split(".")[0]
     assert kube.exists(admin, f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{token_id}")
 
