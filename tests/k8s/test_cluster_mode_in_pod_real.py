@@ -143,6 +143,7 @@ def test_a_template_edit_takes_effect_without_a_restart(control_plane, pod):
              what="the edited template to be served")
     assert pod.proc.poll() is None  # the same process: no restart
     assert (pod.out / "templates" / PROFILE).read_text() == install_profile("bn.marker=two")
+    assert "not taken while it runs" not in pod.log.read_text()  # the Secret did not change: no warning
 
 
 def test_a_machine_reports_its_phase_as_the_service_account(control_plane, pod):

@@ -78,21 +78,23 @@ class Audit:
 
     def since(self, mark: int, users: tuple[str, ...] = (pki.ADMIN_USER,)) -> list[Request]:
         """The requests of `users` (default: the admin certificate's) logged after `mark`, in the order
-        the server received them."""
+        the server received them. A watch still open has no ResponseComplete yet and is left out
+        (it was not refused: a refused one completes at once)."""
         deadline = time.monotonic() + COMPLETE_DEADLINE
         while True:
             received, completed = self._read(mark)
-            if set(received) <= set(completed):
-                return [completed[audit_id] for audit_id in received if completed[audit_id].user in users]
+            pending = [a for a, verb in received if verb != "watch" and a not in completed]
+            if not pending:
+                return [completed[a] for a, _ in received if a in completed and completed[a].user in users]
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(set(received) - set(completed))} request(s) never completed in {self.log}")
+                raise AssertionError(f"{len(pending)} request(s) never completed in {self.log}")
             time.sleep(0.1)
 
-    def _read(self, mark: int) -> tuple[list[str], dict[str, Request]]:
+    def _read(self, mark: int) -> tuple[list[tuple[str, str]], dict[str, Request]]:
         with self.log.open("rb") as f:
             f.seek(mark)
             lines = f.read().splitlines()
-        received: list[str] = []
+        received: list[tuple[str, str]] = []  # (audit ID, verb)
         completed: dict[str, Request] = {}
         for line in lines:
             try:
@@ -100,7 +102,7 @@ class Audit:
             except ValueError:
                 continue  # a line still being written
             if event["stage"] == "RequestReceived":
-                received.append(event["auditID"])
+                received.append((event["auditID"], event["verb"]))
             elif event["stage"] == "ResponseComplete":
                 url = urlsplit(event["requestURI"])
                 status = event.get("responseStatus", {})
