@@ -146,6 +146,17 @@ def test_a_template_edit_takes_effect_without_a_restart(control_plane, pod):
     assert "not taken while it runs" not in pod.log.read_text()  # the Secret did not change: no warning
 
 
+def test_a_provisioning_cluster_edit_takes_effect_without_a_restart(control_plane, pod):
+    """The rest of cluster.yaml: bootstrap.http_port is in every install's Ignition URL."""
+    name = kubectl(control_plane, "get", "provisioningclusters", "-o", "jsonpath={.items[0].metadata.name}").stdout
+    assert b":8080/ignition" in get(pod.url, f"/ipxe?mac={JOINING}", JOINING)[1]
+    edit = json.dumps({"spec": {"bootstrap": {"http_port": 8081}}})
+    kubectl(control_plane, "patch", "provisioningcluster", name, "--type", "merge", "-p", edit)
+    wait_for(lambda: b":8081/ignition" in get(pod.url, f"/ipxe?mac={JOINING}", JOINING)[1], timeout=30,
+             what="the edited ProvisioningCluster to be served")
+    assert pod.proc.poll() is None
+
+
 def test_a_machine_reports_its_phase_as_the_service_account(control_plane, pod):
     manifest = yaml.safe_load(machine(NEW["name"], NEW["mac"], NEW["ip"]))
     manifest["metadata"]["namespace"] = NS
