@@ -11,7 +11,6 @@ mints join tokens for the nodes not yet in the cluster."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -22,18 +21,16 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from app import pki
-from app.cli import app
-from app.cluster_record import JOIN_TOKENS, record_cluster
+from app.cluster_record import JOIN_TOKENS
 from app.pivot import rbac
 from app.pivot.state import TEMPLATES_CONFIGMAP
 from app.serve.cluster import in_cluster
 from app.wait import kube
-from tests.k8s.test_cluster_mode_real import from_cluster, get, machine, request, source_of
+from tests.k8s.test_cluster_mode_real import from_cluster, get, machine, pivot_into, request, source_of
 from tests.support.audit import service_account_user
-from tests.support.paths import EXAMPLE, REPO
+from tests.support.paths import REPO
 from tests.support.processes import wait_for
 from tests.support.serve import bearer, credential_in
 
@@ -80,20 +77,12 @@ def admin(control_plane):
 @pytest.fixture(scope="module")
 def pod(control_plane, admin, generated_k8s, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("in-pod")
-    source, templates = tmp / "appliance", tmp / "templates"
-    shutil.copytree(generated_k8s, source, symlinks=True)
-    ca = (source / "credentials" / "ca.crt").read_bytes()
-    record_cluster(source, pki.ca_pin(ca), control_plane.server, dt.datetime.now(dt.UTC))  # as `wait` leaves it
+    templates = tmp / "templates"
     (templates / "profiles").mkdir(parents=True)
     (templates / PROFILE).write_text(install_profile("bn.marker=one"))
     server = urlsplit(control_plane.server)
     with control_plane.inside():
-        result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(source), "--templates",
-                                          str(templates), "pivot", "--kubeconfig", str(control_plane.admin_conf),
-                                          "--image", "registry.example/bootstrap-node:test", "--namespace", NS,
-                                          "--timeout", "60"])
-        assert result.exit_code == 0, result.output
-        shutil.rmtree(source)
+        pivot_into(control_plane, generated_k8s, tmp, NS, templates, recorded=True)
         accounts = service_account_files(control_plane, admin, tmp / "serviceaccount")
     env = {**{k: v for k, v in os.environ.items() if k != "KUBECONFIG"}, in_cluster.DIR_ENV: str(accounts),
            "KUBERNETES_SERVICE_HOST": server.hostname, "KUBERNETES_SERVICE_PORT": str(server.port)}

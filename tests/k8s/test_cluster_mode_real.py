@@ -10,6 +10,7 @@ Requests come from 127.0.0.1 with `--bind address`, as the integration tests mak
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import json
 import os
@@ -24,7 +25,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from app import pki
 from app.cli import app
+from app.cluster_record import record_cluster
 from app.generations import CURRENT, GENERATIONS
 from tests.support.assets import standin_assets
 from tests.support.paths import EXAMPLE, REPO
@@ -81,13 +84,19 @@ def serving(control_plane, generated_k8s, tmp_path_factory):
         yield running
 
 
-def pivot_into(control_plane, generated: Path, tmp: Path, namespace: str) -> None:
+def pivot_into(control_plane, generated: Path, tmp: Path, namespace: str, templates: Path | None = None,
+               recorded: bool = False) -> None:
     """`pivot` the example cluster's tree into `namespace`, then remove the tree: nothing of the
-    appliance's output is left to read. Call it inside the control plane's network."""
+    appliance's output is left to read. Call it inside the control plane's network. `templates`: the
+    overrides in use; `recorded`: the tree as `wait` leaves it, the cluster record saying it exists."""
     source = tmp / "appliance"
     shutil.copytree(generated, source, symlinks=True)
+    if recorded:
+        ca = (source / "credentials" / "ca.crt").read_bytes()
+        record_cluster(source, pki.ca_pin(ca), control_plane.server, dt.datetime.now(dt.UTC))
     result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(source), "--templates",
-                                      "/nonexistent", "pivot", "--kubeconfig", str(control_plane.admin_conf),
+                                      str(templates or "/nonexistent"), "pivot", "--kubeconfig",
+                                      str(control_plane.admin_conf),
                                       "--image", "registry.example/bootstrap-node:test", "--namespace", namespace,
                                       "--timeout", "60"])
     assert result.exit_code == 0, result.output
