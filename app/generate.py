@@ -42,9 +42,11 @@ class GenerateResult:
 
 def generate(cluster: Cluster, output: Path, templates: Path | None, *, assets: Path, ipxe_dir: Path,
              ignition_schemas: Path | None = None, rotate_secrets: bool = False, new_cluster: bool = False,
-             api_servers: list[str] | None = None, now: dt.datetime | None = None) -> GenerateResult:
+             api_servers: list[str] | None = None, now: dt.datetime | None = None, join_api=None) -> GenerateResult:
     """`new_cluster`: forget that the cluster exists (the first controller runs `kubeadm init` again).
-    `api_servers`: where to reach the API for join tokens (default: the name, VIP and controllers)."""
+    `api_servers`: where to reach the API for join tokens (default: the name, VIP and controllers).
+    `join_api`: a client to mint join tokens with instead (cluster mode: its ServiceAccount, so that the
+    API server's audit log names the appliance, not an admin certificate)."""
     output = output.resolve()
     now = now or dt.datetime.now(dt.UTC)
     warnings: list[str] = []
@@ -52,7 +54,8 @@ def generate(cluster: Cluster, output: Path, templates: Path | None, *, assets: 
     secrets = secrets.with_token(cluster.cluster.kubeadm_token)
     ipxe = _ipxe_binaries(cluster, ipxe_dir, warnings)
     exists = not new_cluster and cluster_exists(output, pki.ca_pin(secrets.ca_crt))
-    joins = prepare_joins(cluster, output, secrets, api_endpoints(cluster, api_servers), now) if exists else JoinPlan()
+    joins = (prepare_joins(cluster, output, secrets, api_endpoints(cluster, api_servers), now, join_api) if exists
+             else JoinPlan())
     hashes = _sysext_hashes(cluster, assets, warnings)
     appliance = Appliance(output_dir=output, ipxe_binaries=ipxe, sysext_hashes=hashes,
                           ignition_schemas=ignition_schemas, cluster_exists=exists, join_tokens=joins.tokens,

@@ -7,31 +7,46 @@ result as a plain `rebuild` callable (app/serve/cluster/cluster_mode.py).
 The first render exports the cluster's state exactly as `unpivot` does (cluster.yaml, templates/,
 credentials/: old-or-new, into an absent or empty --output) and marks the tree as cluster mode's;
 every render (that one included) then runs `generate` on it, the day-2 path, which switches the
-tree atomically. Later renders rewrite only cluster.yaml: the credentials and templates are the ones
-exported at start (a changed Secret or templates ConfigMap is taken at the next start).
+tree atomically. Later renders rewrite cluster.yaml and, when the templates ConfigMap changed, swap
+templates/ whole; the credentials stay the ones exported at start (a changed Secret is logged, and
+taken by a pod that starts on an empty --output: see docs/cluster-mode.md). Join tokens are minted
+with the client serve reads the cluster with: in a pod, its ServiceAccount.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from app.atomic_file import atomic_write
 from app.cluster import InvalidConfig, SourceError, load_cluster
-from app.cluster.machines import MachineError
+from app.cluster.machines import GROUP, PROVISIONING_CLUSTERS, VERSION, MachineError
 from app.cluster.model import Cluster
 from app.events import Event, EventKind
 from app.generate import generate
 from app.generations import OutputError
-from app.pivot.state import StateError
-from app.pivot.unpivot import CLUSTER_YAML, TEMPLATES, cluster_yaml, export, read_cluster
+from app.layout import CREDENTIALS
+from app.linux_calls import exchange
+from app.pivot.state import CREDENTIALS_SECRET, TEMPLATES_CONFIGMAP, State, StateError
+from app.pivot.unpivot import CLUSTER_YAML, FOREIGN, TEMPLATES, cluster_yaml, export, read_cluster
 from app.render.tree import RenderError
 from app.serve.cluster.cluster_mode import Hooks, RebuildFailed
+from app.serve.cluster.settings_watch import Target
 from app.wait import kube
 
 MARKER = ".from-cluster"  # in --output: this tree is cluster mode's, made from namespace <contents>
+log = logging.getLogger("bootstrap_node.cluster")
+
+
+def watched(namespace: str) -> list[Target]:
+    """What a render reads besides the Machines and may change while serve runs (settings_watch)."""
+    return [Target(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PROVISIONING_CLUSTERS}"),
+            Target(f"/api/v1/namespaces/{namespace}/configmaps", TEMPLATES_CONFIGMAP)]
 
 
 def rebuilder(api, namespace: str, output: Path, assets: Path, ipxe_dir: Path) -> Callable[[], str]:
@@ -46,16 +61,24 @@ def rebuilder(api, namespace: str, output: Path, assets: Path, ipxe_dir: Path) -
                 atomic_write(output / MARKER, namespace.encode(), 0o644)
             else:
                 atomic_write(output / CLUSTER_YAML, text, 0o644)
+                take_templates(output / TEMPLATES, state.templates)
+                if stale := stale_credentials(output, state):
+                    log.warning("cluster mode: Secret %s changed (%s) since this --output was made: not taken "
+                                "while it runs; restart the pods to take it (docs/cluster-mode.md)",
+                                CREDENTIALS_SECRET, ", ".join(stale))
             templates = output / TEMPLATES
             result = generate(cluster, output, templates if templates.is_dir() else None, assets=assets,
-                              ipxe_dir=ipxe_dir)
+                              ipxe_dir=ipxe_dir, join_api=api)
         except (StateError, MachineError, RenderError, OutputError, OSError) as exc:
             raise RebuildFailed(str(exc)) from None
         except (kube.Transient, kube.Fatal) as exc:
             raise RebuildFailed(f"reading namespace {namespace}: {exc}") from None
+        for warning in result.warnings:  # a join token that could not be minted, among others
+            log.warning("cluster mode: %s", warning)
         s = result.summary
+        minted = f"; join tokens minted for {', '.join(result.tokens_minted)}" if result.tokens_minted else ""
         return (f"{len(cluster.nodes)} machines: {len(s.written)} written, {len(s.unchanged)} unchanged, "
-                f"{len(s.removed)} removed")
+                f"{len(s.removed)} removed{minted}")
     return rebuild
 
 
@@ -63,6 +86,35 @@ def bmc_passwords(output: Path) -> Path:
     """Where the BMC passwords the Machines keep in Secrets are written: beside the tree, never in it
     (nothing there is served, and the tree is switched by rename)."""
     return output.parent / f"{output.name}.bmc-passwords"
+
+
+def take_templates(directory: Path, files: dict[str, bytes]) -> bool:
+    """Make `directory` hold exactly `files` (the templates ConfigMap's, paths already checked by
+    state_from_objects), swapped in whole so that no render reads half of an edit. True if it changed."""
+    present = ({str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+               if directory.is_dir() else {})
+    if present == files:
+        return False
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        for rel, data in files.items():
+            atomic_write(staging / rel, data, 0o644)
+        os.chmod(staging, 0o755)
+        if directory.is_dir():
+            exchange(staging, directory)
+        else:
+            os.rename(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # after the exchange: the old templates
+    return True
+
+
+def stale_credentials(output: Path, state: State) -> list[str]:
+    """The files of the credentials Secret that differ from (or are missing in) --output's; join
+    tokens aside, which this serve mints and keeps itself."""
+    creds = output / CREDENTIALS
+    return sorted(name for name, data in state.credentials.items()
+                  if name not in FOREIGN and (not (creds / name).is_file() or (creds / name).read_bytes() != data))
 
 
 def checked(text: bytes, scratch: Path) -> Cluster:

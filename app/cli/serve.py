@@ -39,8 +39,6 @@ from app.serve.settings import (
     default_identity,
 )
 
-POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
 
 @command()
 def serve(
@@ -81,7 +79,8 @@ def serve(
         help="Run as one of several replicas: serve PXE and the boot API only while holding a Kubernetes Lease "
              "(docs/high-availability.md); a standby answers 503.")] = False,
     kubeconfig: Annotated[Path | None, typer.Option(
-        help="Kubeconfig for --leader-elect; without it, the in-cluster config of the pod it runs in.")] = None,
+        help="Kubeconfig for --leader-elect and --from-cluster; without it, the in-cluster config of the pod it "
+             "runs in (its ServiceAccount's files: under $BOOTSTRAP_NODE_SERVICE_ACCOUNT_DIR if set).")] = None,
     lease_namespace: Annotated[str | None, typer.Option(
         help="Namespace of the Lease; default the pod's own namespace in a pod, else default.")] = None,
     lease_name: Annotated[str, typer.Option(help="Name of the Lease.")] = LeaseSettings.name,
@@ -180,11 +179,12 @@ def from_cluster_task(settings: ServeSettings, kubeconfig: Path | None, namespac
                       matchbox_data: Path | None):
     """--from-cluster: the first render (before anything is served: a cluster that makes no tree
     fails here), and the watch to run beside serve."""
-    from app.cli.cluster_mode import hooks, owned, rebuilder
+    from app.cli.cluster_mode import hooks, owned, rebuilder, watched
     from app.cli.common import DEFAULT_IPXE_DIR
     from app.serve.cluster.cluster_mode import ClusterMode, RebuildFailed
     from app.serve.cluster.lease_api import connect
     from app.serve.cluster.machines_api import MachinesApi
+    from app.serve.cluster.settings_watch import SettingsWatch
     from app.serve.cluster.window_store import MachineWindows
     from app.serve.errors import ServeError
 
@@ -195,7 +195,9 @@ def from_cluster_task(settings: ServeSettings, kubeconfig: Path | None, namespac
                    "Machines from the process that watches them")
     if kubeconfig is not None and not kubeconfig.is_file():
         raise fail(f"--kubeconfig {kubeconfig}: no such file")
-    namespace = namespace or (pod_namespace() if kubeconfig is None and POD_NAMESPACE.is_file() else "bootstrap-node")
+    from app.serve.cluster import in_cluster
+    in_pod = kubeconfig is None and in_cluster.namespace_file().is_file()
+    namespace = namespace or (pod_namespace() if in_pod else "bootstrap-node")
     problem = owned(settings.output, namespace)
     if problem:
         raise fail(problem)
@@ -210,9 +212,11 @@ def from_cluster_task(settings: ServeSettings, kubeconfig: Path | None, namespac
         raise fail(f"--from-cluster: {exc}", ExitCode.INVALID) from None
     identity = settings.election.identity if settings.election is not None else "serve"
 
+    settings_watch = SettingsWatch(api, namespace, watched(namespace))
+
     def beside(server):
         machines = MachinesApi(api, namespace)
-        mode = ClusterMode(machines, hooks(server, rebuild, identity))
+        mode = ClusterMode(machines, hooks(server, rebuild, identity), beside=settings_watch.loops())
         # The install windows live in the Machines: what a takeover honours (docs/high-availability.md).
         server.services.windows = MachineWindows(lambda: mode.known, mode.learn, machines,
                                                  settings.app.boot.window_seconds)
@@ -223,8 +227,9 @@ def from_cluster_task(settings: ServeSettings, kubeconfig: Path | None, namespac
 def pod_namespace() -> str:
     """The namespace of the pod this runs in (its ServiceAccount's), or `default` outside a pod: the
     Lease then lives next to the replicas, where their Role grants them leases."""
+    from app.serve.cluster import in_cluster
     try:
-        return POD_NAMESPACE.read_text().strip() or LeaseSettings.namespace
+        return in_cluster.namespace_file().read_text().strip() or LeaseSettings.namespace
     except OSError:
         return LeaseSettings.namespace
 

@@ -54,9 +54,10 @@ def needs_token(node: Node, state: NodeState | None, stored: JoinToken | None, n
             or (node.role == "controller" and stored.certificate_key is None))
 
 
-def prepare_joins(cluster: Cluster, output: Path, secrets: pki.Secrets, servers: list[str], now: dt.datetime
-                  ) -> JoinPlan:
-    """For a cluster that exists: the token each node's config carries, minting where needed."""
+def prepare_joins(cluster: Cluster, output: Path, secrets: pki.Secrets, servers: list[str], now: dt.datetime,
+                  api=None) -> JoinPlan:
+    """For a cluster that exists: the token each node's config carries, minting where needed. `api`: the
+    client to mint with (cluster mode's ServiceAccount); without it, credentials/admin.kubeconfig on `servers`."""
     pin = pki.ca_pin(secrets.ca_crt)
     stored = load_join_tokens(output, pin)
     plan = JoinPlan(tokens={name: t.token for name, t in stored.items()},
@@ -66,10 +67,11 @@ def prepare_joins(cluster: Cluster, output: Path, secrets: pki.Secrets, servers:
     wanted = [n for n in cluster.nodes if needs_token(n, states[n.name], stored.get(n.name), now)]
     if not wanted:
         return plan
-    api, why = kubeadm_secrets.connect(output / ADMIN_KUBECONFIG, servers)
     if api is None:
-        plan.warnings.append(_no_api_warning(wanted, stored, why))
-        return plan
+        api, why = kubeadm_secrets.connect(output / ADMIN_KUBECONFIG, servers)
+        if api is None:
+            plan.warnings.append(_no_api_warning(wanted, stored, why))
+            return plan
     try:
         _mint(api, plan, _new_to_the_cluster(api, wanted, states), secrets, output, pin, now)
     except (kube.Transient, kube.Fatal) as exc:

@@ -9,6 +9,8 @@ Requests come from 127.0.0.1 with `--bind address`, as the integration tests mak
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import http.client
 import json
 import os
@@ -23,7 +25,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from app import pki
 from app.cli import app
+from app.cluster_record import record_cluster
 from app.generations import CURRENT, GENERATIONS
 from tests.support.assets import standin_assets
 from tests.support.paths import EXAMPLE, REPO
@@ -42,27 +46,24 @@ def machine(name: str = NEW["name"], mac: str = NEW["mac"], ip: str = NEW["ip"],
                                     "installDisk": "/dev/disk/by-id/wwn-0x5000c500a0b1c229"}})
 
 
-@pytest.fixture(scope="module")
-def serving(control_plane, generated_k8s, tmp_path_factory):
-    """Pivoted into NS, then `serve --from-cluster` on an empty --output. Yields (url, output, log path,
-    the process)."""
-    tmp = tmp_path_factory.mktemp("cluster-mode")
+@contextlib.contextmanager
+def from_cluster(control_plane, tmp: Path, *args: str, env: dict | None = None):
+    """`serve --from-cluster ARGS` on an empty --output, as a process in the control plane's network
+    namespace, once it answers; yields (url, output, log path, the process) and stops it afterwards."""
     out, log = tmp / "tree", tmp / "serve.log"
     port = free_port()
-    with control_plane.inside():
-        pivot_into(control_plane, generated_k8s, tmp, NS)
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "--config", str(tmp / "absent.yaml"), "--output", str(out), "serve",
-                 "--from-cluster", "--kubeconfig", str(control_plane.admin_conf), "--cluster-namespace", NS,
-                 "--listen", f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none", "--bind", "address",
-                 "--assets", str(standin_assets(tmp / "assets"))], cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+    with control_plane.inside(), log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "--config", str(tmp / "absent.yaml"), "--output", str(out), "serve",
+             "--from-cluster", *args, "--listen", f"127.0.0.1:{port}", "--dhcp", "none", "--tftp", "none",
+             "--bind", "address", "--assets", str(standin_assets(tmp / "assets"))], cwd=REPO, env=env, stdout=sink,
+            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         with control_plane.inside():
             try:
                 wait_for(lambda: proc.poll() is not None or get(url, "/")[0] == 200, timeout=120,
-                         what="serve --from-cluster to answer")
+                         what=f"serve --from-cluster {' '.join(args)} to answer")
             finally:
                 print(log.read_text()[-5000:])  # shown when something here fails
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -71,13 +72,31 @@ def serving(control_plane, generated_k8s, tmp_path_factory):
         stop(proc)
 
 
-def pivot_into(control_plane, generated: Path, tmp: Path, namespace: str) -> None:
+@pytest.fixture(scope="module")
+def serving(control_plane, generated_k8s, tmp_path_factory):
+    """Pivoted into NS, then `serve --from-cluster` on an empty --output. Yields (url, output, log path,
+    the process)."""
+    tmp = tmp_path_factory.mktemp("cluster-mode")
+    with control_plane.inside():
+        pivot_into(control_plane, generated_k8s, tmp, NS)
+    with from_cluster(control_plane, tmp, "--kubeconfig", str(control_plane.admin_conf), "--cluster-namespace",
+                      NS) as running:
+        yield running
+
+
+def pivot_into(control_plane, generated: Path, tmp: Path, namespace: str, templates: Path | None = None,
+               recorded: bool = False) -> None:
     """`pivot` the example cluster's tree into `namespace`, then remove the tree: nothing of the
-    appliance's output is left to read. Call it inside the control plane's network."""
+    appliance's output is left to read. Call it inside the control plane's network. `templates`: the
+    overrides in use; `recorded`: the tree as `wait` leaves it, the cluster record saying it exists."""
     source = tmp / "appliance"
     shutil.copytree(generated, source, symlinks=True)
+    if recorded:
+        ca = (source / "credentials" / "ca.crt").read_bytes()
+        record_cluster(source, pki.ca_pin(ca), control_plane.server, dt.datetime.now(dt.UTC))
     result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(source), "--templates",
-                                      "/nonexistent", "pivot", "--kubeconfig", str(control_plane.admin_conf),
+                                      str(templates or "/nonexistent"), "pivot", "--kubeconfig",
+                                      str(control_plane.admin_conf),
                                       "--image", "registry.example/bootstrap-node:test", "--namespace", namespace,
                                       "--timeout", "60"])
     assert result.exit_code == 0, result.output
@@ -96,7 +115,7 @@ def request(url: str, path: str, method: str = "GET", body: dict | None = None, 
                                                        **({"Content-Type": "application/json"} if data else {})})
         response = conn.getresponse()
         return response.status, response.read()
-    except OSError:
+    except (OSError, http.client.HTTPException):  # HTTPException: a self-connect to a port nobody listens on yet
         return 0, b""
     finally:
         conn.close()

@@ -151,6 +151,8 @@ ALLOWED = [
     ("get", "secrets", NS, "", CREDENTIALS_SECRET),
     ("get", "secrets", NS, "", "bmc-worker-9"),  # a BMC password a Machine names (bmc.passwordSecret)
     ("get", "configmaps", NS, "", TEMPLATES_CONFIGMAP),
+    ("watch", "configmaps", NS, "", TEMPLATES_CONFIGMAP),  # cluster mode takes template edits while it runs
+    ("watch", "provisioningclusters", NS, "bootstrap-node.io", ""),
     ("watch", "machines", NS, "bootstrap-node.io", ""),
     ("list", "nodes", "", "", ""),
     ("patch", "roles", "kube-system", "rbac.authorization.k8s.io", "kubeadm:kubeadm-certs"),

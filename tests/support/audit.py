@@ -21,14 +21,23 @@ from urllib.parse import parse_qs, urlsplit
 
 from app import pki
 
-# Only the appliance's own credential (credentials/admin.kubeconfig): kubeadm's, the tests' kubectl
-# and the control plane's components stay out of the log.
+# Only the appliance's own credentials: its admin certificate (credentials/admin.kubeconfig), and its
+# ServiceAccount in the namespaces the tests pivot into (cluster mode in a pod acts as that account).
+# kubeadm's, the tests' kubectl and the control plane's components stay out of the log.
+SERVICE_ACCOUNT_NAMESPACES = ("bootstrap-node", "in-pod")
+
+
+def service_account_user(namespace: str) -> str:
+    return f"system:serviceaccount:{namespace}:bootstrap-node"
+
+
+USERS = [pki.ADMIN_USER, *map(service_account_user, SERVICE_ACCOUNT_NAMESPACES)]
 POLICY = f"""apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [ResponseStarted]
 rules:
   - level: Metadata
-    users: ["{pki.ADMIN_USER}"]
+    users: {json.dumps(USERS)}
   - level: None
 """
 COMPLETE_DEADLINE = 30.0
@@ -42,6 +51,7 @@ class Request:
     code: int  # the response status
     impersonated: str = ""  # the user the request was made as (Impersonate-User), if any
     causes: tuple[str, ...] = ()  # a refusal's causes (an admission policy's denial is one)
+    user: str = ""  # who asked, as the server authenticated it
 
     @property
     def applied(self) -> bool:
@@ -66,22 +76,25 @@ class Audit:
         """Where the log ends now: pass it to `since` for the requests made after this point."""
         return self.log.stat().st_size if self.log.exists() else 0
 
-    def since(self, mark: int) -> list[Request]:
-        """The appliance's requests logged after `mark`, in the order the server received them."""
+    def since(self, mark: int, users: tuple[str, ...] = (pki.ADMIN_USER,)) -> list[Request]:
+        """The requests of `users` (default: the admin certificate's) logged after `mark`, in the order
+        the server received them. A watch still open has no ResponseComplete yet and is left out
+        (it was not refused: a refused one completes at once)."""
         deadline = time.monotonic() + COMPLETE_DEADLINE
         while True:
             received, completed = self._read(mark)
-            if set(received) <= set(completed):
-                return [completed[audit_id] for audit_id in received]
+            pending = [a for a, verb in received if verb != "watch" and a not in completed]
+            if not pending:
+                return [completed[a] for a, _ in received if a in completed and completed[a].user in users]
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(set(received) - set(completed))} request(s) never completed in {self.log}")
+                raise AssertionError(f"{len(pending)} request(s) never completed in {self.log}")
             time.sleep(0.1)
 
-    def _read(self, mark: int) -> tuple[list[str], dict[str, Request]]:
+    def _read(self, mark: int) -> tuple[list[tuple[str, str]], dict[str, Request]]:
         with self.log.open("rb") as f:
             f.seek(mark)
             lines = f.read().splitlines()
-        received: list[str] = []
+        received: list[tuple[str, str]] = []  # (audit ID, verb)
         completed: dict[str, Request] = {}
         for line in lines:
             try:
@@ -89,7 +102,7 @@ class Audit:
             except ValueError:
                 continue  # a line still being written
             if event["stage"] == "RequestReceived":
-                received.append(event["auditID"])
+                received.append((event["auditID"], event["verb"]))
             elif event["stage"] == "ResponseComplete":
                 url = urlsplit(event["requestURI"])
                 status = event.get("responseStatus", {})
@@ -97,5 +110,6 @@ class Audit:
                 completed[event["auditID"]] = Request(event["verb"], url.path, parse_qs(url.query),
                                                       status.get("code", 0),
                                                       (event.get("impersonatedUser") or {}).get("username", ""),
-                                                      causes)
+                                                      causes,
+                                                      event.get("user", {}).get("username", ""))
         return received, completed

@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from app.serve.cluster.lease_api import Unreachable
@@ -59,8 +59,10 @@ class Hooks:
 
 class ClusterMode:
     def __init__(self, api: MachinesApi, hooks: Hooks, render_interval: float = 0.5, status_interval: float = 1.0,
-                 status_limit: int = 20, event_limit: int = 10, clock: Callable[[], float] = time.monotonic):
+                 status_limit: int = 20, event_limit: int = 10, clock: Callable[[], float] = time.monotonic,
+                 beside: Sequence[Callable[[Callable[[], None]], Awaitable[None]]] = ()):
         self.api, self.hooks, self.clock = api, hooks, clock
+        self.beside = beside  # other watches (settings_watch), each given the way to ask for a render
         self.known: dict[str, MachineView] = {}
         self.uids: dict[str, str] = {}
         self.version = ""
@@ -75,7 +77,7 @@ class ClusterMode:
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._render()),
-                 asyncio.create_task(self._status())]
+                 asyncio.create_task(self._status()), *(asyncio.create_task(b(self._ask_render)) for b in self.beside)]
         try:
             await asyncio.gather(*tasks)
         finally:

@@ -12,6 +12,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from app.serve.cluster import in_cluster
 from app.serve.cluster.leader import Lease, Record
 from app.serve.errors import ServeError
 
@@ -27,11 +28,11 @@ class Conflict(Exception):
 
 
 def connect(kubeconfig: Path | None) -> k8s.ApiClient:
-    """A client for `kubeconfig`, or for the pod's ServiceAccount when None; ServeError if neither."""
+    """A client for `kubeconfig`, or for the pod's ServiceAccount when None (in_cluster); ServeError if neither."""
     configuration = k8s.Configuration()
     try:
         if kubeconfig is None:
-            k8s_config.load_incluster_config(client_configuration=configuration)
+            in_cluster.load(configuration)
         else:
             k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
     except (k8s_config.ConfigException, OSError, ValueError) as exc:

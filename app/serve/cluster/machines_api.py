@@ -1,6 +1,7 @@
-"""The Machine calls cluster mode makes, over the `kubernetes` client's connection (lease_api.connect):
-list, watch from a resourceVersion, PATCH the status subresource, and create an events.k8s.io/v1
-Event. Raw JSON, like the Lease calls: the objects are read as the API server writes them."""
+"""The calls cluster mode makes, over the `kubernetes` client's connection (lease_api.connect): list
+and watch the Machines (and, the same way, the other objects a render reads), PATCH a Machine's status
+subresource, and create an events.k8s.io/v1 Event. Raw JSON, like the Lease calls: the objects are
+read as the API server writes them."""
 
 from __future__ import annotations
 
@@ -26,17 +27,30 @@ class MachinesApi:
         self.collection = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{MACHINES}"
         self._streaming = None  # the open watch's response, for abort()
 
-    def list(self) -> tuple[list[dict], str]:
-        """(the Machines, the list's resourceVersion to watch from)."""
-        body = json.loads(self._call("GET", self.collection))
+    def list(self, collection: str | None = None) -> tuple[list[dict], str]:
+        """(the Machines, or the objects of another `collection`; the list's resourceVersion to watch from)."""
+        body = json.loads(self._call("GET", collection or self.collection))
         return body.get("items") or [], body.get("metadata", {}).get("resourceVersion", "")
 
-    def watch(self, version: str, on_event: Callable[[dict], bool]) -> None:
+    def read(self, path: str) -> dict | None:
+        """The object at `path` (any kind), or None when there is none."""
+        try:
+            return json.loads(self._call("GET", path))
+        except NotFound:
+            return None
+
+    def watch(self, version: str, on_event: Callable[[dict], bool], collection: str | None = None,
+              name: str | None = None) -> None:
         """Stream watch events from `version` to `on_event` (which returns False to stop) until the
-        server ends the watch. Bookmarks are asked for: they move the version on without a change."""
+        server ends the watch. Bookmarks are asked for: they move the version on without a change.
+        `collection` and `name`: another collection than the Machines, and only its object `name` (a
+        watch RBAC may grant by name)."""
         query = [("watch", "true"), ("resourceVersion", version), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", str(WATCH_SECONDS))]
-        response = self._open("GET", self.collection, query=query, timeout=(self.timeout, WATCH_SECONDS + 30)).response
+        if name:
+            query.append(("fieldSelector", f"metadata.name={name}"))
+        collection = collection or self.collection
+        response = self._open("GET", collection, query=query, timeout=(self.timeout, WATCH_SECONDS + 30)).response
         self._streaming = response
         try:
             buffer = b""
@@ -47,7 +61,7 @@ class MachinesApi:
                     if line.strip() and not on_event(json.loads(line)):
                         return
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise Unreachable(f"watch {self.collection}: {exc}"[:300]) from None
+            raise Unreachable(f"watch {collection}: {exc}"[:300]) from None
         finally:
             self._streaming = None
             response.release_conn()
@@ -115,11 +129,15 @@ class Conflict(Unreachable):
     """409: the object changed since the resourceVersion a write named."""
 
 
+class NotFound(Unreachable):
+    """404: no such object."""
+
+
 def _failed(status: int, what: str, body) -> Unreachable:
     text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
     try:
         text = json.loads(text).get("message", text)
     except (ValueError, AttributeError):
         pass
-    kind = {410: Gone, 409: Conflict}.get(status, Unreachable)
+    kind = {410: Gone, 409: Conflict, 404: NotFound}.get(status, Unreachable)
     return kind(f"HTTP {status} on {what}: {text[:300]}")
