@@ -116,6 +116,10 @@ def serve(
     from app.serve.supervise.dnsmasq import DnsmasqFailed
 
     logs.setup(log_format)
+    if from_cluster and listen is None:  # its default comes from a cluster.yaml file, which cluster mode has not
+        raise fail("--from-cluster needs --listen ADDR:PORT (the pod's is 0.0.0.0:8080): in cluster mode "
+                   "cluster.yaml is in the API, not a file, so bootstrap.ip:http_port cannot be read before the "
+                   "first render")
     boot = BootSettings(strict_matchbox=strict_matchbox, window_seconds=install_window, bind=bind)
     limits = Limits(idle_seconds=idle_timeout, max_connections=max_connections, per_address=max_per_client)
     settings = serve_settings(paths, listen, dhcp, tftp, assets, boot, limits, matchbox_data=matchbox_data,

@@ -279,6 +279,11 @@ def test_serve_from_cluster_refuses_an_appliances_output_and_changes_nothing(tmp
     result = CliRunner().invoke(app, ["--output", str(tmp_path / "new"), "serve", "--from-cluster", "--workers", "2",
                                       "--listen", "127.0.0.1:1", "--assets", str(tmp_path)])
     assert result.exit_code != 0 and "--from-cluster runs one HTTP worker" in result.output, result.output
+    # --listen's default is read from a cluster.yaml file; in cluster mode there is none to read.
+    result = CliRunner().invoke(app, ["--config", str(tmp_path / "absent.yaml"), "--output", str(tmp_path / "new"),
+                                      "serve", "--from-cluster", "--assets", str(tmp_path)])
+    assert result.exit_code == 1 and "--from-cluster needs --listen" in result.output, result.output
+    assert "absent.yaml" not in result.output
     assert not (tmp_path / "new").exists()
 
 
