@@ -23,8 +23,12 @@ def machine(i: int) -> tuple[str, str]:
 
 
 def fill_table(pair: Pair) -> None:
-    lines = [f"neigh replace {ip} lladdr {mac} dev {pair.server_if} nud permanent"
-             for ip, mac in map(machine, range(MACHINES))]
+    # The kernel moves a `delay` entry to `probe`, and a `probe` one to `failed`, after a few seconds of
+    # unanswered ARP: a loaded machine could read the two tables on either side of that. With these
+    # timers at an hour every state stays put for the test's life.
+    lines = [f"ntable change name arp_cache dev {pair.server_if} retrans 3600000 delay_probe 3600000"]
+    lines += [f"neigh replace {ip} lladdr {mac} dev {pair.server_if} nud permanent"
+              for ip, mac in map(machine, range(MACHINES))]
     lines += [f"neigh replace 10.232.9.{n} lladdr 52:54:50:09:00:{n:02x} dev {pair.server_if} nud {state}"
               for n, state in enumerate(STATES, start=1)]
     # An entry for an address the kernel reaches through a gateway, as a forged ARP from anyone on
