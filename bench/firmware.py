@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from app.serve.supervise.httpboot import dhcp_options
+from bench.response import Response
 
 DHCP_TIMEOUTS = (4.0, 8.0, 16.0)
 TFTP_TIMEOUT, TFTP_MAX_TIMEOUT, TFTP_TRIES = 1.0, 8.0, 8
@@ -196,8 +197,9 @@ class _TftpTransfer(asyncio.DatagramProtocol):
     block: a thousand machines' blocks must not cost the simulator more than the server). A packet
     unanswered for its timeout is sent again; TFTP_TRIES in a row unanswered fail the transfer."""
 
-    def __init__(self, machine: Machine, server: str, rrq: bytes, blksize: int, done: asyncio.Future):
-        self.machine, self.blksize, self.done = machine, blksize, done
+    def __init__(self, machine: Machine, sock: socket.socket, server: str, rrq: bytes, blksize: int,
+                 done: asyncio.Future):
+        self.machine, self.sock, self.blksize, self.done = machine, sock, blksize, done
         self.last = (rrq, (server, 69))
         self.peer: tuple | None = None
         self.block = self.received = self.tries = 0
@@ -211,7 +213,13 @@ class _TftpTransfer(asyncio.DatagramProtocol):
 
     def _send(self, packet: bytes, to: tuple) -> None:
         self.last, self.sent_at = (packet, to), time.monotonic()
-        self.transport.sendto(packet, to)
+        if self.peer is None:
+            self.transport.sendto(packet, to)
+            return
+        try:
+            self.sock.send(packet)
+        except OSError:
+            pass  # as a packet lost on the wire: the timer sends it again
 
     def _tick(self) -> None:
         if self.done.done():
@@ -235,7 +243,13 @@ class _TftpTransfer(asyncio.DatagramProtocol):
             return
         if answer is None:
             return
-        kind, self.peer, payload = answer
+        kind, peer, payload = answer
+        if self.peer is None:
+            # The transfer's port is known: the socket is connected to it, so the kernel filters
+            # other senders and neither side's packets need a route lookup each (the datagrams on
+            # the wire are the same).
+            self.peer = peer
+            self.sock.connect(peer)
         self.tries = 0
         if kind == "oack":
             self._send(b"\0\4\0\0", self.peer)
@@ -260,8 +274,9 @@ async def tftp(machine: Machine, server: str, name: str) -> int:
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     rrq = b"\0\1" + name.encode() + b"\0octet\0blksize\0" + str(blksize).encode() + b"\0tsize\0" + b"0\0"
-    transport, _ = await loop.create_datagram_endpoint(lambda: _TftpTransfer(machine, server, rrq, blksize, done),
-                                                       sock=in_netns(machine.netns, make))
+    sock = in_netns(machine.netns, make)
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _TftpTransfer(machine, sock, server, rrq, blksize, done), sock=sock)
     try:
         return await done
     finally:
@@ -300,23 +315,13 @@ async def _http_once(machine: Machine, host: str, port: int, raw: bytes) -> tupl
     except OSError:
         sock.close()
         raise
-    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+    done = loop.create_future()
+    transport, _ = await loop.create_connection(lambda: Response(done), sock=sock)
     try:
-        writer.write(raw)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head)[1])
-        chunks, got = [], 0
-        while got < length:
-            chunk = await reader.read(min(1 << 20, length - got))
-            if not chunk:
-                raise asyncio.IncompleteReadError(b"", length - got)
-            got += len(chunk)
-            if length <= 1 << 20:  # keep scripts and configs; count the images' bytes only
-                chunks.append(chunk)
-        return status, b"".join(chunks)
+        transport.write(raw)
+        return await done
     finally:
-        writer.close()
+        transport.close()
 
 
 # -- the whole boot -----------------------------------------------------------------------------------
