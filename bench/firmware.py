@@ -312,16 +312,15 @@ async def _http_once(machine: Machine, host: str, port: int, raw: bytes) -> tupl
     sock = in_netns(machine.netns, make)
     try:
         await loop.sock_connect(sock, (host, port))
-    except OSError:
-        sock.close()
-        raise
-    done = loop.create_future()
-    transport, _ = await loop.create_connection(lambda: Response(done), sock=sock)
-    try:
-        transport.write(raw)
-        return await done
+        await loop.sock_sendall(sock, raw)
+        done = loop.create_future()
+        loop.add_reader(sock.fileno(), Response(done).readable, sock)
+        try:
+            return await done
+        finally:
+            loop.remove_reader(sock.fileno())
     finally:
-        transport.close()
+        sock.close()
 
 
 # -- the whole boot -----------------------------------------------------------------------------------

@@ -96,7 +96,8 @@ class Appliance:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds of serve and of dnsmasq (every process of the session, by what it is)."""
-        tick, totals = os.sysconf("SC_CLK_TCK"), {"serve": 0.0, "dnsmasq": 0.0, "dnsmasq_sys": 0.0}
+        tick, totals = os.sysconf("SC_CLK_TCK"), {"serve": 0.0, "serve_sys": 0.0, "dnsmasq": 0.0,
+                                                   "dnsmasq_sys": 0.0}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 name, fields = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
@@ -108,8 +109,8 @@ class Appliance:
                 kind = "dnsmasq" if name == "dnsmasq" else None if b"guardian" in cmdline else "serve"
                 if kind:
                     totals[kind] += (int(fields[11]) + int(fields[12])) / tick
-                if kind == "dnsmasq":
-                    totals["dnsmasq_sys"] += int(fields[12]) / tick
+                if kind:
+                    totals[f"{kind}_sys"] += int(fields[12]) / tick
         return totals
 
     def udp(self) -> dict[str, int]:
@@ -119,6 +120,27 @@ class Appliance:
         names, values = [line.split()[1:] for line in lines if line.startswith("Udp:")][:2]
         counters = dict(zip(names, map(int, values), strict=False))
         return {k: counters.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")}
+
+    def drops_by_port(self) -> dict[str, int]:
+        """Datagrams each listening UDP socket of the appliance dropped (full receive buffer), by local
+        port: which of dnsmasq's (67, 4011, 69) and serve's HTTP Boot listener (also 67) lost them."""
+        lines = subprocess.run(["ip", "netns", "exec", self.netns, "cat", "/proc/net/udp"], capture_output=True,
+                               text=True, check=False).stdout.splitlines()[1:]
+        drops: dict[str, int] = {}
+        for line in lines:
+            fields = line.split()
+            port, inode, dropped = int(fields[1].split(":")[1], 16), fields[9], int(fields[12])
+            if dropped:
+                key = f"{port} ({self._owner(inode)})"
+                drops[key] = drops.get(key, 0) + dropped
+        return drops
+
+    def _owner(self, inode: str) -> str:
+        for fd in Path("/proc").glob("[0-9]*/fd/*"):
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return (fd.parent.parent / "comm").read_text().strip()
+        return "?"
 
     def stop(self) -> None:
         try:
@@ -192,7 +214,7 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
             "install_configs": len(got_config), "installed": sum(m.done_at is not None for m in machines),
             "wall_s": round(wall, 2), "failures": errors, "steps": steps, "alerts": alerts,
             "serve_cpu_s": round(cpu["serve"], 2), "dnsmasq_cpu_s": round(cpu["dnsmasq"], 2),
-            "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2),
+            "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2), "serve_sys_cpu_s": round(cpu["serve_sys"], 2),
             "simulator_cpu_s": round(cpu["simulator"], 2),
             "load1_after": round(os.getloadavg()[0], 2), "nice": os.nice(0)}
 
@@ -280,6 +302,7 @@ def main() -> int:
                 cpu1["simulator"], cpu0["simulator"] = _own_cpu(), own0
                 row = report(n, machines, wall, {k: cpu1[k] - cpu0[k] for k in cpu0}, appliance.events())
                 row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
+                row["appliance_udp_drops_by_port"] = appliance.drops_by_port()
                 row["dhcp_broadcasts_filtered_at_switch"] = filtered
                 row["tftp_max"] = tftp_max(out)
                 row["uefi_bootfile"] = uefi_bootfile(out)
