@@ -215,7 +215,7 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
             "wall_s": round(wall, 2), "failures": errors, "steps": steps, "alerts": alerts,
             "serve_cpu_s": round(cpu["serve"], 2), "dnsmasq_cpu_s": round(cpu["dnsmasq"], 2),
             "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2), "serve_sys_cpu_s": round(cpu["serve_sys"], 2),
-            "simulator_cpu_s": round(cpu["simulator"], 2),
+            "simulator_cpu_s": round(cpu["simulator"], 2), "simulator_sys_cpu_s": round(cpu["simulator_sys"], 2),
             "load1_after": round(os.getloadavg()[0], 2), "nice": os.nice(0)}
 
 
@@ -264,9 +264,10 @@ def arp_table_fulls() -> int:
                if word.startswith("table_fulls"))
 
 
-def _own_cpu() -> float:
+def _own_cpu() -> tuple[float, float]:
+    """This process's CPU seconds: all, and in the kernel."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime
 
 
 def main() -> int:
@@ -299,7 +300,7 @@ def main() -> int:
                 cpu0, own0, udp0, fulls0 = appliance.cpu(), _own_cpu(), appliance.udp(), arp_table_fulls()
                 machines, wall = asyncio.run(storm(rack, n))
                 cpu1, udp1 = appliance.cpu(), appliance.udp()
-                cpu1["simulator"], cpu0["simulator"] = _own_cpu(), own0
+                (cpu1["simulator"], cpu1["simulator_sys"]), (cpu0["simulator"], cpu0["simulator_sys"]) = _own_cpu(), own0
                 row = report(n, machines, wall, {k: cpu1[k] - cpu0[k] for k in cpu0}, appliance.events())
                 row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
                 row["appliance_udp_drops_by_port"] = appliance.drops_by_port()
