@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from app.serve.supervise.httpboot import dhcp_options
-from bench.response import Response
+from bench.response import Pooled, exchange
 
 DHCP_TIMEOUTS = (4.0, 8.0, 16.0)
 TFTP_TIMEOUT, TFTP_MAX_TIMEOUT, TFTP_TRIES = 1.0, 8.0, 8
@@ -285,42 +285,32 @@ async def tftp(machine: Machine, server: str, name: str) -> int:
 
 # -- HTTP -----------------------------------------------------------------------------------------------
 async def http(machine: Machine, url: str, step: str, method: str = "GET", body: bytes = b"",
-               headers: dict | None = None) -> tuple[int, bytes]:
+               headers: dict | None = None, pool: Pooled | None = None) -> tuple[int, bytes]:
+    """One request (retried as above) on a connection of its own, or on `pool`'s."""
     m = re.match(r"http://([^/:]+)(?::(\d+))?(/.*)?$", url)
     host, port, path = m[1], int(m[2] or 80), m[3] or "/"
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    raw = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
-           f"{extra}\r\n").encode() + body
+    connection = "keep-alive" if pool is not None else "close"
+    raw = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: {connection}\r\n"
+           f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
     for attempt in range(HTTP_TRIES):
         if attempt:
             machine.retry(step)
         try:
-            return await asyncio.wait_for(_http_once(machine, host, port, raw), HTTP_TIMEOUT)
+            return await asyncio.wait_for(_http_once(machine, host, port, raw, pool), HTTP_TIMEOUT)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             last = exc
     raise StepFailed(f"{step}: {type(last).__name__} {last}")
 
 
-async def _http_once(machine: Machine, host: str, port: int, raw: bytes) -> tuple[int, bytes]:
+async def _http_once(machine: Machine, host: str, port: int, raw: bytes, pool: Pooled | None) -> tuple[int, bytes]:
     def make():
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((machine.ip, 0))
         s.setblocking(False)
         return s
 
-    loop = asyncio.get_running_loop()
-    sock = in_netns(machine.netns, make)
-    try:
-        await loop.sock_connect(sock, (host, port))
-        await loop.sock_sendall(sock, raw)
-        done = loop.create_future()
-        loop.add_reader(sock.fileno(), Response(done).readable, sock)
-        try:
-            return await done
-        finally:
-            loop.remove_reader(sock.fileno())
-    finally:
-        sock.close()
+    return await exchange(lambda: in_netns(machine.netns, make), (host, port), raw, pool)
 
 
 # -- the whole boot -----------------------------------------------------------------------------------
@@ -343,16 +333,12 @@ async def boot(machine: Machine, appliance: str, began: float) -> Machine:
         bootfile = await timed(machine, "pxe-dhcp", proxy_dhcp(machine, False, "pxe-dhcp"))
         await timed(machine, "tftp", tftp(machine, appliance, bootfile))
         script_url = await timed(machine, "ipxe-dhcp", proxy_dhcp(machine, True, "ipxe-dhcp"))
-        status, _ = await timed(machine, "boot.ipxe", http(machine, script_url, "boot.ipxe"))
+        ipxe = Pooled()
+        try:
+            kernel_line = await _ipxe_scripts_and_images(machine, script_url, hyphen, ipxe)
+        finally:
+            ipxe.close()  # the kernel starts: iPXE and its connection are gone
         base = script_url.rsplit("/", 1)[0]
-        status, script = await timed(machine, "ipxe", http(
-            machine, f"{base}/ipxe?mac={hyphen}&arch=x86_64", "ipxe"))
-        if status != 200 or b"\nkernel " not in script:
-            raise StepFailed(f"ipxe: HTTP {status}: {script[:200]!r}")
-        kernel_line = next(line for line in script.decode().splitlines() if line.startswith("kernel "))
-        initrds = [line.split()[1] for line in script.decode().splitlines() if line.startswith("initrd ")]
-        await timed(machine, "kernel", _asset(machine, urljoin(script_url, kernel_line.split()[1]), "kernel"))
-        await timed(machine, "initrd", _asset(machine, urljoin(script_url, initrds[0]), "initrd"))
         config_url = re.search(r"ignition\.config\.url=(\S+)", kernel_line)[1].replace("${mac:hexhyp}", hyphen)
         status, config = await timed(machine, "ignition", http(machine, config_url, "ignition"))
         if status != 200:
@@ -370,7 +356,22 @@ async def boot(machine: Machine, appliance: str, began: float) -> Machine:
     return machine
 
 
-async def _asset(machine: Machine, url: str, step: str) -> None:
-    status, _ = await http(machine, url, step)
+async def _ipxe_scripts_and_images(machine: Machine, script_url: str, hyphen: str, pool: Pooled) -> str:
+    """What iPXE fetches over its pooled connection; returns the script's kernel line."""
+    await timed(machine, "boot.ipxe", http(machine, script_url, "boot.ipxe", pool=pool))
+    base = script_url.rsplit("/", 1)[0]
+    status, script = await timed(machine, "ipxe", http(machine, f"{base}/ipxe?mac={hyphen}&arch=x86_64", "ipxe",
+                                                       pool=pool))
+    if status != 200 or b"\nkernel " not in script:
+        raise StepFailed(f"ipxe: HTTP {status}: {script[:200]!r}")
+    kernel_line = next(line for line in script.decode().splitlines() if line.startswith("kernel "))
+    initrds = [line.split()[1] for line in script.decode().splitlines() if line.startswith("initrd ")]
+    await timed(machine, "kernel", _asset(machine, urljoin(script_url, kernel_line.split()[1]), "kernel", pool))
+    await timed(machine, "initrd", _asset(machine, urljoin(script_url, initrds[0]), "initrd", pool))
+    return kernel_line
+
+
+async def _asset(machine: Machine, url: str, step: str, pool: Pooled) -> None:
+    status, _ = await http(machine, url, step, pool=pool)
     if status != 200:
         raise StepFailed(f"{step}: HTTP {status} for {url}")

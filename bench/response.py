@@ -1,10 +1,12 @@
-"""An HTTP/1.1 response as the simulated machines of the boot storm read it (bench/firmware.py)."""
+"""HTTP/1.1 as the simulated machines of the boot storm speak it (bench/firmware.py): one request and
+its response on a new connection or on iPXE's pooled one."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import socket
+from collections.abc import Callable
 
 _RECEIVE = memoryview(bytearray(1 << 20))  # one loop, one reader at a time: shared by all responses
 KEEP_BODY = 1 << 20  # scripts and configs are kept; an image's bytes are only counted
@@ -23,6 +25,7 @@ class Response:
         self.status = self.length = -1
         self.got = 0
         self.kept: list[bytes] = []
+        self.closes = True  # whether the server closes the connection after this response
 
     def readable(self, sock: socket.socket) -> None:
         if self.done.done():
@@ -54,6 +57,7 @@ class Response:
                 return
             head, data = self.head[:end + 4], self.head[end + 4:]
             self.status = int(head.split(b" ", 2)[1])
+            self.closes = re.search(rb"(?im)^connection:\s*close\b", head) is not None
             length = re.search(rb"(?i)content-length:\s*(\d+)", head)
             if length is None:
                 self.done.set_exception(ValueError(f"no Content-Length in {head[:200]!r}"))
@@ -64,3 +68,46 @@ class Response:
             self.kept.append(bytes(data))
         if self.got >= self.length:
             self.done.set_result((self.status, b"".join(self.kept)[:self.length]))
+
+
+class Pooled:
+    """iPXE's pooled HTTP connection (its pool.c): iPXE asks for keep-alive, and a response read to
+    its end leaves the connection open for the next request to the same server, so boot.ipxe, the
+    /ipxe script, the kernel and the initrd come over one connection unless the server closes it."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+async def exchange(open_socket: Callable[[], socket.socket], address: tuple[str, int], raw: bytes,
+                   pool: Pooled | None) -> tuple[int, bytes]:
+    """Send `raw` and read the response, on `pool`'s connection when it holds one, else on a new
+    socket from open_socket(); a whole response the server does not close after goes back to `pool`."""
+    loop = asyncio.get_running_loop()
+    sock, keep = (pool.sock, False) if pool is not None else (None, False)
+    if pool is not None:
+        pool.sock = None  # taken; put back only after a whole response
+    try:
+        if sock is None:
+            sock = open_socket()
+            await loop.sock_connect(sock, address)
+        await loop.sock_sendall(sock, raw)
+        done = loop.create_future()
+        response = Response(done)
+        loop.add_reader(sock.fileno(), response.readable, sock)
+        try:
+            answer = await done
+        finally:
+            loop.remove_reader(sock.fileno())
+        keep = pool is not None and not response.closes
+        return answer
+    finally:
+        if keep:
+            pool.sock = sock
+        elif sock is not None:
+            sock.close()
