@@ -305,6 +305,8 @@ def main() -> int:
                 row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
                 row["appliance_udp_drops_by_port"] = appliance.drops_by_port()
                 row["dhcp_broadcasts_filtered_at_switch"] = filtered
+                row["switch"] = "broadcasts readdressed at ingress" if filtered else "floods"
+                row["ipxe_http"] = "pooled keep-alive connection"
                 row["tftp_max"] = tftp_max(out)
                 row["uefi_bootfile"] = uefi_bootfile(out)
                 row["arp_table_fulls"] = arp_table_fulls() - fulls0
@@ -321,8 +323,10 @@ def main() -> int:
     results = REPO / "bench" / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}
     key = "storm" if not os.environ.get("BENCH_STORM_TFTP_MAX") else "storm_tftp_max_" + os.environ["BENCH_STORM_TFTP_MAX"]
-    by_size = {row["machines"]: row for row in data.get(key, []) + rows}  # a partial run updates
-    data[key] = [by_size[n] for n in sorted(by_size)]
+    # A partial run updates: this run's rows replace the stored ones of the same sizes, and a size
+    # run more than once (BENCH_STORM=1000,1000,1000) keeps every repeat.
+    kept = [row for row in data.get(key, []) if row["machines"] not in set(SIZES)]
+    data[key] = sorted(kept + rows, key=lambda row: row["machines"])
     from bench.run import this_machine
     data.setdefault("machines", {})[key] = this_machine()
     results.write_text(json.dumps(data, indent=2) + "\n")
