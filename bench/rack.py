@@ -84,8 +84,9 @@ class Rack:
 
     def filter_broadcasts(self) -> bool:
         """What a real switch does in hardware and NICs drop by address, done before a Linux bridge
-        copies a broadcast to all N ports in software (each copy charged to the sender's syscall:
-        with N = 1,000 that was most of dnsmasq's and the simulator's CPU). At the switch's ingress
+        copies a broadcast to all N ports in software (each copy charged to the sender's syscall, so
+        with a thousand ports the copies, not the appliance's work, would fill dnsmasq's and the
+        simulator's CPU). At the switch's ingress
         (bridge prerouting) a broadcast is readdressed to the one port that would keep it, so the
         bridge forwards one frame: a DHCP DISCOVER to the appliance; a DHCP answer to the machine
         whose MAC is its client hardware address (BOOTP chaddr: 28 bytes into the UDP payload); an
