@@ -191,11 +191,10 @@ def test_dnsmasq_conf_is_proxy_dhcp_for_every_firmware(out):
 
 
 def test_dnsmasq_serves_a_rack_booting_at_once_over_tftp(out):
-    """dnsmasq's default of 50 concurrent TFTP transfers makes most of a thousand machines give up,
-    and a limit as high as the rack slows every transfer (bench/README.md, "Boot storm"): the
-    generated conf sets one between, at half a thousand-machine rack."""
+    """dnsmasq's default of 50 concurrent TFTP transfers failed 699 of 1,000 machines in the boot storm
+    (bench/storm.py); the generated conf lifts it."""
     found = re.search(r"^tftp-max=(\d+)$", (out / "dnsmasq.conf").read_text(), re.M)
-    assert found and int(found[1]) == 500
+    assert found and int(found[1]) >= 1000
 
 
 def test_credentials_modes(out):
