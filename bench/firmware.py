@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from app.serve.supervise.httpboot import dhcp_options
+from bench.response import Pooled, exchange
 
 DHCP_TIMEOUTS = (4.0, 8.0, 16.0)
 TFTP_TIMEOUT, TFTP_MAX_TIMEOUT, TFTP_TRIES = 1.0, 8.0, 8
@@ -196,8 +197,9 @@ class _TftpTransfer(asyncio.DatagramProtocol):
     block: a thousand machines' blocks must not cost the simulator more than the server). A packet
     unanswered for its timeout is sent again; TFTP_TRIES in a row unanswered fail the transfer."""
 
-    def __init__(self, machine: Machine, server: str, rrq: bytes, blksize: int, done: asyncio.Future):
-        self.machine, self.blksize, self.done = machine, blksize, done
+    def __init__(self, machine: Machine, sock: socket.socket, server: str, rrq: bytes, blksize: int,
+                 done: asyncio.Future):
+        self.machine, self.sock, self.blksize, self.done = machine, sock, blksize, done
         self.last = (rrq, (server, 69))
         self.peer: tuple | None = None
         self.block = self.received = self.tries = 0
@@ -211,7 +213,13 @@ class _TftpTransfer(asyncio.DatagramProtocol):
 
     def _send(self, packet: bytes, to: tuple) -> None:
         self.last, self.sent_at = (packet, to), time.monotonic()
-        self.transport.sendto(packet, to)
+        if self.peer is None:
+            self.transport.sendto(packet, to)
+            return
+        try:
+            self.sock.send(packet)
+        except OSError:
+            pass  # as a packet lost on the wire: the timer sends it again
 
     def _tick(self) -> None:
         if self.done.done():
@@ -235,7 +243,13 @@ class _TftpTransfer(asyncio.DatagramProtocol):
             return
         if answer is None:
             return
-        kind, self.peer, payload = answer
+        kind, peer, payload = answer
+        if self.peer is None:
+            # The transfer's port is known: the socket is connected to it, so the kernel filters
+            # other senders and neither side's packets need a route lookup each (the datagrams on
+            # the wire are the same).
+            self.peer = peer
+            self.sock.connect(peer)
         self.tries = 0
         if kind == "oack":
             self._send(b"\0\4\0\0", self.peer)
@@ -260,8 +274,9 @@ async def tftp(machine: Machine, server: str, name: str) -> int:
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     rrq = b"\0\1" + name.encode() + b"\0octet\0blksize\0" + str(blksize).encode() + b"\0tsize\0" + b"0\0"
-    transport, _ = await loop.create_datagram_endpoint(lambda: _TftpTransfer(machine, server, rrq, blksize, done),
-                                                       sock=in_netns(machine.netns, make))
+    sock = in_netns(machine.netns, make)
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _TftpTransfer(machine, sock, server, rrq, blksize, done), sock=sock)
     try:
         return await done
     finally:
@@ -270,53 +285,32 @@ async def tftp(machine: Machine, server: str, name: str) -> int:
 
 # -- HTTP -----------------------------------------------------------------------------------------------
 async def http(machine: Machine, url: str, step: str, method: str = "GET", body: bytes = b"",
-               headers: dict | None = None) -> tuple[int, bytes]:
+               headers: dict | None = None, pool: Pooled | None = None) -> tuple[int, bytes]:
+    """One request (retried as above) on a connection of its own, or on `pool`'s."""
     m = re.match(r"http://([^/:]+)(?::(\d+))?(/.*)?$", url)
     host, port, path = m[1], int(m[2] or 80), m[3] or "/"
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    raw = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
-           f"{extra}\r\n").encode() + body
+    connection = "keep-alive" if pool is not None else "close"
+    raw = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: {connection}\r\n"
+           f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
     for attempt in range(HTTP_TRIES):
         if attempt:
             machine.retry(step)
         try:
-            return await asyncio.wait_for(_http_once(machine, host, port, raw), HTTP_TIMEOUT)
+            return await asyncio.wait_for(_http_once(machine, host, port, raw, pool), HTTP_TIMEOUT)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             last = exc
     raise StepFailed(f"{step}: {type(last).__name__} {last}")
 
 
-async def _http_once(machine: Machine, host: str, port: int, raw: bytes) -> tuple[int, bytes]:
+async def _http_once(machine: Machine, host: str, port: int, raw: bytes, pool: Pooled | None) -> tuple[int, bytes]:
     def make():
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((machine.ip, 0))
         s.setblocking(False)
         return s
 
-    loop = asyncio.get_running_loop()
-    sock = in_netns(machine.netns, make)
-    try:
-        await loop.sock_connect(sock, (host, port))
-    except OSError:
-        sock.close()
-        raise
-    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
-    try:
-        writer.write(raw)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head)[1])
-        chunks, got = [], 0
-        while got < length:
-            chunk = await reader.read(min(1 << 20, length - got))
-            if not chunk:
-                raise asyncio.IncompleteReadError(b"", length - got)
-            got += len(chunk)
-            if length <= 1 << 20:  # keep scripts and configs; count the images' bytes only
-                chunks.append(chunk)
-        return status, b"".join(chunks)
-    finally:
-        writer.close()
+    return await exchange(lambda: in_netns(machine.netns, make), (host, port), raw, pool)
 
 
 # -- the whole boot -----------------------------------------------------------------------------------
@@ -339,16 +333,12 @@ async def boot(machine: Machine, appliance: str, began: float) -> Machine:
         bootfile = await timed(machine, "pxe-dhcp", proxy_dhcp(machine, False, "pxe-dhcp"))
         await timed(machine, "tftp", tftp(machine, appliance, bootfile))
         script_url = await timed(machine, "ipxe-dhcp", proxy_dhcp(machine, True, "ipxe-dhcp"))
-        status, _ = await timed(machine, "boot.ipxe", http(machine, script_url, "boot.ipxe"))
+        ipxe = Pooled()
+        try:
+            kernel_line = await _ipxe_scripts_and_images(machine, script_url, hyphen, ipxe)
+        finally:
+            ipxe.close()  # the kernel starts: iPXE and its connection are gone
         base = script_url.rsplit("/", 1)[0]
-        status, script = await timed(machine, "ipxe", http(
-            machine, f"{base}/ipxe?mac={hyphen}&arch=x86_64", "ipxe"))
-        if status != 200 or b"\nkernel " not in script:
-            raise StepFailed(f"ipxe: HTTP {status}: {script[:200]!r}")
-        kernel_line = next(line for line in script.decode().splitlines() if line.startswith("kernel "))
-        initrds = [line.split()[1] for line in script.decode().splitlines() if line.startswith("initrd ")]
-        await timed(machine, "kernel", _asset(machine, urljoin(script_url, kernel_line.split()[1]), "kernel"))
-        await timed(machine, "initrd", _asset(machine, urljoin(script_url, initrds[0]), "initrd"))
         config_url = re.search(r"ignition\.config\.url=(\S+)", kernel_line)[1].replace("${mac:hexhyp}", hyphen)
         status, config = await timed(machine, "ignition", http(machine, config_url, "ignition"))
         if status != 200:
@@ -366,7 +356,22 @@ async def boot(machine: Machine, appliance: str, began: float) -> Machine:
     return machine
 
 
-async def _asset(machine: Machine, url: str, step: str) -> None:
-    status, _ = await http(machine, url, step)
+async def _ipxe_scripts_and_images(machine: Machine, script_url: str, hyphen: str, pool: Pooled) -> str:
+    """What iPXE fetches over its pooled connection; returns the script's kernel line."""
+    await timed(machine, "boot.ipxe", http(machine, script_url, "boot.ipxe", pool=pool))
+    base = script_url.rsplit("/", 1)[0]
+    status, script = await timed(machine, "ipxe", http(machine, f"{base}/ipxe?mac={hyphen}&arch=x86_64", "ipxe",
+                                                       pool=pool))
+    if status != 200 or b"\nkernel " not in script:
+        raise StepFailed(f"ipxe: HTTP {status}: {script[:200]!r}")
+    kernel_line = next(line for line in script.decode().splitlines() if line.startswith("kernel "))
+    initrds = [line.split()[1] for line in script.decode().splitlines() if line.startswith("initrd ")]
+    await timed(machine, "kernel", _asset(machine, urljoin(script_url, kernel_line.split()[1]), "kernel", pool))
+    await timed(machine, "initrd", _asset(machine, urljoin(script_url, initrds[0]), "initrd", pool))
+    return kernel_line
+
+
+async def _asset(machine: Machine, url: str, step: str, pool: Pooled) -> None:
+    status, _ = await http(machine, url, step, pool=pool)
     if status != 200:
         raise StepFailed(f"{step}: HTTP {status} for {url}")

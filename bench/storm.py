@@ -96,7 +96,8 @@ class Appliance:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds of serve and of dnsmasq (every process of the session, by what it is)."""
-        tick, totals = os.sysconf("SC_CLK_TCK"), {"serve": 0.0, "dnsmasq": 0.0, "dnsmasq_sys": 0.0}
+        tick, totals = os.sysconf("SC_CLK_TCK"), {"serve": 0.0, "serve_sys": 0.0, "dnsmasq": 0.0,
+                                                   "dnsmasq_sys": 0.0}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 name, fields = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
@@ -108,8 +109,8 @@ class Appliance:
                 kind = "dnsmasq" if name == "dnsmasq" else None if b"guardian" in cmdline else "serve"
                 if kind:
                     totals[kind] += (int(fields[11]) + int(fields[12])) / tick
-                if kind == "dnsmasq":
-                    totals["dnsmasq_sys"] += int(fields[12]) / tick
+                if kind:
+                    totals[f"{kind}_sys"] += int(fields[12]) / tick
         return totals
 
     def udp(self) -> dict[str, int]:
@@ -119,6 +120,27 @@ class Appliance:
         names, values = [line.split()[1:] for line in lines if line.startswith("Udp:")][:2]
         counters = dict(zip(names, map(int, values), strict=False))
         return {k: counters.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")}
+
+    def drops_by_port(self) -> dict[str, int]:
+        """Datagrams each listening UDP socket of the appliance dropped (full receive buffer), by local
+        port: which of dnsmasq's (67, 4011, 69) and serve's HTTP Boot listener (also 67) lost them."""
+        lines = subprocess.run(["ip", "netns", "exec", self.netns, "cat", "/proc/net/udp"], capture_output=True,
+                               text=True, check=False).stdout.splitlines()[1:]
+        drops: dict[str, int] = {}
+        for line in lines:
+            fields = line.split()
+            port, inode, dropped = int(fields[1].split(":")[1], 16), fields[9], int(fields[12])
+            if dropped:
+                key = f"{port} ({self._owner(inode)})"
+                drops[key] = drops.get(key, 0) + dropped
+        return drops
+
+    def _owner(self, inode: str) -> str:
+        for fd in Path("/proc").glob("[0-9]*/fd/*"):
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return (fd.parent.parent / "comm").read_text().strip()
+        return "?"
 
     def stop(self) -> None:
         try:
@@ -192,8 +214,8 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
             "install_configs": len(got_config), "installed": sum(m.done_at is not None for m in machines),
             "wall_s": round(wall, 2), "failures": errors, "steps": steps, "alerts": alerts,
             "serve_cpu_s": round(cpu["serve"], 2), "dnsmasq_cpu_s": round(cpu["dnsmasq"], 2),
-            "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2),
-            "simulator_cpu_s": round(cpu["simulator"], 2),
+            "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2), "serve_sys_cpu_s": round(cpu["serve_sys"], 2),
+            "simulator_cpu_s": round(cpu["simulator"], 2), "simulator_sys_cpu_s": round(cpu["simulator_sys"], 2),
             "load1_after": round(os.getloadavg()[0], 2), "nice": os.nice(0)}
 
 
@@ -242,9 +264,10 @@ def arp_table_fulls() -> int:
                if word.startswith("table_fulls"))
 
 
-def _own_cpu() -> float:
+def _own_cpu() -> tuple[float, float]:
+    """This process's CPU seconds: all, and in the kernel."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime
 
 
 def main() -> int:
@@ -277,10 +300,13 @@ def main() -> int:
                 cpu0, own0, udp0, fulls0 = appliance.cpu(), _own_cpu(), appliance.udp(), arp_table_fulls()
                 machines, wall = asyncio.run(storm(rack, n))
                 cpu1, udp1 = appliance.cpu(), appliance.udp()
-                cpu1["simulator"], cpu0["simulator"] = _own_cpu(), own0
+                (cpu1["simulator"], cpu1["simulator_sys"]), (cpu0["simulator"], cpu0["simulator_sys"]) = _own_cpu(), own0
                 row = report(n, machines, wall, {k: cpu1[k] - cpu0[k] for k in cpu0}, appliance.events())
                 row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
+                row["appliance_udp_drops_by_port"] = appliance.drops_by_port()
                 row["dhcp_broadcasts_filtered_at_switch"] = filtered
+                row["switch"] = "broadcasts readdressed at ingress" if filtered else "floods"
+                row["ipxe_http"] = "pooled keep-alive connection"
                 row["tftp_max"] = tftp_max(out)
                 row["uefi_bootfile"] = uefi_bootfile(out)
                 row["arp_table_fulls"] = arp_table_fulls() - fulls0
@@ -297,8 +323,10 @@ def main() -> int:
     results = REPO / "bench" / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}
     key = "storm" if not os.environ.get("BENCH_STORM_TFTP_MAX") else "storm_tftp_max_" + os.environ["BENCH_STORM_TFTP_MAX"]
-    by_size = {row["machines"]: row for row in data.get(key, []) + rows}  # a partial run updates
-    data[key] = [by_size[n] for n in sorted(by_size)]
+    # A partial run updates: this run's rows replace the stored ones of the same sizes, and a size
+    # run more than once (BENCH_STORM=1000,1000,1000) keeps every repeat.
+    kept = [row for row in data.get(key, []) if row["machines"] not in set(SIZES)]
+    data[key] = sorted(kept + rows, key=lambda row: row["machines"])
     from bench.run import this_machine
     data.setdefault("machines", {})[key] = this_machine()
     results.write_text(json.dumps(data, indent=2) + "\n")

@@ -156,6 +156,7 @@ async def test_without_a_thread_to_spare_the_body_goes_out_from_the_loop_as_befo
     else:
         def refuse(self):
             raise RuntimeError("can't start new thread")
+        monkeypatch.setattr(bulk, "_workers", bulk._Workers())  # no idle thread left by other tests
         monkeypatch.setattr(threading.Thread, "start", refuse)
     loop, on_api_loop = asyncio.get_running_loop(), []
     original = loop.sendfile
@@ -170,6 +171,41 @@ async def test_without_a_thread_to_spare_the_body_goes_out_from_the_loop_as_befo
             assert r.status == 200 and await r.read() == data
     assert on_api_loop == [SIZE]
     assert await settle(lambda: open_descriptors() <= before), (open_descriptors(), before)
+
+
+async def test_bodies_one_after_another_go_out_on_the_same_thread(tree, monkeypatch):
+    root, data = tree
+    monkeypatch.setattr(bulk, "_workers", bulk._Workers())
+    started = []
+    original = threading.Thread.start
+
+    def counted(self):
+        started.append(self.name)
+        return original(self)
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    async with running(root / "matchbox", root, assets=root / "assets") as (http, _):
+        for _ in range(5):
+            async with http.get(PATH) as r:
+                assert r.status == 200 and await r.read() == data
+            assert await settle(lambda: bulk._workers.idle == 1)  # its thread waits for the next
+    assert started.count("bulk-sendfile") == 1
+
+
+def test_a_thread_that_has_timed_out_is_handed_no_body(monkeypatch):
+    monkeypatch.setattr(bulk, "IDLE_SECONDS", 0.01)
+    workers, done, first = bulk._Workers(), [], []
+    workers.run(lambda: (first.append(threading.current_thread()), done.append(1)))
+    for _ in range(500):  # until that thread has waited its idle time out and ended
+        if first and not first[0].is_alive():
+            break
+        threading.Event().wait(0.01)
+    assert workers.idle == 0
+    workers.run(lambda: done.append(2))  # so on a thread of its own, not into a queue nobody reads
+    for _ in range(500):
+        if len(done) == 2:
+            break
+        threading.Event().wait(0.01)
+    assert done == [1, 2]
 
 
 class FakeTransport:

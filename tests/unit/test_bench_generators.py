@@ -80,3 +80,35 @@ def test_the_installed_callback_carries_the_credential_of_the_served_config():
 def test_the_simulated_installer_reads_the_credential_where_the_appliance_puts_it():
     from app.layout import CREDENTIAL_PATH
     assert firmware.CREDENTIAL_PATH == CREDENTIAL_PATH
+
+
+def _response_from(chunks: list[bytes]):
+    import asyncio
+
+    from bench.response import Response
+
+    loop = asyncio.new_event_loop()
+    try:
+        done = loop.create_future()
+        response = Response(done)
+        for chunk in chunks:
+            response.received(memoryview(chunk))
+        return done.result() if done.done() else None
+    finally:
+        loop.close()
+
+
+def test_a_response_is_read_whatever_its_head_and_body_are_split_into():
+    body = b'{"ignition":{}}'
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n" + body
+    assert _response_from([raw]) == (200, body)
+    assert _response_from([raw[:20], raw[20:70], raw[70:]]) == (200, body)
+    assert _response_from([raw[:-1]]) is None  # one byte short: not done yet
+
+
+def test_an_image_is_counted_to_its_end_but_not_kept():
+    from bench.response import KEEP_BODY
+    length = KEEP_BODY + 10
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length
+    assert _response_from([head + b"x" * 1000, b"x" * (length - 1001)]) is None
+    assert _response_from([head + b"x" * 1000, b"x" * (length - 1000)]) == (200, b"")

@@ -1,5 +1,6 @@
 """Large file bodies (kernels, initrds, images, registry blobs) go out from threads of their own, one
-per body, each in a single blocking sendfile, instead of from the loop that answers the boot API.
+body at a time on each, in a single blocking sendfile, instead of from the loop that answers the
+boot API.
 
 Why: sendfile's kernel time (handing page-cache pages to the socket, segmenting, and over loopback
 the receiver's processing too) is paid by the thread that calls it. On the API's loop every chunk of
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import queue
 import socket
 import struct
 import threading
@@ -34,6 +36,7 @@ STALL_SECONDS = 20
 # from the API's loop, slower for the API but never refused.
 MAX_THREADS = 256
 _threads = threading.BoundedSemaphore(MAX_THREADS)
+IDLE_SECONDS = 60  # a thread with no body to send for this long ends
 
 
 async def sendfile(transport: asyncio.Transport, f: BinaryIO, offset: int, count: int) -> None:
@@ -77,7 +80,7 @@ class _Transfer:
             sock = socket.socket(fileno=os.dup(raw.fileno()))
             file = os.fdopen(os.dup(f.fileno()), "rb")
             transfer = cls(sock, file, offset, count)
-            threading.Thread(target=transfer._run, name="bulk-sendfile", daemon=True).start()
+            _workers.run(transfer._run)
             return transfer
         except (OSError, RuntimeError):
             for held in (sock, file):
@@ -90,7 +93,6 @@ class _Transfer:
         """On its own thread: the whole body in as few sendfile calls as the client allows."""
         error: BaseException | None = None
         try:
-            _yield_to_the_api()
             self._send()
         except OSError as exc:
             stalled = exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
@@ -123,6 +125,49 @@ class _Transfer:
         with self._closing:  # once the thread has closed it, its number may name another socket
             if self.sock.fileno() != -1:
                 self.sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Workers:
+    """The threads bodies go out on. A thread outlives its body and waits IDLE_SECONDS for the next:
+    a rack booting at once would otherwise start a thread per kernel and per initrd, and
+    Thread.start blocks the API's loop until the new thread has run, which on a busy machine is a
+    wait every request shares; a thread also lowers its priority once, not once per body."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.idle = 0  # threads waiting for a job and not yet counted out by `run`
+
+    def run(self, job) -> None:
+        """`job` on an idle thread, else on a new one; RuntimeError when none can be started."""
+        with self.lock:
+            if self.idle:
+                self.idle -= 1
+                self.jobs.put(job)
+                return
+        threading.Thread(target=self._work, args=(job,), name="bulk-sendfile", daemon=True).start()
+
+    def _work(self, job) -> None:
+        _yield_to_the_api()
+        me = threading.current_thread()
+        while True:
+            job()
+            me.name = "bulk-idle"
+            with self.lock:
+                self.idle += 1
+            try:
+                job = self.jobs.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self.lock:  # a job handed to this thread as it timed out is still taken
+                    try:
+                        job = self.jobs.get_nowait()
+                    except queue.Empty:
+                        self.idle -= 1
+                        return
+            me.name = "bulk-sendfile"
+
+
+_workers = _Workers()
 
 
 def _yield_to_the_api() -> None:
