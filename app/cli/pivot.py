@@ -130,6 +130,7 @@ def pivot_command(
 ) -> None:
     """Move provisioning into the cluster: CRDs, RBAC, the appliance as a Deployment, and the state
     (PKI, cluster record, templates, nodes as Machines). Idempotent: server-side apply."""
+    from app.pivot.bmc import secret_hints
     from app.pivot.manifests import to_yaml
 
     cluster = load_or_exit(paths.config)
@@ -146,6 +147,8 @@ def pivot_command(
     if not server_dry_run:
         typer.echo(f"pivoted: {machines} machines in namespace {namespace}; "
                    "`kubectl get machines -n " + namespace + "` lists them")
+        for hint in secret_hints([o for o in objects if o["kind"] == "Machine"]):
+            typer.echo(hint)
 
 
 @command("unpivot")
