@@ -22,7 +22,8 @@ cluster-admin, no `escalate`, `bind` or `impersonate`.
 The kube-system Role and the ClusterRole, and their bindings, exist once per name in the whole
 cluster, so each carries the namespace pivot used: a pivot into a second namespace then adds its own
 instead of rebinding the first one's to its account, and each account stays confined by its own
-admission policies (app/pivot/guard.py, also one set per namespace).
+admission policies (app/pivot/guard.py, also one set per namespace). The per-cluster names an older
+pivot used are in app/pivot/legacy.py.
 """
 
 from __future__ import annotations

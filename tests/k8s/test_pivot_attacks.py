@@ -241,3 +241,35 @@ def test_two_pivots_each_keep_exactly_their_own_rights(control_plane, admin, as_
             if row[2] == theirs:  # what the other account may do in its own namespace, this one may not
                 assert not real.review(admin, *row, of=mine), (mine, row)
         assert_attacks_denied(control_plane, admin, mine, tmp_path)
+
+
+def old_pair(kind: str, name: str, namespace: str | None, rules: list[dict], account_namespace: str) -> list[dict]:
+    """A Role (or ClusterRole) and its binding under a per-cluster name, as a pivot before per-namespace
+    names made them."""
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    api_version = f"{rbac.RBAC_API}/v1"
+    return [{"apiVersion": api_version, "kind": kind, "metadata": meta, "rules": rules},
+            {"apiVersion": api_version, "kind": f"{kind}Binding", "metadata": meta,
+             "roleRef": {"apiGroup": rbac.RBAC_API, "kind": kind, "name": name},
+             "subjects": [{"kind": "ServiceAccount", "name": rbac.SERVICE_ACCOUNT, "namespace": account_namespace}]}]
+
+
+def test_pivot_deletes_its_namespaces_old_per_cluster_rbac_and_no_one_elses(control_plane, admin, pivoted,  # noqa: F811
+                                                                           output, templates):  # noqa: F811
+    from app.pivot.apply import path_of
+    mine = old_pair("Role", rbac.LEGACY_DAY2_ROLE, "kube-system", rbac.day2_rules(), NS)
+    theirs = old_pair("ClusterRole", rbac.LEGACY_NODES_ROLE, None, rbac.node_rules(), "elsewhere")
+    for obj in mine + theirs:
+        kube.apply_at(admin, path_of(obj), obj)  # field manager bootstrap-node, as the old pivot's
+    try:
+        result = pivot(control_plane, output, templates, "--namespace", NS)
+        assert result.exit_code == 0, said(result)
+        assert f"deleted (its old, per-cluster name): Role and RoleBinding kube-system/{rbac.LEGACY_DAY2_ROLE}" \
+            in result.output
+        assert not any(kube.exists(admin, path_of(obj)) for obj in mine)
+        assert all(kube.exists(admin, path_of(obj)) for obj in theirs)  # another namespace's, until it pivots
+        assert real.review(admin, "create", "secrets", "kube-system", of=NS)  # under its new name
+        assert real.review(admin, "list", "nodes", of="elsewhere")  # what it held is untouched
+    finally:
+        for obj in theirs:
+            kube.answer(admin, "DELETE", path_of(obj))
