@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from app.atomic_file import atomic_write
@@ -49,16 +48,24 @@ def watched(namespace: str) -> list[Target]:
             Target(f"/api/v1/namespaces/{namespace}/configmaps", TEMPLATES_CONFIGMAP)]
 
 
-def rebuilder(api, namespace: str, output: Path, assets: Path, ipxe_dir: Path) -> Callable[[], str]:
-    """The `rebuild` callable: read the namespace's objects, render, switch. RebuildFailed, nothing changed."""
-    def rebuild() -> str:
+class Rebuild:
+    """The `rebuild` callable: read the namespace's objects, render, switch. RebuildFailed, nothing
+    changed. `refused` holds, after each render, MAC -> why a Machine's BMC was not used (a password
+    in a file or variable of the pod: app/pivot/bmc.py); the status loop reports it as its lastError."""
+
+    def __init__(self, api, namespace: str, output: Path, assets: Path, ipxe_dir: Path):
+        self.api, self.namespace, self.output, self.assets, self.ipxe_dir = api, namespace, output, assets, ipxe_dir
+        self.refused: dict[str, str] = {}
+
+    def __call__(self) -> str:
+        output, refused = self.output, {}
         try:
-            cluster, state = read_cluster(api, namespace, bmc_passwords(output))
+            cluster, state = read_cluster(self.api, self.namespace, bmc_passwords(output), refused)
             text = cluster_yaml(cluster)
             cluster = checked(text, output.parent)
             if not (output / MARKER).is_file():
                 export(cluster, state, output, dt.datetime.now(dt.UTC))
-                atomic_write(output / MARKER, namespace.encode(), 0o644)
+                atomic_write(output / MARKER, self.namespace.encode(), 0o644)
             else:
                 atomic_write(output / CLUSTER_YAML, text, 0o644)
                 take_templates(output / TEMPLATES, state.templates)
@@ -67,19 +74,26 @@ def rebuilder(api, namespace: str, output: Path, assets: Path, ipxe_dir: Path) -
                                 "while it runs; restart the pods to take it (docs/cluster-mode.md)",
                                 CREDENTIALS_SECRET, ", ".join(stale))
             templates = output / TEMPLATES
-            result = generate(cluster, output, templates if templates.is_dir() else None, assets=assets,
-                              ipxe_dir=ipxe_dir, join_api=api)
+            result = generate(cluster, output, templates if templates.is_dir() else None, assets=self.assets,
+                              ipxe_dir=self.ipxe_dir, join_api=self.api)
         except (StateError, MachineError, RenderError, OutputError, OSError) as exc:
             raise RebuildFailed(str(exc)) from None
         except (kube.Transient, kube.Fatal) as exc:
-            raise RebuildFailed(f"reading namespace {namespace}: {exc}") from None
+            raise RebuildFailed(f"reading namespace {self.namespace}: {exc}") from None
         for warning in result.warnings:  # a join token that could not be minted, among others
             log.warning("cluster mode: %s", warning)
+        self.refused = refused
+        names = {str(node.mac): node.name for node in cluster.nodes}
+        for mac, why in sorted(refused.items()):
+            log.warning("cluster mode: Machine %s: %s", names.get(mac, mac), why)
         s = result.summary
         minted = f"; join tokens minted for {', '.join(result.tokens_minted)}" if result.tokens_minted else ""
         return (f"{len(cluster.nodes)} machines: {len(s.written)} written, {len(s.unchanged)} unchanged, "
                 f"{len(s.removed)} removed{minted}")
-    return rebuild
+
+
+def rebuilder(api, namespace: str, output: Path, assets: Path, ipxe_dir: Path) -> Rebuild:
+    return Rebuild(api, namespace, output, assets, ipxe_dir)
 
 
 def bmc_passwords(output: Path) -> Path:
@@ -144,11 +158,12 @@ def owned(output: Path, namespace: str) -> str | None:
             "empty or new directory (it never overwrites an appliance's output)")
 
 
-def hooks(server, rebuild: Callable[[], str], identity: str) -> Hooks:
+def hooks(server, rebuild: Rebuild, identity: str) -> Hooks:
     """Cluster mode's view of a running serve (runner.Server)."""
     def node_state(mac: str) -> tuple[str, str]:
         state = server.events.state(mac)
-        return (state.phase, state.error) if state is not None else ("", "")
+        phase, error = (state.phase, state.error) if state is not None else ("", "")
+        return phase, "; ".join(part for part in (error, rebuild.refused.get(mac, "")) if part)
 
     def reinstall(mac: str, name: str) -> None:
         server.events.record(Event(EventKind.REINSTALL, mac=mac, node=name, source="serve",

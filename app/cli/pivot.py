@@ -101,6 +101,8 @@ def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server
                    "ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1).", ExitCode.UNCONFINED) from None
     except kube.Fatal as exc:
         raise _refused(exc) from None
+    if not server_dry_run:
+        _retire_legacy(sender.api, options.namespace)
     verb = "accepted (dry run, nothing stored)" if server_dry_run else "applied"
     for index, name in enumerate(outcome.applied):
         if outcome.in_force and index == outcome.in_force_after:
@@ -110,6 +112,19 @@ def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server
     for reason in outcome.skipped:
         typer.echo(f"not checked: {reason}")
     return sum(o["kind"] == "Machine" for o in objects)
+
+
+def _retire_legacy(api, namespace: str) -> None:
+    """The RBAC names of a pivot before they were per namespace, deleted when they are this
+    namespace's (app/pivot/legacy.py). Everything is applied already, so a failure here is said, not fatal."""
+    from app.pivot.legacy import retire
+    from app.wait import kube
+    try:
+        for what in retire(api, namespace):
+            typer.echo(f"deleted (its old, per-cluster name): {what}")
+    except (kube.Transient, kube.Fatal) as exc:
+        typer.echo(f"the old per-cluster RBAC names were not checked ({exc}); see docs/pivot.md, "
+                   "\"After an upgrade\"", err=True)
 
 
 @command("pivot")
@@ -130,6 +145,7 @@ def pivot_command(
 ) -> None:
     """Move provisioning into the cluster: CRDs, RBAC, the appliance as a Deployment, and the state
     (PKI, cluster record, templates, nodes as Machines). Idempotent: server-side apply."""
+    from app.pivot.bmc import secret_hints
     from app.pivot.manifests import to_yaml
 
     cluster = load_or_exit(paths.config)
@@ -146,6 +162,8 @@ def pivot_command(
     if not server_dry_run:
         typer.echo(f"pivoted: {machines} machines in namespace {namespace}; "
                    "`kubectl get machines -n " + namespace + "` lists them")
+        for hint in secret_hints([o for o in objects if o["kind"] == "Machine"]):
+            typer.echo(hint)
 
 
 @command("unpivot")

@@ -7,6 +7,14 @@ and writes the password into a file of its own (0600, in a 0700 directory beside
 never in it), and the cluster.yaml it renders names that file. So the power code reads it the way
 it reads any password file, and a Machine with its password in a Secret renders like any other.
 
+A Machine's `bmc.passwordFile` and `bmc.passwordEnv` name a file or a variable where the appliance
+runs, and in cluster mode that is its pod: its own files (the CA keys, the bootstrap token) and its
+environment. Cluster mode does not read them: such a Machine is rendered without its BMC (powered
+`manual`: served and installed as any other, never powered through its BMC by the pod), and its
+status.lastError says why and what to do. Refusing the whole render would stop every other Machine
+for one author's mistake; refusing at the CRD would make `pivot` refuse every cluster.yaml with a BMC
+(cluster.yaml cannot name a Secret) and `unpivot` unable to give such a cluster.yaml back.
+
 `unpivot` does not do this (it would copy BMC passwords onto whatever machine it runs on); it
 refuses such a Machine by name (app/cluster/machines.py).
 
@@ -29,6 +37,48 @@ from app.wait import kube
 PASSWORD_KEY = "password"
 # A Secret's name is a DNS subdomain (the API server refuses anything else), so it is a safe file name.
 SAFE = set("abcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
+LOCAL_SOURCES = {"passwordFile": "a file", "passwordEnv": "an environment variable"}
+
+
+def set_aside_local_sources(machines: list[dict]) -> tuple[list[dict], dict[str, str]]:
+    """For cluster mode: the Machines, those whose BMC password is a file or variable without their
+    BMC and powered `manual`; and MAC -> why, for each of those (its status.lastError). Pure: the
+    objects given are not changed."""
+    kept, refused = [], {}
+    for machine in machines:
+        spec = machine.get("spec") or {}
+        source = next((key for key in LOCAL_SOURCES if key in (spec.get("bmc") or {})), None)
+        if source is None:
+            kept.append(machine)
+            continue
+        refused[str(spec.get("mac", ""))] = (
+            f"bmc.{source} names {LOCAL_SOURCES[source]} where the appliance runs, which in cluster mode is its "
+            f"pod: not read, so this machine is not powered through its BMC. Put the password in a Secret "
+            f"(key {PASSWORD_KEY!r}) in this namespace and name it in bmc.passwordSecret instead of {source}")
+        without = {key: value for key, value in spec.items() if key != "bmc"}
+        kept.append({**machine, "spec": {**without, "power": "manual"}})
+    return kept, refused
+
+
+def secret_hints(machines: list[dict]) -> list[str]:
+    """What `pivot` says of each Machine it made whose BMC password is a file or variable: cluster
+    mode will not use it (see set_aside_local_sources), and the two commands that move it into a Secret."""
+    hints = []
+    for machine in machines:
+        meta, bmc = machine["metadata"], (machine.get("spec") or {}).get("bmc") or {}
+        source = next((key for key in LOCAL_SOURCES if key in bmc), None)
+        if source is None:
+            continue
+        name, namespace = meta["name"], meta["namespace"]
+        value = f"--from-file={PASSWORD_KEY}={bmc[source]}" if source == "passwordFile" \
+            else f"--from-literal={PASSWORD_KEY}=\"${bmc[source]}\""
+        patch = f'{{"spec":{{"bmc":{{"{source}":null,"passwordSecret":"bmc-{name}"}}}}}}'
+        hints.append(f"Machine {name}: its BMC password is {LOCAL_SOURCES[source]} here, which cluster mode does "
+                     f"not read; to power it from the cluster: kubectl -n {namespace} create secret generic "
+                     f"bmc-{name} {value} && kubectl -n {namespace} patch machine {name} --type=merge -p '{patch}'")
+    return hints
 
 
 def named_secrets(machines: list[dict]) -> dict[str, list[str]]:

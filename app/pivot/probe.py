@@ -24,7 +24,7 @@ import enum
 from dataclasses import dataclass
 
 from app.pivot.guard import CONDITIONS, policy_name
-from app.pivot.rbac import DAY2_ROLE, KUBE_SYSTEM, RBAC_API, SERVICE_ACCOUNT
+from app.pivot.rbac import KUBE_SYSTEM, RBAC_API, SERVICE_ACCOUNT, day2_role
 
 PROBE_NAME = "bootstrap-node-probe"  # what no one else names an object in kube-system
 DRY_RUN = [("dryRun", "All")]
@@ -63,7 +63,7 @@ def probes(namespace: str) -> list[Probe]:
         # Its own Role, handed to every authenticated user.
         Probe("rolebindings", f"{rbac}/rolebindings",
               {"apiVersion": f"{RBAC_API}/v1", "kind": "RoleBinding", "metadata": meta,
-               "roleRef": {"apiGroup": RBAC_API, "kind": "Role", "name": DAY2_ROLE},
+               "roleRef": {"apiGroup": RBAC_API, "kind": "Role", "name": day2_role(namespace)},
                "subjects": [{"apiGroup": RBAC_API, "kind": "Group", "name": "system:authenticated"}]}),
     ]
 

@@ -1,7 +1,7 @@
 """The appliance's ServiceAccount and exactly what day 2 needs of the API, nothing more: no `*`, no
 cluster-admin, no `escalate`, `bind` or `impersonate`.
 
-- kube-system (Role `bootstrap-node:day-2`): create Secrets (the bootstrap tokens it mints, and
+- kube-system (Role `bootstrap-node:<namespace>:day-2`): create Secrets (the bootstrap tokens it mints, and
   kubeadm-certs the first time); read and replace kubeadm-certs by name; keep the Role and RoleBinding
   that let joining nodes read kubeadm-certs, by name. Kubernetes cannot limit `create` by name (the
   name is not known to the authorizer before the object exists), so `create` on Secrets in kube-system
@@ -16,7 +16,14 @@ cluster-admin, no `escalate`, `bind` or `impersonate`.
   the appliance's own, and whoever may write in it is as good as cluster-admin anyway
   (docs/pivot.md, "Who else may write in the namespace"); the PKI stays readable only by this
   account and cluster admins.
-- cluster-wide (ClusterRole `bootstrap-node:nodes`): nodes get/list/watch (whether a machine joined).
+- cluster-wide (ClusterRole `bootstrap-node:<namespace>:nodes`): nodes get/list/watch (whether a
+  machine joined).
+
+The kube-system Role and the ClusterRole, and their bindings, exist once per name in the whole
+cluster, so each carries the namespace pivot used: a pivot into a second namespace then adds its own
+instead of rebinding the first one's to its account, and each account stays confined by its own
+admission policies (app/pivot/guard.py, also one set per namespace). The per-cluster names an older
+pivot used are in app/pivot/legacy.py.
 """
 
 from __future__ import annotations
@@ -26,14 +33,26 @@ from app.pivot.state import CREDENTIALS_SECRET, RECORD_CONFIGMAP, TEMPLATES_CONF
 
 SERVICE_ACCOUNT = "bootstrap-node"
 LEASE = "bootstrap-node"  # the leader-election Lease (serve --lease-name)
-DAY2_ROLE = "bootstrap-node:day-2"
 OWN_ROLE = "bootstrap-node"
-NODES_ROLE = "bootstrap-node:nodes"
+# The names a pivot before per-namespace names gave its kube-system Role and its ClusterRole (and their
+# bindings): one per cluster, bound to the account of whichever namespace was pivoted last.
+LEGACY_DAY2_ROLE = "bootstrap-node:day-2"
+LEGACY_NODES_ROLE = "bootstrap-node:nodes"
 KUBE_SYSTEM = "kube-system"
 CERTS_SECRET = "kubeadm-certs"
 CERTS_ROLE = f"kubeadm:{CERTS_SECRET}"  # kubeadm's name for the Role joining nodes read it through
 RBAC_API = "rbac.authorization.k8s.io"
 READ = ["get", "list", "watch"]
+
+
+def day2_role(namespace: str) -> str:
+    """The kube-system Role (and RoleBinding) of the account in `namespace`."""
+    return f"bootstrap-node:{namespace}:day-2"
+
+
+def nodes_role(namespace: str) -> str:
+    """The ClusterRole (and ClusterRoleBinding) of the account in `namespace`."""
+    return f"bootstrap-node:{namespace}:nodes"
 
 
 def _rule(group: str, resources: list[str], verbs: list[str], names: list[str] | None = None) -> dict:
@@ -85,11 +104,11 @@ def rbac_objects(namespace: str, labels: dict) -> list[dict]:
     account = {"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace, "labels": labels}}
     out = [account,
-           role("ClusterRole", NODES_ROLE, None, node_rules()),
-           role("Role", DAY2_ROLE, KUBE_SYSTEM, day2_rules()),
+           role("ClusterRole", nodes_role(namespace), None, node_rules()),
+           role("Role", day2_role(namespace), KUBE_SYSTEM, day2_rules()),
            role("Role", OWN_ROLE, namespace, own_rules())]
-    bindings = [_binding("ClusterRole", NODES_ROLE, None, namespace),
-                _binding("Role", DAY2_ROLE, KUBE_SYSTEM, namespace),
+    bindings = [_binding("ClusterRole", nodes_role(namespace), None, namespace),
+                _binding("Role", day2_role(namespace), KUBE_SYSTEM, namespace),
                 _binding("Role", OWN_ROLE, namespace, namespace)]
     for binding in bindings:
         binding["metadata"]["labels"] = labels

@@ -44,10 +44,12 @@ TEMPLATES = "templates"
 FOREIGN = {JOIN_TOKENS.split("/", 1)[1]}  # files `wait`/`generate` keep beside the generated tree, not in it
 
 
-def read_cluster(api, namespace: str, bmc_passwords: Path | None = None) -> tuple[Cluster, State]:
+def read_cluster(api, namespace: str, bmc_passwords: Path | None = None,
+                 refused: dict[str, str] | None = None) -> tuple[Cluster, State]:
     """The cluster.yaml and state the namespace holds. StateError when something is missing or wrong.
     With `bmc_passwords` (cluster mode), the BMC passwords the Machines keep in Secrets are written
-    there and named as files (app/pivot/bmc.py); without it such a Machine is a MachineError."""
+    there and named as files, and a BMC password in a file or variable is not used: `refused` is
+    filled with MAC -> why (app/pivot/bmc.py). Without it a Machine with a Secret is a MachineError."""
     group = f"/apis/bootstrap-node.io/{VERSION}/namespaces/{namespace}"
     settings = kube.get(api, f"{group}/{PROVISIONING_CLUSTERS}").get("items", [])
     if len(settings) != 1:
@@ -63,7 +65,13 @@ def read_cluster(api, namespace: str, bmc_passwords: Path | None = None) -> tupl
         if "HTTP 404" in str(exc):
             raise StateError(f"namespace {namespace}: {exc}") from None
         raise
-    files = bmc.write_passwords(api, namespace, machines, bmc_passwords) if bmc_passwords is not None else None
+    files = None
+    if bmc_passwords is not None:
+        machines, set_aside = bmc.set_aside_local_sources(machines)
+        files = bmc.write_passwords(api, namespace, machines, bmc_passwords)
+        if refused is not None:
+            refused.clear()
+            refused.update(set_aside)
     return cluster_from_objects(settings[0], node_order(machines), files), state_from_objects(*objects)
 
 

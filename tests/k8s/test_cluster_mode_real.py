@@ -221,6 +221,32 @@ def test_deleting_a_machine_stops_serving_it(serving, control_plane):
     assert installs(url, "52:54:00:00:00:22")  # the others are still served
 
 
+def test_a_bmc_password_from_the_pods_own_files_is_not_read_and_the_machine_says_why(serving, control_plane):
+    """A Machine whose bmc.passwordFile names the pod's bootstrap token (its author's BMC address would
+    receive it at the next power-on): rendered and served without its BMC, the others still served,
+    and the refusal in its status.lastError, in a Warning Event and in the log."""
+    url, out, log, _ = serving
+    name, mac = "worker-bmc", "52:54:00:00:00:2b"
+    body = yaml.safe_load(machine(name, mac, "10.0.0.43"))
+    body["spec"].update(power="redfish", bmc={"address": "https://10.0.1.43", "username": "root",
+                                              "passwordFile": str(out / "credentials" / "bootstrap-token")})
+    kubectl(control_plane, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+    try:
+        wait_for(lambda: "bmc.passwordFile names a file where the appliance runs" in machine_field(
+            control_plane, name, ".status.lastError"), timeout=30, what="the refusal in the Machine's lastError")
+        assert "bmc.passwordSecret" in machine_field(control_plane, name, ".status.lastError")
+        assert installs(url, mac) and installs(url, "52:54:00:00:00:22")
+        node = next(n for n in yaml.safe_load((out / "cluster.yaml").read_text())["nodes"] if n["name"] == name)
+        assert "bmc" not in node and node["power"] == "manual"
+        assert f"cluster mode: Machine {name}: bmc.passwordFile names a file" in log.read_text()
+        template = "jsonpath={range .items[*]}{.regarding.name}/{.reason}/{.type} {end}"
+        wait_for(lambda: f"{name}/Failed/Warning" in kubectl(
+            control_plane, "get", "events.events.k8s.io", "-o", template).stdout.split(), timeout=30,
+            what="a Warning Event on the Machine")
+    finally:
+        kubectl(control_plane, "delete", "machine", name, "--ignore-not-found")
+
+
 def test_serve_stops_cleanly_with_its_watch_open(serving):
     """Last: SIGTERM ends the open watch (its thread is not left to run out the watch's timeout)."""
     _, _, log, proc = serving

@@ -29,6 +29,7 @@ import yaml
 from app import pki
 from app.pivot import guard, probe, rbac
 from app.wait import kube, kubeadm_secrets
+from tests.k8s import test_pivot_real as real
 from tests.k8s.test_pivot_real import (  # noqa: F401
     admin,
     cli,
@@ -63,16 +64,6 @@ def as_service_account(control_plane, output, templates, tmp_path_factory):  # n
 @pytest.fixture(scope="module")
 def pivoted(as_service_account):
     return as_service_account
-
-
-@pytest.fixture
-def pivots_elsewhere(control_plane, output, templates):  # noqa: F811
-    """For a test that pivots another namespace: the kube-system Role's binding is one per cluster, and
-    that pivot moves it to its own account; pivoting NS again afterwards gives it back (and returns
-    only once the account's rights have settled: its probes reach admission)."""
-    yield
-    result = pivot(control_plane, output, templates, "--namespace", NS)
-    assert result.exit_code == 0, said(result)
 
 
 def as_sa(control_plane, kubeconfig, *args: str, stdin: str | None = None):
@@ -121,7 +112,7 @@ def test_it_cannot_create_a_token_secret_for_a_controller_account(control_plane,
 
 def test_it_cannot_hand_its_role_to_others(control_plane, as_service_account):  # noqa: F811
     run = as_sa(control_plane, as_service_account, "create", "rolebinding", "-n", "kube-system", "everyone",
-                f"--role={rbac.DAY2_ROLE}", "--group=system:authenticated")
+                f"--role={rbac.day2_role(NS)}", "--group=system:authenticated")
     control_plane.kubectl("delete", "rolebinding", "-n", "kube-system", "everyone", "--ignore-not-found")
     assert run.returncode != 0, "bound its kube-system Role to every authenticated user"
     assert "denied" in run.stderr, run.stderr
@@ -176,7 +167,7 @@ def test_a_machine_cannot_carry_a_shell_word_into_the_install_script(control_pla
 
 
 def test_the_deployment_comes_only_after_each_policy_denied_its_probe(
-        control_plane, generated_k8s, output, templates, tmp_path, pivots_elsewhere):  # noqa: F811
+        control_plane, generated_k8s, output, templates, tmp_path):  # noqa: F811
     """From the API server's audit log of a pivot into a new namespace (so new policies): every RBAC
     object, then for each policy a dry-run create as the account denied by that policy, then the
     Deployment. Without the probes the Deployment would follow the RBAC at once."""
@@ -201,17 +192,23 @@ def test_the_deployment_comes_only_after_each_policy_denied_its_probe(
         in result.output
 
 
-def test_the_attacks_fail_the_moment_pivot_returns(control_plane, admin, output, templates, tmp_path,  # noqa: F811
-                                                   pivots_elsewhere):
+def test_the_attacks_fail_the_moment_pivot_returns(control_plane, admin, output, templates, tmp_path):  # noqa: F811
     """The regression test of the window: pivot into a new namespace, then at once (a TokenRequest, no
     kubectl) each attack with the account's own token, for real (not a dry run)."""
     namespace = "moment"
     result = pivot(control_plane, output, templates, "--namespace", namespace)
     assert result.exit_code == 0, said(result)
+    assert_attacks_denied(control_plane, admin, namespace, tmp_path)
+
+
+def assert_attacks_denied(control_plane, admin, namespace: str, tmp_path) -> None:  # noqa: F811
+    """Each probe's attack, for real (not a dry run), with the account of `namespace`'s own token (a
+    TokenRequest, no kubectl): each is denied by that namespace's own policy."""
     request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}}
     token = kube.create(admin, f"/api/v1/namespaces/{namespace}/serviceaccounts/{rbac.SERVICE_ACCOUNT}/token",
                         request)["status"]["token"]
-    api = kube.api_client(token_kubeconfig(control_plane, token, tmp_path / "sa.kubeconfig"), control_plane.server)
+    api = kube.api_client(token_kubeconfig(control_plane, token, tmp_path / f"{namespace}.kubeconfig"),
+                          control_plane.server)
     answers = {check.resource: kube.answer(api, "POST", check.collection, check.body) for check in probe.probes(namespace)}
     for check in probe.probes(namespace):  # anything that got through is removed before the test fails
         if answers[check.resource][0] < 300:
@@ -219,4 +216,60 @@ def test_the_attacks_fail_the_moment_pivot_returns(control_plane, admin, output,
     for resource, (status, body) in answers.items():
         message = body.get("message", "")
         assert status == 403 and f"ValidatingAdmissionPolicy '{guard.policy_name(namespace, resource)}'" in message \
-            and "denied request" in message, (resource, status, message)
+            and "denied request" in message, (namespace, resource, status, message)
+
+
+def in_namespace(rows: list[tuple], namespace: str) -> list[tuple]:
+    """test_pivot_real's SubjectAccessReview rows, with its namespace replaced by `namespace`."""
+    return [(*row[:2], namespace if row[2] == real.NS else row[2], *row[3:]) for row in rows]
+
+
+def test_two_pivots_each_keep_exactly_their_own_rights(control_plane, admin, as_service_account,  # noqa: F811
+                                                       output, templates, tmp_path):  # noqa: F811
+    """Pivot NS, then a second namespace: the kube-system Role, the ClusterRole and their bindings
+    are per namespace, so the second pivot takes nothing from the first. Then each account holds
+    exactly its rights (none in the other's namespace) and its own policies deny each attack."""
+    second = "second"
+    result = pivot(control_plane, output, templates, "--namespace", second)
+    assert result.exit_code == 0, said(result)
+    for mine, theirs in ((NS, second), (second, NS)):
+        for row in in_namespace(real.ALLOWED, mine):
+            assert real.review(admin, *row, of=mine), (mine, row)
+        for row in in_namespace(real.REFUSED, mine):
+            assert not real.review(admin, *row, of=mine), (mine, row)
+        for row in in_namespace(real.ALLOWED, theirs):
+            if row[2] == theirs:  # what the other account may do in its own namespace, this one may not
+                assert not real.review(admin, *row, of=mine), (mine, row)
+        assert_attacks_denied(control_plane, admin, mine, tmp_path)
+
+
+def old_pair(kind: str, name: str, namespace: str | None, rules: list[dict], account_namespace: str) -> list[dict]:
+    """A Role (or ClusterRole) and its binding under a per-cluster name, as a pivot before per-namespace
+    names made them."""
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    api_version = f"{rbac.RBAC_API}/v1"
+    return [{"apiVersion": api_version, "kind": kind, "metadata": meta, "rules": rules},
+            {"apiVersion": api_version, "kind": f"{kind}Binding", "metadata": meta,
+             "roleRef": {"apiGroup": rbac.RBAC_API, "kind": kind, "name": name},
+             "subjects": [{"kind": "ServiceAccount", "name": rbac.SERVICE_ACCOUNT, "namespace": account_namespace}]}]
+
+
+def test_pivot_deletes_its_namespaces_old_per_cluster_rbac_and_no_one_elses(control_plane, admin, pivoted,  # noqa: F811
+                                                                           output, templates):  # noqa: F811
+    from app.pivot.apply import path_of
+    mine = old_pair("Role", rbac.LEGACY_DAY2_ROLE, "kube-system", rbac.day2_rules(), NS)
+    theirs = old_pair("ClusterRole", rbac.LEGACY_NODES_ROLE, None, rbac.node_rules(), "elsewhere")
+    for obj in mine + theirs:
+        kube.apply_at(admin, path_of(obj), obj)  # field manager bootstrap-node, as the old pivot's
+    try:
+        result = pivot(control_plane, output, templates, "--namespace", NS)
+        assert result.exit_code == 0, said(result)
+        assert f"deleted (its old, per-cluster name): Role and RoleBinding kube-system/{rbac.LEGACY_DAY2_ROLE}" \
+            in result.output
+        assert not any(kube.exists(admin, path_of(obj)) for obj in mine)
+        assert all(kube.exists(admin, path_of(obj)) for obj in theirs)  # another namespace's, until it pivots
+        assert real.review(admin, "create", "secrets", "kube-system", of=NS)  # under its new name
+        assert real.review(admin, "list", "nodes", of="elsewhere")  # what it held is untouched
+    finally:
+        for obj in theirs:
+            kube.answer(admin, "DELETE", path_of(obj))

@@ -131,11 +131,13 @@ def test_a_good_machine_is_accepted_and_kubectl_shows_the_columns(control_plane,
 
 
 def review(admin, verb: str, resource: str, namespace: str = "", group: str = "", name: str = "",
-           subresource: str = "") -> bool:
+           subresource: str = "", of: str = NS) -> bool:
+    """Whether the ServiceAccount of namespace `of` may do this (a SubjectAccessReview)."""
     attributes = {"verb": verb, "resource": resource, "namespace": namespace, "group": group, "name": name,
                   "subresource": subresource}
     body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-            "spec": {"user": SA_USER, "groups": ["system:serviceaccounts", f"system:serviceaccounts:{NS}",
+            "spec": {"user": f"system:serviceaccount:{of}:{rbac.SERVICE_ACCOUNT}",
+                     "groups": ["system:serviceaccounts", f"system:serviceaccounts:{of}",
                                                  "system:authenticated"],
                      "resourceAttributes": {k: v for k, v in attributes.items() if v}}}
     return kube.create(admin, "/apis/authorization.k8s.io/v1/subjectaccessreviews", body)["status"]["allowed"]

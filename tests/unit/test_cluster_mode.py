@@ -7,8 +7,9 @@ import asyncio
 import json
 import threading
 import time
+from types import SimpleNamespace
 
-from app.cli.cluster_mode import MARKER, owned
+from app.cli.cluster_mode import MARKER, Rebuild, hooks, owned
 from app.serve.cluster.cluster_mode import ClusterMode, Hooks, RebuildFailed, _note
 from app.serve.cluster.machine_watch import (
     Act,
@@ -141,6 +142,23 @@ def test_backoff_doubles_up_to_its_cap_and_resets():
     assert [b.failed() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     b.succeeded()
     assert b.failed() == 0.5
+
+
+def test_a_machine_whose_bmc_was_set_aside_reports_why_beside_its_install_error(tmp_path):
+    """The status loop's lastError: the event log's error, and why the Machine's BMC was not used
+    (app/pivot/bmc.py); a Machine without either has none."""
+    logged = {MAC: SimpleNamespace(phase="failed", error="disk not found"),
+              "52:54:00:00:00:2a": SimpleNamespace(phase="installed", error="")}
+    server = SimpleNamespace(events=SimpleNamespace(state=logged.get), store=SimpleNamespace(refresh=lambda: None),
+                             elector=None)
+    rebuild = Rebuild(None, "prov", tmp_path / "tree", tmp_path, tmp_path)
+    rebuild.refused = {MAC: "bmc.passwordFile names a file", "52:54:00:00:00:2a": "bmc.passwordEnv names a variable"}
+    state = hooks(server, rebuild, "serve").node_state
+    assert state(MAC) == ("failed", "disk not found; bmc.passwordFile names a file")
+    assert state("52:54:00:00:00:2a") == ("installed", "bmc.passwordEnv names a variable")
+    assert state("52:54:00:00:00:2b") == ("", "")
+    rebuild.refused = {}  # the next render: its Machine now names a Secret
+    assert state(MAC) == ("failed", "disk not found")
 
 
 def test_output_must_be_empty_or_cluster_modes_own(tmp_path):

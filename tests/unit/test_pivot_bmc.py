@@ -5,6 +5,7 @@ files. tests/k8s/test_pivot_bmc_real.py reads real Secrets with the ServiceAccou
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -88,3 +89,33 @@ def test_a_machine_names_the_file_cluster_mode_wrote_for_its_secret():
 def test_without_that_file_a_password_in_a_secret_is_refused():
     with pytest.raises(MachineError, match="its BMC password is in Secret 'bmc-a'"):
         node_from_machine(machine("worker-9", passwordSecret="bmc-a"), {"other": "/x"})
+
+
+@pytest.mark.parametrize("source", ["passwordFile", "passwordEnv"])
+def test_cluster_mode_sets_aside_a_bmc_password_from_the_pods_files_or_environment(source):
+    """Inside the pod a file or variable is the appliance's own (its CA keys, its token): not read. The
+    Machine is still rendered, without its BMC, and the reason is kept for its status.lastError."""
+    local = machine("worker-9", **{source: "/output/tree/credentials/bootstrap-token"})
+    fine = machine("worker-8", passwordSecret="bmc")
+    fine["spec"]["mac"] = "52:54:00:00:00:98"
+    kept, refused = bmc.set_aside_local_sources([local, fine])
+    assert kept[1] is fine and "bmc" in local["spec"]  # the others untouched; the objects given not changed
+    assert "bmc" not in kept[0]["spec"] and kept[0]["spec"]["power"] == "manual"
+    assert set(refused) == {"52:54:00:00:00:99"}
+    assert f"bmc.{source} names" in refused["52:54:00:00:00:99"] and "bmc.passwordSecret" in refused["52:54:00:00:00:99"]
+    node = node_from_machine(kept[0], {})
+    assert node.bmc is None and node.power == "manual" and node.name == "worker-9"
+
+
+def test_pivot_tells_how_to_move_a_file_or_variable_password_into_a_secret():
+    made = [machine("worker-9", passwordFile="/etc/bmc/worker-9"), machine("worker-8", passwordEnv="BMC_PW"),
+            machine("worker-7", passwordSecret="bmc")]
+    for m in made:
+        m["metadata"]["namespace"] = "prov"
+    file_hint, env_hint = bmc.secret_hints(made)
+    assert file_hint.startswith("Machine worker-9: its BMC password is a file here")
+    assert "kubectl -n prov create secret generic bmc-worker-9 --from-file=password=/etc/bmc/worker-9" in file_hint
+    assert 'create secret generic bmc-worker-8 --from-literal=password="$BMC_PW"' in env_hint
+    patch = json.loads(env_hint.rsplit(" -p ", 1)[1].strip("'"))
+    merged = {k: v for k, v in {**made[1]["spec"]["bmc"], **patch["spec"]["bmc"]}.items() if v is not None}
+    assert merged == {"address": "http://10.0.1.9:8000", "username": "root", "passwordSecret": "bmc-worker-8"}

@@ -80,6 +80,27 @@ def test_everything_namespaced_is_in_the_chosen_namespace_but_the_kube_system_ro
     assert {k for k, ns in places if ns == "kube-system"} == {"Role", "RoleBinding"}
 
 
+def shared_places(objects) -> dict[tuple[str, str | None, str], dict]:
+    """(kind, namespace, name) -> object, for what is not in pivot's own namespace: one per name in
+    the whole cluster, so another pivot's must not carry the same names."""
+    return {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objects
+            if o["metadata"].get("namespace") != "prov" and o["kind"] not in ("Namespace", "CustomResourceDefinition")}
+
+
+def test_two_namespaces_share_no_cluster_scoped_or_kube_system_object(state, objects):
+    cluster, _ = load_cluster(EXAMPLE)
+    other = render(PivotInput(cluster, state, "registry.example/bootstrap-node:1", "prov-b", ("site/pxe", "yes")))
+    mine, theirs = shared_places(objects), shared_places([o for o in other if o["metadata"].get("namespace") != "prov-b"])
+    assert {kind for kind, _, _ in mine} == {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                                             "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    assert len(mine) == len(theirs) and not set(mine) & set(theirs)
+    for (kind, _, name), obj in mine.items():
+        assert ":prov:" in name or "-prov-" in name, name
+        if kind.endswith("Binding") and "subjects" in obj:
+            assert obj["subjects"] == [{"kind": "ServiceAccount", "name": rbac.SERVICE_ACCOUNT, "namespace": "prov"}]
+            assert obj["roleRef"]["name"] == name  # its own namespace's Role, not another pivot's
+
+
 def all_rules(objects) -> list[dict]:
     return [rule for o in objects if o["kind"] in ("Role", "ClusterRole") for rule in o["rules"]]
 
