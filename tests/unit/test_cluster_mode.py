@@ -144,6 +144,18 @@ async def test_a_status_round_writes_onto_the_version_it_read_and_stops_once_dep
     assert mode.known["w-0"].observed == 0 and mode.known["w-1"].observed == 1  # the 409 took nothing
 
 
+def test_a_reported_error_reaches_the_machine_and_its_event_with_control_characters_spelled_out():
+    """A failure message is the machine's own text from the LAN: `kubectl get machines -o wide` and
+    `kubectl describe` print it, so an ESC sequence or a forged line must not reach them as is."""
+    known = {"w-9": MachineView.of(obj("w-9", observed=0))}
+    forged = "disk gone\x1b[2J\r\nw-1 Ready\u202e"
+    [(name, patch)] = status_patches(known, {MAC: ("failed", forged)}, 10).items()
+    assert patch["lastError"] == "disk gone\\x1b[2J\\r\\nw-1 Ready\\u202e"
+    assert _note(patch) == ("Failed", patch["lastError"], True)
+    known["w-9"] = MachineView.of(obj("w-9", observed=0, phase="failed", error=patch["lastError"]))
+    assert status_patches(known, {MAC: ("failed", forged)}, 10) == {}  # written once, not every round
+
+
 def test_an_event_per_phase_change_a_warning_per_error():
     assert _note({"phase": "install-ignition"}) == ("InstallIgnition", "phase install-ignition", False)
     assert _note({"lastError": "disk not found", "phase": "installing"}) == ("Failed", "disk not found", True)
