@@ -28,7 +28,9 @@ import pytest
 import yaml
 
 from app.pivot.crds import crds
+from app.serve.cluster.cluster_mode import ClusterMode, Hooks
 from app.serve.cluster.lease_api import connect
+from app.serve.cluster.machine_watch import MachineView
 from app.serve.cluster.machines_api import Conflict, MachinesApi
 from tests.k8s.test_cluster_mode_real import pivot_into, request, source_of
 from tests.support.assets import standin_assets
@@ -218,3 +220,33 @@ def test_two_replicas_deciding_from_the_same_view_serve_the_install_config_once(
     [served] = [r for r in replies if r.status == 200]
     window = status_of(control_plane, "cp-1", RACE_NS)["installWindow"]
     assert window["installServed"] is True and window["installCredentialHash"] == sha256(credential_in(served.body))
+
+
+def test_a_deposed_leaders_late_reinstall_write_does_not_reopen_a_window_in_use(race_machine, control_plane,
+                                                                                 tmp_path):
+    """The old leader computed a due reinstall's patch (clear the window and phase) from its view; the
+    patch reaches the server only after the next leader acted on that reinstall and served the install
+    config. Written, it would clear the served window, and a replay would get the config a second time."""
+    api = race_machine
+    control_plane.kubectl("-n", RACE_NS, "patch", "machine", "cp-1", "--type", "merge", "-p",
+                          '{"spec": {"reinstall": 1}}')
+    api.patch_status("cp-1", {"observedReinstall": 0})
+    stale = MachineView.of(api.get("cp-1"))  # the old leader's view: reinstall 1 due
+    api.patch_status("cp-1", {"observedReinstall": 1, "installWindow": None, "phase": None})  # the new leader's
+
+    async def late_round_then_replay():
+        asyncio.get_running_loop().set_default_executor(in_the_cluster_network(control_plane))
+        new = replica(tmp_path, "new", api)
+        assert (await ipxe(new)).status == 200
+        assert (await ignition(new)).status == 200
+        old = ClusterMode(api, Hooks(rebuild=lambda: "", refresh=lambda: None, leading=lambda: True,
+                                     node_state=lambda mac: ("", ""), reinstall=lambda mac, name: None))
+        old.known = {"cp-1": stale}
+        await old._status_round()
+        replay = replica(tmp_path, "replay", api)  # a takeover's fresh view, the machine's MAC booting again
+        await ipxe(replay)
+        return await ignition(replay)
+
+    assert asyncio.run(late_round_then_replay()).status != 200
+    window = status_of(control_plane, "cp-1", RACE_NS)["installWindow"]
+    assert window["installServed"] is True

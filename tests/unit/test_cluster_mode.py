@@ -22,6 +22,7 @@ from app.serve.cluster.machine_watch import (
     resource_version,
     status_patches,
 )
+from app.serve.cluster.machines_api import Conflict
 
 MAC = "52:54:00:00:00:29"
 
@@ -117,6 +118,44 @@ async def test_a_new_term_writes_what_the_log_learnt_in_it_not_what_it_held_befo
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_status_round_writes_onto_the_version_it_read_and_stops_once_deposed():
+    """Each write names the version its patch was computed from (a 409 skips that Machine, not the
+    round); a leader deposed mid-round writes nothing more (each write may wait out its timeout)."""
+    machines = [obj(f"w-{i}", observed=0, reinstall=1, version=str(10 + i)) for i in range(3)]
+    api = StandInApi(machines)
+    leading = [True]
+    conflicts = ["w-0"]
+
+    def patch_status(name, status, version=""):
+        api.patches.append((name, status))
+        api.versions.append(version)
+        if name in conflicts:
+            raise Conflict(f"HTTP 409 on PATCH {name}")
+        leading[0] = name != "w-1"  # deposed while writing w-1
+
+    api.patch_status = patch_status
+    hooks = Hooks(rebuild=lambda: "", refresh=lambda: None, leading=lambda: leading[0],
+                  node_state=lambda mac: ("", ""), reinstall=lambda mac, name: None)
+    mode = ClusterMode(api, hooks)
+    mode.known = {m["metadata"]["name"]: MachineView.of(m) for m in machines}
+    await mode._status_round()
+    assert [name for name, _ in api.patches] == ["w-0", "w-1"]  # not w-2: no longer leading
+    assert api.versions == ["10", "11"]
+    assert mode.known["w-0"].observed == 0 and mode.known["w-1"].observed == 1  # the 409 took nothing
+
+
+def test_a_reported_error_reaches_the_machine_and_its_event_with_control_characters_spelled_out():
+    """A failure message is the machine's own text from the LAN: `kubectl get machines -o wide` and
+    `kubectl describe` print it, so an ESC sequence or a forged line must not reach them as is."""
+    known = {"w-9": MachineView.of(obj("w-9", observed=0))}
+    forged = "disk gone\x1b[2J\r\nw-1 Ready\u202e"
+    [(name, patch)] = status_patches(known, {MAC: ("failed", forged)}, 10).items()
+    assert patch["lastError"] == "disk gone\\x1b[2J\\r\\nw-1 Ready\\u202e"
+    assert _note(patch) == ("Failed", patch["lastError"], True)
+    known["w-9"] = MachineView.of(obj("w-9", observed=0, phase="failed", error=patch["lastError"]))
+    assert status_patches(known, {MAC: ("failed", forged)}, 10) == {}  # written once, not every round
+
+
 def test_an_event_per_phase_change_a_warning_per_error():
     assert _note({"phase": "install-ignition"}) == ("InstallIgnition", "phase install-ignition", False)
     assert _note({"lastError": "disk not found", "phase": "installing"}) == ("Failed", "disk not found", True)
@@ -178,7 +217,7 @@ class StandInApi:
     a time, and a record of the writes."""
 
     def __init__(self, items: list[dict]):
-        self.items, self.patches, self.events = items, [], []
+        self.items, self.patches, self.events, self.versions = items, [], [], []
         self.pending: list[list[dict]] = []  # one list of events per watch call
         self.lists = 0
         self.ready = threading.Event()
@@ -198,8 +237,9 @@ class StandInApi:
     def abort(self):
         self.ready.set()
 
-    def patch_status(self, name, status):
+    def patch_status(self, name, status, version=""):
         self.patches.append((name, status))
+        self.versions.append(version)
 
     def event(self, name, uid, reason, note, warning, instance):
         self.events.append((name, reason, warning))

@@ -36,7 +36,7 @@ from app.serve.cluster.machine_watch import (
     resource_version,
     status_patches,
 )
-from app.serve.cluster.machines_api import Gone, MachinesApi
+from app.serve.cluster.machines_api import Conflict, Gone, MachinesApi
 
 log = logging.getLogger("bootstrap_node.cluster")
 
@@ -188,8 +188,18 @@ class ClusterMode:
         states = {v.mac: state for v in self.known.values()
                   if (state := self.hooks.node_state(v.mac)) != self._baseline.get(v.mac)}
         events = 0
-        for name, patch in status_patches(self.known, states, self.status_limit).items():
-            written = await asyncio.to_thread(self.api.patch_status, name, patch)
+        seen = dict(self.known)  # the views the patches are computed from (the watch moves on meanwhile)
+        for name, patch in status_patches(seen, states, self.status_limit).items():
+            if not self.hooks.leading():
+                break  # deposed mid-round (each write may wait out its timeout): the rest is the next leader's
+            try:
+                # Onto the version the patch was computed from: a deposed leader's late write (delivered
+                # after the next leader opened a window) must not clear that window or bring back a
+                # phase. A 409 is decided again next round from the watch's view (a due reinstall is
+                # then recorded again: the same reset of the same node).
+                written = await asyncio.to_thread(self.api.patch_status, name, patch, seen[name].version)
+            except Conflict:
+                continue
             view = self.known.get(name)
             if view is None:
                 continue

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from app.logs import terminal_safe
+
 
 @dataclass(frozen=True)
 class MachineView:
@@ -115,6 +117,9 @@ def status_patches(known: dict[str, MachineView], phases: dict[str, tuple[str, s
         patch: dict = {}
         if view.mac in phases:
             phase, error = phases[view.mac]
+            # The machine's own report (from the LAN), shown by `kubectl get -o wide` and in the Event:
+            # spelled out as every terminal line of the appliance is, never obeyed.
+            error = terminal_safe(error)
             if phase and phase != view.phase:
                 patch["phase"] = phase
             if error != view.error and (error or view.error):
