@@ -149,8 +149,9 @@ def pivot_command(
     from app.pivot.manifests import to_yaml
 
     cluster = load_or_exit(paths.config)
-    if server and not server.startswith(("https://", "http://")):
-        raise fail(f"--server {server!r}: expected https://host:port")
+    if server and not server.startswith("https://"):  # pivot sends the CA keys: never in clear text
+        raise fail(f"--server {server!r}: expected https://host:port (pivot sends the cluster's CA keys, so "
+                   "not over plain http)")
     options = PivotOptions(image, namespace, node_selector, timeout)
     objects = rendered(cluster, paths, options)
     if dry_run:

@@ -39,6 +39,7 @@ def test_dry_run_prints_every_object_and_needs_no_cluster(output):
     (["--dry-run", "--namespace", "Not_A_Label"], 1, "--namespace 'Not_A_Label'"),
     (["--kubeconfig", "/nonexistent/kubeconfig"], 2, "/nonexistent/kubeconfig: No such file"),
     (["--kubeconfig", "/nonexistent/kubeconfig", "--server", "api:6443"], 1, "--server 'api:6443': expected https://"),
+    (["--kubeconfig", "/nonexistent/kubeconfig", "--server", "http://api:6443"], 1, "not over plain http"),
 ])
 def test_refusals_before_any_call(output, tmp_path, args, code, says):
     result = pivot(output, *args)
