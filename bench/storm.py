@@ -11,11 +11,9 @@ README "Performance")."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import random
 import re
 import resource
 import signal
@@ -25,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import firmware, scale
+from bench import firmware, scale, shards
 from bench.rack import Rack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +36,8 @@ INITRD_MIB = float(os.environ.get("BENCH_INITRD_MIB", "4"))
 NICE = int(os.environ.get("BENCH_NICE", "0"))
 DEADLINE = float(os.environ.get("BENCH_STORM_DEADLINE", "110"))  # seconds; unfinished machines count
 POWER_ON_SPREAD = 1.0  # seconds over which the machines power on
+PROCS = shards.default_procs()  # simulator processes the machines are spread over
+PROBE = os.environ.get("BENCH_STORM_PROBE", "0") == "1"  # each TFTP block's wait split at the socket
 APPLIANCE_IP, CIDR = "10.77.0.2", "10.77.0.0/16"
 STEPS = ["pxe-dhcp", "tftp", "ipxe-dhcp", "boot.ipxe", "ipxe", "kernel", "initrd", "ignition", "installed"]
 
@@ -151,24 +151,12 @@ class Appliance:
             self.proc.wait()
 
 
-async def storm(rack: Rack, n: int) -> tuple[list[firmware.Machine], float]:
-    machines = [firmware.Machine(i, rack.macs[i], rack.ips[i], rack.machine_ns(i), "uefi" if i % 2 else "bios")
-                for i in range(n)]
-    began = time.monotonic()
+def storm(rack: Rack, n: int) -> tuple[list[firmware.Machine], float, dict]:
+    """N machines from PROCS simulator processes (bench/shards.py), powering on over POWER_ON_SPREAD."""
+    def make(i: int) -> firmware.Machine:
+        return firmware.Machine(i, rack.macs[i], rack.ips[i], rack.machine_ns(i), "uefi" if i % 2 else "bios")
 
-    async def power_on(machine):
-        await asyncio.sleep(random.uniform(0, POWER_ON_SPREAD))
-        return await firmware.boot(machine, APPLIANCE_IP, began)
-
-    tasks = [asyncio.ensure_future(power_on(m)) for m in machines]
-    _, pending = await asyncio.wait(tasks, timeout=DEADLINE)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    for m in machines:
-        if m.done_at is None and not m.error:
-            m.error = f"unfinished after {DEADLINE:.0f} s (last step done: {list(m.steps)[-1:] or 'none'})"
-    return machines, time.monotonic() - began
+    return shards.run(n, PROCS, make, APPLIANCE_IP, POWER_ON_SPREAD, DEADLINE, PROBE)
 
 
 def tftp_max(out: Path) -> int | None:
@@ -215,7 +203,6 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
             "wall_s": round(wall, 2), "failures": errors, "steps": steps, "alerts": alerts,
             "serve_cpu_s": round(cpu["serve"], 2), "dnsmasq_cpu_s": round(cpu["dnsmasq"], 2),
             "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2), "serve_sys_cpu_s": round(cpu["serve_sys"], 2),
-            "simulator_cpu_s": round(cpu["simulator"], 2), "simulator_sys_cpu_s": round(cpu["simulator_sys"], 2),
             "load1_after": round(os.getloadavg()[0], 2), "nice": os.nice(0)}
 
 
@@ -264,12 +251,6 @@ def arp_table_fulls() -> int:
                if word.startswith("table_fulls"))
 
 
-def _own_cpu() -> tuple[float, float]:
-    """This process's CPU seconds: all, and in the kernel."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime, usage.ru_stime
-
-
 def main() -> int:
     if os.geteuid() != 0:
         print("the boot storm needs root (network namespaces, ports 67/69/4011)")
@@ -297,11 +278,12 @@ def main() -> int:
             rack.flush_neighbours()
             appliance = Appliance(rack, config_path, out, work / "storm-assets", work / f"storm-serve-{n}.log")
             try:
-                cpu0, own0, udp0, fulls0 = appliance.cpu(), _own_cpu(), appliance.udp(), arp_table_fulls()
-                machines, wall = asyncio.run(storm(rack, n))
+                load_before = round(os.getloadavg()[0], 2)
+                cpu0, udp0, fulls0 = appliance.cpu(), appliance.udp(), arp_table_fulls()
+                machines, wall, simulator = storm(rack, n)
                 cpu1, udp1 = appliance.cpu(), appliance.udp()
-                (cpu1["simulator"], cpu1["simulator_sys"]), (cpu0["simulator"], cpu0["simulator_sys"]) = _own_cpu(), own0
                 row = report(n, machines, wall, {k: cpu1[k] - cpu0[k] for k in cpu0}, appliance.events())
+                row.update(simulator, load1_before=load_before)
                 row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
                 row["appliance_udp_drops_by_port"] = appliance.drops_by_port()
                 row["dhcp_broadcasts_filtered_at_switch"] = filtered
@@ -323,10 +305,12 @@ def main() -> int:
     results = REPO / "bench" / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}
     key = "storm" if not os.environ.get("BENCH_STORM_TFTP_MAX") else "storm_tftp_max_" + os.environ["BENCH_STORM_TFTP_MAX"]
-    # A partial run updates: this run's rows replace the stored ones of the same sizes, and a size
-    # run more than once (BENCH_STORM=1000,1000,1000) keeps every repeat.
-    kept = [row for row in data.get(key, []) if row["machines"] not in set(SIZES)]
-    data[key] = sorted(kept + rows, key=lambda row: row["machines"])
+    key += "_probe" if PROBE else ""  # the probe's syscall per block is the simulator's CPU too
+    # A partial run updates: this run's rows replace the stored ones of the same sizes and process
+    # count, and a size run more than once (BENCH_STORM=1000,1000,1000) keeps every repeat.
+    kept = [row for row in data.get(key, []) if (row["machines"], row.get("procs")) not in
+            {(n, PROCS) for n in SIZES}]
+    data[key] = sorted(kept + rows, key=lambda row: (row["machines"], row.get("procs") or 0))
     from bench.run import this_machine
     data.setdefault("machines", {})[key] = this_machine()
     results.write_text(json.dumps(data, indent=2) + "\n")
