@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import multiprocessing
-import os
 import random
 import resource
 import struct
@@ -26,6 +25,7 @@ from bench import firmware
 
 SIOCGSTAMP = 0x8906  # linux/sockios.h: the kernel's receive time of the socket's last datagram
 PROBE_EVERY = 0.01  # seconds between loop-turn samples
+DEFAULT_PROCS = 1
 
 
 def split(n: int, k: int) -> list[range]:
@@ -174,5 +174,12 @@ def run(n: int, k: int, make: Callable[[int], firmware.Machine], appliance_ip: s
     return merge(n, parts), wall, sim
 
 
-def default_procs() -> int:
-    return int(os.environ.get("BENCH_STORM_PROCS", "1"))
+def procs_setting(text: str) -> list[int]:
+    """BENCH_STORM_PROCS: one process count, or several separated by commas (each run in turn)."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(k < 1 for k in counts):
+        raise ValueError(f"BENCH_STORM_PROCS must be whole numbers ≥ 1 separated by commas, not {text!r}")
+    return counts

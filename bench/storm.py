@@ -36,7 +36,8 @@ INITRD_MIB = float(os.environ.get("BENCH_INITRD_MIB", "4"))
 NICE = int(os.environ.get("BENCH_NICE", "0"))
 DEADLINE = float(os.environ.get("BENCH_STORM_DEADLINE", "110"))  # seconds; unfinished machines count
 POWER_ON_SPREAD = 1.0  # seconds over which the machines power on
-PROCS = shards.default_procs()  # simulator processes the machines are spread over
+# Simulator processes the machines are spread over; "1,2" runs each size with each, interleaved.
+PROCS = shards.procs_setting(os.environ.get("BENCH_STORM_PROCS", str(shards.DEFAULT_PROCS)))
 PROBE = os.environ.get("BENCH_STORM_PROBE", "0") == "1"  # each TFTP block's wait split at the socket
 APPLIANCE_IP, CIDR = "10.77.0.2", "10.77.0.0/16"
 STEPS = ["pxe-dhcp", "tftp", "ipxe-dhcp", "boot.ipxe", "ipxe", "kernel", "initrd", "ignition", "installed"]
@@ -151,12 +152,12 @@ class Appliance:
             self.proc.wait()
 
 
-def storm(rack: Rack, n: int) -> tuple[list[firmware.Machine], float, dict]:
-    """N machines from PROCS simulator processes (bench/shards.py), powering on over POWER_ON_SPREAD."""
+def storm(rack: Rack, n: int, procs: int) -> tuple[list[firmware.Machine], float, dict]:
+    """N machines from `procs` simulator processes (bench/shards.py), powering on over POWER_ON_SPREAD."""
     def make(i: int) -> firmware.Machine:
         return firmware.Machine(i, rack.macs[i], rack.ips[i], rack.machine_ns(i), "uefi" if i % 2 else "bios")
 
-    return shards.run(n, PROCS, make, APPLIANCE_IP, POWER_ON_SPREAD, DEADLINE, PROBE)
+    return shards.run(n, procs, make, APPLIANCE_IP, POWER_ON_SPREAD, DEADLINE, PROBE)
 
 
 def tftp_max(out: Path) -> int | None:
@@ -274,13 +275,13 @@ def main() -> int:
         buffers.__enter__()
         rack.up()
         filtered = os.environ.get("BENCH_STORM_FILTER", "1") == "1" and rack.filter_broadcasts()
-        for n in SIZES:
+        for n, procs in [(n, procs) for n in SIZES for procs in PROCS]:
             rack.flush_neighbours()
             appliance = Appliance(rack, config_path, out, work / "storm-assets", work / f"storm-serve-{n}.log")
             try:
                 load_before = round(os.getloadavg()[0], 2)
                 cpu0, udp0, fulls0 = appliance.cpu(), appliance.udp(), arp_table_fulls()
-                machines, wall, simulator = storm(rack, n)
+                machines, wall, simulator = storm(rack, n, procs)
                 cpu1, udp1 = appliance.cpu(), appliance.udp()
                 row = report(n, machines, wall, {k: cpu1[k] - cpu0[k] for k in cpu0}, appliance.events())
                 row.update(simulator, load1_before=load_before)
@@ -309,7 +310,7 @@ def main() -> int:
     # A partial run updates: this run's rows replace the stored ones of the same sizes and process
     # count, and a size run more than once (BENCH_STORM=1000,1000,1000) keeps every repeat.
     kept = [row for row in data.get(key, []) if (row["machines"], row.get("procs")) not in
-            {(n, PROCS) for n in SIZES}]
+            {(n, procs) for n in SIZES for procs in PROCS}]
     data[key] = sorted(kept + rows, key=lambda row: (row["machines"], row.get("procs") or 0))
     from bench.run import this_machine
     data.setdefault("machines", {})[key] = this_machine()
