@@ -13,6 +13,7 @@ machine's socket (the wire and dnsmasq) and the part it waited there for the sim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import multiprocessing
 import random
@@ -20,6 +21,7 @@ import resource
 import struct
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from bench import firmware
 
@@ -111,9 +113,19 @@ async def run_block(machines: list[firmware.Machine], appliance_ip: str, began: 
     return machines
 
 
-def _cpu() -> tuple[float, float]:
+def _cpu() -> tuple[float, float, float]:
+    """CPU seconds (all, kernel) and seconds runnable but waiting for a CPU (the scheduler's run queue)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime, usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime, runqueue_s("self")
+
+
+def runqueue_s(pid: int | str) -> float:
+    """Seconds process `pid`'s threads have waited runnable for a CPU (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[1])
+    return total / 1e9
 
 
 def _child(conn, make: Callable[[int], firmware.Machine], block: range, appliance_ip: str, spread: float,
@@ -127,7 +139,7 @@ def _child(conn, make: Callable[[int], firmware.Machine], block: range, applianc
     cpu0 = _cpu()
     asyncio.run(run_block(machines, appliance_ip, began, spread, deadline, probe))
     cpu1 = _cpu()
-    conn.send((machines, (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]), probe.turns, probe.before, probe.after))
+    conn.send((machines, [b - a for a, b in zip(cpu0, cpu1, strict=True)], probe.turns, probe.before, probe.after))
     conn.close()
 
 
@@ -150,11 +162,11 @@ def run(n: int, k: int, make: Callable[[int], firmware.Machine], appliance_ip: s
         began = time.monotonic()
         for _, conn in children:
             conn.send(began)
-        parts, cpu, cpu_sys, turns, before, after = [], 0.0, 0.0, [], [], []
+        parts, cpu, cpu_sys, waited, turns, before, after = [], 0.0, 0.0, 0.0, [], [], []
         for _, conn in children:
-            machines, (used, used_sys), t, b, a = conn.recv()
+            machines, (used, used_sys, queued), t, b, a = conn.recv()
             parts.append(machines)
-            cpu, cpu_sys = cpu + used, cpu_sys + used_sys
+            cpu, cpu_sys, waited = cpu + used, cpu_sys + used_sys, waited + queued
             turns += t
             before += b
             after += a
@@ -167,6 +179,7 @@ def run(n: int, k: int, make: Callable[[int], firmware.Machine], appliance_ip: s
                 proc.kill()
                 proc.join()
     sim = {"procs": len(children), "simulator_cpu_s": round(cpu, 2), "simulator_sys_cpu_s": round(cpu_sys, 2),
+           "simulator_runqueue_s": round(waited, 2),
            "simulator_loop_turn": percentiles(turns)}
     if tftp_probe:
         sim["tftp_block_before_socket"] = percentiles(before)

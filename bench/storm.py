@@ -98,7 +98,8 @@ class Appliance:
     def cpu(self) -> dict[str, float]:
         """CPU seconds of serve and of dnsmasq (every process of the session, by what it is)."""
         tick, totals = os.sysconf("SC_CLK_TCK"), {"serve": 0.0, "serve_sys": 0.0, "dnsmasq": 0.0,
-                                                   "dnsmasq_sys": 0.0}
+                                                   "dnsmasq_sys": 0.0, "serve_runqueue": 0.0,
+                                                   "dnsmasq_runqueue": 0.0}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 name, fields = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
@@ -112,6 +113,7 @@ class Appliance:
                     totals[kind] += (int(fields[11]) + int(fields[12])) / tick
                 if kind:
                     totals[f"{kind}_sys"] += int(fields[12]) / tick
+                    totals[f"{kind}_runqueue"] += shards.runqueue_s(stat.parent.name)
         return totals
 
     def udp(self) -> dict[str, int]:
@@ -204,6 +206,7 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
             "wall_s": round(wall, 2), "failures": errors, "steps": steps, "alerts": alerts,
             "serve_cpu_s": round(cpu["serve"], 2), "dnsmasq_cpu_s": round(cpu["dnsmasq"], 2),
             "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2), "serve_sys_cpu_s": round(cpu["serve_sys"], 2),
+            "serve_runqueue_s": round(cpu["serve_runqueue"], 2), "dnsmasq_runqueue_s": round(cpu["dnsmasq_runqueue"], 2),
             "load1_after": round(os.getloadavg()[0], 2), "nice": os.nice(0)}
 
 
