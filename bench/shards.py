@@ -20,6 +20,7 @@ import random
 import resource
 import struct
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -71,11 +72,17 @@ class Probe:
         self.before: list[float] = []
         self.after: list[float] = []
         self.tftp = tftp
+        self._stamping: weakref.WeakSet = weakref.WeakSet()  # sockets whose receive times the kernel keeps
 
     def block(self, sock, sent_at: float) -> None:
-        """Called as a DATA block is taken from `sock`; `sent_at` is when the packet it answers left."""
+        """Called as a DATA block is taken from `sock`; `sent_at` is when the packet it answers left.
+        The kernel keeps a socket's receive times only from its first SIOCGSTAMP on (before that the
+        call answers "now"), so a transfer's first block only switches them on and is not counted."""
         now_wall, now = time.time(), time.monotonic()
         sec, usec = struct.unpack("@ql", fcntl.ioctl(sock.fileno(), SIOCGSTAMP, bytes(16)))
+        if sock not in self._stamping:
+            self._stamping.add(sock)
+            return
         waited = max(0.0, now_wall - (sec + usec / 1e6))
         self.after.append(waited)
         self.before.append(max(0.0, now - sent_at - waited))

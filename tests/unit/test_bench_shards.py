@@ -2,10 +2,13 @@
 machine booted exactly once, each process with both firmware kinds, and a lost or doubled machine
 is an error, not a shorter storm."""
 
+import socket
+import time
+
 import pytest
 
 from bench.firmware import Machine
-from bench.shards import merge, percentiles, procs_setting, split
+from bench.shards import Probe, merge, percentiles, procs_setting, split
 
 
 def _machines(indices) -> list[Machine]:
@@ -68,3 +71,19 @@ def test_percentiles_in_milliseconds():
     assert percentiles([0.001 * i for i in range(1, 101)]) == {"n": 100, "p50_ms": 51.0, "p99_ms": 100.0,
                                                                "max_ms": 100.0}
     assert percentiles([]) == {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+
+
+def test_probe_splits_a_round_trip_at_the_kernels_receive_time():
+    """A datagram that sat in the socket 50 ms counts as waiting for the simulator, not for the server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.bind(("127.0.0.1", 0))
+        probe = Probe(tftp=True)
+        for block in (1, 2):
+            sent_at = time.monotonic()
+            tx.sendto(b"\0\3\0" + bytes([block]), rx.getsockname())
+            time.sleep(0.05)  # a lower bound: the datagram waits at least this long unread
+            assert rx.recv(16) == b"\0\3\0" + bytes([block])
+            probe.block(rx, sent_at)
+    assert len(probe.after) == len(probe.before) == 1  # the first block only switched the stamps on
+    assert probe.after[0] >= 0.045
+    assert probe.before[0] < 0.02
