@@ -1,8 +1,9 @@
 """The boot storm (root only): N machines power on within a second of each other and each walks the
 whole chain against the real appliance — `bootstrap-node serve` with its dnsmasq (proxy DHCP + TFTP)
 in one network namespace, each machine in its own (bench/rack.py, bench/firmware.py). Reports the
-time until all N have their install config, per-step p50/p99, failures, retries, and the CPU of
-serve and of dnsmasq. Not a test: numbers are reported, never asserted.
+time until all N have their install config, per-step p50/p99, failures, retries, and the CPU (and
+the time waiting for one) of serve, of dnsmasq and of the simulator, whose machines run from
+BENCH_STORM_PROCS processes (bench/shards.py). Not a test: numbers are reported, never asserted.
 
 The cluster has TREE_NODES nodes (generated once); the first N of them boot. Half the machines are
 BIOS (undionly.kpxe over TFTP), half UEFI (the cluster's pxe.uefi_loader: snponly.efi by default). Kernel and initrd are stand-ins of
