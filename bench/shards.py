@@ -150,6 +150,13 @@ def _child(conn, make: Callable[[int], firmware.Machine], block: range, applianc
     conn.close()
 
 
+def _receive(conn):
+    try:
+        return conn.recv()
+    except EOFError:
+        raise RuntimeError("a simulator process ended without its results (its traceback is above)") from None
+
+
 def run(n: int, k: int, make: Callable[[int], firmware.Machine], appliance_ip: str, spread: float,
         deadline: float, tftp_probe: bool = False) -> tuple[list[firmware.Machine], float, dict]:
     """Boot machines make(0..n-1) from k forked processes started together; returns the machines in
@@ -164,14 +171,14 @@ def run(n: int, k: int, make: Callable[[int], firmware.Machine], appliance_ip: s
             child.close()
             children.append((proc, parent))
         for _, conn in children:
-            if conn.recv() != "ready":
+            if _receive(conn) != "ready":
                 raise RuntimeError("a simulator process did not start")
         began = time.monotonic()
         for _, conn in children:
             conn.send(began)
         parts, cpu, cpu_sys, waited, turns, before, after = [], 0.0, 0.0, 0.0, [], [], []
         for _, conn in children:
-            machines, (used, used_sys, queued), t, b, a = conn.recv()
+            machines, (used, used_sys, queued), t, b, a = _receive(conn)
             parts.append(machines)
             cpu, cpu_sys, waited = cpu + used, cpu_sys + used_sys, waited + queued
             turns += t
