@@ -2,8 +2,9 @@
 TFTP of iPXE, iPXE's own proxy-DHCP exchange, /boot.ipxe, /ipxe, kernel and initrd, then the
 installer's Ignition fetch and its `installed` callback. Each step is timed.
 
-Sockets are opened inside the machine's network namespace (bench/rack.py) and then driven from one
-asyncio loop, so a thousand machines cost a thousand coroutines, not a thousand processes. Retries
+Sockets are opened inside the machine's network namespace (bench/rack.py) and then driven from an
+asyncio loop, so a thousand machines cost a thousand coroutines, not a thousand processes (spread
+over a few processes' loops by bench/shards.py). Retries
 follow firmware: DHCP retransmits after 4, 8, 16 s (the PXE spec's schedule); TFTP retransmits a
 packet after 1 s, doubling to 8 s, at most 8 times; an HTTP request is retried 3 times.
 """
@@ -30,6 +31,7 @@ HTTP_TIMEOUT, HTTP_TRIES = 120.0, 3
 COOKIE = b"\x63\x82\x53\x63"
 CREDENTIAL_PATH = "/etc/bootstrap-node/credential"  # app.layout.CREDENTIAL_PATH, as the installer reads it
 ARCH = {"bios": (0, 1432), "uefi": (7, 1468)}  # DHCP option 93 and the TFTP block size firmware asks
+TFTP_PROBE = None  # bench/shards.py's Probe.block(sock, sent_at) per DATA block taken, when it measures
 
 
 class StepFailed(Exception):
@@ -251,6 +253,8 @@ class _TftpTransfer(asyncio.DatagramProtocol):
             self.peer = peer
             self.sock.connect(peer)
         self.tries = 0
+        if TFTP_PROBE is not None and kind == "data":
+            TFTP_PROBE(self.sock, self.sent_at)
         if kind == "oack":
             self._send(b"\0\4\0\0", self.peer)
             return

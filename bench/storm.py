@@ -1,8 +1,9 @@
 """The boot storm (root only): N machines power on within a second of each other and each walks the
 whole chain against the real appliance — `bootstrap-node serve` with its dnsmasq (proxy DHCP + TFTP)
 in one network namespace, each machine in its own (bench/rack.py, bench/firmware.py). Reports the
-time until all N have their install config, per-step p50/p99, failures, retries, and the CPU of
-serve and of dnsmasq. Not a test: numbers are reported, never asserted.
+time until all N have their install config, per-step p50/p99, failures, retries, and the CPU (and
+the time waiting for one) of serve, of dnsmasq and of the simulator, whose machines run from
+BENCH_STORM_PROCS processes (bench/shards.py). Not a test: numbers are reported, never asserted.
 
 The cluster has TREE_NODES nodes (generated once); the first N of them boot. Half the machines are
 BIOS (undionly.kpxe over TFTP), half UEFI (the cluster's pxe.uefi_loader: snponly.efi by default). Kernel and initrd are stand-ins of
@@ -11,11 +12,9 @@ README "Performance")."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import random
 import re
 import resource
 import signal
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import firmware, scale
+from bench import firmware, scale, shards
 from bench.rack import Rack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +37,9 @@ INITRD_MIB = float(os.environ.get("BENCH_INITRD_MIB", "4"))
 NICE = int(os.environ.get("BENCH_NICE", "0"))
 DEADLINE = float(os.environ.get("BENCH_STORM_DEADLINE", "110"))  # seconds; unfinished machines count
 POWER_ON_SPREAD = 1.0  # seconds over which the machines power on
+# Simulator processes the machines are spread over; "1,2" runs each size with each, interleaved.
+PROCS = shards.procs_setting(os.environ.get("BENCH_STORM_PROCS", str(shards.DEFAULT_PROCS)))
+PROBE = os.environ.get("BENCH_STORM_PROBE", "0") == "1"  # each TFTP block's wait split at the socket
 APPLIANCE_IP, CIDR = "10.77.0.2", "10.77.0.0/16"
 STEPS = ["pxe-dhcp", "tftp", "ipxe-dhcp", "boot.ipxe", "ipxe", "kernel", "initrd", "ignition", "installed"]
 
@@ -97,7 +99,8 @@ class Appliance:
     def cpu(self) -> dict[str, float]:
         """CPU seconds of serve and of dnsmasq (every process of the session, by what it is)."""
         tick, totals = os.sysconf("SC_CLK_TCK"), {"serve": 0.0, "serve_sys": 0.0, "dnsmasq": 0.0,
-                                                   "dnsmasq_sys": 0.0}
+                                                   "dnsmasq_sys": 0.0, "serve_runqueue": 0.0,
+                                                   "dnsmasq_runqueue": 0.0}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 name, fields = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
@@ -111,6 +114,7 @@ class Appliance:
                     totals[kind] += (int(fields[11]) + int(fields[12])) / tick
                 if kind:
                     totals[f"{kind}_sys"] += int(fields[12]) / tick
+                    totals[f"{kind}_runqueue"] += shards.runqueue_s(stat.parent.name)
         return totals
 
     def udp(self) -> dict[str, int]:
@@ -151,24 +155,12 @@ class Appliance:
             self.proc.wait()
 
 
-async def storm(rack: Rack, n: int) -> tuple[list[firmware.Machine], float]:
-    machines = [firmware.Machine(i, rack.macs[i], rack.ips[i], rack.machine_ns(i), "uefi" if i % 2 else "bios")
-                for i in range(n)]
-    began = time.monotonic()
+def storm(rack: Rack, n: int, procs: int) -> tuple[list[firmware.Machine], float, dict]:
+    """N machines from `procs` simulator processes (bench/shards.py), powering on over POWER_ON_SPREAD."""
+    def make(i: int) -> firmware.Machine:
+        return firmware.Machine(i, rack.macs[i], rack.ips[i], rack.machine_ns(i), "uefi" if i % 2 else "bios")
 
-    async def power_on(machine):
-        await asyncio.sleep(random.uniform(0, POWER_ON_SPREAD))
-        return await firmware.boot(machine, APPLIANCE_IP, began)
-
-    tasks = [asyncio.ensure_future(power_on(m)) for m in machines]
-    _, pending = await asyncio.wait(tasks, timeout=DEADLINE)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    for m in machines:
-        if m.done_at is None and not m.error:
-            m.error = f"unfinished after {DEADLINE:.0f} s (last step done: {list(m.steps)[-1:] or 'none'})"
-    return machines, time.monotonic() - began
+    return shards.run(n, procs, make, APPLIANCE_IP, POWER_ON_SPREAD, DEADLINE, PROBE)
 
 
 def tftp_max(out: Path) -> int | None:
@@ -215,7 +207,7 @@ def report(n: int, machines: list[firmware.Machine], wall: float, cpu: dict, eve
             "wall_s": round(wall, 2), "failures": errors, "steps": steps, "alerts": alerts,
             "serve_cpu_s": round(cpu["serve"], 2), "dnsmasq_cpu_s": round(cpu["dnsmasq"], 2),
             "dnsmasq_sys_cpu_s": round(cpu["dnsmasq_sys"], 2), "serve_sys_cpu_s": round(cpu["serve_sys"], 2),
-            "simulator_cpu_s": round(cpu["simulator"], 2), "simulator_sys_cpu_s": round(cpu["simulator_sys"], 2),
+            "serve_runqueue_s": round(cpu["serve_runqueue"], 2), "dnsmasq_runqueue_s": round(cpu["dnsmasq_runqueue"], 2),
             "load1_after": round(os.getloadavg()[0], 2), "nice": os.nice(0)}
 
 
@@ -264,12 +256,6 @@ def arp_table_fulls() -> int:
                if word.startswith("table_fulls"))
 
 
-def _own_cpu() -> tuple[float, float]:
-    """This process's CPU seconds: all, and in the kernel."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime, usage.ru_stime
-
-
 def main() -> int:
     if os.geteuid() != 0:
         print("the boot storm needs root (network namespaces, ports 67/69/4011)")
@@ -293,15 +279,16 @@ def main() -> int:
         buffers.__enter__()
         rack.up()
         filtered = os.environ.get("BENCH_STORM_FILTER", "1") == "1" and rack.filter_broadcasts()
-        for n in SIZES:
+        for n, procs in [(n, procs) for n in SIZES for procs in PROCS]:
             rack.flush_neighbours()
             appliance = Appliance(rack, config_path, out, work / "storm-assets", work / f"storm-serve-{n}.log")
             try:
-                cpu0, own0, udp0, fulls0 = appliance.cpu(), _own_cpu(), appliance.udp(), arp_table_fulls()
-                machines, wall = asyncio.run(storm(rack, n))
+                load_before = round(os.getloadavg()[0], 2)
+                cpu0, udp0, fulls0 = appliance.cpu(), appliance.udp(), arp_table_fulls()
+                machines, wall, simulator = storm(rack, n, procs)
                 cpu1, udp1 = appliance.cpu(), appliance.udp()
-                (cpu1["simulator"], cpu1["simulator_sys"]), (cpu0["simulator"], cpu0["simulator_sys"]) = _own_cpu(), own0
                 row = report(n, machines, wall, {k: cpu1[k] - cpu0[k] for k in cpu0}, appliance.events())
+                row.update(simulator, load1_before=load_before)
                 row["appliance_udp"] = {k: udp1[k] - udp0[k] for k in udp0}
                 row["appliance_udp_drops_by_port"] = appliance.drops_by_port()
                 row["dhcp_broadcasts_filtered_at_switch"] = filtered
@@ -323,10 +310,12 @@ def main() -> int:
     results = REPO / "bench" / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}
     key = "storm" if not os.environ.get("BENCH_STORM_TFTP_MAX") else "storm_tftp_max_" + os.environ["BENCH_STORM_TFTP_MAX"]
-    # A partial run updates: this run's rows replace the stored ones of the same sizes, and a size
-    # run more than once (BENCH_STORM=1000,1000,1000) keeps every repeat.
-    kept = [row for row in data.get(key, []) if row["machines"] not in set(SIZES)]
-    data[key] = sorted(kept + rows, key=lambda row: row["machines"])
+    key += "_probe" if PROBE else ""  # the probe's syscall per block is the simulator's CPU too
+    # A partial run updates: this run's rows replace the stored ones of the same sizes and process
+    # count, and a size run more than once (BENCH_STORM=1000,1000,1000) keeps every repeat.
+    kept = [row for row in data.get(key, []) if (row["machines"], row.get("procs")) not in
+            {(n, procs) for n in SIZES for procs in PROCS}]
+    data[key] = sorted(kept + rows, key=lambda row: (row["machines"], row.get("procs") or 0))
     from bench.run import this_machine
     data.setdefault("machines", {})[key] = this_machine()
     results.write_text(json.dumps(data, indent=2) + "\n")
