@@ -95,7 +95,7 @@ def serve(
     retry_period: Annotated[float, typer.Option(
         help="Seconds between a replica's looks at the Lease.")] = LeaseSettings.retry_period,
     service_address: Annotated[str | None, typer.Option(
-        help="With --leader-elect: ADDR[/PREFIX] the leader adds to --service-interface and announces with "
+        help="With --leader-elect: ADDR or ADDR/PREFIX the leader adds to --service-interface and announces with "
              "gratuitous ARP (normally bootstrap.ip, which the nodes use); removed when it stops leading.")] = None,
     service_interface: Annotated[str | None, typer.Option(help="Interface for --service-address.")] = None,
     from_cluster: Annotated[bool, typer.Option(
