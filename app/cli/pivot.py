@@ -19,12 +19,12 @@ from app import __version__
 from app.cli.common import Paths, command, fail, load_or_exit
 from app.exitcodes import ExitCode
 
-Kubeconfig = Annotated[Path, typer.Option(help="kubeconfig of the new cluster (its current context), with rights to "
-                                               "create CRDs and RBAC: a cluster admin's.")]
 Namespace = Annotated[str, typer.Option(help="Namespace for the appliance and its objects.")]
 Timeout = Annotated[float, typer.Option(help="Seconds to keep retrying a call while the API server does not "
                                               "answer (or a new CRD is not served yet, or pivot's admission "
                                               "policies are not enforced yet).")]
+UnpivotTimeout = Annotated[float, typer.Option(help="Seconds to keep retrying a call while the API server does not "
+                                                    "answer.")]
 Image = Annotated[str, typer.Option(help="The appliance image the nodes can pull.")]
 NodeSelector = Annotated[str, typer.Option(help="key=value: the nodes on the provisioning network.")]
 DEFAULT_IMAGE = f"bootstrap-node:{__version__}"
@@ -34,6 +34,7 @@ DEFAULT_NAMESPACE = "bootstrap-node"
 
 def _api(kubeconfig: Path, timeout: float, server: str = ""):
     from app.pivot.apply import KubeconfigError, Sender, Unreachable, connect
+    from app.wait import kube
     try:
         sender = Sender(connect(kubeconfig, server), timeout)
         sender.ready()
@@ -41,14 +42,21 @@ def _api(kubeconfig: Path, timeout: float, server: str = ""):
         raise fail(str(exc), ExitCode.UNREADABLE) from None
     except Unreachable as exc:
         raise fail(f"the API server did not answer within {timeout:.0f} s: {exc}", ExitCode.API) from None
+    except kube.Fatal as exc:  # it answered, but not as a Kubernetes API server that takes these credentials
+        raise _refused(exc) from None
     return sender
 
 
 def _refused(exc: Exception) -> typer.Exit:
     from app.wait import kube
-    hint = (" (RBAC: this kubeconfig's user may not do this; pivot needs a cluster admin's rights to create CRDs "
-            "and RBAC)") if isinstance(exc, kube.Forbidden) else ""
+    hint = (" (RBAC: this kubeconfig's user may not do this; pivot and unpivot need a cluster admin's)"
+            if isinstance(exc, kube.Forbidden) else "")
     return fail(f"the API server refused: {exc}{hint}", ExitCode.ADDONS)
+
+
+def _check_timeout(timeout: float) -> None:
+    if not timeout > 0:
+        raise fail(f"--timeout {timeout}: must be a number of seconds above 0")
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class PivotOptions:
         """Refuse a bad option (exit 1) before anything is read or sent."""
         from app.pivot.manifests import PivotInput, PivotInputError, parse_selector
         from app.pivot.state import State
+        _check_timeout(self.timeout)
         try:
             PivotInput(cluster, State({}), self.image, self.namespace, parse_selector(self.node_selector))
         except PivotInputError as exc:
@@ -168,15 +177,24 @@ def pivot_command(
 
 
 @command("unpivot")
-def unpivot_command(paths: Paths, kubeconfig: Kubeconfig, namespace: Namespace = DEFAULT_NAMESPACE,
-                    timeout: Timeout = 60.0) -> None:
+def unpivot_command(paths: Paths,
+                    kubeconfig: Annotated[Path, typer.Option(help="kubeconfig of the cluster (its current context), "
+                                                                  "a cluster admin's: it reads the CA keys.")],
+                    namespace: Annotated[str, typer.Option(help="The namespace pivot used.")] = DEFAULT_NAMESPACE,
+                    timeout: UnpivotTimeout = 60.0) -> None:
     """Export the cluster's provisioning state into a new output directory (--output), with its
-    cluster.yaml and templates, for `generate` and `serve` on an appliance."""
-    from app.cluster.machines import MachineError
+    cluster.yaml and templates, for `generate` and `serve` on an appliance. Reads only."""
+    from app.cluster.machines import MachineError, namespace_problem
     from app.pivot.state import StateError
-    from app.pivot.unpivot import CLUSTER_YAML, TEMPLATES, export, read_cluster
+    from app.pivot.unpivot import CLUSTER_YAML, TEMPLATES, export, read_cluster, unusable_target
     from app.wait import kube
 
+    # Everything that needs no API first: a wrong option waits for no timeout.
+    if problem := namespace_problem("--namespace", namespace):
+        raise fail(problem)
+    _check_timeout(timeout)
+    if problem := unusable_target(paths.output):
+        raise fail(problem, ExitCode.UNREADABLE)
     sender = _api(kubeconfig, timeout)
     try:
         cluster, state = read_cluster(sender.api, namespace)

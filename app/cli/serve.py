@@ -202,6 +202,9 @@ def from_cluster_task(settings: ServeSettings, kubeconfig: Path | None, namespac
     from app.serve.cluster import in_cluster
     in_pod = kubeconfig is None and in_cluster.namespace_file().is_file()
     namespace = namespace or (pod_namespace() if in_pod else "bootstrap-node")
+    from app.cluster.machines import namespace_problem
+    if problem := namespace_problem("--cluster-namespace", namespace):
+        raise fail(problem)
     problem = owned(settings.output, namespace)
     if problem:
         raise fail(problem)

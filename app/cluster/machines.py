@@ -11,6 +11,7 @@ docs/configuration.md describes it and no second spelling of forty settings has 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,21 @@ ORDER_ANNOTATION = f"{GROUP}/order"  # a node's index in cluster.yaml: its first
 # Machine.spec.bmc <-> cluster.yaml's bmc: the BMC password never travels; only where to read it.
 BMC_FIELDS = {"address": "address", "username": "username", "password_file": "passwordFile",
               "password_env": "passwordEnv", "system": "system", "verify_tls": "verifyTLS"}
+
+
+NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS label
+
+
+def namespace_problem(option: str, namespace: str) -> str | None:
+    """Why `namespace` cannot hold the appliance, or None. Kubernetes' own namespaces are refused:
+    the ServiceAccount may `get` any Secret in its namespace (docs/pivot.md, "Who else may write in the
+    namespace"), which in kube-system would be every controller's token."""
+    if not NAMESPACE.fullmatch(namespace):
+        return f"{option} {namespace!r}: a namespace is a DNS label (a-z, 0-9, '-', at most 63)"
+    if namespace == "default" or namespace.startswith("kube-"):
+        return (f"{option} {namespace!r}: a namespace of Kubernetes' own; the appliance's ServiceAccount reads "
+                "Secrets in its namespace, so give it one of its own (default: bootstrap-node)")
+    return None
 
 
 class MachineError(ValueError):
