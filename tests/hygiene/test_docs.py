@@ -4,6 +4,9 @@ import re
 
 import pytest
 
+import typer.main
+
+from app.cli import app
 from app.cluster import iter_field_paths
 from app.cluster.schema import reference_rows, splice_reference
 from tests.support.paths import REPO
@@ -47,3 +50,26 @@ def test_links_stay_inside_the_repository(page):
         assert not re.match(r"[a-z]+:", target), f"{target}: links point inside the repository"
         path = (page.parent / target.split("#", 1)[0]).resolve()
         assert path.is_relative_to(REPO.resolve()) and path.exists(), f"{target}: no such file in the repository"
+
+
+def leaf_commands(group=None, path=()):
+    group = group or typer.main.get_command(app)
+    for name, command in sorted(group.commands.items()):
+        if hasattr(command, "commands"):
+            yield from leaf_commands(command, (*path, name))
+        else:
+            yield " ".join((*path, name)), command
+
+
+def test_commands_md_names_every_option_in_its_commands_row():
+    rows = {}
+    for line in (REPO / "docs" / "commands.md").read_text().splitlines():
+        if found := re.match(r"\| `([a-z]+(?: [a-z]+)?)", line):
+            rows[found.group(1)] = line
+    rows["power"] = rows["power on"]  # one row spells `power on|off|cycle|status`
+    rows["init"] += rows["wait"]  # init's row says "[wait's options]"
+    shared = {"--help", "--config", "--output", "--templates"}  # the page's first paragraph
+    missing = {name: [o for p in command.params for o in p.opts if o.startswith("--") and o not in shared
+                      and not re.search(re.escape(o) + r"(?![-\w])", rows.get(name, ""))]
+               for name, command in leaf_commands()}
+    assert {name: opts for name, opts in missing.items() if opts} == {}
