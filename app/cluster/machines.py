@@ -54,9 +54,12 @@ class MachineError(ValueError):
 
 def machine_from_node(node: Node, namespace: str, cluster_name: str, order: int, reinstall: int = 0) -> dict:
     """The Machine for one cluster.yaml node, the `order`-th. Optional fields at their default are
-    left out, so the object holds what the user wrote."""
+    left out, so the object holds what the user wrote. `reinstall` too: `pivot` applies with force,
+    and a 0 it owned would undo a user's bump at the next pivot (the leader reads a missing one as 0)."""
     spec: dict[str, Any] = {"mac": node.mac, "role": node.role, "addresses": [str(node.ip)],
-                            "installDisk": node.install_disk, "arch": node.arch, "reinstall": reinstall}
+                            "installDisk": node.install_disk, "arch": node.arch}
+    if reinstall:
+        spec["reinstall"] = reinstall
     if node.allow_kernel_disk_name:
         spec["allowKernelDiskName"] = True
     if node.power is not None:
