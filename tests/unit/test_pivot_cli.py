@@ -69,6 +69,8 @@ def test_a_missing_output_dir_is_exit_2(tmp_path):
     (["--pivot-image", "registry.example/x:1"], "need --pivot"),
     (["--pivot", "--pivot-node-selector", "nokey"], "--node-selector 'nokey': expected key=value"),
     (["--pivot", "--pivot-namespace", "Not_A_Label"], "--namespace 'Not_A_Label'"),
+    (["--pivot", "--pivot-namespace", "kube-system"], "a namespace of Kubernetes' own"),
+    (["--pivot", "--pivot-image", "Not An Image"], "not an image reference"),
 ])
 def test_init_refuses_a_bad_pivot_option_before_anything(tmp_path, args, says):
     result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(tmp_path / "out"), "init", "--yes",
