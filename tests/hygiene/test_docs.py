@@ -4,12 +4,10 @@ import re
 
 import pytest
 
-import typer.main
-
-from app.cli import app
 from app.cluster import iter_field_paths
 from app.cluster.schema import reference_rows, splice_reference
 from tests.support.paths import REPO
+from tests.unit.test_cli_common import COMMANDS
 
 README = (REPO / "README.md").read_text()
 CONFIGURATION = REPO / "docs" / "configuration.md"
@@ -52,15 +50,6 @@ def test_links_stay_inside_the_repository(page):
         assert path.is_relative_to(REPO.resolve()) and path.exists(), f"{target}: no such file in the repository"
 
 
-def leaf_commands(group=None, path=()):
-    group = group or typer.main.get_command(app)
-    for name, command in sorted(group.commands.items()):
-        if hasattr(command, "commands"):
-            yield from leaf_commands(command, (*path, name))
-        else:
-            yield " ".join((*path, name)), command
-
-
 def test_commands_md_names_every_option_in_its_commands_row():
     rows = {}
     for line in (REPO / "docs" / "commands.md").read_text().splitlines():
@@ -71,5 +60,5 @@ def test_commands_md_names_every_option_in_its_commands_row():
     shared = {"--help", "--config", "--output", "--templates"}  # the page's first paragraph
     missing = {name: [o for p in command.params for o in p.opts if o.startswith("--") and o not in shared
                       and not re.search(re.escape(o) + r"(?![-\w])", rows.get(name, ""))]
-               for name, command in leaf_commands()}
+               for name, command in ((" ".join(path), command) for path, command in COMMANDS)}
     assert {name: opts for name, opts in missing.items() if opts} == {}
