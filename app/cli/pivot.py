@@ -23,6 +23,8 @@ Namespace = Annotated[str, typer.Option(help="Namespace for the appliance and it
 Timeout = Annotated[float, typer.Option(help="Seconds to keep retrying a call while the API server does not "
                                               "answer (or a new CRD is not served yet, or pivot's admission "
                                               "policies are not enforced yet).")]
+ServerOpt = Annotated[str, typer.Option(help="https://host:port of the API server, instead of the kubeconfig's own "
+                                             "(when its name does not resolve here).")]
 UnpivotTimeout = Annotated[float, typer.Option(help="Seconds to keep retrying a call while the API server does not "
                                                     "answer.")]
 Image = Annotated[str, typer.Option(help="The appliance image the nodes can pull.")]
@@ -52,6 +54,12 @@ def _refused(exc: Exception) -> typer.Exit:
     hint = (" (RBAC: this kubeconfig's user may not do this; pivot and unpivot need a cluster admin's)"
             if isinstance(exc, kube.Forbidden) else "")
     return fail(f"the API server refused: {exc}{hint}", ExitCode.ADDONS)
+
+
+def _check_server(server: str) -> None:
+    if server and not server.startswith("https://"):  # the CA keys go over it: never in clear text
+        raise fail(f"--server {server!r}: expected https://host:port (the cluster's CA keys travel over it, so "
+                   "not over plain http)")
 
 
 def _check_timeout(timeout: float) -> None:
@@ -149,8 +157,7 @@ def pivot_command(
     server_dry_run: Annotated[bool, typer.Option(help="Send everything with dryRun=All: the API server checks "
                                                       "each object (admission too) and stores none.")] = False,
     timeout: Timeout = 60.0,
-    server: Annotated[str, typer.Option(help="https://host:port of the API server, instead of the kubeconfig's "
-                                              "own (when its name does not resolve here).")] = "",
+    server: ServerOpt = "",
 ) -> None:
     """Move provisioning into the cluster: CRDs, RBAC, the appliance as a Deployment, and the state
     (PKI, cluster record, templates, nodes as Machines). Idempotent: server-side apply."""
@@ -158,9 +165,7 @@ def pivot_command(
     from app.pivot.manifests import to_yaml
 
     cluster = load_or_exit(paths.config)
-    if server and not server.startswith("https://"):  # pivot sends the CA keys: never in clear text
-        raise fail(f"--server {server!r}: expected https://host:port (pivot sends the cluster's CA keys, so "
-                   "not over plain http)")
+    _check_server(server)
     options = PivotOptions(image, namespace, node_selector, timeout)
     objects = rendered(cluster, paths, options)
     if dry_run:
@@ -181,7 +186,7 @@ def unpivot_command(paths: Paths,
                     kubeconfig: Annotated[Path, typer.Option(help="kubeconfig of the cluster (its current context), "
                                                                   "a cluster admin's: it reads the CA keys.")],
                     namespace: Annotated[str, typer.Option(help="The namespace pivot used.")] = DEFAULT_NAMESPACE,
-                    timeout: UnpivotTimeout = 60.0) -> None:
+                    timeout: UnpivotTimeout = 60.0, server: ServerOpt = "") -> None:
     """Export the cluster's provisioning state into a new output directory (--output), with its
     cluster.yaml and templates, for `generate` and `serve` on an appliance. Reads only."""
     from app.cluster.machines import MachineError, namespace_problem
@@ -193,9 +198,10 @@ def unpivot_command(paths: Paths,
     if problem := namespace_problem("--namespace", namespace):
         raise fail(problem)
     _check_timeout(timeout)
+    _check_server(server)
     if problem := unusable_target(paths.output):
         raise fail(problem, ExitCode.UNREADABLE)
-    sender = _api(kubeconfig, timeout)
+    sender = _api(kubeconfig, timeout, server)
     try:
         cluster, state = read_cluster(sender.api, namespace)
         export(cluster, state, paths.output, dt.datetime.now(dt.UTC))

@@ -134,12 +134,17 @@ def test_a_server_that_refuses_the_credentials_is_exit_5_without_a_traceback(out
                                       "--timeout", "5"])
     assert result.exit_code == 5 and "HTTP 401" in result.output, result.output
     assert not back.exists()
+    # --server replaces the kubeconfig's address: nothing listens there, so no refusal, no answer.
+    result = CliRunner().invoke(app, ["--output", str(back), "unpivot", "--kubeconfig", str(refusing_kubeconfig),
+                                      "--timeout", "1", "--server", "https://127.0.0.1:1"])
+    assert result.exit_code == 3 and "did not answer" in result.output, result.output
 
 
 @pytest.mark.parametrize("args, code, says", [
     (["--namespace", "kube-system"], 1, "a namespace of Kubernetes' own"),
     (["--namespace", "Not_A_Label"], 1, "a namespace is a DNS label"),
     (["--timeout", "-1"], 1, "--timeout -1.0: must be"),
+    (["--server", "http://api:6443"], 1, "not over plain http"),
 ])
 def test_unpivot_refuses_a_bad_option_before_any_call(tmp_path, args, code, says):
     # The kubeconfig does not exist: a refusal that came from the API side would name it instead.
