@@ -19,12 +19,14 @@ from app import __version__
 from app.cli.common import Paths, command, fail, load_or_exit
 from app.exitcodes import ExitCode
 
-Kubeconfig = Annotated[Path, typer.Option(help="kubeconfig of the new cluster (its current context), with rights to "
-                                               "create CRDs and RBAC: a cluster admin's.")]
 Namespace = Annotated[str, typer.Option(help="Namespace for the appliance and its objects.")]
 Timeout = Annotated[float, typer.Option(help="Seconds to keep retrying a call while the API server does not "
                                               "answer (or a new CRD is not served yet, or pivot's admission "
                                               "policies are not enforced yet).")]
+ServerOpt = Annotated[str, typer.Option(help="https://host:port of the API server, instead of the kubeconfig's own "
+                                             "(when its name does not resolve here).")]
+UnpivotTimeout = Annotated[float, typer.Option(help="Seconds to keep retrying a call while the API server does not "
+                                                    "answer.")]
 Image = Annotated[str, typer.Option(help="The appliance image the nodes can pull.")]
 NodeSelector = Annotated[str, typer.Option(help="key=value: the nodes on the provisioning network.")]
 DEFAULT_IMAGE = f"bootstrap-node:{__version__}"
@@ -34,6 +36,7 @@ DEFAULT_NAMESPACE = "bootstrap-node"
 
 def _api(kubeconfig: Path, timeout: float, server: str = ""):
     from app.pivot.apply import KubeconfigError, Sender, Unreachable, connect
+    from app.wait import kube
     try:
         sender = Sender(connect(kubeconfig, server), timeout)
         sender.ready()
@@ -41,14 +44,27 @@ def _api(kubeconfig: Path, timeout: float, server: str = ""):
         raise fail(str(exc), ExitCode.UNREADABLE) from None
     except Unreachable as exc:
         raise fail(f"the API server did not answer within {timeout:.0f} s: {exc}", ExitCode.API) from None
+    except kube.Fatal as exc:  # it answered, but not as a Kubernetes API server that takes these credentials
+        raise _refused(exc) from None
     return sender
 
 
 def _refused(exc: Exception) -> typer.Exit:
     from app.wait import kube
-    hint = (" (RBAC: this kubeconfig's user may not do this; pivot needs a cluster admin's rights to create CRDs "
-            "and RBAC)") if isinstance(exc, kube.Forbidden) else ""
+    hint = (" (RBAC: this kubeconfig's user may not do this; pivot and unpivot need a cluster admin's)"
+            if isinstance(exc, kube.Forbidden) else "")
     return fail(f"the API server refused: {exc}{hint}", ExitCode.ADDONS)
+
+
+def _check_server(server: str) -> None:
+    if server and not server.startswith("https://"):  # the CA keys go over it: never in clear text
+        raise fail(f"--server {server!r}: expected https://host:port (the cluster's CA keys travel over it, so "
+                   "not over plain http)")
+
+
+def _check_timeout(timeout: float) -> None:
+    if not timeout > 0:
+        raise fail(f"--timeout {timeout}: must be a number of seconds above 0")
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,7 @@ class PivotOptions:
         """Refuse a bad option (exit 1) before anything is read or sent."""
         from app.pivot.manifests import PivotInput, PivotInputError, parse_selector
         from app.pivot.state import State
+        _check_timeout(self.timeout)
         try:
             PivotInput(cluster, State({}), self.image, self.namespace, parse_selector(self.node_selector))
         except PivotInputError as exc:
@@ -140,8 +157,7 @@ def pivot_command(
     server_dry_run: Annotated[bool, typer.Option(help="Send everything with dryRun=All: the API server checks "
                                                       "each object (admission too) and stores none.")] = False,
     timeout: Timeout = 60.0,
-    server: Annotated[str, typer.Option(help="https://host:port of the API server, instead of the kubeconfig's "
-                                              "own (when its name does not resolve here).")] = "",
+    server: ServerOpt = "",
 ) -> None:
     """Move provisioning into the cluster: CRDs, RBAC, the appliance as a Deployment, and the state
     (PKI, cluster record, templates, nodes as Machines). Idempotent: server-side apply."""
@@ -149,9 +165,7 @@ def pivot_command(
     from app.pivot.manifests import to_yaml
 
     cluster = load_or_exit(paths.config)
-    if server and not server.startswith("https://"):  # pivot sends the CA keys: never in clear text
-        raise fail(f"--server {server!r}: expected https://host:port (pivot sends the cluster's CA keys, so "
-                   "not over plain http)")
+    _check_server(server)
     options = PivotOptions(image, namespace, node_selector, timeout)
     objects = rendered(cluster, paths, options)
     if dry_run:
@@ -168,16 +182,26 @@ def pivot_command(
 
 
 @command("unpivot")
-def unpivot_command(paths: Paths, kubeconfig: Kubeconfig, namespace: Namespace = DEFAULT_NAMESPACE,
-                    timeout: Timeout = 60.0) -> None:
+def unpivot_command(paths: Paths,
+                    kubeconfig: Annotated[Path, typer.Option(help="kubeconfig of the cluster (its current context), "
+                                                                  "a cluster admin's: it reads the CA keys.")],
+                    namespace: Annotated[str, typer.Option(help="The namespace pivot used.")] = DEFAULT_NAMESPACE,
+                    timeout: UnpivotTimeout = 60.0, server: ServerOpt = "") -> None:
     """Export the cluster's provisioning state into a new output directory (--output), with its
-    cluster.yaml and templates, for `generate` and `serve` on an appliance."""
-    from app.cluster.machines import MachineError
+    cluster.yaml and templates, for `generate` and `serve` on an appliance. Reads only."""
+    from app.cluster.machines import MachineError, namespace_problem
     from app.pivot.state import StateError
-    from app.pivot.unpivot import CLUSTER_YAML, TEMPLATES, export, read_cluster
+    from app.pivot.unpivot import CLUSTER_YAML, TEMPLATES, export, read_cluster, unusable_target
     from app.wait import kube
 
-    sender = _api(kubeconfig, timeout)
+    # Everything that needs no API first: a wrong option waits for no timeout.
+    if problem := namespace_problem("--namespace", namespace):
+        raise fail(problem)
+    _check_timeout(timeout)
+    _check_server(server)
+    if problem := unusable_target(paths.output):
+        raise fail(problem, ExitCode.UNREADABLE)
+    sender = _api(kubeconfig, timeout, server)
     try:
         cluster, state = read_cluster(sender.api, namespace)
         export(cluster, state, paths.output, dt.datetime.now(dt.UTC))

@@ -95,7 +95,7 @@ def serve(
     retry_period: Annotated[float, typer.Option(
         help="Seconds between a replica's looks at the Lease.")] = LeaseSettings.retry_period,
     service_address: Annotated[str | None, typer.Option(
-        help="With --leader-elect: ADDR[/PREFIX] the leader adds to --service-interface and announces with "
+        help="With --leader-elect: ADDR or ADDR/PREFIX the leader adds to --service-interface and announces with "
              "gratuitous ARP (normally bootstrap.ip, which the nodes use); removed when it stops leading.")] = None,
     service_interface: Annotated[str | None, typer.Option(help="Interface for --service-address.")] = None,
     from_cluster: Annotated[bool, typer.Option(
@@ -202,6 +202,9 @@ def from_cluster_task(settings: ServeSettings, kubeconfig: Path | None, namespac
     from app.serve.cluster import in_cluster
     in_pod = kubeconfig is None and in_cluster.namespace_file().is_file()
     namespace = namespace or (pod_namespace() if in_pod else "bootstrap-node")
+    from app.cluster.machines import namespace_problem
+    if problem := namespace_problem("--cluster-namespace", namespace):
+        raise fail(problem)
     problem = owned(settings.output, namespace)
     if problem:
         raise fail(problem)

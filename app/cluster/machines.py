@@ -11,6 +11,7 @@ docs/configuration.md describes it and no second spelling of forty settings has 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,15 +33,33 @@ BMC_FIELDS = {"address": "address", "username": "username", "password_file": "pa
               "password_env": "passwordEnv", "system": "system", "verify_tls": "verifyTLS"}
 
 
+NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS label
+
+
+def namespace_problem(option: str, namespace: str) -> str | None:
+    """Why `namespace` cannot hold the appliance, or None. Kubernetes' own namespaces are refused:
+    the ServiceAccount may `get` any Secret in its namespace (docs/pivot.md, "Who else may write in the
+    namespace"), which in kube-system would be every controller's token."""
+    if not NAMESPACE.fullmatch(namespace):
+        return f"{option} {namespace!r}: a namespace is a DNS label (a-z, 0-9, '-', at most 63)"
+    if namespace == "default" or namespace.startswith("kube-"):
+        return (f"{option} {namespace!r}: a namespace of Kubernetes' own; the appliance's ServiceAccount reads "
+                "Secrets in its namespace, so give it one of its own (default: bootstrap-node)")
+    return None
+
+
 class MachineError(ValueError):
     """A Machine (or ProvisioningCluster) that cluster.yaml cannot express; the message says which and why."""
 
 
 def machine_from_node(node: Node, namespace: str, cluster_name: str, order: int, reinstall: int = 0) -> dict:
     """The Machine for one cluster.yaml node, the `order`-th. Optional fields at their default are
-    left out, so the object holds what the user wrote."""
+    left out, so the object holds what the user wrote. `reinstall` too: `pivot` applies with force,
+    and a 0 it owned would undo a user's bump at the next pivot (the leader reads a missing one as 0)."""
     spec: dict[str, Any] = {"mac": node.mac, "role": node.role, "addresses": [str(node.ip)],
-                            "installDisk": node.install_disk, "arch": node.arch, "reinstall": reinstall}
+                            "installDisk": node.install_disk, "arch": node.arch}
+    if reinstall:
+        spec["reinstall"] = reinstall
     if node.allow_kernel_disk_name:
         spec["allowKernelDiskName"] = True
     if node.power is not None:

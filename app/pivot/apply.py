@@ -61,7 +61,7 @@ def connect(kubeconfig: Path, server: str = ""):
         server = server or next(c["cluster"]["server"] for c in data["clusters"] if c["name"] == context["cluster"])
     except OSError as exc:
         raise KubeconfigError(f"{kubeconfig}: {exc.strerror}") from None
-    except (yaml.YAMLError, AttributeError, KeyError, TypeError, StopIteration):
+    except (yaml.YAMLError, ValueError, AttributeError, KeyError, TypeError, StopIteration):  # ValueError: not UTF-8
         raise KubeconfigError(f"{kubeconfig}: not a kubeconfig with a current context and its cluster's "
                               "server") from None
     try:

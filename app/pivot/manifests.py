@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import yaml
 
-from app.cluster.machines import machine_from_node, settings_from_cluster
+from app.cluster.machines import machine_from_node, namespace_problem, settings_from_cluster
 from app.cluster.model import Cluster
+from app.oci.reference import repository_key, valid_digest, valid_tag
 from app.pivot.crds import crds
 from app.pivot.guard import guard_objects
 from app.pivot.rbac import rbac_objects
@@ -23,7 +24,6 @@ DEFAULT_NAMESPACE = "bootstrap-node"
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 REDACTED = "REDACTED"
 
 
@@ -40,13 +40,28 @@ class PivotInput:
     node_selector: tuple[str, str] = ("bootstrap-node.io/provisioning", "true")
 
     def __post_init__(self):
-        if not DNS_LABEL.fullmatch(self.namespace):
-            raise PivotInputError(f"--namespace {self.namespace!r}: a namespace is a DNS label (a-z, 0-9, '-')")
+        if problem := namespace_problem("--namespace", self.namespace):
+            raise PivotInputError(problem)
         key, value = self.node_selector
         if not LABEL_KEY.fullmatch(key) or not LABEL_VALUE.fullmatch(value):
             raise PivotInputError(f"--node-selector {key}={value}: not a Kubernetes label key=value")
-        if not self.image or any(c.isspace() for c in self.image):
-            raise PivotInputError(f"--image {self.image!r}: not an image reference")
+        if not image_reference(self.image):
+            raise PivotInputError(f"--image {self.image!r}: not an image reference (like "
+                                  "registry.example/bootstrap-node:0.1.0, or …@sha256:<64 hex>)")
+
+
+def image_reference(text: str) -> bool:
+    """NAME[:TAG][@DIGEST] as a container runtime parses it. The API server takes any string without
+    blanks, so a typo here would only show as pods that never pull (InvalidImageName)."""
+    name, at, digest = text.partition("@")
+    if at and not valid_digest(digest):
+        return False
+    last = name.rpartition("/")[2]
+    if ":" in last:  # a tag; a colon before the last "/" is a registry's port
+        name, _, tag = name.rpartition(":")
+        if not valid_tag(tag):
+            return False
+    return repository_key(name) is not None
 
 
 def parse_selector(text: str) -> tuple[str, str]:

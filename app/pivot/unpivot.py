@@ -95,13 +95,20 @@ def credential_files(state: State, now: dt.datetime) -> tuple[dict[str, tuple[by
     return tree, beside
 
 
+def unusable_target(target: Path) -> str | None:
+    """Why `target` cannot become the exported directory, or None."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        return (f"{target} exists and is not empty: unpivot into a new directory (it never mixes the "
+                "cluster's state into an older tree)")
+    if not target.parent.is_dir():
+        return f"{target.parent}: no such directory"
+    return None
+
+
 def export(cluster: Cluster, state: State, target: Path, now: dt.datetime) -> None:
     """Write DIR as one step (see the module's docstring). Raises StateError, nothing changed."""
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise StateError(f"{target} exists and is not empty: unpivot into a new directory (it never mixes the "
-                         "cluster's state into an older tree)")
-    if not target.parent.is_dir():
-        raise StateError(f"{target.parent}: no such directory")
+    if problem := unusable_target(target):
+        raise StateError(problem)
     try:
         # A fresh directory of our own (mkdtemp: exclusive, unpredictable), not a fixed name: DIR's parent
         # may be shared, and a planted symlink there would receive the CA keys.

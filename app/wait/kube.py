@@ -55,6 +55,15 @@ def api_client(kubeconfig: Path, server: str) -> k8s.ApiClient:
     data = yaml.safe_load(kubeconfig.read_text())
     api = k8s_config.new_client_from_config_dict(data)
     api.configuration.host = server
+    refresh = api.configuration.refresh_api_key_hook
+    if refresh is not None:
+        # A token user: before each call the loader's hook copies the kubeconfig's host back (and puts
+        # itself back as the hook), which would send every request but the first to the kubeconfig's server.
+        def keep_server(configuration):
+            refresh(configuration)
+            configuration.host = server
+            configuration.refresh_api_key_hook = keep_server
+        api.configuration.refresh_api_key_hook = keep_server
     api.configuration.retries = False  # we retry ourselves, with backoff and a deadline
     api.rest_client = k8s.rest.RESTClientObject(api.configuration)
     return api

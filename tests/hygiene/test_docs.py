@@ -7,6 +7,7 @@ import pytest
 from app.cluster import iter_field_paths
 from app.cluster.schema import reference_rows, splice_reference
 from tests.support.paths import REPO
+from tests.unit.test_cli_common import COMMANDS
 
 README = (REPO / "README.md").read_text()
 CONFIGURATION = REPO / "docs" / "configuration.md"
@@ -47,3 +48,17 @@ def test_links_stay_inside_the_repository(page):
         assert not re.match(r"[a-z]+:", target), f"{target}: links point inside the repository"
         path = (page.parent / target.split("#", 1)[0]).resolve()
         assert path.is_relative_to(REPO.resolve()) and path.exists(), f"{target}: no such file in the repository"
+
+
+def test_commands_md_names_every_option_in_its_commands_row():
+    rows = {}
+    for line in (REPO / "docs" / "commands.md").read_text().splitlines():
+        if found := re.match(r"\| `([a-z]+(?: [a-z]+)?)", line):
+            rows[found.group(1)] = line
+    rows["power"] = rows["power on"]  # one row spells `power on|off|cycle|status`
+    rows["init"] += rows["wait"]  # init's row says "[wait's options]"
+    shared = {"--help", "--config", "--output", "--templates"}  # the page's first paragraph
+    missing = {name: [o for p in command.params for o in p.opts if o.startswith("--") and o not in shared
+                      and not re.search(re.escape(o) + r"(?![-\w])", rows.get(name, ""))]
+               for name, command in ((" ".join(path), command) for path, command in COMMANDS)}
+    assert {name: opts for name, opts in missing.items() if opts} == {}

@@ -282,6 +282,18 @@ def test_a_second_pivot_changes_nothing(control_plane, admin, pivoted, output, t
     assert resource_versions(admin, output, templates) == before
 
 
+def test_a_second_pivot_keeps_a_reinstall_bump_made_with_kubectl(control_plane, admin, pivoted, output, templates):
+    """pivot does not own spec.reinstall: a pivot after an edit of cluster.yaml must not set a bumped
+    Machine back to 0, below its status.observedReinstall, where the next bump would do nothing."""
+    path = f"/apis/bootstrap-node.io/v1alpha1/namespaces/{NS}/machines/worker-2"
+    bumped = kube.get(admin, path)["spec"].get("reinstall", 0) + 1
+    control_plane.kubectl("patch", "machine", "worker-2", "-n", NS, "--type=merge", "-p",
+                          json.dumps({"spec": {"reinstall": bumped}}))
+    again = pivot(control_plane, output, templates)
+    assert again.exit_code == 0, said(again)
+    assert kube.get(admin, path)["spec"]["reinstall"] == bumped
+
+
 def test_the_secret_holds_exactly_the_output_dirs_bytes(admin, pivoted, output, templates):
     secret = kube.get(admin, f"/api/v1/namespaces/{NS}/secrets/{CREDENTIALS_SECRET}")
     assert secret["type"] == "Opaque"

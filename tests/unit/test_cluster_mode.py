@@ -9,6 +9,8 @@ import threading
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from app.cli.cluster_mode import MARKER, Rebuild, hooks, owned
 from app.serve.cluster.cluster_mode import ClusterMode, Hooks, RebuildFailed, _note
 from app.serve.cluster.machine_watch import (
@@ -355,3 +357,24 @@ def test_the_deployment_runs_cluster_mode_in_a_directory_of_its_volume():
     assert args[args.index("--output") + 1] == OUTPUT_TREE
     mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "output")
     assert OUTPUT_TREE.startswith(mount + "/")  # below the mount point: the tree is switched by rename
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--cluster-namespace", "kube-system"], "a namespace of Kubernetes' own"),
+    (["--cluster-namespace", "Not_A_Label"], "a namespace is a DNS label"),
+    (["--kubeconfig", "{bad}"], "cannot load"),
+])
+def test_serve_from_cluster_refuses_bad_input_with_a_clear_error_and_creates_nothing(tmp_path, args, says):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("not: [yaml")
+    args = [a.format(bad=bad) for a in args]
+    out = tmp_path / "new"
+    result = CliRunner().invoke(app, ["--output", str(out), "serve", "--from-cluster", "--listen", "127.0.0.1:1",
+                                      "--assets", str(tmp_path), *args])
+    assert result.exit_code == 1 and says in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not out.exists()

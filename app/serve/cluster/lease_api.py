@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import urllib3
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -35,7 +36,8 @@ def connect(kubeconfig: Path | None) -> k8s.ApiClient:
             in_cluster.load(configuration)
         else:
             k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    except (k8s_config.ConfigException, OSError, ValueError) as exc:
+    except (k8s_config.ConfigException, OSError, ValueError, yaml.YAMLError, TypeError, AttributeError,
+            KeyError) as exc:  # the client's loader lets a file that is not a kubeconfig mapping through
         where = kubeconfig or "the in-cluster config (not in a pod? pass --kubeconfig)"
         raise ServeError(f"cannot load {where}: {exc}") from None
     configuration.retries = False  # the election loop retries, on its own schedule
