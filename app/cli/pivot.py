@@ -1,6 +1,7 @@
 """`pivot` and `unpivot`: provisioning moves into the cluster it built, and back (docs/pivot.md).
 
-Exit codes: 0 done; 1 an option or cluster.yaml is wrong; 2 the output directory or kubeconfig
+Exit codes: 0 done; 1 an option or cluster.yaml is wrong (also: a kubeconfig whose server is plain
+http, or a --namespace that exists and is not pivot's); 2 the output directory or kubeconfig
 cannot be read (or unpivot's target is not empty); 3 the API server did not answer; 5 the API server
 refused an object (RBAC, validation: its own message is printed); 6 the admission policies were not
 enforced within --timeout (the Deployment was not applied).
@@ -35,13 +36,15 @@ DEFAULT_NAMESPACE = "bootstrap-node"
 
 
 def _api(kubeconfig: Path, timeout: float, server: str = ""):
-    from app.pivot.apply import KubeconfigError, Sender, Unreachable, connect
+    from app.pivot.apply import InsecureServer, KubeconfigError, Sender, Unreachable, connect
     from app.wait import kube
     try:
         sender = Sender(connect(kubeconfig, server), timeout)
         sender.ready()
     except KubeconfigError as exc:
         raise fail(str(exc), ExitCode.UNREADABLE) from None
+    except InsecureServer as exc:  # as --server http://: refused before anything is sent
+        raise fail(str(exc)) from None
     except Unreachable as exc:
         raise fail(f"the API server did not answer within {timeout:.0f} s: {exc}", ExitCode.API) from None
     except kube.Fatal as exc:  # it answered, but not as a Kubernetes API server that takes these credentials
@@ -57,9 +60,9 @@ def _refused(exc: Exception) -> typer.Exit:
 
 
 def _check_server(server: str) -> None:
-    if server and not server.startswith("https://"):  # the CA keys go over it: never in clear text
-        raise fail(f"--server {server!r}: expected https://host:port (the cluster's CA keys travel over it, so "
-                   "not over plain http)")
+    from app.pivot.apply import plain_http
+    if server and (problem := plain_http("--server", server)):
+        raise fail(problem)
 
 
 def _check_timeout(timeout: float) -> None:
@@ -104,11 +107,14 @@ def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server
     """Apply (or dry-run) the objects, saying what happened; raises pivot's exits. The number of
     Machines. `server`: an endpoint to use instead of the kubeconfig's."""
     from app.pivot.apply import NotInForce, Unreachable
+    from app.pivot.ownership import ForeignNamespace
     from app.wait import kube
 
     sender = _api(kubeconfig, options.timeout, server)
     try:
         outcome = sender.apply(objects, dry_run=server_dry_run)
+    except ForeignNamespace as exc:  # a wrong --namespace, found out only by asking
+        raise fail(str(exc)) from None
     except Unreachable as exc:
         raise fail(f"the API server stopped answering: {exc}", ExitCode.API) from None
     except NotInForce as exc:

@@ -17,6 +17,7 @@ import yaml
 from app.pivot import probe
 from app.pivot.guard import policy_name
 from app.pivot.manifests import is_custom
+from app.pivot.ownership import ForeignNamespace, existing, foreign_reason
 from app.wait import kube
 
 # (apiVersion, kind) -> (plural, namespaced)
@@ -52,6 +53,18 @@ class KubeconfigError(Exception):
     """The kubeconfig cannot be read or names no server."""
 
 
+class InsecureServer(Exception):
+    """The API server would be reached over plain http; nothing was sent."""
+
+
+def plain_http(option: str, server: str) -> str | None:
+    """Why `server` may not be used, or None: pivot sends the CA keys and unpivot reads them back."""
+    if server.startswith("https://"):
+        return None
+    return (f"{option} {server!r}: expected https://host:port (the cluster's CA keys travel over it, so "
+            "not over plain http)")
+
+
 def connect(kubeconfig: Path, server: str = ""):
     """A client for the kubeconfig's current context (its credentials; its server unless `server`)."""
     try:
@@ -64,6 +77,8 @@ def connect(kubeconfig: Path, server: str = ""):
     except (yaml.YAMLError, ValueError, AttributeError, KeyError, TypeError, StopIteration):  # ValueError: not UTF-8
         raise KubeconfigError(f"{kubeconfig}: not a kubeconfig with a current context and its cluster's "
                               "server") from None
+    if problem := plain_http(f"{kubeconfig}: its cluster's server", str(server)):
+        raise InsecureServer(problem)
     try:
         return kube.api_client(kubeconfig, server)
     except Exception as exc:  # the client's own loader: bad base64, unreadable cert files, …
@@ -115,7 +130,18 @@ class Sender:
     def ready(self) -> None:
         self._retry(lambda: kube.readyz(self.api), "GET /readyz")
 
+    def refuse_foreign(self, objects: list[dict]) -> None:
+        """Raise ForeignNamespace if a Namespace among `objects` exists and is not pivot's (app/pivot/ownership.py)."""
+        for obj in objects:
+            if obj["kind"] == "Namespace":
+                found = self._retry(lambda o=obj: existing(self.api, path_of(o)), f"GET {path_of(obj)}")
+                if found is not None and (reason := foreign_reason(found)):
+                    raise ForeignNamespace(reason)
+
     def apply(self, objects: list[dict], *, dry_run: bool = False) -> Outcome:
+        """Send `objects` in order; a dry run the same way, with `dryRun=All`. First of all, in both,
+        the refusal of a namespace pivot does not own."""
+        self.refuse_foreign(objects)
         outcome = Outcome()
         missing_namespaces: set[str] = set()
         crds_missing = False

@@ -13,6 +13,7 @@ that namespace's rights until its own next pivot; one a user changed is theirs t
 
 from __future__ import annotations
 
+from app.pivot.ownership import written_by_pivot
 from app.pivot.rbac import KUBE_SYSTEM, LEGACY_DAY2_ROLE, LEGACY_NODES_ROLE, RBAC_API, SERVICE_ACCOUNT
 from app.wait import kube
 
@@ -25,11 +26,6 @@ PAIRS = [
     (f"{_BASE}/clusterrolebindings/{LEGACY_NODES_ROLE}", f"{_BASE}/clusterroles/{LEGACY_NODES_ROLE}",
      f"ClusterRole and ClusterRoleBinding {LEGACY_NODES_ROLE}"),
 ]
-
-
-def written_by_pivot(obj: dict) -> bool:
-    entries = obj.get("metadata", {}).get("managedFields") or []
-    return any(entry.get("manager") == kube.FIELD_MANAGER for entry in entries)
 
 
 def ours(binding: dict, namespace: str) -> bool:

@@ -16,6 +16,7 @@ from app.cluster.model import Cluster
 from app.oci.reference import repository_key, valid_digest, valid_tag
 from app.pivot.crds import crds
 from app.pivot.guard import guard_objects
+from app.pivot.ownership import MANAGED_BY
 from app.pivot.rbac import rbac_objects
 from app.pivot.state import State, state_objects
 from app.pivot.workload import Workload, deployment, namespace_object
@@ -72,7 +73,7 @@ def parse_selector(text: str) -> tuple[str, str]:
 
 
 def labels(cluster: Cluster) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "bootstrap-node", "app.kubernetes.io/managed-by": "bootstrap-node",
+    return {"app.kubernetes.io/name": "bootstrap-node", MANAGED_BY: "bootstrap-node",
             "bootstrap-node.io/cluster": cluster.cluster.name}
 
 

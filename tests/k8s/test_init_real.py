@@ -16,10 +16,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from app.cli import app
 from app.events import Event, append_event
+from app.pivot.ownership import MANAGED_BY
+from app.wait import kube
 from tests.integration.test_power_bmc import SYSTEMS, bmc_config, redfish
 from tests.support.assets import standin_assets
 from tests.support.bmc import PASSWORD, USER, Emulator, sushy_emulator
@@ -159,7 +162,10 @@ def test_init_pivot_moves_provisioning_into_the_cluster_it_made(control_plane, o
 def test_init_pivot_failing_says_the_cluster_is_fine_and_how_to_pivot_again(control_plane, output):
     """A quota in the namespace refuses pivot's Deployment: the cluster is still healthy, init says so
     with exit 7 and the pivot command to run, and nothing after the Deployment was applied."""
-    control_plane.kubectl("create", "namespace", "refused")
+    # A namespace pivot made (its label, by its field manager: pivot refuses any other), since given a quota.
+    control_plane.kubectl("apply", "--server-side", "--field-manager", kube.FIELD_MANAGER, "-f", "-",
+                          stdin=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                              "name": "refused", "labels": {MANAGED_BY: kube.FIELD_MANAGER}}}))
     control_plane.kubectl("create", "quota", "no-deployments", "-n", "refused", "--hard=count/deployments.apps=0")
     code, stdout, stderr = healthy_init(control_plane, output, "--pivot", "--pivot-namespace", "refused")
     assert code == 7, stdout + stderr

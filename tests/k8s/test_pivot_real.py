@@ -21,6 +21,7 @@ from app.cluster import load_cluster
 from app.pivot import rbac
 from app.pivot.apply import path_of
 from app.pivot.manifests import PivotInput, render
+from app.pivot.ownership import MANAGED_BY
 from app.pivot.state import CREDENTIAL_KEYS, CREDENTIALS_SECRET, TEMPLATES_CONFIGMAP, read_state
 from app.wait import kube
 from tests.support.paths import EXAMPLE
@@ -242,7 +243,8 @@ def test_pivot_with_too_little_rights_exits_5_with_the_servers_message(control_p
                  "--kubeconfig", str(as_service_account), "--namespace", "elsewhere", "--timeout", "30")
     assert result.exit_code == 5, said(result)
     assert "the API server refused" in result.output and "RBAC: this kubeconfig's user may not" in result.output
-    assert f'User "{SA_USER}" cannot patch resource "namespaces"' in result.output  # the server's own words
+    # Its first call reads the namespace (is it pivot's?): refused in the server's own words.
+    assert f'User "{SA_USER}" cannot get resource "namespaces"' in result.output
     assert "Traceback" not in result.output
 
 
@@ -259,6 +261,24 @@ def test_server_dry_run_on_a_fresh_namespace_stores_nothing(control_plane, admin
     assert "accepted (dry run, nothing stored): Namespace fresh" in result.output
     assert "not checked: ServiceAccount fresh/bootstrap-node: namespace fresh does not exist yet" in result.output
     assert not kube.exists(admin, "/api/v1/namespaces/fresh")
+
+
+def test_a_namespace_pivot_did_not_make_is_refused_and_nothing_is_applied(control_plane, admin, pivoted, output,
+                                                                         templates):
+    control_plane.kubectl("create", "namespace", "team-b")
+    control_plane.kubectl("create", "secret", "generic", "theirs", "-n", "team-b", "--from-literal=k=v")
+    for more in ([], ["--server-dry-run"]):
+        result = pivot(control_plane, output, templates, "--namespace", "team-b", *more)
+        assert result.exit_code == 1, said(result)
+        assert "--namespace 'team-b': this namespace exists and pivot did not make it" in result.output
+        assert not any(line.startswith(("applied", "accepted")) for line in result.output.splitlines())
+    cluster, _ = load_cluster(EXAMPLE)
+    theirs = render(PivotInput(cluster, read_state(output, templates), "registry.example/bootstrap-node:test",
+                               "team-b"))
+    made = [path_of(o) for o in theirs if o["kind"] not in ("Namespace", "CustomResourceDefinition")
+            if kube.exists(admin, path_of(o))]
+    assert made == []  # no Role, RoleBinding, ServiceAccount, Secret, Deployment, policy or Machine
+    assert MANAGED_BY not in (kube.get(admin, "/api/v1/namespaces/team-b")["metadata"].get("labels") or {})
 
 
 def resource_versions(admin, output, templates) -> dict[str, object]:

@@ -4,6 +4,7 @@ every refusal before the first call, with its exit code and no traceback."""
 from __future__ import annotations
 
 import http.server
+import ssl
 import threading
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from app.cli import app
+from tests.support.bmc import self_signed
 from tests.support.paths import EXAMPLE
 from tests.unit.test_pivot_state import write_credentials
 
@@ -100,6 +102,7 @@ class Refusing(http.server.BaseHTTPRequestHandler):
     credentials: every request is 401."""
 
     def do_GET(self):  # noqa: N802 (http.server's spelling)
+        getattr(self.server, "asked", []).append(self.path)
         self.send_response(401)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -109,18 +112,27 @@ class Refusing(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def refusing_kubeconfig(tmp_path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    path = tmp_path / "kubeconfig"
+def kubeconfig_for(path: Path, server: str, **cluster) -> Path:
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
         "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
-        "clusters": [{"name": "k", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "clusters": [{"name": "k", "cluster": {"server": server, **cluster}}],
         "users": [{"name": "u", "user": {"token": "wrong"}}]}))
-    yield path
+    return path
+
+
+@pytest.fixture
+def refusing_kubeconfig(tmp_path):
+    """https, with a certificate the kubeconfig trusts: plain http is refused before any call."""
+    cert_args = self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_args[1], cert_args[3])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield kubeconfig_for(tmp_path / "kubeconfig", f"https://127.0.0.1:{server.server_port}",
+                         **{"certificate-authority": cert_args[1]})
     server.shutdown()
     thread.join()
 
@@ -138,6 +150,29 @@ def test_a_server_that_refuses_the_credentials_is_exit_5_without_a_traceback(out
     result = CliRunner().invoke(app, ["--output", str(back), "unpivot", "--kubeconfig", str(refusing_kubeconfig),
                                       "--timeout", "1", "--server", "https://127.0.0.1:1"])
     assert result.exit_code == 3 and "did not answer" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["pivot", "unpivot"])
+def test_a_kubeconfig_whose_server_is_plain_http_is_refused_like_server(output, tmp_path, command):
+    # Something listens there and answers anything: a refusal that waited for an answer would not be exit 1.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    server.asked = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        config = kubeconfig_for(tmp_path / "kubeconfig", f"http://127.0.0.1:{server.server_port}")
+        back = tmp_path / "back"
+        result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(output if command == "pivot"
+                                                                                    else back),
+                                          command, "--kubeconfig", str(config), "--timeout", "5"])
+    finally:
+        server.shutdown()
+        thread.join()
+    assert result.exit_code == 1, result.output
+    assert f"{config}: its cluster's server 'http://127.0.0.1:{server.server_port}': expected https://" \
+        in result.output and "not over plain http" in result.output, result.output
+    assert not back.exists()
+    assert server.asked == []
 
 
 @pytest.mark.parametrize("args, code, says", [
