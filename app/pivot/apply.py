@@ -71,7 +71,9 @@ def connect(kubeconfig: Path, server: str = ""):
         data = yaml.safe_load(kubeconfig.read_text())
         current = data.get("current-context")
         context = next(c["context"] for c in data["contexts"] if c["name"] == current)
-        server = server or next(c["cluster"]["server"] for c in data["clusters"] if c["name"] == context["cluster"])
+        cluster = next(c["cluster"] for c in data["clusters"] if c["name"] == context["cluster"])
+        server = server or cluster["server"]
+        unverified = cluster.get("insecure-skip-tls-verify") is True
     except OSError as exc:
         raise KubeconfigError(f"{kubeconfig}: {exc.strerror}") from None
     except (yaml.YAMLError, ValueError, AttributeError, KeyError, TypeError, StopIteration):  # ValueError: not UTF-8
@@ -79,6 +81,10 @@ def connect(kubeconfig: Path, server: str = ""):
                               "server") from None
     if problem := plain_http(f"{kubeconfig}: its cluster's server", str(server)):
         raise InsecureServer(problem)
+    if unverified:  # anyone between here and the server would be handed the CA keys, as over plain http
+        raise InsecureServer(f"{kubeconfig}: its cluster sets insecure-skip-tls-verify: the cluster's CA keys "
+                             "travel over this connection, so the server must be verified (give its CA in "
+                             "certificate-authority-data)")
     try:
         return kube.api_client(kubeconfig, server)
     except Exception as exc:  # the client's own loader: bad base64, unreadable cert files, …

@@ -153,14 +153,16 @@ def test_a_server_that_refuses_the_credentials_is_exit_5_without_a_traceback(out
 
 
 @pytest.mark.parametrize("command", ["pivot", "unpivot"])
-def test_a_kubeconfig_whose_server_is_plain_http_is_refused_like_server(output, tmp_path, command):
+@pytest.mark.parametrize("scheme, cluster", [("http", {}), ("https", {"insecure-skip-tls-verify": True})])
+def test_a_kubeconfig_whose_server_is_not_verified_is_refused_before_any_call(output, tmp_path, command, scheme,
+                                                                              cluster):
     # Something listens there and answers anything: a refusal that waited for an answer would not be exit 1.
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     server.asked = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        config = kubeconfig_for(tmp_path / "kubeconfig", f"http://127.0.0.1:{server.server_port}")
+        config = kubeconfig_for(tmp_path / "kubeconfig", f"{scheme}://127.0.0.1:{server.server_port}", **cluster)
         back = tmp_path / "back"
         result = CliRunner().invoke(app, ["--config", str(EXAMPLE), "--output", str(output if command == "pivot"
                                                                                     else back),
@@ -169,8 +171,11 @@ def test_a_kubeconfig_whose_server_is_plain_http_is_refused_like_server(output, 
         server.shutdown()
         thread.join()
     assert result.exit_code == 1, result.output
-    assert f"{config}: its cluster's server 'http://127.0.0.1:{server.server_port}': expected https://" \
-        in result.output and "not over plain http" in result.output, result.output
+    if scheme == "http":
+        assert f"{config}: its cluster's server 'http://127.0.0.1:{server.server_port}': expected https://" \
+            in result.output and "not over plain http" in result.output, result.output
+    else:
+        assert f"{config}: its cluster sets insecure-skip-tls-verify" in result.output, result.output
     assert not back.exists()
     assert server.asked == []
 
