@@ -18,11 +18,13 @@ from app.serve.cluster.machine_watch import (
     Backoff,
     Coalescer,
     MachineView,
+    Report,
     apply_event,
     due_reinstalls,
     gone,
     resource_version,
     status_patches,
+    timeline,
 )
 from app.serve.cluster.machines_api import Conflict
 
@@ -93,9 +95,52 @@ def test_status_patches_carry_only_what_changed_and_are_bounded():
 
 def test_a_machine_the_log_has_nothing_new_about_gets_no_phase_or_error_written():
     known = {"e": MachineView.of(obj("e", reinstall=1, observed=0, phase="installed", error="old"))}
-    # Its reinstall is written (with the install and phase it clears), its lastError is left alone.
+    # Its reinstall is written (with the install, phase and timeline it clears), its lastError is left alone.
     assert status_patches(known, {}, limit=10) == {"e": {"observedReinstall": 1, "installWindow": None,
-                                                         "phase": None}}
+                                                         "phase": None, "timeline": None}}
+
+
+T1, T2, T3 = "2026-01-02T03:04:05.120Z", "2026-01-02T03:04:09.000Z", "2026-01-02T04:00:00+01:00"
+STEPS = [{"phase": "dhcp", "time": "2026-01-02T03:04:05.120000Z"},
+         {"phase": "ipxe", "time": "2026-01-02T03:04:09.000000Z"}]
+
+
+@pytest.mark.parametrize(("history", "expected"), [
+    ([], []),
+    ([(T1, "dhcp"), (T2, "ipxe")], STEPS),
+    ([(T3, "kernel")], [{"phase": "kernel", "time": "2026-01-02T03:00:00.000000Z"}]),  # to UTC
+    ([(T1, "dhcp"), (T2, "ipxe"), (T2, "dhcp"), (T2, "ipxe")], STEPS),  # each phase once, forward only
+    ([(T1, "dhcp"), (T2, "rebooted"), ("not a time", "tftp"), (T2, "ipxe")], STEPS),  # no phase, no time: out
+])
+def test_timeline_is_each_phase_once_in_order_in_utc(history, expected):
+    assert timeline(history) == expected
+
+
+def machine_with(steps, **fields) -> MachineView:
+    machine = obj(**fields)
+    if steps:
+        machine["status"]["timeline"] = steps
+    return MachineView.of(machine)
+
+
+@pytest.mark.parametrize(("stored", "report", "expected"), [
+    (None, Report("ipxe", "", ((T1, "dhcp"), (T2, "ipxe"))), {"phase": "ipxe", "timeline": STEPS}),
+    (STEPS, Report("ipxe", "", ((T1, "dhcp"), (T2, "ipxe"))), {"phase": "ipxe"}),  # unchanged: not written
+    (STEPS[:1], Report("ipxe", "", ((T1, "dhcp"), (T2, "ipxe"))), {"phase": "ipxe", "timeline": STEPS}),
+    (STEPS, Report("ipxe", ""), {"phase": "ipxe", "timeline": None}),  # the log started over: null removes it
+    (None, Report("ipxe", ""), {"phase": "ipxe"}),  # nothing to say, nothing stored
+    (None, ("ipxe", ""), {"phase": "ipxe"}),  # phase and error alone: no timeline
+])
+def test_status_patches_write_the_timeline_when_it_changed(stored, report, expected):
+    known = {"w-9": machine_with(stored, observed=0)}
+    assert status_patches(known, {MAC: report}, limit=10) == {"w-9": expected}
+
+
+def test_a_reinstall_removes_the_timeline_with_the_phase_and_install():
+    known = {"w-9": machine_with(STEPS, reinstall=1, observed=0, phase="ipxe")}
+    # The reinstall was recorded before the round (ClusterMode._status_round): the log's node starts over.
+    assert status_patches(known, {MAC: Report("", "")}, limit=10) == {
+        "w-9": {"observedReinstall": 1, "installWindow": None, "phase": None, "timeline": None}}
 
 
 async def test_a_new_term_writes_what_the_log_learnt_in_it_not_what_it_held_before():
@@ -188,18 +233,19 @@ def test_backoff_doubles_up_to_its_cap_and_resets():
 def test_a_machine_whose_bmc_was_set_aside_reports_why_beside_its_install_error(tmp_path):
     """The status loop's lastError: the event log's error, and why the Machine's BMC was not used
     (app/pivot/bmc.py); a Machine without either has none."""
-    logged = {MAC: SimpleNamespace(phase="failed", error="disk not found"),
-              "52:54:00:00:00:2a": SimpleNamespace(phase="installed", error="")}
+    walked = [("2026-01-02T03:04:05.000Z", "dhcp")]
+    logged = {MAC: SimpleNamespace(phase="failed", error="disk not found", history=walked),
+              "52:54:00:00:00:2a": SimpleNamespace(phase="installed", error="", history=[])}
     server = SimpleNamespace(events=SimpleNamespace(state=logged.get), store=SimpleNamespace(refresh=lambda: None),
                              elector=None)
     rebuild = Rebuild(None, "prov", tmp_path / "tree", tmp_path, tmp_path)
     rebuild.refused = {MAC: "bmc.passwordFile names a file", "52:54:00:00:00:2a": "bmc.passwordEnv names a variable"}
     state = hooks(server, rebuild, "serve").node_state
-    assert state(MAC) == ("failed", "disk not found; bmc.passwordFile names a file")
-    assert state("52:54:00:00:00:2a") == ("installed", "bmc.passwordEnv names a variable")
-    assert state("52:54:00:00:00:2b") == ("", "")
+    assert state(MAC) == Report("failed", "disk not found; bmc.passwordFile names a file", tuple(walked))
+    assert state("52:54:00:00:00:2a") == Report("installed", "bmc.passwordEnv names a variable")
+    assert state("52:54:00:00:00:2b") == Report("", "")
     rebuild.refused = {}  # the next render: its Machine now names a Secret
-    assert state(MAC) == ("failed", "disk not found")
+    assert state(MAC) == Report("failed", "disk not found", tuple(walked))
 
 
 def test_output_must_be_empty_or_cluster_modes_own(tmp_path):
@@ -287,9 +333,9 @@ async def test_cluster_mode_renders_on_changes_keeps_going_after_a_bad_render_an
         assert ("cp-1", {"phase": "installed"}) in api.patches
         # spec.reinstall above what was acted on: one reinstall, then observedReinstall follows.
         mode.known["w-9"] = MachineView.of(obj("w-9", generation=3, reinstall=1, observed=0, phase="installed"))
-        # Its install starts over on every replica: the Machine's window and phase go with it.
-        await until(lambda: ("w-9", {"observedReinstall": 1, "installWindow": None, "phase": None}) in api.patches,
-                    "observedReinstall")
+        # Its install starts over on every replica: the Machine's window, phase and timeline go with it.
+        await until(lambda: ("w-9", {"observedReinstall": 1, "installWindow": None, "phase": None,
+                                     "timeline": None}) in api.patches, "observedReinstall")
         rounds = mode.rounds
         await until(lambda: mode.rounds > rounds + 1, "another status round")
         assert reinstalled == ["w-9"]  # once
