@@ -103,6 +103,7 @@ def test_a_machine_the_log_has_nothing_new_about_gets_no_phase_or_error_written(
 T1, T2, T3 = "2026-01-02T03:04:05.120Z", "2026-01-02T03:04:09.000Z", "2026-01-02T04:00:00+01:00"
 STEPS = [{"phase": "dhcp", "time": "2026-01-02T03:04:05.120000Z"},
          {"phase": "ipxe", "time": "2026-01-02T03:04:09.000000Z"}]
+T4, INSTALLED = "2026-01-02T03:10:00.000Z", {"phase": "installed", "time": "2026-01-02T03:10:00.000000Z"}
 
 
 @pytest.mark.parametrize(("history", "expected"), [
@@ -127,7 +128,11 @@ def machine_with(steps, **fields) -> MachineView:
     (None, Report("ipxe", "", ((T1, "dhcp"), (T2, "ipxe"))), {"phase": "ipxe", "timeline": STEPS}),
     (STEPS, Report("ipxe", "", ((T1, "dhcp"), (T2, "ipxe"))), {"phase": "ipxe"}),  # unchanged: not written
     (STEPS[:1], Report("ipxe", "", ((T1, "dhcp"), (T2, "ipxe"))), {"phase": "ipxe", "timeline": STEPS}),
-    (STEPS, Report("ipxe", ""), {"phase": "ipxe", "timeline": None}),  # the log started over: null removes it
+    (STEPS, Report("ipxe", "disk not found"), {"phase": "ipxe", "lastError": "disk not found"}),  # no phase seen
+    # A leader that took over mid-install saw only `installed`: the earlier phases stay as stored.
+    (STEPS, Report("installed", "", ((T4, "installed"),)), {"phase": "installed", "timeline": [*STEPS, INSTALLED]}),
+    (STEPS, Report("ipxe", "", ((T4, "ipxe"),)), {"phase": "ipxe", "timeline": [STEPS[0], {**INSTALLED, "phase": "ipxe"}]}),
+    ("not a list", Report("ipxe", "", ((T1, "dhcp"), (T2, "ipxe"))), {"phase": "ipxe", "timeline": STEPS}),
     (None, Report("ipxe", ""), {"phase": "ipxe"}),  # nothing to say, nothing stored
     (None, ("ipxe", ""), {"phase": "ipxe"}),  # phase and error alone: no timeline
 ])

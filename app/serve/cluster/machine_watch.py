@@ -132,6 +132,18 @@ def timeline(history: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> li
     return out
 
 
+def merged_timeline(stored: object, history: tuple[tuple[str, str], ...]) -> list[dict]:
+    """The timeline to store: the log's, after what the Machine holds of the phases before the log's
+    first. Each replica keeps its own log, so a leader that took over mid-install has seen only the
+    later phases; the earlier ones' times were the previous leader's, and only the Machine kept them.
+    A log with no phase (a failure is all it saw) leaves the stored timeline as it is."""
+    log = timeline(history)
+    first = PHASES.index(log[0]["phase"]) if log else len(PHASES)
+    kept = [(str(s.get("time", "")), str(s.get("phase", ""))) for s in stored if isinstance(s, dict)
+            ] if isinstance(stored, list) else []
+    return timeline([(ts, phase) for ts, phase in kept if phase in PHASES and PHASES.index(phase) < first]) + log
+
+
 def status_patches(known: dict[str, MachineView], phases: dict[str, tuple], limit: int) -> dict[str, dict]:
     """name -> status merge patch for the Machines whose phase, timeline, lastError or
     observedReinstall the objects do not yet hold, and for a due reinstall the removal of its install
@@ -150,7 +162,7 @@ def status_patches(known: dict[str, MachineView], phases: dict[str, tuple], limi
                 patch["phase"] = phase
             if error != view.error and (error or view.error):
                 patch["lastError"] = error or None  # merge patch: null removes it
-            steps = timeline(history)
+            steps = merged_timeline(view.status.get("timeline"), history)
             if steps != (view.status.get("timeline") or []):
                 patch["timeline"] = steps or None
         if view.observed is None or view.observed < view.reinstall:
