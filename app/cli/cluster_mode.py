@@ -35,6 +35,7 @@ from app.pivot.state import CREDENTIALS_SECRET, TEMPLATES_CONFIGMAP, State, Stat
 from app.pivot.unpivot import CLUSTER_YAML, FOREIGN, TEMPLATES, cluster_yaml, export, read_cluster
 from app.render.tree import RenderError
 from app.serve.cluster.cluster_mode import Hooks, RebuildFailed
+from app.serve.cluster.machine_watch import Report
 from app.serve.cluster.settings_watch import Target
 from app.wait import kube
 
@@ -160,10 +161,12 @@ def owned(output: Path, namespace: str) -> str | None:
 
 def hooks(server, rebuild: Rebuild, identity: str) -> Hooks:
     """Cluster mode's view of a running serve (runner.Server)."""
-    def node_state(mac: str) -> tuple[str, str]:
+    def node_state(mac: str) -> Report:
         state = server.events.state(mac)
-        phase, error = (state.phase, state.error) if state is not None else ("", "")
-        return phase, "; ".join(part for part in (error, rebuild.refused.get(mac, "")) if part)
+        refused = rebuild.refused.get(mac, "")
+        if state is None:
+            return Report("", refused)
+        return Report(state.phase, "; ".join(part for part in (state.error, refused) if part), tuple(state.history))
 
     def reinstall(mac: str, name: str) -> None:
         server.events.record(Event(EventKind.REINSTALL, mac=mac, node=name, source="serve",

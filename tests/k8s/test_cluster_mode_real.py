@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from app import pki
 from app.cli import app
 from app.cluster_record import record_cluster
+from app.events import PHASES
 from app.generations import CURRENT, GENERATIONS
 from tests.support.assets import standin_assets
 from tests.support.paths import EXAMPLE, REPO
@@ -147,6 +148,12 @@ def machine_field(control_plane, name: str, path: str) -> str:
     return kubectl(control_plane, "get", "machine", name, "-o", f"jsonpath={{{path}}}").stdout
 
 
+def timeline_of(control_plane, name: str) -> list[dict]:
+    """status.timeline as the API server stored it ([] when it has none)."""
+    stored = json.loads(kubectl(control_plane, "get", "machine", name, "-o", "json").stdout)
+    return (stored.get("status") or {}).get("timeline") or []
+
+
 def test_the_tree_is_rendered_from_the_cluster(serving):
     _, out, _, _ = serving
     groups = {p.name for p in (out / "matchbox" / "groups").iterdir()}
@@ -178,6 +185,13 @@ def test_a_machine_applied_with_kubectl_is_served_once_and_reports_its_phase(ser
     printed = kubectl(control_plane, "get", "machines").stdout
     assert any(line.split()[:4] == [NEW["name"], "worker", NEW["mac"], "installed"] for line in printed.splitlines()), \
         printed
+    # The timeline went with the phase: each phase it walked once, in the order of the path, in UTC.
+    steps = timeline_of(control_plane, NEW["name"])
+    phases = [step["phase"] for step in steps]
+    assert phases[:1] == ["ipxe"] and phases[-1:] == ["installed"] and "install-ignition" in phases, steps
+    assert [PHASES.index(p) for p in phases] == sorted({PHASES.index(p) for p in phases}), steps
+    times = [dt.datetime.fromisoformat(step["time"]) for step in steps]
+    assert all(t.utcoffset() == dt.timedelta(0) for t in times) and times == sorted(times), steps
     template = "jsonpath={range .items[*]}{.regarding.name}/{.reason}/{.reportingController} {end}"
     try:
         wait_for(lambda: f"{NEW['name']}/Installed/bootstrap-node.io/bootstrap-node" in kubectl(
@@ -196,7 +210,11 @@ def test_a_reinstall_bump_lets_the_machine_install_again(serving, control_plane)
     kubectl(control_plane, "patch", "machine", NEW["name"], "--type", "merge", "-p", '{"spec":{"reinstall":1}}')
     wait_for(lambda: machine_field(control_plane, NEW["name"], ".status.observedReinstall") == "1", timeout=30,
              what="observedReinstall to follow spec.reinstall")
+    assert timeline_of(control_plane, NEW["name"]) == []  # gone with the phase: the install starts over
     wait_for(lambda: installs(url, NEW["mac"]), timeout=30, what="the installer to be offered again")
+    # A new timeline, begun by this PXE boot alone.
+    wait_for(lambda: [s["phase"] for s in timeline_of(control_plane, NEW["name"])] == ["ipxe"], timeout=30,
+             what="a new timeline from the new PXE boot")
 
 
 def test_a_bad_machine_is_refused_and_the_last_good_tree_is_served(serving, control_plane):

@@ -18,6 +18,7 @@ from app.serve.cluster.machine_watch import (
     Backoff,
     Coalescer,
     MachineView,
+    Report,
     apply_event,
     due_reinstalls,
     gone,
@@ -93,9 +94,9 @@ def test_status_patches_carry_only_what_changed_and_are_bounded():
 
 def test_a_machine_the_log_has_nothing_new_about_gets_no_phase_or_error_written():
     known = {"e": MachineView.of(obj("e", reinstall=1, observed=0, phase="installed", error="old"))}
-    # Its reinstall is written (with the install and phase it clears), its lastError is left alone.
+    # Its reinstall is written (with the install, phase and timeline it clears), its lastError is left alone.
     assert status_patches(known, {}, limit=10) == {"e": {"observedReinstall": 1, "installWindow": None,
-                                                         "phase": None}}
+                                                         "phase": None, "timeline": None}}
 
 
 async def test_a_new_term_writes_what_the_log_learnt_in_it_not_what_it_held_before():
@@ -188,18 +189,19 @@ def test_backoff_doubles_up_to_its_cap_and_resets():
 def test_a_machine_whose_bmc_was_set_aside_reports_why_beside_its_install_error(tmp_path):
     """The status loop's lastError: the event log's error, and why the Machine's BMC was not used
     (app/pivot/bmc.py); a Machine without either has none."""
-    logged = {MAC: SimpleNamespace(phase="failed", error="disk not found"),
-              "52:54:00:00:00:2a": SimpleNamespace(phase="installed", error="")}
+    walked = [("2026-01-02T03:04:05.000Z", "dhcp")]
+    logged = {MAC: SimpleNamespace(phase="failed", error="disk not found", history=walked),
+              "52:54:00:00:00:2a": SimpleNamespace(phase="installed", error="", history=[])}
     server = SimpleNamespace(events=SimpleNamespace(state=logged.get), store=SimpleNamespace(refresh=lambda: None),
                              elector=None)
     rebuild = Rebuild(None, "prov", tmp_path / "tree", tmp_path, tmp_path)
     rebuild.refused = {MAC: "bmc.passwordFile names a file", "52:54:00:00:00:2a": "bmc.passwordEnv names a variable"}
     state = hooks(server, rebuild, "serve").node_state
-    assert state(MAC) == ("failed", "disk not found; bmc.passwordFile names a file")
-    assert state("52:54:00:00:00:2a") == ("installed", "bmc.passwordEnv names a variable")
-    assert state("52:54:00:00:00:2b") == ("", "")
+    assert state(MAC) == Report("failed", "disk not found; bmc.passwordFile names a file", tuple(walked))
+    assert state("52:54:00:00:00:2a") == Report("installed", "bmc.passwordEnv names a variable")
+    assert state("52:54:00:00:00:2b") == Report("", "")
     rebuild.refused = {}  # the next render: its Machine now names a Secret
-    assert state(MAC) == ("failed", "disk not found")
+    assert state(MAC) == Report("failed", "disk not found", tuple(walked))
 
 
 def test_output_must_be_empty_or_cluster_modes_own(tmp_path):
@@ -287,9 +289,9 @@ async def test_cluster_mode_renders_on_changes_keeps_going_after_a_bad_render_an
         assert ("cp-1", {"phase": "installed"}) in api.patches
         # spec.reinstall above what was acted on: one reinstall, then observedReinstall follows.
         mode.known["w-9"] = MachineView.of(obj("w-9", generation=3, reinstall=1, observed=0, phase="installed"))
-        # Its install starts over on every replica: the Machine's window and phase go with it.
-        await until(lambda: ("w-9", {"observedReinstall": 1, "installWindow": None, "phase": None}) in api.patches,
-                    "observedReinstall")
+        # Its install starts over on every replica: the Machine's window, phase and timeline go with it.
+        await until(lambda: ("w-9", {"observedReinstall": 1, "installWindow": None, "phase": None,
+                                     "timeline": None}) in api.patches, "observedReinstall")
         rounds = mode.rounds
         await until(lambda: mode.rounds > rounds + 1, "another status round")
         assert reinstalled == ["w-9"]  # once

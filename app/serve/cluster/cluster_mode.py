@@ -8,8 +8,8 @@ Three loops beside serve's own:
   rendering itself is the caller's `rebuild` (the CLI's: the cluster's objects exported the way
   `unpivot` does, then `generate`), which switches the output tree old-or-new. A rebuild that fails
   (a Machine the cluster model refuses) is logged and the last good tree keeps being served.
-- status (leader only): reinstalls the spec asks for go into the event log; each Machine's phase and
-  last error from the event log, as far as they changed since this replica last was a standby, go to
+- status (leader only): reinstalls the spec asks for go into the event log; each Machine's phase,
+  timeline and last error from the event log, as far as they changed since this replica last was a standby, go to
   its status subresource, with an Event per phase change.
   Coalesced to one round per `status_interval`, at most `status_limit` PATCHes and `event_limit`
   Events a round.
@@ -52,7 +52,7 @@ class Hooks:
     rebuild: Callable[[], str]  # render the tree from the API (blocking); a summary line; RebuildFailed
     refresh: Callable[[], None]  # make the store look at the tree now
     leading: Callable[[], bool]  # may this replica write (status, events, reinstalls)?
-    node_state: Callable[[str], tuple[str, str]]  # MAC -> (phase, last error) from the event log
+    node_state: Callable[[str], tuple]  # MAC -> machine_watch.Report (phase, last error, history) from the log
     reinstall: Callable[[str, str], None]  # (MAC, name): the node installs again on its next boot
     identity: str = "serve"
 
@@ -73,7 +73,7 @@ class ClusterMode:
         self.renders = 0  # trees switched since start (for tests and the log)
         self.rounds = 0  # status rounds done as leader
         # The log's states when this replica last was a standby: what a term writes must differ from them.
-        self._baseline: dict[str, tuple[str, str]] = {}
+        self._baseline: dict[str, tuple] = {}
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._render()),
@@ -207,7 +207,8 @@ class ClusterMode:
                 self.known[name] = dataclasses.replace(
                     view, phase=(patch["phase"] or "") if "phase" in patch else view.phase,
                     error=(patch["lastError"] or "") if "lastError" in patch else view.error,
-                    observed=patch.get("observedReinstall", view.observed))
+                    observed=patch.get("observedReinstall", view.observed),
+                    status={k: v for k, v in {**view.status, **patch}.items() if v is not None})
             note = _note(patch)
             if note is not None and events < self.event_limit:
                 events += 1

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
+from app.events.model import PHASES, epoch
 from app.logs import terminal_safe
+from app.serve.cluster.windows import timestamp
 
 
 @dataclass(frozen=True)
@@ -106,17 +109,52 @@ def due_reinstalls(known: dict[str, MachineView]) -> list[tuple[str, MachineView
     return sorted((name, v) for name, v in known.items() if v.observed is not None and v.reinstall > v.observed)
 
 
-def status_patches(known: dict[str, MachineView], phases: dict[str, tuple[str, str]], limit: int
-                   ) -> dict[str, dict]:
-    """name -> status merge patch for the Machines whose phase, lastError or observedReinstall the
-    objects do not yet hold, and for a due reinstall the removal of its install window and phase.
-    `phases`: MAC -> (phase, last error) from the event log; a MAC not in it is not written. At most
-    `limit` per round (the rest go in the next round: the API server is not flooded by a rack)."""
+class Report(NamedTuple):
+    """What the event log says of one node (NodeState): its phase, last error, and `history`, each
+    phase reached with the time of its first event, in the order reached."""
+
+    phase: str
+    error: str
+    history: tuple[tuple[str, str], ...] = ()
+
+
+def timeline(history: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> list[dict]:
+    """`status.timeline` from a Report's history: forward only and each phase once (so never longer
+    than the phases), times as RFC 3339 UTC. An entry that is no phase, goes backwards or whose time
+    does not parse is left out: the schema and the reader get only what they can trust."""
+    out: list[dict] = []
+    reached = -1
+    for ts, phase in history:
+        at, seconds = PHASES.index(phase) if phase in PHASES else -1, epoch(ts)
+        if at > reached and seconds:
+            out.append({"phase": phase, "time": timestamp(seconds)})
+            reached = at
+    return out
+
+
+def merged_timeline(stored: object, history: tuple[tuple[str, str], ...]) -> list[dict]:
+    """The timeline to store: the log's, after what the Machine holds of the phases before the log's
+    first. Each replica keeps its own log, so a leader that took over mid-install has seen only the
+    later phases; the earlier ones' times were the previous leader's, and only the Machine kept them.
+    A log with no phase (a failure is all it saw) leaves the stored timeline as it is."""
+    log = timeline(history)
+    first = PHASES.index(log[0]["phase"]) if log else len(PHASES)
+    kept = [(str(s.get("time", "")), str(s.get("phase", ""))) for s in stored if isinstance(s, dict)
+            ] if isinstance(stored, list) else []
+    return timeline([(ts, phase) for ts, phase in kept if phase in PHASES and PHASES.index(phase) < first]) + log
+
+
+def status_patches(known: dict[str, MachineView], phases: dict[str, tuple], limit: int) -> dict[str, dict]:
+    """name -> status merge patch for the Machines whose phase, timeline, lastError or
+    observedReinstall the objects do not yet hold, and for a due reinstall the removal of its install
+    window, phase and timeline. `phases`: MAC -> Report (or its first two fields) from the event log;
+    a MAC not in it is not written. At most `limit` per round (the rest go in the next round: the API
+    server is not flooded by a rack)."""
     patches: dict[str, dict] = {}
     for name, view in sorted(known.items()):
         patch: dict = {}
         if view.mac in phases:
-            phase, error = phases[view.mac]
+            phase, error, history = Report(*phases[view.mac])
             # The machine's own report (from the LAN), shown by `kubectl get -o wide` and in the Event:
             # spelled out as every terminal line of the appliance is, never obeyed.
             error = terminal_safe(error)
@@ -124,11 +162,14 @@ def status_patches(known: dict[str, MachineView], phases: dict[str, tuple[str, s
                 patch["phase"] = phase
             if error != view.error and (error or view.error):
                 patch["lastError"] = error or None  # merge patch: null removes it
+            steps = merged_timeline(view.status.get("timeline"), history)
+            if steps != (view.status.get("timeline") or []):
+                patch["timeline"] = steps or None
         if view.observed is None or view.observed < view.reinstall:
             patch["observedReinstall"] = view.reinstall
         if view.observed is not None and view.observed < view.reinstall:
-            # The reinstall starts the machine over for every replica: its install and phase go.
-            patch.update({"installWindow": None, "phase": None})
+            # The reinstall starts the machine over for every replica: its install, phase and timeline go.
+            patch.update({"installWindow": None, "phase": None, "timeline": None})
         if patch:
             patches[name] = patch
             if len(patches) >= limit:
