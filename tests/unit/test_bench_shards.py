@@ -2,6 +2,7 @@
 machine booted exactly once, each process with both firmware kinds, and a lost or doubled machine
 is an error, not a shorter storm."""
 
+import contextlib
 import socket
 import time
 
@@ -73,9 +74,35 @@ def test_percentiles_in_milliseconds():
     assert percentiles([]) == {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
 
 
+SO_TIMESTAMP = 29  # Linux's SO_TIMESTAMP (and SCM_TIMESTAMP); Python's socket module does not name it
+
+
+@contextlib.contextmanager
+def _kernel_stamps_datagrams(deadline: float = 10.0):
+    """Hold the kernel's datagram stamps on. The first socket to ask for stamps switches them on for
+    the whole host (and the last to close switches them off), through deferred work: a datagram that
+    arrives a moment after the switch may go unstamped. This socket asks, stays open, and waits until
+    a datagram comes with a stamp (an SO_TIMESTAMP message)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.bind(("127.0.0.1", 0))
+        rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+        until = time.monotonic() + deadline
+        while True:
+            tx.sendto(b"x", rx.getsockname())
+            _, ancillary, _, _ = rx.recvmsg(16, socket.CMSG_SPACE(16))
+            if any(level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and any(data)
+                   for level, kind, data in ancillary):
+                break
+            if time.monotonic() > until:
+                pytest.fail(f"the kernel stamped no datagram within {deadline} s")
+            time.sleep(0.01)
+        yield
+
+
 def test_probe_splits_a_round_trip_at_the_kernels_receive_time():
     """A datagram that sat in the socket 50 ms counts as waiting for the simulator, not for the server."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+    with _kernel_stamps_datagrams(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
         rx.bind(("127.0.0.1", 0))
         probe = Probe(tftp=True)
         for block in (1, 2):
