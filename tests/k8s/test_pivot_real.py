@@ -263,22 +263,25 @@ def test_server_dry_run_on_a_fresh_namespace_stores_nothing(control_plane, admin
     assert not kube.exists(admin, "/api/v1/namespaces/fresh")
 
 
+FOREIGN = "made-by-hand"  # a namespace of its own: the tier's other modules run on the same control plane
+
+
 def test_a_namespace_pivot_did_not_make_is_refused_and_nothing_is_applied(control_plane, admin, pivoted, output,
                                                                          templates):
-    control_plane.kubectl("create", "namespace", "team-b")
-    control_plane.kubectl("create", "secret", "generic", "theirs", "-n", "team-b", "--from-literal=k=v")
+    control_plane.kubectl("create", "namespace", FOREIGN)
+    control_plane.kubectl("create", "secret", "generic", "theirs", "-n", FOREIGN, "--from-literal=k=v")
     for more in ([], ["--server-dry-run"]):
-        result = pivot(control_plane, output, templates, "--namespace", "team-b", *more)
+        result = pivot(control_plane, output, templates, "--namespace", FOREIGN, *more)
         assert result.exit_code == 1, said(result)
-        assert "--namespace 'team-b': this namespace exists and pivot did not make it" in result.output
+        assert f"--namespace '{FOREIGN}': this namespace exists and pivot did not make it" in result.output
         assert not any(line.startswith(("applied", "accepted")) for line in result.output.splitlines())
     cluster, _ = load_cluster(EXAMPLE)
     theirs = render(PivotInput(cluster, read_state(output, templates), "registry.example/bootstrap-node:test",
-                               "team-b"))
+                               FOREIGN))
     made = [path_of(o) for o in theirs if o["kind"] not in ("Namespace", "CustomResourceDefinition")
             if kube.exists(admin, path_of(o))]
     assert made == []  # no Role, RoleBinding, ServiceAccount, Secret, Deployment, policy or Machine
-    assert MANAGED_BY not in (kube.get(admin, "/api/v1/namespaces/team-b")["metadata"].get("labels") or {})
+    assert MANAGED_BY not in (kube.get(admin, f"/api/v1/namespaces/{FOREIGN}")["metadata"].get("labels") or {})
 
 
 def resource_versions(admin, output, templates) -> dict[str, object]:
