@@ -29,7 +29,9 @@ def test_api_late_and_transient_errors_are_retried(output, tmp_path, templates):
         result = run_wait(output, server, templates)
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started >= 2.0
-    assert len(server.applied) == 8 + 6 and "Traceback" not in result.output  # with kured's six objects
+    paths = [a["path"] for a in server.applied]
+    assert len(paths) == 8 + 6, (paths, result.output)  # with kured's six objects
+    assert "Traceback" not in result.output
 
 
 def test_a_server_with_another_ca_is_refused_clearly(output, tmp_path):
