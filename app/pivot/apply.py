@@ -17,7 +17,7 @@ import yaml
 from app.pivot import probe
 from app.pivot.guard import policy_name
 from app.pivot.manifests import is_custom
-from app.pivot.ownership import ForeignNamespace, existing, foreign_reason
+from app.pivot.ownership import ForeignNamespace, claim, existing, foreign_reason
 from app.wait import kube
 
 # (apiVersion, kind) -> (plural, namespaced)
@@ -136,18 +136,26 @@ class Sender:
     def ready(self) -> None:
         self._retry(lambda: kube.readyz(self.api), "GET /readyz")
 
-    def refuse_foreign(self, objects: list[dict]) -> None:
-        """Raise ForeignNamespace if a Namespace among `objects` exists and is not pivot's (app/pivot/ownership.py)."""
+    def refuse_foreign(self, objects: list[dict], *, dry_run: bool = False) -> None:
+        """Raise ForeignNamespace if a Namespace among `objects` exists and is not pivot's
+        (app/pivot/ownership.py). One that does not exist is created at once (not in a dry run), so
+        that it cannot be made by someone else before pivot's apply."""
         for obj in objects:
             if obj["kind"] == "Namespace":
                 found = self._retry(lambda o=obj: existing(self.api, path_of(o)), f"GET {path_of(obj)}")
-                if found is not None and (reason := foreign_reason(found)):
+                if found is not None:
+                    reason = foreign_reason(found)
+                elif dry_run:
+                    reason = None
+                else:
+                    reason = self._retry(lambda o=obj: claim(self.api, o), f"POST {path_of(obj)}")
+                if reason:
                     raise ForeignNamespace(reason)
 
     def apply(self, objects: list[dict], *, dry_run: bool = False) -> Outcome:
         """Send `objects` in order; a dry run the same way, with `dryRun=All`. First of all, in both,
         the refusal of a namespace pivot does not own."""
-        self.refuse_foreign(objects)
+        self.refuse_foreign(objects, dry_run=dry_run)
         outcome = Outcome()
         missing_namespaces: set[str] = set()
         crds_missing = False

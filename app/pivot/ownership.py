@@ -55,3 +55,20 @@ def existing(api, path: str) -> dict | None:
     if status >= 400:
         raise kube.Fatal(f"GET {path}: HTTP {status}: {body.get('message', '')}")
     return body
+
+
+def claim(api, namespace: dict) -> str | None:
+    """Create `namespace` (it was not there when looked for), so that no one can make it between that
+    look and pivot's apply: a create fails if the name exists. None when the namespace is pivot's now;
+    why not, when someone else made it in between."""
+    path = f"/api/v1/namespaces/{namespace['metadata']['name']}"
+    status, body = kube.answer(api, "POST", "/api/v1/namespaces", namespace, kube.JSON,
+                               [("fieldManager", kube.FIELD_MANAGER)])
+    if status == 409:  # made in between: by pivot itself (a second run) or by someone else
+        found = existing(api, path)
+        return None if found is None else foreign_reason(found)
+    if status == 403:
+        raise kube.Forbidden(f"POST /api/v1/namespaces: HTTP 403: {body.get('message', '')}")
+    if status >= 400:
+        raise kube.Fatal(f"POST /api/v1/namespaces: HTTP {status}: {body.get('message', '')}")
+    return None
