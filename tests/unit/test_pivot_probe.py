@@ -86,6 +86,9 @@ class Server:
         if method == "GET":  # apply's look at whether the namespace is someone else's: it does not exist yet
             self.calls.append(("get", path))
             return 404, {}
+        if path == "/api/v1/namespaces":  # ... so apply creates it first
+            self.calls.append(("create", body["metadata"]["name"]))
+            return 201, body
         self.calls.append(("probe", body["kind"], headers["Impersonate-User"], tuple(query)))
         queue = self.answers[body["kind"]]
         found = queue.pop(0) if len(queue) > 1 else queue[0]
