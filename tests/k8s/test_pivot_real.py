@@ -18,11 +18,9 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.cluster import load_cluster
-from app.pivot import apply as apply_module
 from app.pivot import rbac
 from app.pivot.apply import path_of
 from app.pivot.manifests import PivotInput, render
-from app.pivot.ownership import MANAGED_BY
 from app.pivot.state import CREDENTIAL_KEYS, CREDENTIALS_SECRET, TEMPLATES_CONFIGMAP, read_state
 from app.wait import kube
 from tests.support.paths import EXAMPLE
@@ -263,54 +261,6 @@ def test_server_dry_run_on_a_fresh_namespace_stores_nothing(control_plane, admin
     assert "not checked: ServiceAccount fresh/bootstrap-node: namespace fresh does not exist yet" in result.output
     assert not kube.exists(admin, "/api/v1/namespaces/fresh")
 
-
-FOREIGN = "made-by-hand"  # a namespace of its own: the tier's other modules run on the same control plane
-
-
-def test_a_namespace_pivot_did_not_make_is_refused_and_nothing_is_applied(control_plane, admin, pivoted, output,
-                                                                         templates):
-    control_plane.kubectl("create", "namespace", FOREIGN)
-    control_plane.kubectl("create", "secret", "generic", "theirs", "-n", FOREIGN, "--from-literal=k=v")
-    for more in ([], ["--server-dry-run"]):
-        result = pivot(control_plane, output, templates, "--namespace", FOREIGN, *more)
-        assert result.exit_code == 1, said(result)
-        assert f"--namespace '{FOREIGN}': this namespace exists and pivot did not make it" in result.output
-        assert not any(line.startswith(("applied", "accepted")) for line in result.output.splitlines())
-    cluster, _ = load_cluster(EXAMPLE)
-    theirs = render(PivotInput(cluster, read_state(output, templates), "registry.example/bootstrap-node:test",
-                               FOREIGN))
-    made = [path_of(o) for o in theirs if o["kind"] not in ("Namespace", "CustomResourceDefinition")
-            if kube.exists(admin, path_of(o))]
-    assert made == []  # no Role, RoleBinding, ServiceAccount, Secret, Deployment, policy or Machine
-    assert MANAGED_BY not in (kube.get(admin, f"/api/v1/namespaces/{FOREIGN}")["metadata"].get("labels") or {})
-
-
-MEANWHILE = "made-meanwhile"
-
-
-def test_a_namespace_made_between_pivots_look_and_its_create_is_refused(control_plane, admin, pivoted, output,
-                                                                        templates, monkeypatch):
-    """The race: pivot looks, finds no namespace, and another team's `kubectl create` lands before
-    pivot's own create. The real server's 409 and the second look refuse it; nothing is applied."""
-    look = apply_module.existing
-
-    def look_then_lose_the_race(api, path):
-        if path != f"/api/v1/namespaces/{MEANWHILE}" or kube.exists(admin, path):
-            return look(api, path)
-        control_plane.kubectl("create", "namespace", MEANWHILE)  # lands after the look said "absent"
-        return None
-
-    monkeypatch.setattr(apply_module, "existing", look_then_lose_the_race)
-    result = pivot(control_plane, output, templates, "--namespace", MEANWHILE)
-    assert result.exit_code == 1, said(result)
-    assert f"--namespace '{MEANWHILE}': this namespace exists and pivot did not make it" in result.output
-    assert not any(line.startswith("applied") for line in result.output.splitlines())
-    cluster, _ = load_cluster(EXAMPLE)
-    theirs = render(PivotInput(cluster, read_state(output, templates), "registry.example/bootstrap-node:test",
-                               MEANWHILE))
-    assert [path_of(o) for o in theirs if o["metadata"].get("namespace") == MEANWHILE
-            if kube.exists(admin, path_of(o))] == []
-    assert MANAGED_BY not in (kube.get(admin, f"/api/v1/namespaces/{MEANWHILE}")["metadata"].get("labels") or {})
 
 def resource_versions(admin, output, templates) -> dict[str, object]:
     """Each object's resourceVersion; for a ValidatingAdmissionPolicy, the object without its
