@@ -23,7 +23,15 @@ from app.cli.common import (
     load_or_exit,
 )
 from app.cli.generate import generate_or_exit
-from app.cli.pivot import DEFAULT_IMAGE, DEFAULT_NAMESPACE, DEFAULT_SELECTOR, PivotOptions, rendered, send
+from app.cli.pivot import (
+    DEFAULT_IMAGE,
+    DEFAULT_NAMESPACE,
+    DEFAULT_SELECTOR,
+    PivotOptions,
+    rendered,
+    send,
+    statuses,
+)
 from app.cli.progress import Progress
 from app.cli.serve import serve_settings
 from app.cli.wait import ApiTimeout, NodesTimeout, Poll, Server, WaitGitops, finish, wait_options
@@ -104,7 +112,8 @@ def _pivot_after(cluster, paths: Paths, options: PivotOptions, server: str) -> N
     pivot again."""
     kubeconfig = paths.output / KUBECONFIG
     try:
-        machines = send(rendered(cluster, paths, options), kubeconfig, options, server=server)
+        objects = rendered(cluster, paths, options)
+        machines = send(objects, kubeconfig, options, server=server, started=statuses(cluster, paths, objects))
     except typer.Exit as exc:
         if not exc.exit_code:
             raise

@@ -102,17 +102,25 @@ def rendered(cluster, paths, options: PivotOptions) -> list[dict]:
         raise fail(str(exc), ExitCode.UNREADABLE) from None
 
 
+def statuses(cluster, paths, objects: list[dict]) -> dict[str, dict]:
+    """The status each new Machine starts with: its node's phase from the output's event log, so that
+    the cluster knows which machines are installed (app/pivot/history.py)."""
+    from app.pivot import history
+    return history.statuses(objects, history.node_states(paths.output, {n.mac: n.name for n in cluster.nodes}))
+
+
 def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server_dry_run: bool = False,
-         server: str = "") -> int:
+         server: str = "", started: dict[str, dict] | None = None) -> int:
     """Apply (or dry-run) the objects, saying what happened; raises pivot's exits. The number of
-    Machines. `server`: an endpoint to use instead of the kubeconfig's."""
+    Machines. `server`: an endpoint to use instead of the kubeconfig's. `started`: Machine name -> the
+    status it starts with (statuses())."""
     from app.pivot.apply import NotInForce, Unreachable
     from app.pivot.ownership import ForeignNamespace
     from app.wait import kube
 
     sender = _api(kubeconfig, options.timeout, server)
     try:
-        outcome = sender.apply(objects, dry_run=server_dry_run)
+        outcome = sender.apply(objects, dry_run=server_dry_run, statuses=started)
     except ForeignNamespace as exc:  # a wrong --namespace, found out only by asking
         raise fail(str(exc)) from None
     except Unreachable as exc:
@@ -126,6 +134,11 @@ def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server
         raise _refused(exc) from None
     if not server_dry_run:
         _retire_legacy(sender.api, options.namespace)
+    _say(outcome, server_dry_run)
+    return sum(o["kind"] == "Machine" for o in objects)
+
+
+def _say(outcome, server_dry_run: bool) -> None:
     verb = "accepted (dry run, nothing stored)" if server_dry_run else "applied"
     for index, name in enumerate(outcome.applied):
         if outcome.in_force and index == outcome.in_force_after:
@@ -134,7 +147,8 @@ def send(objects: list[dict], kubeconfig: Path, options: PivotOptions, *, server
         typer.echo(f"{verb}: {name}")
     for reason in outcome.skipped:
         typer.echo(f"not checked: {reason}")
-    return sum(o["kind"] == "Machine" for o in objects)
+    for machine in outcome.statuses:
+        typer.echo(f"status from the event log: {machine}")
 
 
 def _retire_legacy(api, namespace: str) -> None:
@@ -179,7 +193,8 @@ def pivot_command(
         return
     if kubeconfig is None:
         raise fail("pass --kubeconfig (the new cluster's, a cluster admin's), or --dry-run to print the manifests")
-    machines = send(objects, kubeconfig, options, server_dry_run=server_dry_run, server=server)
+    machines = send(objects, kubeconfig, options, server_dry_run=server_dry_run, server=server,
+                    started=statuses(cluster, paths, objects))
     if not server_dry_run:
         typer.echo(f"pivoted: {machines} machines in namespace {namespace}; "
                    "`kubectl get machines -n " + namespace + "` lists them")
@@ -196,6 +211,7 @@ def unpivot_command(paths: Paths,
     """Export the cluster's provisioning state into a new output directory (--output), with its
     cluster.yaml and templates, for `generate` and `serve` on an appliance. Reads only."""
     from app.cluster.machines import MachineError, namespace_problem
+    from app.pivot import history
     from app.pivot.state import StateError
     from app.pivot.unpivot import CLUSTER_YAML, TEMPLATES, export, read_cluster, unusable_target
     from app.wait import kube
@@ -209,8 +225,9 @@ def unpivot_command(paths: Paths,
         raise fail(problem, ExitCode.UNREADABLE)
     sender = _api(kubeconfig, timeout, server)
     try:
-        cluster, state = read_cluster(sender.api, namespace)
-        export(cluster, state, paths.output, dt.datetime.now(dt.UTC))
+        machines: list[dict] = []
+        cluster, state = read_cluster(sender.api, namespace, seen=machines)
+        export(cluster, state, paths.output, dt.datetime.now(dt.UTC), history.event_log(machines))
     except (StateError, MachineError) as exc:
         raise fail(str(exc), ExitCode.UNREADABLE) from None
     except kube.Transient as exc:

@@ -41,6 +41,9 @@ RESOURCES = {
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
+
+
 class Unreachable(Exception):
     """The API server did not answer within the deadline."""
 
@@ -110,6 +113,7 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)  # server dry-run: what depends on objects not there yet
     in_force: list[str] = field(default_factory=list)  # each policy, and the denial that showed it enforced
     in_force_after: int = 0  # how many of `applied` came before the policies were seen in force
+    statuses: list[str] = field(default_factory=list)  # Machines started with their node's phase from the log
 
 
 class Sender:
@@ -152,9 +156,10 @@ class Sender:
                 if reason:
                     raise ForeignNamespace(reason)
 
-    def apply(self, objects: list[dict], *, dry_run: bool = False) -> Outcome:
+    def apply(self, objects: list[dict], *, dry_run: bool = False, statuses: dict[str, dict] | None = None) -> Outcome:
         """Send `objects` in order; a dry run the same way, with `dryRun=All`. First of all, in both,
-        the refusal of a namespace pivot does not own."""
+        the refusal of a namespace pivot does not own. `statuses`: Machine name -> the status a new
+        Machine starts with (app/pivot/history.py), written right after it."""
         self.refuse_foreign(objects, dry_run=dry_run)
         outcome = Outcome()
         missing_namespaces: set[str] = set()
@@ -177,9 +182,30 @@ class Sender:
                 outcome.in_force_after = len(outcome.applied)
             self._retry(lambda o=obj: self._apply_one(o, dry_run), name)
             outcome.applied.append(name)
+            if not dry_run and obj["kind"] == "Machine" and (status := (statuses or {}).get(obj["metadata"]["name"])):
+                if self._retry(lambda o=obj, st=status: self._start_status(o, st), f"{name} status"):
+                    outcome.statuses.append(f"{name}: {status['phase']}")
             if obj["kind"] == "CustomResourceDefinition" and not dry_run:
                 self.wait_established(obj["metadata"]["name"])
         return outcome
+
+    def _start_status(self, obj: dict, status: dict) -> bool:
+        """Write `status` onto a Machine that has none yet; True if it was written. A Machine with a
+        phase keeps it: what the cluster recorded is newer than any output directory's log. The write
+        names the version read, so a leader's write in between wins (409) over this one."""
+        path = path_of(obj)
+        live = kube.get(self.api, path)
+        if (live.get("status") or {}).get("phase"):
+            return False
+        body = {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}, "status": status}
+        code, answer = kube.answer(self.api, "PATCH", f"{path}/status", body, MERGE_PATCH,
+                                   [("fieldManager", kube.FIELD_MANAGER)])
+        if code == 409:
+            return False
+        if code >= 400:
+            kind = kube.Forbidden if code == 403 else kube.Fatal
+            raise kind(f"PATCH {path}/status: HTTP {code}: {answer.get('message', '')}")
+        return True
 
     def _served(self, obj: dict) -> bool:
         plural, _ = RESOURCES[(obj["apiVersion"], obj["kind"])]

@@ -83,10 +83,11 @@ def render(spec: PivotInput) -> list[dict]:
     common = labels(cluster)
     workload = Workload(ns, spec.image, dict([spec.node_selector]), cluster.bootstrap.http_port, common)
     machines = [machine_from_node(node, ns, cluster.cluster.name, order) for order, node in enumerate(cluster.nodes)]
-    # The admission policy before the RBAC it narrows (app/pivot/guard.py).
+    # The admission policy before the RBAC it narrows (app/pivot/guard.py). The Deployment last: its
+    # pods act on the Machines at once, so each must be there with its status (app/pivot/history.py).
     return [namespace_object(ns, common), *crds(), *guard_objects(ns, common), *rbac_objects(ns, common),
-            *state_objects(spec.state, ns, cluster.cluster.name), deployment(workload),
-            settings_from_cluster(cluster, ns), *machines]
+            *state_objects(spec.state, ns, cluster.cluster.name), settings_from_cluster(cluster, ns), *machines,
+            deployment(workload)]
 
 
 def is_custom(obj: dict) -> bool:

@@ -5,6 +5,8 @@ on an appliance.
     DIR/templates/       the template overrides that were in use
     DIR/credentials/     the PKI and tokens, the cluster record, and a fresh admin client certificate
                          from the CA (the cluster never holds one: see app/pivot/state.py)
+    DIR/events.jsonl     each Machine's phase, timeline and installed-ness (app/pivot/history.py), so
+                         that an installed machine is told to boot from its disk, not installed again
 
 Old-or-new, never a mix: everything is written into a staging directory beside DIR, flushed, then
 renamed to DIR in one step. DIR must not exist or be empty; unpivot never merges the cluster's state
@@ -27,7 +29,7 @@ from app.cluster.machines import MACHINES, PROVISIONING_CLUSTERS, VERSION, clust
 from app.cluster.model import Cluster
 from app.cluster_record import CLUSTER_RECORD, JOIN_TOKENS
 from app.generations import OUTPUT_MODE, write_tree
-from app.layout import CREDENTIALS
+from app.layout import CREDENTIALS, EVENTS
 from app.pivot import bmc
 from app.pivot.state import (
     CREDENTIALS_SECRET,
@@ -45,17 +47,20 @@ FOREIGN = {JOIN_TOKENS.split("/", 1)[1]}  # files `wait`/`generate` keep beside 
 
 
 def read_cluster(api, namespace: str, bmc_passwords: Path | None = None,
-                 refused: dict[str, str] | None = None) -> tuple[Cluster, State]:
+                 refused: dict[str, str] | None = None, seen: list[dict] | None = None) -> tuple[Cluster, State]:
     """The cluster.yaml and state the namespace holds. StateError when something is missing or wrong.
     With `bmc_passwords` (cluster mode), the BMC passwords the Machines keep in Secrets are written
     there and named as files, and a BMC password in a file or variable is not used: `refused` is
-    filled with MAC -> why (app/pivot/bmc.py). Without it a Machine with a Secret is a MachineError."""
+    filled with MAC -> why (app/pivot/bmc.py). Without it a Machine with a Secret is a MachineError.
+    `seen` is filled with the Machines as read (their status too)."""
     group = f"/apis/bootstrap-node.io/{VERSION}/namespaces/{namespace}"
     settings = kube.get(api, f"{group}/{PROVISIONING_CLUSTERS}").get("items", [])
     if len(settings) != 1:
         raise StateError(f"namespace {namespace}: expected one ProvisioningCluster, found {len(settings)} "
                          "(is this the namespace pivot used? see --namespace)")
     machines = kube.get(api, f"{group}/{MACHINES}").get("items", [])
+    if seen is not None:
+        seen[:] = machines
     core = f"/api/v1/namespaces/{namespace}"
     try:
         objects = [kube.get(api, f"{core}/secrets/{CREDENTIALS_SECRET}"),
@@ -105,8 +110,9 @@ def unusable_target(target: Path) -> str | None:
     return None
 
 
-def export(cluster: Cluster, state: State, target: Path, now: dt.datetime) -> None:
-    """Write DIR as one step (see the module's docstring). Raises StateError, nothing changed."""
+def export(cluster: Cluster, state: State, target: Path, now: dt.datetime, event_log: bytes = b"") -> None:
+    """Write DIR as one step (see the module's docstring). Raises StateError, nothing changed.
+    `event_log`: DIR/events.jsonl, what the machines have been through (app/pivot/history.py)."""
     if problem := unusable_target(target):
         raise StateError(problem)
     try:
@@ -124,6 +130,8 @@ def export(cluster: Cluster, state: State, target: Path, now: dt.datetime) -> No
         atomic_write(staging / CLUSTER_YAML, cluster_yaml(cluster), 0o644)
         for rel, data in state.templates.items():
             atomic_write(staging / TEMPLATES / rel, data, 0o644)
+        if event_log:
+            atomic_write(staging / EVENTS, event_log, 0o644)
         _fsync_tree(staging)
         os.rename(staging, target)  # replaces an empty directory; fails on a non-empty one
         _fsync(target.parent)
