@@ -5,7 +5,8 @@ status, which the server's schema accepts and the cluster-mode leader reads as i
 overwrites a status the cluster wrote since. `unpivot` writes the Machines' status back as an event
 log, and the appliance's own boot server, run on the exported tree, tells cp-1 to boot from its disk
 while a machine that never installed still gets its installer. Without this, every installed machine
-that PXE-boots after a move would be installed again."""
+that PXE-boots after a move would be installed again. The cluster-mode server itself (`serve
+--from-cluster`, as a process) answers cp-1 the same way."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from app.cluster import load_cluster
 from app.events import Event, EventLog
 from app.serve.cluster import windows
 from app.wait import kube
+from tests.k8s.test_cluster_mode_real import from_cluster, get, installs
 from tests.k8s.test_pivot_real import admin, cli, pivot, said, templates  # noqa: F401
 from tests.support.paths import EXAMPLE
 from tests.support.serve import running
@@ -85,10 +87,20 @@ def test_a_second_pivot_leaves_what_the_cluster_wrote_since(control_plane, admin
                           "-p", '{"status": {"phase": "installing", "timeline": null, "installWindow": null}}')
     result = pivot(control_plane, served_output, templates, "--namespace", NS)
     assert result.exit_code == 0, said(result)
-    assert stored(admin, "cp-1")["status"] == {"phase": "installing"}
+    status = stored(admin, "cp-1")["status"]
+    assert status["phase"] == "installing" and "timeline" not in status and "installWindow" not in status
     assert "status from the event log: Machine" not in result.output  # every Machine has a status, or none to give
     control_plane.kubectl("patch", "machine", "cp-1", "-n", NS, "--subresource=status", "--type=merge",
                           "-p", '{"status": {"phase": "ready", "installWindow": {"installed": true}}}')
+
+
+def test_the_cluster_mode_leader_tells_an_installed_machine_to_boot_from_its_disk(control_plane, carried, tmp_path):
+    mac = macs()
+    with from_cluster(control_plane, tmp_path, "--kubeconfig", str(control_plane.admin_conf), "--cluster-namespace",
+                      NS) as (url, _, _, _):
+        status, body = get(url, f"/ipxe?mac={mac['cp-1']}", mac["cp-1"])
+        assert status == 200 and body.decode().splitlines()[-1] == "exit", body
+        assert installs(url, mac["worker-2"])  # never installed: its installer, as before the move
 
 
 async def test_unpivot_gives_the_appliance_an_event_log_that_keeps_installed_machines_on_their_disks(
