@@ -17,7 +17,7 @@ import yaml
 from app.pivot import probe
 from app.pivot.guard import policy_name
 from app.pivot.manifests import is_custom
-from app.pivot.ownership import ForeignNamespace, claim, existing, foreign_reason
+from app.pivot.ownership import ForeignNamespace, claim, existing, foreign_reason, key_of
 from app.wait import kube
 
 # (apiVersion, kind) -> (plural, namespaced)
@@ -146,13 +146,14 @@ class Sender:
         that it cannot be made by someone else before pivot's apply."""
         for obj in objects:
             if obj["kind"] == "Namespace":
+                key = key_of(objects)
                 found = self._retry(lambda o=obj: existing(self.api, path_of(o)), f"GET {path_of(obj)}")
                 if found is not None:
-                    reason = foreign_reason(found)
+                    reason = foreign_reason(found, key)
                 elif dry_run:
                     reason = None
                 else:
-                    reason = self._retry(lambda o=obj: claim(self.api, o), f"POST {path_of(obj)}")
+                    reason = self._retry(lambda o=obj, k=key: claim(self.api, o, k), f"POST {path_of(obj)}")
                 if reason:
                     raise ForeignNamespace(reason)
 
@@ -190,12 +191,13 @@ class Sender:
         return outcome
 
     def _start_status(self, obj: dict, status: dict) -> bool:
-        """Write `status` onto a Machine that has none yet; True if it was written. A Machine with a
-        phase keeps it: what the cluster recorded is newer than any output directory's log. The write
-        names the version read, so a leader's write in between wins (409) over this one."""
+        """Write `status` onto a Machine that has none yet; True if it was written. A Machine with any
+        status, or a reinstall asked for, keeps what it has: the cluster's word is newer than any output
+        directory's log (a leader clears the status on a reinstall, which the log must not undo). The
+        write names the version read, so a leader's write in between wins (409) over this one."""
         path = path_of(obj)
         live = kube.get(self.api, path)
-        if (live.get("status") or {}).get("phase"):
+        if live.get("status") or (live.get("spec") or {}).get("reinstall"):
             return False
         body = {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}, "status": status}
         code, answer = kube.answer(self.api, "PATCH", f"{path}/status", body, MERGE_PATCH,

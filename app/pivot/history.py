@@ -18,13 +18,14 @@ from pathlib import Path
 
 from app.cluster.machines import MACHINE
 from app.events import EventLog
-from app.events.model import NodeState, Phase, epoch
+from app.events.model import NodeState, Phase
 from app.layout import EVENTS
 from app.logs import terminal_safe
 from app.serve.cluster import windows
 from app.serve.cluster.machine_watch import timeline
 
 PHASES = [p.value for p in Phase]
+MAX_ERROR = 2000  # characters of a last error carried back: what a node's own report may hold
 
 
 def node_states(output: Path, known: dict[str, str]) -> dict[str, NodeState]:
@@ -63,19 +64,28 @@ def statuses(objects: list[dict], states: dict[str, NodeState]) -> dict[str, dic
 
 def state_of(machine: dict) -> NodeState | None:
     """A Machine's node state as the event log would hold it (the way back); None when its status has
-    nothing to carry."""
+    nothing to carry, or a reinstall was asked for that the cluster has not acted on yet (the machine
+    starts over). Only what the reader can trust, and bounded: a status is anyone's with the right to
+    write it, and one oversized line would be skipped by the log's reader, taking the state with it."""
     status = machine.get("status") if isinstance(machine.get("status"), dict) else {}
+    spec = machine.get("spec") or {}
+    if _int(spec.get("reinstall")) > _int(status.get("observedReinstall")):
+        return None
     phase = str(status.get("phase") or "")
     saved = windows.decode(machine["metadata"]["name"], "", status, 0.0)
     if phase not in PHASES and not saved.installed:
         return None
     steps = status.get("timeline") if isinstance(status.get("timeline"), list) else []
-    history = [(str(s.get("time", "")), str(s.get("phase", ""))) for s in steps if isinstance(s, dict)]
-    history = [(ts, p) for ts, p in history if p in PHASES and epoch(ts)]
-    return NodeState(mac=machine["spec"]["mac"], name=machine["metadata"]["name"],
+    raw = [(str(s.get("time", "")), str(s.get("phase", ""))) for s in steps if isinstance(s, dict)]
+    history = [(s["time"], s["phase"]) for s in timeline(raw)]  # forward only, each phase once
+    return NodeState(mac=spec["mac"], name=machine["metadata"]["name"],
                      phase=phase if phase in PHASES else Phase.INSTALLED.value,
-                     error=str(status.get("lastError") or ""), installed=saved.installed, history=history,
-                     updated=history[-1][0] if history else "")
+                     error=str(status.get("lastError") or "")[:MAX_ERROR], installed=saved.installed,
+                     history=history, updated=history[-1][0] if history else "")
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def event_log(machines: list[dict]) -> bytes:

@@ -16,12 +16,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from app.cli import app
 from app.events import Event, append_event
-from app.pivot.ownership import MANAGED_BY
+from app.pivot.ownership import claim
 from app.wait import kube
 from tests.integration.test_power_bmc import SYSTEMS, bmc_config, redfish
 from tests.support.assets import standin_assets
@@ -161,18 +160,20 @@ def test_init_pivot_moves_provisioning_into_the_cluster_it_made(control_plane, o
 
 def test_init_pivot_failing_says_the_cluster_is_fine_and_how_to_pivot_again(control_plane, output):
     """A quota in the namespace refuses pivot's Deployment: the cluster is still healthy, init says so
-    with exit 7 and the pivot command to run, and nothing after the Deployment was applied."""
-    # A namespace pivot made (its label, by its field manager: pivot refuses any other), since given a quota.
-    control_plane.kubectl("apply", "--server-side", "--field-manager", kube.FIELD_MANAGER, "-f", "-",
-                          stdin=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-                              "name": "refused", "labels": {MANAGED_BY: kube.FIELD_MANAGER}}}))
+    with exit 7 and the pivot command to run, and the Deployment (applied last) is not there."""
+    # A namespace pivot made (created and marked by pivot's own claim: pivot refuses any other), since
+    # given a quota.
+    with control_plane.inside():
+        admin = kube.api_client(control_plane.admin_conf, control_plane.server)
+        assert claim(admin, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "refused"}},
+                     (output / "credentials" / "ca.key").read_bytes()) is None
     control_plane.kubectl("create", "quota", "no-deployments", "-n", "refused", "--hard=count/deployments.apps=0")
     code, stdout, stderr = healthy_init(control_plane, output, "--pivot", "--pivot-namespace", "refused")
     assert code == 7, stdout + stderr
     assert "all 5 nodes Ready" in stdout and "exceeded quota: no-deployments" in stderr
     assert "the cluster is up and healthy" in stderr and "Traceback" not in stderr
     assert (output / "kubeconfig").stat().st_mode & 0o777 == 0o600
-    assert control_plane.kubectl("get", "machines", "-n", "refused", "-o", "name").stdout == ""
+    assert control_plane.kubectl("get", "deployments", "-n", "refused", "-o", "name").stdout == ""
     # The command it prints is the whole way on: once the quota is gone, it pivots.
     again = shlex.split(stderr.split("Nothing needs to be done again but the pivot: ", 1)[1].splitlines()[0])
     assert again[0] == "bootstrap-node" and ["--kubeconfig", str(output / "kubeconfig")] == \

@@ -4,11 +4,13 @@ appliance's ServiceAccount may read every Secret in its namespace: app/pivot/own
 
 from __future__ import annotations
 
+import shutil
+
 from app.cluster import load_cluster
 from app.pivot import apply as apply_module
 from app.pivot.apply import path_of
 from app.pivot.manifests import PivotInput, render
-from app.pivot.ownership import MANAGED_BY
+from app.pivot.ownership import MANAGED_BY, OWNER, owner_mark
 from app.pivot.state import read_state
 from app.wait import kube
 from tests.k8s.test_pivot_real import admin, output, pivot, said, templates  # noqa: F401
@@ -62,3 +64,34 @@ def test_a_namespace_made_between_pivots_look_and_its_create_is_refused(control_
     assert [path_of(o) for o in theirs if o["metadata"].get("namespace") == MEANWHILE
             if kube.exists(admin, path_of(o))] == []
     assert MANAGED_BY not in (kube.get(admin, f"/api/v1/namespaces/{MEANWHILE}")["metadata"].get("labels") or {})
+
+
+SPOOFED = "spoofed"
+
+
+def test_a_namespace_dressed_as_pivots_is_refused(control_plane, admin, output, templates):  # noqa: F811
+    """The security review's attack: a user who may create namespaces makes one under pivot's field
+    manager with pivot's label, hoping pivot moves its CA keys in. Only the owner mark (an HMAC of the
+    namespace's uid under the CA key) makes a namespace pivot's."""
+    control_plane.kubectl("create", "namespace", SPOOFED, "--field-manager", kube.FIELD_MANAGER)
+    control_plane.kubectl("label", "namespace", SPOOFED, f"{MANAGED_BY}={kube.FIELD_MANAGER}",
+                          "--field-manager", kube.FIELD_MANAGER)
+    result = pivot(control_plane, output, templates, "--namespace", SPOOFED)
+    assert result.exit_code == 1, said(result)
+    assert f"--namespace '{SPOOFED}': this namespace exists and pivot did not make it" in result.output
+    assert not kube.exists(admin, f"/api/v1/namespaces/{SPOOFED}/secrets/bootstrap-node-credentials")
+
+
+def test_a_namespace_pivot_made_is_recognised_by_a_copy_of_the_output(control_plane, admin, output, templates,  # noqa: F811
+                                                                      tmp_path):
+    """The mark is made with the CA key, not kept in the output directory: a copy (unpivot's too)
+    recognises the namespace, and its mark is bound to that namespace's uid."""
+    first = pivot(control_plane, output, templates, "--namespace", "marked")
+    assert first.exit_code == 0, said(first)
+    made = kube.get(admin, "/api/v1/namespaces/marked")["metadata"]
+    assert made["annotations"][OWNER] == owner_mark((output / "credentials" / "ca.key").read_bytes(), made["uid"])
+    copy = tmp_path / "copy"
+    shutil.copytree(output, copy, symlinks=True)
+    again = pivot(control_plane, copy, templates, "--namespace", "marked")
+    assert again.exit_code == 0, said(again)
+

@@ -105,3 +105,42 @@ def test_the_way_back_takes_only_what_it_can_trust(status, expected):
     assert (None if state is None else (state.phase, state.installed)) == expected
     if state is not None:
         assert all(ts for ts, _ in state.history)  # a time that does not parse is left out
+
+
+def test_a_pending_reinstall_goes_back_as_a_machine_that_starts_over():
+    installed = {"phase": "ready", "installWindow": {"installed": True}, "observedReinstall": 1}
+    pending = {**machine("m", CP, installed), "spec": {"mac": CP, "reinstall": 2}}
+    assert history.state_of(pending) is None
+    acted_on = {**machine("m", CP, installed), "spec": {"mac": CP, "reinstall": 1}}
+    assert history.state_of(acted_on).installed
+
+
+def test_the_way_back_is_bounded_whatever_the_status_holds(tmp_path):
+    """A status is anyone's with the right to write it: an oversized error or timeline must not make
+    a line the log's reader skips (the machine's installed-ness with it)."""
+    huge = {"phase": "ready", "installWindow": {"installed": True}, "lastError": "x" * 1_200_000,
+            "timeline": [{"phase": "ready", "time": "2026-12-06T10:00:00Z"}] * 50_000}
+    state = history.state_of(machine("cp-1", CP, huge))
+    assert len(state.error) == history.MAX_ERROR and len(state.history) == 1
+    (tmp_path / "events.jsonl").write_bytes(history.event_log([machine("cp-1", CP, huge)]))
+    assert EventLog(tmp_path, KNOWN, only_known=True).nodes[CP].installed
+
+
+@pytest.mark.parametrize("live, written", [
+    ({"spec": {"mac": CP}}, True),  # new: it starts with its node's status
+    ({"spec": {"mac": CP}, "status": {"phase": "installing"}}, False),  # the cluster's word is newer
+    ({"spec": {"mac": CP}, "status": {"observedReinstall": 1}}, False),  # a leader cleared it on a reinstall
+    ({"spec": {"mac": CP, "reinstall": 1}}, False),  # a reinstall asked for: the log's "installed" is stale
+])
+def test_pivot_writes_a_status_only_onto_a_machine_the_cluster_has_said_nothing_of(monkeypatch, live, written):
+    from app.pivot.apply import Sender
+    from app.wait import kube
+    sent = []
+    obj = {"apiVersion": "bootstrap-node.io/v1alpha1", "kind": "Machine", "metadata": {"name": "cp-1", "namespace": "p"},
+           "spec": {"mac": CP}}
+    monkeypatch.setattr(kube, "get", lambda api, path: {**live, "metadata": {"resourceVersion": "7"}})
+    monkeypatch.setattr(kube, "answer", lambda api, method, path, body, *rest: sent.append((method, path, body))
+                        or (200, {}))
+    assert Sender(object(), 5)._start_status(obj, {"phase": "ready"}) is written
+    assert sent == ([("PATCH", "/apis/bootstrap-node.io/v1alpha1/namespaces/p/machines/cp-1/status",
+                      {"metadata": {"resourceVersion": "7"}, "status": {"phase": "ready"}})] if written else [])

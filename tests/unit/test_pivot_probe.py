@@ -86,9 +86,12 @@ class Server:
         if method == "GET":  # apply's look at whether the namespace is someone else's: it does not exist yet
             self.calls.append(("get", path))
             return 404, {}
-        if path == "/api/v1/namespaces":  # ... so apply creates it first
+        if path == "/api/v1/namespaces":  # ... so apply creates it first, and marks it as its own
             self.calls.append(("create", body["metadata"]["name"]))
-            return 201, body
+            return 201, {**body, "metadata": {**body["metadata"], "uid": "uid-1"}}
+        if method == "PATCH" and path.startswith("/api/v1/namespaces/"):
+            self.calls.append(("mark", path))
+            return 200, {}
         self.calls.append(("probe", body["kind"], headers["Impersonate-User"], tuple(query)))
         queue = self.answers[body["kind"]]
         found = queue.pop(0) if len(queue) > 1 else queue[0]
