@@ -55,7 +55,7 @@ def _api(kubeconfig: Path, timeout: float, server: str = ""):
 def _refused(exc: Exception) -> typer.Exit:
     from app.wait import kube
     hint = (" (RBAC: this kubeconfig's user may not do this; pivot and unpivot need a cluster admin's)"
-            if isinstance(exc, kube.Forbidden) else "")
+            if isinstance(exc, kube.Forbidden) and "being terminated" not in str(exc) else "")
     return fail(f"the API server refused: {exc}{hint}", ExitCode.ADDONS)
 
 

@@ -81,7 +81,8 @@ def state_of(machine: dict) -> NodeState | None:
     return NodeState(mac=spec["mac"], name=machine["metadata"]["name"],
                      phase=phase if phase in PHASES else Phase.INSTALLED.value,
                      error=str(status.get("lastError") or "")[:MAX_ERROR], installed=saved.installed,
-                     history=history, updated=history[-1][0] if history else "")
+                     history=history, first_seen=history[0][0] if history else "",
+                     updated=history[-1][0] if history else "")
 
 
 def _int(value: object) -> int:

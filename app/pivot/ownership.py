@@ -62,6 +62,9 @@ def owner_mark(ca_key: bytes, uid: str) -> str:
 def foreign_reason(namespace: dict, ca_key: bytes) -> str | None:
     """Why this existing Namespace object is not pivot's to move into, or None when it is."""
     meta = namespace.get("metadata") or {}
+    if meta.get("deletionTimestamp"):  # applying now would be undone by the namespace controller
+        return (f"--namespace {meta.get('name')!r} is being deleted: wait until `kubectl get namespace "
+                f"{meta.get('name')}` finds none, then pivot again (pivot creates it anew). Nothing was applied.")
     mark = str((meta.get("annotations") or {}).get(OWNER) or "")
     uid = str(meta.get("uid") or "")
     if uid and mark and hmac.compare_digest(mark, owner_mark(ca_key, uid)):
@@ -70,7 +73,9 @@ def foreign_reason(namespace: dict, ca_key: bytes) -> str | None:
             f"{OWNER} annotation made with this cluster's CA key). The appliance's ServiceAccount may read every "
             "Secret in its namespace, and pivot puts the CA keys there, so pivot moves only into a namespace of "
             "its own: pass a --namespace that does not exist yet (pivot creates it). If a pivot was cut short "
-            "right after creating it, delete the namespace and pivot again. Nothing was applied.")
+            "right after creating it, delete the namespace and pivot again; if a pivot from before owner marks "
+            "made it, first `unpivot` into a new directory (it keeps each machine's status), delete the "
+            "namespace, then pivot from that directory. Nothing was applied.")
 
 
 def existing(api, path: str) -> dict | None:

@@ -89,6 +89,7 @@ def test_the_way_back_replays_to_the_same_phases_and_installed_ness(tmp_path):
         assert (replayed[mac].phase, replayed[mac].installed) == (states[mac].phase, states[mac].installed)
         assert [p for _, p in replayed[mac].history] == [p for _, p in states[mac].history]
         assert replayed[mac].window is None and replayed[mac].callback_credential == ""
+        assert replayed[mac].first_seen == replayed[mac].history[0][0]  # its time in phase survives
 
 
 @pytest.mark.parametrize("status, expected", [

@@ -44,11 +44,14 @@ def test_a_namespace_pivot_made_and_marked_is_its_own():
     namespace("uid-1", {OWNER: owner_mark(OTHER_KEY, "uid-1")}),  # made with another cluster's CA key
     namespace("", {OWNER: owner_mark(CA_KEY, "")}),  # no uid to bind the mark to
     namespace(annotations={OWNER: "not hex at all"}),
+    {**ours(), "metadata": {**ours()["metadata"], "deletionTimestamp": "2026-12-06T12:00:00Z"}},  # its own, going
     {"metadata": {"name": "prov"}},  # no metadata to speak of
 ])
 def test_any_other_namespace_is_foreign(obj):
     reason = foreign_reason(obj, CA_KEY)
-    assert reason and "--namespace 'prov': this namespace exists and pivot did not make it" in reason
+    going = bool(obj.get("metadata", {}).get("deletionTimestamp"))
+    assert reason and ("--namespace 'prov' is being deleted: wait until" in reason if going else
+                       "--namespace 'prov': this namespace exists and pivot did not make it" in reason)
 
 
 def secret(key: bytes) -> dict:
