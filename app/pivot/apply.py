@@ -41,9 +41,6 @@ RESOURCES = {
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
-MERGE_PATCH = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
-
-
 class Unreachable(Exception):
     """The API server did not answer within the deadline."""
 
@@ -200,7 +197,7 @@ class Sender:
         if live.get("status") or (live.get("spec") or {}).get("reinstall"):
             return False
         body = {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}, "status": status}
-        code, answer = kube.answer(self.api, "PATCH", f"{path}/status", body, MERGE_PATCH,
+        code, answer = kube.answer(self.api, "PATCH", f"{path}/status", body, kube.MERGE_PATCH,
                                    [("fieldManager", kube.FIELD_MANAGER)])
         if code == 409:
             return False

@@ -27,9 +27,6 @@ from app.wait import kube
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OWNER = "bootstrap-node.io/owner"
 _KEY_PURPOSE = b"bootstrap-node namespace owner\0"
-MERGE_PATCH = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
-
-
 class ForeignNamespace(Exception):
     """The namespace exists and is not one pivot made; nothing was applied."""
 
@@ -116,6 +113,6 @@ def claim(api, namespace: dict, ca_key: bytes) -> str | None:
     if not uid:
         raise kube.Fatal(f"POST /api/v1/namespaces: the server gave namespace {name} no uid")
     mark = {"metadata": {"uid": uid, "annotations": {OWNER: owner_mark(ca_key, uid)}}}  # uid: only onto this one
-    status, body = kube.answer(api, "PATCH", path, mark, MERGE_PATCH, [("fieldManager", kube.FIELD_MANAGER)])
+    status, body = kube.answer(api, "PATCH", path, mark, kube.MERGE_PATCH, [("fieldManager", kube.FIELD_MANAGER)])
     _raise_for(status, f"PATCH {path}", body)
     return None

@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 FIELD_MANAGER = "bootstrap-node"
 TIMEOUT = (5, 15)  # connect, read seconds per request
 JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
 
 
 class Transient(Exception):
